@@ -1,0 +1,6 @@
+"""mmsim: a userspace simulator of the Linux memory-management subsystem."""
+
+from .vma_tree import VmaTree
+
+__version__ = "0.1.0"
+__all__ = ["VmaTree"]

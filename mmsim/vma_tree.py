@@ -1,0 +1,914 @@
+"""A maple-tree-like store of half-open ranges ``[start, end) -> entry`` with gap tracking.
+
+The kernel keeps an address space's VMAs in a maple tree: a B-tree of ranges whose
+internal nodes remember the largest free gap below each child, so lookups, range stores
+and free-area searches are all O(log n).  ``VmaTree`` gives the same observable behaviour
+in pure Python, shaped for CPython speed:
+
+* A leaf holds up to ``width`` ranges as one interleaved list of bounds
+  ``[s0, e0, s1, e1, ...]`` beside a list of entries.  One C ``bisect`` over the bounds
+  answers "which range covers this index": an odd position ``p`` means inside range
+  ``p >> 1``.
+* Internal nodes form a B-tree over the leaves.  Each holds, per child, the first start
+  and last end of the child's subtree (the pivots) and the child's largest gap.  The
+  free range between two subtrees belongs to their lowest common ancestor, so a store
+  never touches a neighbouring leaf's summary.
+* Every node keeps a sorted multiset ``gaps`` of the positive free ranges it accounts
+  for (between its leaf's ranges, or between its children).  Its largest gap is
+  ``gaps[-1]``: a store keeps it exact with a few C-level bisects instead of rescanning
+  the node.  Adjacent ranges (gap 0, the common case for VMAs) are not in it at all.
+* Beside the tree, a flat index of the leaves in address order (their first starts and
+  the leaves themselves) lets a lookup or a store reach its leaf with one bisect, whatever
+  the height; nodes point to their parents, so a change climbs the tree only as far as
+  a summary actually changes.
+* Free space is never stored.  Entries are never coalesced: the caller (the VMA merge
+  engine) decides what merges.
+
+Indices are ints in ``[0, 2**64)``; a range's ``end`` may be ``2**64``.
+"""
+
+from bisect import bisect_left, bisect_right, insort
+from itertools import chain, islice
+from operator import sub
+
+__all__ = ["VmaTree", "INDEX_LIMIT", "DEFAULT_WIDTH"]
+
+#: One past the largest index (the kernel's ULONG_MAX + 1 on 64-bit).
+INDEX_LIMIT = 1 << 64
+
+#: Default node width, chosen by ``python -m benchmarks width`` (see BENCHMARKS.md).
+DEFAULT_WIDTH = 64
+
+
+class _Leaf:
+    """A leaf: interleaved bounds, entries and the multiset of its inner gaps."""
+
+    __slots__ = ("b", "v", "gaps", "parent")
+
+    def __init__(self, b, v, parent=None):
+        self.b = b          # [s0, e0, s1, e1, ...], sorted, ranges disjoint
+        self.v = v          # entries, one per range
+        self.gaps = _leaf_gaps(b)
+        self.parent = parent
+
+
+class _Node:
+    """An internal node: per-child pivots and largest gaps, and its gap multiset."""
+
+    __slots__ = ("firsts", "lasts", "cg", "gaps", "children", "parent")
+
+    def __init__(self, firsts, lasts, children, parent=None):
+        self.firsts = firsts      # firsts[i]: start of child i's first range
+        self.lasts = lasts        # lasts[i]: end of child i's last range
+        self.children = children
+        self.parent = parent
+        for child in children:
+            child.parent = self
+        self.cg = [_gap_of(c) for c in children]   # cg[i]: child i's largest gap
+        self.gaps = _node_gaps(self)
+
+
+def _gap_of(node):
+    """Largest free range inside ``node``'s span (0 if none)."""
+    gaps = node.gaps
+    return gaps[-1] if gaps else 0
+
+
+def _span(node):
+    """First start and last end of the ranges under ``node``."""
+    if type(node) is _Leaf:
+        b = node.b
+        return b[0], b[-1]
+    return node.firsts[0], node.lasts[-1]
+
+
+def _leaf_gaps(b):
+    """Sorted positive gaps between consecutive ranges of interleaved bounds ``b``."""
+    return sorted(filter(None, map(sub, islice(b, 2, None, 2), islice(b, 1, None, 2))))
+
+
+def _node_gaps(node):
+    """Sorted positive gaps an internal node accounts for: its children's and those between them."""
+    between = map(sub, islice(node.firsts, 1, None), node.lasts)
+    return sorted(filter(None, chain(node.cg, between)))
+
+
+def _bad_index(name, value, upper):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, not {type(value).__name__}")
+    raise ValueError(f"{name} {value:#x} is outside [0, {upper:#x}]")
+
+
+class VmaTree:
+    """A B-tree of disjoint half-open ranges ``[start, end) -> entry`` tracking free gaps.
+
+    ``items()`` is a lazy iterator and, like a ``dict`` view, must not be used across a
+    change to the tree; ``values()`` returns a list, so a walk may change the tree.
+    """
+
+    __slots__ = ("_root", "_height", "_len", "_width", "_min", "_lf", "_ll")
+
+    def __init__(self, width=DEFAULT_WIDTH):
+        """Create an empty tree whose nodes hold at most ``width`` ranges or children."""
+        if isinstance(width, bool) or not isinstance(width, int) or width < 4:
+            raise ValueError("width must be an int >= 4")
+        self._width = width
+        # A quarter full at least; a pair is merged only when the result is at most
+        # three quarters full, so an erase after a merge or a split after an insert
+        # is never one operation away.
+        self._min = max(2, width // 4)
+        self._root = _Leaf([], [])
+        self._height = 0
+        self._len = 0
+        self._lf = []   # first start of every non-empty leaf, in address order
+        self._ll = []   # those leaves
+
+    # ------------------------------------------------------------------ reading
+
+    def __len__(self):
+        """Number of entries (ranges) stored."""
+        return self._len
+
+    def __iter__(self):
+        """Iterate ``(start, end, entry)`` in address order."""
+        return self.items()
+
+    def __repr__(self):
+        return f"<VmaTree {self._len} entries, height {self._height + 1}, width {self._width}>"
+
+    @property
+    def width(self):
+        """Maximum ranges per leaf and children per internal node."""
+        return self._width
+
+    @property
+    def height(self):
+        """Number of levels, leaves included (1 for a tree that is a single leaf)."""
+        return self._height + 1
+
+    def load(self, index):
+        """The entry whose range covers ``index``, or ``None``."""
+        if type(index) is not int or not 0 <= index < INDEX_LIMIT:
+            _bad_index("index", index, INDEX_LIMIT - 1)
+        i = bisect_right(self._lf, index) - 1
+        if i < 0:
+            return None
+        leaf = self._ll[i]
+        p = bisect_right(leaf.b, index)
+        if p & 1:
+            return leaf.v[p >> 1]
+        return None
+
+    def find(self, index, limit=None):
+        """First ``(start, end, entry)`` with ``end > index`` and ``start < limit``, or ``None``."""
+        if type(index) is not int or not 0 <= index <= INDEX_LIMIT:
+            _bad_index("index", index, INDEX_LIMIT)
+        if limit is None:
+            limit = INDEX_LIMIT
+        elif type(limit) is not int or not 0 <= limit <= INDEX_LIMIT:
+            _bad_index("limit", limit, INDEX_LIMIT)
+        li, k = self._locate(index)
+        ll = self._ll
+        if li == len(ll):
+            return None
+        b = ll[li].b
+        if 2 * k == len(b):
+            li += 1
+            if li == len(ll):
+                return None
+            b = ll[li].b
+            k = 0
+        start = b[2 * k]
+        if start >= limit:
+            return None
+        return start, b[2 * k + 1], ll[li].v[k]
+
+    def find_prev(self, index):
+        """Last ``(start, end, entry)`` with ``start < index``, or ``None``."""
+        if type(index) is not int or not 0 <= index <= INDEX_LIMIT:
+            _bad_index("index", index, INDEX_LIMIT)
+        i = bisect_left(self._lf, index) - 1
+        if i < 0:
+            return None
+        leaf = self._ll[i]
+        b = leaf.b
+        # The last range whose start lies below ``index``.
+        k = (bisect_left(b, index) - 1) >> 1
+        return b[2 * k], b[2 * k + 1], leaf.v[k]
+
+    def items(self, start=0, end=None):
+        """Iterate ``(start, end, entry)`` for every range overlapping ``[start, end)``, in order."""
+        return chain.from_iterable(
+            zip(islice(b, 0, None, 2), islice(b, 1, None, 2), v)
+            for b, v in self._slices(start, end))
+
+    def values(self, start=0, end=None):
+        """List of the entries overlapping ``[start, end)``, in order (the fast walk).
+
+        A new list, so the caller may change the tree while going through it.
+        """
+        out = []
+        if start == 0 and end is None:
+            for leaf in self._ll:
+                out += leaf.v
+            return out
+        for _, v in self._slices(start, end):
+            out += v
+        return out
+
+    def _slices(self, start, end):
+        """Yield ``(bounds, entries)`` of the ranges overlapping ``[start, end)``, leaf by leaf."""
+        if type(start) is not int or not 0 <= start <= INDEX_LIMIT:
+            _bad_index("start", start, INDEX_LIMIT)
+        if end is None:
+            end = INDEX_LIMIT
+        elif type(end) is not int or not 0 <= end <= INDEX_LIMIT:
+            _bad_index("end", end, INDEX_LIMIT)
+        return self._slices_gen(start, end)
+
+    def _slices_gen(self, start, end):
+        if start >= end:
+            return
+        li, k = self._locate(start)
+        ll = self._ll
+        for li in range(li, len(ll)):
+            leaf = ll[li]
+            b = leaf.b
+            if k == 0 and b[-2] < end:
+                yield b, leaf.v
+            else:
+                m = (bisect_left(b, end, 2 * k) + 1) >> 1  # ranges k..m-1 start below ``end``
+                if k < m:
+                    yield b[2 * k:2 * m], leaf.v[k:m]
+                if 2 * m < len(b):
+                    return
+            k = 0
+
+    def _locate(self, index):
+        """Flat leaf index, and how many of its ranges end at or below ``index``."""
+        li = bisect_right(self._lf, index) - 1
+        if li < 0:
+            return 0, 0
+        return li, bisect_right(self._ll[li].b, index) >> 1
+
+    # ------------------------------------------------------------------ gap search
+
+    def empty_area(self, low, high, size):
+        """Lowest ``s`` with ``[s, s + size)`` free and inside ``[low, high)``, or ``None``."""
+        self._check_area(low, high, size)
+        if high - low < size:
+            return None
+        if self._len == 0:
+            return low
+        root = self._root
+        first, last = _span(root)
+        if low + size <= first:
+            return low
+        if _gap_of(root) >= size and first < high - size and last > low + size:
+            found = _lowest(root, low, high, size)
+            if found is not None:
+                return found
+        s = last if last > low else low
+        if s + size <= high:
+            return s
+        return None
+
+    def empty_area_rev(self, low, high, size):
+        """Highest ``s`` with ``[s, s + size)`` free and inside ``[low, high)``, or ``None``.
+
+        The block is placed at the top of the highest free range that can hold it.
+        """
+        self._check_area(low, high, size)
+        if high - low < size:
+            return None
+        if self._len == 0:
+            return high - size
+        root = self._root
+        first, last = _span(root)
+        if high - size >= last:
+            return high - size
+        if _gap_of(root) >= size and first < high - size and last > low + size:
+            found = _highest(root, low, high, size)
+            if found is not None:
+                return found
+        e = first if first < high else high
+        if e - size >= low:
+            return e - size
+        return None
+
+    @staticmethod
+    def _check_area(low, high, size):
+        for name, value in (("low", low), ("high", high)):
+            if type(value) is not int or not 0 <= value <= INDEX_LIMIT:
+                _bad_index(name, value, INDEX_LIMIT)
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise ValueError(f"size must be an int, not {type(size).__name__}")
+        if size <= 0:
+            raise ValueError(f"size must be positive, not {size}")
+        if low > high:
+            raise ValueError(f"low {low:#x} is above high {high:#x}")
+
+    # ------------------------------------------------------------------ writing
+
+    def erase(self, start, end):
+        """Free ``[start, end)``: same as ``store(start, end, None)``."""
+        self.store(start, end, None)
+
+    def store(self, start, end, entry):
+        """Make ``[start, end)`` map to ``entry`` (``None`` frees it), trimming what was there."""
+        if (type(start) is not int or type(end) is not int
+                or not 0 <= start < end <= INDEX_LIMIT):
+            self._bad_range(start, end)
+        lf = self._lf
+        li = bisect_right(lf, start) - 1
+        if li < 0:
+            if not lf:
+                if entry is not None:
+                    self._store_first(start, end, entry)
+                return
+            li = 0
+        leaf = self._ll[li]
+        b = leaf.b
+        nb = len(b)
+        p = bisect_right(b, start)
+        if p & 1:
+            if end > b[p]:
+                return self._overwrite(leaf, li, p, start, end, entry)
+            # The store lies within range p >> 1.
+            k = p >> 1
+            v = leaf.v
+            if entry is not None:
+                # Splitting or replacing part of a range: the taken space, and so every
+                # gap and pivot, stays as it is.
+                s = b[p - 1]
+                e = b[p]
+                old = v[k]
+                if s < start:
+                    if end < e:
+                        b[p:p] = (start, start, end, end)
+                        v[k:k + 1] = (old, entry, old)
+                    else:
+                        b.insert(p, start)
+                        b.insert(p, start)
+                        v[k:k + 1] = (old, entry)
+                elif end < e:
+                    b.insert(p, end)
+                    b.insert(p, end)
+                    v[k:k + 1] = (entry, old)
+                else:
+                    v[k] = entry
+                    return
+                self._len += len(v) - nb // 2
+                if len(v) > self._width:
+                    self._fix(leaf, li, b[0])
+                return
+            if start != b[p - 1] or end != b[p]:
+                return self._overwrite(leaf, li, p, start, end, entry)
+            # Erasing exactly one range.
+            gaps = leaf.gaps
+            old_gap = gaps[-1] if gaps else 0
+            old_first = b[0]
+            if p > 1:
+                g = start - b[p - 2]
+                if g:
+                    del gaps[bisect_left(gaps, g)]
+                if p + 1 < nb:
+                    g = b[p + 1] - end
+                    if g:
+                        del gaps[bisect_left(gaps, g)]
+                    insort(gaps, b[p + 1] - b[p - 2])
+            elif p + 1 < nb:
+                g = b[p + 1] - end
+                if g:
+                    del gaps[bisect_left(gaps, g)]
+            del b[p - 1:p + 1], v[k]
+            self._len -= 1
+            n = len(v)
+            if n < self._min and (self._height or not n):
+                self._fix(leaf, li, old_first)
+            elif self._height and (k == 0 or k == n or old_gap != (gaps[-1] if gaps else 0)):
+                if k == 0:
+                    lf[li] = b[0]
+                self._propagate(leaf, old_first, b[0], b[-1], gaps[-1] if gaps else 0)
+            elif k == 0:
+                lf[li] = b[0]
+            return
+        if not (end <= b[p] if p < nb else li + 1 == len(lf) or end <= lf[li + 1]):
+            return self._overwrite(leaf, li, p, start, end, entry)
+        # ``[start, end)`` is free: a pure insertion (the common case for mmap).
+        if entry is None:
+            return
+        gaps = leaf.gaps
+        old_first = b[0]
+        b[p:p] = (start, end)
+        leaf.v.insert(p >> 1, entry)
+        self._len += 1
+        if 0 < p < nb:
+            prev_end = b[p - 1]
+            next_start = b[p + 2]
+            j = bisect_left(gaps, next_start - prev_end)
+            # The new gaps are smaller than the one they replace, so the largest gap
+            # changes only if that one was it (and had no equal).
+            moved = j + 1 == len(gaps)
+            del gaps[j]
+            g = start - prev_end
+            if g:
+                insort(gaps, g)
+            g = next_start - end
+            if g:
+                insort(gaps, g)
+        else:
+            moved = True
+            if p:
+                g = start - b[p - 1]
+            else:
+                g = b[2] - end
+                lf[li] = start
+            if g:
+                insort(gaps, g)
+        if nb >= 2 * self._width:
+            self._fix(leaf, li, old_first)
+        elif moved and self._height:
+            self._propagate(leaf, old_first, b[0], b[-1], gaps[-1] if gaps else 0)
+
+    def _store_first(self, start, end, entry):
+        """Store into an empty tree."""
+        root = self._root
+        root.b[:] = (start, end)
+        root.v[:] = (entry,)
+        self._lf.append(start)
+        self._ll.append(root)
+        self._len = 1
+
+    def _overwrite(self, leaf, li, p, start, end, entry):
+        """Store over a range that is at least partly taken (the general path)."""
+        b = leaf.b
+        nb = len(b)
+        k = p >> 1                             # first range ending above ``start``
+        m = (bisect_left(b, end, p) + 1) >> 1  # ranges k..m-1 start below ``end``
+        if 2 * m == nb and li + 1 < len(self._lf) and self._lf[li + 1] < end:
+            # The range runs on into later leaves: free it leaf by leaf, then insert.
+            self._clear_span(start, end)
+            if entry is not None:
+                self.store(start, end, entry)
+            return
+        v = leaf.v
+        first_start = b[2 * k]
+        last_end = b[2 * m - 1]
+        new_b = []
+        new_v = []
+        if first_start < start:
+            new_b += (first_start, start)
+            new_v.append(v[k])
+        if entry is not None:
+            new_b += (start, end)
+            new_v.append(entry)
+        if last_end > end:
+            new_b += (end, last_end)
+            new_v.append(v[m - 1])
+        old_first = b[0]
+        old_gap = _gap_of(leaf)
+        _replace(leaf, k, m, new_b, new_v)
+        self._len += len(new_v) - (m - k)
+        n = len(v)
+        if n > self._width or (n < self._min and (self._height or not n)):
+            self._fix(leaf, li, old_first)
+        elif self._height and (k == 0 or 2 * m == nb or old_gap != _gap_of(leaf)):
+            self._lf[li] = b[0]
+            self._propagate(leaf, old_first, b[0], b[-1], _gap_of(leaf))
+        else:
+            self._lf[li] = b[0]
+
+    def _bad_range(self, start, end):
+        for name, value in (("start", start), ("end", end)):
+            if type(value) is not int:
+                _bad_index(name, value, INDEX_LIMIT)
+        if start < 0 or end > INDEX_LIMIT:
+            raise ValueError(f"range [{start:#x}, {end:#x}) is outside [0, {INDEX_LIMIT:#x})")
+        raise ValueError(f"empty range: start {start:#x} >= end {end:#x}")
+
+    def _clear_span(self, start, end):
+        """Free ``[start, end)`` one leaf at a time (a store that spans leaves)."""
+        lf = self._lf
+        while lf:
+            li, k = self._locate(start)
+            leaf = self._ll[li]
+            b = leaf.b
+            if 2 * k == len(b):
+                li += 1
+                if li == len(lf) or lf[li] >= end:
+                    return
+                leaf = self._ll[li]
+                b = leaf.b
+                k = 0
+            if b[2 * k] >= end:
+                return
+            m = (bisect_left(b, end, 2 * k) + 1) >> 1
+            v = leaf.v
+            new_b = []
+            new_v = []
+            if b[2 * k] < start:
+                new_b += (b[2 * k], start)
+                new_v.append(v[k])
+            if b[2 * m - 1] > end:
+                new_b += (end, b[2 * m - 1])
+                new_v.append(v[m - 1])
+            old_first = b[0]
+            _replace(leaf, k, m, new_b, new_v)
+            self._len += len(new_v) - (m - k)
+            self._fix(leaf, li, old_first)
+
+    def _propagate(self, node, old_first, first, last, gap):
+        """``node``'s summary became (first, last, gap): carry it up while anything changes."""
+        parent = node.parent
+        while parent is not None:
+            firsts = parent.firsts
+            lasts = parent.lasts
+            gaps = parent.gaps
+            i = bisect_left(firsts, old_first)
+            old_first = firsts[0]
+            old_last = lasts[-1]
+            old_gap = gaps[-1] if gaps else 0
+            cg = parent.cg
+            g = cg[i]
+            if g != gap:
+                if g:
+                    del gaps[bisect_left(gaps, g)]
+                if gap:
+                    insort(gaps, gap)
+                cg[i] = gap
+            f = firsts[i]
+            if f != first:
+                if i:
+                    prev_last = lasts[i - 1]
+                    g = f - prev_last
+                    if g:
+                        del gaps[bisect_left(gaps, g)]
+                    g = first - prev_last
+                    if g:
+                        insort(gaps, g)
+                firsts[i] = first
+            f = lasts[i]
+            if f != last:
+                if i + 1 < len(firsts):
+                    next_first = firsts[i + 1]
+                    g = next_first - f
+                    if g:
+                        del gaps[bisect_left(gaps, g)]
+                    g = next_first - last
+                    if g:
+                        insort(gaps, g)
+                lasts[i] = last
+            first = firsts[0]
+            last = lasts[-1]
+            gap = gaps[-1] if gaps else 0
+            if first == old_first and last == old_last and gap == old_gap:
+                return
+            parent = parent.parent
+
+    def _fix(self, leaf, li, old_first):
+        """``leaf`` (flat index ``li``, pivot ``old_first`` in its parent) changed size or
+        content: restore its fill, the flat index and every summary above it."""
+        ll = self._ll
+        lf = self._lf
+        n = len(leaf.v)
+        parent = leaf.parent
+        if parent is None:
+            if n > self._width:
+                right = _split(leaf)
+                ll.insert(li + 1, right)
+                lf.insert(li + 1, right.b[0])
+                lf[li] = leaf.b[0]
+                self._root = _Node([leaf.b[0], right.b[0]], [leaf.b[-1], right.b[-1]], [leaf, right])
+                self._height = 1
+            elif n:
+                lf[li] = leaf.b[0]
+            else:
+                del ll[:], lf[:]
+            return
+        i = bisect_left(parent.firsts, old_first)
+        parent_first = parent.firsts[0]
+        if n > self._width:
+            right = _split(leaf)
+            ll.insert(li + 1, right)
+            lf.insert(li + 1, right.b[0])
+            lf[li] = leaf.b[0]
+            _adopt(parent, i + 1, right)
+        elif n < self._min:
+            j, merged = _rebalance(parent, i, self._width)
+            # The pair is j, j+1 under ``parent``, and adjacent in the flat index too.
+            lj = li if j == i else li - 1
+            if merged:
+                del ll[lj + 1], lf[lj + 1]
+            else:
+                lf[lj + 1] = ll[lj + 1].b[0]
+            lf[lj] = ll[lj].b[0]
+        else:
+            lf[li] = leaf.b[0]
+            self._propagate(leaf, old_first, leaf.b[0], leaf.b[-1], _gap_of(leaf))
+            return
+        self._fix_node(parent, parent_first)
+
+    def _fix_node(self, node, old_first):
+        """Internal ``node``'s children changed: rebuild its summary, fix its fill, go up."""
+        _refresh(node)
+        while True:
+            n = len(node.children)
+            parent = node.parent
+            if parent is None:
+                if n > self._width:
+                    right = _split(node)
+                    self._root = _Node([node.firsts[0], right.firsts[0]],
+                                       [node.lasts[-1], right.lasts[-1]], [node, right])
+                    self._height += 1
+                elif n == 1:
+                    self._root = node.children[0]
+                    self._root.parent = None
+                    self._height -= 1
+                return
+            i = bisect_left(parent.firsts, old_first)
+            parent_first = parent.firsts[0]
+            if n > self._width:
+                _adopt(parent, i + 1, _split(node))
+            elif n < self._min:
+                _rebalance(parent, i, self._width)
+            else:
+                self._propagate(node, old_first, node.firsts[0], node.lasts[-1], _gap_of(node))
+                return
+            _refresh(parent)
+            node = parent
+            old_first = parent_first
+
+    # ------------------------------------------------------------------ checking
+
+    def check(self):
+        """Verify every structural invariant; raise ``AssertionError`` naming the first violation."""
+        leaves = []
+        if self._root.parent is not None:
+            raise AssertionError("the root has a parent")
+        count = self._check_node(self._root, self._height, True, leaves)
+        if count != self._len:
+            raise AssertionError(f"len() is {self._len} but the leaves hold {count} ranges")
+        leaves = [leaf for leaf in leaves if leaf.v]
+        if leaves != self._ll or any(a is not b for a, b in zip(leaves, self._ll)):
+            raise AssertionError("the flat leaf index does not list the tree's leaves in order")
+        if self._lf != [leaf.b[0] for leaf in leaves]:
+            raise AssertionError("the flat index's first starts are stale")
+        last_end = 0
+        for leaf in leaves:
+            if leaf.b[0] < last_end:
+                raise AssertionError(f"range at {leaf.b[0]:#x} overlaps the previous leaf")
+            last_end = leaf.b[-1]
+
+    def _check_node(self, node, level, is_root, leaves):
+        width = self._width
+        if level == 0:
+            if type(node) is not _Leaf:
+                raise AssertionError("a node at leaf depth is not a leaf")
+            b, v = node.b, node.v
+            n = len(v)
+            if len(b) != 2 * n:
+                raise AssertionError(f"a leaf has {len(b)} bounds for {n} entries")
+            if n > width or (not is_root and n < self._min):
+                raise AssertionError(f"leaf holds {n} ranges, outside [{self._min}, {width}]")
+            for k in range(n):
+                s, e = b[2 * k], b[2 * k + 1]
+                if type(s) is not int or type(e) is not int or not 0 <= s < e <= INDEX_LIMIT:
+                    raise AssertionError(f"bad range [{s!r}, {e!r})")
+                if v[k] is None:
+                    raise AssertionError(f"range [{s:#x}, {e:#x}) stores None")
+                if k and b[2 * k - 1] > s:
+                    raise AssertionError(f"range [{s:#x}, {e:#x}) is out of order or overlaps")
+            if node.gaps != _leaf_gaps(b):
+                raise AssertionError(f"leaf gap multiset {node.gaps} should be {_leaf_gaps(b)}")
+            leaves.append(node)
+            return n
+        if type(node) is not _Node:
+            raise AssertionError("a node above leaf depth is not an internal node")
+        children = node.children
+        n = len(children)
+        if not (len(node.firsts) == len(node.lasts) == len(node.cg) == n):
+            raise AssertionError("an internal node's arrays differ in length")
+        if n > width or n < (2 if is_root else self._min):
+            raise AssertionError(f"internal node has {n} children, outside its bounds")
+        count = 0
+        for i, child in enumerate(children):
+            if child.parent is not node:
+                raise AssertionError(f"child {i} does not point back to its parent")
+            count += self._check_node(child, level - 1, False, leaves)
+            first, last = _span(child)
+            if node.firsts[i] != first or node.lasts[i] != last:
+                raise AssertionError(
+                    f"pivots of child {i} are [{node.firsts[i]:#x}, {node.lasts[i]:#x}), "
+                    f"its span is [{first:#x}, {last:#x})")
+            if node.cg[i] != _gap_of(child):
+                raise AssertionError(
+                    f"gap of child {i} is {node.cg[i]}, its largest is {_gap_of(child)}")
+            if i + 1 < n and node.lasts[i] > node.firsts[i + 1]:
+                raise AssertionError(f"children {i} and {i + 1} overlap")
+        if node.gaps != _node_gaps(node):
+            raise AssertionError(f"node gap multiset {node.gaps} should be {_node_gaps(node)}")
+        return count
+
+
+# ---------------------------------------------------------------------- gap search
+
+
+def _lowest(node, low, high, size):
+    """Lowest fit among the free ranges strictly inside ``node``'s span."""
+    top = high - size
+    if type(node) is _Leaf:
+        b = node.b
+        p = bisect_right(b, low)
+        # The first candidate is the gap after the range at or below ``low``.
+        q = p if p & 1 else p - 1 if p else 1
+        for q in range(q, len(b) - 1, 2):
+            s = b[q]
+            if s < low:
+                s = low
+            if s > top:
+                return None
+            if s + size <= b[q + 1]:
+                return s
+        return None
+    firsts = node.firsts
+    lasts = node.lasts
+    cg = node.cg
+    children = node.children
+    i = bisect_right(firsts, low) - 1
+    if i < 0:
+        i = 0
+    last_child = len(children) - 1
+    floor = low + size
+    for i in range(i, last_child + 1):
+        if firsts[i] > top:
+            return None
+        if cg[i] >= size and lasts[i] > floor:
+            found = _lowest(children[i], low, high, size)
+            if found is not None:
+                return found
+        if i < last_child:
+            s = lasts[i]
+            if s < low:
+                s = low
+            if s > top:
+                return None
+            if s + size <= firsts[i + 1]:
+                return s
+    return None
+
+
+def _highest(node, low, high, size):
+    """Highest fit among the free ranges strictly inside ``node``'s span."""
+    floor = low + size
+    if type(node) is _Leaf:
+        b = node.b
+        c = bisect_left(b, high)  # bounds below ``high``; gap q is [b[q], b[q+1]) for odd q
+        q = c - 2 if c & 1 else c - 1
+        if q > len(b) - 3:
+            q = len(b) - 3
+        for q in range(q, 0, -2):
+            e = b[q + 1]
+            if e > high:
+                e = high
+            if e < floor:
+                return None
+            if e - size >= b[q]:
+                return e - size
+        return None
+    firsts = node.firsts
+    lasts = node.lasts
+    cg = node.cg
+    children = node.children
+    last_child = len(children) - 1
+    for i in range(bisect_left(firsts, high) - 1, -1, -1):
+        if i < last_child:
+            e = firsts[i + 1]
+            if e > high:
+                e = high
+            if e < floor:
+                return None
+            if e - size >= lasts[i]:
+                return e - size
+        if lasts[i] < floor:
+            return None
+        if cg[i] >= size and firsts[i] < high - size:
+            found = _highest(children[i], low, high, size)
+            if found is not None:
+                return found
+    return None
+
+
+# ---------------------------------------------------------------------- structure
+
+
+def _replace(leaf, k, m, new_b, new_v):
+    """Replace ranges ``k..m-1`` of ``leaf`` with the given ones, keeping its gap multiset exact."""
+    b = leaf.b
+    gaps = leaf.gaps
+    n = len(b) >> 1
+    # Only the gaps from range k-1 to the range after the replaced ones change.
+    for q in range(2 * k - 1 if k else 1, min(2 * m, 2 * n - 1), 2):
+        g = b[q + 1] - b[q]
+        if g:
+            del gaps[bisect_left(gaps, g)]
+    b[2 * k:2 * m] = new_b
+    leaf.v[k:m] = new_v
+    n = len(b) >> 1
+    for q in range(2 * k - 1 if k else 1, min(2 * k + len(new_b), 2 * n - 1), 2):
+        g = b[q + 1] - b[q]
+        if g:
+            insort(gaps, g)
+
+
+def _split(node):
+    """Move the upper half of ``node`` into a new right sibling (same parent) and return it."""
+    if type(node) is _Leaf:
+        half = len(node.v) // 2
+        right = _Leaf(node.b[2 * half:], node.v[half:], node.parent)
+        del node.b[2 * half:], node.v[half:]
+        node.gaps = _leaf_gaps(node.b)
+        return right
+    half = len(node.children) // 2
+    right = _Node(node.firsts[half:], node.lasts[half:], node.children[half:], node.parent)
+    del node.firsts[half:], node.lasts[half:], node.children[half:], node.cg[half:]
+    node.gaps = _node_gaps(node)
+    return right
+
+
+def _adopt(parent, i, child):
+    """Insert ``child`` as child ``i`` of ``parent`` (summaries are refreshed by the caller)."""
+    first, last = _span(child)
+    parent.firsts.insert(i, first)
+    parent.lasts.insert(i, last)
+    parent.cg.insert(i, _gap_of(child))
+    parent.children.insert(i, child)
+    child.parent = parent
+
+
+def _refresh(node):
+    """Recompute an internal node's pivots, child gaps and multiset from its children."""
+    children = node.children
+    if type(children[0]) is _Leaf:
+        node.firsts[:] = [c.b[0] for c in children]
+        node.lasts[:] = [c.b[-1] for c in children]
+    else:
+        node.firsts[:] = [c.firsts[0] for c in children]
+        node.lasts[:] = [c.lasts[-1] for c in children]
+    node.cg[:] = [c.gaps[-1] if c.gaps else 0 for c in children]
+    node.gaps = _node_gaps(node)
+
+
+def _rebalance(parent, i, width):
+    """Child ``i`` of ``parent`` is underfull: merge it with a sibling, or even the two out.
+
+    Returns the index of the left one of the pair, and whether they were merged into it.
+    Only ``parent.children`` is updated; the caller refreshes the parent's summary.
+    """
+    children = parent.children
+    j = i if i + 1 < len(children) else i - 1
+    left = children[j]
+    right = children[j + 1]
+    most = 3 * width // 4
+    if type(left) is _Leaf:
+        total = len(left.v) + len(right.v)
+        if total <= most:
+            left.b += right.b
+            left.v += right.v
+        else:
+            keep = total // 2
+            both = left.b + right.b
+            left.b[:] = both[:2 * keep]
+            right.b[:] = both[2 * keep:]
+            both = left.v + right.v
+            left.v[:] = both[:keep]
+            right.v[:] = both[keep:]
+            right.gaps = _leaf_gaps(right.b)
+        left.gaps = _leaf_gaps(left.b)
+    else:
+        total = len(left.children) + len(right.children)
+        if total <= most:
+            for child in right.children:
+                child.parent = left
+            left.firsts += right.firsts
+            left.lasts += right.lasts
+            left.children += right.children
+            left.cg += right.cg
+        else:
+            keep = total // 2
+            for name in ("firsts", "lasts", "children", "cg"):
+                a = getattr(left, name)
+                c = getattr(right, name)
+                both = a + c
+                a[:] = both[:keep]
+                c[:] = both[keep:]
+            for child in right.children:
+                child.parent = right
+            for child in left.children:
+                child.parent = left
+            right.gaps = _node_gaps(right)
+        left.gaps = _node_gaps(left)
+    merged = total <= most
+    if merged:
+        del children[j + 1]
+    return j, merged

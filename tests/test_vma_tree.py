@@ -1,0 +1,505 @@
+"""Tests of mmsim.vma_tree.VmaTree: a stateful model test, the kernel's maple-tree
+free-area examples, and edge cases."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
+                                 rule)
+
+from mmsim.vma_tree import INDEX_LIMIT, VmaTree
+
+
+class Model:
+    """A deliberately simple reference: a sorted list of (start, end, entry)."""
+
+    def __init__(self):
+        self.ranges = []
+
+    def store(self, start, end, entry):
+        out = []
+        for s, e, x in self.ranges:
+            if e <= start or s >= end:
+                out.append((s, e, x))
+                continue
+            if s < start:
+                out.append((s, start, x))
+            if e > end:
+                out.append((end, e, x))
+        if entry is not None:
+            out.append((start, end, entry))
+        out.sort(key=lambda r: r[0])
+        self.ranges = out
+
+    def load(self, index):
+        for s, e, x in self.ranges:
+            if s <= index < e:
+                return x
+        return None
+
+    def find(self, index, limit):
+        for s, e, x in self.ranges:
+            if e > index:
+                return (s, e, x) if s < limit else None
+        return None
+
+    def find_prev(self, index):
+        found = None
+        for r in self.ranges:
+            if r[0] < index:
+                found = r
+        return found
+
+    def items(self, start, end):
+        return [r for r in self.ranges if r[1] > start and r[0] < end]
+
+    def free(self):
+        pos = 0
+        for s, e, _ in self.ranges:
+            if s > pos:
+                yield pos, s
+            pos = e
+        if pos < INDEX_LIMIT:
+            yield pos, INDEX_LIMIT
+
+    def lowest(self, low, high, size):
+        for a, b in self.free():
+            s = max(a, low)
+            if s + size <= min(b, high):
+                return s
+        return None
+
+    def highest(self, low, high, size):
+        best = None
+        for a, b in self.free():
+            e = min(b, high)
+            if e - size >= max(a, low):
+                best = e - size
+        return best
+
+
+# Indices cluster around a few bases so that ranges collide, nest and abut, with the
+# ends of the index space in play.
+BASES = [0, 1 << 20, 0x7FFF_F000_0000, INDEX_LIMIT - (1 << 16)]
+offsets = st.integers(min_value=0, max_value=1 << 16)
+points = st.builds(lambda b, o: min(b + o, INDEX_LIMIT), st.sampled_from(BASES), offsets)
+
+
+@st.composite
+def ranges(draw, max_len=1 << 14):
+    start = draw(points)
+    if start >= INDEX_LIMIT:
+        start = INDEX_LIMIT - 1
+    length = draw(st.integers(min_value=1, max_value=max_len))
+    return start, min(start + length, INDEX_LIMIT)
+
+
+class Entry:
+    """A distinct entry object (the tree must keep identities)."""
+
+    __slots__ = ("tag",)
+
+    def __init__(self, tag):
+        self.tag = tag
+
+    def __repr__(self):
+        return f"E{self.tag}"
+
+
+class TreeMachine(RuleBasedStateMachine):
+    """Drive VmaTree and the model side by side; ``check()`` after every step."""
+
+    @initialize(width=st.sampled_from([4, 5, 6, 8, 16, 64]))
+    def setup(self, width):
+        self.tree = VmaTree(width)
+        self.model = Model()
+        self.tags = 0
+
+    @rule(r=ranges())
+    def store(self, r):
+        self.tags += 1
+        entry = Entry(self.tags)
+        self.tree.store(r[0], r[1], entry)
+        self.model.store(r[0], r[1], entry)
+
+    @rule(r=ranges(max_len=1 << 18))
+    def store_wide(self, r):
+        self.tags += 1
+        entry = Entry(self.tags)
+        self.tree.store(r[0], r[1], entry)
+        self.model.store(r[0], r[1], entry)
+
+    @rule(r=ranges())
+    def erase(self, r):
+        self.tree.erase(r[0], r[1])
+        self.model.store(r[0], r[1], None)
+
+    @precondition(lambda self: self.model.ranges)
+    @rule(data=st.data())
+    def erase_exact(self, data):
+        s, e, _ = data.draw(st.sampled_from(self.model.ranges))
+        self.tree.erase(s, e)
+        self.model.store(s, e, None)
+
+    @precondition(lambda self: self.model.ranges)
+    @rule(data=st.data())
+    def split_inside(self, data):
+        s, e, _ = data.draw(st.sampled_from(self.model.ranges))
+        a = data.draw(st.integers(min_value=s, max_value=e - 1))
+        b = data.draw(st.integers(min_value=a + 1, max_value=e))
+        self.tags += 1
+        entry = Entry(self.tags)
+        self.tree.store(a, b, entry)
+        self.model.store(a, b, entry)
+
+    @precondition(lambda self: self.model.ranges)
+    @rule(data=st.data())
+    def insert_adjacent(self, data):
+        s, e, _ = data.draw(st.sampled_from(self.model.ranges))
+        length = data.draw(st.integers(min_value=1, max_value=1 << 12))
+        self.tags += 1
+        entry = Entry(self.tags)
+        if data.draw(st.booleans()) or s - length < 0:
+            a, b = e, min(e + length, INDEX_LIMIT)
+        else:
+            a, b = s - length, s
+        if a < b:
+            self.tree.store(a, b, entry)
+            self.model.store(a, b, entry)
+
+    @rule(index=points)
+    def load(self, index):
+        if index < INDEX_LIMIT:
+            assert self.tree.load(index) is self.model.load(index)
+
+    @rule(index=points, limit=st.one_of(st.none(), points))
+    def find(self, index, limit):
+        want = self.model.find(index, INDEX_LIMIT if limit is None else limit)
+        assert self.tree.find(index, limit) == want
+
+    @rule(index=points)
+    def find_prev(self, index):
+        assert self.tree.find_prev(index) == self.model.find_prev(index)
+
+    @rule(a=points, b=points)
+    def walk(self, a, b):
+        lo, hi = min(a, b), max(a, b)
+        want = self.model.items(lo, hi)
+        assert list(self.tree.items(lo, hi)) == want
+        assert self.tree.values(lo, hi) == [x for _, _, x in want]
+
+    @rule(a=points, b=points, size=st.integers(min_value=1, max_value=1 << 17))
+    def gap_search(self, a, b, size):
+        lo, hi = min(a, b), max(a, b)
+        assert self.tree.empty_area(lo, hi, size) == self.model.lowest(lo, hi, size)
+        assert self.tree.empty_area_rev(lo, hi, size) == self.model.highest(lo, hi, size)
+
+    @invariant()
+    def consistent(self):
+        self.tree.check()
+        assert len(self.tree) == len(self.model.ranges)
+        assert list(self.tree.items()) == self.model.ranges
+        assert self.tree.values() == [x for _, _, x in self.model.ranges]
+
+
+TreeMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=60,
+                                         deadline=None)
+test_tree_against_model = TreeMachine.TestCase
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5000), st.integers(1, 40), st.booleans()),
+                min_size=50, max_size=600),
+       st.sampled_from([4, 7, 16]))
+def test_many_small_stores_keep_structure(ops, width):
+    """Long runs of stores and erases on a small width drive many splits and merges."""
+    tree = VmaTree(width)
+    model = Model()
+    for i, (start, length, keep) in enumerate(ops):
+        entry = Entry(i) if keep else None
+        tree.store(start, start + length, entry)
+        model.store(start, start + length, entry)
+    tree.check()
+    assert list(tree.items()) == model.ranges
+    for start, end, _ in model.ranges[::7]:
+        tree.erase(start, end)
+        model.store(start, end, None)
+    tree.check()
+    assert list(tree.items()) == model.ranges
+
+
+# -------------------------------------------------------------------- kernel examples
+
+
+def window_tree():
+    """lib/test_maple_tree.c check_empty_area_window(): entries over [i*10, i*10+9] for
+    i = 1..20, then [160, 169] erased.  Free: [0,9], [160,169], [210, ULONG_MAX]."""
+    tree = VmaTree()
+    for i in range(1, 21):
+        tree.store(i * 10, i * 10 + 10, i)
+    tree.erase(160, 170)
+    return tree
+
+
+# (call, min, max, size, expected index) with the kernel's inclusive [min, max]
+# window; None stands for -EBUSY.  Our half-open window is [min, max + 1).
+EMPTY_AREA_WINDOW = [
+    ("rev", 5, 90, 10, None),
+    ("rev", 6, 90, 5, None),
+    ("rev", 5, 90, 5, 5),
+    ("rev", 5, 217, 9, 161),
+    ("rev", 100, 218, 3, 216),
+    ("rev", 100, 218, 16, None),
+    ("rev", 167, 200, 4, None),
+    ("rev", 100, 162, 4, None),
+    ("fwd", 0, 100, 9, 0),
+    ("fwd", 0, 100, 4, 0),
+    ("fwd", 0, 100, 11, None),
+    ("fwd", 5, 100, 6, None),
+    # The kernel returns -EINVAL when the window is smaller than the size; our contract
+    # reports that as nothing fitting (None).
+    ("fwd", 0, 8, 10, None),
+    ("fwd", 100, 163, 6, None),
+]
+
+
+@pytest.mark.parametrize("call, lo, hi, size, want", EMPTY_AREA_WINDOW)
+def test_check_empty_area_window(call, lo, hi, size, want):
+    tree = window_tree()
+    tree.check()
+    search = tree.empty_area_rev if call == "rev" else tree.empty_area
+    assert search(lo, hi + 1, size) == want
+
+
+def test_check_empty_area_window_layout():
+    tree = window_tree()
+    free = [(0, 10), (160, 170), (210, INDEX_LIMIT)]
+    model = Model()
+    model.ranges = list(tree.items())
+    assert list(model.free()) == free
+
+
+def test_check_empty_area_fill():
+    """lib/test_maple_tree.c check_empty_area_fill(), first part: allocate the lowest fit
+    for sizes 2^12 .. 2^16, 5000 times each, in [0, 0x25D78000]; then nothing fits."""
+    top = 0x25D78000
+    tree = VmaTree()
+    for shift in range(12, 17):
+        size = 1 << shift
+        for _ in range(5000):
+            start = tree.empty_area(0, top + 1, size)
+            assert start is not None
+            tree.store(start, start + size, size)
+    tree.check()
+    assert tree.empty_area(0, top + 1, 0x1000) is None
+    assert tree.empty_area(0, top + 1, 1) == top  # the one index left
+    assert len(tree) == 25000
+
+
+# -------------------------------------------------------------------- edge cases
+
+
+def test_empty_tree():
+    tree = VmaTree()
+    tree.check()
+    assert len(tree) == 0
+    assert tree.load(0) is None
+    assert tree.load(INDEX_LIMIT - 1) is None
+    assert tree.find(0) is None
+    assert tree.find_prev(INDEX_LIMIT) is None
+    assert list(tree.items()) == []
+    assert tree.values() == []
+    assert tree.empty_area(0, INDEX_LIMIT, INDEX_LIMIT) == 0
+    assert tree.empty_area_rev(0, INDEX_LIMIT, 1) == INDEX_LIMIT - 1
+    assert tree.empty_area_rev(5, 5, 1) is None
+    tree.erase(0, INDEX_LIMIT)
+    tree.check()
+
+
+def test_full_range_and_extremes():
+    tree = VmaTree()
+    tree.store(0, INDEX_LIMIT, "all")
+    tree.check()
+    assert tree.load(0) == "all"
+    assert tree.load(INDEX_LIMIT - 1) == "all"
+    assert tree.find(INDEX_LIMIT - 1) == (0, INDEX_LIMIT, "all")
+    assert tree.find(INDEX_LIMIT) is None
+    assert tree.find_prev(1) == (0, INDEX_LIMIT, "all")
+    assert tree.find_prev(0) is None
+    assert tree.empty_area(0, INDEX_LIMIT, 1) is None
+    assert tree.empty_area_rev(0, INDEX_LIMIT, 1) is None
+    tree.store(INDEX_LIMIT - 1, INDEX_LIMIT, "top")
+    tree.store(0, 1, "zero")
+    tree.check()
+    assert list(tree.items()) == [(0, 1, "zero"), (1, INDEX_LIMIT - 1, "all"),
+                                  (INDEX_LIMIT - 1, INDEX_LIMIT, "top")]
+    tree.erase(1, INDEX_LIMIT - 1)
+    assert tree.empty_area(0, INDEX_LIMIT, INDEX_LIMIT - 2) == 1
+    assert tree.empty_area(0, INDEX_LIMIT, INDEX_LIMIT - 1) is None
+    assert tree.empty_area_rev(0, INDEX_LIMIT, 5) == INDEX_LIMIT - 6
+    tree.check()
+
+
+def test_store_replaces_and_trims():
+    tree = VmaTree()
+    tree.store(10, 20, "a")
+    tree.store(20, 30, "b")
+    tree.store(15, 25, "c")
+    assert list(tree.items()) == [(10, 15, "a"), (15, 25, "c"), (25, 30, "b")]
+    tree.store(12, 13, "d")
+    assert list(tree.items()) == [(10, 12, "a"), (12, 13, "d"), (13, 15, "a"),
+                                  (15, 25, "c"), (25, 30, "b")]
+    tree.erase(11, 29)
+    assert list(tree.items()) == [(10, 11, "a"), (29, 30, "b")]
+    tree.check()
+
+
+def test_adjacent_entries_are_never_coalesced():
+    tree = VmaTree()
+    x = object()
+    tree.store(0, 10, x)
+    tree.store(10, 20, x)
+    assert [(s, e) for s, e, _ in tree.items()] == [(0, 10), (10, 20)]
+    assert len(tree) == 2
+
+
+def test_find_and_find_prev_semantics():
+    tree = VmaTree(4)
+    for i in range(40):
+        tree.store(i * 100, i * 100 + 50, i)
+    assert tree.find(0) == (0, 50, 0)
+    assert tree.find(50) == (100, 150, 1)
+    assert tree.find(149) == (100, 150, 1)
+    assert tree.find(150, 200) is None
+    assert tree.find(150, 201) == (200, 250, 2)
+    assert tree.find(3951) is None
+    assert tree.find_prev(100) == (0, 50, 0)
+    assert tree.find_prev(101) == (100, 150, 1)
+    assert tree.find_prev(0) is None
+    assert tree.find_prev(INDEX_LIMIT) == (3900, 3950, 39)
+
+
+def test_values_is_a_snapshot():
+    """A walk may change the tree: values() hands out a list of its own."""
+    tree = VmaTree(4)
+    for i in range(20):
+        tree.store(i * 10, i * 10 + 5, i)
+    seen = []
+    for x in tree.values():
+        seen.append(x)
+        tree.erase(x * 10, x * 10 + 5)
+    assert seen == list(range(20))
+    assert len(tree) == 0
+    tree.check()
+
+
+BAD_RANGES = [(5, 5), (6, 5), (-1, 5), (0, INDEX_LIMIT + 1), (1.0, 5), (0, "8"),
+              (None, 3), (True, 3)]
+
+
+@pytest.mark.parametrize("start, end", BAD_RANGES)
+def test_bad_ranges_raise_and_change_nothing(start, end):
+    tree = VmaTree()
+    tree.store(0, 10, "a")
+    before = list(tree.items())
+    with pytest.raises(ValueError):
+        tree.store(start, end, "x")
+    with pytest.raises(ValueError):
+        tree.erase(start, end)
+    assert list(tree.items()) == before
+    tree.check()
+
+
+@pytest.mark.parametrize("index", [-1, INDEX_LIMIT, 1.5, "3", None])
+def test_bad_indices(index):
+    tree = VmaTree()
+    with pytest.raises(ValueError):
+        tree.load(index)
+    if index != INDEX_LIMIT:
+        with pytest.raises(ValueError):
+            tree.find(index)
+        with pytest.raises(ValueError):
+            tree.find_prev(index)
+
+
+@pytest.mark.parametrize("low, high, size", [(0, 10, 0), (0, 10, -1), (10, 9, 1),
+                                             (-1, 10, 1), (0, INDEX_LIMIT + 1, 1),
+                                             (0, 10, 1.0)])
+def test_bad_gap_search_arguments(low, high, size):
+    tree = VmaTree()
+    with pytest.raises(ValueError):
+        tree.empty_area(low, high, size)
+    with pytest.raises(ValueError):
+        tree.empty_area_rev(low, high, size)
+
+
+def test_bad_width():
+    for width in (3, 0, -1, 4.0, True):
+        with pytest.raises(ValueError):
+            VmaTree(width)
+
+
+def test_check_detects_corruption():
+    """check() is not a formality: damage each kind of invariant and see it caught."""
+    def fresh():
+        tree = VmaTree(4)
+        for i in range(50):
+            tree.store(i * 10, i * 10 + 5, i)
+        return tree
+
+    tree = fresh()
+    tree._root.gaps.append(10 ** 6)
+    with pytest.raises(AssertionError, match="gap"):
+        tree.check()
+    tree = fresh()
+    tree._root.firsts[1] += 1
+    with pytest.raises(AssertionError, match="pivots"):
+        tree.check()
+    tree = fresh()
+    tree._len += 1
+    with pytest.raises(AssertionError, match="len"):
+        tree.check()
+    tree = fresh()
+    leaf = tree._ll[3]
+    leaf.b[1], leaf.b[2] = leaf.b[2], leaf.b[1]
+    with pytest.raises(AssertionError):
+        tree.check()
+    tree = fresh()
+    tree._lf[2] -= 1
+    with pytest.raises(AssertionError, match="flat"):
+        tree.check()
+    tree = fresh()
+    leaf = tree._ll[0]
+    del leaf.b[-2:], leaf.v[-1]
+    with pytest.raises(AssertionError):
+        tree.check()
+
+
+def test_gap_search_is_logarithmic_not_a_scan():
+    """A failing search must not visit every leaf: count the leaves it reads."""
+    import mmsim.vma_tree as vt
+
+    tree = VmaTree(8)
+    for i in range(20_000):
+        tree.store(i * 3, i * 3 + 2, i)  # every gap is 1...
+    tree.erase(30_000, 30_030)           # ...but one in the middle, [29_999, 30_030)
+    reads = []
+    original = vt._highest
+
+    def counting(node, low, high, size):
+        reads.append(node)
+        return original(node, low, high, size)
+
+    vt._highest = counting
+    try:
+        # The only fit lies below the window: the search must give up near the top.
+        assert tree.empty_area_rev(30_031, 60_000, 5) is None
+        assert 0 < len(reads) <= 2 * tree.height
+        reads.clear()
+        assert tree.empty_area_rev(0, 60_000, 5) == 30_025
+        assert 0 < len(reads) <= 2 * tree.height
+        reads.clear()
+        assert tree.empty_area_rev(0, 59_998, 1) == 59_996
+    finally:
+        vt._highest = original
+    assert len(reads) <= 2 * tree.height
