@@ -1,0 +1,40 @@
+"""Simulated files: inodes with a page cache, and open file descriptions
+(``struct file``).  A VMA points at an open file description, so two opens of the same
+file are two different ``file`` pointers and their mappings never merge."""
+
+import itertools
+
+
+class Inode:
+    """A file's identity and size (what /proc shows as dev, inode and path)."""
+
+    _numbers = itertools.count(1000)
+
+    def __init__(self, path, size, dev=(0xFE, 0x00), ino=None, deleted=False):
+        self.path = path
+        self.size = size
+        self.dev = dev
+        self.ino = next(self._numbers) if ino is None else ino
+        self.deleted = deleted
+
+    def display_name(self):
+        """The name /proc/PID/maps prints for mappings of this inode."""
+        return self.path + (" (deleted)" if self.deleted else "")
+
+
+class OpenFile:
+    """An open file description: an inode plus the access mode it was opened with."""
+
+    def __init__(self, inode, readable=True, writable=False, shmem=False):
+        self.inode = inode
+        self.readable = readable
+        self.writable = writable
+        self.shmem = shmem
+
+    @property
+    def path(self):
+        return self.inode.path
+
+    def __repr__(self):
+        mode = ("r" if self.readable else "") + ("w" if self.writable else "")
+        return f"<OpenFile {self.inode.path} {mode}>"

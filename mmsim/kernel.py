@@ -1,0 +1,97 @@
+"""The simulated machine: sysfs/sysctl knobs, the pid table, simulated files, process
+creation, and /proc reads."""
+
+import itertools
+import random
+
+from . import procfs
+from .files import Inode, OpenFile
+from .mm import (MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, RLIMIT_STACK_DEFAULT, SIZE_128M,
+                 STACK_GUARD_GAP, STACK_RND_PAGES, MMAP_RND_BITS, TASK_SIZE, Mm, error,
+                 page_align)
+from .task import Process
+from .thp import MODES
+
+ELF_ET_DYN_BASE = (TASK_SIZE // 3 * 2) & ~0xFFF
+
+
+class Kernel:
+    """A simulated Linux 6.18 x86-64 machine.
+
+    ``thp`` is /sys/kernel/mm/transparent_hugepage/enabled; ``seed`` makes layout
+    randomisation repeatable; ``randomize`` is kernel.randomize_va_space != 0;
+    ``max_map_count`` is vm.max_map_count.
+    """
+
+    def __init__(self, thp="madvise", seed=0, max_map_count=65530, randomize=True):
+        if thp not in MODES:
+            raise ValueError(f"thp must be one of {MODES}, not {thp!r}")
+        self.thp = thp
+        self.max_map_count = max_map_count
+        self.randomize = randomize
+        self.rng = random.Random(seed)
+        self.processes = {}
+        self.files = {}
+        self._pids = itertools.count(1)
+        self._shmem_ino = itertools.count(4)
+
+    # ------------------------------------------------------------------ files
+
+    def create_file(self, path, size, dev=(0xFE, 0x00)):
+        """Make a simulated regular file of ``size`` bytes at ``path``."""
+        inode = self.files[path] = Inode(path, size, dev)
+        return inode
+
+    def open_file(self, inode, readable=True, writable=False):
+        """A new open file description for ``inode``."""
+        return OpenFile(inode, readable, writable)
+
+    def shmem_file(self, length):
+        """The shmem file behind a shared anonymous mapping (shmem_zero_setup)."""
+        inode = Inode("/dev/zero", length, dev=(0x00, 0x01), ino=next(self._shmem_ino),
+                      deleted=True)
+        return OpenFile(inode, readable=True, writable=True, shmem=True)
+
+    # ------------------------------------------------------------------ processes
+
+    def new_mm(self, rlimit_stack=RLIMIT_STACK_DEFAULT):
+        """A fresh address space laid out the way arch_pick_mmap_layout does it."""
+        mm = Mm(self, flags=MMF_DUMP_FILTER_DEFAULT | 1 | MMF_TOPDOWN)
+        pad = STACK_GUARD_GAP
+        rnd = 0
+        if self.randomize:
+            pad += STACK_RND_PAGES << 12
+            rnd = self.rng.getrandbits(MMAP_RND_BITS) << 12
+        gap = min(max(rlimit_stack + pad, SIZE_128M), TASK_SIZE // 6 * 5)
+        mm.mmap_base = page_align(TASK_SIZE - gap - rnd)
+        # Until exec exists, a synthetic program: the break sits above a notional image.
+        brk = ELF_ET_DYN_BASE + 0x5000
+        if self.randomize:
+            brk += (self.rng.getrandbits(18) + 1) << 12
+        mm.start_brk = mm.brk = brk
+        return mm
+
+    def spawn(self, path=None):
+        """A new process with a synthetic, empty address space (exec comes later)."""
+        if path is not None:
+            raise error(38, "exec of real files is not simulated yet")
+        pid = next(self._pids)
+        proc = Process(self, pid, self.new_mm())
+        self.processes[pid] = proc
+        return proc
+
+    # ------------------------------------------------------------------ /proc
+
+    def proc_read(self, path):
+        """The text of ``/proc/PID/{maps,smaps,status}``, in the kernel's format."""
+        parts = path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "proc":
+            raise error(2, path)
+        try:
+            proc = self.processes[int(parts[1])]
+        except (ValueError, KeyError):
+            raise error(2, path) from None
+        view = {"maps": procfs.maps, "smaps": procfs.smaps, "status": procfs.status}.get(parts[2])
+        if view is None:
+            raise error(2, path)
+        return view(proc)

@@ -1,0 +1,211 @@
+"""madvise(2) (mm/madvise.c, 6.18): validation order, the walk over every VMA in the
+range (holes give ENOMEM after the mapped parts were advised), per-advice rejections,
+flag changes through the merge engine, and the memory-side advice."""
+
+import errno
+
+from . import pages, thp
+from .mm import error, page_align
+from .uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
+                   MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
+                   MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_HUGEPAGE, MADV_HWPOISON,
+                   MADV_KEEPONFORK, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_NORMAL, MADV_PAGEOUT,
+                   MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_RANDOM, MADV_REMOVE,
+                   MADV_SEQUENTIAL, MADV_SOFT_OFFLINE, MADV_UNMERGEABLE, MADV_WILLNEED,
+                   MADV_WIPEONFORK)
+from .vma import (PAGE_MASK, VM_DONTCOPY, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_HUGEPAGE,
+                  VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYBE_GUARD, VM_MAYSHARE, VM_MERGEABLE,
+                  VM_MIXEDMAP, VM_NOHUGEPAGE, VM_PFNMAP, VM_RAND_READ, VM_SEQ_READ, VM_SHARED,
+                  VM_SPECIAL, VM_WIPEONFORK, VM_WRITE)
+
+VALID = {MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_FREE,
+         MADV_REMOVE, MADV_DONTFORK, MADV_DOFORK, MADV_MERGEABLE, MADV_UNMERGEABLE,
+         MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTDUMP, MADV_DODUMP, MADV_WIPEONFORK,
+         MADV_KEEPONFORK, MADV_COLD, MADV_PAGEOUT, MADV_POPULATE_READ, MADV_POPULATE_WRITE,
+         MADV_DONTNEED_LOCKED, MADV_COLLAPSE, MADV_HWPOISON, MADV_SOFT_OFFLINE,
+         MADV_GUARD_INSTALL, MADV_GUARD_REMOVE}
+
+# Advice another process may give through process_madvise (madvise_behavior_valid remote).
+REMOTE_OK = {MADV_COLD, MADV_PAGEOUT, MADV_WILLNEED, MADV_COLLAPSE}
+
+_KSM_INCOMPATIBLE = (VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_HUGETLB
+                     | VM_MIXEDMAP | VM_DROPPABLE)
+
+
+def check_range(start, len_in, advice):
+    """madvise_should_skip's checks; returns ``end``, or None when there is nothing to do."""
+    if advice not in VALID:
+        raise error(errno.EINVAL, "unknown advice")
+    if start & ~PAGE_MASK:
+        raise error(errno.EINVAL, "start not page aligned")
+    length = page_align(len_in)
+    if len_in and not length:
+        raise error(errno.EINVAL)
+    end = start + length
+    if end >= 1 << 64:
+        raise error(errno.EINVAL, "range wraps")
+    if end == start:
+        return None
+    return end
+
+
+def madvise(mm, start, len_in, advice):
+    """madvise(2) on ``mm``; returns 0 or raises OSError."""
+    end = check_range(start, len_in, advice)
+    if end is None:
+        return 0
+    if advice in (MADV_HWPOISON, MADV_SOFT_OFFLINE):
+        # Simulator-defined: memory-failure injection is not modelled; the caller is
+        # treated as lacking CAP_SYS_ADMIN.
+        raise error(errno.EPERM)
+    if advice in (MADV_POPULATE_READ, MADV_POPULATE_WRITE):
+        return _populate(mm, start, end, advice == MADV_POPULATE_WRITE)
+    return walk(mm, start, end, lambda vma, s, e: vma_behavior(mm, vma, s, e, advice))
+
+
+def walk(mm, start, end, visit):
+    """madvise_walk_vmas: ``visit`` every VMA piece in ``[start, end)``; a hole means
+    ENOMEM at the end, a visit error stops the walk at once."""
+    unmapped = False
+    while True:
+        vma = mm.find_vma(start)
+        if vma is None:
+            raise error(errno.ENOMEM)
+        if start < vma.start:
+            unmapped = True
+            start = vma.start
+            if start >= end:
+                break
+        tmp = min(vma.end, end)
+        done = visit(vma, start, tmp)
+        # A merge may have grown the advised VMA past tmp: go on after it (prev->vm_end).
+        start = tmp if done is None or done.end < tmp else done.end
+        if start >= end:
+            break
+    if unmapped:
+        raise error(errno.ENOMEM)
+    return 0
+
+
+def new_flags(vma, advice):
+    """The flags ``advice`` gives ``vma``, or None for advice that changes no flag."""
+    flags = vma.vm_flags
+    if advice == MADV_NORMAL:
+        return flags & ~(VM_RAND_READ | VM_SEQ_READ)
+    if advice == MADV_SEQUENTIAL:
+        return (flags & ~VM_RAND_READ) | VM_SEQ_READ
+    if advice == MADV_RANDOM:
+        return (flags & ~VM_SEQ_READ) | VM_RAND_READ
+    if advice == MADV_DONTFORK:
+        return flags | VM_DONTCOPY
+    if advice == MADV_DOFORK:
+        if flags & VM_IO:
+            raise error(errno.EINVAL)
+        return flags & ~VM_DONTCOPY
+    if advice == MADV_WIPEONFORK:
+        if vma.file is not None or flags & VM_SHARED or vma.special is not None and flags & VM_SHARED:
+            raise error(errno.EINVAL)
+        return flags | VM_WIPEONFORK
+    if advice == MADV_KEEPONFORK:
+        if flags & VM_DROPPABLE:
+            raise error(errno.EINVAL)
+        return flags & ~VM_WIPEONFORK
+    if advice == MADV_DONTDUMP:
+        return flags | VM_DONTDUMP
+    if advice == MADV_DODUMP:
+        if flags & VM_SPECIAL and not flags & VM_HUGETLB or flags & VM_DROPPABLE:
+            raise error(errno.EINVAL)
+        return flags & ~VM_DONTDUMP
+    if advice == MADV_MERGEABLE:
+        if flags & VM_MERGEABLE or flags & _KSM_INCOMPATIBLE:
+            return flags  # ksm_madvise leaves what KSM cannot handle alone
+        return flags | VM_MERGEABLE
+    if advice == MADV_UNMERGEABLE:
+        return flags & ~VM_MERGEABLE
+    if advice == MADV_HUGEPAGE:
+        return (flags & ~VM_NOHUGEPAGE) | VM_HUGEPAGE
+    if advice == MADV_NOHUGEPAGE:
+        return (flags & ~VM_HUGEPAGE) | VM_NOHUGEPAGE
+    return None
+
+
+def update_vma(mm, vma, start, end, flags):
+    """madvise_update_vma: change flags through the merge engine; ENOMEM becomes EAGAIN."""
+    if flags == vma.vm_flags:
+        return vma
+    try:
+        return mm.modify(vma, start, end, flags)
+    except OSError as exc:
+        if exc.errno == errno.ENOMEM:
+            raise error(errno.EAGAIN, "split would exceed max_map_count") from None
+        raise
+
+
+def vma_behavior(mm, vma, start, end, advice):
+    """madvise_vma_behavior for one VMA piece."""
+    flags = new_flags(vma, advice)
+    if flags is not None:
+        return update_vma(mm, vma, start, end, flags)
+    vm_flags = vma.vm_flags
+    if advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE):
+        forbidden = VM_PFNMAP | (0 if advice == MADV_DONTNEED_LOCKED else VM_LOCKED)
+        if vm_flags & forbidden and not vm_flags & VM_HUGETLB:
+            raise error(errno.EINVAL)
+        if advice == MADV_FREE and not vma.is_anonymous():
+            raise error(errno.EINVAL)
+        pages.zap_vma(mm, vma, start, end)
+        return vma
+    if advice == MADV_REMOVE:
+        if vm_flags & VM_LOCKED:
+            raise error(errno.EINVAL)
+        if vma.file is None:
+            raise error(errno.EINVAL)
+        if (vm_flags & (VM_SHARED | VM_WRITE)) != (VM_SHARED | VM_WRITE):
+            raise error(errno.EACCES)
+        pages.zap_vma(mm, vma, start, end)
+        return vma
+    if advice in (MADV_COLD, MADV_PAGEOUT):
+        if vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
+            raise error(errno.EINVAL)
+        return vma  # LRU placement is not modelled; no swap, so nothing is reclaimed
+    if advice == MADV_WILLNEED:
+        return vma
+    if advice == MADV_COLLAPSE:
+        if not thp.allowed(vma, mm.flags, mm.kernel.thp, thp.TVA_FORCED_COLLAPSE):
+            raise error(errno.EINVAL)
+        if not pages.collapse(mm, vma, start, end):
+            raise error(errno.EINVAL)
+        return vma
+    if advice == MADV_GUARD_INSTALL:
+        if vm_flags & (VM_SPECIAL | VM_HUGETLB | VM_LOCKED):
+            raise error(errno.EINVAL)
+        if vma.is_anonymous():
+            pages.anon_vma_prepare(vma)
+        pages.zap_vma(mm, vma, start, end)
+        # This 6.18 build marks the whole VMA, without splitting it (VM_MAYBE_GUARD).
+        vma.vm_flags |= VM_MAYBE_GUARD
+        return vma
+    if advice == MADV_GUARD_REMOVE:
+        if vm_flags & (VM_SPECIAL | VM_HUGETLB):
+            raise error(errno.EINVAL)
+        return vma
+    raise error(errno.EINVAL)
+
+
+def _populate(mm, start, end, write):
+    """madvise_populate: fault the whole range in, read or write."""
+    addr = start
+    while addr < end:
+        vma = mm.vma_lookup(addr)
+        if vma is None:
+            raise error(errno.ENOMEM)
+        if vma.vm_flags & (VM_IO | VM_PFNMAP):
+            raise error(errno.EINVAL)
+        stop = min(vma.end, end)
+        need = VM_WRITE if write else 0x1
+        if not vma.vm_flags & need:
+            raise error(errno.EINVAL)
+        for page in range(addr, stop, 4096):
+            pages.fault(mm, vma, page, write, mm.kernel.thp)
+        addr = stop
+    return 0

@@ -1,0 +1,458 @@
+"""The memory-mapping syscalls: mmap, munmap, mprotect, mremap, mlock, mlock2, munlock
+and brk, with the kernel's argument checks in the kernel's order (mm/mmap.c,
+mm/mprotect.c, mm/mremap.c, mm/mlock.c, mm/vma.c).
+
+Each function takes the calling process' ``Mm`` (and kernel knobs through it), returns
+what the syscall returns, and raises ``OSError`` with the kernel's errno.
+"""
+
+import errno
+
+from . import pages
+from .mm import MMAP_MIN_ADDR, Mm, error, page_align
+from .uapi import (MAP_ANONYMOUS, MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN,
+                   MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
+                   MAP_SHARED_VALIDATE, MAP_STACK, MAP_TYPE, MLOCK_ONFAULT, MREMAP_DONTUNMAP,
+                   MREMAP_FIXED, MREMAP_MAYMOVE, PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP,
+                   PROT_READ, PROT_SEM, PROT_WRITE)
+from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND,
+                  VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,
+                  VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NOHUGEPAGE, VM_NORESERVE,
+                  VM_PFNMAP, VM_PKEY_MASK, VM_READ, VM_SEALED, VM_SHARED, VM_SPECIAL, VM_WRITE,
+                  MergeProposal, Vma)
+
+
+def calc_vm_prot_bits(prot):
+    """PROT_* to VM_READ/WRITE/EXEC."""
+    return ((VM_READ if prot & PROT_READ else 0) | (VM_WRITE if prot & PROT_WRITE else 0)
+            | (VM_EXEC if prot & PROT_EXEC else 0))
+
+
+def calc_vm_flag_bits(flags):
+    """MAP_* flags that become VMA flags (MAP_STACK means no THP since 6.7)."""
+    vm = 0
+    if flags & MAP_GROWSDOWN:
+        vm |= VM_GROWSDOWN
+    if flags & MAP_LOCKED:
+        vm |= VM_LOCKED
+    if flags & MAP_STACK:
+        vm |= VM_NOHUGEPAGE
+    return vm
+
+
+def _aligned(addr):
+    return not addr & ~PAGE_MASK
+
+
+# ---------------------------------------------------------------------- mmap
+
+
+def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise"):
+    """mmap(2).  ``file`` is the SimFile behind ``fd`` (the caller resolves fds)."""
+    if offset & ~PAGE_MASK:
+        raise error(errno.EINVAL, "offset not page aligned")
+    pgoff = offset >> PAGE_SHIFT
+    if not length:
+        raise error(errno.EINVAL, "length 0")
+    if flags & MAP_FIXED_NOREPLACE:
+        flags |= MAP_FIXED
+    if not flags & MAP_FIXED and addr and addr < MMAP_MIN_ADDR:
+        addr = page_align(MMAP_MIN_ADDR)  # round_hint_to_min
+    length = page_align(length)
+    if not length or length >= 1 << 64:
+        raise error(errno.ENOMEM)
+    if pgoff + (length >> PAGE_SHIFT) >= 1 << 64:
+        raise error(errno.EOVERFLOW)
+    if mm.map_count > mm.kernel.max_map_count:
+        raise error(errno.ENOMEM, "map_count above max_map_count")
+    if flags & MAP_FIXED and not _aligned(addr):
+        raise error(errno.EINVAL, "MAP_FIXED address not page aligned")
+    map_type = flags & MAP_TYPE
+    if file is None and map_type not in (MAP_SHARED, MAP_PRIVATE, MAP_DROPPABLE):
+        raise error(errno.EINVAL, "unknown mapping type")
+    addr = mm.get_unmapped_area(addr, length, pgoff, flags, file)
+    if flags & MAP_FIXED_NOREPLACE and mm.find_vma_intersection(addr, addr + length):
+        raise error(errno.EEXIST)
+    vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | mm.def_flags
+                | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
+    if file is not None:
+        vm_flags, pgoff = _file_flags(file, prot, flags, vm_flags, pgoff)
+    elif map_type == MAP_SHARED:
+        if vm_flags & VM_GROWSDOWN:
+            raise error(errno.EINVAL, "shared mapping cannot grow down")
+        pgoff = 0
+        vm_flags |= VM_SHARED | VM_MAYSHARE
+    elif map_type == MAP_DROPPABLE:
+        raise error(errno.EINVAL, "MAP_DROPPABLE is not simulated")
+    else:
+        pgoff = addr >> PAGE_SHIFT  # anonymous private: pgoff follows the address
+    if flags & MAP_NORESERVE:
+        vm_flags |= VM_NORESERVE
+    addr = mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=file is None
+                       and map_type == MAP_SHARED)
+    if vm_flags & VM_LOCKED or flags & (MAP_POPULATE | MAP_NONBLOCK) == MAP_POPULATE:
+        if not vm_flags & VM_LOCKONFAULT:
+            populate(mm, addr, addr + length, policy, ignore_errors=True)
+    return addr
+
+
+def _file_flags(file, prot, flags, vm_flags, pgoff):
+    """The file half of do_mmap: access checks against how the file was opened."""
+    map_type = flags & MAP_TYPE
+    if map_type in (MAP_SHARED, MAP_SHARED_VALIDATE):
+        if prot & PROT_WRITE and not file.writable:
+            raise error(errno.EACCES, "shared writable mapping of a read-only file")
+        vm_flags |= VM_SHARED | VM_MAYSHARE
+        if not file.writable:
+            vm_flags &= ~(VM_MAYWRITE | VM_SHARED)
+    elif map_type == MAP_PRIVATE:
+        if not file.readable:
+            raise error(errno.EACCES, "private mapping of a file not open for reading")
+    else:
+        raise error(errno.EINVAL, "unknown mapping type")
+    if not file.readable:
+        raise error(errno.EACCES, "file not open for reading")
+    return vm_flags, pgoff
+
+
+def accountable_mapping(file, vm_flags):
+    """Private writable mappings are charged (VM_ACCOUNT) unless NORESERVE."""
+    return (vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) == VM_WRITE
+
+
+def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False, special=None):
+    """__mmap_region: clear what was there, then merge with a neighbour or insert."""
+    end = addr + length
+    mm.unmap(addr, end)
+    if accountable_mapping(file, vm_flags):
+        vm_flags |= VM_ACCOUNT
+    if shared_anon:
+        # shmem_zero_setup(): a shared anonymous mapping is backed by its own shmem file.
+        file = mm.kernel.shmem_file(length)
+    prev = mm.prev_of(addr)
+    nxt = mm.next_of(end)
+    if file is None or not shared_anon:
+        prop = MergeProposal(addr, end, vm_flags, pgoff, file)
+        vma = mm.merge_new(prop, prev, nxt)
+        if vma is not None:
+            return addr
+    mm.insert(Vma(addr, end, vm_flags, pgoff, file, special=special))
+    return addr
+
+
+def populate(mm, start, end, policy, write=None, ignore_errors=False):
+    """populate_vma_page_range over ``[start, end)``: fault every page in; private
+    writable mappings are faulted for write (breaking COW), others for read."""
+    addr = start
+    while addr < end:
+        vma = mm.vma_lookup(addr)
+        if vma is None:
+            if ignore_errors:
+                addr = _next_start(mm, addr, end)
+                continue
+            raise error(errno.ENOMEM)
+        stop = min(vma.end, end)
+        w = write
+        if w is None:
+            w = (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
+        for page in range(addr, stop, PAGE_SIZE):
+            try:
+                pages.fault(mm, vma, page, w, policy)
+            except OSError:
+                if not ignore_errors:
+                    raise
+                break
+        addr = stop
+
+
+def _next_start(mm, addr, end):
+    vma = mm.find_vma(addr)
+    return end if vma is None or vma.start >= end else vma.start
+
+
+# ---------------------------------------------------------------------- munmap
+
+
+def munmap(mm: Mm, addr, length):
+    """munmap(2)."""
+    if not _aligned(addr) or addr > mm.task_size or length > mm.task_size - addr:
+        raise error(errno.EINVAL)
+    end = addr + page_align(length)
+    if end == addr:
+        raise error(errno.EINVAL)
+    mm.unmap(addr, end)
+    return 0
+
+
+# ---------------------------------------------------------------------- mprotect
+
+
+def mprotect(mm: Mm, addr, length, prot):
+    """mprotect(2), changing VMAs as it goes (earlier VMAs stay changed on error)."""
+    grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP)
+    prot &= ~(PROT_GROWSDOWN | PROT_GROWSUP)
+    if grows == PROT_GROWSDOWN | PROT_GROWSUP:
+        raise error(errno.EINVAL)
+    if not _aligned(addr):
+        raise error(errno.EINVAL)
+    if not length:
+        return 0
+    length = page_align(length)
+    end = addr + length
+    if end <= addr or end > 1 << 64:
+        raise error(errno.ENOMEM)
+    if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM):
+        raise error(errno.EINVAL)
+    vma = mm.find_vma_intersection(addr, end)
+    if vma is None:
+        raise error(errno.ENOMEM)
+    if grows & PROT_GROWSDOWN:
+        if vma.start >= end:
+            raise error(errno.ENOMEM)
+        addr = vma.start
+        if not vma.vm_flags & VM_GROWSDOWN:
+            raise error(errno.EINVAL)
+    else:
+        if vma.start > addr:
+            raise error(errno.ENOMEM)
+        if grows & PROT_GROWSUP:
+            raise error(errno.EINVAL)  # no VM_GROWSUP on x86
+    tmp = vma.start
+    nstart = addr
+    for vma in mm.vmas(addr, end):
+        if vma.start != tmp:
+            raise error(errno.ENOMEM, "hole in range")
+        newflags = calc_vm_prot_bits(prot) | (vma.vm_flags & ~(VM_ACCESS_FLAGS | VM_PKEY_MASK))
+        newflags |= vma.vm_flags & VM_PKEY_MASK
+        if (newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS:
+            raise error(errno.EACCES)
+        tmp = min(vma.end, end)
+        mprotect_fixup(mm, vma, nstart, tmp, newflags)
+        nstart = tmp
+    if tmp < end:
+        raise error(errno.ENOMEM, "hole at end of range")
+    return 0
+
+
+def mprotect_fixup(mm, vma, start, end, newflags):
+    """Change ``[start, end)`` of ``vma`` to ``newflags``, with VM_ACCOUNT upkeep."""
+    if vma.vm_flags & VM_SEALED:
+        raise error(errno.EPERM)
+    oldflags = vma.vm_flags
+    if newflags == oldflags:
+        return vma
+    if newflags & VM_WRITE:
+        if not oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE):
+            newflags |= VM_ACCOUNT
+    elif oldflags & VM_ACCOUNT and vma.is_anonymous() and vma.anon_vma is None:
+        # A private mapping that never faulted can give its charge back.
+        newflags &= ~VM_ACCOUNT
+    vma = mm.modify(vma, start, end, newflags)
+    if (oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and newflags & VM_WRITE:
+        populate(mm, start, end, mm.kernel.thp, write=True, ignore_errors=True)
+    return vma
+
+
+# ---------------------------------------------------------------------- mlock
+
+
+def _apply_lock(mm, start, end, lock_flags):
+    """apply_vma_lock_flags: set or clear VM_LOCKED[|VM_LOCKONFAULT] over the range."""
+    vma = mm.find_vma_intersection(start, end)
+    if vma is None or vma.start > start:
+        raise error(errno.ENOMEM)
+    tmp = start
+    for vma in mm.vmas(start, end):
+        if vma.start > tmp:
+            raise error(errno.ENOMEM)
+        stop = min(vma.end, end)
+        newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | lock_flags
+        if newflags != vma.vm_flags and not vma.vm_flags & VM_SPECIAL:
+            mm.modify(vma, max(tmp, vma.start), stop, newflags)
+        tmp = stop
+    if tmp < end:
+        raise error(errno.ENOMEM)
+
+
+def mlock(mm: Mm, addr, length, flags=0):
+    """mlock(2) / mlock2(2): lock, then fault the range in unless MLOCK_ONFAULT."""
+    if flags & ~MLOCK_ONFAULT:
+        raise error(errno.EINVAL)
+    end = page_align(addr + length)
+    start = addr & PAGE_MASK
+    if end < start:
+        raise error(errno.EINVAL)
+    if end == start:
+        return 0
+    lock = VM_LOCKED | (VM_LOCKONFAULT if flags & MLOCK_ONFAULT else 0)
+    _apply_lock(mm, start, end, lock)
+    if not flags & MLOCK_ONFAULT:
+        populate(mm, start, end, mm.kernel.thp, ignore_errors=True)
+    return 0
+
+
+def munlock(mm: Mm, addr, length):
+    """munlock(2)."""
+    end = page_align(addr + length)
+    start = addr & PAGE_MASK
+    if end < start:
+        raise error(errno.EINVAL)
+    if end == start:
+        return 0
+    _apply_lock(mm, start, end, 0)
+    return 0
+
+
+# ---------------------------------------------------------------------- mremap
+
+
+def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
+    """mremap(2): shrink, grow in place, or move (MREMAP_MAYMOVE / FIXED / DONTUNMAP)."""
+    if flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP):
+        raise error(errno.EINVAL)
+    if flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE:
+        raise error(errno.EINVAL)
+    if flags & MREMAP_DONTUNMAP and not flags & MREMAP_MAYMOVE:
+        raise error(errno.EINVAL)
+    if not _aligned(old_addr):
+        raise error(errno.EINVAL)
+    old_len = page_align(old_len)
+    new_len = page_align(new_len)
+    if not new_len:
+        raise error(errno.EINVAL)
+    if flags & MREMAP_DONTUNMAP and old_len != new_len:
+        raise error(errno.EINVAL)
+    if flags & MREMAP_FIXED:
+        if not _aligned(new_addr) or new_len > mm.task_size or new_addr > mm.task_size - new_len:
+            raise error(errno.EINVAL)
+        if new_addr < old_addr + old_len and old_addr < new_addr + new_len:
+            raise error(errno.EINVAL)
+    vma = mm.vma_lookup(old_addr)
+    if vma is None:
+        raise error(errno.EFAULT)
+    if not flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) and old_len == new_len:
+        return old_addr
+    if flags & MREMAP_FIXED:
+        if old_len > new_len:
+            mm.unmap(old_addr + new_len, old_addr + old_len)
+            old_len = new_len
+        return _move(mm, vma, old_addr, old_len, new_len, new_addr, flags)
+    if old_len >= new_len and not flags & MREMAP_DONTUNMAP:
+        if old_len > new_len:
+            mm.unmap(old_addr + new_len, old_addr + old_len)
+        return old_addr
+    if old_addr + old_len > vma.end:
+        raise error(errno.EFAULT)
+    if vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP) and new_len > old_len:
+        raise error(errno.EFAULT)
+    if not flags & MREMAP_DONTUNMAP and old_addr + old_len == vma.end:
+        # Grow in place when the space after the VMA is free (vma_merge_extend).
+        delta = new_len - old_len
+        nxt = mm.next_of(vma.end)
+        if vma.end + delta <= mm.task_size and (nxt is None or nxt.start >= vma.end + delta):
+            _expand_in_place(mm, vma, vma.end + delta)
+            return old_addr
+    if not flags & MREMAP_MAYMOVE:
+        raise error(errno.ENOMEM)
+    return _move(mm, vma, old_addr, old_len, new_len, 0, flags)
+
+
+def _expand_in_place(mm, vma, new_end):
+    prop = MergeProposal(vma.end, new_end, vma.vm_flags, vma.pgoff_at(vma.end), vma.file,
+                         vma.anon_vma, vma.anon_name, vma.uffd_ctx, vma.policy)
+    merged = mm.merge_new(prop, vma, mm.next_of(new_end))
+    if merged is None:
+        vma.end = new_end
+        mm.insert(vma)
+
+
+def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
+    """move_vma: a new VMA at the destination (merging via copy_vma), pages carried."""
+    if old_addr + old_len > vma.end:
+        raise error(errno.EFAULT)
+    if mm.map_count >= mm.kernel.max_map_count - 3:
+        raise error(errno.ENOMEM)
+    if flags & MREMAP_FIXED:
+        mm.unmap(new_addr, new_addr + new_len)
+        dest = new_addr
+    else:
+        dest = mm.get_unmapped_area(0, new_len, vma.pgoff_at(old_addr),
+                                    MAP_SHARED if vma.vm_flags & VM_MAYSHARE else 0, vma.file)
+    # Carve the moving part out as a VMA of its own.
+    if old_addr > vma.start:
+        mm.split(vma, old_addr, new_below=True)  # vma keeps the part from old_addr up
+    if old_addr + old_len < vma.end:
+        mm.split(vma, old_addr + old_len, new_below=False)
+    pgoff = vma.pgoff
+    if vma.is_anonymous() and vma.anon_vma is None:
+        pgoff = dest >> PAGE_SHIFT  # an unfaulted VMA takes the new address' pgoff
+    delta = dest - old_addr
+    moved_pages = vma.pages
+    moved_huge = vma.huge
+    vma.pages = vma.huge = None
+    prop = MergeProposal(dest, dest + old_len, vma.vm_flags, pgoff, vma.file, vma.anon_vma,
+                         vma.anon_name, vma.uffd_ctx, vma.policy, copied_from=vma)
+    target = mm.merge_new(prop, mm.prev_of(dest), mm.next_of(dest + old_len))
+    if target is None:
+        target = Vma(dest, dest + old_len, vma.vm_flags, pgoff, vma.file, vma.anon_vma,
+                     vma.forked, vma.anon_name, vma.special, vma.close_hook, vma.uffd_ctx,
+                     vma.policy)
+        mm.insert(target)
+    _rekey(target, moved_pages, moved_huge, delta >> PAGE_SHIFT)
+    if flags & MREMAP_DONTUNMAP:
+        # The source stays mapped, empty, and loses its lock (like a fresh mapping).
+        vma.vm_flags &= ~VM_LOCKED_MASK
+        vma.anon_vma = None
+        vma.forked = False
+    else:
+        mm.tree.erase(vma.start, vma.end)
+    if new_len > old_len:
+        _expand_in_place(mm, target, target.end + new_len - old_len)
+    return dest
+
+
+def _rekey(vma, moved_pages, moved_huge, shift):
+    if moved_pages:
+        base = vma.pages if vma.pages is not None else {}
+        for vpn, page in moved_pages.items():
+            base[vpn + shift] = page
+        vma.pages = base
+    if moved_huge:
+        huge = vma.huge if vma.huge is not None else {}
+        for vpn, page in moved_huge.items():
+            huge[vpn + shift] = page
+        vma.huge = huge
+
+
+# ---------------------------------------------------------------------- brk
+
+
+def brk(mm: Mm, addr):
+    """brk(2): move the program break; the result is the (possibly unchanged) break."""
+    if addr < mm.start_brk:
+        return mm.brk
+    newbrk = page_align(addr)
+    oldbrk = page_align(mm.brk)
+    if oldbrk == newbrk:
+        mm.brk = addr
+        return mm.brk
+    if addr <= mm.brk:
+        mm.unmap(newbrk, oldbrk)
+        mm.brk = addr
+        return mm.brk
+    nxt = mm.find_vma(oldbrk)
+    if nxt is not None and newbrk + (256 << PAGE_SHIFT) > nxt.start and nxt.vm_flags & VM_GROWSDOWN:
+        return mm.brk
+    if nxt is not None and newbrk > nxt.start:
+        return mm.brk
+    vm_flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT | mm.def_flags
+    prev = mm.prev_of(oldbrk)
+    prop = MergeProposal(oldbrk, newbrk, vm_flags, oldbrk >> PAGE_SHIFT)
+    if prev is None or prev.end != oldbrk or mm.merge_new(prop, prev, None, just_expand=True) is None:
+        mm.insert(Vma(oldbrk, newbrk, vm_flags, oldbrk >> PAGE_SHIFT))
+    mm.brk = addr
+    return mm.brk
+
+
+__all__ = ["mmap", "munmap", "mprotect", "mremap", "mlock", "munlock", "brk", "populate",
+           "mmap_region", "calc_vm_prot_bits"]

@@ -1,0 +1,244 @@
+"""The memory model: resident pages behind each VMA, page faults, zapping, and the
+bookkeeping that keeps pages with their VMA when VMAs split, merge or move.
+
+A VMA keeps PTE-mapped pages in ``vma.pages`` (page number -> Page) and PMD-mapped
+THPs in ``vma.huge`` (page number of the first page -> Page).  A Page shared with
+other address spaces (after fork) carries a ``mapcount`` above one.
+"""
+
+import errno
+
+from . import thp
+from .vma import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_MAYSHARE, VM_READ, VM_SHARED,
+                  VM_WRITE, AnonVma)
+
+PMD_PAGES = HPAGE_PMD_NR
+
+
+class Page:
+    """A folio mapped somewhere: base (order 0) or a PMD-sized THP (order 9)."""
+
+    __slots__ = ("mapcount", "anon", "dirty", "order")
+
+    def __init__(self, anon=True, dirty=True, order=0, mapcount=1):
+        self.mapcount = mapcount
+        self.anon = anon
+        self.dirty = dirty
+        self.order = order
+
+
+def _pages(vma):
+    if vma.pages is None:
+        vma.pages = {}
+    return vma.pages
+
+
+def _huge(vma):
+    if vma.huge is None:
+        vma.huge = {}
+    return vma.huge
+
+
+def rss_pages(vma):
+    """Resident pages of ``vma``, a THP counting 512."""
+    n = len(vma.pages) if vma.pages else 0
+    if vma.huge:
+        n += len(vma.huge) * PMD_PAGES
+    return n
+
+
+def split_huge_at(vma, addr):
+    """split_huge_pmd: a THP straddling ``addr`` becomes 512 PTE-mapped pages."""
+    if not vma.huge or not addr % PMD_SIZE:
+        return
+    head = (addr & ~(PMD_SIZE - 1)) >> PAGE_SHIFT
+    page = vma.huge.pop(head, None)
+    if page is None:
+        return
+    _remap_as_base(vma, head, page)
+
+
+def _remap_as_base(vma, head, page):
+    base = _pages(vma)
+    for vpn in range(head, head + PMD_PAGES):
+        base[vpn] = Page(page.anon, page.dirty, 0, page.mapcount)
+
+
+def move_range(src, dst, start, end):
+    """Hand the pages of ``src`` in ``[start, end)`` to ``dst`` (THPs at the edges must
+    have been split already)."""
+    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+    if src.pages:
+        if hi - lo < len(src.pages):
+            keys = [vpn for vpn in range(lo, hi) if vpn in src.pages]
+        else:
+            keys = [vpn for vpn in src.pages if lo <= vpn < hi]
+        if keys:
+            d = _pages(dst)
+            for vpn in keys:
+                d[vpn] = src.pages.pop(vpn)
+    if src.huge:
+        keys = [vpn for vpn in src.huge if lo <= vpn < hi]
+        if keys:
+            d = _huge(dst)
+            for vpn in keys:
+                d[vpn] = src.huge.pop(vpn)
+
+
+def move_all(src, dst):
+    """Hand every page of ``src`` to ``dst`` (a merge)."""
+    if src.pages:
+        _pages(dst).update(src.pages)
+        src.pages = None
+    if src.huge:
+        _huge(dst).update(src.huge)
+        src.huge = None
+
+
+def _kind(vma, page):
+    """Which rss counter a page is charged to: anon, shmem or file."""
+    if page.anon:
+        return "rss_anon"
+    return "rss_shmem" if vma.file is not None and vma.file.shmem else "rss_file"
+
+
+def _charge(mm, vma, page, n):
+    counter = _kind(vma, page)
+    setattr(mm, counter, getattr(mm, counter) + n)
+    if n > 0:
+        total = mm.rss_anon + mm.rss_file + mm.rss_shmem
+        if total > mm.hiwater_rss:
+            mm.hiwater_rss = total
+
+
+def _drop(mm, vma, page, n=1):
+    page.mapcount -= 1
+    _charge(mm, vma, page, -n)
+
+
+def zap_vma(mm, vma, start, end):
+    """Unmap the pages of ``vma`` in ``[start, end)`` (zap_page_range_single)."""
+    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+    if vma.huge:
+        for head in [h for h in vma.huge if h < hi and h + PMD_PAGES > lo]:
+            if head < lo or head + PMD_PAGES > hi:
+                # A partial zap splits the PMD first, then drops the covered pages.
+                _remap_as_base(vma, head, vma.huge.pop(head))
+            else:
+                _drop(mm, vma, vma.huge.pop(head), PMD_PAGES)
+    if vma.pages:
+        if hi - lo < len(vma.pages):
+            keys = [vpn for vpn in range(lo, hi) if vpn in vma.pages]
+        else:
+            keys = [vpn for vpn in vma.pages if lo <= vpn < hi]
+        for vpn in keys:
+            _drop(mm, vma, vma.pages.pop(vpn))
+
+
+def anon_vma_prepare(vma):
+    """Give ``vma`` an anon_vma on its first anonymous fault (anon_vma_prepare)."""
+    if vma.anon_vma is None:
+        vma.anon_vma = AnonVma()
+        vma.forked = False
+    return vma.anon_vma
+
+
+def fault(mm, vma, addr, write, policy):
+    """Handle a fault at ``addr`` inside ``vma``: raise EFAULT where the kernel would
+    deliver SIGSEGV, else make the page resident.  Returns the number of new pages."""
+    vm_flags = vma.vm_flags
+    need = VM_WRITE if write else VM_READ
+    if not vm_flags & need or vma.special is not None:
+        raise OSError(errno.EFAULT, "fault on a page without access")
+    vpn = addr >> PAGE_SHIFT
+    head = vpn & ~(PMD_PAGES - 1)
+    if vma.huge and head in vma.huge:
+        page = vma.huge[head]
+        if write and page.mapcount > 1:
+            # A write to a shared THP: the kernel splits the PMD and copies one page.
+            _remap_as_base(vma, head, vma.huge.pop(head))
+        else:
+            if write:
+                page.dirty = True
+            return 0
+    if vma.pages and vpn in vma.pages:
+        page = vma.pages[vpn]
+        if write:
+            if page.mapcount > 1 or not page.anon and not vm_flags & VM_SHARED:
+                # Copy on write: a private copy replaces the shared page.
+                _drop(mm, vma, page)
+                anon_vma_prepare(vma)
+                new = vma.pages[vpn] = Page(anon=True, dirty=True)
+                _charge(mm, vma, new, 1)
+            else:
+                page.dirty = True
+        return 0
+    shared = vm_flags & VM_MAYSHARE
+    if vma.file is None and not shared:
+        if not write:
+            return 0  # the shared zero page: nothing resident, no anon_vma
+        anon_vma_prepare(vma)
+        if (thp.allowed(vma, mm.flags, policy, thp.TVA_PAGEFAULT)
+                and head << PAGE_SHIFT >= vma.start
+                and (head + PMD_PAGES) << PAGE_SHIFT <= vma.end
+                and not _any_base_in(vma, head)):
+            page = _huge(vma)[head] = Page(anon=True, dirty=True, order=9)
+            _charge(mm, vma, page, PMD_PAGES)
+            return PMD_PAGES
+        page = _pages(vma)[vpn] = Page(anon=True, dirty=True)
+        _charge(mm, vma, page, 1)
+        return 1
+    # File or shared memory: the page comes from the (simulated) page cache.
+    if write and not shared:
+        anon_vma_prepare(vma)
+        page = _pages(vma)[vpn] = Page(anon=True, dirty=True)
+    else:
+        page = _pages(vma)[vpn] = Page(anon=False, dirty=bool(write))
+    _charge(mm, vma, page, 1)
+    return 1
+
+
+def _any_base_in(vma, head):
+    pages = vma.pages
+    if not pages:
+        return False
+    if len(pages) < PMD_PAGES:
+        return any(head <= vpn < head + PMD_PAGES for vpn in pages)
+    return any(vpn in pages for vpn in range(head, head + PMD_PAGES))
+
+
+def collapse(mm, vma, start, end):
+    """MADV_COLLAPSE over ``[start, end)``: every aligned 2 MiB block inside it that has
+    at least one resident page becomes one THP.  Returns True when every block did."""
+    ok = True
+    first = (start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+    for block in range(first, end - PMD_SIZE + 1, PMD_SIZE):
+        head = block >> PAGE_SHIFT
+        if vma.huge and head in vma.huge:
+            continue
+        present = [vpn for vpn in range(head, head + PMD_PAGES) if vma.pages and vpn in vma.pages]
+        if not present:
+            ok = False  # SCAN_PMD_NULL: nothing to collapse
+            continue
+        for vpn in present:
+            _drop(mm, vma, vma.pages.pop(vpn))
+        page = _huge(vma)[head] = Page(anon=True, dirty=True, order=9)
+        _charge(mm, vma, page, PMD_PAGES)
+    return ok
+
+
+def check_vma(vma):
+    """Pages lie inside their VMA and THPs are aligned and do not overlap base pages."""
+    lo, hi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
+    for vpn in vma.pages or ():
+        if not lo <= vpn < hi:
+            raise AssertionError(f"page {vpn:#x} lies outside {vma!r}")
+    for head in vma.huge or ():
+        if head % PMD_PAGES or head < lo or head + PMD_PAGES > hi:
+            raise AssertionError(f"THP at page {head:#x} does not fit {vma!r}")
+        if vma.pages and any(head <= vpn < head + PMD_PAGES for vpn in vma.pages):
+            raise AssertionError(f"THP at page {head:#x} overlaps base pages")
+
+
+__all__ = ["Page", "fault", "zap_vma", "move_range", "move_all", "split_huge_at", "collapse",
+           "rss_pages", "check_vma", "PAGE_SIZE"]

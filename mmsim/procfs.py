@@ -1,0 +1,167 @@
+"""/proc/PID/maps, smaps and status, byte for byte in the format of fs/proc/task_mmu.c
+and fs/proc/array.c on the reference kernel (no ProtectionKey line: the machine has no
+PKU; no soft-dirty; no anon names)."""
+
+from . import thp
+from .mm import MMF_DISABLE_THP_COMPLETELY
+from .vma import (PAGE_SHIFT, VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
+                  VM_WRITE, vmflags_mnemonics)
+
+HEADER_WIDTH = 25 + 8 * 6 - 1   # seq_setwidth in show_vma_header_prefix (64-bit)
+
+
+def vma_name(mm, vma):
+    """The name column: file, special mapping, [heap], [stack] or anon name."""
+    if vma.file is not None:
+        return vma.file.inode.display_name()
+    if vma.special is not None:
+        return vma.special
+    if vma.start <= mm.brk and vma.end >= mm.start_brk and mm.start_brk:
+        return "[heap]"
+    if mm.start_stack and vma.start <= mm.start_stack <= vma.end:
+        return "[stack]"
+    if vma.anon_name:
+        return f"[anon:{vma.anon_name}]"
+    return None
+
+
+def maps_line(mm, vma):
+    """One /proc/PID/maps line (show_map_vma), without the newline."""
+    flags = vma.vm_flags
+    perms = (("r" if flags & VM_READ else "-") + ("w" if flags & VM_WRITE else "-")
+             + ("x" if flags & VM_EXEC else "-") + ("s" if flags & VM_MAYSHARE else "p"))
+    if vma.file is not None:
+        pgoff = vma.pgoff << PAGE_SHIFT
+        major, minor = vma.file.inode.dev
+        ino = vma.file.inode.ino
+    else:
+        pgoff = major = minor = ino = 0
+    line = f"{vma.start:08x}-{vma.end:08x} {perms} {pgoff:08x} {major:02x}:{minor:02x} {ino} "
+    name = vma_name(mm, vma)
+    if name is None:
+        return line
+    if len(line) < HEADER_WIDTH:
+        line += " " * (HEADER_WIDTH - len(line))
+    return line + " " + name
+
+
+def maps(proc):
+    """/proc/PID/maps."""
+    mm = proc.mm
+    if mm is None:
+        return ""
+    return "".join(maps_line(mm, vma) + "\n" for vma in mm.vmas())
+
+
+def _kb(label, pages_4k):
+    return f"{label:<16}{pages_4k * 4:>8} kB\n"
+
+
+def vma_memory(vma):
+    """Per-VMA page counts for smaps (in 4 KiB pages)."""
+    rss = pss2 = shared_clean = shared_dirty = private_clean = private_dirty = 0
+    anon = anon_huge = 0
+    items = [(p, 1) for p in (vma.pages or {}).values()]
+    items += [(p, 512) for p in (vma.huge or {}).values()]
+    for page, n in items:
+        rss += n
+        shared = page.mapcount > 1
+        # Pss is counted in halves and the like; keep it exact in 1/mapcount units.
+        pss2 += n / page.mapcount
+        if shared:
+            if page.dirty:
+                shared_dirty += n
+            else:
+                shared_clean += n
+        elif page.dirty:
+            private_dirty += n
+        else:
+            private_clean += n
+        if page.anon:
+            anon += n
+            if n == 512:
+                anon_huge += n
+    return {"rss": rss, "pss": pss2, "shared_clean": shared_clean, "shared_dirty": shared_dirty,
+            "private_clean": private_clean, "private_dirty": private_dirty, "anon": anon,
+            "anon_huge": anon_huge}
+
+
+def thp_eligible(mm, vma):
+    """smaps THPeligible: the TVA_SMAPS decision."""
+    return int(thp.allowed(vma, mm.flags, mm.kernel.thp, thp.TVA_SMAPS))
+
+
+def smaps_block(mm, vma):
+    """One VMA's /proc/PID/smaps block."""
+    m = vma_memory(vma)
+    size = vma.npages
+    dirty_pss = m["shared_dirty"] / 2 + m["private_dirty"] if m["shared_dirty"] else m["private_dirty"]
+    out = [maps_line(mm, vma) + "\n",
+           _kb("Size:", size), _kb("KernelPageSize:", 1), _kb("MMUPageSize:", 1),
+           _kb("Rss:", m["rss"]), _kb("Pss:", int(m["pss"])), _kb("Pss_Dirty:", int(dirty_pss)),
+           _kb("Shared_Clean:", m["shared_clean"]), _kb("Shared_Dirty:", m["shared_dirty"]),
+           _kb("Private_Clean:", m["private_clean"]), _kb("Private_Dirty:", m["private_dirty"]),
+           _kb("Referenced:", m["rss"]), _kb("Anonymous:", m["anon"]), _kb("KSM:", 0),
+           _kb("LazyFree:", 0), _kb("AnonHugePages:", m["anon_huge"]), _kb("ShmemPmdMapped:", 0),
+           _kb("FilePmdMapped:", 0), _kb("Shared_Hugetlb:", 0), _kb("Private_Hugetlb:", 0),
+           _kb("Swap:", 0), _kb("SwapPss:", 0),
+           _kb("Locked:", int(m["pss"]) if vma.vm_flags & VM_LOCKED else 0),
+           f"{'THPeligible:':<16}{thp_eligible(mm, vma):>8}\n",
+           "VmFlags: " + "".join(name + " " for name in vmflags_mnemonics(vma.vm_flags)) + "\n"]
+    return "".join(out)
+
+
+def smaps(proc):
+    """/proc/PID/smaps."""
+    mm = proc.mm
+    if mm is None:
+        return ""
+    return "".join(smaps_block(mm, vma) for vma in mm.vmas())
+
+
+def _status_kb(label, pages_4k):
+    return f"{label}\t{pages_4k * 4:>8} kB\n"
+
+
+def status(proc):
+    """/proc/PID/status: identity lines, the Vm* block and THP_enabled."""
+    mm = proc.mm
+    lines = [f"Name:\t{proc.comm[:15]}\n", "State:\tR (running)\n", f"Tgid:\t{proc.pid}\n",
+             f"Pid:\t{proc.pid}\n", f"PPid:\t{proc.ppid}\n"]
+    if mm is not None:
+        total = data = stack = exe = locked = 0
+        for vma in mm.vmas():
+            n = vma.npages
+            flags = vma.vm_flags
+            total += n
+            if flags & VM_LOCKED:
+                locked += n
+            if flags & VM_GROWSDOWN:
+                stack += n
+            elif (flags & (VM_WRITE | VM_SHARED)) == VM_WRITE:
+                data += n
+            elif (flags & (VM_EXEC | VM_WRITE)) == VM_EXEC:
+                exe += n
+        rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
+        peak = max(total, getattr(mm, "total_vm_peak", 0))
+        mm.total_vm_peak = peak
+        lines += [_status_kb("VmPeak:", peak), _status_kb("VmSize:", total),
+                  _status_kb("VmLck:", locked), _status_kb("VmPin:", 0),
+                  _status_kb("VmHWM:", max(mm.hiwater_rss, rss)), _status_kb("VmRSS:", rss),
+                  _status_kb("RssAnon:", mm.rss_anon), _status_kb("RssFile:", mm.rss_file),
+                  _status_kb("RssShmem:", mm.rss_shmem), _status_kb("VmData:", data),
+                  _status_kb("VmStk:", stack), _status_kb("VmExe:", 0), _status_kb("VmLib:", exe),
+                  _status_kb("VmPTE:", _pte_pages(mm)), _status_kb("VmSwap:", 0),
+                  _status_kb("HugetlbPages:", 0), "CoreDumping:\t0\n",
+                  f"THP_enabled:\t{0 if mm.flags & MMF_DISABLE_THP_COMPLETELY else 1}\n"]
+    lines.append("Threads:\t1\n")
+    return "".join(lines)
+
+
+def _pte_pages(mm):
+    """Simulator-defined VmPTE: one 4 KiB page table per 2 MiB region holding PTEs."""
+    tables = set()
+    for vma in mm.vmas():
+        for vpn in vma.pages or ():
+            tables.add(vpn >> 9)
+    return len(tables)

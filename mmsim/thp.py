@@ -1,0 +1,71 @@
+"""Transparent huge pages: the sysfs policy and the 6.18 eligibility decision
+(include/linux/huge_mm.h ``vma_thp_disabled``, mm/huge_memory.c
+``__thp_vma_allowable_orders``), used by faults, MADV_COLLAPSE and smaps' THPeligible.
+
+Only the PMD order (2 MiB) exists here: the reference machine has every smaller mTHP
+size set to ``never`` and the PMD size to ``inherit``.
+"""
+
+from .vma import PMD_SIZE, VM_HUGEPAGE, VM_NO_KHUGEPAGED, VM_NOHUGEPAGE
+
+MODES = ("always", "madvise", "never")
+
+# Who is asking (enum tva_type in 6.18).
+TVA_SMAPS = "smaps"
+TVA_PAGEFAULT = "fault"
+TVA_KHUGEPAGED = "khugepaged"
+TVA_FORCED_COLLAPSE = "collapse"
+
+MMF_DISABLE_THP_EXCEPT_ADVISED = 1 << 23
+MMF_DISABLE_THP_COMPLETELY = 1 << 24
+
+
+def vma_thp_disabled(vm_flags, mm_flags, forced_collapse):
+    """The per-VMA and per-process switches, first match wins (vma_thp_disabled)."""
+    if vm_flags & VM_NOHUGEPAGE:
+        return True
+    if mm_flags & MMF_DISABLE_THP_COMPLETELY:
+        return True
+    if vm_flags & VM_HUGEPAGE:
+        return False
+    if forced_collapse:
+        return False
+    return bool(mm_flags & MMF_DISABLE_THP_EXCEPT_ADVISED)
+
+
+def pmd_fits(vma):
+    """An aligned 2 MiB block fits inside the VMA (and, for files, lines up with pgoff)."""
+    haddr = (vma.start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+    if haddr + PMD_SIZE > vma.end:
+        return False
+    if vma.file is not None:
+        return ((vma.pgoff << 12) - vma.start) % PMD_SIZE == 0
+    return True
+
+
+def allowed(vma, mm_flags, policy, tva, is_stack_setup=False):
+    """Whether a PMD-sized THP is allowed for ``vma`` for the asker ``tva``."""
+    vm_flags = vma.vm_flags
+    anon = vma.file is None and vma.special is None and not vma.shared_anon()
+    forced = tva == TVA_FORCED_COLLAPSE
+    if anon and not forced:
+        # sysfs: per-size 'inherit' follows the global setting.
+        if not (policy == "always" or (vm_flags & VM_HUGEPAGE and policy == "madvise")):
+            return False
+    if vma.special is not None:
+        return False
+    if vma_thp_disabled(vm_flags, mm_flags, forced):
+        return False
+    if tva not in (TVA_PAGEFAULT, TVA_SMAPS) and vm_flags & VM_NO_KHUGEPAGED:
+        return False
+    if tva != TVA_PAGEFAULT and not pmd_fits(vma):
+        return False
+    if not anon:
+        # shmem follows shmem_enabled (never on the reference machine); regular files
+        # need CONFIG_READ_ONLY_THP_FOR_FS, which is off.
+        return False
+    if is_stack_setup:
+        return False
+    if vma.anon_vma is None and tva in (TVA_KHUGEPAGED, TVA_FORCED_COLLAPSE):
+        return False
+    return True
