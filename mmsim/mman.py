@@ -40,8 +40,16 @@ def calc_vm_flag_bits(flags):
     return vm
 
 
+U64 = (1 << 64) - 1
+
+
 def _aligned(addr):
     return not addr & ~PAGE_MASK
+
+
+def _page_align(n):
+    """PAGE_ALIGN in unsigned 64-bit arithmetic: it wraps to 0 near the top."""
+    return page_align(n) & U64
 
 
 # ---------------------------------------------------------------------- mmap
@@ -197,9 +205,8 @@ def mprotect(mm: Mm, addr, length, prot):
         raise error(errno.EINVAL)
     if not length:
         return 0
-    length = page_align(length)
-    end = addr + length
-    if end <= addr or end > 1 << 64:
+    end = (addr + _page_align(length)) & U64
+    if end <= addr:
         raise error(errno.ENOMEM)
     if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM):
         raise error(errno.EINVAL)
@@ -274,14 +281,22 @@ def _apply_lock(mm, start, end, lock_flags):
         raise error(errno.ENOMEM)
 
 
+def _lock_range(addr, length):
+    """do_mlock's range: the length grows by the start's offset in its page, all in
+    wrapping 64-bit arithmetic; a range that wraps is EINVAL."""
+    length = _page_align(length + (addr & ~PAGE_MASK))
+    start = addr & PAGE_MASK
+    end = (start + length) & U64
+    if end < start:
+        raise error(errno.EINVAL)
+    return start, end
+
+
 def mlock(mm: Mm, addr, length, flags=0):
     """mlock(2) / mlock2(2): lock, then fault the range in unless MLOCK_ONFAULT."""
     if flags & ~MLOCK_ONFAULT:
         raise error(errno.EINVAL)
-    end = page_align(addr + length)
-    start = addr & PAGE_MASK
-    if end < start:
-        raise error(errno.EINVAL)
+    start, end = _lock_range(addr, length)
     if end == start:
         return 0
     lock = VM_LOCKED | (VM_LOCKONFAULT if flags & MLOCK_ONFAULT else 0)
@@ -293,10 +308,7 @@ def mlock(mm: Mm, addr, length, flags=0):
 
 def munlock(mm: Mm, addr, length):
     """munlock(2)."""
-    end = page_align(addr + length)
-    start = addr & PAGE_MASK
-    if end < start:
-        raise error(errno.EINVAL)
+    start, end = _lock_range(addr, length)
     if end == start:
         return 0
     _apply_lock(mm, start, end, 0)
@@ -316,8 +328,8 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
         raise error(errno.EINVAL)
     if not _aligned(old_addr):
         raise error(errno.EINVAL)
-    old_len = page_align(old_len)
-    new_len = page_align(new_len)
+    old_len = _page_align(old_len)
+    new_len = _page_align(new_len)
     if not new_len:
         raise error(errno.EINVAL)
     if flags & MREMAP_DONTUNMAP and old_len != new_len:
@@ -333,19 +345,20 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
     if not flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) and old_len == new_len:
         return old_addr
     if flags & MREMAP_FIXED:
+        mm.unmap(new_addr, new_addr + new_len)
         if old_len > new_len:
-            mm.unmap(old_addr + new_len, old_addr + old_len)
+            munmap(mm, old_addr + new_len, old_len - new_len)
             old_len = new_len
+        vma = mm.vma_lookup(old_addr)
+        if vma is None:
+            raise error(errno.EFAULT)
         return _move(mm, vma, old_addr, old_len, new_len, new_addr, flags)
     if old_len >= new_len and not flags & MREMAP_DONTUNMAP:
         if old_len > new_len:
-            mm.unmap(old_addr + new_len, old_addr + old_len)
+            munmap(mm, old_addr + new_len, old_len - new_len)
         return old_addr
-    if old_addr + old_len > vma.end:
-        raise error(errno.EFAULT)
-    if vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP) and new_len > old_len:
-        raise error(errno.EFAULT)
-    if not flags & MREMAP_DONTUNMAP and old_addr + old_len == vma.end:
+    _resize_is_valid(vma, old_addr, old_len, new_len, flags)
+    if not flags & MREMAP_DONTUNMAP and old_len and old_addr + old_len == vma.end:
         # Grow in place when the space after the VMA is free (vma_merge_extend).
         delta = new_len - old_len
         nxt = mm.next_of(vma.end)
@@ -355,6 +368,18 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
     if not flags & MREMAP_MAYMOVE:
         raise error(errno.ENOMEM)
     return _move(mm, vma, old_addr, old_len, new_len, 0, flags)
+
+
+def _resize_is_valid(vma, old_addr, old_len, new_len, flags):
+    """resize_is_valid (mm/mremap.c), in its order."""
+    if not old_len and not vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
+        raise error(errno.EINVAL, "duplicating a private mapping")
+    if flags & MREMAP_DONTUNMAP and vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
+        raise error(errno.EINVAL)
+    if old_len > vma.end - old_addr:
+        raise error(errno.EFAULT, "range spans VMAs")
+    if new_len > old_len and vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
+        raise error(errno.EFAULT)
 
 
 def _expand_in_place(mm, vma, new_end):
@@ -368,16 +393,18 @@ def _expand_in_place(mm, vma, new_end):
 
 def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     """move_vma: a new VMA at the destination (merging via copy_vma), pages carried."""
-    if old_addr + old_len > vma.end:
-        raise error(errno.EFAULT)
+    _resize_is_valid(vma, old_addr, old_len, new_len, flags)
     if mm.map_count >= mm.kernel.max_map_count - 3:
         raise error(errno.ENOMEM)
     if flags & MREMAP_FIXED:
-        mm.unmap(new_addr, new_addr + new_len)
         dest = new_addr
     else:
         dest = mm.get_unmapped_area(0, new_len, vma.pgoff_at(old_addr),
                                     MAP_SHARED if vma.vm_flags & VM_MAYSHARE else 0, vma.file)
+    if not old_len:
+        # Duplicating a shared mapping: a second view of the same pages elsewhere.
+        mm.insert(Vma(dest, dest + new_len, vma.vm_flags, vma.pgoff_at(old_addr), vma.file))
+        return dest
     # Carve the moving part out as a VMA of its own.
     if old_addr > vma.start:
         mm.split(vma, old_addr, new_below=True)  # vma keeps the part from old_addr up

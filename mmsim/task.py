@@ -13,6 +13,24 @@ O_ACCMODE = 3
 from .vma import PAGE_MASK, PAGE_SIZE, VM_READ, VM_WRITE
 
 
+U64 = (1 << 64) - 1
+
+
+def _u64(value):
+    """An argument the kernel receives as ``unsigned long``: its low 64 bits."""
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise error(errno.EINVAL, f"argument must be an int, not {type(value).__name__}")
+        value = int(value)
+    return value & U64
+
+
+def _cint(value):
+    """An argument the kernel receives as ``int``: its low 32 bits, signed."""
+    value = _u64(value) & 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
 class Process:
     """A simulated process (one thread for now)."""
 
@@ -52,6 +70,8 @@ class Process:
     def mmap(self, addr, length, prot, flags, fd=-1, offset=0):
         """mmap(2)."""
         from .uapi import MAP_ANONYMOUS
+        addr, length, prot, flags, offset = map(_u64, (addr, length, prot, flags, offset))
+        fd = _cint(fd)
         file = None
         if not flags & MAP_ANONYMOUS:
             file = self.fds.get(fd)
@@ -61,35 +81,35 @@ class Process:
 
     def munmap(self, addr, length):
         """munmap(2)."""
-        return mman.munmap(self.mm, addr, length)
+        return mman.munmap(self.mm, _u64(addr), _u64(length))
 
     def mprotect(self, addr, length, prot):
         """mprotect(2)."""
-        return mman.mprotect(self.mm, addr, length, prot)
+        return mman.mprotect(self.mm, _u64(addr), _u64(length), _u64(prot))
 
     def madvise(self, addr, length, advice):
         """madvise(2)."""
-        return _madvise.madvise(self.mm, addr, length, advice)
+        return _madvise.madvise(self.mm, _u64(addr), _u64(length), _cint(advice))
 
     def mremap(self, old_addr, old_size, new_size, flags=0, new_addr=0):
         """mremap(2)."""
-        return mman.mremap(self.mm, old_addr, old_size, new_size, flags, new_addr)
+        return mman.mremap(self.mm, *map(_u64, (old_addr, old_size, new_size, flags, new_addr)))
 
     def mlock(self, addr, length):
         """mlock(2)."""
-        return mman.mlock(self.mm, addr, length)
+        return mman.mlock(self.mm, _u64(addr), _u64(length))
 
     def mlock2(self, addr, length, flags):
         """mlock2(2)."""
-        return mman.mlock(self.mm, addr, length, flags)
+        return mman.mlock(self.mm, _u64(addr), _u64(length), _u64(flags) & 0xFFFFFFFF)
 
     def munlock(self, addr, length):
         """munlock(2)."""
-        return mman.munlock(self.mm, addr, length)
+        return mman.munlock(self.mm, _u64(addr), _u64(length))
 
     def brk(self, addr):
         """brk(2): returns the new (or unchanged) break."""
-        return mman.brk(self.mm, addr)
+        return mman.brk(self.mm, _u64(addr))
 
     def touch(self, addr, length, write=True):
         """Fault every page of ``[addr, addr + length)`` as a read or write would.
@@ -97,8 +117,11 @@ class Process:
         Raises EFAULT (where the CPU would deliver SIGSEGV) without touching anything
         if any page is unmapped or lacks the access."""
         mm = self.mm
+        addr, length = _u64(addr), _u64(length)
         start = addr & PAGE_MASK
         end = page_align(addr + length)
+        if end > mm.task_size:
+            raise error(errno.EFAULT, "beyond the user address space")
         need = VM_WRITE if write else VM_READ
         a = start
         while a < end:
