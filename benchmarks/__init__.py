@@ -1,0 +1,1 @@
+"""mmsim benchmarks: ``python -m benchmarks --help``."""

@@ -1,0 +1,54 @@
+"""Command line for the benchmarks: ``python -m benchmarks {store,width} ...``."""
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+from . import store
+
+
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main(argv=None):
+    """Parse the command line and run one benchmark."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    st = sub.add_parser("store", help="VmaTree against SortedDict, list+bisect, IntervalTree")
+    st.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 65_530, 262_144])
+    st.add_argument("--repeats", type=int, default=5)
+    st.add_argument("--budget", type=float, default=2.0,
+                    help="seconds per phase before it is sampled (default 2)")
+    st.add_argument("--width", type=int, default=None, help="VmaTree node width")
+    st.add_argument("--no-memory", action="store_true")
+    st.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    wd = sub.add_parser("width", help="VmaTree at several node widths, against SortedDict")
+    wd.add_argument("--sizes", type=int, nargs="+", default=[1_000, 65_530, 262_144])
+    wd.add_argument("--widths", type=int, nargs="+", default=[16, 24, 32, 48, 64, 128])
+    wd.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+
+    cmd = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.cmd == "store":
+        result = store.run(args.sizes, args.repeats, args.budget, _log, args.width,
+                           memory=not args.no_memory)
+        result["command"] = cmd
+        result["python"] = platform.python_version()
+        result["date"] = time.strftime("%Y-%m-%d")
+        print(f"`{cmd}` (Python {result['python']}, {result['date']})\n")
+        print(store.table(result))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=1)
+        return 0 if all(ok for *_, ok in store.criteria(result)) else 1
+    if args.cmd == "width":
+        print(store.width_table(args.sizes, args.widths, args.repeats, _log))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Smoke tests of the benchmark harness: it runs, its peers agree, its numbers are sane.
+
+These assert no times; performance lives in BENCHMARKS.md."""
+
+import pytest
+
+from benchmarks import store
+from benchmarks.peers import PlainListFloor, TreePeer
+from benchmarks.workload import HOLE_PAGES, PAGE, Workload
+
+
+def test_workload_shape():
+    w = Workload(500)
+    assert len(w.starts) == len(w.ends) == 500
+    assert all(s < e for s, e in zip(w.starts, w.ends))
+    assert all(e < s for e, s in zip(w.ends, w.starts[1:]))
+    assert w.starts[1] - w.ends[0] == HOLE_PAGES * PAGE
+    assert sorted(w.order) == list(range(500))
+
+
+def test_tree_peer_answers_like_a_plain_list():
+    w = Workload(2000)
+    tree = TreePeer(16)
+    tree.build(w.starts, w.ends, w.order)
+    tree.t.check()
+    floor = PlainListFloor(tree.t.values())
+    assert [v.start for v in floor.vs] == w.starts
+    hits = sum(any(s <= a < e for s, e in zip(w.starts, w.ends)) for a in w.lookups[:300])
+    assert tree.lookup(w.lookups[:300]) == hits
+    assert tree.split(w.split_mids) == 2000 + len(w.split_mids)
+    tree.t.check()
+    ranges = [(w.starts[i], w.ends[i]) for i in w.erase_idx]
+    assert tree.erase(ranges) == 2000 + len(w.split_mids) - len(ranges)
+    tree.t.check()
+    # The only fit for half the hole is the hole itself, at the bottom.
+    size = HOLE_PAGES // 2 * PAGE
+    assert tree.gap(w.low, [w.top], size) == [w.starts[1] - size]
+    assert tree.gap(w.hole_end, [w.top], size) == [None]
+
+
+def test_walk_pairs_and_memory_run():
+    tree_ns, floor_ns, ratio = store.walk_pairs(1000, 1)
+    assert tree_ns > 0 and floor_ns > 0 and ratio > 0
+    assert store.memory_per_entry(1000, TreePeer()) > 0
+
+
+def test_full_runner_with_every_peer():
+    pytest.importorskip("sortedcontainers", reason="benchmark peers need '.[bench]'")
+    pytest.importorskip("intervaltree", reason="benchmark peers need '.[bench]'")
+    result = store.run([300], repeats=1, budget=0.2, log=lambda msg: None)
+    # run_size() raises if any peer disagrees with VmaTree on any answer.
+    assert {row["phase"] for row in result["rows"]} == set(store.PHASES) - {"walk"}
+    text = store.table(result)
+    assert "| build | 300 |" in text
