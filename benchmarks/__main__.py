@@ -6,7 +6,7 @@ import platform
 import sys
 import time
 
-from . import store
+from . import mm_memory, store
 
 
 def _log(msg):
@@ -29,6 +29,8 @@ def main(argv=None):
     wd.add_argument("--sizes", type=int, nargs="+", default=[1_000, 65_530, 262_144])
     wd.add_argument("--widths", type=int, nargs="+", default=[16, 24, 32, 48, 64, 128])
     wd.add_argument("--repeats", type=int, default=3)
+    mem = sub.add_parser("mm-memory", help="peak memory of 65,530 unmergeable mmaps")
+    mem.add_argument("--vmas", type=int, default=65_530)
     args = ap.parse_args(argv)
 
     cmd = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -44,6 +46,10 @@ def main(argv=None):
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=1)
         return 0 if all(ok for *_, ok in store.criteria(result)) else 1
+    if args.cmd == "mm-memory":
+        print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
+        print(mm_memory.table(mm_memory.alternating_mmaps(args.vmas)))
+        return 0
     if args.cmd == "width":
         print(store.width_table(args.sizes, args.widths, args.repeats, _log))
         return 0

@@ -52,3 +52,9 @@ def test_full_runner_with_every_peer():
     assert {row["phase"] for row in result["rows"]} == set(store.PHASES) - {"walk"}
     text = store.table(result)
     assert "| build | 300 |" in text
+
+
+def test_mm_memory_runs():
+    from benchmarks import mm_memory
+    result = mm_memory.alternating_mmaps(300)
+    assert result["vmas"] == 300 and result["peak_bytes_per_vma"] > 0
