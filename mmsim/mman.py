@@ -345,6 +345,10 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
     if not flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) and old_len == new_len:
         return old_addr
     if flags & MREMAP_FIXED:
+        # Only a move of unchanged size may span several VMAs (6.17+); anything else
+        # is refused before the destination or the tail is touched.
+        if old_len != new_len or old_addr + old_len <= vma.end:
+            _resize_is_valid(vma, old_addr, old_len, new_len, flags)
         mm.unmap(new_addr, new_addr + new_len)
         if old_len > new_len:
             munmap(mm, old_addr + new_len, old_len - new_len)
@@ -352,6 +356,8 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
         vma = mm.vma_lookup(old_addr)
         if vma is None:
             raise error(errno.EFAULT)
+        if old_len == new_len and old_addr + old_len > vma.end:
+            return _move_multi(mm, old_addr, old_len, new_addr, flags)
         return _move(mm, vma, old_addr, old_len, new_len, new_addr, flags)
     if old_len >= new_len and not flags & MREMAP_DONTUNMAP:
         if old_len > new_len:
@@ -436,6 +442,17 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     if new_len > old_len:
         _expand_in_place(mm, target, target.end + new_len - old_len)
     return dest
+
+
+def _move_multi(mm, old_addr, length, new_addr, flags):
+    """A move-only mremap over several VMAs and the gaps between them (6.17+): each
+    VMA piece goes to the same offset at the destination, gaps included."""
+    pieces = [(max(v.start, old_addr), min(v.end, old_addr + length))
+              for v in mm.vmas(old_addr, old_addr + length)]
+    for start, end in pieces:
+        vma = mm.vma_lookup(start)
+        _move(mm, vma, start, end - start, end - start, new_addr + (start - old_addr), flags)
+    return new_addr
 
 
 def _rekey(vma, moved_pages, moved_huge, shift):
