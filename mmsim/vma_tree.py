@@ -37,7 +37,7 @@ __all__ = ["VmaTree", "INDEX_LIMIT", "DEFAULT_WIDTH"]
 INDEX_LIMIT = 1 << 64
 
 #: Default node width, chosen by ``python -m benchmarks width`` (see BENCHMARKS.md).
-DEFAULT_WIDTH = 64
+DEFAULT_WIDTH = 256
 
 
 class _Leaf:
@@ -346,19 +346,17 @@ class VmaTree:
                 if s < start:
                     if end < e:
                         b[p:p] = (start, start, end, end)
-                        v[k:k + 1] = (old, entry, old)
+                        v[k + 1:k + 1] = (entry, old)
                     else:
-                        b.insert(p, start)
-                        b.insert(p, start)
-                        v[k:k + 1] = (old, entry)
+                        b[p:p] = (start, start)
+                        v.insert(k + 1, entry)
                 elif end < e:
-                    b.insert(p, end)
-                    b.insert(p, end)
-                    v[k:k + 1] = (entry, old)
+                    b[p:p] = (end, end)
+                    v.insert(k, entry)
                 else:
                     v[k] = entry
                     return
-                self._len += len(v) - nb // 2
+                self._len += len(v) - (nb >> 1)
                 if len(v) > self._width:
                     self._fix(leaf, li, b[0])
                 return
