@@ -10,15 +10,15 @@ import errno
 
 from . import pages
 from .mm import MMAP_MIN_ADDR, Mm, error, page_align
-from .uapi import (MAP_ANONYMOUS, MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN,
+from .uapi import (MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN,
                    MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
                    MAP_SHARED_VALIDATE, MAP_STACK, MAP_TYPE, MLOCK_ONFAULT, MREMAP_DONTUNMAP,
                    MREMAP_FIXED, MREMAP_MAYMOVE, PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP,
                    PROT_READ, PROT_SEM, PROT_WRITE)
-from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND,
+from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
                   VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,
                   VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NOHUGEPAGE, VM_NORESERVE,
-                  VM_PFNMAP, VM_PKEY_MASK, VM_READ, VM_SEALED, VM_SHARED, VM_SPECIAL, VM_WRITE,
+                  VM_PFNMAP, VM_READ, VM_SEALED, VM_SHARED, VM_SPECIAL, VM_WRITE,
                   MergeProposal, Vma)
 
 
@@ -99,8 +99,7 @@ def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise
     addr = mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=file is None
                        and map_type == MAP_SHARED)
     if vm_flags & VM_LOCKED or flags & (MAP_POPULATE | MAP_NONBLOCK) == MAP_POPULATE:
-        if not vm_flags & VM_LOCKONFAULT:
-            populate(mm, addr, addr + length, policy, ignore_errors=True)
+        mm_populate(mm, addr, addr + length)
     return addr
 
 
@@ -148,34 +147,38 @@ def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False, spec
     return addr
 
 
-def populate(mm, start, end, policy, write=None, ignore_errors=False):
-    """populate_vma_page_range over ``[start, end)``: fault every page in; private
-    writable mappings are faulted for write (breaking COW), others for read."""
-    addr = start
-    while addr < end:
-        vma = mm.vma_lookup(addr)
+def populate_vma_page_range(mm, vma, start, end):
+    """Fault ``[start, end)`` of ``vma`` in the way mlock and MAP_POPULATE do: private
+    writable mappings for write (breaking COW), others for read, forcing through
+    missing read or write permission on any accessible VMA.  VM_LOCKONFAULT VMAs are
+    left to fault on their own; a PROT_NONE VMA is EFAULT."""
+    flags = vma.vm_flags
+    if flags & VM_LOCKONFAULT:
+        return
+    if not flags & VM_ACCESS_FLAGS or vma.special is not None:
+        raise error(errno.EFAULT)
+    write = (flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
+    policy = mm.kernel.thp
+    for page in range(start, end, PAGE_SIZE):
+        pages.fault(mm, vma, page, write, policy, force=True)
+
+
+def mm_populate(mm, start, end, ignore_errors=True):
+    """__mm_populate: populate every VMA piece in ``[start, end)`` (holes are skipped);
+    without ``ignore_errors`` the first failure stops it and is raised."""
+    nstart = start
+    while nstart < end:
+        vma = mm.find_vma_intersection(nstart, end)
         if vma is None:
-            if ignore_errors:
-                addr = _next_start(mm, addr, end)
-                continue
-            raise error(errno.ENOMEM)
-        stop = min(vma.end, end)
-        w = write
-        if w is None:
-            w = (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
-        for page in range(addr, stop, PAGE_SIZE):
+            break
+        nend = min(end, vma.end)
+        if not vma.vm_flags & (VM_IO | VM_PFNMAP):
             try:
-                pages.fault(mm, vma, page, w, policy)
+                populate_vma_page_range(mm, vma, max(nstart, vma.start), nend)
             except OSError:
                 if not ignore_errors:
                     raise
-                break
-        addr = stop
-
-
-def _next_start(mm, addr, end):
-    vma = mm.find_vma(addr)
-    return end if vma is None or vma.start >= end else vma.start
+        nstart = nend
 
 
 # ---------------------------------------------------------------------- munmap
@@ -226,16 +229,18 @@ def mprotect(mm: Mm, addr, length, prot):
             raise error(errno.EINVAL)  # no VM_GROWSUP on x86
     tmp = vma.start
     nstart = addr
-    for vma in mm.vmas(addr, end):
+    while tmp < end and vma is not None and vma.start < end:
         if vma.start != tmp:
             raise error(errno.ENOMEM, "hole in range")
-        newflags = calc_vm_prot_bits(prot) | (vma.vm_flags & ~(VM_ACCESS_FLAGS | VM_PKEY_MASK))
-        newflags |= vma.vm_flags & VM_PKEY_MASK
+        newflags = calc_vm_prot_bits(prot) | (vma.vm_flags & ~VM_ACCESS_FLAGS)
         if (newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS:
             raise error(errno.EACCES)
         tmp = min(vma.end, end)
-        mprotect_fixup(mm, vma, nstart, tmp, newflags)
+        # Go on after whatever VMA now holds the changed piece: a merge may have
+        # carried it past ``end`` or into the next VMA (vma_iter_end).
+        tmp = mprotect_fixup(mm, vma, nstart, tmp, newflags).end
         nstart = tmp
+        vma = mm.find_vma(tmp)
     if tmp < end:
         raise error(errno.ENOMEM, "hole at end of range")
     return 0
@@ -256,7 +261,8 @@ def mprotect_fixup(mm, vma, start, end, newflags):
         newflags &= ~VM_ACCOUNT
     vma = mm.modify(vma, start, end, newflags)
     if (oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and newflags & VM_WRITE:
-        populate(mm, start, end, mm.kernel.thp, write=True, ignore_errors=True)
+        # A locked private mapping turning writable is COW-broken at once.
+        populate_vma_page_range(mm, vma, start, end)
     return vma
 
 
@@ -269,14 +275,15 @@ def _apply_lock(mm, start, end, lock_flags):
     if vma is None or vma.start > start:
         raise error(errno.ENOMEM)
     tmp = start
-    for vma in mm.vmas(start, end):
+    while tmp < end and vma is not None and vma.start < end:
         if vma.start > tmp:
             raise error(errno.ENOMEM)
         stop = min(vma.end, end)
         newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | lock_flags
         if newflags != vma.vm_flags and not vma.vm_flags & VM_SPECIAL:
-            mm.modify(vma, max(tmp, vma.start), stop, newflags)
+            stop = mm.modify(vma, max(tmp, vma.start), stop, newflags).end
         tmp = stop
+        vma = mm.find_vma(tmp)
     if tmp < end:
         raise error(errno.ENOMEM)
 
@@ -301,8 +308,12 @@ def mlock(mm: Mm, addr, length, flags=0):
         return 0
     lock = VM_LOCKED | (VM_LOCKONFAULT if flags & MLOCK_ONFAULT else 0)
     _apply_lock(mm, start, end, lock)
-    if not flags & MLOCK_ONFAULT:
-        populate(mm, start, end, mm.kernel.thp, ignore_errors=True)
+    try:
+        mm_populate(mm, start, end, ignore_errors=False)
+    except OSError as exc:
+        # __mlock_posix_error_return: EFAULT reads as ENOMEM, ENOMEM as EAGAIN.
+        code = {errno.EFAULT: errno.ENOMEM, errno.ENOMEM: errno.EAGAIN}.get(exc.errno, exc.errno)
+        raise error(code) from None
     return 0
 
 
@@ -345,10 +356,12 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
     if not flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) and old_len == new_len:
         return old_addr
     if flags & MREMAP_FIXED:
-        # Only a move of unchanged size may span several VMAs (6.17+); anything else
-        # is refused before the destination or the tail is touched.
-        if old_len != new_len or old_addr + old_len <= vma.end:
-            _resize_is_valid(vma, old_addr, old_len, new_len, flags)
+        if old_len == new_len and old_len:
+            # A move-only remap goes VMA by VMA and may span several (6.17+).
+            return _move_multi(mm, old_addr, old_len, new_addr, flags)
+        # Anything else must stay inside one VMA, checked (with the shrunk length)
+        # before the destination or the tail is touched.
+        _resize_is_valid(vma, old_addr, min(old_len, new_len), new_len, flags)
         mm.unmap(new_addr, new_addr + new_len)
         if old_len > new_len:
             munmap(mm, old_addr + new_len, old_len - new_len)
@@ -356,8 +369,6 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
         vma = mm.vma_lookup(old_addr)
         if vma is None:
             raise error(errno.EFAULT)
-        if old_len == new_len and old_addr + old_len > vma.end:
-            return _move_multi(mm, old_addr, old_len, new_addr, flags)
         return _move(mm, vma, old_addr, old_len, new_len, new_addr, flags)
     if old_len >= new_len and not flags & MREMAP_DONTUNMAP:
         if old_len > new_len:
@@ -370,6 +381,8 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
         nxt = mm.next_of(vma.end)
         if vma.end + delta <= mm.task_size and (nxt is None or nxt.start >= vma.end + delta):
             _expand_in_place(mm, vma, vma.end + delta)
+            if vma.vm_flags & VM_LOCKED:
+                mm_populate(mm, old_addr + old_len, old_addr + new_len)
             return old_addr
     if not flags & MREMAP_MAYMOVE:
         raise error(errno.ENOMEM)
@@ -438,20 +451,33 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
         vma.anon_vma = None
         vma.forked = False
     else:
-        mm.tree.erase(vma.start, vma.end)
+        # The source may have merged into the destination (copy_vma allows it for an
+        # unfaulted VMA): unmap the old range, not the VMA object.
+        mm.unmap(old_addr, old_addr + old_len)
+    target = mm.vma_lookup(dest)
     if new_len > old_len:
-        _expand_in_place(mm, target, target.end + new_len - old_len)
+        _expand_in_place(mm, target, dest + new_len)
+        if target.vm_flags & VM_LOCKED:
+            mm_populate(mm, dest + old_len, dest + new_len)
     return dest
 
 
 def _move_multi(mm, old_addr, length, new_addr, flags):
     """A move-only mremap over several VMAs and the gaps between them (6.17+): each
     VMA piece goes to the same offset at the destination, gaps included."""
+    if new_addr < old_addr + length and old_addr < new_addr + length:
+        raise error(errno.EINVAL)
+    if mm.vma_lookup(old_addr) is None:
+        raise error(errno.EFAULT, "range starts in a gap")
     pieces = [(max(v.start, old_addr), min(v.end, old_addr + length))
               for v in mm.vmas(old_addr, old_addr + length)]
     for start, end in pieces:
+        # Each piece replaces only its own part of the destination; what lies opposite
+        # a gap in the source stays mapped.
+        dest = new_addr + (start - old_addr)
+        mm.unmap(dest, dest + end - start)
         vma = mm.vma_lookup(start)
-        _move(mm, vma, start, end - start, end - start, new_addr + (start - old_addr), flags)
+        _move(mm, vma, start, end - start, end - start, dest, flags)
     return new_addr
 
 
@@ -498,5 +524,5 @@ def brk(mm: Mm, addr):
     return mm.brk
 
 
-__all__ = ["mmap", "munmap", "mprotect", "mremap", "mlock", "munlock", "brk", "populate",
+__all__ = ["mmap", "munmap", "mprotect", "mremap", "mlock", "munlock", "brk", "mm_populate",
            "mmap_region", "calc_vm_prot_bits"]

@@ -143,12 +143,13 @@ def anon_vma_prepare(vma):
     return vma.anon_vma
 
 
-def fault(mm, vma, addr, write, policy):
+def fault(mm, vma, addr, write, policy, force=False):
     """Handle a fault at ``addr`` inside ``vma``: raise EFAULT where the kernel would
-    deliver SIGSEGV, else make the page resident.  Returns the number of new pages."""
+    deliver SIGSEGV, else make the page resident.  Returns the number of new pages.
+    ``force`` is FOLL_FORCE: populate through missing read or write permission."""
     vm_flags = vma.vm_flags
     need = VM_WRITE if write else VM_READ
-    if not vm_flags & need or vma.special is not None:
+    if (not vm_flags & need and not force) or vma.special is not None:
         raise OSError(errno.EFAULT, "fault on a page without access")
     vpn = addr >> PAGE_SHIFT
     head = vpn & ~(PMD_PAGES - 1)
@@ -209,10 +210,16 @@ def _any_base_in(vma, head):
 
 def collapse(mm, vma, start, end):
     """MADV_COLLAPSE over ``[start, end)``: every aligned 2 MiB block inside it that has
-    at least one resident page becomes one THP.  Returns True when every block did."""
+    at least one resident page becomes one THP.  Returns True when every block did;
+    a range inside a single block, with no block in it, fails like the kernel's
+    ``thps == (hend - hstart) >> HPAGE_PMD_SHIFT`` test with hstart past hend."""
     ok = True
     first = (start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
-    for block in range(first, end - PMD_SIZE + 1, PMD_SIZE):
+    last = end & ~(PMD_SIZE - 1)
+    if first > last:
+        return False
+    anon = vma.file is None
+    for block in range(first, last, PMD_SIZE):
         head = block >> PAGE_SHIFT
         if vma.huge and head in vma.huge:
             continue
@@ -222,7 +229,7 @@ def collapse(mm, vma, start, end):
             continue
         for vpn in present:
             _drop(mm, vma, vma.pages.pop(vpn))
-        page = _huge(vma)[head] = Page(anon=True, dirty=True, order=9)
+        page = _huge(vma)[head] = Page(anon=anon, dirty=True, order=9)
         _charge(mm, vma, page, PMD_PAGES)
     return ok
 

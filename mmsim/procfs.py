@@ -60,7 +60,7 @@ def _kb(label, pages_4k):
 def vma_memory(vma):
     """Per-VMA page counts for smaps (in 4 KiB pages)."""
     rss = pss2 = shared_clean = shared_dirty = private_clean = private_dirty = 0
-    anon = anon_huge = 0
+    anon = anon_huge = shmem_huge = 0
     items = [(p, 1) for p in (vma.pages or {}).values()]
     items += [(p, 512) for p in (vma.huge or {}).values()]
     for page, n in items:
@@ -81,9 +81,11 @@ def vma_memory(vma):
             anon += n
             if n == 512:
                 anon_huge += n
+        elif n == 512:
+            shmem_huge += n
     return {"rss": rss, "pss": pss2, "shared_clean": shared_clean, "shared_dirty": shared_dirty,
             "private_clean": private_clean, "private_dirty": private_dirty, "anon": anon,
-            "anon_huge": anon_huge}
+            "anon_huge": anon_huge, "shmem_huge": shmem_huge}
 
 
 def thp_eligible(mm, vma):
@@ -102,7 +104,7 @@ def smaps_block(mm, vma):
            _kb("Shared_Clean:", m["shared_clean"]), _kb("Shared_Dirty:", m["shared_dirty"]),
            _kb("Private_Clean:", m["private_clean"]), _kb("Private_Dirty:", m["private_dirty"]),
            _kb("Referenced:", m["rss"]), _kb("Anonymous:", m["anon"]), _kb("KSM:", 0),
-           _kb("LazyFree:", 0), _kb("AnonHugePages:", m["anon_huge"]), _kb("ShmemPmdMapped:", 0),
+           _kb("LazyFree:", 0), _kb("AnonHugePages:", m["anon_huge"]), _kb("ShmemPmdMapped:", m["shmem_huge"]),
            _kb("FilePmdMapped:", 0), _kb("Shared_Hugetlb:", 0), _kb("Private_Hugetlb:", 0),
            _kb("Swap:", 0), _kb("SwapPss:", 0),
            _kb("Locked:", int(m["pss"]) if vma.vm_flags & VM_LOCKED else 0),

@@ -46,7 +46,7 @@ def pmd_fits(vma):
 def allowed(vma, mm_flags, policy, tva, is_stack_setup=False):
     """Whether a PMD-sized THP is allowed for ``vma`` for the asker ``tva``."""
     vm_flags = vma.vm_flags
-    anon = vma.file is None and vma.special is None and not vma.shared_anon()
+    anon = vma.file is None and vma.special is None
     forced = tva == TVA_FORCED_COLLAPSE
     if anon and not forced:
         # sysfs: per-size 'inherit' follows the global setting.
@@ -61,9 +61,10 @@ def allowed(vma, mm_flags, policy, tva, is_stack_setup=False):
     if tva != TVA_PAGEFAULT and not pmd_fits(vma):
         return False
     if not anon:
-        # shmem follows shmem_enabled (never on the reference machine); regular files
-        # need CONFIG_READ_ONLY_THP_FOR_FS, which is off.
-        return False
+        # shmem follows shmem_enabled (never on the reference machine) except for a
+        # forced collapse; regular files need CONFIG_READ_ONLY_THP_FOR_FS, which is off.
+        shmem = vma.file is not None and vma.file.shmem
+        return shmem and forced
     if is_stack_setup:
         return False
     if vma.anon_vma is None and tva in (TVA_KHUGEPAGED, TVA_FORCED_COLLAPSE):
