@@ -181,13 +181,14 @@ def vma_behavior(mm, vma, start, end, advice):
             raise error(errno.EINVAL)
         if vma.is_anonymous():
             pages.anon_vma_prepare(vma)
-        pages.zap_vma(mm, vma, start, end)
+        pages.install_guards(mm, vma, start, end)
         # This 6.18 build marks the whole VMA, without splitting it (VM_MAYBE_GUARD).
         vma.vm_flags |= VM_MAYBE_GUARD
         return vma
     if advice == MADV_GUARD_REMOVE:
         if vm_flags & (VM_SPECIAL | VM_HUGETLB):
             raise error(errno.EINVAL)
+        pages.remove_guards(vma, start, end)
         return vma
     raise error(errno.EINVAL)
 

@@ -435,7 +435,8 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     delta = dest - old_addr
     moved_pages = vma.pages
     moved_huge = vma.huge
-    vma.pages = vma.huge = None
+    moved_guards = vma.guards
+    vma.pages = vma.huge = vma.guards = None
     prop = MergeProposal(dest, dest + old_len, vma.vm_flags, pgoff, vma.file, vma.anon_vma,
                          vma.anon_name, vma.uffd_ctx, vma.policy, copied_from=vma)
     target = mm.merge_new(prop, mm.prev_of(dest), mm.next_of(dest + old_len))
@@ -445,6 +446,9 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
                      vma.policy)
         mm.insert(target)
     _rekey(target, moved_pages, moved_huge, delta >> PAGE_SHIFT)
+    if moved_guards:
+        shift = delta >> PAGE_SHIFT
+        target.guards = (target.guards or set()) | {vpn + shift for vpn in moved_guards}
     if flags & MREMAP_DONTUNMAP:
         # The source stays mapped, empty, and loses its lock (like a fresh mapping).
         vma.vm_flags &= ~VM_LOCKED_MASK

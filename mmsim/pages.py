@@ -83,16 +83,47 @@ def move_range(src, dst, start, end):
             d = _huge(dst)
             for vpn in keys:
                 d[vpn] = src.huge.pop(vpn)
+    if src.guards:
+        keys = {vpn for vpn in src.guards if lo <= vpn < hi}
+        if keys:
+            src.guards -= keys
+            dst.guards = (dst.guards or set()) | keys
 
 
 def move_all(src, dst):
-    """Hand every page of ``src`` to ``dst`` (a merge)."""
+    """Hand every page (and guard marker) of ``src`` to ``dst`` (a merge)."""
     if src.pages:
         _pages(dst).update(src.pages)
         src.pages = None
     if src.huge:
         _huge(dst).update(src.huge)
         src.huge = None
+    if src.guards:
+        dst.guards = (dst.guards or set()) | src.guards
+        src.guards = None
+
+
+def install_guards(mm, vma, start, end):
+    """MADV_GUARD_INSTALL: zap ``[start, end)`` and mark every page in it."""
+    zap_vma(mm, vma, start, end)
+    marks = range(start >> PAGE_SHIFT, end >> PAGE_SHIFT)
+    vma.guards = (vma.guards or set()).union(marks)
+
+
+def remove_guards(vma, start, end):
+    """MADV_GUARD_REMOVE: drop the markers in ``[start, end)``."""
+    if vma.guards:
+        vma.guards.difference_update(range(start >> PAGE_SHIFT, end >> PAGE_SHIFT))
+
+
+def guarded(vma, start, end):
+    """Whether any page of ``[start, end)`` in ``vma`` carries a guard marker."""
+    if not vma.guards:
+        return False
+    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+    if hi - lo < len(vma.guards):
+        return any(vpn in vma.guards for vpn in range(lo, hi))
+    return any(lo <= vpn < hi for vpn in vma.guards)
 
 
 def _kind(vma, page):
@@ -152,6 +183,8 @@ def fault(mm, vma, addr, write, policy, force=False):
     if (not vm_flags & need and not force) or vma.special is not None:
         raise OSError(errno.EFAULT, "fault on a page without access")
     vpn = addr >> PAGE_SHIFT
+    if vma.guards and vpn in vma.guards:
+        raise OSError(errno.EFAULT, "fault on a guard page")
     head = vpn & ~(PMD_PAGES - 1)
     if vma.huge and head in vma.huge:
         page = vma.huge[head]
@@ -240,6 +273,9 @@ def check_vma(vma):
     for vpn in vma.pages or ():
         if not lo <= vpn < hi:
             raise AssertionError(f"page {vpn:#x} lies outside {vma!r}")
+    for vpn in vma.guards or ():
+        if not lo <= vpn < hi:
+            raise AssertionError(f"guard marker {vpn:#x} lies outside {vma!r}")
     for head in vma.huge or ():
         if head % PMD_PAGES or head < lo or head + PMD_PAGES > hi:
             raise AssertionError(f"THP at page {head:#x} does not fit {vma!r}")

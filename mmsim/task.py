@@ -128,6 +128,8 @@ class Process:
             vma = mm.vma_lookup(a)
             if vma is None or not vma.vm_flags & need or vma.special is not None:
                 raise error(errno.EFAULT, f"no {'write' if write else 'read'} access at {a:#x}")
+            if pages.guarded(vma, max(a, start), min(vma.end, end)):
+                raise error(errno.EFAULT, f"guard page in [{a:#x}, {vma.end:#x})")
             a = vma.end
         for page in range(start, end, PAGE_SIZE):
             pages.fault(mm, mm.vma_lookup(page), page, write, self.kernel.thp)

@@ -131,6 +131,8 @@ class Vma:
     # number of their first page.  None until the first fault, to keep VMAs small.
     pages: dict | None = None
     huge: dict | None = None
+    # Page numbers carrying a guard marker (MADV_GUARD_INSTALL): touching one faults.
+    guards: set | None = None
 
     def __repr__(self):
         flags = " ".join(vmflags_mnemonics(self.vm_flags))

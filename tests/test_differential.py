@@ -16,6 +16,7 @@ machine's /sys/kernel/mm/transparent_hugepage/enabled is ``madvise``, the settin
 simulated kernel is given.
 """
 
+import os
 import traceback
 
 import pytest
@@ -558,7 +559,9 @@ def call_sequences(draw):
     return draw(st.lists(a_call(), min_size=1, max_size=12))
 
 
-@settings(max_examples=60, deadline=None, database=None,
+# MMSIM_DIFF_EXAMPLES raises the count for a long search (CI keeps the default).
+@settings(max_examples=int(os.environ.get("MMSIM_DIFF_EXAMPLES", "60")), deadline=None,
+          database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(calls=call_sequences())
 def test_random_sequences(calls):

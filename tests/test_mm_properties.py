@@ -159,3 +159,29 @@ def test_rss_counts_faults_minus_zaps():
     assert p.mm.rss_anon == 0
     assert p.mm.hiwater_rss == 512
     assert pages.rss_pages(p.mm.vma_lookup(a + PMD)) == 0
+
+
+def test_guard_regions():
+    """MADV_GUARD_INSTALL zaps and marks pages so a touch faults; markers survive
+    MADV_DONTNEED, follow their pages through a split and a move, and GUARD_REMOVE
+    clears them (mm/madvise.c madvise_guard_install/remove)."""
+    from mmsim.uapi import MADV_GUARD_REMOVE
+    k = Kernel(randomize=False)
+    p = k.spawn()
+    a = p.mmap(0, 8 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    p.touch(a, 8 * P)
+    p.madvise(a + 2 * P, 2 * P, MADV_GUARD_INSTALL)
+    assert p.mm.rss_anon == 6
+    assert "gu" in k.proc_read(f"/proc/{p.pid}/smaps")
+    assert call(p.touch, a + 3 * P, 1) == -errno.EFAULT
+    assert call(p.madvise, a + 3 * P, P, MADV_POPULATE_WRITE) == -errno.EFAULT
+    p.madvise(a, 8 * P, MADV_DONTNEED)
+    assert call(p.touch, a + 2 * P, 1) == -errno.EFAULT
+    p.mprotect(a + 2 * P, P, PROT_READ)          # split: the markers go with their pages
+    assert call(p.touch, a + 2 * P, 1, False) == -errno.EFAULT
+    p.mprotect(a + 2 * P, P, PROT_READ | PROT_WRITE)
+    b = p.mremap(a, 8 * P, 8 * P, MREMAP_MAYMOVE | MREMAP_FIXED, a + 64 * P)
+    assert call(p.touch, b + 3 * P, 1) == -errno.EFAULT
+    p.madvise(b, 8 * P, MADV_GUARD_REMOVE)
+    assert p.touch(b, 8 * P) == 0
+    p.mm.check()

@@ -51,6 +51,8 @@ class Model:
         return found
 
     def items(self, start, end):
+        if start >= end:
+            return []  # an empty window overlaps nothing
         return [r for r in self.ranges if r[1] > start and r[0] < end]
 
     def free(self):
