@@ -88,8 +88,23 @@ def smaps_vmas(text, window):
     return vmas
 
 
+def smaps_blocks(text, window):
+    """The raw smaps text of the VMAs overlapping ``window``, header lines included."""
+    lo, hi = window
+    out = []
+    keep = False
+    for line in text.splitlines(keepends=True):
+        header = _HEADER.match(line)
+        if header:
+            keep = int(header[1], 16) < hi and int(header[2], 16) > lo
+        if keep:
+            out.append(line)
+    return "".join(out)
+
+
 def run(calls, window=WINDOW):
-    """Run ``calls`` in order in a fresh forked child; return its results and window VMAs."""
+    """Run ``calls`` in order in a fresh forked child; return its results, the window's
+    VMAs parsed, and their raw smaps text (``smaps_text``)."""
     calls = [tuple(call) for call in calls]
     for call in calls:
         if not call or call[0] not in _ARITY or len(call) - 1 != _ARITY[call[0]]:
@@ -132,7 +147,8 @@ def run(calls, window=WINDOW):
     report = json.loads(data)
     if not report["ok"]:
         raise RuntimeError(f"live child raised:\n{report['error']}")
-    return {"results": report["results"], "vmas": report["vmas"]}
+    return {"results": report["results"], "vmas": report["vmas"],
+            "smaps_text": report["smaps_text"]}
 
 
 def _libc():
@@ -177,8 +193,9 @@ def _child(calls, window):
             ret = -ctypes.get_errno()
         results.append(ret)
     with open("/proc/self/smaps") as f:
-        vmas = smaps_vmas(f.read(), window)
-    return {"results": results, "vmas": vmas}
+        text = f.read()
+    return {"results": results, "vmas": smaps_vmas(text, window),
+            "smaps_text": smaps_blocks(text, window)}
 
 
 def _touch(addr, length, write):

@@ -167,7 +167,9 @@ def vma_behavior(mm, vma, start, end, advice):
     if advice in (MADV_COLD, MADV_PAGEOUT):
         if vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
             raise error(errno.EINVAL)
-        return vma  # LRU placement is not modelled; no swap, so nothing is reclaimed
+        if advice == MADV_COLD:
+            pages.deactivate(vma, start, end)
+        return vma  # no swap, so MADV_PAGEOUT reclaims nothing anonymous
     if advice == MADV_WILLNEED:
         return vma
     if advice == MADV_COLLAPSE:

@@ -18,13 +18,14 @@ PMD_PAGES = HPAGE_PMD_NR
 class Page:
     """A folio mapped somewhere: base (order 0) or a PMD-sized THP (order 9)."""
 
-    __slots__ = ("mapcount", "anon", "dirty", "order")
+    __slots__ = ("mapcount", "anon", "dirty", "order", "young")
 
     def __init__(self, anon=True, dirty=True, order=0, mapcount=1):
         self.mapcount = mapcount
         self.anon = anon
         self.dirty = dirty
         self.order = order
+        self.young = True   # the accessed bit smaps counts as Referenced
 
 
 def _pages(vma):
@@ -61,7 +62,8 @@ def split_huge_at(vma, addr):
 def _remap_as_base(vma, head, page):
     base = _pages(vma)
     for vpn in range(head, head + PMD_PAGES):
-        base[vpn] = Page(page.anon, page.dirty, 0, page.mapcount)
+        small = base[vpn] = Page(page.anon, page.dirty, 0, page.mapcount)
+        small.young = page.young
 
 
 def move_range(src, dst, start, end):
@@ -192,11 +194,13 @@ def fault(mm, vma, addr, write, policy, force=False):
             # A write to a shared THP: the kernel splits the PMD and copies one page.
             _remap_as_base(vma, head, vma.huge.pop(head))
         else:
+            page.young = True
             if write:
                 page.dirty = True
             return 0
     if vma.pages and vpn in vma.pages:
         page = vma.pages[vpn]
+        page.young = True
         if write:
             if page.mapcount > 1 or not page.anon and not vm_flags & VM_SHARED:
                 # Copy on write: a private copy replaces the shared page.
@@ -265,6 +269,18 @@ def collapse(mm, vma, start, end):
         page = _huge(vma)[head] = Page(anon=anon, dirty=True, order=9)
         _charge(mm, vma, page, PMD_PAGES)
     return ok
+
+
+def deactivate(vma, start, end):
+    """MADV_COLD: clear the accessed bit of the pages in ``[start, end)`` (the LRU move
+    itself is not modelled)."""
+    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+    for vpn, page in (vma.pages or {}).items():
+        if lo <= vpn < hi:
+            page.young = False
+    for head, page in (vma.huge or {}).items():
+        if lo <= head and head + PMD_PAGES <= hi:
+            page.young = False
 
 
 def check_vma(vma):

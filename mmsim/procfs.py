@@ -59,12 +59,14 @@ def _kb(label, pages_4k):
 
 def vma_memory(vma):
     """Per-VMA page counts for smaps (in 4 KiB pages)."""
-    rss = pss2 = shared_clean = shared_dirty = private_clean = private_dirty = 0
+    rss = pss2 = shared_clean = shared_dirty = private_clean = private_dirty = referenced = 0
     anon = anon_huge = shmem_huge = 0
     items = [(p, 1) for p in (vma.pages or {}).values()]
     items += [(p, 512) for p in (vma.huge or {}).values()]
     for page, n in items:
         rss += n
+        if page.young:
+            referenced += n
         shared = page.mapcount > 1
         # Pss is counted in halves and the like; keep it exact in 1/mapcount units.
         pss2 += n / page.mapcount
@@ -85,7 +87,7 @@ def vma_memory(vma):
             shmem_huge += n
     return {"rss": rss, "pss": pss2, "shared_clean": shared_clean, "shared_dirty": shared_dirty,
             "private_clean": private_clean, "private_dirty": private_dirty, "anon": anon,
-            "anon_huge": anon_huge, "shmem_huge": shmem_huge}
+            "anon_huge": anon_huge, "shmem_huge": shmem_huge, "referenced": referenced}
 
 
 def thp_eligible(mm, vma):
@@ -103,7 +105,7 @@ def smaps_block(mm, vma):
            _kb("Rss:", m["rss"]), _kb("Pss:", int(m["pss"])), _kb("Pss_Dirty:", int(dirty_pss)),
            _kb("Shared_Clean:", m["shared_clean"]), _kb("Shared_Dirty:", m["shared_dirty"]),
            _kb("Private_Clean:", m["private_clean"]), _kb("Private_Dirty:", m["private_dirty"]),
-           _kb("Referenced:", m["rss"]), _kb("Anonymous:", m["anon"]), _kb("KSM:", 0),
+           _kb("Referenced:", m["referenced"]), _kb("Anonymous:", m["anon"]), _kb("KSM:", 0),
            _kb("LazyFree:", 0), _kb("AnonHugePages:", m["anon_huge"]), _kb("ShmemPmdMapped:", m["shmem_huge"]),
            _kb("FilePmdMapped:", 0), _kb("Shared_Hugetlb:", 0), _kb("Private_Hugetlb:", 0),
            _kb("Swap:", 0), _kb("SwapPss:", 0),

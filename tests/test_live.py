@@ -112,7 +112,7 @@ def test_mmap_anonymous():
 @needs_live
 def test_each_run_starts_with_an_empty_window():
     assert live.run([mmap(A, PAGE)])["results"] == [A]
-    assert live.run([]) == {"results": [], "vmas": []}
+    assert live.run([]) == {"results": [], "vmas": [], "smaps_text": ""}
 
 
 @needs_live
