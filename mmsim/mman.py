@@ -9,7 +9,7 @@ what the syscall returns, and raises ``OSError`` with the kernel's errno.
 import errno
 
 from . import pages
-from .mm import MMAP_MIN_ADDR, Mm, error, page_align
+from .mm import MMAP_MIN_ADDR, STACK_GUARD_GAP, Mm, error, page_align, vm_start_gap
 from .uapi import (MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN,
                    MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
                    MAP_SHARED_VALIDATE, MAP_STACK, MAP_TYPE, MLOCK_ONFAULT, MREMAP_DONTUNMAP,
@@ -502,7 +502,8 @@ def _rekey(vma, moved_pages, moved_huge, shift):
 
 
 def brk(mm: Mm, addr):
-    """brk(2): move the program break; the result is the (possibly unchanged) break."""
+    """brk(2): move the program break; returns the new break, or the old one when the
+    request cannot be met (SYSCALL_DEFINE1(brk) never fails with an errno)."""
     if addr < mm.start_brk:
         return mm.brk
     newbrk = page_align(addr)
@@ -511,20 +512,29 @@ def brk(mm: Mm, addr):
         mm.brk = addr
         return mm.brk
     if addr <= mm.brk:
-        mm.unmap(newbrk, oldbrk)
+        # Shrinking is always allowed, if a brk VMA is really there to shrink.
+        heap = mm.find_vma_intersection(newbrk, oldbrk)
+        if heap is None:
+            return mm.brk
         mm.brk = addr
+        mm.unmap(newbrk, oldbrk)
         return mm.brk
-    nxt = mm.find_vma(oldbrk)
-    if nxt is not None and newbrk + (256 << PAGE_SHIFT) > nxt.start and nxt.vm_flags & VM_GROWSDOWN:
+    # Growing needs a page of room below the next mapping (and its stack guard gap).
+    nxt = mm.find_vma_intersection(oldbrk, newbrk + PAGE_SIZE + STACK_GUARD_GAP)
+    if nxt is not None and newbrk + PAGE_SIZE > vm_start_gap(nxt):
         return mm.brk
-    if nxt is not None and newbrk > nxt.start:
-        return mm.brk
-    vm_flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT | mm.def_flags
+    vm_flags = (VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
+                | mm.def_flags)
+    # do_brk_flags only ever extends a VMA of the heap itself (vma_prev_limit).
     prev = mm.prev_of(oldbrk)
+    if prev is not None and prev.start < mm.start_brk:
+        prev = None
     prop = MergeProposal(oldbrk, newbrk, vm_flags, oldbrk >> PAGE_SHIFT)
     if prev is None or prev.end != oldbrk or mm.merge_new(prop, prev, None, just_expand=True) is None:
         mm.insert(Vma(oldbrk, newbrk, vm_flags, oldbrk >> PAGE_SHIFT))
     mm.brk = addr
+    if mm.def_flags & VM_LOCKED:
+        mm_populate(mm, oldbrk, newbrk)
     return mm.brk
 
 

@@ -185,3 +185,29 @@ def test_guard_regions():
     p.madvise(b, 8 * P, MADV_GUARD_REMOVE)
     assert p.touch(b, 8 * P) == 0
     p.mm.check()
+
+
+def test_brk_rules():
+    """SYSCALL_DEFINE1(brk) / do_brk_flags: growth extends the heap VMA, stops a page
+    short of the next mapping, never merges with a VMA below start_brk, and a failed
+    request returns the old break."""
+    k = Kernel(randomize=False)
+    p = k.spawn()
+    mm = p.mm
+    base = mm.start_brk
+    # An anonymous RW mapping ending exactly at start_brk must not be extended.
+    p.mmap(base - P, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    assert p.brk(base + 3 * P) == base + 3 * P
+    heap = mm.vma_lookup(base)
+    assert (heap.start, heap.end) == (base, base + 3 * P)
+    assert mm.map_count == 2
+    assert p.brk(base + 5 * P) == base + 5 * P and mm.map_count == 2   # extended in place
+    assert "[heap]" in k.proc_read(f"/proc/{p.pid}/maps")
+    # A mapping 2 pages above the break: growing up to it would leave no free page.
+    p.mmap(base + 8 * P, P, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    assert p.brk(base + 8 * P) == base + 5 * P
+    assert p.brk(base + 7 * P) == base + 7 * P
+    assert p.brk(base - 1) == base + 7 * P        # below start_brk: refused
+    assert p.brk(base + P) == base + P            # shrink
+    assert mm.vma_lookup(base + P) is None
+    mm.check()
