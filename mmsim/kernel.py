@@ -71,14 +71,19 @@ class Kernel:
         mm.start_brk = mm.brk = brk
         return mm
 
+    def new_process(self, mm, parent=None, comm=None):
+        """Register a process around ``mm`` with the next pid."""
+        pid = next(self._pids)
+        proc = Process(self, pid, mm, comm or (parent.comm if parent else "sim"),
+                       ppid=parent.pid if parent else 0)
+        self.processes[pid] = proc
+        return proc
+
     def spawn(self, path=None):
         """A new process with a synthetic, empty address space (exec comes later)."""
         if path is not None:
             raise error(38, "exec of real files is not simulated yet")
-        pid = next(self._pids)
-        proc = Process(self, pid, self.new_mm())
-        self.processes[pid] = proc
-        return proc
+        return self.new_process(self.new_mm())
 
     # ------------------------------------------------------------------ /proc
 

@@ -283,6 +283,23 @@ def deactivate(vma, start, end):
             page.young = False
 
 
+def share_pages(mm, src, dst):
+    """copy_page_range for fork: the child maps the very same pages (copy on write for
+    private memory), each one's mapcount going up by one."""
+    if src.pages:
+        dst.pages = dict(src.pages)
+        for page in dst.pages.values():
+            page.mapcount += 1
+            _charge(mm, dst, page, 1)
+    if src.huge:
+        dst.huge = dict(src.huge)
+        for page in dst.huge.values():
+            page.mapcount += 1
+            _charge(mm, dst, page, PMD_PAGES)
+    if src.guards:
+        dst.guards = set(src.guards)
+
+
 def check_vma(vma):
     """Pages lie inside their VMA and THPs are aligned and do not overlap base pages."""
     lo, hi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT

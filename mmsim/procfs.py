@@ -53,8 +53,15 @@ def maps(proc):
     return "".join(maps_line(mm, vma) + "\n" for vma in mm.vmas())
 
 
+PSS_SHIFT = 12
+
+
 def _kb(label, pages_4k):
-    return f"{label:<16}{pages_4k * 4:>8} kB\n"
+    return _line_kb(label, pages_4k * 4)
+
+
+def _line_kb(label, kb):
+    return f"{label:<16}{kb:>8} kB\n"
 
 
 def vma_memory(vma):
@@ -63,13 +70,17 @@ def vma_memory(vma):
     anon = anon_huge = shmem_huge = 0
     items = [(p, 1) for p in (vma.pages or {}).values()]
     items += [(p, 512) for p in (vma.huge or {}).values()]
+    pss_dirty = 0
     for page, n in items:
         rss += n
         if page.young:
             referenced += n
         shared = page.mapcount > 1
-        # Pss is counted in halves and the like; keep it exact in 1/mapcount units.
-        pss2 += n / page.mapcount
+        # smaps_account(): bytes << PSS_SHIFT, divided by the mapcount, then summed.
+        share = ((n * 4096) << PSS_SHIFT) // page.mapcount
+        pss2 += share
+        if page.dirty:
+            pss_dirty += share
         if shared:
             if page.dirty:
                 shared_dirty += n
@@ -87,7 +98,8 @@ def vma_memory(vma):
             shmem_huge += n
     return {"rss": rss, "pss": pss2, "shared_clean": shared_clean, "shared_dirty": shared_dirty,
             "private_clean": private_clean, "private_dirty": private_dirty, "anon": anon,
-            "anon_huge": anon_huge, "shmem_huge": shmem_huge, "referenced": referenced}
+            "anon_huge": anon_huge, "shmem_huge": shmem_huge, "referenced": referenced,
+            "pss_kb": pss2 >> PSS_SHIFT >> 10, "pss_dirty_kb": pss_dirty >> PSS_SHIFT >> 10}
 
 
 def thp_eligible(mm, vma):
@@ -99,17 +111,17 @@ def smaps_block(mm, vma):
     """One VMA's /proc/PID/smaps block."""
     m = vma_memory(vma)
     size = vma.npages
-    dirty_pss = m["shared_dirty"] / 2 + m["private_dirty"] if m["shared_dirty"] else m["private_dirty"]
     out = [maps_line(mm, vma) + "\n",
            _kb("Size:", size), _kb("KernelPageSize:", 1), _kb("MMUPageSize:", 1),
-           _kb("Rss:", m["rss"]), _kb("Pss:", int(m["pss"])), _kb("Pss_Dirty:", int(dirty_pss)),
+           _kb("Rss:", m["rss"]), _line_kb("Pss:", m["pss_kb"]),
+           _line_kb("Pss_Dirty:", m["pss_dirty_kb"]),
            _kb("Shared_Clean:", m["shared_clean"]), _kb("Shared_Dirty:", m["shared_dirty"]),
            _kb("Private_Clean:", m["private_clean"]), _kb("Private_Dirty:", m["private_dirty"]),
            _kb("Referenced:", m["referenced"]), _kb("Anonymous:", m["anon"]), _kb("KSM:", 0),
            _kb("LazyFree:", 0), _kb("AnonHugePages:", m["anon_huge"]), _kb("ShmemPmdMapped:", m["shmem_huge"]),
            _kb("FilePmdMapped:", 0), _kb("Shared_Hugetlb:", 0), _kb("Private_Hugetlb:", 0),
            _kb("Swap:", 0), _kb("SwapPss:", 0),
-           _kb("Locked:", int(m["pss"]) if vma.vm_flags & VM_LOCKED else 0),
+           _line_kb("Locked:", m["pss_kb"] if vma.vm_flags & VM_LOCKED else 0),
            f"{'THPeligible:':<16}{thp_eligible(mm, vma):>8}\n",
            "VmFlags: " + "".join(name + " " for name in vmflags_mnemonics(vma.vm_flags)) + "\n"]
     return "".join(out)

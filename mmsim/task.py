@@ -45,6 +45,20 @@ class Process:
     def __repr__(self):
         return f"<Process {self.pid} {self.comm}>"
 
+    # ------------------------------------------------------------------ processes
+
+    def fork(self):
+        """fork(2): a child with a copy of this address space; returns the child."""
+        from .fork_exec import dup_mm
+        child = self.kernel.new_process(dup_mm(self.kernel, self.mm), parent=self)
+        child.fds = dict(self.fds)
+        return child
+
+    def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
+        """prctl(2) for the memory-management options."""
+        from .prctl import prctl
+        return prctl(self, _cint(option), *map(_u64, (arg2, arg3, arg4, arg5)))
+
     # ------------------------------------------------------------------ files
 
     def open(self, path, flags=O_RDONLY):
