@@ -71,19 +71,24 @@ class Kernel:
         mm.start_brk = mm.brk = brk
         return mm
 
-    def new_process(self, mm, parent=None, comm=None):
-        """Register a process around ``mm`` with the next pid."""
+    def new_process(self, mm, parent=None, comm=None, cred=None):
+        """Register a process around ``mm`` with the next pid (a child shares its
+        parent's credentials until either changes them)."""
         pid = next(self._pids)
+        if cred is None and parent is not None:
+            cred = parent.cred
         proc = Process(self, pid, mm, comm or (parent.comm if parent else "sim"),
-                       ppid=parent.pid if parent else 0)
+                       ppid=parent.pid if parent else 0, cred=cred)
         self.processes[pid] = proc
         return proc
 
-    def spawn(self, path=None):
-        """A new process with a synthetic, empty address space (exec comes later)."""
+    def spawn(self, path=None, uid=0, gid=0):
+        """A new process with a synthetic, empty address space (exec comes later),
+        running as ``uid``/``gid`` (root by default)."""
+        from .cred import Cred
         if path is not None:
             raise error(38, "exec of real files is not simulated yet")
-        return self.new_process(self.new_mm())
+        return self.new_process(self.new_mm(), cred=Cred(uid, gid))
 
     # ------------------------------------------------------------------ /proc
 

@@ -79,6 +79,7 @@ class Mm:
         self.start_brk = self.brk = 0
         self.start_stack = 0
         self.users = 1
+        self.user_ns = None   # the user namespace the mm was created in (mm->user_ns)
         self.rss_anon = self.rss_file = self.rss_shmem = 0   # resident pages
         self.hiwater_rss = 0
 

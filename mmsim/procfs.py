@@ -142,8 +142,12 @@ def _status_kb(label, pages_4k):
 def status(proc):
     """/proc/PID/status: identity lines, the Vm* block and THP_enabled."""
     mm = proc.mm
-    lines = [f"Name:\t{proc.comm[:15]}\n", "State:\tR (running)\n", f"Tgid:\t{proc.pid}\n",
-             f"Pid:\t{proc.pid}\n", f"PPid:\t{proc.ppid}\n"]
+    state = "Z (zombie)" if getattr(proc, "state", "running") != "running" else "R (running)"
+    cred = proc.cred
+    lines = [f"Name:\t{proc.comm[:15]}\n", f"State:\t{state}\n", f"Tgid:\t{proc.pid}\n",
+             f"Pid:\t{proc.pid}\n", f"PPid:\t{proc.ppid}\n", "TracerPid:\t0\n",
+             f"Uid:\t{cred.uid}\t{cred.euid}\t{cred.suid}\t{cred.fsuid}\n",
+             f"Gid:\t{cred.gid}\t{cred.egid}\t{cred.sgid}\t{cred.fsgid}\n"]
     if mm is not None:
         total = data = stack = exe = locked = 0
         for vma in mm.vmas():

@@ -31,16 +31,33 @@ def _cint(value):
     return value - (1 << 32) if value & 0x80000000 else value
 
 
+class Pidfd:
+    """An open pidfd: a reference to a process that outlives its exit."""
+
+    __slots__ = ("process", "flags")
+
+    def __init__(self, process, flags):
+        self.process = process
+        self.flags = flags
+
+
 class Process:
     """A simulated process (one thread for now)."""
 
-    def __init__(self, kernel, pid, mm, comm="sim", ppid=0):
+    def __init__(self, kernel, pid, mm, comm="sim", ppid=0, cred=None):
+        from .cred import Cred
         self.kernel = kernel
         self.pid = pid
+        self.tgid = pid
         self.ppid = ppid
         self.mm = mm
         self.comm = comm
         self.fds = {}
+        self.cred = cred if cred is not None else Cred()
+        self.state = "running"       # then "zombie" after exit, "reaped" after wait
+        self.exit_status = None
+        if mm is not None and getattr(mm, "user_ns", None) is None:
+            mm.user_ns = self.cred.user_ns
 
     def __repr__(self):
         return f"<Process {self.pid} {self.comm}>"
@@ -50,9 +67,139 @@ class Process:
     def fork(self):
         """fork(2): a child with a copy of this address space; returns the child."""
         from .fork_exec import dup_mm
-        child = self.kernel.new_process(dup_mm(self.kernel, self.mm), parent=self)
+        self._alive()
+        mm = dup_mm(self.kernel, self.mm)
+        mm.user_ns = self.mm.user_ns
+        child = self.kernel.new_process(mm, parent=self)
         child.fds = dict(self.fds)
         return child
+
+    def _alive(self):
+        if self.state != "running":
+            raise error(errno.ESRCH, "the process has exited")
+
+    def exit(self, status=0):
+        """exit(2) / exit_group(2): drop the address space and become a zombie until the
+        parent waits; children go to init."""
+        self._alive()
+        if self.mm is not None:
+            self.mm.users -= 1
+            if self.mm.users == 0:
+                self.mm.unmap(0, self.mm.task_size)   # exit_mmap
+            self.mm = None
+        self.fds.clear()
+        self.state = "zombie"
+        self.exit_status = status & 0xFF
+        for child in self.kernel.processes.values():
+            if child.ppid == self.pid and child is not self:
+                child.ppid = 1
+
+    exit_group = exit
+
+    def wait4(self, pid=-1, options=0):
+        """wait4(2): reap an exited child; returns ``(pid, status)`` like os.waitpid,
+        ``(0, 0)`` with WNOHANG when no child has exited yet."""
+        from .uapi import WNOHANG
+        children = [p for p in self.kernel.processes.values()
+                    if p.ppid == self.pid and p.state != "reaped" and (pid == -1 or p.pid == pid)]
+        if not children:
+            raise error(errno.ECHILD)
+        for child in children:
+            if child.state == "zombie":
+                child.state = "reaped"
+                return child.pid, child.exit_status << 8
+        if options & WNOHANG:
+            return 0, 0
+        raise error(errno.EDEADLK, "would block forever: no child can exit in a simulation")
+
+    # ------------------------------------------------------------------ credentials
+
+    def setresuid(self, ruid, euid, suid):
+        """setresuid(2)."""
+        from .cred import setresuid
+        return setresuid(self, _cint(ruid), _cint(euid), _cint(suid))
+
+    def setuid(self, uid):
+        """setuid(2)."""
+        from .cred import setuid
+        return setuid(self, _cint(uid))
+
+    def unshare(self, flags):
+        """unshare(2); only CLONE_NEWUSER is modelled."""
+        from .cred import unshare_user
+        from .uapi import CLONE_NEWUSER
+        if _u64(flags) != CLONE_NEWUSER:
+            raise error(errno.EINVAL, "only CLONE_NEWUSER is simulated")
+        return unshare_user(self)
+
+    # ------------------------------------------------------------------ pidfds
+
+    def pidfd_open(self, pid, flags=0):
+        """pidfd_open(2): a descriptor for process ``pid`` (a zombie may be opened)."""
+        from .uapi import PIDFD_NONBLOCK, PIDFD_THREAD
+        pid, flags = _cint(pid), _u64(flags) & 0xFFFFFFFF
+        if flags & ~(PIDFD_NONBLOCK | PIDFD_THREAD):
+            raise error(errno.EINVAL)
+        if pid <= 0:
+            raise error(errno.EINVAL)
+        target = self.kernel.processes.get(pid)
+        if target is None or target.state == "reaped":
+            raise error(errno.ESRCH)
+        fd = 3
+        while fd in self.fds:
+            fd += 1
+        self.fds[fd] = Pidfd(target, flags)
+        return fd
+
+    def _pidfd_task(self, pidfd):
+        """pidfd_get_task(): the process behind ``pidfd`` (PIDFD_SELF* included)."""
+        from .uapi import PIDFD_SELF_THREAD, PIDFD_SELF_THREAD_GROUP
+        if pidfd in (PIDFD_SELF_THREAD, PIDFD_SELF_THREAD_GROUP):
+            return self
+        obj = self.fds.get(pidfd)
+        if not isinstance(obj, Pidfd):
+            raise error(errno.EBADF)
+        if obj.process.state == "reaped":
+            raise error(errno.ESRCH)
+        return obj.process
+
+    def process_madvise(self, pidfd, iovec, advice, flags=0):
+        """process_madvise(2): ``iovec`` is a list of (address, length) pairs.  Returns
+        the bytes of the elements fully advised, or raises the first error when none
+        were."""
+        from .cred import CAP_SYS_NICE, PTRACE_MODE_READ_FSCREDS, capable, ptrace_may_access
+        if _u64(flags):
+            raise error(errno.EINVAL)
+        try:
+            elements = [(_u64(a), _u64(n)) for a, n in iovec]
+        except (TypeError, ValueError):
+            raise error(errno.EFAULT, "iovec is not a list of (address, length) pairs") from None
+        if len(elements) > 1024:
+            raise error(errno.EINVAL, "more than UIO_MAXIOV elements")
+        if sum(n for _, n in elements) > (1 << 63) - 1:
+            raise error(errno.EINVAL)
+        advice = _cint(advice)
+        target = self._pidfd_task(_cint(pidfd))
+        mm = target.mm
+        if mm is None:
+            raise error(errno.ESRCH, "the target has no address space")
+        if mm is not self.mm and not ptrace_may_access(self, target, PTRACE_MODE_READ_FSCREDS):
+            raise error(errno.EACCES)
+        if mm is not self.mm:
+            if advice not in _madvise.REMOTE_OK:
+                raise error(errno.EINVAL, "advice not allowed on another process")
+            if not capable(self.cred, CAP_SYS_NICE):
+                raise error(errno.EPERM)
+        done = 0
+        for addr, length in elements:
+            try:
+                _madvise.madvise(mm, addr, length, advice)
+            except OSError:
+                if done:
+                    return done
+                raise
+            done += length
+        return done
 
     def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
         """prctl(2) for the memory-management options."""

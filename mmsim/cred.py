@@ -1,0 +1,177 @@
+"""Credentials, capabilities, user namespaces and the ptrace access check
+(kernel/cred.c, kernel/capability.c, security/commoncap.c, kernel/ptrace.c)."""
+
+import errno
+
+from .mm import error
+
+CAP_CHOWN = 0
+CAP_SETGID = 6
+CAP_SETUID = 7
+CAP_IPC_LOCK = 14
+CAP_SYS_PTRACE = 19
+CAP_SYS_ADMIN = 21
+CAP_SYS_NICE = 23
+CAP_LAST_CAP = 40
+CAP_FULL_SET = (1 << (CAP_LAST_CAP + 1)) - 1
+
+PTRACE_MODE_READ = 0x01
+PTRACE_MODE_ATTACH = 0x02
+PTRACE_MODE_NOAUDIT = 0x04
+PTRACE_MODE_FSCREDS = 0x08
+PTRACE_MODE_REALCREDS = 0x10
+PTRACE_MODE_READ_FSCREDS = PTRACE_MODE_READ | PTRACE_MODE_FSCREDS
+PTRACE_MODE_READ_REALCREDS = PTRACE_MODE_READ | PTRACE_MODE_REALCREDS
+PTRACE_MODE_ATTACH_FSCREDS = PTRACE_MODE_ATTACH | PTRACE_MODE_FSCREDS
+PTRACE_MODE_ATTACH_REALCREDS = PTRACE_MODE_ATTACH | PTRACE_MODE_REALCREDS
+
+SUID_DUMP_USER = 1
+
+
+class UserNamespace:
+    """A user namespace: its parent and the (outer) uid that created it."""
+
+    def __init__(self, parent=None, owner=0):
+        self.parent = parent
+        self.owner = owner
+        self.level = 0 if parent is None else parent.level + 1
+
+    def __repr__(self):
+        return f"<UserNamespace level {self.level} owner {self.owner}>"
+
+
+INIT_USER_NS = UserNamespace()
+
+
+class Cred:
+    """A task's credentials: uids, gids, capability sets and user namespace."""
+
+    __slots__ = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid",
+                 "cap_permitted", "cap_effective", "cap_inheritable", "user_ns")
+
+    def __init__(self, uid=0, gid=0, caps=None, user_ns=INIT_USER_NS):
+        self.uid = self.euid = self.suid = self.fsuid = uid
+        self.gid = self.egid = self.sgid = self.fsgid = gid
+        if caps is None:
+            caps = CAP_FULL_SET if uid == 0 else 0
+        self.cap_permitted = self.cap_effective = caps
+        self.cap_inheritable = 0
+        self.user_ns = user_ns
+
+    def copy(self):
+        """prepare_creds(): a copy to change."""
+        new = Cred.__new__(Cred)
+        for name in Cred.__slots__:
+            setattr(new, name, getattr(self, name))
+        return new
+
+
+def ns_capable(cred, ns, cap):
+    """cap_capable(): ``cred`` holds ``cap`` over namespace ``ns`` (its own namespace,
+    or one it owns further down)."""
+    while True:
+        if ns is cred.user_ns:
+            return bool(cred.cap_effective >> cap & 1)
+        if ns.level <= cred.user_ns.level:
+            return False
+        # The creator of a namespace has every capability inside it.
+        if ns.parent is cred.user_ns and ns.owner == cred.euid:
+            return True
+        ns = ns.parent
+
+
+def capable(cred, cap):
+    """``cap`` in the initial user namespace."""
+    return ns_capable(cred, INIT_USER_NS, cap)
+
+
+def ptrace_may_access(caller, target, mode):
+    """__ptrace_may_access(): may ``caller`` (a process) inspect ``target`` in ``mode``?"""
+    if caller is target or caller.tgid == target.tgid:
+        return True
+    cred = caller.cred
+    tcred = target.cred
+    if mode & PTRACE_MODE_FSCREDS:
+        uid, gid = cred.fsuid, cred.fsgid
+    else:
+        uid, gid = cred.uid, cred.gid
+    same_ids = (uid == tcred.euid == tcred.suid == tcred.uid
+                and gid == tcred.egid == tcred.sgid == tcred.gid)
+    if not same_ids and not ns_capable(cred, tcred.user_ns, CAP_SYS_PTRACE):
+        return False
+    mm = target.mm
+    if mm is not None and (mm.flags & 3) != SUID_DUMP_USER \
+            and not ns_capable(cred, mm.user_ns, CAP_SYS_PTRACE):
+        return False
+    # commoncap: same namespace and the target's permitted set inside the caller's.
+    caller_caps = cred.cap_effective if mode & PTRACE_MODE_FSCREDS else cred.cap_permitted
+    if cred.user_ns is tcred.user_ns and not tcred.cap_permitted & ~caller_caps:
+        return True
+    return ns_capable(cred, tcred.user_ns, CAP_SYS_PTRACE)
+
+
+def setresuid(proc, ruid, euid, suid):
+    """setresuid(2): -1 keeps an id; without CAP_SETUID each new id must be one of the
+    current three.  Capabilities drop the way commoncap's cap_task_fix_setuid does."""
+    old = proc.cred
+    if not ns_capable(old, old.user_ns, CAP_SETUID):
+        allowed = {old.uid, old.euid, old.suid}
+        for value in (ruid, euid, suid):
+            if value != -1 and value not in allowed:
+                raise error(errno.EPERM)
+    new = old.copy()
+    if ruid != -1:
+        new.uid = ruid
+    if euid != -1:
+        new.euid = euid
+    if suid != -1:
+        new.suid = suid
+    new.fsuid = new.euid
+    _fix_setuid(old, new)
+    commit_creds(proc, new)
+    return 0
+
+
+def setuid(proc, uid):
+    """setuid(2): with CAP_SETUID all three ids, else the effective one."""
+    old = proc.cred
+    if ns_capable(old, old.user_ns, CAP_SETUID):
+        return setresuid(proc, uid, uid, uid)
+    if uid not in (old.uid, old.suid):
+        raise error(errno.EPERM)
+    return setresuid(proc, -1, uid, -1)
+
+
+def _fix_setuid(old, new):
+    """cap_task_fix_setuid: leaving uid 0 entirely drops every capability; leaving
+    euid 0 drops the effective set; regaining euid 0 restores it from permitted."""
+    root_before = 0 in (old.uid, old.euid, old.suid)
+    root_after = 0 in (new.uid, new.euid, new.suid)
+    if root_before and not root_after:
+        new.cap_permitted = new.cap_effective = 0
+    if old.euid == 0 and new.euid != 0:
+        new.cap_effective = 0
+    if old.euid != 0 and new.euid == 0:
+        new.cap_effective = new.cap_permitted
+
+
+def commit_creds(proc, new):
+    """Install ``new``; a change of euid/egid/fsuid/fsgid or of the permitted set makes
+    the mm non-dumpable (fs.suid_dumpable is 0 on the reference machine)."""
+    old = proc.cred
+    changed = (old.euid != new.euid or old.egid != new.egid or old.fsuid != new.fsuid
+               or old.fsgid != new.fsgid or new.cap_permitted & ~old.cap_permitted)
+    if changed and proc.mm is not None:
+        proc.mm.flags &= ~3  # SUID_DUMP_DISABLE
+    proc.cred = new
+
+
+def unshare_user(proc):
+    """unshare(CLONE_NEWUSER): a child namespace owned by the caller's euid, with every
+    capability inside it (and none outside)."""
+    old = proc.cred
+    new = old.copy()
+    new.user_ns = UserNamespace(old.user_ns, owner=old.euid)
+    new.cap_permitted = new.cap_effective = CAP_FULL_SET
+    proc.cred = new
+    return 0
