@@ -74,6 +74,32 @@ class Process:
         child.fds = dict(self.fds)
         return child
 
+    def clone(self, flags):
+        """clone(2) for the flags that matter to memory: CLONE_VM shares the address
+        space (mm_users), CLONE_THREAD makes a thread of this thread group."""
+        from .uapi import CLONE_SIGHAND, CLONE_THREAD, CLONE_VM
+        flags = _u64(flags)
+        # copy_process(): a thread needs shared signal handlers, which need a shared mm.
+        if flags & CLONE_THREAD and not flags & CLONE_SIGHAND:
+            raise error(errno.EINVAL)
+        if flags & CLONE_SIGHAND and not flags & CLONE_VM:
+            raise error(errno.EINVAL)
+        if not flags & CLONE_VM:
+            return self.fork()
+        self._alive()
+        self.mm.users += 1
+        child = self.kernel.new_process(self.mm, parent=self)
+        child.fds = dict(self.fds)
+        if flags & CLONE_THREAD:
+            child.tgid = self.tgid
+            child.ppid = self.ppid
+        return child
+
+    def vfork(self):
+        """vfork(2): a child borrowing this address space until it execs or exits."""
+        from .uapi import CLONE_VFORK, CLONE_VM
+        return self.clone(CLONE_VM | CLONE_VFORK)
+
     def _alive(self):
         if self.state != "running":
             raise error(errno.ESRCH, "the process has exited")

@@ -121,3 +121,33 @@ def test_forked_source_vma():
     vma = c.mm.vma_lookup(base + 6 * P)
     assert (vma.start, vma.end) == (base + 6 * P, base + 11 * P)
     c.mm.check()
+
+
+def test_threads_share_the_mm():
+    """CLONE_VM|CLONE_SIGHAND|CLONE_THREAD: one mm for both; a prctl in one thread is
+    seen by the other (kernel-semantics.md 1.3, live); the mm goes with its last user."""
+    from mmsim.uapi import CLONE_SIGHAND, CLONE_THREAD, CLONE_VM, PR_GET_THP_DISABLE
+    import errno
+    import pytest
+    k = Kernel(randomize=False)
+    p = k.spawn()
+    a = p.mmap(0, 4 * P, RW, ANON)
+    t = p.clone(CLONE_VM | CLONE_SIGHAND | CLONE_THREAD)
+    assert t.mm is p.mm and t.tgid == p.tgid and p.mm.users == 2
+    t.prctl(PR_SET_THP_DISABLE, 1)
+    assert p.prctl(PR_GET_THP_DISABLE) == 1
+    t.touch(a, P)
+    assert p.mm.rss_anon == 1
+    t.exit(0)
+    assert p.mm.map_count == 1                       # still the other thread's
+    with pytest.raises(OSError) as exc:
+        p.clone(CLONE_THREAD)
+    assert exc.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as exc:
+        p.clone(CLONE_SIGHAND)
+    assert exc.value.errno == errno.EINVAL
+    v = p.vfork()
+    assert v.mm is p.mm and v.tgid != p.tgid
+    v.exit(0)
+    p.exit(0)
+    assert p.mm is None
