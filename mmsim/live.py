@@ -35,7 +35,7 @@ EFAULT = 14
 # Argument count of each supported call (after the name); checked before forking so a
 # malformed call is a plain ValueError rather than a child failure.
 _ARITY = {"mmap": 6, "munmap": 2, "mprotect": 3, "madvise": 3, "mremap": 5,
-          "mlock": 2, "mlock2": 3, "munlock": 2, "touch": 3}
+          "mlock": 2, "mlock2": 3, "munlock": 2, "touch": 3, "prctl": 5, "fork": 0}
 
 # The value of MAP_FAILED, ((void *)-1), as ctypes reads a c_void_p back.
 _MAP_FAILED = (1 << 64) - 1
@@ -104,7 +104,11 @@ def smaps_blocks(text, window):
 
 def run(calls, window=WINDOW):
     """Run ``calls`` in order in a fresh forked child; return its results, the window's
-    VMAs parsed, and their raw smaps text (``smaps_text``)."""
+    VMAs parsed, and their raw smaps text (``smaps_text``).
+
+    A ``("fork",)`` call forks: the child goes on with the remaining calls and is the
+    process reported (its result for the fork is 0); the parent waits, keeping its own
+    mappings alive meanwhile, as a parent would."""
     calls = [tuple(call) for call in calls]
     for call in calls:
         if not call or call[0] not in _ARITY or len(call) - 1 != _ARITY[call[0]]:
@@ -166,6 +170,7 @@ def _libc():
         "mlock": (c_int, [vp, size]),
         "mlock2": (c_int, [vp, size, ctypes.c_uint]),
         "munlock": (c_int, [vp, size]),
+        "prctl": (c_int, [c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]),
     }
     for name, (restype, argtypes) in protos.items():
         func = getattr(libc, name)
@@ -184,6 +189,19 @@ def _child(calls, window):
     for name, *args in calls:
         if name == "touch":
             results.append(_touch(*args))
+            continue
+        if name == "fork":
+            # The child carries on with the remaining calls and is the one reported;
+            # this process just waits for it and passes its exit status on.
+            pid = os.fork()
+            if pid:
+                _, status = os.waitpid(pid, 0)
+                os._exit(os.waitstatus_to_exitcode(status) & 0xFF or 0)
+            results.append(0)
+            continue
+        if name == "prctl":
+            ret = libc.prctl(*args)
+            results.append(-ctypes.get_errno() if ret == -1 else ret)
             continue
         ret = getattr(libc, name)(*args)
         if name in ("mmap", "mremap"):

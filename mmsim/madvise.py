@@ -209,6 +209,6 @@ def _populate(mm, start, end, write):
         if not vma.vm_flags & need:
             raise error(errno.EINVAL)
         for page in range(addr, stop, 4096):
-            pages.fault(mm, vma, page, write, mm.kernel.thp)
+            pages.fault(mm, vma, page, write, mm.kernel.thp, touch=True)
         addr = stop
     return 0

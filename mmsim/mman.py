@@ -160,7 +160,7 @@ def populate_vma_page_range(mm, vma, start, end):
     write = (flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
     policy = mm.kernel.thp
     for page in range(start, end, PAGE_SIZE):
-        pages.fault(mm, vma, page, write, policy, force=True)
+        pages.fault(mm, vma, page, write, policy, force=True, touch=True)
 
 
 def mm_populate(mm, start, end, ignore_errors=True):
@@ -436,7 +436,8 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     moved_pages = vma.pages
     moved_huge = vma.huge
     moved_guards = vma.guards
-    vma.pages = vma.huge = vma.guards = None
+    moved_old = vma.old
+    vma.pages = vma.huge = vma.guards = vma.old = None
     prop = MergeProposal(dest, dest + old_len, vma.vm_flags, pgoff, vma.file, vma.anon_vma,
                          vma.anon_name, vma.uffd_ctx, vma.policy, copied_from=vma)
     target = mm.merge_new(prop, mm.prev_of(dest), mm.next_of(dest + old_len))
@@ -446,9 +447,11 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
                      vma.policy)
         mm.insert(target)
     _rekey(target, moved_pages, moved_huge, delta >> PAGE_SHIFT)
+    shift = delta >> PAGE_SHIFT
     if moved_guards:
-        shift = delta >> PAGE_SHIFT
         target.guards = (target.guards or set()) | {vpn + shift for vpn in moved_guards}
+    if moved_old:
+        target.old = (target.old or set()) | {vpn + shift for vpn in moved_old}
     if flags & MREMAP_DONTUNMAP:
         # The source stays mapped, empty, and loses its lock (like a fresh mapping).
         vma.vm_flags &= ~VM_LOCKED_MASK

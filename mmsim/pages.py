@@ -18,14 +18,16 @@ PMD_PAGES = HPAGE_PMD_NR
 class Page:
     """A folio mapped somewhere: base (order 0) or a PMD-sized THP (order 9)."""
 
-    __slots__ = ("mapcount", "anon", "dirty", "order", "young")
+    __slots__ = ("mapcount", "anon", "dirty", "order", "referenced")
 
     def __init__(self, anon=True, dirty=True, order=0, mapcount=1):
         self.mapcount = mapcount
         self.anon = anon
         self.dirty = dirty
         self.order = order
-        self.young = True   # the accessed bit smaps counts as Referenced
+        # PG_referenced: set when a FOLL_TOUCH populate (mlock, MAP_POPULATE) marks the
+        # folio accessed; counts as Referenced through any mapping, old PTE or not.
+        self.referenced = False
 
 
 def _pages(vma):
@@ -63,7 +65,9 @@ def _remap_as_base(vma, head, page):
     base = _pages(vma)
     for vpn in range(head, head + PMD_PAGES):
         small = base[vpn] = Page(page.anon, page.dirty, 0, page.mapcount)
-        small.young = page.young
+        small.referenced = page.referenced
+    if vma.old and head in vma.old:
+        vma.old.update(range(head, head + PMD_PAGES))
 
 
 def move_range(src, dst, start, end):
@@ -85,11 +89,13 @@ def move_range(src, dst, start, end):
             d = _huge(dst)
             for vpn in keys:
                 d[vpn] = src.huge.pop(vpn)
-    if src.guards:
-        keys = {vpn for vpn in src.guards if lo <= vpn < hi}
-        if keys:
-            src.guards -= keys
-            dst.guards = (dst.guards or set()) | keys
+    for name in ("guards", "old"):
+        marks = getattr(src, name)
+        if marks:
+            keys = {vpn for vpn in marks if lo <= vpn < hi}
+            if keys:
+                marks -= keys
+                setattr(dst, name, (getattr(dst, name) or set()) | keys)
 
 
 def move_all(src, dst):
@@ -100,9 +106,11 @@ def move_all(src, dst):
     if src.huge:
         _huge(dst).update(src.huge)
         src.huge = None
-    if src.guards:
-        dst.guards = (dst.guards or set()) | src.guards
-        src.guards = None
+    for name in ("guards", "old"):
+        marks = getattr(src, name)
+        if marks:
+            setattr(dst, name, (getattr(dst, name) or set()) | marks)
+            setattr(src, name, None)
 
 
 def install_guards(mm, vma, start, end):
@@ -176,10 +184,11 @@ def anon_vma_prepare(vma):
     return vma.anon_vma
 
 
-def fault(mm, vma, addr, write, policy, force=False):
+def fault(mm, vma, addr, write, policy, force=False, touch=False):
     """Handle a fault at ``addr`` inside ``vma``: raise EFAULT where the kernel would
     deliver SIGSEGV, else make the page resident.  Returns the number of new pages.
-    ``force`` is FOLL_FORCE: populate through missing read or write permission."""
+    ``force`` is FOLL_FORCE: populate through missing read or write permission;
+    ``touch`` is FOLL_TOUCH: the folio is marked accessed (PG_referenced)."""
     vm_flags = vma.vm_flags
     need = VM_WRITE if write else VM_READ
     if (not vm_flags & need and not force) or vma.special is not None:
@@ -188,25 +197,32 @@ def fault(mm, vma, addr, write, policy, force=False):
     if vma.guards and vpn in vma.guards:
         raise OSError(errno.EFAULT, "fault on a guard page")
     head = vpn & ~(PMD_PAGES - 1)
+    # Any access makes the PTE young; a page faulted anew starts young.
+    _make_young(vma, vpn)
     if vma.huge and head in vma.huge:
         page = vma.huge[head]
         if write and page.mapcount > 1:
             # A write to a shared THP: the kernel splits the PMD and copies one page.
             _remap_as_base(vma, head, vma.huge.pop(head))
         else:
-            page.young = True
+            _make_young(vma, head)
+            if touch:
+                page.referenced = True
             if write:
                 page.dirty = True
             return 0
     if vma.pages and vpn in vma.pages:
         page = vma.pages[vpn]
-        page.young = True
+        _make_young(vma, vpn)
+        if touch:
+            page.referenced = True
         if write:
             if page.mapcount > 1 or not page.anon and not vm_flags & VM_SHARED:
                 # Copy on write: a private copy replaces the shared page.
                 _drop(mm, vma, page)
                 anon_vma_prepare(vma)
                 new = vma.pages[vpn] = Page(anon=True, dirty=True)
+                new.referenced = touch
                 _charge(mm, vma, new, 1)
             else:
                 page.dirty = True
@@ -221,9 +237,12 @@ def fault(mm, vma, addr, write, policy, force=False):
                 and (head + PMD_PAGES) << PAGE_SHIFT <= vma.end
                 and not _any_base_in(vma, head)):
             page = _huge(vma)[head] = Page(anon=True, dirty=True, order=9)
+            _make_young(vma, head)
+            page.referenced = touch
             _charge(mm, vma, page, PMD_PAGES)
             return PMD_PAGES
         page = _pages(vma)[vpn] = Page(anon=True, dirty=True)
+        page.referenced = touch
         _charge(mm, vma, page, 1)
         return 1
     # File or shared memory: the page comes from the (simulated) page cache.
@@ -232,8 +251,14 @@ def fault(mm, vma, addr, write, policy, force=False):
         page = _pages(vma)[vpn] = Page(anon=True, dirty=True)
     else:
         page = _pages(vma)[vpn] = Page(anon=False, dirty=bool(write))
+    page.referenced = touch
     _charge(mm, vma, page, 1)
     return 1
+
+
+def _make_young(vma, vpn):
+    if vma.old:
+        vma.old.discard(vpn)
 
 
 def _any_base_in(vma, head):
@@ -272,15 +297,24 @@ def collapse(mm, vma, start, end):
 
 
 def deactivate(vma, start, end):
-    """MADV_COLD: clear the accessed bit of the pages in ``[start, end)`` (the LRU move
-    itself is not modelled)."""
+    """MADV_COLD: make the PTEs old and clear PG_referenced for the pages in
+    ``[start, end)`` (the LRU move itself is not modelled)."""
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+    old = vma.old if vma.old is not None else set()
     for vpn, page in (vma.pages or {}).items():
         if lo <= vpn < hi:
-            page.young = False
+            page.referenced = False
+            old.add(vpn)
     for head, page in (vma.huge or {}).items():
         if lo <= head and head + PMD_PAGES <= hi:
-            page.young = False
+            page.referenced = False
+            old.add(head)
+    vma.old = old
+
+
+def is_young(vma, vpn):
+    """The mapping's PTE (or PMD) for page ``vpn`` has its accessed bit set."""
+    return not vma.old or vpn not in vma.old
 
 
 def share_pages(mm, src, dst):
@@ -298,6 +332,8 @@ def share_pages(mm, src, dst):
             _charge(mm, dst, page, PMD_PAGES)
     if src.guards:
         dst.guards = set(src.guards)
+    # copy_present_pte(): the child's PTEs start out old.
+    dst.old = set(dst.pages or ()) | set(dst.huge or ())
 
 
 def check_vma(vma):

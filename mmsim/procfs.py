@@ -2,7 +2,7 @@
 and fs/proc/array.c on the reference kernel (no ProtectionKey line: the machine has no
 PKU; no soft-dirty; no anon names)."""
 
-from . import thp
+from . import pages, thp
 from .mm import MMF_DISABLE_THP_COMPLETELY
 from .vma import (PAGE_SHIFT, VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_WRITE, vmflags_mnemonics)
@@ -68,12 +68,12 @@ def vma_memory(vma):
     """Per-VMA page counts for smaps (in 4 KiB pages)."""
     rss = pss2 = shared_clean = shared_dirty = private_clean = private_dirty = referenced = 0
     anon = anon_huge = shmem_huge = 0
-    items = [(p, 1) for p in (vma.pages or {}).values()]
-    items += [(p, 512) for p in (vma.huge or {}).values()]
+    items = [(vpn, p, 1) for vpn, p in (vma.pages or {}).items()]
+    items += [(vpn, p, 512) for vpn, p in (vma.huge or {}).items()]
     pss_dirty = 0
-    for page, n in items:
+    for vpn, page, n in items:
         rss += n
-        if page.young:
+        if page.referenced or pages.is_young(vma, vpn):
             referenced += n
         shared = page.mapcount > 1
         # smaps_account(): bytes << PSS_SHIFT, divided by the mapcount, then summed.

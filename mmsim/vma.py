@@ -133,6 +133,9 @@ class Vma:
     huge: dict | None = None
     # Page numbers carrying a guard marker (MADV_GUARD_INSTALL): touching one faults.
     guards: set | None = None
+    # Page numbers (a THP by its first page) whose PTE is old: not accessed since fork
+    # or MADV_COLD.  A PTE is young otherwise; smaps counts young ones as Referenced.
+    old: set | None = None
 
     def __repr__(self):
         flags = " ".join(vmflags_mnemonics(self.vm_flags))

@@ -151,3 +151,26 @@ def test_threads_share_the_mm():
     v.exit(0)
     p.exit(0)
     assert p.mm is None
+
+
+def test_referenced_after_fork_and_cold():
+    """copy_present_pte makes the child's PTEs old: its Referenced counts only what it
+    touched since (or folios an mlock populate marked); MADV_COLD clears both, and a
+    page zapped and faulted again is young."""
+    from mmsim.uapi import MADV_COLD, MADV_DONTNEED
+    k = Kernel(randomize=False)
+    p = k.spawn()
+    a = p.mmap(0, 8 * P, RW, ANON)
+    p.touch(a, 8 * P)
+    c = p.fork()
+    ref = lambda proc: [l for l in k.proc_read(f"/proc/{proc.pid}/smaps").splitlines()
+                        if l.startswith("Referenced")]
+    assert ref(c) == ["Referenced:            0 kB"]
+    c.touch(a, 2 * P)
+    assert ref(c) == ["Referenced:            8 kB"]
+    assert ref(p) == ["Referenced:           32 kB"]
+    p.madvise(a, 8 * P, MADV_COLD)
+    assert ref(p) == ["Referenced:            0 kB"]
+    p.madvise(a, P, MADV_DONTNEED)
+    p.touch(a, P)
+    assert ref(p) == ["Referenced:            4 kB"]
