@@ -6,7 +6,7 @@ import platform
 import sys
 import time
 
-from . import mm_memory, store
+from . import fork, mm_memory, store
 
 
 def _log(msg):
@@ -31,6 +31,9 @@ def main(argv=None):
     wd.add_argument("--repeats", type=int, default=3)
     mem = sub.add_parser("mm-memory", help="peak memory of 65,530 unmergeable mmaps")
     mem.add_argument("--vmas", type=int, default=65_530)
+    fk = sub.add_parser("fork", help="fork of 65,530 VMAs: mmsim against the live kernel")
+    fk.add_argument("--vmas", type=int, default=65_530)
+    fk.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args(argv)
 
     cmd = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -49,6 +52,10 @@ def main(argv=None):
     if args.cmd == "mm-memory":
         print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
         print(mm_memory.table(mm_memory.alternating_mmaps(args.vmas)))
+        return 0
+    if args.cmd == "fork":
+        print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
+        print(fork.table(fork.run(args.vmas, args.repeats)))
         return 0
     if args.cmd == "width":
         print(store.width_table(args.sizes, args.widths, args.repeats, _log))

@@ -1,11 +1,14 @@
 """fork: duplicating an address space by the kernel's rules (kernel/fork.c dup_mm and
 mm_init, mm/mmap.c dup_mmap).  Exec arrives with the ELF loader."""
 
+import gc
+
 from . import pages
 from .mm import (MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
                  MMF_HAS_MDWE_NO_INHERIT, MMF_TOPDOWN, MMF_VM_MERGE_ANY, Mm)
+from .vma_tree import VmaTree
 from .vma import VM_DONTCOPY, VM_INIT_DEF_MASK, VM_LOCKED_MASK, VM_MIXEDMAP, VM_PFNMAP, VM_WIPEONFORK, \
-    AnonVma, dup_vma
+    AnonVma, Vma
 
 # The mm flags a new mm takes over from the one it is made from (MMF_INIT_LEGACY_MASK).
 MMF_DUMP_FILTER_MASK = 0x1FF << 2
@@ -28,34 +31,58 @@ def mm_init(kernel, oldmm):
               def_flags=oldmm.def_flags & VM_INIT_DEF_MASK)
 
 
-def vma_needs_copy(vma):
-    """copy_page_range is only needed where there is private anonymous memory or raw
-    page frames; shared file and shmem pages are faulted back in on demand."""
-    return vma.anon_vma is not None or bool(vma.vm_flags & (VM_PFNMAP | VM_MIXEDMAP))
-
-
 def dup_mm(kernel, oldmm):
     """fork's copy of ``oldmm`` (dup_mm + dup_mmap)."""
     mm = mm_init(kernel, oldmm)
     mm.task_size = oldmm.task_size
     mm.mmap_base = oldmm.mmap_base
     mm.start_brk, mm.brk, mm.start_stack = oldmm.start_brk, oldmm.brk, oldmm.start_stack
-    for old in oldmm.vmas():
-        if old.vm_flags & VM_DONTCOPY:
-            continue
-        new = dup_vma(old)
-        new.vm_flags &= ~VM_LOCKED_MASK
-        if old.vm_flags & VM_WIPEONFORK:
-            # The child sees the range empty, as if freshly mapped.
-            new.anon_vma = None
-            new.forked = False
-        elif old.anon_vma is not None:
-            # anon_vma_fork: a new anon_vma of the child's own, chained to the parent's:
-            # the VMA now has unCoWed parents, which the merge rules look at.
-            new.anon_vma = AnonVma(f"fork of {old.anon_vma.name}")
-            new.forked = True
-        if vma_needs_copy(old) and not old.vm_flags & VM_WIPEONFORK:
-            pages.share_pages(mm, old, new)
-        mm.insert(new)
+    bounds = []
+    copies = []
+    add_bounds = bounds.extend
+    append = copies.append
+    # One pass over the parent's VMAs, written out flat, with the cyclic collector
+    # paused: fork of a large address space is a hot path (benchmarks/fork.py), and
+    # tens of thousands of new objects would otherwise trigger full collections.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _copy_vmas(mm, oldmm, add_bounds, append)
+    finally:
+        if was_enabled:
+            gc.enable()
+    # The parent's tree is already in order: build the child's in one pass (__mt_dup).
+    mm.tree = VmaTree.from_parts(bounds, copies, check=False)
     mm.hiwater_rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
     return mm
+
+
+def _copy_vmas(mm, oldmm, add_bounds, append):
+    """dup_mmap's loop: a copy of every VMA the child keeps, with its pages."""
+    skip = VM_DONTCOPY
+    keep = ~VM_LOCKED_MASK
+    wipe = VM_WIPEONFORK
+    raw = VM_PFNMAP | VM_MIXEDMAP
+    share = pages.share_pages
+    new_vma = Vma
+    for old in oldmm.vmas():
+        flags = old.vm_flags
+        if flags & skip:
+            continue
+        start = old.start
+        end = old.end
+        new = new_vma(start, end, flags & keep, old.pgoff, old.file, None, False,
+                      old.anon_name, old.special, old.close_hook, old.uffd_ctx, old.policy)
+        if not flags & wipe:
+            if old.anon_vma is not None:
+                # anon_vma_fork: a new anon_vma of the child's own, chained to the
+                # parent's: the VMA now has unCoWed parents, which the merge rules read.
+                new.anon_vma = AnonVma()
+                new.forked = True
+                share(mm, old, new)
+            elif flags & raw:
+                # copy_page_range runs only where there is private anonymous memory or
+                # raw page frames: shared file and shmem pages fault back in on demand.
+                share(mm, old, new)
+        add_bounds((start, end))
+        append(new)

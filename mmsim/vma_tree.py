@@ -29,7 +29,7 @@ Indices are ints in ``[0, 2**64)``; a range's ``end`` may be ``2**64``.
 
 from bisect import bisect_left, bisect_right, insort
 from itertools import chain, islice
-from operator import sub
+from operator import le, lt, sub
 
 __all__ = ["VmaTree", "INDEX_LIMIT", "DEFAULT_WIDTH"]
 
@@ -122,6 +122,74 @@ class VmaTree:
         self._len = 0
         self._lf = []   # first start of every non-empty leaf, in address order
         self._ll = []   # those leaves
+
+    @classmethod
+    def from_sorted(cls, items, width=DEFAULT_WIDTH):
+        """A tree holding ``items``, an iterable of ``(start, end, entry)`` already in
+        address order and disjoint, built level by level in O(n) (fork's tree copy)."""
+        tree = cls(width)
+        bounds = []
+        entries = []
+        last_end = 0
+        for start, end, entry in items:
+            if (type(start) is not int or type(end) is not int
+                    or not last_end <= start < end <= INDEX_LIMIT or entry is None):
+                if entry is None:
+                    raise ValueError("entries must not be None")
+                if type(start) is int and type(end) is int and 0 <= start < end <= INDEX_LIMIT:
+                    raise ValueError(f"range [{start:#x}, {end:#x}) is out of order or overlaps")
+                tree._bad_range(start, end)
+            bounds += (start, end)
+            entries.append(entry)
+            last_end = end
+        return cls._build(tree, bounds, entries)
+
+    @classmethod
+    def from_parts(cls, bounds, entries, width=DEFAULT_WIDTH, check=True):
+        """Like ``from_sorted`` from interleaved ``bounds`` ``[s0, e0, s1, e1, ...]`` and
+        the matching ``entries`` (the lists are taken over).  ``check=False`` skips the
+        validation: only for parts read out of another VmaTree, as fork does."""
+        if not check:
+            return cls._build(cls(width), bounds, entries)
+        if (len(bounds) != 2 * len(entries) or not set(map(type, bounds)) <= {int}
+                or (bounds and (bounds[0] < 0 or bounds[-1] > INDEX_LIMIT))
+                or not all(map(le, bounds, islice(bounds, 1, None)))
+                or not all(map(lt, islice(bounds, 0, None, 2), islice(bounds, 1, None, 2)))
+                or None in entries):
+            raise ValueError("bounds must be ints, sorted, non-empty and disjoint ranges "
+                             "with one non-None entry each")
+        return cls._build(cls(width), bounds, entries)
+
+    @staticmethod
+    def _build(tree, bounds, entries):
+        width = tree._width
+        n = len(entries)
+        if not n:
+            return tree
+        sizes = _chunk_sizes(n, width, tree._min)
+        leaves = []
+        pos = 0
+        for size in sizes:
+            leaves.append(_Leaf(bounds[2 * pos:2 * (pos + size)], entries[pos:pos + size]))
+            pos += size
+        tree._ll = leaves
+        tree._lf = [leaf.b[0] for leaf in leaves]
+        tree._len = n
+        level = leaves
+        height = 0
+        while len(level) > 1:
+            parents = []
+            pos = 0
+            for size in _chunk_sizes(len(level), width, tree._min):
+                group = level[pos:pos + size]
+                pos += size
+                parents.append(_Node([_span(c)[0] for c in group], [_span(c)[1] for c in group],
+                                     group))
+            level = parents
+            height += 1
+        tree._root = level[0]
+        tree._height = height
+        return tree
 
     # ------------------------------------------------------------------ reading
 
@@ -798,6 +866,16 @@ def _highest(node, low, high, size):
 
 
 # ---------------------------------------------------------------------- structure
+
+
+def _chunk_sizes(n, width, low):
+    """Sizes for cutting ``n`` items into nodes three quarters full, none under ``low``
+    (a lone root may be smaller)."""
+    fill = max(low, width * 3 // 4)
+    count = max(1, -(-n // fill))
+    base, extra = divmod(n, count)
+    return [base + 1] * extra + [base] * (count - extra)
+
 
 
 def _replace(leaf, k, m, new_b, new_v):

@@ -58,3 +58,13 @@ def test_mm_memory_runs():
     from benchmarks import mm_memory
     result = mm_memory.alternating_mmaps(300)
     assert result["vmas"] == 300 and result["peak_bytes_per_vma"] > 0
+
+
+def test_fork_benchmark_runs():
+    from benchmarks import fork
+    from mmsim import live
+    assert fork._sim_fork_seconds(50, 1) > 0
+    ok, why = live.available()
+    if not ok:
+        pytest.skip(f"live kernel unavailable: {why}")
+    assert fork._live_fork_seconds(50, 1) > 0

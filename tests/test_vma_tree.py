@@ -505,3 +505,51 @@ def test_gap_search_is_logarithmic_not_a_scan():
     finally:
         vt._highest = original
     assert len(reads) <= 2 * tree.height
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 30)), max_size=700),
+       st.sampled_from([4, 5, 8, 16, 256]))
+def test_from_sorted_builds_a_valid_tree(gaps_and_lengths, width):
+    """The bulk loader gives the same tree contents as stores, and a tree that keeps
+    working afterwards."""
+    items, pos = [], 0
+    for i, (gap, length) in enumerate(gaps_and_lengths):
+        pos += gap
+        items.append((pos, pos + length, Entry(i)))
+        pos += length
+    tree = VmaTree.from_sorted(items, width)
+    tree.check()
+    assert list(tree.items()) == items
+    model = Model()
+    model.ranges = list(items)
+    for start, end, _ in items[::3]:
+        tree.erase(start, end)
+        model.store(start, end, None)
+    tree.store(pos + 5, pos + 9, "tail")
+    model.store(pos + 5, pos + 9, "tail")
+    tree.check()
+    assert list(tree.items()) == model.ranges
+    for lo, hi, size in [(0, pos + 20, 1), (0, pos + 20, 7), (3, pos + 3, 2)]:
+        assert tree.empty_area(lo, hi, size) == model.lowest(lo, hi, size)
+        assert tree.empty_area_rev(lo, hi, size) == model.highest(lo, hi, size)
+
+
+def test_from_sorted_rejects_bad_input():
+    with pytest.raises(ValueError):
+        VmaTree.from_sorted([(0, 10, "a"), (5, 20, "b")])
+    with pytest.raises(ValueError):
+        VmaTree.from_sorted([(0, 10, None)])
+    with pytest.raises(ValueError):
+        VmaTree.from_sorted([(10, 10, "a")])
+    assert len(VmaTree.from_sorted([])) == 0
+
+
+def test_from_parts_checks_its_input():
+    tree = VmaTree.from_parts([0, 5, 5, 9], ["a", "b"], 4)
+    tree.check()
+    assert list(tree.items()) == [(0, 5, "a"), (5, 9, "b")]
+    for bounds, entries in [([0, 5, 4, 9], ["a", "b"]), ([0, 0], ["a"]), ([0, 5], [None]),
+                            ([0, 5, 6], ["a"]), ([0.0, 5], ["a"]), ([-1, 5], ["a"])]:
+        with pytest.raises(ValueError):
+            VmaTree.from_parts(bounds, entries)
