@@ -16,7 +16,8 @@ def vma_name(mm, vma):
         return vma.file.inode.display_name()
     if vma.special is not None:
         return vma.special
-    if vma.start <= mm.brk and vma.end >= mm.start_brk and mm.start_brk:
+    # vma_is_initial_heap / vma_is_initial_stack (6.18): strict for the heap.
+    if vma.start < mm.brk and vma.end > mm.start_brk:
         return "[heap]"
     if mm.start_stack and vma.start <= mm.start_stack <= vma.end:
         return "[stack]"
