@@ -86,3 +86,42 @@ def _copy_vmas(mm, oldmm, add_bounds, append):
                 share(mm, old, new)
         add_bounds((start, end))
         append(new)
+
+
+def execve(proc, path, argv=None, envp=None):
+    """execve(2): build the new mm first (errors leave the process as it was), then
+    switch to it (exec_mmap), recompute dumpable and handle a set-id file."""
+    import os
+    import stat
+
+    from .binfmt_elf import load_elf
+    kernel = proc.kernel
+    old = proc.mm
+    # bprm_mm_init: mm_init() copies from current->mm, so the legacy mm flags (THP
+    # disable, KSM merge-any, MDWE) and def_flags & VM_INIT_DEF_MASK survive exec.
+    mm = kernel.new_mm(old)
+    mm.user_ns = proc.cred.user_ns
+    load_elf(kernel, mm, path, argv=argv, envp=envp)
+    st = os.stat(path)
+    cred = proc.cred
+    new_cred = cred.copy()
+    if st.st_mode & stat.S_ISUID:
+        new_cred.euid = new_cred.suid = new_cred.fsuid = st.st_uid
+    if st.st_mode & stat.S_ISGID:
+        new_cred.egid = new_cred.sgid = new_cred.fsgid = st.st_gid
+    secureexec = new_cred.euid != new_cred.uid or new_cred.egid != new_cred.gid
+    if new_cred.euid == 0 and cred.euid != 0:
+        # A set-uid-root file grants the full permitted set (commoncap).
+        from .cred import CAP_FULL_SET
+        new_cred.cap_permitted = new_cred.cap_effective = CAP_FULL_SET
+    # begin_new_exec: dumpable is SUID_DUMP_USER again unless the exec is secure, then
+    # fs.suid_dumpable (0 on the reference machine).
+    mm.flags = (mm.flags & ~3) | (0 if secureexec else 1)
+    proc.cred = new_cred
+    if old is not None:
+        old.users -= 1
+        if old.users == 0:
+            old.unmap(0, old.task_size)
+    proc.mm = mm
+    proc.comm = os.path.basename(path)[:15]
+    return 0

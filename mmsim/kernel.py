@@ -54,9 +54,15 @@ class Kernel:
 
     # ------------------------------------------------------------------ processes
 
-    def new_mm(self, rlimit_stack=RLIMIT_STACK_DEFAULT):
-        """A fresh address space laid out the way arch_pick_mmap_layout does it."""
-        mm = Mm(self, flags=MMF_DUMP_FILTER_DEFAULT | 1 | MMF_TOPDOWN)
+    def new_mm(self, old=None, rlimit_stack=RLIMIT_STACK_DEFAULT):
+        """A fresh address space laid out the way arch_pick_mmap_layout does it; with
+        ``old`` (exec), its flags come through mm_init's mask."""
+        from .fork_exec import mm_init
+        if old is None:
+            mm = Mm(self, flags=MMF_DUMP_FILTER_DEFAULT | 1)
+        else:
+            mm = mm_init(self, old)
+        mm.flags |= MMF_TOPDOWN
         pad = STACK_GUARD_GAP
         rnd = 0
         if self.randomize:
@@ -82,13 +88,18 @@ class Kernel:
         self.processes[pid] = proc
         return proc
 
-    def spawn(self, path=None, uid=0, gid=0):
-        """A new process with a synthetic, empty address space (exec comes later),
-        running as ``uid``/``gid`` (root by default)."""
+    def spawn(self, path=None, argv=None, envp=None, uid=0, gid=0):
+        """A new process running as ``uid``/``gid`` (root by default): exec of the real
+        ELF file ``path``, or, without a path, a synthetic empty address space."""
         from .cred import Cred
+        proc = self.new_process(self.new_mm(), cred=Cred(uid, gid))
         if path is not None:
-            raise error(38, "exec of real files is not simulated yet")
-        return self.new_process(self.new_mm(), cred=Cred(uid, gid))
+            try:
+                proc.execve(path, argv, envp)
+            except OSError:
+                del self.processes[proc.pid]
+                raise
+        return proc
 
     # ------------------------------------------------------------------ /proc
 

@@ -100,6 +100,13 @@ class Process:
         from .uapi import CLONE_VFORK, CLONE_VM
         return self.clone(CLONE_VM | CLONE_VFORK)
 
+    def execve(self, path, argv=None, envp=None):
+        """execve(2) of a real ELF file: a fresh address space built the way
+        load_elf_binary does, keeping the mm flags that survive exec."""
+        from .fork_exec import execve
+        self._alive()
+        return execve(self, path, argv, envp)
+
     def _alive(self):
         if self.state != "running":
             raise error(errno.ESRCH, "the process has exited")
