@@ -8,6 +8,7 @@ from .mm import error
 CAP_CHOWN = 0
 CAP_SETGID = 6
 CAP_SETUID = 7
+CAP_SETPCAP = 8
 CAP_IPC_LOCK = 14
 CAP_SYS_PTRACE = 19
 CAP_SYS_ADMIN = 21
@@ -140,6 +141,60 @@ def setuid(proc, uid):
     if uid not in (old.uid, old.suid):
         raise error(errno.EPERM)
     return setresuid(proc, -1, uid, -1)
+
+
+def setresgid(proc, rgid, egid, sgid):
+    """setresgid(2): -1 keeps an id; without CAP_SETGID each new id must be one of the
+    current three."""
+    old = proc.cred
+    if not ns_capable(old, old.user_ns, CAP_SETGID):
+        allowed = {old.gid, old.egid, old.sgid}
+        for value in (rgid, egid, sgid):
+            if value != -1 and value not in allowed:
+                raise error(errno.EPERM)
+    new = old.copy()
+    if rgid != -1:
+        new.gid = rgid
+    if egid != -1:
+        new.egid = egid
+    if sgid != -1:
+        new.sgid = sgid
+    new.fsgid = new.egid
+    commit_creds(proc, new)
+    return 0
+
+
+def setgid(proc, gid):
+    """setgid(2): with CAP_SETGID all three ids, else the effective one."""
+    old = proc.cred
+    if ns_capable(old, old.user_ns, CAP_SETGID):
+        return setresgid(proc, gid, gid, gid)
+    if gid not in (old.gid, old.sgid):
+        raise error(errno.EPERM)
+    return setresgid(proc, -1, gid, -1)
+
+
+def capget(proc, target):
+    """capget(2): ``(effective, permitted, inheritable)`` of ``target``."""
+    cred = target.cred
+    return cred.cap_effective, cred.cap_permitted, cred.cap_inheritable
+
+
+def capset(proc, effective, permitted, inheritable):
+    """capset(2) on the caller: permitted may only shrink, effective must lie inside the
+    new permitted set, inheritable inside permitted unless CAP_SETPCAP."""
+    old = proc.cred
+    if permitted & ~old.cap_permitted:
+        raise error(errno.EPERM, "cannot gain permitted capabilities")
+    if effective & ~permitted:
+        raise error(errno.EPERM, "effective must be a subset of permitted")
+    if inheritable & ~(old.cap_inheritable | old.cap_permitted) \
+            and not ns_capable(old, old.user_ns, CAP_SETPCAP):
+        raise error(errno.EPERM)
+    new = old.copy()
+    new.cap_effective, new.cap_permitted, new.cap_inheritable = effective, permitted, inheritable
+    commit_creds(proc, new)
+    return 0
 
 
 def _fix_setuid(old, new):

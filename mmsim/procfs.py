@@ -175,7 +175,9 @@ def status(proc):
                   _status_kb("VmPTE:", _pte_pages(mm)), _status_kb("VmSwap:", 0),
                   _status_kb("HugetlbPages:", 0), "CoreDumping:\t0\n",
                   f"THP_enabled:\t{0 if mm.flags & MMF_DISABLE_THP_COMPLETELY else 1}\n"]
-    lines.append("Threads:\t1\n")
+    group = [p for p in proc.kernel.processes.values()
+             if p.tgid == proc.tgid and p.state == "running"]
+    lines.append(f"Threads:\t{max(len(group), 1)}\n")
     return "".join(lines)
 
 

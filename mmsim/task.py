@@ -157,6 +157,29 @@ class Process:
         from .cred import setuid
         return setuid(self, _cint(uid))
 
+    def setresgid(self, rgid, egid, sgid):
+        """setresgid(2)."""
+        from .cred import setresgid
+        return setresgid(self, _cint(rgid), _cint(egid), _cint(sgid))
+
+    def setgid(self, gid):
+        """setgid(2)."""
+        from .cred import setgid
+        return setgid(self, _cint(gid))
+
+    def capget(self, pid=0):
+        """capget(2): ``(effective, permitted, inheritable)`` of ``pid`` (0: the caller)."""
+        from .cred import capget
+        target = self if not pid else self.kernel.processes.get(_cint(pid))
+        if target is None or target.state == "reaped":
+            raise error(errno.ESRCH)
+        return capget(self, target)
+
+    def capset(self, effective, permitted, inheritable):
+        """capset(2) on the caller."""
+        from .cred import capset
+        return capset(self, _u64(effective), _u64(permitted), _u64(inheritable))
+
     def unshare(self, flags):
         """unshare(2); only CLONE_NEWUSER is modelled."""
         from .cred import unshare_user

@@ -144,3 +144,33 @@ def test_exit_reparents_children_to_init():
     parent.exit(0)
     assert grandchild.ppid == 1
     assert init.wait4(parent.pid) == (parent.pid, 0)
+
+
+def test_gid_and_capability_calls():
+    """setgid/setresgid and capget/capset follow the same rules as their uid siblings:
+    privileged callers may set anything, others only shuffle their own ids; permitted
+    capabilities can only shrink."""
+    from mmsim.cred import CAP_SYS_ADMIN, CAP_SYS_NICE
+    k = Kernel()
+    proc = k.spawn()
+    eff, perm, inh = proc.capget()
+    keep = 1 << CAP_SYS_NICE
+    proc.capset(keep, keep, 0)
+    assert proc.capget() == (keep, keep, 0)
+    assert errno_of(proc.capset, keep | 1 << CAP_SYS_ADMIN, keep | 1 << CAP_SYS_ADMIN, 0) == errno.EPERM
+    assert errno_of(proc.capset, 1 << CAP_SYS_ADMIN, keep, 0) == errno.EPERM
+    other = k.spawn(uid=1000, gid=1000)
+    assert errno_of(other.setgid, 0) == errno.EPERM
+    other.setresgid(-1, 1000, -1)
+    root = k.spawn()
+    root.setresgid(5, 6, 7)
+    assert "Gid:\t5\t6\t7\t6" in k.proc_read(f"/proc/{root.pid}/status")
+    assert root.capget(other.pid) == (0, 0, 0)
+
+
+def test_status_counts_threads():
+    from mmsim.uapi import CLONE_SIGHAND, CLONE_THREAD, CLONE_VM
+    k = Kernel()
+    proc = k.spawn()
+    proc.clone(CLONE_VM | CLONE_SIGHAND | CLONE_THREAD)
+    assert "Threads:\t2\n" in k.proc_read(f"/proc/{proc.pid}/status")
