@@ -78,3 +78,38 @@ def test_exec_errors_leave_the_process_alone(tmp_path):
     with pytest.raises(OSError) as exc:
         k.spawn(str(tmp_path / "missing"))
     assert exc.value.errno == errno.ENOENT
+
+
+def _setuid_root_elf():
+    import stat
+    for d in ("/usr/bin", "/bin", "/usr/sbin"):
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(d, name)
+            try:
+                st = os.stat(path)
+                with open(path, "rb") as f:
+                    magic = f.read(4)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_ISUID and st.st_uid == 0 \
+                    and magic == b"\x7fELF":
+                return path
+    return None
+
+
+def test_secure_exec_of_a_setuid_file():
+    """begin_new_exec: a set-uid-root file run by nobody gives euid 0 (and the full
+    permitted set), and the mm is not dumpable (fs.suid_dumpable = 0)."""
+    path = _setuid_root_elf()
+    if path is None:
+        pytest.skip("no set-uid-root ELF file on this machine")
+    k = Kernel()
+    proc = k.spawn(uid=65534, gid=65534)
+    proc.execve(path)
+    assert (proc.cred.uid, proc.cred.euid, proc.cred.suid) == (65534, 0, 0)
+    assert proc.prctl(PR_GET_DUMPABLE) == 0
+    assert "Uid:\t65534\t0\t0\t0" in k.proc_read(f"/proc/{proc.pid}/status")
