@@ -3,8 +3,8 @@ mm_init, mm/mmap.c dup_mmap).  Exec arrives with the ELF loader."""
 
 import gc
 
-from . import pages
-from .mm import (MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
+from . import mctl, pages
+from .mm import (error, MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
                  MMF_HAS_MDWE_NO_INHERIT, MMF_TOPDOWN, MMF_VM_MERGE_ANY, Mm)
 from .vma_tree import VmaTree
 from .vma import VM_DONTCOPY, VM_INIT_DEF_MASK, VM_LOCKED_MASK, VM_MIXEDMAP, VM_PFNMAP, VM_WIPEONFORK, \
@@ -34,6 +34,7 @@ def mm_init(kernel, oldmm):
 def dup_mm(kernel, oldmm):
     """fork's copy of ``oldmm`` (dup_mm + dup_mmap)."""
     mm = mm_init(kernel, oldmm)
+    mctl.inherit(oldmm, mm)
     mm.task_size = oldmm.task_size
     mm.mmap_base = oldmm.mmap_base
     mm.start_brk, mm.brk, mm.start_stack = oldmm.start_brk, oldmm.brk, oldmm.start_stack
@@ -97,19 +98,25 @@ def execve(proc, path, argv=None, envp=None):
     from .binfmt_elf import load_elf
     kernel = proc.kernel
     old = proc.mm
-    # bprm_mm_init: mm_init() copies from current->mm, so the legacy mm flags (THP
-    # disable, KSM merge-any, MDWE) and def_flags & VM_INIT_DEF_MASK survive exec.
-    mm = kernel.new_mm(old)
-    mm.user_ns = proc.cred.user_ns
-    load_elf(kernel, mm, path, argv=argv, envp=envp)
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise error(exc.errno, path) from None
     cred = proc.cred
     new_cred = cred.copy()
-    if st.st_mode & stat.S_ISUID:
+    if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_ISUID:
         new_cred.euid = new_cred.suid = new_cred.fsuid = st.st_uid
-    if st.st_mode & stat.S_ISGID:
+    if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_ISGID:
         new_cred.egid = new_cred.sgid = new_cred.fsgid = st.st_gid
     secureexec = new_cred.euid != new_cred.uid or new_cred.egid != new_cred.gid
+    # bprm_mm_init: mm_init() copies from current->mm, so the legacy mm flags (THP
+    # disable, KSM merge-any, MDWE) and def_flags & VM_INIT_DEF_MASK survive exec;
+    # mctl's persistent properties follow before anything is mapped.
+    mm = kernel.new_mm(old)
+    mm.user_ns = proc.cred.user_ns
+    if old is not None:
+        mctl.inherit(old, mm, secureexec)
+    load_elf(kernel, mm, path, argv=argv, envp=envp)
     if new_cred.euid == 0 and cred.euid != 0:
         # A set-uid-root file grants the full permitted set (commoncap).
         from .cred import CAP_FULL_SET

@@ -20,13 +20,19 @@ class Kernel:
 
     ``thp`` is /sys/kernel/mm/transparent_hugepage/enabled; ``seed`` makes layout
     randomisation repeatable; ``randomize`` is kernel.randomize_va_space != 0;
-    ``max_map_count`` is vm.max_map_count.
+    ``max_map_count`` is vm.max_map_count; ``mctl_policy`` chooses mctl's permission
+    rule (docs/mctl.md).
     """
 
-    def __init__(self, thp="madvise", seed=0, max_map_count=65530, randomize=True):
+    def __init__(self, thp="madvise", seed=0, max_map_count=65530, randomize=True,
+                 mctl_policy="strict"):
         if thp not in MODES:
             raise ValueError(f"thp must be one of {MODES}, not {thp!r}")
+        if mctl_policy not in ("strict", "relaxed"):
+            raise ValueError(f"mctl_policy must be 'strict' or 'relaxed', not {mctl_policy!r}")
         self.thp = thp
+        # mctl's permission rule: the proposal's ("strict") or the relaxed alternative.
+        self.mctl_policy = mctl_policy
         self.max_map_count = max_map_count
         self.randomize = randomize
         self.rng = random.Random(seed)

@@ -257,6 +257,12 @@ class Process:
             done += length
         return done
 
+    def mctl(self, pidfd, action, flags=0):
+        """mctl(2), the proposed address-space-wide call (docs/mctl.md)."""
+        from .mctl import mctl
+        self._alive()
+        return mctl(self, _cint(pidfd), _cint(action), _u64(flags) & 0xFFFFFFFF)
+
     def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
         """prctl(2) for the memory-management options."""
         from .prctl import prctl
