@@ -6,7 +6,7 @@ import platform
 import sys
 import time
 
-from . import fork, mm_memory, store
+from . import fork, mctl_walk, mm_memory, store
 
 
 def _log(msg):
@@ -34,6 +34,9 @@ def main(argv=None):
     fk = sub.add_parser("fork", help="fork of 65,530 VMAs: mmsim against the live kernel")
     fk.add_argument("--vmas", type=int, default=65_530)
     fk.add_argument("--repeats", type=int, default=9)
+    mw = sub.add_parser("mctl-walk", help="mctl SET over 65,530 VMAs against live madvise")
+    mw.add_argument("--vmas", type=int, default=65_530)
+    mw.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
 
     cmd = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -52,6 +55,10 @@ def main(argv=None):
     if args.cmd == "mm-memory":
         print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
         print(mm_memory.table(mm_memory.alternating_mmaps(args.vmas)))
+        return 0
+    if args.cmd == "mctl-walk":
+        print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
+        print(mctl_walk.table(mctl_walk.run(args.vmas, args.repeats)))
         return 0
     if args.cmd == "fork":
         print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")

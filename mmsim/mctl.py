@@ -13,10 +13,10 @@ import errno
 from . import madvise as _madvise
 from .cred import CAP_SYS_ADMIN, PTRACE_MODE_ATTACH_REALCREDS, ns_capable, ptrace_may_access
 from .mm import error
-from .uapi import (MADV_HUGEPAGE, MADV_NOHUGEPAGE, MCTL_CLEAR_FADE_ON_DEATH, MCTL_CLEAR_HUGEPAGE,
+from .uapi import (MCTL_CLEAR_FADE_ON_DEATH, MCTL_CLEAR_HUGEPAGE,
                    MCTL_CLEAR_NOHUGEPAGE, MCTL_GET, MCTL_SET_DEFAULT_EXEC, MCTL_SET_FADE_ON_DEATH,
                    MCTL_SET_HUGEPAGE, MCTL_SET_NOHUGEPAGE)
-from .vma import VM_HUGEPAGE, VM_NOHUGEPAGE
+from .vma import VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SOFTDIRTY
 
 # Property states, and how MCTL_GET packs them: two bits per property.
 OFF, ON, PERSISTENT = 0, 1, 2
@@ -120,23 +120,43 @@ def sync_def_flags(mm, inherited=0):
 
 
 def walk(mm, prop, turn_on):
-    """Change every VMA: what MADV_[NO]HUGEPAGE over the whole VMA would give (VMAs
-    madvise would refuse are skipped), or, to clear, the flag taken off.  Changes go
-    through the merge engine, so VMAs made compatible merge."""
+    """Change every VMA: what MADV_[NO]HUGEPAGE over the whole VMA would give, or, to
+    clear, the flag taken off.
+
+    MADV_[NO]HUGEPAGE refuses no VMA (hugepage_madvise has no type check), so each is
+    a plain bit change.  A whole-VMA change can only merge when the new flags equal a
+    neighbour's; when they equal neither, vma_modify neither merges nor splits and only
+    the flags change, so the walk writes them in place.  Anything that might merge goes
+    through the merge engine, exactly as madvise would."""
     flag = VM_FLAG[prop]
-    advice = MADV_NOHUGEPAGE if prop == NOHUGEPAGE else MADV_HUGEPAGE
-    for vma in mm.vmas():
-        if mm.vma_lookup(vma.start) is not vma:
-            continue  # merged into a neighbour changed before it
-        if turn_on:
-            try:
-                new = _madvise.new_flags(vma, advice)
-            except OSError:
-                continue
-        else:
-            new = vma.vm_flags & ~flag
-        if new != vma.vm_flags:
-            _madvise.update_vma(mm, vma, vma.start, vma.end, new)
+    if turn_on:
+        clear, add = VM_FLAG[OPPOSITE[prop]], flag
+    else:
+        clear, add = flag, 0
+    keep = ~clear
+    ignore = ~VM_SOFTDIRTY
+    vmas = mm.vmas()
+    last = len(vmas) - 1
+    prev = None
+    maybe_gone = False
+    for i, vma in enumerate(vmas):
+        old = vma.vm_flags
+        new = (old & keep) | add
+        if new == old:
+            prev = vma
+            continue
+        if maybe_gone:
+            maybe_gone = False
+            if mm.vma_lookup(vma.start) is not vma:
+                continue  # merged into the VMA changed before it
+        nxt = vmas[i + 1] if i < last else None
+        if ((prev is None or prev.end != vma.start or (prev.vm_flags ^ new) & ignore)
+                and (nxt is None or nxt.start != vma.end or (nxt.vm_flags ^ new) & ignore)):
+            vma.vm_flags = new
+            prev = vma
+            continue
+        prev = _madvise.update_vma(mm, vma, vma.start, vma.end, new)
+        maybe_gone = True
 
 
 def inherit(old, new, secureexec=False):

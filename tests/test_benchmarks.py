@@ -68,3 +68,9 @@ def test_fork_benchmark_runs():
     if not ok:
         pytest.skip(f"live kernel unavailable: {why}")
     assert fork._live_fork_seconds(50, 1) > 0
+
+
+def test_mctl_walk_benchmark_runs():
+    from benchmarks import mctl_walk
+    first, again = mctl_walk._sim(50, 1)
+    assert first > 0 and again > 0
