@@ -186,6 +186,7 @@ def vma_behavior(mm, vma, start, end, advice):
         pages.install_guards(mm, vma, start, end)
         # This 6.18 build marks the whole VMA, without splitting it (VM_MAYBE_GUARD).
         vma.vm_flags |= VM_MAYBE_GUARD
+        mm.tree.touch(vma.start)
         return vma
     if advice == MADV_GUARD_REMOVE:
         if vm_flags & (VM_SPECIAL | VM_HUGETLB):

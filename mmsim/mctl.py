@@ -9,6 +9,7 @@ mm and a freshly exec'd one; a secure exec drops the ones that enable something.
 """
 
 import errno
+from operator import attrgetter
 
 from . import madvise as _madvise
 from .cred import CAP_SYS_ADMIN, PTRACE_MODE_ATTACH_REALCREDS, ns_capable, ptrace_may_access
@@ -119,15 +120,20 @@ def sync_def_flags(mm, inherited=0):
     mm.mctl_bits = bits
 
 
+_vm_flags = attrgetter("vm_flags")
+
+
 def walk(mm, prop, turn_on):
     """Change every VMA: what MADV_[NO]HUGEPAGE over the whole VMA would give, or, to
     clear, the flag taken off.
 
     MADV_[NO]HUGEPAGE refuses no VMA (hugepage_madvise has no type check), so each is
-    a plain bit change.  A whole-VMA change can only merge when the new flags equal a
-    neighbour's; when they equal neither, vma_modify neither merges nor splits and only
-    the flags change, so the walk writes them in place.  Anything that might merge goes
-    through the merge engine, exactly as madvise would."""
+    a plain bit change.  The tree keeps an OR/AND summary of its VMAs' flags per node,
+    so subtrees with nothing to change are skipped without reading them.  A whole-VMA
+    change can only merge when the new flags equal a neighbour's; when they equal
+    neither, vma_modify neither merges nor splits and only the flags change, so the
+    walk writes them in place.  The first change that might merge ends the fast walk:
+    from there on every VMA goes the way madvise would, through the merge engine."""
     flag = VM_FLAG[prop]
     if turn_on:
         clear, add = VM_FLAG[OPPOSITE[prop]], flag
@@ -135,9 +141,42 @@ def walk(mm, prop, turn_on):
         clear, add = flag, 0
     keep = ~clear
     ignore = ~VM_SOFTDIRTY
-    vmas = mm.vmas()
+    sweep = mm.tree.summarized_walk(_vm_flags, lambda o, a: a & add == add and not o & clear)
+    for leaf in sweep:
+        last = len(leaf) - 1
+        for i, vma in enumerate(leaf):
+            old = vma.vm_flags
+            new = old & keep | add
+            if new == old:
+                continue
+            if 0 < i < last:
+                # Inside a leaf the neighbours are at hand; flags that differ settle it
+                # (VM_SOFTDIRTY, which merges ignore, is never set: its config is off).
+                prev = leaf[i - 1]
+                nxt = leaf[i + 1]
+                if ((prev.vm_flags != new or prev.end != vma.start)
+                        and (nxt.vm_flags != new or nxt.start != vma.end)):
+                    vma.vm_flags = new
+                    continue
+            else:
+                prev = leaf[i - 1] if i else mm.prev_of(vma.start)
+                nxt = leaf[i + 1] if i < last else mm.next_of(vma.end)
+                if ((prev is None or prev.end != vma.start or (prev.vm_flags ^ new) & ignore)
+                        and (nxt is None or nxt.start != vma.end
+                             or (nxt.vm_flags ^ new) & ignore)):
+                    vma.vm_flags = new
+                    continue
+            sweep.close()
+            _walk_merging(mm, vma.start, keep, add)
+            return
+
+
+def _walk_merging(mm, start, keep, add):
+    """The rest of the walk, from ``start``, for when merges may reshape the tree."""
+    ignore = ~VM_SOFTDIRTY
+    vmas = mm.vmas(start)
     last = len(vmas) - 1
-    prev = None
+    prev = mm.prev_of(start)
     maybe_gone = False
     for i, vma in enumerate(vmas):
         old = vma.vm_flags
@@ -153,6 +192,7 @@ def walk(mm, prop, turn_on):
         if ((prev is None or prev.end != vma.start or (prev.vm_flags ^ new) & ignore)
                 and (nxt is None or nxt.start != vma.end or (nxt.vm_flags ^ new) & ignore)):
             vma.vm_flags = new
+            mm.tree.touch(vma.start)
             prev = vma
             continue
         prev = _madvise.update_vma(mm, vma, vma.start, vma.end, new)

@@ -237,6 +237,7 @@ class Mm:
         if vma.end > end:
             self.split(vma, end, new_below=False)
         vma.vm_flags = vm_flags
+        self.tree.touch(vma.start)   # the flag summaries see in-place changes only so
         if anon_name is not None:
             vma.anon_name = anon_name or None
         return vma

@@ -455,6 +455,7 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     if flags & MREMAP_DONTUNMAP:
         # The source stays mapped, empty, and loses its lock (like a fresh mapping).
         vma.vm_flags &= ~VM_LOCKED_MASK
+        mm.tree.touch(vma.start)
         vma.anon_vma = None
         vma.forked = False
     else:

@@ -28,8 +28,9 @@ Indices are ints in ``[0, 2**64)``; a range's ``end`` may be ``2**64``.
 """
 
 from bisect import bisect_left, bisect_right, insort
+from functools import reduce
 from itertools import chain, islice
-from operator import le, lt, sub
+from operator import and_, le, lt, or_, sub
 
 __all__ = ["VmaTree", "INDEX_LIMIT", "DEFAULT_WIDTH"]
 
@@ -43,25 +44,32 @@ DEFAULT_WIDTH = 256
 class _Leaf:
     """A leaf: interleaved bounds, entries and the multiset of its inner gaps."""
 
-    __slots__ = ("b", "v", "gaps", "parent")
+    __slots__ = ("b", "v", "gaps", "parent", "dirty", "sor", "sand")
 
     def __init__(self, b, v, parent=None):
         self.b = b          # [s0, e0, s1, e1, ...], sorted, ranges disjoint
         self.v = v          # entries, one per range
         self.gaps = _leaf_gaps(b)
         self.parent = parent
+        # Summary of the entries' keys (OR and AND), valid only while not dirty.
+        self.dirty = True
+        self.sor = 0
+        self.sand = 0
 
 
 class _Node:
     """An internal node: per-child pivots and largest gaps, and its gap multiset."""
 
-    __slots__ = ("firsts", "lasts", "cg", "gaps", "children", "parent")
+    __slots__ = ("firsts", "lasts", "cg", "gaps", "children", "parent", "dirty", "sor", "sand")
 
     def __init__(self, firsts, lasts, children, parent=None):
         self.firsts = firsts      # firsts[i]: start of child i's first range
         self.lasts = lasts        # lasts[i]: end of child i's last range
         self.children = children
         self.parent = parent
+        self.dirty = True
+        self.sor = 0
+        self.sand = 0
         for child in children:
             child.parent = self
         self.cg = [_gap_of(c) for c in children]   # cg[i]: child i's largest gap
@@ -106,7 +114,7 @@ class VmaTree:
     change to the tree; ``values()`` returns a list, so a walk may change the tree.
     """
 
-    __slots__ = ("_root", "_height", "_len", "_width", "_min", "_lf", "_ll")
+    __slots__ = ("_root", "_height", "_len", "_width", "_min", "_lf", "_ll", "_key")
 
     def __init__(self, width=DEFAULT_WIDTH):
         """Create an empty tree whose nodes hold at most ``width`` ranges or children."""
@@ -122,6 +130,7 @@ class VmaTree:
         self._len = 0
         self._lf = []   # first start of every non-empty leaf, in address order
         self._ll = []   # those leaves
+        self._key = None  # the key of the last summarized_walk (for check())
 
     @classmethod
     def from_sorted(cls, items, width=DEFAULT_WIDTH):
@@ -284,6 +293,25 @@ class VmaTree:
             out += v
         return out
 
+    def touch(self, index):
+        """Say that the entry covering ``index`` changed in place (its key for
+        ``summarized_walk`` may differ now)."""
+        if self._lf:
+            i = bisect_right(self._lf, index) - 1
+            _touch(self._ll[i if i > 0 else 0])
+
+    def summarized_walk(self, key, skip):
+        """Yield, in order, the entry lists of the leaves a walk has to visit: every
+        subtree whose summary (OR and AND of ``key(entry)``) satisfies ``skip(or_, and_)``
+        is passed over without reading its entries.  Summaries are computed where out of
+        date, and a yielded leaf is summarized again once the caller moves on, so the
+        caller may change its entries' keys in place.  The tree's shape must not change
+        during the walk (close the generator first)."""
+        self._key = key
+        if not self._len:
+            return iter(())
+        return _sweep(self._root, key, skip)
+
     def _slices(self, start, end):
         """Yield ``(bounds, entries)`` of the ranges overlapping ``[start, end)``, leaf by leaf."""
         if type(start) is not int or not 0 <= start <= INDEX_LIMIT:
@@ -396,6 +424,8 @@ class VmaTree:
                 return
             li = 0
         leaf = self._ll[li]
+        if not leaf.dirty:
+            _touch(leaf)
         b = leaf.b
         nb = len(b)
         p = bisect_right(b, start)
@@ -570,6 +600,7 @@ class VmaTree:
             if b[2 * k] >= end:
                 return
             m = (bisect_left(b, end, 2 * k) + 1) >> 1
+            _touch(leaf)
             v = leaf.v
             new_b = []
             new_v = []
@@ -747,6 +778,10 @@ class VmaTree:
                     raise AssertionError(f"range [{s:#x}, {e:#x}) is out of order or overlaps")
             if node.gaps != _leaf_gaps(b):
                 raise AssertionError(f"leaf gap multiset {node.gaps} should be {_leaf_gaps(b)}")
+            if not node.dirty and self._key is not None:
+                keys = [self._key(x) for x in v]
+                if (node.sor, node.sand) != (reduce(or_, keys, 0), reduce(and_, keys, -1)):
+                    raise AssertionError("a clean leaf's key summary is stale")
             leaves.append(node)
             return n
         if type(node) is not _Node:
@@ -774,6 +809,12 @@ class VmaTree:
                 raise AssertionError(f"children {i} and {i + 1} overlap")
         if node.gaps != _node_gaps(node):
             raise AssertionError(f"node gap multiset {node.gaps} should be {_node_gaps(node)}")
+        if not node.dirty:
+            if any(c.dirty for c in children):
+                raise AssertionError("a clean node has a child whose summary is out of date")
+            if (node.sor, node.sand) != (reduce(or_, [c.sor for c in children], 0),
+                                         reduce(and_, [c.sand for c in children], -1)):
+                raise AssertionError("a clean node's key summary is stale")
         return count
 
 
@@ -865,7 +906,49 @@ def _highest(node, low, high, size):
     return None
 
 
+# ---------------------------------------------------------------------- summaries
+
+
+def _summarize(node, key):
+    """Recompute ``node``'s OR/AND summary (from its children's, which must be clean)."""
+    if type(node) is _Leaf:
+        keys = list(map(key, node.v))
+        node.sor = reduce(or_, keys, 0)
+        node.sand = reduce(and_, keys, -1)
+    else:
+        children = node.children
+        node.sor = reduce(or_, [c.sor for c in children], 0)
+        node.sand = reduce(and_, [c.sand for c in children], -1)
+    node.dirty = False
+
+
+def _sweep(node, key, skip):
+    # Whatever is handed out, or entered, is dirty until the walk has finished with it,
+    # so a walk abandoned half way never leaves a stale summary that looks valid.
+    if type(node) is _Leaf:
+        # A dirty leaf has to be read anyway: hand it out and summarize it afterwards.
+        if not node.dirty and skip(node.sor, node.sand):
+            return
+        node.dirty = True
+        yield node.v
+        _summarize(node, key)
+        return
+    if not node.dirty and skip(node.sor, node.sand):
+        return
+    node.dirty = True
+    for child in list(node.children):
+        yield from _sweep(child, key, skip)
+    _summarize(node, key)
+
+
 # ---------------------------------------------------------------------- structure
+
+
+def _touch(node):
+    """Mark ``node`` and its ancestors' summaries out of date."""
+    while node is not None and not node.dirty:
+        node.dirty = True
+        node = node.parent
 
 
 def _chunk_sizes(n, width, low):
@@ -945,6 +1028,7 @@ def _rebalance(parent, i, width):
     j = i if i + 1 < len(children) else i - 1
     left = children[j]
     right = children[j + 1]
+    left.dirty = right.dirty = True   # their contents change (the parent already is)
     most = 3 * width // 4
     if type(left) is _Leaf:
         total = len(left.v) + len(right.v)

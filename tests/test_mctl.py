@@ -302,3 +302,62 @@ def test_query_reflects_the_last_change(actions):
         if on and prop in M.OPPOSITE:
             model[M.OPPOSITE[prop]] = M.OFF
         assert p.mctl(SELF, MCTL_GET) == sum(v << M.GET_SHIFT[k] for k, v in model.items())
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(
+    st.tuples(st.sampled_from(["map", "map_nores", "map_shared", "hg", "nh", "prot", "unmap"]),
+              st.integers(0, 40), st.integers(1, 8)),
+    st.tuples(st.sampled_from(["mctl"]),
+              st.sampled_from([MCTL_SET_NOHUGEPAGE, MCTL_CLEAR_NOHUGEPAGE, MCTL_SET_HUGEPAGE,
+                               MCTL_CLEAR_HUGEPAGE]), st.just(0))), max_size=30))
+def test_repeated_walks_after_changes_stay_exact(seq):
+    """Syscalls and mctl actions interleaved: each action must leave exactly the VMAs
+    that applying its change to each VMA in turn leaves (the flag summaries may never
+    make a walk miss a VMA), and the tree's summaries check out."""
+    k = Kernel(randomize=False)
+    a = k.spawn()
+    b = k.spawn()
+    for step in seq:
+        if step[0] == "mctl":
+            action = step[1]
+            a.mctl(SELF, action, 0)
+            prop, on = M.ACTIONS[action]
+            flag = M.VM_FLAG[prop]
+            advice = MADV_NOHUGEPAGE if prop == M.NOHUGEPAGE else MADV_HUGEPAGE
+            M.states(b.mm)[prop] = M.ON if on else M.OFF
+            if on:
+                M.states(b.mm)[M.OPPOSITE[prop]] = M.OFF
+            M.sync_def_flags(b.mm)
+            for vma in b.mm.vmas():
+                if b.mm.vma_lookup(vma.start) is not vma:
+                    continue
+                if on:
+                    b.madvise(vma.start, vma.end - vma.start, advice)
+                elif vma.vm_flags & flag:
+                    b.mm.modify(vma, vma.start, vma.end, vma.vm_flags & ~flag)
+        else:
+            for proc in (a, b):
+                build_step(proc, step)
+        assert flags_of(a) == flags_of(b)
+        a.mm.check()
+
+
+def build_step(p, step):
+    kind, page, n = step
+    addr, length = 0x200000000000 + page * P, n * P
+    try:
+        if kind.startswith("map"):
+            flags = {"map": ANON, "map_nores": ANON | MAP_NORESERVE,
+                     "map_shared": MAP_SHARED | MAP_ANONYMOUS}[kind]
+            p.mmap(addr, length, RW, flags | MAP_FIXED)
+        elif kind == "hg":
+            p.madvise(addr, length, MADV_HUGEPAGE)
+        elif kind == "nh":
+            p.madvise(addr, length, MADV_NOHUGEPAGE)
+        elif kind == "prot":
+            p.mprotect(addr, length, PROT_READ)
+        else:
+            p.munmap(addr, length)
+    except OSError:
+        pass

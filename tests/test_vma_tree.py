@@ -553,3 +553,66 @@ def test_from_parts_checks_its_input():
                             ([0, 5, 6], ["a"]), ([0.0, 5], ["a"]), ([-1, 5], ["a"])]:
         with pytest.raises(ValueError):
             VmaTree.from_parts(bounds, entries)
+
+
+class Flagged:
+    """An entry with a mutable key (like a VMA's flags)."""
+
+    __slots__ = ("flags",)
+
+    def __init__(self, flags):
+        self.flags = flags
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["store", "erase", "walk_set", "walk_clear", "poke"]),
+                          st.integers(0, 400), st.integers(1, 30), st.integers(0, 7)),
+                max_size=80),
+       st.sampled_from([4, 6, 16]))
+def test_summarized_walk_skips_only_what_needs_nothing(ops, width):
+    """Walks that set or clear a bit skip subtrees by their summaries; after each walk
+    every entry has the bit as asked, and check() finds every clean summary exact."""
+    from operator import attrgetter
+    key = attrgetter("flags")
+    tree = VmaTree(width)
+    for op, start, length, bits in ops:
+        if op == "store":
+            tree.store(start, start + length, Flagged(bits))
+        elif op == "erase":
+            tree.erase(start, start + length)
+        elif op == "poke" and tree.load(start) is not None:
+            tree.load(start).flags ^= bits     # an in-place change, announced
+            tree.touch(start)
+        elif op in ("walk_set", "walk_clear"):
+            bit = 1 << (bits % 3)
+            if op == "walk_set":
+                skip = lambda o, a: a & bit == bit
+            else:
+                skip = lambda o, a: not o & bit
+            seen = 0
+            for leaf in tree.summarized_walk(key, skip):
+                for entry in leaf:
+                    seen += 1
+                    entry.flags = entry.flags | bit if op == "walk_set" else entry.flags & ~bit
+            for _, _, entry in tree.items():
+                assert bool(entry.flags & bit) == (op == "walk_set")
+            assert seen <= len(tree)
+        # Entries trimmed by a store are shared by two ranges; give every range its
+        # own object again so that in-place changes stay local, as VMAs are.
+        for s, e, entry in list(tree.items()):
+            tree.store(s, e, Flagged(entry.flags))
+        tree.check()
+
+
+def test_summarized_walk_skips_clean_subtrees():
+    from operator import attrgetter
+    tree = VmaTree(4)
+    for i in range(200):
+        tree.store(i * 10, i * 10 + 5, Flagged(1))
+    key = attrgetter("flags")
+    assert sum(len(leaf) for leaf in tree.summarized_walk(key, lambda o, a: a & 1)) == 200
+    assert list(tree.summarized_walk(key, lambda o, a: a & 1)) == []     # all clean now
+    tree.store(1000, 1005, Flagged(0))                                  # one new entry
+    visited = sum(len(leaf) for leaf in tree.summarized_walk(key, lambda o, a: a & 1))
+    assert 0 < visited <= 4
+    tree.check()
