@@ -16,6 +16,7 @@ class Inode:
         self.dev = dev
         self.ino = next(self._numbers) if ino is None else ino
         self.deleted = deleted
+        self.cache = {}   # the page cache: file page index -> Page
 
     def display_name(self):
         """The name /proc/PID/maps prints for mappings of this inode."""

@@ -6,6 +6,7 @@ import random
 
 from . import procfs
 from .files import Inode, OpenFile
+from .pagecache import FileLru
 from .mm import (MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, RLIMIT_STACK_DEFAULT, SIZE_128M,
                  STACK_GUARD_GAP, STACK_RND_PAGES, MMAP_RND_BITS, TASK_SIZE, Mm, error,
                  page_align)
@@ -40,6 +41,7 @@ class Kernel:
         self.files = {}
         self._pids = itertools.count(1)
         self._shmem_ino = itertools.count(4)
+        self.file_lru = FileLru()   # the page cache's LRU lists and vmstat counters
 
     # ------------------------------------------------------------------ files
 
@@ -110,7 +112,11 @@ class Kernel:
     # ------------------------------------------------------------------ /proc
 
     def proc_read(self, path):
-        """The text of ``/proc/PID/{maps,smaps,status}``, in the kernel's format."""
+        """The text of ``/proc/PID/{maps,smaps,status}``, or of the page-cache lines
+        of ``/proc/meminfo`` and ``/proc/vmstat``, in the kernel's format."""
+        if path in ("/proc/meminfo", "/proc/vmstat"):
+            lru = self.file_lru
+            return lru.meminfo() if path.endswith("meminfo") else lru.vmstat()
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != "proc":
             raise error(2, path)

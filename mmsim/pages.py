@@ -8,9 +8,9 @@ other address spaces (after fork) carries a ``mapcount`` above one.
 
 import errno
 
-from . import thp
+from . import pagecache, thp
 from .vma import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_MAYSHARE, VM_READ, VM_SHARED,
-                  VM_WRITE, AnonVma)
+                  VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
 PMD_PAGES = HPAGE_PMD_NR
 
@@ -18,7 +18,7 @@ PMD_PAGES = HPAGE_PMD_NR
 class Page:
     """A folio mapped somewhere: base (order 0) or a PMD-sized THP (order 9)."""
 
-    __slots__ = ("mapcount", "anon", "dirty", "order", "referenced")
+    __slots__ = ("mapcount", "anon", "dirty", "order", "referenced", "lru", "cache")
 
     def __init__(self, anon=True, dirty=True, order=0, mapcount=1):
         self.mapcount = mapcount
@@ -28,6 +28,9 @@ class Page:
         # PG_referenced: set when a FOLL_TOUCH populate (mlock, MAP_POPULATE) marks the
         # folio accessed; counts as Referenced through any mapping, old PTE or not.
         self.referenced = False
+        # A page-cache folio of a regular file: its LRU list and the FileLru holding it.
+        self.lru = None
+        self.cache = None
 
 
 def _pages(vma):
@@ -154,7 +157,28 @@ def _charge(mm, vma, page, n):
 
 def _drop(mm, vma, page, n=1):
     page.mapcount -= 1
+    if page.mapcount == 0 and page.cache is not None:
+        page.cache.nr_mapped -= 1
     _charge(mm, vma, page, -n)
+
+
+def _map_cached(page):
+    page.mapcount += 1
+    if page.mapcount == 1:
+        page.cache.nr_mapped += 1
+
+
+def _touch(page):
+    """FOLL_TOUCH's folio_mark_accessed (only the page cache has LRU lists here)."""
+    if page.cache is not None:
+        page.cache.mark_accessed(page)
+    else:
+        page.referenced = True
+
+
+def has_recency(vma):
+    """vma_has_recency: MADV_SEQUENTIAL and MADV_RANDOM mappings do not age the LRU."""
+    return not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ)
 
 
 def zap_vma(mm, vma, start, end):
@@ -172,8 +196,26 @@ def zap_vma(mm, vma, start, end):
             keys = [vpn for vpn in range(lo, hi) if vpn in vma.pages]
         else:
             keys = [vpn for vpn in vma.pages if lo <= vpn < hi]
+        # Zapping a young PTE of a page-cache folio marks it accessed, unless the mm is
+        # being torn down with FADE_ON_DEATH on: then the folio is not promoted, and
+        # one this mapping alone maps goes to the inactive list.
+        fade = mm.users == 0 and mm.fade_on_death
+        recency = not fade and has_recency(vma)
+        old = vma.old
+        pop = vma.pages.pop
         for vpn in keys:
-            _drop(mm, vma, vma.pages.pop(vpn))
+            page = pop(vpn)
+            lru = page.cache
+            if lru is None:
+                _drop(mm, vma, page)
+            elif fade:
+                _drop(mm, vma, page)
+                if page.mapcount == 0:
+                    lru.deactivate_file(page)
+            else:
+                if recency and (not old or vpn not in old):
+                    lru.mark_accessed(page)
+                _drop(mm, vma, page)
 
 
 def anon_vma_prepare(vma):
@@ -207,7 +249,7 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
         else:
             _make_young(vma, head)
             if touch:
-                page.referenced = True
+                _touch(page)
             if write:
                 page.dirty = True
             return 0
@@ -215,7 +257,7 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
         page = vma.pages[vpn]
         _make_young(vma, vpn)
         if touch:
-            page.referenced = True
+            _touch(page)
         if write:
             if page.mapcount > 1 or not page.anon and not vm_flags & VM_SHARED:
                 # Copy on write: a private copy replaces the shared page.
@@ -245,13 +287,26 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
         page.referenced = touch
         _charge(mm, vma, page, 1)
         return 1
-    # File or shared memory: the page comes from the (simulated) page cache.
+    # File or shared memory.  A regular file's page comes from the page cache (read
+    # into it on first use); a private write maps a copy of it instead.
+    cached = None
+    if vma.file is not None and not vma.file.shmem:
+        index = vma.pgoff + vpn - (vma.start >> PAGE_SHIFT)
+        cached = pagecache.find_or_read(mm.kernel.file_lru, vma.file.inode, index, Page)
     if write and not shared:
         anon_vma_prepare(vma)
         page = _pages(vma)[vpn] = Page(anon=True, dirty=True)
+        page.referenced = touch
+    elif cached is not None:
+        page = _pages(vma)[vpn] = cached
+        _map_cached(page)
+        if write:
+            page.dirty = True
+        if touch:
+            _touch(page)
     else:
         page = _pages(vma)[vpn] = Page(anon=False, dirty=bool(write))
-    page.referenced = touch
+        page.referenced = touch
     _charge(mm, vma, page, 1)
     return 1
 
@@ -298,12 +353,15 @@ def collapse(mm, vma, start, end):
 
 def deactivate(vma, start, end):
     """MADV_COLD: make the PTEs old and clear PG_referenced for the pages in
-    ``[start, end)`` (the LRU move itself is not modelled)."""
+    ``[start, end)``; an active page-cache folio moves to the inactive list (the
+    anonymous LRU is not modelled)."""
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
     old = vma.old if vma.old is not None else set()
     for vpn, page in (vma.pages or {}).items():
         if lo <= vpn < hi:
             page.referenced = False
+            if page.cache is not None:
+                page.cache.deactivate(page)
             old.add(vpn)
     for head, page in (vma.huge or {}).items():
         if lo <= head and head + PMD_PAGES <= hi:
