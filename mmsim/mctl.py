@@ -118,6 +118,7 @@ def sync_def_flags(mm, inherited=0):
     ours = getattr(mm, "mctl_bits", 0) | inherited
     mm.def_flags = (mm.def_flags & ~ours) | bits
     mm.mctl_bits = bits
+    mm.fade_on_death = bool(st[FADE_ON_DEATH])
 
 
 _vm_flags = attrgetter("vm_flags")

@@ -82,6 +82,7 @@ class Mm:
         self.user_ns = None   # the user namespace the mm was created in (mm->user_ns)
         self.rss_anon = self.rss_file = self.rss_shmem = 0   # resident pages
         self.hiwater_rss = 0
+        self.fade_on_death = False   # MMF_FADE_ON_DEATH: set through mctl
 
     # ------------------------------------------------------------------ lookups
 
