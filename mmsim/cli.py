@@ -1,0 +1,143 @@
+"""The ``mmsim`` command: replay strace-syntax traces, and a built-in demo of mctl."""
+
+import argparse
+import json
+import sys
+
+from .kernel import Kernel
+from .thp import MODES
+from .trace import Replayer, TraceError, parse
+
+DEMO = """\
+# mmsim demo: a launcher (the initial process) and two workloads it forks, with THP
+# "always".  Each workload maps 4 MiB and faults it in with MADV_POPULATE_WRITE.
+fork() = 101
+[pid 101] mmap(0x200000000000, 4194304, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0) = 0x200000000000
+[pid 101] madvise(0x200000000000, 4194304, MADV_POPULATE_WRITE) = 0
+# dump: without mctl, two PMD THPs (AnonHugePages: 4096 kB)
+[pid 101] # dump
+# The launcher turns THP off for itself and, persistently, for all it starts.
+mctl(PIDFD_SELF, MCTL_SET_NOHUGEPAGE, MCTL_SET_DEFAULT_EXEC) = 0
+mctl(PIDFD_SELF, MCTL_GET, 0) = 2
+fork() = 102
+[pid 102] mmap(0x200000000000, 4194304, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0) = 0x200000000000
+[pid 102] madvise(0x200000000000, 4194304, MADV_POPULATE_WRITE) = 0
+# dump: the new VMA starts with nh (VmFlags), and no THP was used
+[pid 102] # dump
+# Without privilege, acting on another process is refused (the proposal's rule).
+[pid 102] setuid(1000) = 0
+[pid 102] pidfd_open(101, 0) = 3
+[pid 102] mctl(3, MCTL_SET_NOHUGEPAGE, 0) = -1 EPERM (Operation not permitted)
+"""
+
+
+def build_parser():
+    """The argument parser of the ``mmsim`` command."""
+    p = argparse.ArgumentParser(
+        prog="mmsim",
+        description="A userspace simulator of the Linux 6.18 memory-management subsystem.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser(
+        "replay", help="replay a trace in strace syntax and print each call's actual result",
+        description="Replay TRACE (strace -f syntax, one call per line) in the simulator. "
+                    "Each call is printed as strace would print it, with the simulator's "
+                    "result; '# dump' or 'dump()' lines print that process' smaps and its "
+                    "THP_enabled line.  Exit status: 0, 1 with --check when a result "
+                    "differs from the trace's, 2 for a malformed trace.")
+    r.add_argument("trace", help="the trace file ('-' for standard input)")
+    _common(r)
+    r.add_argument("--check", action="store_true",
+                   help="exit 1 when an actual result differs from the recorded one")
+    r.add_argument("--follow", action="store_true",
+                   help="place non-fixed mmap/mremap calls at their recorded addresses "
+                        "when free, and take the recorded initial break")
+    r.add_argument("--json", action="store_true", help="write one JSON document")
+    d = sub.add_parser("demo", help="replay a built-in scenario that shows mctl at work",
+                       description="Replay the built-in mctl scenario (THP 'always').")
+    d.add_argument("--json", action="store_true", help="write one JSON document")
+    d.add_argument("--show-trace", action="store_true", help="print the scenario's trace")
+    return p
+
+
+def _common(p):
+    p.add_argument("--thp", choices=MODES, default="madvise",
+                   help="/sys/kernel/mm/transparent_hugepage/enabled (default: madvise)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the layout randomisation (default: 0)")
+    p.add_argument("--norandmaps", action="store_true",
+                   help="no layout randomisation (kernel.randomize_va_space=0), to match "
+                        "a trace recorded under 'setarch -R'")
+
+
+def run_replay(text, name, thp, seed, follow=False, randomize=True):
+    """Parse and replay; the Outcomes (TraceError for a malformed trace)."""
+    events = parse(text, name)
+    return Replayer(Kernel(thp=thp, seed=seed, randomize=randomize), follow).run(events)
+
+
+def render(outcomes, as_json, out):
+    """Write the outcomes as text or as one JSON document."""
+    if as_json:
+        doc = []
+        for o in outcomes:
+            ev = o.event
+            if ev.kind == "dump":
+                doc.append({"type": "dump", "line": ev.line, "pid": o.label,
+                            "smaps": o.smaps, "thp_enabled": o.thp_enabled})
+            else:
+                doc.append({"type": "call", "line": ev.line, "pid": o.label, "call": ev.name,
+                            "text": o.line(), "result": o.result, "recorded": ev.result,
+                            "matches": o.matches()})
+        json.dump({"events": doc, "mismatches": sum(not o.matches() for o in outcomes)},
+                  out, indent=1)
+        out.write("\n")
+        return
+    for o in outcomes:
+        out.write(o.line() + "\n")
+        if o.event.kind == "dump":
+            out.write(o.smaps)
+            out.write(o.thp_enabled + "\n")
+
+
+def main(argv=None):
+    """Entry point of the ``mmsim`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    out = sys.stdout
+    try:
+        if args.command == "demo":
+            if args.show_trace:
+                out.write(DEMO)
+                return 0
+            outcomes = run_replay(DEMO, "<demo>", "always", 0)
+        else:
+            if args.trace == "-":
+                text = sys.stdin.read()
+            else:
+                try:
+                    with open(args.trace) as f:
+                        text = f.read()
+                except OSError as e:
+                    print(f"mmsim: {args.trace}: {e.strerror}", file=sys.stderr)
+                    return 2
+            outcomes = run_replay(text, args.trace, args.thp, args.seed, args.follow,
+                                  not args.norandmaps)
+    except TraceError as e:
+        print(f"mmsim: {e}", file=sys.stderr)
+        return 2
+    render(outcomes, args.json, out)
+    if args.command == "replay" and args.check:
+        bad = [o for o in outcomes if not o.matches()]
+        for o in bad:
+            print(f"mmsim: {args.trace}:{o.event.line}: result {o.result!r}, "
+                  f"trace recorded {o.event.result!r}", file=sys.stderr)
+        return 1 if bad else 0
+    return 0
+
+
+def main_exit():
+    """The console script: run ``main`` and exit with its status."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main_exit()
