@@ -6,7 +6,7 @@ import platform
 import sys
 import time
 
-from . import fork, mctl_walk, mm_memory, store
+from . import fork, mctl_walk, mm_memory, replay, store
 
 
 def _log(msg):
@@ -37,6 +37,9 @@ def main(argv=None):
     mw = sub.add_parser("mctl-walk", help="mctl SET over 65,530 VMAs against live madvise")
     mw.add_argument("--vmas", type=int, default=65_530)
     mw.add_argument("--repeats", type=int, default=5)
+    rp = sub.add_parser("replay", help="trace replay speed against the Python API")
+    rp.add_argument("--lines", type=int, default=100_000)
+    rp.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
     cmd = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -52,6 +55,11 @@ def main(argv=None):
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=1)
         return 0 if all(ok for *_, ok in store.criteria(result)) else 1
+    if args.cmd == "replay":
+        print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
+        result = replay.run(args.lines, args.repeats)
+        print(replay.table(result))
+        return 0 if replay.criterion(result) else 1
     if args.cmd == "mm-memory":
         print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
         print(mm_memory.table(mm_memory.alternating_mmaps(args.vmas)))

@@ -169,7 +169,62 @@ def parse_line(raw, lineno, file="<trace>", pending=None):
     return event
 
 
+# Values of argument texts already evaluated ("PROT_READ|PROT_WRITE", "0x7f0000"...):
+# traces repeat the same few constants, and a lookup is far cheaper than a parse.
+_VALUES = {"NULL": 0}
+_SIMPLE_BREAKERS = ('"', "[", "{", "<", "/*", "=")
+
+
+def _fast_call(line, pid, lineno, file):
+    """The common line, ``name(a, b, c) = result`` with plain arguments, or None to
+    let the general parser take it (which also reports any error)."""
+    p = line.find("(")
+    close = line.rfind(")")
+    if p <= 0 or close < p:
+        return None
+    name = line[:p]
+    if name not in EXECUTED:
+        return None
+    args_text = line[p + 1:close]
+    if "(" in args_text or ")" in args_text:
+        return None
+    for c in _SIMPLE_BREAKERS:
+        if c in args_text:
+            return None
+    rest = line[close + 1:].strip()
+    result = None
+    if rest:
+        if not rest.startswith("="):
+            return None
+        value = rest[1:].strip()
+        if value == "?":
+            result = "?"
+        else:
+            try:
+                result = int(value, 0)
+            except ValueError:
+                return None
+    args = []
+    values = _VALUES
+    if args_text.strip():
+        for a in args_text.split(","):
+            a = a.strip()
+            v = values.get(a)
+            if v is None:
+                if not a:
+                    return None
+                v = values[a] = _expr(a, file, lineno)
+            args.append(v)
+    counts = ARITY.get(name)
+    if counts is not None and len(args) not in counts:
+        return None
+    return Event(lineno, "call", pid, name, args, {}, result, args_text)
+
+
 def _parse_body(line, pid, lineno, file, pending):
+    fast = _fast_call(line, pid, lineno, file)
+    if fast is not None:
+        return fast
     if line.startswith("+++") or line.startswith("---"):
         mark = line[:3]
         if not line.endswith(mark) or len(line) < 6:

@@ -74,3 +74,10 @@ def test_mctl_walk_benchmark_runs():
     from benchmarks import mctl_walk
     first, again = mctl_walk._sim(50, 1)
     assert first > 0 and again > 0
+
+
+def test_replay_benchmark_runs_and_agrees_with_the_api():
+    from benchmarks import replay
+    r = replay.run(lines=500, repeats=1)
+    assert r["calls"] == 500 and r["same_layout"]
+    assert "calls/s" in replay.table(r)

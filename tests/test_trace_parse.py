@@ -119,3 +119,13 @@ def test_bad_input_names_file_line_and_problem(text, message):
     assert message in err.message
     assert str(err).startswith(f"scenario.strace:{err.line}: ")
     assert err.line == text.count("\n") + 1 or message == "never resumed"
+
+
+def test_fast_path_parses_like_the_general_parser(monkeypatch):
+    from benchmarks.replay import workload
+    from mmsim import trace
+    text, _ = workload(3000, seed=7)
+    text += "brk(NULL) = 0x1000\nmunmap(0x1000, 010)\nexit_group(0) = ?\n"
+    fast = parse(text)
+    monkeypatch.setattr(trace, "_fast_call", lambda *a: None)
+    assert parse(text) == fast
