@@ -15,12 +15,15 @@ the range by reading or writing one byte per page.  A result is the call's retur
 """
 
 import ctypes
+import errno
 import json
 import mmap as _mmap
 import os
 import platform
 import re
 import resource
+import socket
+import sys
 import traceback
 
 __all__ = ["WINDOW", "available", "run", "smaps_vmas"]
@@ -241,3 +244,343 @@ def _touch(addr, length, write):
             ctypes.string_at(at, 1)
         page += PAGE_SIZE
     return 0
+
+
+# ---------------------------------------------------------------------- traces
+
+class NotComparable(Exception):
+    """A call the live kernel has no counterpart for (mctl), or that a helper process
+    cannot make safely (brk would move the helper's own heap)."""
+
+
+_HELPER = ("import sys; from mmsim.live import _serve; "
+           "_serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), False)")
+
+
+def _send(sock, msg, fds=()):
+    data = json.dumps(msg).encode() + b"\n"
+    if fds:
+        socket.send_fds(sock, [data], list(fds))
+    else:
+        sock.sendall(data)
+
+
+def _recv(sock, with_fds=False):
+    if with_fds:
+        data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
+        return json.loads(data), fds
+    chunks = []
+    while True:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise RuntimeError("a live helper process went away")
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            return json.loads(b"".join(chunks))
+
+
+def _helper_call(libc, name, args):
+    """One call made by a helper process; its result, or -errno."""
+    try:
+        if name == "open":
+            return os.open(args[0], args[1])
+        if name == "close":
+            os.close(args[0])
+            return 0
+        if name == "pidfd_open":
+            return os.pidfd_open(args[0], args[1])
+        if name in ("setuid", "setgid"):
+            getattr(os, name)(args[0])
+            return 0
+        if name in ("setresuid", "setresgid"):
+            getattr(os, name)(*args)
+            return 0
+        if name == "wait4":
+            pid, status = os.waitpid(args[0], args[1])
+            return pid
+        if name == "process_madvise":
+            pidfd, pairs, advice, flags = args
+            iov = (ctypes.c_uint64 * (2 * len(pairs) or 2))(*[x for p in pairs for x in p])
+            ret = libc.syscall(440, pidfd, iov, len(pairs), advice, flags)
+            return -ctypes.get_errno() if ret == -1 else ret
+    except OSError as e:
+        return -e.errno
+    if name == "unshare":
+        ret = libc.unshare(args[0])
+        return -ctypes.get_errno() if ret == -1 else ret
+    if name == "prctl":
+        ret = libc.prctl(*args)
+        return -ctypes.get_errno() if ret == -1 else ret
+    if name in ("mmap", "mremap"):
+        ret = getattr(libc, name)(*args)
+        return -ctypes.get_errno() if ret == _MAP_FAILED else (ret or 0)
+    ret = getattr(libc, name)(*args)
+    return -ctypes.get_errno() if ret != 0 else 0
+
+
+def _serve(fd, lo, hi, clear):
+    """A helper process: make the calls its coordinator sends, in order, until told to
+    exit.  It forks (handing the child's channel back), execs a fresh helper, and
+    reports its VMAs inside the window."""
+    status = 1
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        sock = socket.socket(fileno=fd)
+        libc = _libc()
+        libc.syscall.restype = ctypes.c_long
+        libc.unshare.argtypes = [ctypes.c_int]
+        if clear:
+            libc.munmap(lo, hi - lo)
+        else:
+            _send(sock, {"result": 0})      # the exec that made this process succeeded
+        while True:
+            msg = _recv(sock)
+            op = msg["op"]
+            if op == "call":
+                _send(sock, {"result": _helper_call(libc, msg["name"], msg["args"])})
+            elif op == "vmas":
+                with open("/proc/self/smaps") as f:
+                    _send(sock, {"vmas": smaps_vmas(f.read(), (lo, hi))})
+            elif op == "fork":
+                mine, theirs = socket.socketpair()
+                pid = os.fork()
+                if pid == 0:
+                    sock.close()
+                    mine.close()
+                    sock = theirs
+                    continue
+                theirs.close()
+                _send(sock, {"result": pid}, [mine.fileno()])
+                mine.close()
+            elif op == "exec":
+                os.set_inheritable(sock.fileno(), True)
+                env = dict(os.environ)
+                root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+                try:
+                    os.execve(sys.executable, [sys.executable, "-c", _HELPER,
+                                               str(sock.fileno()), str(lo), str(hi)], env)
+                except OSError as e:
+                    _send(sock, {"result": -e.errno})
+            elif op == "exit":
+                status = msg["status"]
+                return
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(status & 0xFF)
+
+
+class LiveProc:
+    """The coordinator's handle on one live helper process: the same methods as a
+    simulated Process, made by the helper on the live kernel."""
+
+    def __init__(self, sock, pid):
+        self.sock = sock
+        self.pid = pid
+        self.fds = {0: True, 1: True, 2: True}
+        self.mm = None
+
+    def _call(self, name, *args):
+        _send(self.sock, {"op": "call", "name": name, "args": list(args)})
+        ret = _recv(self.sock)["result"]
+        if ret < 0:
+            raise OSError(-ret, os.strerror(-ret))
+        return ret
+
+    def vmas(self):
+        """The helper's VMAs inside the window, parsed from its smaps."""
+        _send(self.sock, {"op": "vmas"})
+        return _recv(self.sock)["vmas"]
+
+    def __getattr__(self, name):
+        if name in ("mmap", "munmap", "mprotect", "madvise", "mremap", "mlock", "mlock2",
+                    "munlock", "setuid", "setgid", "setresuid", "setresgid", "unshare"):
+            return lambda *args: self._call(name, *args)
+        raise AttributeError(name)
+
+    def brk(self, addr):
+        raise NotComparable("brk would move the helper's own heap")
+
+    def mctl(self, *args):
+        raise NotComparable("the live kernel has no mctl")
+
+    def prctl(self, *args):
+        return self._call("prctl", *(list(args) + [0] * (5 - len(args))))
+
+    def open(self, path, flags=0):
+        fd = self._call("open", path, flags)
+        self.fds[fd] = True
+        return fd
+
+    def close(self, fd):
+        self.fds.pop(fd, None)
+        return self._call("close", fd)
+
+    def pidfd_open(self, pid, flags=0):
+        fd = self._call("pidfd_open", pid, flags)
+        self.fds[fd] = True
+        return fd
+
+    def process_madvise(self, pidfd, pairs, advice, flags=0):
+        return self._call("process_madvise", pidfd, [list(p) for p in pairs], advice, flags)
+
+    def wait4(self, pid=-1, options=0):
+        return self._call("wait4", pid, options), 0
+
+    def fork(self):
+        _send(self.sock, {"op": "fork"})
+        msg, fds = _recv(self.sock, with_fds=True)
+        child = LiveProc(socket.socket(fileno=fds[0]), msg["result"])
+        child.fds = dict(self.fds)
+        return child
+
+    vfork = fork
+
+    def clone(self, flags):
+        from .uapi import CLONE_VM
+        if flags & CLONE_VM:
+            raise NotComparable("a helper cannot share its address space")
+        return self.fork()
+
+    def execve(self, path, argv=None):
+        if not os.access(path, os.X_OK):
+            raise OSError(errno.ENOENT if not os.path.exists(path) else errno.EACCES, path)
+        _send(self.sock, {"op": "exec"})
+        ret = _recv(self.sock)["result"]
+        if ret < 0:
+            raise OSError(-ret, os.strerror(-ret))
+        return 0
+
+    def exit(self, status=0):
+        _send(self.sock, {"op": "exit", "status": status})
+        self.sock.close()
+
+
+def _trace_classes():
+    from .trace import Outcome, Replayer
+
+    class LiveReplayer(Replayer):
+        """The Replayer driving live helper processes instead of simulated ones."""
+
+        def __init__(self, window):
+            super().__init__(kernel=None, follow=False)
+            self.window = window
+            self.root = None
+
+        def spawn_initial(self):
+            mine, theirs = socket.socketpair()
+            pid = os.fork()
+            if pid == 0:
+                mine.close()
+                _serve(os.dup(theirs.fileno()), self.window[0], self.window[1], True)
+            theirs.close()
+            self.root = LiveProc(mine, pid)
+            return self.root
+
+        def call(self, ev):
+            try:
+                return super().call(ev)
+            except NotComparable:
+                return "not comparable"
+
+        def _openat(self, proc, ev, dirfd, path, flags=0, mode=0):
+            return self._new_fd(ev, proc.open(path.value, flags))
+
+        def dump(self, ev):
+            proc = self.procs[ev.pid]
+            out = Outcome(ev, label=self._label(ev.pid))
+            out.smaps = proc.vmas() if proc.sock.fileno() >= 0 else []
+            return out
+
+        def finish(self):
+            """Stop every helper still running."""
+            for proc in self.procs.values():
+                if proc.sock.fileno() >= 0:
+                    try:
+                        os.kill(proc.pid, 9)
+                    except ProcessLookupError:
+                        pass
+                    proc.sock.close()
+            if self.root is not None:
+                try:
+                    os.waitpid(self.root.pid, 0)
+                except ChildProcessError:
+                    pass
+
+    return LiveReplayer
+
+
+VMA_FIELDS = ("start", "end", "perms", "flags", "rss_kb", "anon_kb", "anon_huge_kb",
+              "locked_kb", "thp_eligible")
+
+
+def _vma_text(v):
+    return (f"{v['start']:x}-{v['end']:x} {v['perms']} rss {v['rss_kb']} kB anon "
+            f"{v['anon_kb']} kB thp {v['anon_huge_kb']} kB locked {v['locked_kb']} kB "
+            f"eligible {v['thp_eligible']} [{' '.join(v['flags'])}]")
+
+
+def _compare_vmas(where, sim, live):
+    sim = [{k: v[k] for k in VMA_FIELDS} for v in sim]
+    live = [{k: v[k] for k in VMA_FIELDS} for v in live]
+    if sim == live:
+        return []
+    lines = [f"{where}: the VMAs in the window differ"]
+    lines += ["  - simulator " + _vma_text(v) for v in sim if v not in live]
+    lines += ["  + live      " + _vma_text(v) for v in live if v not in sim]
+    return lines
+
+
+def host_thp():
+    """The live kernel's THP mode (sysfs), for a simulator run to match it."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return f.read().split("[", 1)[1].split("]", 1)[0]
+    except (OSError, IndexError):
+        return "madvise"
+
+
+def diff_trace(text, file="<trace>", window=WINDOW):
+    """Run a trace in the simulator and on the live kernel, one real process per trace
+    pid; the list of differences (results, and VMAs in ``window`` at every dump and
+    at the end), and the calls that could not be compared."""
+    from .kernel import Kernel
+    from .trace import Replayer, parse
+    events = parse(text, file)
+    sim = Replayer(Kernel(thp=host_thp(), randomize=False))
+    sim_out = sim.run(events)
+    live = _trace_classes()(window)
+    try:
+        live_out = live.run(parse(text, file))
+        finals = {}
+        for who, proc in live.procs.items():
+            if proc.sock.fileno() >= 0:
+                finals[who] = proc.vmas()
+    finally:
+        live.finish()
+    diffs, skipped = [], []
+    for s, lv in zip(sim_out, live_out):
+        ev = s.event
+        where = f"{file}:{ev.line}"
+        if ev.kind == "dump":
+            diffs += _compare_vmas(f"{where} dump pid {s.label}",
+                                   smaps_vmas(s.smaps, window), lv.smaps)
+        elif lv.result == "not comparable":
+            skipped.append(f"{where}: {ev.name}() not comparable")
+        elif s.result != lv.result:
+            diffs.append(f"{where}: {s.line()} but the live kernel returned "
+                         f"{_fmt(ev.name, lv.result)}")
+    for who, vmas in finals.items():
+        proc = sim.procs.get(who)
+        if proc is None or proc.mm is None:
+            continue
+        text = sim.kernel.proc_read(f"/proc/{proc.pid}/smaps")
+        label = sim._label(who)
+        diffs += _compare_vmas(f"{file}: at the end, pid {label}", smaps_vmas(text, window), vmas)
+    return diffs, skipped
+
+
+def _fmt(name, result):
+    from .trace import format_result
+    return format_result(name, result)

@@ -577,15 +577,7 @@ class Replayer:
                 self.initial_label = ev.prefix
                 break
         if None not in self.procs:
-            init = self.kernel.spawn()
-            # Like a program started from a shell, the initial process has standard
-            # input, output and error open (on a simulated /dev/null).
-            null = self.kernel.files.get("/dev/null")
-            if null is None:
-                null = self.kernel.create_file("/dev/null", 0, dev=(0x00, 0x05))
-            for fd in (0, 1, 2):
-                init.fds[fd] = self.kernel.open_file(null, readable=True, writable=True)
-            self._adopt(None, init)
+            self._adopt(None, self.spawn_initial())
         out = []
         for ev in events:
             if ev.kind == "call":
@@ -593,6 +585,17 @@ class Replayer:
             elif ev.kind == "dump":
                 out.append(self.dump(ev))
         return out
+
+    def spawn_initial(self):
+        """The initial process: like a program started from a shell, it has standard
+        input, output and error open (on a simulated /dev/null)."""
+        init = self.kernel.spawn()
+        null = self.kernel.files.get("/dev/null")
+        if null is None:
+            null = self.kernel.create_file("/dev/null", 0, dev=(0x00, 0x05))
+        for fd in (0, 1, 2):
+            init.fds[fd] = self.kernel.open_file(null, readable=True, writable=True)
+        return init
 
     def _label(self, who):
         if who is not None:
