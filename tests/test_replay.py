@@ -136,3 +136,15 @@ def test_real_log_reproduces_every_recorded_result(log, capsys):
     status = cli.main(["replay", str(DATA / log), "--norandmaps", "--follow", "--check"])
     err = capsys.readouterr().err
     assert status == 0, err
+
+
+def test_open_and_openat_map_trace_descriptors():
+    here = pathlib.Path(__file__).resolve()
+    text = (f'open("{here}", O_RDONLY) = 7\n'
+            f'openat(AT_FDCWD, "{here}", O_RDONLY|O_CLOEXEC) = 9\n'
+            f"mmap({W:#x}, 4096, PROT_READ, MAP_PRIVATE|MAP_FIXED, 7, 0) = {W:#x}\n"
+            f"mmap({W + 4096:#x}, 4096, PROT_READ, MAP_SHARED|MAP_FIXED, 9, 0) = {W + 4096:#x}\n"
+            "close(7) = 0\nclose(9) = 0\nclose(9) = -1 EBADF (Bad file descriptor)\n"
+            f'open("/nonexistent/file", O_RDONLY) = -1 ENOENT (No such file or directory)\n')
+    outs = replay(text, Kernel())
+    assert all(o.matches() for o in outs), [o.line() for o in outs]
