@@ -64,6 +64,25 @@ def build_parser():
     f.add_argument("trace", help="the trace file")
     f.add_argument("--window", default="0x200000000000-0x300000000000",
                    help="the address window compared, LO-HI (default: %(default)s)")
+    c = sub.add_parser(
+        "conform", help="search for a call sequence where mmsim and the live kernel differ",
+        description="Generate call sequences (hypothesis) over several processes (fork, "
+                    "exec and exit included) and run each in mmsim and on the live kernel, "
+                    "comparing every result and the window's VMAs after every call.  On the "
+                    "first difference, the shrunk sequence is written as a trace with the "
+                    "live kernel's results (replay it with 'mmsim replay --check' or "
+                    "'mmsim diff') and the difference is printed.  Exit status: 0 when "
+                    "nothing differs, 1 when something does, 2 when the live kernel cannot "
+                    "be used.  Needs the test extra (hypothesis).")
+    c.add_argument("--examples", type=int, default=200, help="sequences to run (default 200)")
+    c.add_argument("--seed", type=int, default=None, help="seed of the generator")
+    c.add_argument("--calls", nargs="+", default=None, metavar="CALL",
+                   help="memory calls to draw from (default: all of mmap munmap mprotect "
+                        "madvise mremap mlock mlock2 munlock prctl)")
+    c.add_argument("--window", default="0x200000000000-0x300000000000",
+                   help="the address window, LO-HI (default: %(default)s)")
+    c.add_argument("--out", default="conform-difference.strace",
+                   help="where to write the reproducing trace (default: %(default)s)")
     d = sub.add_parser("demo", help="replay a built-in scenario that shows mctl at work",
                        description="Replay the built-in mctl scenario (THP 'always').")
     d.add_argument("--json", action="store_true", help="write one JSON document")
@@ -118,6 +137,8 @@ def main(argv=None):
     try:
         if args.command == "diff":
             return run_diff(args, out)
+        if args.command == "conform":
+            return run_conform(args, out)
         if args.command == "demo":
             if args.show_trace:
                 out.write(DEMO)
@@ -174,6 +195,47 @@ def run_diff(args, out):
     if not diffs:
         out.write(f"# {args.trace}: no difference from the live kernel\n")
     return 1 if diffs else 0
+
+
+def run_conform(args, out):
+    """``mmsim conform``: search for a difference from the live kernel."""
+    from .live import available
+    ok, why = available()
+    if not ok:
+        print(f"mmsim: {why}", file=sys.stderr)
+        return 2
+    try:
+        lo, hi = (int(x, 0) for x in args.window.split("-"))
+    except ValueError:
+        print(f"mmsim: bad --window {args.window!r}: expected LO-HI", file=sys.stderr)
+        return 2
+    from . import testing
+    calls = tuple(args.calls) if args.calls else testing.CALLS
+    unknown = [c for c in calls if c not in testing.CALLS]
+    if unknown:
+        print(f"mmsim: cannot generate {', '.join(unknown)}; choose from "
+              f"{' '.join(testing.CALLS)}", file=sys.stderr)
+        return 2
+
+    def progress(i, n):
+        width = 30
+        done = min(width, width * i // max(n, 1))
+        sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{n}")
+        sys.stderr.flush()
+
+    diff = testing.run(lambda: testing.SimBackend(window=(lo, hi)),
+                       lambda: testing.LiveBackend(window=(lo, hi)),
+                       examples=args.examples, seed=args.seed, window=(lo, hi), calls=calls,
+                       progress=progress)
+    sys.stderr.write("\n")
+    if diff is None:
+        out.write(f"# {args.examples} sequences: no difference from the live kernel\n")
+        return 0
+    with open(args.out, "w") as f:
+        f.write(diff.trace)
+    out.write(diff.message + "\n")
+    out.write(f"# the shrunk sequence is in {args.out}\n")
+    return 1
 
 
 def main_exit():

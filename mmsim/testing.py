@@ -1,0 +1,350 @@
+"""The conformance kit: hypothesis strategies for memory calls, backends that run them
+(mmsim, the live kernel, or your own), and a state machine that drives two backends
+with the same calls and compares every result and every VMA in a window after each
+step (docs/conformance.md).
+
+A backend is any object with::
+
+    name                  # shown in reports
+    step(event) -> result # run one parsed trace call (mmsim.trace.Event); int, "?" or -errno
+    vmas(pid) -> list     # the VMAs of process ``pid`` inside the window (dicts as
+                          # mmsim.live.smaps_vmas returns them), or None once it has exited
+    close()
+
+Processes are named as in a trace: ``INITIAL`` is the first process, a fork's child is
+the pid written in its ``fork() = N`` line.
+"""
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+
+from .live import VMA_FIELDS, WINDOW, _trace_classes, host_thp, smaps_vmas
+from .trace import Replayer, format_result, parse_line
+
+INITIAL = 999          # the trace pid of the first process
+PAGE = 4096
+REGION = 32            # pages at the bottom of the window that calls aim at
+
+PROTS = ["PROT_NONE", "PROT_READ", "PROT_READ|PROT_WRITE", "PROT_READ|PROT_EXEC"]
+MAP_FLAGS = ["MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED",
+             "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED|MAP_NORESERVE",
+             "MAP_SHARED|MAP_ANONYMOUS|MAP_FIXED",
+             "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE"]
+ADVICE = ["MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED", "MADV_DONTNEED",
+          "MADV_DONTFORK", "MADV_DOFORK", "MADV_DONTDUMP", "MADV_DODUMP", "MADV_HUGEPAGE",
+          "MADV_NOHUGEPAGE", "MADV_WIPEONFORK", "MADV_KEEPONFORK", "MADV_COLD",
+          "MADV_POPULATE_READ", "MADV_POPULATE_WRITE", "MADV_GUARD_INSTALL",
+          "MADV_GUARD_REMOVE"]
+REMOTE_ADVICE = ["MADV_COLD", "MADV_WILLNEED", "MADV_DONTNEED"]
+CALLS = ("mmap", "munmap", "mprotect", "madvise", "mremap", "mlock", "mlock2", "munlock",
+         "prctl")
+
+
+def prots():
+    """A protection, by its kernel names."""
+    return st.sampled_from(PROTS)
+
+
+def map_flags():
+    """mmap flags for a mapping placed inside the window, by their kernel names."""
+    return st.sampled_from(MAP_FLAGS)
+
+
+def advices():
+    """An madvise advice, by its kernel name."""
+    return st.sampled_from(ADVICE)
+
+
+def addresses(window=WINDOW, unaligned=True):
+    """An address in the first REGION pages of the window; now and then one byte past
+    a page boundary, to exercise the alignment checks."""
+    page = st.integers(0, REGION - 1).map(lambda p: window[0] + p * PAGE)
+    if not unaligned:
+        return page
+    return st.one_of(page, page, page, page, page.map(lambda a: a + 1))
+
+
+def lengths(unaligned=True):
+    """A length of 1 to 8 pages; now and then not a page multiple."""
+    pages = st.integers(1, 8).map(lambda n: n * PAGE)
+    if not unaligned:
+        return pages
+    return st.one_of(pages, pages, pages, pages, pages.map(lambda n: n - 100))
+
+
+@st.composite
+def call_texts(draw, window=WINDOW, calls=CALLS):
+    """One memory call as a trace line (without its result)."""
+    name = draw(st.sampled_from(calls))
+    addr, length = draw(addresses(window)), draw(lengths())
+    if name == "mmap":
+        aligned = draw(addresses(window, unaligned=False))
+        return (f"mmap({aligned:#x}, {length}, {draw(prots())}, {draw(map_flags())}, -1, 0)")
+    if name == "mprotect":
+        return f"mprotect({addr:#x}, {length}, {draw(prots())})"
+    if name == "madvise":
+        return f"madvise({addr:#x}, {length}, {draw(advices())})"
+    if name == "mremap":
+        new = draw(lengths(unaligned=False))
+        if draw(st.booleans()):
+            return f"mremap({addr:#x}, {length}, {new}, 0)"
+        to = draw(addresses(window, unaligned=False))
+        return f"mremap({addr:#x}, {length}, {new}, MREMAP_MAYMOVE|MREMAP_FIXED, {to:#x})"
+    if name == "mlock2":
+        return f"mlock2({addr:#x}, {length}, MLOCK_ONFAULT)"
+    if name == "prctl":
+        if draw(st.booleans()):
+            return "prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0)"
+        return f"prctl(PR_SET_THP_DISABLE, {draw(st.integers(0, 1))}, 0, 0, 0)"
+    return f"{name}({addr:#x}, {length})"
+
+
+# ---------------------------------------------------------------------- backends
+
+class SimBackend:
+    """mmsim itself; ``kernel_options`` go to ``Kernel`` (by default the host's THP
+    mode and no layout randomisation, to match the live kernel)."""
+
+    name = "mmsim"
+
+    def __init__(self, window=WINDOW, kernel=None, **kernel_options):
+        from .kernel import Kernel
+        opts = {"thp": host_thp(), "randomize": False, **kernel_options}
+        self.window = window
+        self.replayer = Replayer(kernel if kernel is not None else Kernel(**opts))
+        self.replayer.initial_label = INITIAL
+        self.replayer._adopt(None, self.replayer.spawn_initial())
+
+    def step(self, event):
+        """Run one call; its result."""
+        return self.replayer.call(event)
+
+    def vmas(self, pid):
+        """The VMAs of ``pid`` inside the window, or None once it has exited."""
+        proc = self.replayer.procs.get(None if pid == INITIAL else pid)
+        if proc is None or proc.mm is None:
+            return None
+        text = self.replayer.kernel.proc_read(f"/proc/{proc.pid}/smaps")
+        return smaps_vmas(text, self.window)
+
+    def close(self):
+        """Nothing to release."""
+
+
+class LiveBackend:
+    """The live kernel: one real helper process per trace pid (see mmsim.live)."""
+
+    name = "live kernel"
+
+    def __init__(self, window=WINDOW):
+        self.replayer = _trace_classes()(window)
+        self.replayer.initial_label = INITIAL
+        self.replayer._adopt(None, self.replayer.spawn_initial())
+
+    def step(self, event):
+        """Run one call; its result."""
+        return self.replayer.call(event)
+
+    def vmas(self, pid):
+        """The VMAs of ``pid`` inside the window, or None once it has exited."""
+        proc = self.replayer.procs.get(None if pid == INITIAL else pid)
+        if proc is None or proc.sock.fileno() < 0:
+            return None
+        return proc.vmas()
+
+    def close(self):
+        """Stop the helper processes."""
+        self.replayer.finish()
+
+
+# ---------------------------------------------------------------------- sessions
+
+class Difference(AssertionError):
+    """The two backends parted ways; ``trace`` reproduces it."""
+
+    def __init__(self, message, trace):
+        super().__init__(message + "\n" + trace)
+        self.message, self.trace = message, trace
+
+
+def _vma_line(v):
+    return (f"{v['start']:x}-{v['end']:x} {v['perms']} [{' '.join(v['flags'])}] rss "
+            f"{v['rss_kb']} anon {v['anon_kb']} thp {v['anon_huge_kb']} locked {v['locked_kb']}"
+            f" eligible {v['thp_eligible']}")
+
+
+class Session:
+    """Two backends driven with the same calls, compared after each one.  ``lines``
+    is the trace so far, with the reference backend's (``b``'s) results written in."""
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+        self.alive = [INITIAL]
+        self.next_pid = INITIAL + 1
+        self.next_fd = 100
+        self.lines = []
+
+    def trace(self):
+        """The calls so far as a replayable trace."""
+        head = f"# {self.a.name} against {self.b.name}; results are {self.b.name}'s\n"
+        return head + "".join(line + "\n" for line in self.lines)
+
+    def do(self, pid, text):
+        """Run ``text`` (a trace call without result, or with the result a fork or a
+        descriptor is to be known by) as process ``pid`` on both; compare."""
+        ev = parse_line(f"[pid {pid}] {text}", len(self.lines) + 1, "conform", {})
+        ev.pid = None if pid == INITIAL else pid
+        ra, rb = self.a.step(ev), self.b.step(ev)
+        self.lines.append(f"[pid {pid}] {ev.name}({ev.text}) = {format_result(ev.name, rb)}")
+        if ra != rb:
+            raise Difference(f"line {len(self.lines)}: {ev.name}() returned "
+                             f"{format_result(ev.name, ra)} on {self.a.name} but "
+                             f"{format_result(ev.name, rb)} on {self.b.name}", self.trace())
+        for who in self.alive:
+            va, vb = self.a.vmas(who), self.b.vmas(who)
+            if va is None or vb is None:
+                continue
+            sa = [{k: v[k] for k in VMA_FIELDS} for v in va]
+            sb = [{k: v[k] for k in VMA_FIELDS} for v in vb]
+            if sa != sb:
+                lines = [f"after line {len(self.lines)}: the VMAs of pid {who} differ"]
+                lines += [f"  {self.a.name}: {_vma_line(v)}" for v in sa if v not in sb]
+                lines += [f"  {self.b.name}: {_vma_line(v)}" for v in sb if v not in sa]
+                raise Difference("\n".join(lines), self.trace())
+        return rb
+
+    def fork(self, pid):
+        """Fork ``pid``; the child's trace pid."""
+        child = self.next_pid
+        self.next_pid += 1
+        if self.do(pid, f"fork() = {child}") == child:
+            self.alive.append(child)
+        return child
+
+    def exit(self, pid):
+        """exit_group(0) of ``pid``."""
+        self.do(pid, "exit_group(0)")
+        self.alive.remove(pid)
+
+    def exec(self, pid, path="/usr/bin/true"):
+        """execve of a real program: a fresh address space."""
+        self.do(pid, f'execve("{path}", ["{path}"], NULL)')
+
+    def process_madvise(self, pid, target, addr, length, advice):
+        """pidfd_open of ``target`` then process_madvise of one range through it."""
+        fd = self.next_fd
+        self.next_fd += 1
+        if self.do(pid, f"pidfd_open({target}, 0) = {fd}") == fd:
+            self.do(pid, f"process_madvise({fd}, [{{iov_base={addr:#x}, iov_len={length}}}], "
+                         f"1, {advice}, 0)")
+
+    def close(self):
+        """Release both backends."""
+        self.a.close()
+        self.b.close()
+
+
+@st.composite
+def steps(draw, session, window=WINDOW, calls=CALLS):
+    """Draw one step and run it on ``session``."""
+    kind = draw(st.sampled_from(["call"] * 8 + ["fork", "exit", "exec", "remote"]))
+    pid = draw(st.sampled_from(session.alive))
+    if kind == "fork" and len(session.alive) < 4:
+        session.fork(pid)
+    elif kind == "exit" and pid != INITIAL:
+        session.exit(pid)
+    elif kind == "exec":
+        session.exec(pid)
+    elif kind == "remote":
+        target = draw(st.sampled_from(session.alive))
+        session.process_madvise(pid, target, draw(addresses(window)), draw(lengths()),
+                                draw(st.sampled_from(REMOTE_ADVICE)))
+    else:
+        session.do(pid, draw(call_texts(window, calls)))
+    return kind
+
+
+def conformance_machine(make_a, make_b, window=WINDOW, calls=CALLS):
+    """A RuleBasedStateMachine comparing the backends ``make_a()`` and ``make_b()``
+    after every step (memory calls drawn from ``calls``, plus fork, exit, exec and
+    process_madvise); run it with ``run_state_machine_as_test`` or its ``TestCase``."""
+
+    class Conformance(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            self.session = Session(make_a(), make_b())
+
+        @rule(text=call_texts(window, calls), data=st.data())
+        def call(self, text, data):
+            self.session.do(data.draw(st.sampled_from(self.session.alive)), text)
+
+        @precondition(lambda self: len(self.session.alive) < 4)
+        @rule(data=st.data())
+        def fork(self, data):
+            self.session.fork(data.draw(st.sampled_from(self.session.alive)))
+
+        @precondition(lambda self: len(self.session.alive) > 1)
+        @rule(data=st.data())
+        def exit(self, data):
+            self.session.exit(data.draw(st.sampled_from(self.session.alive[1:])))
+
+        @rule(data=st.data())
+        def exec(self, data):
+            self.session.exec(data.draw(st.sampled_from(self.session.alive)))
+
+        @rule(data=st.data(), addr=addresses(window), length=lengths(),
+              advice=st.sampled_from(REMOTE_ADVICE))
+        def remote(self, data, addr, length, advice):
+            alive = self.session.alive
+            self.session.process_madvise(data.draw(st.sampled_from(alive)),
+                                         data.draw(st.sampled_from(alive)), addr, length, advice)
+
+        def teardown(self):
+            self.session.close()
+
+    return Conformance
+
+
+def run(make_a, make_b, examples=100, seed=None, max_steps=20, window=WINDOW, calls=CALLS,
+        progress=None):
+    """Run ``examples`` generated sequences on both backends.  Returns None when
+    nothing differs, else the shrunk Difference (its ``trace`` reproduces it)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as with_seed
+
+    last = {}
+    count = [0]
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=seed is None,
+              suppress_health_check=list(HealthCheck), print_blob=False, report_multiple_bugs=False)
+    @given(data=st.data())
+    def search(data):
+        count[0] += 1
+        if progress is not None:
+            progress(count[0], examples)
+        session = Session(make_a(), make_b())
+        try:
+            if "mmap" in calls:
+                # Most calls only do something where memory is mapped: start there.
+                session.do(INITIAL, data.draw(call_texts(window, ("mmap",))))
+            n = data.draw(st.integers(1, max_steps))
+            for _ in range(n):
+                data.draw(steps(session, window, calls))
+        except Difference as diff:
+            last["diff"] = diff
+            raise
+        finally:
+            session.close()
+
+    if seed is not None:
+        search = with_seed(seed)(search)
+    try:
+        search()
+    except Difference:
+        return last["diff"]
+    return None
+
+
+__all__ = ["INITIAL", "prots", "map_flags", "advices", "addresses", "lengths", "call_texts",
+           "SimBackend", "LiveBackend", "Session", "Difference", "steps",
+           "conformance_machine", "run"]

@@ -1,0 +1,81 @@
+"""The conformance kit (mmsim.testing): it finds a planted rule change with a short
+reproducing trace, finds nothing between two copies of the same model, and finds
+nothing between mmsim and the live kernel (CI-sized; `mmsim conform` runs it long)."""
+
+import os
+
+import attrs
+import pytest
+from hypothesis import settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from mmsim import live, testing
+from mmsim.kernel import Kernel
+from mmsim.trace import parse, replay
+from mmsim.uapi import MADV_DONTFORK, MADV_NORMAL
+
+
+class ForgetsDontfork(testing.SimBackend):
+    """A user's modified model: MADV_DONTFORK is accepted but not applied."""
+
+    name = "modified model"
+
+    def step(self, event):
+        if event.name == "madvise" and event.args[2] == MADV_DONTFORK:
+            event = attrs.evolve(event, args=[*event.args[:2], MADV_NORMAL])
+        return super().step(event)
+
+
+def test_a_planted_rule_change_is_found_with_a_short_trace(tmp_path):
+    diff = testing.run(ForgetsDontfork, testing.SimBackend, examples=300, seed=5,
+                       calls=("mmap", "madvise", "mprotect"))
+    assert diff is not None
+    assert "the VMAs of pid" in diff.message
+    calls = [line for line in diff.trace.splitlines() if not line.startswith("#")]
+    assert 1 <= len(calls) <= 3, diff.trace
+    assert "MADV_DONTFORK" in calls[-1]
+    # The trace replays, and its results are the reference model's.
+    outs = replay(diff.trace, Kernel(randomize=False))
+    assert all(o.matches() for o in outs)
+
+
+def test_the_same_model_twice_never_differs():
+    assert testing.run(testing.SimBackend, testing.SimBackend, examples=40, seed=1) is None
+
+
+def test_state_machine_runs_with_two_models():
+    machine = testing.conformance_machine(testing.SimBackend, testing.SimBackend)
+    run_state_machine_as_test(machine, settings=settings(max_examples=15, deadline=None,
+                                                         stateful_step_count=15))
+
+
+def test_state_machine_reports_the_planted_change():
+    machine = testing.conformance_machine(ForgetsDontfork, testing.SimBackend,
+                                          calls=("mmap", "madvise"))
+    with pytest.raises(testing.Difference):
+        run_state_machine_as_test(machine, settings=settings(max_examples=300, deadline=None,
+                                                             stateful_step_count=20,
+                                                             database=None))
+
+
+def test_strategies_make_parseable_lines():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(testing.call_texts(), min_size=1, max_size=10))
+    def check(lines):
+        events = parse("".join(f"[pid {testing.INITIAL}] {line}\n" for line in lines))
+        assert [e.name for e in events] == [line.split("(")[0] for line in lines]
+    check()
+
+
+OK, WHY = live.available()
+
+
+@pytest.mark.skipif(not OK, reason=WHY or "live kernel available")
+def test_mmsim_conforms_to_the_live_kernel():
+    # MMSIM_CONFORM_EXAMPLES raises the count for a long search; CI keeps it small.
+    n = int(os.environ.get("MMSIM_CONFORM_EXAMPLES", "30"))
+    diff = testing.run(testing.SimBackend, testing.LiveBackend, examples=n, seed=2026)
+    assert diff is None, diff.message + "\n" + diff.trace
