@@ -145,15 +145,9 @@ def main(argv=None):
                 return 0
             outcomes = run_replay(DEMO, "<demo>", "always", 0)
         else:
-            if args.trace == "-":
-                text = sys.stdin.read()
-            else:
-                try:
-                    with open(args.trace) as f:
-                        text = f.read()
-                except OSError as e:
-                    print(f"mmsim: {args.trace}: {e.strerror}", file=sys.stderr)
-                    return 2
+            text = _read(args.trace)
+            if text is None:
+                return 2
             outcomes = run_replay(text, args.trace, args.thp, args.seed, args.follow,
                                   not args.norandmaps)
     except TraceError as e:
@@ -169,25 +163,41 @@ def main(argv=None):
     return 0
 
 
-def run_diff(args, out):
-    """``mmsim diff``: print the differences; 0 when there are none."""
-    from .live import available, diff_trace
+def _live_window(args):
+    """The --window as (lo, hi) when the live kernel can be used; else None, reported."""
+    from .live import available
     ok, why = available()
     if not ok:
         print(f"mmsim: {why}", file=sys.stderr)
-        return 2
+        return None
     try:
         lo, hi = (int(x, 0) for x in args.window.split("-"))
     except ValueError:
         print(f"mmsim: bad --window {args.window!r}: expected LO-HI", file=sys.stderr)
-        return 2
+        return None
+    return lo, hi
+
+
+def _read(path):
+    """A trace file's text ('-': standard input), or None, reported."""
+    if path == "-":
+        return sys.stdin.read()
     try:
-        with open(args.trace) as f:
-            text = f.read()
+        with open(path) as f:
+            return f.read()
     except OSError as e:
-        print(f"mmsim: {args.trace}: {e.strerror}", file=sys.stderr)
+        print(f"mmsim: {path}: {e.strerror}", file=sys.stderr)
+        return None
+
+
+def run_diff(args, out):
+    """``mmsim diff``: print the differences; 0 when there are none."""
+    from .live import diff_trace
+    window = _live_window(args)
+    text = _read(args.trace) if window else None
+    if text is None:
         return 2
-    diffs, skipped = diff_trace(text, args.trace, (lo, hi))
+    diffs, skipped = diff_trace(text, args.trace, window)
     for line in skipped:
         out.write(f"# {line}\n")
     for line in diffs:
@@ -199,16 +209,10 @@ def run_diff(args, out):
 
 def run_conform(args, out):
     """``mmsim conform``: search for a difference from the live kernel."""
-    from .live import available
-    ok, why = available()
-    if not ok:
-        print(f"mmsim: {why}", file=sys.stderr)
+    window = _live_window(args)
+    if window is None:
         return 2
-    try:
-        lo, hi = (int(x, 0) for x in args.window.split("-"))
-    except ValueError:
-        print(f"mmsim: bad --window {args.window!r}: expected LO-HI", file=sys.stderr)
-        return 2
+    lo, hi = window
     from . import testing
     calls = tuple(args.calls) if args.calls else testing.CALLS
     unknown = [c for c in calls if c not in testing.CALLS]

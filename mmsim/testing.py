@@ -101,7 +101,23 @@ def call_texts(draw, window=WINDOW, calls=CALLS):
 
 # ---------------------------------------------------------------------- backends
 
-class SimBackend:
+class _ReplayerBackend:
+    """A backend over a Replayer whose first process is trace pid INITIAL."""
+
+    def _start(self, replayer):
+        self.replayer = replayer
+        replayer.initial_label = INITIAL
+        replayer._adopt(None, replayer.spawn_initial())
+
+    def step(self, event):
+        """Run one call; its result."""
+        return self.replayer.call(event)
+
+    def _proc(self, pid):
+        return self.replayer.procs.get(None if pid == INITIAL else pid)
+
+
+class SimBackend(_ReplayerBackend):
     """mmsim itself; ``kernel_options`` go to ``Kernel`` (by default the host's THP
     mode and no layout randomisation, to match the live kernel)."""
 
@@ -111,17 +127,11 @@ class SimBackend:
         from .kernel import Kernel
         opts = {"thp": host_thp(), "randomize": False, **kernel_options}
         self.window = window
-        self.replayer = Replayer(kernel if kernel is not None else Kernel(**opts))
-        self.replayer.initial_label = INITIAL
-        self.replayer._adopt(None, self.replayer.spawn_initial())
-
-    def step(self, event):
-        """Run one call; its result."""
-        return self.replayer.call(event)
+        self._start(Replayer(kernel if kernel is not None else Kernel(**opts)))
 
     def vmas(self, pid):
         """The VMAs of ``pid`` inside the window, or None once it has exited."""
-        proc = self.replayer.procs.get(None if pid == INITIAL else pid)
+        proc = self._proc(pid)
         if proc is None or proc.mm is None:
             return None
         text = self.replayer.kernel.proc_read(f"/proc/{proc.pid}/smaps")
@@ -131,23 +141,17 @@ class SimBackend:
         """Nothing to release."""
 
 
-class LiveBackend:
+class LiveBackend(_ReplayerBackend):
     """The live kernel: one real helper process per trace pid (see mmsim.live)."""
 
     name = "live kernel"
 
     def __init__(self, window=WINDOW):
-        self.replayer = _trace_classes()(window)
-        self.replayer.initial_label = INITIAL
-        self.replayer._adopt(None, self.replayer.spawn_initial())
-
-    def step(self, event):
-        """Run one call; its result."""
-        return self.replayer.call(event)
+        self._start(_trace_classes()(window))
 
     def vmas(self, pid):
         """The VMAs of ``pid`` inside the window, or None once it has exited."""
-        proc = self.replayer.procs.get(None if pid == INITIAL else pid)
+        proc = self._proc(pid)
         if proc is None or proc.sock.fileno() < 0:
             return None
         return proc.vmas()
