@@ -222,8 +222,10 @@ def run_conform(args, out):
         return 2
 
     def progress(i, n):
+        # hypothesis may run a few more examples than asked (ones it discards): cap.
+        i = min(i, n)
         width = 30
-        done = min(width, width * i // max(n, 1))
+        done = width * i // max(n, 1)
         sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{n}")
         sys.stderr.flush()
 
