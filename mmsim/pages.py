@@ -201,7 +201,6 @@ def zap_vma(mm, vma, start, end):
         # one this mapping alone maps goes to the inactive list.
         fade = mm.users == 0 and mm.fade_on_death
         recency = not fade and has_recency(vma)
-        old = vma.old
         pop = vma.pages.pop
         for vpn in keys:
             page = pop(vpn)
@@ -213,7 +212,7 @@ def zap_vma(mm, vma, start, end):
                 if page.mapcount == 0:
                     lru.deactivate_file(page)
             else:
-                if recency and (not old or vpn not in old):
+                if recency and is_young(vma, vpn):
                     lru.mark_accessed(page)
                 _drop(mm, vma, page)
 
@@ -360,7 +359,8 @@ def deactivate(vma, start, end):
     for vpn, page in (vma.pages or {}).items():
         if lo <= vpn < hi:
             page.referenced = False
-            if page.cache is not None:
+            if page.cache is not None and page.mapcount == 1:
+                # madvise_cold skips folios other mappings share.
                 page.cache.deactivate(page)
             old.add(vpn)
     for head, page in (vma.huge or {}).items():

@@ -325,3 +325,16 @@ def test_lru_counters_follow_the_cache(script):
         proc.exit(0)
     lru_consistent(k)
     assert k.file_lru.nr_mapped == 0
+
+
+def test_madv_cold_leaves_a_shared_folio_on_its_list():
+    """The reference's rule: MADV_COLD skips folios that other mappings share."""
+    k, proc, fd, inode = setup()
+    read_once(proc, fd)
+    read_once(proc, fd)
+    a = proc.mmap(0, P, PROT_READ, MAP_SHARED, fd, 0)
+    b = proc.mmap(0, P, PROT_READ, MAP_SHARED, fd, 0)
+    proc.touch(a, P, write=False)
+    proc.touch(b, P, write=False)
+    proc.madvise(a, P, MADV_COLD)
+    assert inode.cache[0].lru == ACTIVE and k.file_lru.pgdeactivate == 0
