@@ -53,10 +53,11 @@ def test_state_machine_reports_the_planted_change():
     machine = testing.conformance_machine(ForgetsDontfork, testing.SimBackend,
                                           calls=("mmap", "madvise"))
     # Shrinking a state machine run is slow and run() already shows shrinking: generate only.
+    # Derandomized so CI sees the same generated runs every time (a random draw can miss).
     with pytest.raises(testing.Difference):
         run_state_machine_as_test(machine, settings=settings(max_examples=300, deadline=None,
                                                              stateful_step_count=20,
-                                                             database=None,
+                                                             database=None, derandomize=True,
                                                              phases=[Phase.generate]))
 
 
