@@ -529,9 +529,11 @@ def brk(mm: Mm, addr):
         return mm.brk
     vm_flags = (VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
                 | mm.def_flags)
-    # do_brk_flags only ever extends a VMA of the heap itself (vma_prev_limit).
+    # do_brk_flags may extend the VMA just below the break, found by vma_prev_limit with
+    # start_brk as the floor: a VMA reaching above start_brk counts even when it starts
+    # below it (the live kernel merges with one mapped over the heap's bottom).
     prev = mm.prev_of(oldbrk)
-    if prev is not None and prev.start < mm.start_brk:
+    if prev is not None and prev.end <= mm.start_brk:
         prev = None
     prop = MergeProposal(oldbrk, newbrk, vm_flags, oldbrk >> PAGE_SHIFT)
     if prev is None or prev.end != oldbrk or mm.merge_new(prop, prev, None, just_expand=True) is None:
