@@ -31,13 +31,19 @@ def mm_init(kernel, oldmm):
               def_flags=oldmm.def_flags & VM_INIT_DEF_MASK)
 
 
+# The mm fields dup_mm copies with the rest of the struct: where the image and the break are.
+LAYOUT_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
+                 "start_stack", "arg_start", "arg_end", "env_start", "env_end")
+
+
 def dup_mm(kernel, oldmm):
     """fork's copy of ``oldmm`` (dup_mm + dup_mmap)."""
     mm = mm_init(kernel, oldmm)
     mctl.inherit(oldmm, mm)
     mm.task_size = oldmm.task_size
     mm.mmap_base = oldmm.mmap_base
-    mm.start_brk, mm.brk, mm.start_stack = oldmm.start_brk, oldmm.brk, oldmm.start_stack
+    for name in LAYOUT_FIELDS:
+        setattr(mm, name, getattr(oldmm, name))
     bounds = []
     copies = []
     add_bounds = bounds.extend

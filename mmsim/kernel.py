@@ -7,8 +7,8 @@ import random
 from . import procfs
 from .files import Inode, OpenFile
 from .pagecache import FileLru
-from .mm import (MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, RLIMIT_STACK_DEFAULT, SIZE_128M,
-                 STACK_GUARD_GAP, STACK_RND_PAGES, MMAP_RND_BITS, TASK_SIZE, Mm, error,
+from .mm import (MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, PAGE_SIZE, RLIMIT_STACK_DEFAULT,
+                 SIZE_128M, STACK_GUARD_GAP, STACK_TOP, STACK_RND_PAGES, MMAP_RND_BITS, TASK_SIZE, Mm, error,
                  page_align)
 from .task import Process
 from .thp import MODES
@@ -78,11 +78,16 @@ class Kernel:
             rnd = self.rng.getrandbits(MMAP_RND_BITS) << 12
         gap = min(max(rlimit_stack + pad, SIZE_128M), TASK_SIZE // 6 * 5)
         mm.mmap_base = page_align(TASK_SIZE - gap - rnd)
-        # Until exec exists, a synthetic program: the break sits above a notional image.
+        # Until exec, a synthetic program: a notional image (a page of code, data up to
+        # the break) and notional arguments just below the stack top.  No VMA backs them.
+        mm.start_code, mm.end_code = ELF_ET_DYN_BASE, ELF_ET_DYN_BASE + 0x1000
+        mm.start_data = mm.end_data = ELF_ET_DYN_BASE + 0x4000
         brk = ELF_ET_DYN_BASE + 0x5000
         if self.randomize:
             brk += (self.rng.getrandbits(18) + 1) << 12
         mm.start_brk = mm.brk = brk
+        mm.start_stack = mm.arg_start = mm.arg_end = mm.env_start = mm.env_end = (
+            STACK_TOP - PAGE_SIZE)
         return mm
 
     def new_process(self, mm, parent=None, comm=None, cred=None):

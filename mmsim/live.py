@@ -26,6 +26,8 @@ import socket
 import sys
 import traceback
 
+import attrs
+
 __all__ = ["WINDOW", "available", "run", "smaps_vmas"]
 
 #: Default address window (half-open): far above where CPython's allocator, shared
@@ -309,13 +311,55 @@ def _helper_call(libc, name, args):
         ret = libc.unshare(args[0])
         return -ctypes.get_errno() if ret == -1 else ret
     if name == "prctl":
-        ret = libc.prctl(*args)
+        # A struct argument (PR_SET_MM_MAP's) arrives as a dict: pass its address.
+        structs = [_PrctlMmMap(**a) if isinstance(a, dict) else None for a in args]
+        ret = libc.prctl(*[ctypes.addressof(st) if st is not None else a & (2**64 - 1)
+                           for a, st in zip(args, structs)])
         return -ctypes.get_errno() if ret == -1 else ret
+    if name == "brk":
+        moved = _glibc_break(libc)
+        if moved is not None:
+            return {"error": moved}
+        return libc.syscall(SYS_brk, ctypes.c_ulong(args[0]))
     if name in ("mmap", "mremap"):
         ret = getattr(libc, name)(*args)
         return -ctypes.get_errno() if ret == _MAP_FAILED else (ret or 0)
     ret = getattr(libc, name)(*args)
     return -ctypes.get_errno() if ret != 0 else 0
+
+
+SYS_brk = 12
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+_BREAK = {}
+
+
+class _PrctlMmMap(ctypes.Structure):
+    """struct prctl_mm_map, for PR_SET_MM_MAP."""
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
+        "start_stack", "arg_start", "arg_end", "env_start", "env_end", "auxv")] + [
+        ("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
+
+
+def _keep_malloc_off_brk(libc):
+    """Give glibc's main arena tens of MiB to spare and forbid trimming, so that malloc
+    never moves the program break again: a trace's brk calls then own it alone."""
+    libc.malloc.restype = ctypes.c_void_p
+    libc.mallopt(M_TRIM_THRESHOLD, 0x7FFFFFFF)
+    libc.mallopt(M_TOP_PAD, 64 << 20)
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    libc.free(ctypes.c_void_p(libc.malloc(16 << 20)))
+    libc.mallopt(M_MMAP_THRESHOLD, 128 << 10)
+    _BREAK["glibc"] = ctypes.c_void_p.in_dll(libc, "__curbrk").value
+
+
+def _glibc_break(libc):
+    """None while glibc's idea of the break is where _keep_malloc_off_brk left it;
+    otherwise why the live side cannot be trusted any more."""
+    now = ctypes.c_void_p.in_dll(libc, "__curbrk").value
+    if now != _BREAK.get("glibc"):
+        return f"glibc moved the helper's break ({_BREAK.get('glibc')} -> {now})"
+    return None
 
 
 def _serve(fd, lo, hi, clear):
@@ -329,6 +373,7 @@ def _serve(fd, lo, hi, clear):
         libc = _libc()
         libc.syscall.restype = ctypes.c_long
         libc.unshare.argtypes = [ctypes.c_int]
+        _keep_malloc_off_brk(libc)
         if clear:
             libc.munmap(lo, hi - lo)
         else:
@@ -384,6 +429,8 @@ class LiveProc:
     def _call(self, name, *args):
         _send(self.sock, {"op": "call", "name": name, "args": list(args)})
         ret = _recv(self.sock)["result"]
+        if isinstance(ret, dict):
+            raise NotComparable(ret["error"])
         if ret < 0:
             raise OSError(-ret, os.strerror(-ret))
         return ret
@@ -400,13 +447,14 @@ class LiveProc:
         raise AttributeError(name)
 
     def brk(self, addr):
-        raise NotComparable("brk would move the helper's own heap")
+        return self._call("brk", addr)
 
     def mctl(self, *args):
         raise NotComparable("the live kernel has no mctl")
 
     def prctl(self, *args):
-        return self._call("prctl", *(list(args) + [0] * (5 - len(args))))
+        args = [attrs.asdict(a) if attrs.has(type(a)) else a for a in args]
+        return self._call("prctl", *(args + [0] * (5 - len(args))))
 
     def open(self, path, flags=0):
         fd = self._call("open", path, flags)

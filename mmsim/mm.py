@@ -78,6 +78,9 @@ class Mm:
         self.mmap_base = TASK_SIZE - SIZE_128M
         self.start_brk = self.brk = 0
         self.start_stack = 0
+        # The layout fields /proc/PID/stat shows and PR_SET_MM sets (set by exec).
+        self.start_code = self.end_code = self.start_data = self.end_data = 0
+        self.arg_start = self.arg_end = self.env_start = self.env_end = 0
         self.users = 1
         self.user_ns = None   # the user namespace the mm was created in (mm->user_ns)
         self.rss_anon = self.rss_file = self.rss_shmem = 0   # resident pages

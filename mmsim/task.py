@@ -264,9 +264,11 @@ class Process:
         return mctl(self, _cint(pidfd), _cint(action), _u64(flags) & 0xFFFFFFFF)
 
     def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
-        """prctl(2) for the memory-management options."""
-        from .prctl import prctl
-        return prctl(self, _cint(option), *map(_u64, (arg2, arg3, arg4, arg5)))
+        """prctl(2) for the memory-management options (PR_SET_MM_MAP takes a
+        ``prctl.PrctlMmMap`` where the kernel takes a pointer to the struct)."""
+        from .prctl import PrctlMmMap, prctl
+        args = [a if isinstance(a, PrctlMmMap) else _u64(a) for a in (arg2, arg3, arg4, arg5)]
+        return prctl(self, _cint(option), *args)
 
     # ------------------------------------------------------------------ files
 

@@ -507,6 +507,27 @@ def check_pids(events, file="<trace>"):
 # ---------------------------------------------------------------------- replay
 
 ADDRESS_RESULTS = ("mmap", "mremap", "brk")
+_FIELD = re.compile(r"\s*(\w+)\s*=\s*([^,]+?)\s*(?:,|\Z)")
+
+
+def _mm_map(text):
+    """struct prctl_mm_map as strace prints it, ``{start_code=0x..., ..., exe_fd=-1}``;
+    a field left out is 0 (exe_fd: -1).  ValueError for anything else."""
+    from .prctl import PrctlMmMap
+    body = text.strip()
+    if not (body.startswith("{") and body.endswith("}")):
+        raise ValueError(f"not a struct: {text!r}")
+    fields = {}
+    for m in _FIELD.finditer(body[1:-1]):
+        name, raw = m.group(1), m.group(2)
+        fields[name] = 0 if raw == "NULL" else uapi.value(raw)
+    names = {f.name for f in attrs.fields(PrctlMmMap)}
+    if not fields or set(fields) - names:
+        raise ValueError(f"unknown fields in {text!r}")
+    fields.setdefault("exe_fd", -1)
+    return PrctlMmMap(**fields)
+
+
 _IOV = re.compile(r"iov_base=(0x[0-9a-fA-F]+|\d+|NULL),\s*iov_len=(\d+|0x[0-9a-fA-F]+)")
 
 
@@ -717,6 +738,12 @@ class Replayer:
         target = self._sim_pid(pid) if pid > 0 else pid
         got, _ = proc.wait4(target, options)
         return self.names.get(got, got) if got else 0
+
+    def _prctl(self, proc, ev, option, *args):
+        if (option == uapi.PR_SET_MM and len(args) > 1 and args[0] == uapi.PR_SET_MM_MAP
+                and isinstance(args[1], Raw)):
+            args = (args[0], _mm_map(args[1].text), *args[2:])
+        return proc.prctl(option, *args)
 
     def _pidfd_open(self, proc, ev, pid, flags=0):
         return self._new_fd(ev, proc.pidfd_open(self._sim_pid(pid), flags))

@@ -132,7 +132,7 @@ MADV_GUARD_REMOVE = 103
 # prctl() options: PR_*  (include/uapi/linux/prctl.h)
 # The option (first argument) is an enumeration.  The flag and sub-command values passed
 # in later arguments reuse small numbers (PR_MDWE_NO_INHERIT == PR_GET_PDEATHSIG == 2),
-# so they live in their own families: PR_THP_DISABLE, PR_MDWE, PR_SET_VMA.
+# so they live in their own families: PR_THP_DISABLE, PR_MDWE, PR_SET_VMA, PR_SET_MM.
 # ---------------------------------------------------------------------------------------
 PR_SET_PDEATHSIG = 1
 PR_GET_PDEATHSIG = 2
@@ -140,6 +140,7 @@ PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
 PR_GET_NAME = 16
+PR_SET_MM = 35
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
 PR_SET_THP_DISABLE = 41
@@ -161,6 +162,23 @@ PR_MDWE_NO_INHERIT = 1 << 1
 
 # arg2 of PR_SET_VMA.
 PR_SET_VMA_ANON_NAME = 0
+
+# arg2 of PR_SET_MM: which field of the mm to set (CONFIG_CHECKPOINT_RESTORE).
+PR_SET_MM_START_CODE = 1
+PR_SET_MM_END_CODE = 2
+PR_SET_MM_START_DATA = 3
+PR_SET_MM_END_DATA = 4
+PR_SET_MM_START_STACK = 5
+PR_SET_MM_START_BRK = 6
+PR_SET_MM_BRK = 7
+PR_SET_MM_ARG_START = 8
+PR_SET_MM_ARG_END = 9
+PR_SET_MM_ENV_START = 10
+PR_SET_MM_ENV_END = 11
+PR_SET_MM_AUXV = 12
+PR_SET_MM_EXE_FILE = 13
+PR_SET_MM_MAP = 14
+PR_SET_MM_MAP_SIZE = 15
 
 # ---------------------------------------------------------------------------------------
 # clone() flags: CLONE_*  (include/uapi/linux/sched.h) and the exit signal
@@ -323,7 +341,8 @@ _FAMILIES: dict[str, _Family] = {
     "PR": _Family(
         bitmask=False,
         members=("PR_SET_PDEATHSIG", "PR_GET_PDEATHSIG", "PR_GET_DUMPABLE",
-                 "PR_SET_DUMPABLE", "PR_SET_NAME", "PR_GET_NAME", "PR_SET_NO_NEW_PRIVS",
+                 "PR_SET_DUMPABLE", "PR_SET_NAME", "PR_GET_NAME", "PR_SET_MM",
+                 "PR_SET_NO_NEW_PRIVS",
                  "PR_GET_NO_NEW_PRIVS", "PR_SET_THP_DISABLE", "PR_GET_THP_DISABLE",
                  "PR_SET_MDWE", "PR_GET_MDWE", "PR_SET_MEMORY_MERGE",
                  "PR_GET_MEMORY_MERGE", "PR_SET_VMA")),
@@ -331,6 +350,13 @@ _FAMILIES: dict[str, _Family] = {
     "PR_MDWE": _Family(bitmask=True,
                        members=("PR_MDWE_REFUSE_EXEC_GAIN", "PR_MDWE_NO_INHERIT")),
     "PR_SET_VMA": _Family(bitmask=False, members=("PR_SET_VMA_ANON_NAME",)),
+    "PR_SET_MM": _Family(
+        bitmask=False,
+        members=("PR_SET_MM_START_CODE", "PR_SET_MM_END_CODE", "PR_SET_MM_START_DATA",
+                 "PR_SET_MM_END_DATA", "PR_SET_MM_START_STACK", "PR_SET_MM_START_BRK",
+                 "PR_SET_MM_BRK", "PR_SET_MM_ARG_START", "PR_SET_MM_ARG_END",
+                 "PR_SET_MM_ENV_START", "PR_SET_MM_ENV_END", "PR_SET_MM_AUXV",
+                 "PR_SET_MM_EXE_FILE", "PR_SET_MM_MAP", "PR_SET_MM_MAP_SIZE")),
     "CLONE": _Family(
         bitmask=True,
         fields=(("CSIGNAL", ("SIGCHLD",)),),

@@ -102,6 +102,9 @@ def test_at_fdcwd_and_sigchld_match_python():
     ("PR_MDWE_REFUSE_EXEC_GAIN", 1), ("PR_MDWE_NO_INHERIT", 2),
     ("PR_SET_MEMORY_MERGE", 67), ("PR_GET_MEMORY_MERGE", 68),
     ("PR_SET_VMA", 0x53564d41), ("PR_SET_VMA_ANON_NAME", 0),
+    ("PR_SET_MM", 35), ("PR_SET_MM_START_CODE", 1), ("PR_SET_MM_START_BRK", 6),
+    ("PR_SET_MM_BRK", 7), ("PR_SET_MM_ENV_END", 11), ("PR_SET_MM_MAP", 14),
+    ("PR_SET_MM_MAP_SIZE", 15),
     # include/uapi/linux/sched.h
     ("CLONE_VM", 0x100), ("CLONE_PIDFD", 0x1000), ("CLONE_THREAD", 0x10000),
     ("CLONE_IO", 0x80000000), ("SIGCHLD", 17),
