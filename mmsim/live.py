@@ -505,6 +505,22 @@ class LiveProc:
         self.sock.close()
 
 
+WARM_LIMIT = 64 << 20
+
+
+def _warm(path):
+    """Read a host file through once, so that all its pages sit in the page cache,
+    uptodate and without readahead marks, as mmsim takes every file page to be: a file
+    mapping's fault-around then maps the same pages on both sides."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            if os.fstat(f.fileno()).st_size <= WARM_LIMIT:
+                while f.read(1 << 20):
+                    pass
+    except OSError:
+        pass    # the helper's own open reports the error
+
+
 def _trace_classes():
     from .trace import Outcome, Replayer
 
@@ -533,6 +549,7 @@ def _trace_classes():
                 return "not comparable"
 
         def _openat(self, proc, ev, dirfd, path, flags=0, mode=0):
+            _warm(path.value)
             return self._new_fd(ev, proc.open(path.value, flags))
 
         def dump(self, ev):

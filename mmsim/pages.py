@@ -290,6 +290,13 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
     # into it on first use); a private write maps a copy of it instead.
     cached = None
     if vma.file is not None and not vma.file.shmem:
+        if not write:
+            n = _fault_around(mm, vma, vpn)
+            page = vma.pages.get(vpn) if vma.pages else None
+            if page is not None:
+                if touch:
+                    _touch(page)
+                return n
         index = vma.pgoff + vpn - (vma.start >> PAGE_SHIFT)
         cached = pagecache.find_or_read(mm.kernel.file_lru, vma.file.inode, index, Page)
     if write and not shared:
@@ -308,6 +315,37 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
         page.referenced = touch
     _charge(mm, vma, page, 1)
     return 1
+
+
+FAULT_AROUND_PAGES = 16   # fault_around_bytes, 64 KiB by default, in pages
+
+
+def _fault_around(mm, vma, vpn):
+    """do_fault_around + filemap_map_pages: a read fault on a regular file also maps
+    the file's cached pages in the aligned 16-page block around it, inside the VMA and
+    the page table.  Every page below EOF counts as cached (docs/mm.md).  Returns how
+    many pages it mapped."""
+    inode = vma.file.inode
+    npages = (inode.size + PAGE_SIZE - 1) >> PAGE_SHIFT
+    first = vma.start >> PAGE_SHIFT
+    pte = vpn & (PMD_PAGES - 1)
+    lo = max(pte & ~(FAULT_AROUND_PAGES - 1), pte - min(pte, vpn - first))
+    hi = min(lo + FAULT_AROUND_PAGES, PMD_PAGES, pte + (vma.end >> PAGE_SHIFT) - vpn)
+    base = vpn - pte
+    pages = _pages(vma)
+    guards = vma.guards
+    lru = mm.kernel.file_lru
+    n = 0
+    for v in range(base + lo, base + hi):
+        index = vma.pgoff + v - first
+        if v in pages or index >= npages or (guards and v in guards):
+            continue
+        page = pages[v] = pagecache.find_or_read(lru, inode, index, Page)
+        _map_cached(page)
+        _charge(mm, vma, page, 1)
+        _make_young(vma, v)
+        n += 1
+    return n
 
 
 def _make_young(vma, vpn):

@@ -244,6 +244,10 @@ def _live_rounds(tmp_path, advice=None, rounds=3):
         f.flush()
         os.fsync(f.fileno())
     fd = os.open(path, os.O_RDONLY)
+    # Activation waits in a per-CPU batch that the unmap drains on its own CPU: stay on
+    # one CPU, or a migration in between leaves the folio inactive for a while.
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)   # start from a fresh folio
         seen = []
@@ -262,6 +266,7 @@ def _live_rounds(tmp_path, advice=None, rounds=3):
             seen.append({"ref": (bits >> 2) & 1, "active": (bits >> 6) & 1})
         return seen
     finally:
+        os.sched_setaffinity(0, cpus)
         os.close(fd)
 
 
