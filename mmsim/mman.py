@@ -424,20 +424,25 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
         # Duplicating a shared mapping: a second view of the same pages elsewhere.
         mm.insert(Vma(dest, dest + new_len, vma.vm_flags, vma.pgoff_at(old_addr), vma.file))
         return dest
-    # Carve the moving part out as a VMA of its own.
-    if old_addr > vma.start:
-        mm.split(vma, old_addr, new_below=True)  # vma keeps the part from old_addr up
-    if old_addr + old_len < vma.end:
-        mm.split(vma, old_addr + old_len, new_below=False)
-    pgoff = vma.pgoff
+    old_end = old_addr + old_len
+    dontunmap = flags & MREMAP_DONTUNMAP
+    whole = old_addr == vma.start and old_end == vma.end
+    if dontunmap:
+        # The source is never split: its pages in the range leave, the VMA stays whole
+        # (THPs across the range's ends are split, as the page-table move does).
+        pages.split_huge_at(vma, old_addr)
+        pages.split_huge_at(vma, old_end)
+    else:
+        # Carve the moving part out as a VMA of its own.
+        if old_addr > vma.start:
+            mm.split(vma, old_addr, new_below=True)  # vma keeps the part from old_addr up
+        if old_end < vma.end:
+            mm.split(vma, old_end, new_below=False)
+    pgoff = vma.pgoff_at(old_addr)
     if vma.is_anonymous() and vma.anon_vma is None:
         pgoff = dest >> PAGE_SHIFT  # an unfaulted VMA takes the new address' pgoff
     delta = dest - old_addr
-    moved_pages = vma.pages
-    moved_huge = vma.huge
-    moved_guards = vma.guards
-    moved_old = vma.old
-    vma.pages = vma.huge = vma.guards = vma.old = None
+    moved_pages, moved_huge, moved_guards, moved_old = _take(vma, old_addr, old_end)
     prop = MergeProposal(dest, dest + old_len, vma.vm_flags, pgoff, vma.file, vma.anon_vma,
                          vma.anon_name, vma.uffd_ctx, vma.policy, copied_from=vma)
     target = mm.merge_new(prop, mm.prev_of(dest), mm.next_of(dest + old_len))
@@ -452,12 +457,15 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
         target.guards = (target.guards or set()) | {vpn + shift for vpn in moved_guards}
     if moved_old:
         target.old = (target.old or set()) | {vpn + shift for vpn in moved_old}
-    if flags & MREMAP_DONTUNMAP:
-        # The source stays mapped, empty, and loses its lock (like a fresh mapping).
+    if dontunmap:
+        # The source stays mapped, emptied over the range.  The whole VMA loses its
+        # lock (dontunmap_complete clears VM_LOCKED without splitting), and its
+        # anon_vma only when all of it moved.
         vma.vm_flags &= ~VM_LOCKED_MASK
         mm.tree.touch(vma.start)
-        vma.anon_vma = None
-        vma.forked = False
+        if whole:
+            vma.anon_vma = None
+            vma.forked = False
     else:
         # The source may have merged into the destination (copy_vma allows it for an
         # unfaulted VMA): unmap the old range, not the VMA object.
@@ -487,6 +495,28 @@ def _move_multi(mm, old_addr, length, new_addr, flags):
         vma = mm.vma_lookup(start)
         _move(mm, vma, start, end - start, end - start, dest, flags)
     return new_addr
+
+
+def _take(vma, start, end):
+    """Remove and return the pages, THPs, guard markers and old-PTE marks of ``vma`` in
+    ``[start, end)`` (THPs there must lie wholly inside)."""
+    if start == vma.start and end == vma.end:
+        taken = (vma.pages, vma.huge, vma.guards, vma.old)
+        vma.pages = vma.huge = vma.guards = vma.old = None
+        return taken
+    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+    out = []
+    for name in ("pages", "huge"):
+        held = getattr(vma, name)
+        part = {k: held.pop(k) for k in [k for k in held if lo <= k < hi]} if held else None
+        out.append(part or None)
+    for name in ("guards", "old"):
+        held = getattr(vma, name)
+        part = {k for k in held if lo <= k < hi} if held else None
+        if part:
+            held -= part
+        out.append(part or None)
+    return tuple(out)
 
 
 def _rekey(vma, moved_pages, moved_huge, shift):

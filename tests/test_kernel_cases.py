@@ -40,14 +40,7 @@ LIVE_OK, LIVE_WHY = live.available()
 # kernel's behaviour, so the tests comparing mmsim's VMAs with the data or with the live
 # kernel are expected to fail for these (strictly: a fix in mmsim makes them pass, and
 # then the entry must go).
-KNOWN_DIFFERENCES = {
-    "mremap_test_move_multiple_vmas_split_dontunmap": (
-        "after a MREMAP_DONTUNMAP move of part of a VMA, Linux 6.18 merges the emptied "
-        "source part back with the rest of its VMA (200000000000-200000005000 and "
-        "200000006000-20000000a000 rw-p); mmsim keeps it a VMA of its own "
-        "(200000000000-200000002000 + 200000002000-200000005000, 200000006000-200000009000 "
-        "+ 200000009000-20000000a000, same flags)"),
-}
+KNOWN_DIFFERENCES = {}
 
 _VMAS = re.compile(r"#\s*vmas\b(?:\s+pid\s+(\d+))?\s*:\s*(.*)\Z")
 _VMA = re.compile(r"([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][ps])((?: [A-Za-z]+=\d+)*)\Z")
