@@ -149,7 +149,8 @@ def _inode_for(kernel, name, st):
     dev = (os.major(st.st_dev), os.minor(st.st_dev))
     inode = kernel.files.get(name)
     if inode is None or inode.ino != st.st_ino or tuple(inode.dev) != dev:
-        inode = Inode(name, st.st_size, dev=dev, ino=st.st_ino)
+        inode = Inode(name, st.st_size, dev=dev, ino=st.st_ino, mode=st.st_mode & 0o7777,
+                      uid=st.st_uid, gid=st.st_gid)
         kernel.files[name] = inode
     return inode
 

@@ -6,6 +6,8 @@ import errno
 from .mm import error
 
 CAP_CHOWN = 0
+CAP_DAC_OVERRIDE = 1
+CAP_DAC_READ_SEARCH = 2
 CAP_SETGID = 6
 CAP_SETUID = 7
 CAP_SETPCAP = 8
@@ -81,6 +83,27 @@ def ns_capable(cred, ns, cap):
         ns = ns.parent
 
 
+def inode_permission(cred, inode, read, write):
+    """generic_permission() for opening a regular file: the owner, group or other bits
+    that apply to the fsuid, then CAP_DAC_OVERRIDE (or CAP_DAC_READ_SEARCH for a read),
+    which counts only in a namespace where the file's owner is mapped: the initial one
+    here, as mmsim writes no uid maps."""
+    want = (4 if read else 0) | (2 if write else 0)
+    if cred.fsuid == inode.uid:
+        bits = inode.mode >> 6
+    elif cred.fsgid == inode.gid:
+        bits = inode.mode >> 3
+    else:
+        bits = inode.mode
+    if bits & want == want:
+        return True
+    if cred.user_ns is not INIT_USER_NS:
+        return False
+    if capable(cred, CAP_DAC_OVERRIDE):
+        return True
+    return not write and capable(cred, CAP_DAC_READ_SEARCH)
+
+
 def capable(cred, cap):
     """``cap`` in the initial user namespace."""
     return ns_capable(cred, INIT_USER_NS, cap)
@@ -111,10 +134,18 @@ def ptrace_may_access(caller, target, mode):
     return ns_capable(cred, tcred.user_ns, CAP_SYS_PTRACE)
 
 
+def _check_mapped(cred, *ids):
+    """make_kuid/make_kgid: an id must map into the initial namespace.  mmsim writes no
+    uid_map or gid_map, so in a child user namespace every id is unmapped: EINVAL."""
+    if cred.user_ns is not INIT_USER_NS and any(i != -1 for i in ids):
+        raise error(errno.EINVAL, "no uid/gid map in this user namespace")
+
+
 def setresuid(proc, ruid, euid, suid):
     """setresuid(2): -1 keeps an id; without CAP_SETUID each new id must be one of the
     current three.  Capabilities drop the way commoncap's cap_task_fix_setuid does."""
     old = proc.cred
+    _check_mapped(old, ruid, euid, suid)
     if not ns_capable(old, old.user_ns, CAP_SETUID):
         allowed = {old.uid, old.euid, old.suid}
         for value in (ruid, euid, suid):
@@ -136,6 +167,7 @@ def setresuid(proc, ruid, euid, suid):
 def setuid(proc, uid):
     """setuid(2): with CAP_SETUID all three ids, else the effective one."""
     old = proc.cred
+    _check_mapped(old, uid)
     if ns_capable(old, old.user_ns, CAP_SETUID):
         return setresuid(proc, uid, uid, uid)
     if uid not in (old.uid, old.suid):
@@ -147,6 +179,7 @@ def setresgid(proc, rgid, egid, sgid):
     """setresgid(2): -1 keeps an id; without CAP_SETGID each new id must be one of the
     current three."""
     old = proc.cred
+    _check_mapped(old, rgid, egid, sgid)
     if not ns_capable(old, old.user_ns, CAP_SETGID):
         allowed = {old.gid, old.egid, old.sgid}
         for value in (rgid, egid, sgid):
@@ -167,6 +200,7 @@ def setresgid(proc, rgid, egid, sgid):
 def setgid(proc, gid):
     """setgid(2): with CAP_SETGID all three ids, else the effective one."""
     old = proc.cred
+    _check_mapped(old, gid)
     if ns_capable(old, old.user_ns, CAP_SETGID):
         return setresgid(proc, gid, gid, gid)
     if gid not in (old.gid, old.sgid):

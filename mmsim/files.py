@@ -10,9 +10,11 @@ class Inode:
 
     _numbers = itertools.count(1000)
 
-    def __init__(self, path, size, dev=(0xFE, 0x00), ino=None, deleted=False):
+    def __init__(self, path, size, dev=(0xFE, 0x00), ino=None, deleted=False, mode=0o666,
+                 uid=0, gid=0):
         self.path = path
         self.size = size
+        self.mode, self.uid, self.gid = mode, uid, gid   # permission bits and owner
         self.dev = dev
         self.ino = next(self._numbers) if ino is None else ino
         self.deleted = deleted

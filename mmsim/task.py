@@ -277,9 +277,12 @@ class Process:
         inode = self.kernel.files.get(path)
         if inode is None:
             raise error(errno.ENOENT, path)
+        from .cred import inode_permission
         acc = flags & O_ACCMODE
-        f = self.kernel.open_file(inode, readable=acc in (O_RDONLY, O_RDWR),
-                                  writable=acc in (O_WRONLY, O_RDWR))
+        readable, writable = acc in (O_RDONLY, O_RDWR), acc in (O_WRONLY, O_RDWR)
+        if not inode_permission(self.cred, inode, readable, writable):
+            raise error(errno.EACCES, path)
+        f = self.kernel.open_file(inode, readable=readable, writable=writable)
         fd = next(n for n in range(len(self.fds) + 1) if n + 3 not in self.fds) + 3
         self.fds[fd] = f
         return fd
