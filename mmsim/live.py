@@ -24,6 +24,7 @@ import re
 import resource
 import socket
 import sys
+import time
 import traceback
 
 import attrs
@@ -503,6 +504,17 @@ class LiveProc:
     def exit(self, status=0):
         _send(self.sock, {"op": "exit", "status": status})
         self.sock.close()
+        # The simulator's exit is synchronous; wait until the helper is a zombie (or
+        # reaped), so that a wait4(WNOHANG) right after finds it as mmsim does.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{self.pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                        return
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            time.sleep(0.001)
 
 
 WARM_LIMIT = 64 << 20

@@ -36,8 +36,13 @@ ADVICE = ["MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED", "MAD
           "MADV_POPULATE_READ", "MADV_POPULATE_WRITE", "MADV_GUARD_INSTALL",
           "MADV_GUARD_REMOVE"]
 REMOTE_ADVICE = ["MADV_COLD", "MADV_WILLNEED", "MADV_DONTNEED"]
+# Memory calls a step draws from.  "file" opens the kit's data file, maps it and may
+# close it; "brk" first moves the break into the window with PR_SET_MM_MAP.
 CALLS = ("mmap", "munmap", "mprotect", "madvise", "mremap", "mlock", "mlock2", "munlock",
-         "prctl")
+         "prctl", "brk", "file")
+DATA_PAGES = 41        # the data file: 41 pages, the last one partial
+CRED_CALLS = ["setuid(1000)", "setresuid(-1, 1000, -1)", "setgid(1000)",
+              "setresgid(1000, 1000, 1000)", "unshare(CLONE_NEWUSER)"]
 
 
 def prots():
@@ -72,10 +77,26 @@ def lengths(unaligned=True):
     return st.one_of(pages, pages, pages, pages, pages.map(lambda n: n - 100))
 
 
+def data_file():
+    """The file the "file" steps map: always the same path and contents (41 pages, the
+    last one partial), made on first use, so a written trace replays later."""
+    import os
+    import tempfile
+    path = os.path.join(tempfile.gettempdir(), "mmsim-conform-data.bin")
+    size = (DATA_PAGES - 1) * PAGE + 100
+    if not os.path.exists(path) or os.path.getsize(path) != size:
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(bytes(range(256)) * (size // 256) + bytes(size % 256))
+        os.replace(tmp, path)
+    return path
+
+
 @st.composite
 def call_texts(draw, window=WINDOW, calls=CALLS):
-    """One memory call as a trace line (without its result)."""
-    name = draw(st.sampled_from(calls))
+    """One memory call as a trace line (without its result); the stateful ones ("brk",
+    "file") are left to ``steps``."""
+    name = draw(st.sampled_from([c for c in calls if c not in ("brk", "file")] or ["mmap"]))
     addr, length = draw(addresses(window)), draw(lengths())
     if name == "mmap":
         aligned = draw(addresses(window, unaligned=False))
@@ -181,12 +202,17 @@ class Session:
     """Two backends driven with the same calls, compared after each one.  ``lines``
     is the trace so far, with the reference backend's (``b``'s) results written in."""
 
-    def __init__(self, a, b):
+    def __init__(self, a, b, window=WINDOW):
         self.a, self.b = a, b
+        self.window = window
         self.alive = [INITIAL]
         self.next_pid = INITIAL + 1
         self.next_fd = 100
         self.lines = []
+        # Per process: "brk" once PR_SET_MM_MAP has put its break in the window (until
+        # exec); "no_exec" once it gave up root (set*id, unshare): a live helper could
+        # no longer exec the interpreter, so the kit stops generating exec for it.
+        self.state = {INITIAL: set()}
 
     def trace(self):
         """The calls so far as a replayable trace."""
@@ -217,22 +243,78 @@ class Session:
                 raise Difference("\n".join(lines), self.trace())
         return rb
 
-    def fork(self, pid):
-        """Fork ``pid``; the child's trace pid."""
+    FORKS = {
+        "fork": "fork()",
+        "clone": ("clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID"
+                  "|SIGCHLD, child_tidptr=0x7f0000000a10)"),
+        "vfork": "vfork()",
+    }
+
+    def fork(self, pid, how="fork"):
+        """Fork ``pid`` by fork(), clone() without CLONE_VM, or vfork() (whose child
+        execs at once, as it must); the child's trace pid."""
         child = self.next_pid
         self.next_pid += 1
-        if self.do(pid, f"fork() = {child}") == child:
+        if self.do(pid, f"{self.FORKS[how]} = {child}") == child:
             self.alive.append(child)
+            self.state[child] = set(self.state[pid])
+            if how == "vfork":
+                self.exec(child)
         return child
 
-    def exit(self, pid):
-        """exit_group(0) of ``pid``."""
-        self.do(pid, "exit_group(0)")
+    def exit(self, pid, call="exit_group"):
+        """exit_group(0) (or exit(0)) of ``pid``."""
+        self.do(pid, f"{call}(0)")
         self.alive.remove(pid)
 
     def exec(self, pid, path="/usr/bin/true"):
         """execve of a real program: a fresh address space."""
         self.do(pid, f'execve("{path}", ["{path}"], NULL)')
+        self.state[pid].discard("brk")
+
+    def can_exec(self, pid):
+        """Whether the kit may exec ``pid`` (it has not given up root)."""
+        return "no_exec" not in self.state[pid]
+
+    def wait(self, pid):
+        """wait4(-1, NULL, WNOHANG, NULL): reap one exited child of ``pid``, if any."""
+        return self.do(pid, "wait4(-1, NULL, WNOHANG, NULL)")
+
+    def cred(self, pid, text):
+        """A credential call (set*id, unshare) of ``pid``."""
+        self.state[pid].add("no_exec")
+        return self.do(pid, text)
+
+    def brk(self, pid, addr, base):
+        """brk(addr) of ``pid``; the first one since exec moves the break to ``base``
+        with PR_SET_MM_MAP (code and data at the window's bottom)."""
+        if "brk" not in self.state[pid]:
+            w = self.window[0]
+            top = w + REGION * PAGE
+            fields = dict(start_code=w, end_code=w + PAGE, start_data=w + PAGE,
+                          end_data=w + PAGE, start_brk=base, brk=base, start_stack=top,
+                          arg_start=top, arg_end=top, env_start=top, env_end=top)
+            body = ", ".join(f"{k}={v:#x}" for k, v in fields.items())
+            if self.do(pid, f"prctl(PR_SET_MM, PR_SET_MM_MAP, {{{body}, auxv=NULL, "
+                            f"auxv_size=0, exe_fd=-1}}, 104)") == 0:
+                self.state[pid].add("brk")
+        return self.do(pid, f"brk({addr:#x})" if addr else "brk(NULL)")
+
+    def map_file(self, pid, addr, length, prot, shared, offset, rdwr, close, at=True):
+        """Open the kit's data file (openat, or open), map ``length`` bytes of it at
+        page ``offset`` with MAP_FIXED at ``addr``, then close it if ``close``."""
+        fd = self.next_fd
+        self.next_fd += 1
+        mode = "O_RDWR" if rdwr else "O_RDONLY"
+        opened = (f'openat(AT_FDCWD, "{data_file()}", {mode}) = {fd}' if at
+                  else f'open("{data_file()}", {mode}) = {fd}')
+        if self.do(pid, opened) != fd:
+            return
+        kind = "MAP_SHARED" if shared else "MAP_PRIVATE"
+        self.do(pid, f"mmap({addr:#x}, {length}, {prot}, {kind}|MAP_FIXED, {fd}, "
+                     f"{offset * PAGE:#x})")
+        if close:
+            self.do(pid, f"close({fd})")
 
     def process_madvise(self, pid, target, addr, length, advice):
         """pidfd_open of ``target`` then process_madvise of one range through it."""
@@ -251,20 +333,38 @@ class Session:
 @st.composite
 def steps(draw, session, window=WINDOW, calls=CALLS):
     """Draw one step and run it on ``session``."""
-    kind = draw(st.sampled_from(["call"] * 8 + ["fork", "exit", "exec", "remote"]))
+    kind = draw(st.sampled_from(["call"] * 8 + ["fork", "exit", "exec", "remote", "wait",
+                                                "cred"]))
     pid = draw(st.sampled_from(session.alive))
     if kind == "fork" and len(session.alive) < 4:
-        session.fork(pid)
+        how = draw(st.sampled_from(["fork", "clone", "vfork"] if session.can_exec(pid)
+                                   else ["fork", "clone"]))
+        session.fork(pid, how)
     elif kind == "exit" and pid != INITIAL:
-        session.exit(pid)
-    elif kind == "exec":
+        session.exit(pid, draw(st.sampled_from(["exit_group", "exit"])))
+    elif kind == "exec" and session.can_exec(pid):
         session.exec(pid)
     elif kind == "remote":
         target = draw(st.sampled_from(session.alive))
         session.process_madvise(pid, target, draw(addresses(window)), draw(lengths()),
                                 draw(st.sampled_from(REMOTE_ADVICE)))
+    elif kind == "wait":
+        session.wait(pid)
+    elif kind == "cred":
+        session.cred(pid, draw(st.sampled_from(CRED_CALLS)))
     else:
-        session.do(pid, draw(call_texts(window, calls)))
+        kind = "call"
+        name = draw(st.sampled_from(calls))
+        if name == "brk":
+            addr = draw(st.one_of(st.just(0), addresses(window)))
+            session.brk(pid, addr, draw(addresses(window, unaligned=False)))
+        elif name == "file":
+            session.map_file(pid, draw(addresses(window, unaligned=False)), draw(lengths()),
+                             draw(prots()), draw(st.booleans()),
+                             draw(st.integers(0, DATA_PAGES + 2)), draw(st.booleans()),
+                             draw(st.booleans()), draw(st.booleans()))
+        else:
+            session.do(pid, draw(call_texts(window, (name,))))
     return kind
 
 
@@ -276,7 +376,7 @@ def conformance_machine(make_a, make_b, window=WINDOW, calls=CALLS):
     class Conformance(RuleBasedStateMachine):
         def __init__(self):
             super().__init__()
-            self.session = Session(make_a(), make_b())
+            self.session = Session(make_a(), make_b(), window)
 
         # As in run(): most calls only do something where memory is mapped.
         @initialize(text=call_texts(window, ("mmap",) if "mmap" in calls else calls))
@@ -312,7 +412,7 @@ def run(make_a, make_b, examples=100, seed=None, max_steps=20, window=WINDOW, ca
         count[0] += 1
         if progress is not None:
             progress(count[0], examples)
-        session = Session(make_a(), make_b())
+        session = Session(make_a(), make_b(), window)
         try:
             if "mmap" in calls:
                 # Most calls only do something where memory is mapped: start there.
@@ -335,6 +435,6 @@ def run(make_a, make_b, examples=100, seed=None, max_steps=20, window=WINDOW, ca
     return None
 
 
-__all__ = ["INITIAL", "prots", "map_flags", "advices", "addresses", "lengths", "call_texts",
+__all__ = ["INITIAL", "CALLS", "data_file", "prots", "map_flags", "advices", "addresses", "lengths", "call_texts",
            "SimBackend", "LiveBackend", "Session", "Difference", "steps",
            "conformance_machine", "run"]

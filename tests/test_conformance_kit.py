@@ -82,3 +82,20 @@ def test_mmsim_conforms_to_the_live_kernel():
     n = int(os.environ.get("MMSIM_CONFORM_EXAMPLES", "30"))
     diff = testing.run(testing.SimBackend, testing.LiveBackend, examples=n, seed=2026)
     assert diff is None, diff.message + "\n" + diff.trace
+
+
+def test_generation_covers_every_call_but_mctl():
+    from mmsim.trace import EXECUTED
+    seen = set()
+    real_do = testing.Session.do
+
+    def do(self, pid, text):
+        seen.add(text.split("(")[0])
+        return real_do(self, pid, text)
+
+    testing.Session.do = do
+    try:
+        assert testing.run(testing.SimBackend, testing.SimBackend, examples=150, seed=3) is None
+    finally:
+        testing.Session.do = real_do
+    assert EXECUTED - seen == {"mctl"}
