@@ -78,7 +78,7 @@ def build_parser():
     c.add_argument("--seed", type=int, default=None, help="seed of the generator")
     c.add_argument("--calls", nargs="+", default=None, metavar="CALL",
                    help="memory calls to draw from (default: all of mmap munmap mprotect "
-                        "madvise mremap mlock mlock2 munlock prctl)")
+                        "madvise mremap mlock mlock2 munlock prctl brk file)")
     c.add_argument("--window", default="0x200000000000-0x300000000000",
                    help="the address window, LO-HI (default: %(default)s)")
     c.add_argument("--out", default="conform-difference.strace",
