@@ -259,6 +259,10 @@ def unshare_user(proc):
     """unshare(CLONE_NEWUSER): a child namespace owned by the caller's euid, with every
     capability inside it (and none outside)."""
     old = proc.cred
+    # create_user_ns: the creator's euid and egid must be mapped in the current
+    # namespace, and mmsim writes no maps, so only the initial namespace qualifies.
+    if old.user_ns is not INIT_USER_NS:
+        raise error(errno.EPERM, "the creator's ids are unmapped here")
     new = old.copy()
     new.user_ns = UserNamespace(old.user_ns, owner=old.euid)
     new.cap_permitted = new.cap_effective = CAP_FULL_SET

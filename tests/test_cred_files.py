@@ -62,3 +62,8 @@ def test_ids_are_unmapped_in_a_new_user_namespace(proc, call, args):
     # -1 everywhere changes nothing and maps nothing: allowed.
     if call.startswith("setres"):
         assert getattr(proc, call)(-1, -1, -1) == 0
+
+
+def test_a_second_unshare_needs_a_mapped_creator(proc):
+    proc.unshare(CLONE_NEWUSER)
+    assert errno_of(proc.unshare, CLONE_NEWUSER) == errno.EPERM
