@@ -162,7 +162,11 @@ def vma_behavior(mm, vma, start, end, advice):
             raise error(errno.EINVAL)
         if (vm_flags & (VM_SHARED | VM_WRITE)) != (VM_SHARED | VM_WRITE):
             raise error(errno.EACCES)
-        pages.zap_vma(mm, vma, start, end)
+        if vma.file.shmem:
+            pages.punch_hole(mm.kernel, vma.file.inode, vma.pgoff_at(start),
+                             vma.pgoff_at(end))
+        else:
+            pages.zap_vma(mm, vma, start, end)
         return vma
     if advice in (MADV_COLD, MADV_PAGEOUT):
         if vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):

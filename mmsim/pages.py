@@ -164,7 +164,7 @@ def _drop(mm, vma, page, n=1):
 
 def _map_cached(page):
     page.mapcount += 1
-    if page.mapcount == 1:
+    if page.mapcount == 1 and page.cache is not None:
         page.cache.nr_mapped += 1
 
 
@@ -215,6 +215,28 @@ def zap_vma(mm, vma, start, end):
                 if recency and is_young(vma, vpn):
                     lru.mark_accessed(page)
                 _drop(mm, vma, page)
+
+
+def punch_hole(kernel, inode, lo, hi):
+    """shmem_fallocate(PUNCH_HOLE) for file pages ``[lo, hi)``: every mapping of them
+    in every address space loses them (unmap_mapping_range), then the cache does."""
+    seen = set()
+    for proc in kernel.processes.values():
+        mm = proc.mm
+        if mm is None or id(mm) in seen:
+            continue
+        seen.add(id(mm))
+        for vma in mm.tree.values():
+            if vma.file is None or vma.file.inode is not inode:
+                continue
+            first = vma.pgoff
+            last = first + ((vma.end - vma.start) >> PAGE_SHIFT)
+            if first < hi and lo < last:
+                zap_vma(mm, vma, vma.start + (max(lo, first) - first) * PAGE_SIZE,
+                        vma.start + (min(hi, last) - first) * PAGE_SIZE)
+    cache = inode.cache
+    for index in [i for i in cache if lo <= i < hi]:
+        del cache[index]
 
 
 def anon_vma_prepare(vma):
@@ -289,16 +311,26 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
     # File or shared memory.  A regular file's page comes from the page cache (read
     # into it on first use); a private write maps a copy of it instead.
     cached = None
-    if vma.file is not None and not vma.file.shmem:
+    if vma.file is not None:
+        shmem = vma.file.shmem
         if not write:
-            n = _fault_around(mm, vma, vpn)
+            n = _fault_around(mm, vma, vpn, shmem)
             page = vma.pages.get(vpn) if vma.pages else None
             if page is not None:
                 if touch:
                     _touch(page)
                 return n
         index = vma.pgoff + vpn - (vma.start >> PAGE_SHIFT)
-        cached = pagecache.find_or_read(mm.kernel.file_lru, vma.file.inode, index, Page)
+        if shmem:
+            # shmem_fault: the file's folio, allocated (even for a read) if not there;
+            # it stays in the shmem cache when unmapped, for every mapper to find.
+            if shared or not write:
+                cache = vma.file.inode.cache
+                cached = cache.get(index)
+                if cached is None:
+                    cached = cache[index] = Page(anon=False, dirty=False, mapcount=0)
+        else:
+            cached = pagecache.find_or_read(mm.kernel.file_lru, vma.file.inode, index, Page)
     if write and not shared:
         anon_vma_prepare(vma)
         page = _pages(vma)[vpn] = Page(anon=True, dirty=True)
@@ -320,13 +352,14 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
 FAULT_AROUND_PAGES = 16   # fault_around_bytes, 64 KiB by default, in pages
 
 
-def _fault_around(mm, vma, vpn):
-    """do_fault_around + filemap_map_pages: a read fault on a regular file also maps
-    the file's cached pages in the aligned 16-page block around it, inside the VMA and
-    the page table.  Every page below EOF counts as cached (docs/mm.md).  Returns how
-    many pages it mapped."""
+def _fault_around(mm, vma, vpn, shmem=False):
+    """do_fault_around + filemap_map_pages: a read fault on a file also maps the file's
+    cached pages in the aligned 16-page block around it, inside the VMA and the page
+    table.  A regular file's every page below EOF counts as cached (docs/mm.md); shmem
+    has only the pages written or faulted so far.  Returns how many pages it mapped."""
     inode = vma.file.inode
     npages = (inode.size + PAGE_SIZE - 1) >> PAGE_SHIFT
+    cache = inode.cache
     first = vma.start >> PAGE_SHIFT
     pte = vpn & (PMD_PAGES - 1)
     lo = max(pte & ~(FAULT_AROUND_PAGES - 1), pte - min(pte, vpn - first))
@@ -340,7 +373,13 @@ def _fault_around(mm, vma, vpn):
         index = vma.pgoff + v - first
         if v in pages or index >= npages or (guards and v in guards):
             continue
-        page = pages[v] = pagecache.find_or_read(lru, inode, index, Page)
+        if shmem:
+            page = cache.get(index)
+            if page is None:
+                continue
+            pages[v] = page
+        else:
+            page = pages[v] = pagecache.find_or_read(lru, inode, index, Page)
         _map_cached(page)
         _charge(mm, vma, page, 1)
         _make_young(vma, v)
