@@ -80,3 +80,14 @@ OK, WHY = live.available()
 def test_fault_around_matches_the_live_kernel(name, data_file):
     diffs, skipped = live.diff_trace(trace_of(data_file, CASES[name][0]))
     assert diffs == [] and skipped == [], diffs
+
+
+def test_shmem_pages_are_shared_through_the_file_cache():
+    # The expectations are the live kernel's (tests/data/diff/14_shmem.strace).
+    import pathlib
+    path = pathlib.Path(__file__).parent / "data" / "diff" / "14_shmem.strace"
+    outs = Replayer(Kernel(randomize=False)).run(parse(path.read_text()))
+    rss = [sum(v["rss_kb"] for v in smaps_vmas(o.smaps, live.WINDOW))
+           for o in outs if o.event.kind == "dump"]
+    assert rss == [20, 24, 16, 12, 20]
+    assert all(o.matches() for o in outs)
