@@ -433,15 +433,15 @@ def deactivate(vma, start, end):
     anonymous LRU is not modelled)."""
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
     old = vma.old if vma.old is not None else set()
+    # Folios other mappings share are left alone altogether: PTE, flag and list.
     for vpn, page in (vma.pages or {}).items():
-        if lo <= vpn < hi:
+        if lo <= vpn < hi and page.mapcount == 1:
             page.referenced = False
-            if page.cache is not None and page.mapcount == 1:
-                # madvise_cold skips folios other mappings share.
+            if page.cache is not None:
                 page.cache.deactivate(page)
             old.add(vpn)
     for head, page in (vma.huge or {}).items():
-        if lo <= head and head + PMD_PAGES <= hi:
+        if lo <= head and head + PMD_PAGES <= hi and page.mapcount == 1:
             page.referenced = False
             old.add(head)
     vma.old = old

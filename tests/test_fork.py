@@ -155,8 +155,9 @@ def test_threads_share_the_mm():
 
 def test_referenced_after_fork_and_cold():
     """copy_present_pte makes the child's PTEs old: its Referenced counts only what it
-    touched since (or folios an mlock populate marked); MADV_COLD clears both, and a
-    page zapped and faulted again is young."""
+    touched since (or folios an mlock populate marked); MADV_COLD clears both, except
+    on folios the child still shares, and a page zapped and faulted again is young.
+    (The parent's numbers are what Linux 6.18 shows for the same steps.)"""
     from mmsim.uapi import MADV_COLD, MADV_DONTNEED
     k = Kernel(randomize=False)
     p = k.spawn()
@@ -170,7 +171,7 @@ def test_referenced_after_fork_and_cold():
     assert ref(c) == ["Referenced:            8 kB"]
     assert ref(p) == ["Referenced:           32 kB"]
     p.madvise(a, 8 * P, MADV_COLD)
-    assert ref(p) == ["Referenced:            0 kB"]
+    assert ref(p) == ["Referenced:           24 kB"]   # the six pages c still shares
     p.madvise(a, P, MADV_DONTNEED)
     p.touch(a, P)
-    assert ref(p) == ["Referenced:            4 kB"]
+    assert ref(p) == ["Referenced:           28 kB"]
