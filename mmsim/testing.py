@@ -120,6 +120,15 @@ def call_texts(draw, window=WINDOW, calls=CALLS):
     return f"{name}({addr:#x}, {length})"
 
 
+def errno_of(fn, *args):
+    """Call ``fn(*args)``: 0 if it succeeds, the errno of the OSError it raises if not."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        return exc.errno
+    return 0
+
+
 # ---------------------------------------------------------------------- backends
 
 class _ReplayerBackend:
@@ -435,6 +444,6 @@ def run(make_a, make_b, examples=100, seed=None, max_steps=20, window=WINDOW, ca
     return None
 
 
-__all__ = ["INITIAL", "CALLS", "data_file", "prots", "map_flags", "advices", "addresses", "lengths", "call_texts",
+__all__ = ["INITIAL", "CALLS", "data_file", "errno_of", "prots", "map_flags", "advices", "addresses", "lengths", "call_texts",
            "SimBackend", "LiveBackend", "Session", "Difference", "steps",
            "conformance_machine", "run"]

@@ -7,14 +7,7 @@ import pytest
 
 from mmsim.kernel import Kernel
 from mmsim.uapi import CLONE_NEWUSER, O_RDONLY, O_RDWR, O_WRONLY
-
-
-def errno_of(fn, *args):
-    try:
-        fn(*args)
-    except OSError as exc:
-        return exc.errno
-    return 0
+from mmsim.testing import errno_of
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from mmsim.uapi import (CLONE_NEWUSER, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MAP_ANONY
                         MCTL_SET_NOHUGEPAGE, PIDFD_SELF, PR_SET_THP_DISABLE,
                         PR_THP_DISABLE_EXCEPT_ADVISED, PROT_READ, PROT_WRITE)
 from mmsim.vma import VM_HUGEPAGE, VM_NOHUGEPAGE
+from mmsim.testing import errno_of
 
 P = 4096
 PMD = 2 << 20
@@ -25,14 +26,6 @@ RW = PROT_READ | PROT_WRITE
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 SELF = PIDFD_SELF
 TRUE = shutil.which("true") or "/usr/bin/true"
-
-
-def errno_of(fn, *args):
-    try:
-        fn(*args)
-    except OSError as exc:
-        return exc.errno
-    return 0
 
 
 def flags_of(proc):

@@ -13,17 +13,10 @@ from mmsim.uapi import (CLONE_NEWUSER, MADV_COLD, MADV_DONTDUMP, MADV_DONTNEED, 
                         MADV_PAGEOUT, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PIDFD_SELF_THREAD,
                         PIDFD_SELF_THREAD_GROUP, PR_GET_DUMPABLE, PROT_READ, PROT_WRITE,
                         WNOHANG)
+from mmsim.testing import errno_of
 
 P = 4096
 NOBODY = 65534
-
-
-def errno_of(fn, *args):
-    try:
-        fn(*args)
-    except OSError as exc:
-        return exc.errno
-    return 0
 
 
 def mapped(proc, pages=8):

@@ -15,17 +15,10 @@ from mmsim.trace import parse, replay
 from mmsim.uapi import (CLONE_NEWUSER, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PR_SET_MM,
                         PR_SET_MM_ARG_START, PR_SET_MM_BRK, PR_SET_MM_MAP, PR_SET_MM_MAP_SIZE,
                         PR_SET_MM_START_BRK, PR_SET_MM_START_CODE, PROT_READ, PROT_WRITE)
+from mmsim.testing import errno_of
 
 P = 4096
 W = 0x200000000000
-
-
-def errno_of(fn, *args):
-    try:
-        fn(*args)
-    except OSError as exc:
-        return exc.errno
-    return 0
 
 
 def layout(brk=W + 8 * P, **over):
