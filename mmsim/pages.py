@@ -321,6 +321,10 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
                     _touch(page)
                 return n
         index = vma.pgoff + vpn - (vma.start >> PAGE_SHIFT)
+        if index << PAGE_SHIFT >= vma.file.inode.size:
+            # filemap_fault / shmem_fault: a page wholly past EOF is SIGBUS (after the
+            # fault-around above has mapped what lies below EOF).
+            raise OSError(errno.EFAULT, "SIGBUS: page beyond the end of the file")
         if shmem:
             # shmem_fault: the file's folio, allocated (even for a read) if not there;
             # it stays in the shmem cache when unmapped, for every mapper to find.

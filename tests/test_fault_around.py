@@ -91,3 +91,26 @@ def test_shmem_pages_are_shared_through_the_file_cache():
            for o in outs if o.event.kind == "dump"]
     assert rss == [20, 24, 16, 12, 20]
     assert all(o.matches() for o in outs)
+
+
+PAST_EOF = (
+    # File pages 36..43 of a 41-page file: the last three lie wholly past EOF.
+    f"mmap({W:#x}, {8 * P}, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_FIXED, 3, {36 * P:#x})\n"
+    f"madvise({W + 6 * P:#x}, {P}, MADV_POPULATE_READ)\n"
+    f"madvise({W + 5 * P:#x}, {P}, MADV_POPULATE_WRITE)\n"
+    f"mlock({W:#x}, {8 * P})\n")
+
+
+def test_a_fault_past_eof_is_sigbus_after_fault_around(data_file):
+    outs = Replayer(Kernel(randomize=False)).run(parse(trace_of(data_file, PAST_EOF)))
+    import errno
+    assert [o.result for o in outs[1:5]] == [W, -errno.EFAULT, -errno.EFAULT, -errno.ENOMEM]
+    (vma,) = smaps_vmas(outs[-1].smaps, live.WINDOW)
+    # Fault-around mapped the five pages below EOF; mlock set VM_LOCKED all the same.
+    assert (vma["rss_kb"], vma["locked_kb"], "lo" in vma["flags"]) == (20, 20, True)
+
+
+@pytest.mark.skipif(not OK, reason=WHY or "live kernel available")
+def test_past_eof_matches_the_live_kernel(data_file):
+    diffs, skipped = live.diff_trace(trace_of(data_file, PAST_EOF))
+    assert diffs == [] and skipped == [], diffs
