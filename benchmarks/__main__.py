@@ -6,7 +6,7 @@ import platform
 import sys
 import time
 
-from . import fork, mctl_walk, mm_memory, replay, store
+from . import fork, mctl_walk, mm_memory, replay, store, store_floor
 
 
 def _log(msg):
@@ -37,6 +37,10 @@ def main(argv=None):
     mw = sub.add_parser("mctl-walk", help="mctl SET over 65,530 VMAs against live madvise")
     mw.add_argument("--vmas", type=int, default=65_530)
     mw.add_argument("--repeats", type=int, default=5)
+    fl = sub.add_parser("store-floor", help="the cheapest possible store method, against "
+                                            "SortedDict and VmaTree")
+    fl.add_argument("--size", type=int, default=1_000)
+    fl.add_argument("--repeats", type=int, default=15)
     rp = sub.add_parser("replay", help="trace replay speed against the Python API")
     rp.add_argument("--lines", type=int, default=100_000)
     rp.add_argument("--repeats", type=int, default=3)
@@ -60,6 +64,10 @@ def main(argv=None):
         result = replay.run(args.lines, args.repeats)
         print(replay.table(result))
         return 0 if replay.criterion(result) else 1
+    if args.cmd == "store-floor":
+        print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
+        print(store_floor.table(store_floor.run(args.size, args.repeats), args.size))
+        return 0
     if args.cmd == "mm-memory":
         print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
         print(mm_memory.table(mm_memory.alternating_mmaps(args.vmas)))

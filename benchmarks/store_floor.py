@@ -1,0 +1,99 @@
+"""How cheap can a store method be?  The least a ``store(start, end, entry)`` and an
+``erase(start, end)`` can do in CPython and still keep the ranges in order, beside
+SortedDict's insertion and deletion and VmaTree's, in one process run.
+
+The floor checks its arguments as VmaTree does, finds the place with one C bisect in a
+single flat list (the best case, at a size where the list's memmove costs nothing) and
+inserts or deletes there: no overlap handling, no gap tracking, no nodes.  Whatever a
+real store adds comes on top, so if the floor's ratio to SortedDict is above the bar,
+no pure-Python store method meets the bar.
+"""
+
+import gc
+import statistics
+import time
+from bisect import bisect_left, bisect_right
+
+from .peers import SortedDictPeer, TreePeer
+from .workload import Vma, Workload
+
+LIMIT = 1 << 64
+
+
+class Floor:
+    """Sorted interleaved bounds and entries in two flat lists; nothing else."""
+
+    __slots__ = ("b", "v")
+
+    def __init__(self):
+        self.b = []
+        self.v = []
+
+    def store(self, start, end, entry):
+        """Insert ``[start, end) -> entry`` into free space (the only case it handles)."""
+        if type(start) is not int or type(end) is not int or not 0 <= start < end <= LIMIT:
+            raise ValueError("bad range")
+        b = self.b
+        p = bisect_right(b, start)
+        b[p:p] = (start, end)
+        self.v.insert(p >> 1, entry)
+
+    def erase(self, start, end):
+        """Remove the range that is exactly ``[start, end)``."""
+        if type(start) is not int or type(end) is not int or not 0 <= start < end <= LIMIT:
+            raise ValueError("bad range")
+        b = self.b
+        p = bisect_left(b, start)
+        del b[p:p + 2], self.v[p >> 1]
+
+
+class FloorPeer:
+    name = "floor"
+
+    def build(self, starts, ends, order):
+        t = Floor()
+        store = t.store
+        for i in order:
+            s = starts[i]
+            e = ends[i]
+            store(s, e, Vma(s, e, 0))
+        self.t = t
+
+    def erase(self, ranges):
+        erase = self.t.erase
+        for s, e in ranges:
+            erase(s, e)
+        return len(self.t.v)
+
+
+def run(n=1_000, repeats=15):
+    """Median ns per build and per erase operation of each peer at size ``n``."""
+    w = Workload(n)
+    ranges = [(w.starts[i], w.ends[i]) for i in w.erase_idx]
+    peers = [SortedDictPeer(), TreePeer(), FloorPeer()]
+    times = {p.name: {"build": [], "erase": []} for p in peers}
+    for _ in range(repeats):
+        for peer in peers:
+            gc.collect()
+            t0 = time.perf_counter_ns()
+            peer.build(w.starts, w.ends, w.order)
+            times[peer.name]["build"].append((time.perf_counter_ns() - t0) / n)
+            gc.collect()
+            t0 = time.perf_counter_ns()
+            left = peer.erase(ranges)
+            times[peer.name]["erase"].append((time.perf_counter_ns() - t0) / len(ranges))
+            assert left == n - len(ranges)
+    return {name: {op: statistics.median(v) for op, v in ops.items()}
+            for name, ops in times.items()}
+
+
+def table(result, n=1_000):
+    """Markdown table of the medians and their ratios to SortedDict."""
+    ref = result["SortedDict"]
+    rows = ["| op | N | SortedDict | VmaTree | VmaTree ratio | floor | floor ratio |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for op in ("build", "erase"):
+        sd, tree, floor = ref[op], result["VmaTree"][op], result["floor"][op]
+        rows.append(f"| {op} | {n:,} | {sd:.0f} ns | {tree:.0f} ns | {tree / sd:.2f} | "
+                    f"{floor:.0f} ns | {floor / sd:.2f} |")
+    return "\n".join(rows)
