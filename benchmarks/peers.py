@@ -18,8 +18,12 @@ class TreePeer:
     def __init__(self, width=None):
         self.width = width
 
+    def new(self):
+        """An empty store."""
+        return VmaTree() if self.width is None else VmaTree(self.width)
+
     def build(self, starts, ends, order):
-        t = VmaTree() if self.width is None else VmaTree(self.width)
+        t = self.new()
         store = t.store
         for i in order:
             s = starts[i]
@@ -28,7 +32,7 @@ class TreePeer:
         self.t = t
 
     def build_from(self, vmas, order):
-        t = VmaTree() if self.width is None else VmaTree(self.width)
+        t = self.new()
         store = t.store
         for i in order:
             v = vmas[i]

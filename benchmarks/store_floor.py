@@ -15,7 +15,7 @@ import time
 from bisect import bisect_left, bisect_right
 
 from .peers import SortedDictPeer, TreePeer
-from .workload import Vma, Workload
+from .workload import Workload
 
 LIMIT = 1 << 64
 
@@ -46,24 +46,17 @@ class Floor:
         p = bisect_left(b, start)
         del b[p:p + 2], self.v[p >> 1]
 
+    def __len__(self):
+        return len(self.v)
 
-class FloorPeer:
+
+class FloorPeer(TreePeer):
+    """The floor, driven exactly as the VmaTree peer drives VmaTree."""
+
     name = "floor"
 
-    def build(self, starts, ends, order):
-        t = Floor()
-        store = t.store
-        for i in order:
-            s = starts[i]
-            e = ends[i]
-            store(s, e, Vma(s, e, 0))
-        self.t = t
-
-    def erase(self, ranges):
-        erase = self.t.erase
-        for s, e in ranges:
-            erase(s, e)
-        return len(self.t.v)
+    def new(self):
+        return Floor()
 
 
 def run(n=1_000, repeats=15):
