@@ -13,10 +13,15 @@ in pure Python, shaped for CPython speed:
   and last end of the child's subtree (the pivots) and the child's largest gap.  The
   free range between two subtrees belongs to their lowest common ancestor, so a store
   never touches a neighbouring leaf's summary.
-* Every node keeps a sorted multiset ``gaps`` of the positive free ranges it accounts
-  for (between its leaf's ranges, or between its children).  Its largest gap is
-  ``gaps[-1]``: a store keeps it exact with a few C-level bisects instead of rescanning
-  the node.  Adjacent ranges (gap 0, the common case for VMAs) are not in it at all.
+* A leaf keeps its largest inner gap ``mg`` and how many gaps have that size ``mgc``.
+  Most stores leave both alone or move them with a compare: filling part of a gap
+  smaller than the largest changes nothing, and freeing a range makes a gap larger
+  than either of its neighbours.  Only when the last gap of the largest size is cut
+  does the leaf rescan its bounds (C-level ``map``/``max``), so the value stays exact on
+  every store without a per-leaf ordered structure to keep up.
+* An internal node keeps a sorted multiset ``gaps`` of the positive free ranges it
+  accounts for (its children's largest and those between children); its largest gap is
+  ``gaps[-1]``, kept exact with a few C-level bisects.
 * Beside the tree, a flat index of the leaves in address order (their first starts and
   the leaves themselves) lets a lookup or a store reach its leaf with one bisect, whatever
   the height; nodes point to their parents, so a change climbs the tree only as far as
@@ -42,14 +47,14 @@ DEFAULT_WIDTH = 256
 
 
 class _Leaf:
-    """A leaf: interleaved bounds, entries and the multiset of its inner gaps."""
+    """A leaf: interleaved bounds, entries and its largest inner gap with its count."""
 
-    __slots__ = ("b", "v", "gaps", "parent", "dirty", "sor", "sand")
+    __slots__ = ("b", "v", "mg", "mgc", "parent", "dirty", "sor", "sand")
 
     def __init__(self, b, v, parent=None):
         self.b = b          # [s0, e0, s1, e1, ...], sorted, ranges disjoint
         self.v = v          # entries, one per range
-        self.gaps = _leaf_gaps(b)
+        self.mg, self.mgc = _leaf_max(b)
         self.parent = parent
         # Summary of the entries' keys (OR and AND), valid only while not dirty.
         self.dirty = True
@@ -78,6 +83,8 @@ class _Node:
 
 def _gap_of(node):
     """Largest free range inside ``node``'s span (0 if none)."""
+    if type(node) is _Leaf:
+        return node.mg
     gaps = node.gaps
     return gaps[-1] if gaps else 0
 
@@ -90,9 +97,14 @@ def _span(node):
     return node.firsts[0], node.lasts[-1]
 
 
-def _leaf_gaps(b):
-    """Sorted positive gaps between consecutive ranges of interleaved bounds ``b``."""
-    return sorted(filter(None, map(sub, islice(b, 2, None, 2), islice(b, 1, None, 2))))
+def _leaf_max(b):
+    """Largest gap between consecutive ranges of interleaved bounds ``b``, and how many
+    gaps have that size: ``(0, 0)`` when no two ranges have free space between them."""
+    if len(b) < 4:
+        return 0, 0
+    gaps = list(map(sub, b[2::2], b[1:-1:2]))
+    top = max(gaps)
+    return (top, gaps.count(top)) if top else (0, 0)
 
 
 def _node_gaps(node):
@@ -461,31 +473,34 @@ class VmaTree:
             if start != b[p - 1] or end != b[p]:
                 return self._overwrite(leaf, li, p, start, end, entry)
             # Erasing exactly one range.
-            gaps = leaf.gaps
-            old_gap = gaps[-1] if gaps else 0
+            old_gap = leaf.mg
             old_first = b[0]
-            if p > 1:
-                g = start - b[p - 2]
-                if g:
-                    del gaps[bisect_left(gaps, g)]
-                if p + 1 < nb:
-                    g = b[p + 1] - end
-                    if g:
-                        del gaps[bisect_left(gaps, g)]
-                    insort(gaps, b[p + 1] - b[p - 2])
+            lost = 0   # a gap that disappears, if it is one of the largest
+            if p > 1 and p + 1 < nb:
+                # Its two neighbouring gaps join into one larger than either.
+                g = b[p + 1] - b[p - 2]
+                if g > old_gap:
+                    leaf.mg = g
+                    leaf.mgc = 1
+                elif g == old_gap:
+                    leaf.mgc += 1
+            elif p > 1:
+                lost = start - b[p - 2]
             elif p + 1 < nb:
-                g = b[p + 1] - end
-                if g:
-                    del gaps[bisect_left(gaps, g)]
+                lost = b[p + 1] - end
             del b[p - 1:p + 1], v[k]
+            if lost and lost == old_gap:
+                leaf.mgc -= 1
+                if not leaf.mgc:
+                    leaf.mg, leaf.mgc = _leaf_max(b)
             self._len -= 1
             n = len(v)
             if n < self._min and (self._height or not n):
                 self._fix(leaf, li, old_first)
-            elif self._height and (k == 0 or k == n or old_gap != (gaps[-1] if gaps else 0)):
+            elif self._height and (k == 0 or k == n or old_gap != leaf.mg):
                 if k == 0:
                     lf[li] = b[0]
-                self._propagate(leaf, old_first, b[0], b[-1], gaps[-1] if gaps else 0)
+                self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
             elif k == 0:
                 lf[li] = b[0]
             return
@@ -494,38 +509,40 @@ class VmaTree:
         # ``[start, end)`` is free: a pure insertion (the common case for mmap).
         if entry is None:
             return
-        gaps = leaf.gaps
         old_first = b[0]
-        b[p:p] = (start, end)
-        leaf.v.insert(p >> 1, entry)
-        self._len += 1
         if 0 < p < nb:
-            prev_end = b[p - 1]
-            next_start = b[p + 2]
-            j = bisect_left(gaps, next_start - prev_end)
-            # The new gaps are smaller than the one they replace, so the largest gap
-            # changes only if that one was it (and had no equal).
-            moved = j + 1 == len(gaps)
-            del gaps[j]
-            g = start - prev_end
-            if g:
-                insort(gaps, g)
-            g = next_start - end
-            if g:
-                insort(gaps, g)
+            # The two new gaps are smaller than the one they cut, so the largest gap
+            # changes only if that one was the last of the largest size.
+            moved = b[p] - b[p - 1] == leaf.mg
+            b[p:p] = (start, end)
+            leaf.v.insert(p >> 1, entry)
+            if moved:
+                moved = leaf.mgc == 1
+                if moved:
+                    leaf.mg, leaf.mgc = _leaf_max(b)
+                else:
+                    leaf.mgc -= 1
         else:
             moved = True
+            b[p:p] = (start, end)
+            leaf.v.insert(p >> 1, entry)
             if p:
                 g = start - b[p - 1]
             else:
                 g = b[2] - end
                 lf[li] = start
             if g:
-                insort(gaps, g)
+                mg = leaf.mg
+                if g > mg:
+                    leaf.mg = g
+                    leaf.mgc = 1
+                elif g == mg:
+                    leaf.mgc += 1
+        self._len += 1
         if nb >= 2 * self._width:
             self._fix(leaf, li, old_first)
         elif moved and self._height:
-            self._propagate(leaf, old_first, b[0], b[-1], gaps[-1] if gaps else 0)
+            self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
 
     def _store_first(self, start, end, entry):
         """Store into an empty tree."""
@@ -563,15 +580,15 @@ class VmaTree:
             new_b += (end, last_end)
             new_v.append(v[m - 1])
         old_first = b[0]
-        old_gap = _gap_of(leaf)
+        old_gap = leaf.mg
         _replace(leaf, k, m, new_b, new_v)
         self._len += len(new_v) - (m - k)
         n = len(v)
         if n > self._width or (n < self._min and (self._height or not n)):
             self._fix(leaf, li, old_first)
-        elif self._height and (k == 0 or 2 * m == nb or old_gap != _gap_of(leaf)):
+        elif self._height and (k == 0 or 2 * m == nb or old_gap != leaf.mg):
             self._lf[li] = b[0]
-            self._propagate(leaf, old_first, b[0], b[-1], _gap_of(leaf))
+            self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
         else:
             self._lf[li] = b[0]
 
@@ -702,7 +719,7 @@ class VmaTree:
             lf[lj] = ll[lj].b[0]
         else:
             lf[li] = leaf.b[0]
-            self._propagate(leaf, old_first, leaf.b[0], leaf.b[-1], _gap_of(leaf))
+            self._propagate(leaf, old_first, leaf.b[0], leaf.b[-1], leaf.mg)
             return
         self._fix_node(parent, parent_first)
 
@@ -776,8 +793,9 @@ class VmaTree:
                     raise AssertionError(f"range [{s:#x}, {e:#x}) stores None")
                 if k and b[2 * k - 1] > s:
                     raise AssertionError(f"range [{s:#x}, {e:#x}) is out of order or overlaps")
-            if node.gaps != _leaf_gaps(b):
-                raise AssertionError(f"leaf gap multiset {node.gaps} should be {_leaf_gaps(b)}")
+            if (node.mg, node.mgc) != _leaf_max(b):
+                raise AssertionError(f"leaf largest gap and count {(node.mg, node.mgc)} "
+                                     f"should be {_leaf_max(b)}")
             if not node.dirty and self._key is not None:
                 keys = [self._key(x) for x in v]
                 if (node.sor, node.sand) != (reduce(or_, keys, 0), reduce(and_, keys, -1)):
@@ -962,22 +980,30 @@ def _chunk_sizes(n, width, low):
 
 
 def _replace(leaf, k, m, new_b, new_v):
-    """Replace ranges ``k..m-1`` of ``leaf`` with the given ones, keeping its gap multiset exact."""
+    """Replace ranges ``k..m-1`` of ``leaf`` with the given ones, keeping its largest gap exact."""
     b = leaf.b
-    gaps = leaf.gaps
+    top = leaf.mg
+    count = leaf.mgc
     n = len(b) >> 1
     # Only the gaps from range k-1 to the range after the replaced ones change.
-    for q in range(2 * k - 1 if k else 1, min(2 * m, 2 * n - 1), 2):
-        g = b[q + 1] - b[q]
-        if g:
-            del gaps[bisect_left(gaps, g)]
+    if top:
+        for q in range(2 * k - 1 if k else 1, min(2 * m, 2 * n - 1), 2):
+            if b[q + 1] - b[q] == top:
+                count -= 1
     b[2 * k:2 * m] = new_b
     leaf.v[k:m] = new_v
     n = len(b) >> 1
     for q in range(2 * k - 1 if k else 1, min(2 * k + len(new_b), 2 * n - 1), 2):
         g = b[q + 1] - b[q]
-        if g:
-            insort(gaps, g)
+        if g > top:
+            top = g
+            count = 1
+        elif g and g == top:
+            count += 1
+    if top and not count:
+        top, count = _leaf_max(b)
+    leaf.mg = top
+    leaf.mgc = count
 
 
 def _split(node):
@@ -986,7 +1012,7 @@ def _split(node):
         half = len(node.v) // 2
         right = _Leaf(node.b[2 * half:], node.v[half:], node.parent)
         del node.b[2 * half:], node.v[half:]
-        node.gaps = _leaf_gaps(node.b)
+        node.mg, node.mgc = _leaf_max(node.b)
         return right
     half = len(node.children) // 2
     right = _Node(node.firsts[half:], node.lasts[half:], node.children[half:], node.parent)
@@ -1014,7 +1040,7 @@ def _refresh(node):
     else:
         node.firsts[:] = [c.firsts[0] for c in children]
         node.lasts[:] = [c.lasts[-1] for c in children]
-    node.cg[:] = [c.gaps[-1] if c.gaps else 0 for c in children]
+    node.cg[:] = list(map(_gap_of, children))
     node.gaps = _node_gaps(node)
 
 
@@ -1043,8 +1069,8 @@ def _rebalance(parent, i, width):
             both = left.v + right.v
             left.v[:] = both[:keep]
             right.v[:] = both[keep:]
-            right.gaps = _leaf_gaps(right.b)
-        left.gaps = _leaf_gaps(left.b)
+            right.mg, right.mgc = _leaf_max(right.b)
+        left.mg, left.mgc = _leaf_max(left.b)
     else:
         total = len(left.children) + len(right.children)
         if total <= most:
