@@ -420,10 +420,6 @@ class VmaTree:
 
     def erase(self, start, end):
         """Free ``[start, end)``: same as ``store(start, end, None)``."""
-        self.store(start, end, None)
-
-    def store(self, start, end, entry):
-        """Make ``[start, end)`` map to ``entry`` (``None`` frees it), trimming what was there."""
         if (type(start) is not int or type(end) is not int
                 or not 0 <= start < end <= INDEX_LIMIT):
             self._bad_range(start, end)
@@ -431,8 +427,65 @@ class VmaTree:
         li = bisect_right(lf, start) - 1
         if li < 0:
             if not lf:
-                if entry is not None:
-                    self._store_first(start, end, entry)
+                return
+            li = 0
+        leaf = self._ll[li]
+        if not leaf.dirty:
+            _touch(leaf)
+        b = leaf.b
+        nb = len(b)
+        p = bisect_right(b, start)
+        if not (p & 1 and start == b[p - 1] and end == b[p]):
+            # Anything but exactly one whole range: the general path, if anything is there.
+            if p & 1 or (end > b[p] if p < nb else li + 1 < len(lf) and end > lf[li + 1]):
+                self._overwrite(leaf, li, p, start, end, None)
+            return
+        # Erasing exactly one range.
+        k = p >> 1
+        v = leaf.v
+        old_gap = leaf.mg
+        old_first = b[0]
+        lost = 0   # a gap that disappears, if it is one of the largest
+        if p > 1 and p + 1 < nb:
+            # Its two neighbouring gaps join into one larger than either.
+            g = b[p + 1] - b[p - 2]
+            if g > old_gap:
+                leaf.mg = g
+                leaf.mgc = 1
+            elif g == old_gap:
+                leaf.mgc += 1
+        elif p > 1:
+            lost = start - b[p - 2]
+        elif p + 1 < nb:
+            lost = b[p + 1] - end
+        del b[p - 1:p + 1], v[k]
+        if lost and lost == old_gap:
+            leaf.mgc -= 1
+            if not leaf.mgc:
+                leaf.mg, leaf.mgc = _leaf_max(b)
+        self._len -= 1
+        n = len(v)
+        if n < self._min and (self._height or not n):
+            self._fix(leaf, li, old_first)
+        elif self._height and (k == 0 or k == n or old_gap != leaf.mg):
+            if k == 0:
+                lf[li] = b[0]
+            self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
+        elif k == 0:
+            lf[li] = b[0]
+
+    def store(self, start, end, entry):
+        """Make ``[start, end)`` map to ``entry`` (``None`` frees it), trimming what was there."""
+        if entry is None:
+            return self.erase(start, end)
+        if (type(start) is not int or type(end) is not int
+                or not 0 <= start < end <= INDEX_LIMIT):
+            self._bad_range(start, end)
+        lf = self._lf
+        li = bisect_right(lf, start) - 1
+        if li < 0:
+            if not lf:
+                self._store_first(start, end, entry)
                 return
             li = 0
         leaf = self._ll[li]
@@ -444,71 +497,33 @@ class VmaTree:
         if p & 1:
             if end > b[p]:
                 return self._overwrite(leaf, li, p, start, end, entry)
-            # The store lies within range p >> 1.
+            # The store lies within range p >> 1, splitting or replacing it: the taken
+            # space, and so every gap and pivot, stays as it is.
             k = p >> 1
             v = leaf.v
-            if entry is not None:
-                # Splitting or replacing part of a range: the taken space, and so every
-                # gap and pivot, stays as it is.
-                s = b[p - 1]
-                e = b[p]
-                old = v[k]
-                if s < start:
-                    if end < e:
-                        b[p:p] = (start, start, end, end)
-                        v[k + 1:k + 1] = (entry, old)
-                    else:
-                        b[p:p] = (start, start)
-                        v.insert(k + 1, entry)
-                elif end < e:
-                    b[p:p] = (end, end)
-                    v.insert(k, entry)
+            s = b[p - 1]
+            e = b[p]
+            old = v[k]
+            if s < start:
+                if end < e:
+                    b[p:p] = (start, start, end, end)
+                    v[k + 1:k + 1] = (entry, old)
                 else:
-                    v[k] = entry
-                    return
-                self._len += len(v) - (nb >> 1)
-                if len(v) > self._width:
-                    self._fix(leaf, li, b[0])
+                    b[p:p] = (start, start)
+                    v.insert(k + 1, entry)
+            elif end < e:
+                b[p:p] = (end, end)
+                v.insert(k, entry)
+            else:
+                v[k] = entry
                 return
-            if start != b[p - 1] or end != b[p]:
-                return self._overwrite(leaf, li, p, start, end, entry)
-            # Erasing exactly one range.
-            old_gap = leaf.mg
-            old_first = b[0]
-            lost = 0   # a gap that disappears, if it is one of the largest
-            if p > 1 and p + 1 < nb:
-                # Its two neighbouring gaps join into one larger than either.
-                g = b[p + 1] - b[p - 2]
-                if g > old_gap:
-                    leaf.mg = g
-                    leaf.mgc = 1
-                elif g == old_gap:
-                    leaf.mgc += 1
-            elif p > 1:
-                lost = start - b[p - 2]
-            elif p + 1 < nb:
-                lost = b[p + 1] - end
-            del b[p - 1:p + 1], v[k]
-            if lost and lost == old_gap:
-                leaf.mgc -= 1
-                if not leaf.mgc:
-                    leaf.mg, leaf.mgc = _leaf_max(b)
-            self._len -= 1
-            n = len(v)
-            if n < self._min and (self._height or not n):
-                self._fix(leaf, li, old_first)
-            elif self._height and (k == 0 or k == n or old_gap != leaf.mg):
-                if k == 0:
-                    lf[li] = b[0]
-                self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
-            elif k == 0:
-                lf[li] = b[0]
+            self._len += len(v) - (nb >> 1)
+            if len(v) > self._width:
+                self._fix(leaf, li, b[0])
             return
         if not (end <= b[p] if p < nb else li + 1 == len(lf) or end <= lf[li + 1]):
             return self._overwrite(leaf, li, p, start, end, entry)
         # ``[start, end)`` is free: a pure insertion (the common case for mmap).
-        if entry is None:
-            return
         old_first = b[0]
         if 0 < p < nb:
             # The two new gaps are smaller than the one they cut, so the largest gap
@@ -700,15 +715,24 @@ class VmaTree:
             else:
                 del ll[:], lf[:]
             return
-        i = bisect_left(parent.firsts, old_first)
-        parent_first = parent.firsts[0]
         if n > self._width:
+            # Bring the parent's record of the leaf up to date, then hand the upper half
+            # to a new sibling.  The gaps under the parent stay the same multiset, so
+            # nothing above the parent changes unless it overflows in turn.
+            b = leaf.b
+            self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
+            i = bisect_left(parent.firsts, b[0])
             right = _split(leaf)
             ll.insert(li + 1, right)
             lf.insert(li + 1, right.b[0])
-            lf[li] = leaf.b[0]
-            _adopt(parent, i + 1, right)
-        elif n < self._min:
+            lf[li] = b[0]
+            _adopt_half(parent, i, leaf, right)
+            if len(parent.children) > self._width:
+                self._fix_node(parent, parent.firsts[0], refresh=False)
+            return
+        i = bisect_left(parent.firsts, old_first)
+        parent_first = parent.firsts[0]
+        if n < self._min:
             j, merged = _rebalance(parent, i, self._width)
             # The pair is j, j+1 under ``parent``, and adjacent in the flat index too.
             lj = li if j == i else li - 1
@@ -723,9 +747,11 @@ class VmaTree:
             return
         self._fix_node(parent, parent_first)
 
-    def _fix_node(self, node, old_first):
-        """Internal ``node``'s children changed: rebuild its summary, fix its fill, go up."""
-        _refresh(node)
+    def _fix_node(self, node, old_first, refresh=True):
+        """Internal ``node``'s children changed: rebuild its summary (unless it is already
+        exact), fix its fill, go up."""
+        if refresh:
+            _refresh(node)
         while True:
             n = len(node.children)
             parent = node.parent
@@ -740,11 +766,16 @@ class VmaTree:
                     self._root.parent = None
                     self._height -= 1
                 return
+            if n > self._width:
+                self._propagate(node, old_first, node.firsts[0], node.lasts[-1], _gap_of(node))
+                i = bisect_left(parent.firsts, node.firsts[0])
+                _adopt_half(parent, i, node, _split(node))
+                node = parent
+                old_first = parent.firsts[0]
+                continue
             i = bisect_left(parent.firsts, old_first)
             parent_first = parent.firsts[0]
-            if n > self._width:
-                _adopt(parent, i + 1, _split(node))
-            elif n < self._min:
+            if n < self._min:
                 _rebalance(parent, i, self._width)
             else:
                 self._propagate(node, old_first, node.firsts[0], node.lasts[-1], _gap_of(node))
@@ -1021,14 +1052,26 @@ def _split(node):
     return right
 
 
-def _adopt(parent, i, child):
-    """Insert ``child`` as child ``i`` of ``parent`` (summaries are refreshed by the caller)."""
-    first, last = _span(child)
-    parent.firsts.insert(i, first)
-    parent.lasts.insert(i, last)
-    parent.cg.insert(i, _gap_of(child))
-    parent.children.insert(i, child)
-    child.parent = parent
+def _adopt_half(parent, i, left, right):
+    """``right`` was just split off ``left``, child ``i`` of ``parent``: record it in
+    ``parent`` and move the parent's gap multiset to match."""
+    gaps = parent.gaps
+    cg = parent.cg
+    g = cg[i]
+    if g:
+        del gaps[bisect_left(gaps, g)]
+    first, last = _span(right)
+    left_last = _span(left)[1]
+    for g in (_gap_of(left), _gap_of(right), first - left_last):
+        if g:
+            insort(gaps, g)
+    cg[i] = _gap_of(left)
+    cg.insert(i + 1, _gap_of(right))
+    parent.lasts[i] = left_last
+    parent.lasts.insert(i + 1, last)
+    parent.firsts.insert(i + 1, first)
+    parent.children.insert(i + 1, right)
+    right.parent = parent
 
 
 def _refresh(node):
