@@ -237,15 +237,17 @@ class VmaTree:
 
     def load(self, index):
         """The entry whose range covers ``index``, or ``None``."""
-        if type(index) is not int or not 0 <= index < INDEX_LIMIT:
+        if type(index) is not int:
             _bad_index("index", index, INDEX_LIMIT - 1)
         i = bisect_right(self._lf, index) - 1
-        if i < 0:
-            return None
-        leaf = self._ll[i]
-        p = bisect_right(leaf.b, index)
-        if p & 1:
-            return leaf.v[p >> 1]
+        if i >= 0:
+            leaf = self._ll[i]
+            p = bisect_right(leaf.b, index)
+            if p & 1:
+                return leaf.v[p >> 1]
+        # Only an index in no range can be out of bounds: check it on this path alone.
+        if not 0 <= index < INDEX_LIMIT:
+            _bad_index("index", index, INDEX_LIMIT - 1)
         return None
 
     def find(self, index, limit=None):

@@ -412,9 +412,12 @@ def test_bad_ranges_raise_and_change_nothing(start, end):
     tree.check()
 
 
+@pytest.mark.parametrize("ranges", [[], [(0, INDEX_LIMIT)], [(0, 10), (20, 30)]])
 @pytest.mark.parametrize("index", [-1, INDEX_LIMIT, 1.5, "3", None])
-def test_bad_indices(index):
+def test_bad_indices(index, ranges):
     tree = VmaTree()
+    for start, end in ranges:
+        tree.store(start, end, "x")
     with pytest.raises(ValueError):
         tree.load(index)
     if index != INDEX_LIMIT:
