@@ -81,3 +81,26 @@ def test_replay_benchmark_runs_and_agrees_with_the_api():
     r = replay.run(lines=500, repeats=1)
     assert r["calls"] == 500 and r["same_layout"]
     assert "calls/s" in replay.table(r)
+
+
+def test_store_floors_keep_ranges_in_order_and_the_checked_one_refuses_overlap():
+    from benchmarks.store_floor import CheckedFloor, Floor, run, table
+    w = Workload(300)
+    for cls in (Floor, CheckedFloor):
+        f = cls()
+        for i in w.order:
+            f.store(w.starts[i], w.ends[i], i)
+        assert f.b[0::2] == w.starts and f.b[1::2] == w.ends and f.v == list(range(300))
+        f.erase(w.starts[5], w.ends[5])
+        assert len(f) == 299 and w.starts[5] not in f.b
+    f = CheckedFloor()
+    f.store(10, 20, "a")
+    for start, end in ((15, 25), (5, 11), (12, 13)):
+        with pytest.raises(NotImplementedError):
+            f.store(start, end, "x")
+    with pytest.raises(NotImplementedError):
+        f.erase(10, 15)
+    assert f.b == [10, 20] and f.v == ["a"]
+    result = run(200, repeats=1)
+    assert set(result) == {"SortedDict", "VmaTree", "floor", "checked floor"}
+    assert "checked floor ratio" in table(result, 200)

@@ -457,6 +457,14 @@ def test_check_detects_corruption():
     with pytest.raises(AssertionError, match="gap"):
         tree.check()
     tree = fresh()
+    tree._ll[2].mgc += 1
+    with pytest.raises(AssertionError, match="largest gap"):
+        tree.check()
+    tree = fresh()
+    tree._ll[2].mg += 1
+    with pytest.raises(AssertionError, match="largest gap"):
+        tree.check()
+    tree = fresh()
     tree._root.firsts[1] += 1
     with pytest.raises(AssertionError, match="pivots"):
         tree.check()
