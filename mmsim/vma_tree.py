@@ -1043,9 +1043,23 @@ def _split(node):
     """Move the upper half of ``node`` into a new right sibling (same parent) and return it."""
     if type(node) is _Leaf:
         half = len(node.v) // 2
-        right = _Leaf(node.b[2 * half:], node.v[half:], node.parent)
-        del node.b[2 * half:], node.v[half:]
-        node.mg, node.mgc = _leaf_max(node.b)
+        b = node.b
+        right = _Leaf(b[2 * half:], node.v[half:], node.parent)
+        # The left half keeps the largest gap if any gap of that size is left in it
+        # once the right half's and the one between the halves are counted out.
+        top = node.mg
+        count = node.mgc
+        if right.mg == top:
+            count -= right.mgc
+        if b[2 * half] - b[2 * half - 1] == top:
+            count -= 1
+        del b[2 * half:], node.v[half:]
+        if not top:
+            count = 0
+        elif count <= 0:
+            top, count = _leaf_max(b)
+        node.mg = top
+        node.mgc = count
         return right
     half = len(node.children) // 2
     right = _Node(node.firsts[half:], node.lasts[half:], node.children[half:], node.parent)
