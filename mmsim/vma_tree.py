@@ -13,12 +13,14 @@ in pure Python, shaped for CPython speed:
   and last end of the child's subtree (the pivots) and the child's largest gap.  The
   free range between two subtrees belongs to their lowest common ancestor, so a store
   never touches a neighbouring leaf's summary.
-* A leaf keeps its largest inner gap ``mg`` and how many gaps have that size ``mgc``.
-  Most stores leave both alone or move them with a compare: filling part of a gap
-  smaller than the largest changes nothing, and freeing a range makes a gap larger
-  than either of its neighbours.  Only when the last gap of the largest size is cut
-  does the leaf rescan its bounds (C-level ``map``/``max``), so the value stays exact on
-  every store without a per-leaf ordered structure to keep up.
+* A leaf keeps its largest inner gap ``mg``, how many gaps have that size ``mgc``, and
+  ``sec``, a bound that no smaller gap exceeds.  Most stores leave them alone or move
+  them with a compare: filling part of a gap smaller than the largest changes nothing,
+  freeing a range makes a gap larger than either of its neighbours, and cutting the
+  last gap of the largest size leaves the larger piece as the new largest whenever it
+  is above ``sec`` (as a top-down mmap does to the hole below the mappings).  Only
+  otherwise does the leaf rescan its bounds (C-level ``map``/``max``), so the largest
+  gap stays exact on every store without a per-leaf ordered structure to keep up.
 * An internal node keeps a sorted multiset ``gaps`` of the positive free ranges it
   accounts for (its children's largest and those between children); its largest gap is
   ``gaps[-1]``, kept exact with a few C-level bisects.
@@ -45,16 +47,20 @@ INDEX_LIMIT = 1 << 64
 #: Default node width, chosen by ``python -m benchmarks width`` (see BENCHMARKS.md).
 DEFAULT_WIDTH = 256
 
+# Gaps a top-down search in a leaf reads per C-level pass before looking closer.
+_SCAN_CHUNK = 32
+
 
 class _Leaf:
     """A leaf: interleaved bounds, entries and its largest inner gap with its count."""
 
-    __slots__ = ("b", "v", "mg", "mgc", "parent", "dirty", "sor", "sand")
+    __slots__ = ("b", "v", "mg", "mgc", "sec", "parent", "dirty", "sor", "sand")
 
     def __init__(self, b, v, parent=None):
         self.b = b          # [s0, e0, s1, e1, ...], sorted, ranges disjoint
         self.v = v          # entries, one per range
-        self.mg, self.mgc = _leaf_max(b)
+        # Largest gap, how many gaps have that size, and a bound on every smaller gap.
+        self.mg, self.mgc, self.sec = _leaf_max(b)
         self.parent = parent
         # Summary of the entries' keys (OR and AND), valid only while not dirty.
         self.dirty = True
@@ -98,13 +104,18 @@ def _span(node):
 
 
 def _leaf_max(b):
-    """Largest gap between consecutive ranges of interleaved bounds ``b``, and how many
-    gaps have that size: ``(0, 0)`` when no two ranges have free space between them."""
+    """Largest gap between consecutive ranges of interleaved bounds ``b``, how many gaps
+    have that size, and the largest smaller gap: ``(0, 0, 0)`` when no two ranges have
+    free space between them."""
     if len(b) < 4:
-        return 0, 0
-    gaps = list(map(sub, b[2::2], b[1:-1:2]))
-    top = max(gaps)
-    return (top, gaps.count(top)) if top else (0, 0)
+        return 0, 0, 0
+    # One C sort gives all three about as cheaply as max() and count() give two.
+    gaps = sorted(map(sub, b[2::2], b[1:-1:2]))
+    top = gaps[-1]
+    if not top:
+        return 0, 0, 0
+    i = bisect_left(gaps, top)
+    return top, len(gaps) - i, gaps[i - 1] if i else 0
 
 
 def _node_gaps(node):
@@ -452,10 +463,14 @@ class VmaTree:
             # Its two neighbouring gaps join into one larger than either.
             g = b[p + 1] - b[p - 2]
             if g > old_gap:
+                if old_gap > leaf.sec:
+                    leaf.sec = old_gap
                 leaf.mg = g
                 leaf.mgc = 1
             elif g == old_gap:
                 leaf.mgc += 1
+            elif g > leaf.sec:
+                leaf.sec = g
         elif p > 1:
             lost = start - b[p - 2]
         elif p + 1 < nb:
@@ -464,7 +479,7 @@ class VmaTree:
         if lost and lost == old_gap:
             leaf.mgc -= 1
             if not leaf.mgc:
-                leaf.mg, leaf.mgc = _leaf_max(b)
+                leaf.mg, leaf.mgc, leaf.sec = _leaf_max(b)
         self._len -= 1
         n = len(v)
         if n < self._min and (self._height or not n):
@@ -528,17 +543,30 @@ class VmaTree:
         # ``[start, end)`` is free: a pure insertion (the common case for mmap).
         old_first = b[0]
         if 0 < p < nb:
-            # The two new gaps are smaller than the one they cut, so the largest gap
-            # changes only if that one was the last of the largest size.
+            # The two new gaps are smaller than the one they cut, which was at most
+            # ``sec`` unless it was one of the largest.
             moved = b[p] - b[p - 1] == leaf.mg
             b[p:p] = (start, end)
             leaf.v.insert(p >> 1, entry)
             if moved:
-                moved = leaf.mgc == 1
-                if moved:
-                    leaf.mg, leaf.mgc = _leaf_max(b)
-                else:
+                g = start - b[p - 1]
+                h = b[p + 2] - end
+                if g < h:
+                    g, h = h, g
+                if leaf.mgc > 1:
                     leaf.mgc -= 1
+                    moved = False
+                    if g > leaf.sec:
+                        leaf.sec = g
+                elif g > leaf.sec:
+                    # The larger piece is still above every other gap.
+                    leaf.mg = g
+                    if h == g:
+                        leaf.mgc = 2
+                    elif h > leaf.sec:
+                        leaf.sec = h
+                else:
+                    leaf.mg, leaf.mgc, leaf.sec = _leaf_max(b)
         else:
             moved = True
             b[p:p] = (start, end)
@@ -551,10 +579,14 @@ class VmaTree:
             if g:
                 mg = leaf.mg
                 if g > mg:
+                    if mg > leaf.sec:
+                        leaf.sec = mg
                     leaf.mg = g
                     leaf.mgc = 1
                 elif g == mg:
                     leaf.mgc += 1
+                elif g > leaf.sec:
+                    leaf.sec = g
         self._len += 1
         if nb >= 2 * self._width:
             self._fix(leaf, li, old_first)
@@ -826,9 +858,13 @@ class VmaTree:
                     raise AssertionError(f"range [{s:#x}, {e:#x}) stores None")
                 if k and b[2 * k - 1] > s:
                     raise AssertionError(f"range [{s:#x}, {e:#x}) is out of order or overlaps")
-            if (node.mg, node.mgc) != _leaf_max(b):
+            top, count, second = _leaf_max(b)
+            if (node.mg, node.mgc) != (top, count):
                 raise AssertionError(f"leaf largest gap and count {(node.mg, node.mgc)} "
-                                     f"should be {_leaf_max(b)}")
+                                     f"should be {(top, count)}")
+            if node.sec < second:
+                raise AssertionError(f"leaf bound {node.sec} on smaller gaps is under the "
+                                     f"gap {second}")
             if not node.dirty and self._key is not None:
                 keys = [self._key(x) for x in v]
                 if (node.sor, node.sand) != (reduce(or_, keys, 0), reduce(and_, keys, -1)):
@@ -925,25 +961,62 @@ def _highest(node, low, high, size):
         q = c - 2 if c & 1 else c - 1
         if q > len(b) - 3:
             q = len(b) - 3
-        for q in range(q, 0, -2):
-            e = b[q + 1]
-            if e > high:
-                e = high
-            if e < floor:
-                return None
-            if e - size >= b[q]:
-                return e - size
+        if q < 1:
+            return None
+        e = b[q + 1]
+        if e > high:
+            e = high
+        if e < floor:
+            return None
+        if e - size >= b[q]:
+            return e - size
+        # Further down no gap ends above ``high``, and a gap that ends at ``floor`` or
+        # above holds the block if it is large enough.  Most gaps are too small (between
+        # adjacent VMAs they are empty), so they are read a chunk at a time with C-level
+        # map/max, and only the chunk holding the fit is read element by element.
+        r = bisect_left(b, floor)
+        stop = r if r & 1 else r - 1   # the lowest gap ending at ``floor`` or above
+        if stop < 1:
+            stop = 1
+        q -= 2
+        while q >= stop:
+            lo = q - 2 * (_SCAN_CHUNK - 1)
+            if lo < stop:
+                lo = stop
+            tops = b[lo + 1:q + 2:2]
+            bottoms = b[lo:q + 1:2]
+            # Equal lists: every gap in the chunk is empty (adjacent VMAs), found by one
+            # C-level comparison without computing a single difference.
+            if tops != bottoms:
+                chunk = list(map(sub, tops, bottoms))
+                if max(chunk) >= size:
+                    j = len(chunk) - 1
+                    while chunk[j] < size:
+                        j -= 1
+                    return b[lo + 2 * j + 1] - size
+            q = lo - 2
         return None
     firsts = node.firsts
     lasts = node.lasts
     cg = node.cg
     children = node.children
     last_child = len(children) - 1
-    for i in range(bisect_left(firsts, high) - 1, -1, -1):
+    i = bisect_left(firsts, high) - 1
+    while i >= 0:
         if i < last_child:
             e = firsts[i + 1]
             if e > high:
                 e = high
+            elif i >= _SCAN_CHUNK:
+                # Skip a chunk of children at C speed when none of them, and no free
+                # range between them, is large enough.
+                lo = i - _SCAN_CHUNK + 1
+                if max(cg[lo:i + 1]) < size:
+                    tops = firsts[lo + 1:i + 2]
+                    bottoms = lasts[lo:i + 1]
+                    if tops == bottoms or max(map(sub, tops, bottoms)) < size:
+                        i = lo - 1
+                        continue
             if e < floor:
                 return None
             if e - size >= lasts[i]:
@@ -954,6 +1027,7 @@ def _highest(node, low, high, size):
             found = _highest(children[i], low, high, size)
             if found is not None:
                 return found
+        i -= 1
     return None
 
 
@@ -1017,6 +1091,7 @@ def _replace(leaf, k, m, new_b, new_v):
     b = leaf.b
     top = leaf.mg
     count = leaf.mgc
+    sec = leaf.sec
     n = len(b) >> 1
     # Only the gaps from range k-1 to the range after the replaced ones change.
     if top:
@@ -1029,14 +1104,20 @@ def _replace(leaf, k, m, new_b, new_v):
     for q in range(2 * k - 1 if k else 1, min(2 * k + len(new_b), 2 * n - 1), 2):
         g = b[q + 1] - b[q]
         if g > top:
+            if top > sec:
+                sec = top
             top = g
             count = 1
-        elif g and g == top:
-            count += 1
+        elif g == top:
+            if g:
+                count += 1
+        elif g > sec:
+            sec = g
     if top and not count:
-        top, count = _leaf_max(b)
+        top, count, sec = _leaf_max(b)
     leaf.mg = top
     leaf.mgc = count
+    leaf.sec = sec
 
 
 def _split(node):
@@ -1055,11 +1136,11 @@ def _split(node):
             count -= 1
         del b[2 * half:], node.v[half:]
         if not top:
-            count = 0
+            node.mg = node.mgc = node.sec = 0
         elif count <= 0:
-            top, count = _leaf_max(b)
-        node.mg = top
-        node.mgc = count
+            node.mg, node.mgc, node.sec = _leaf_max(b)
+        else:
+            node.mgc = count   # ``mg`` and the bound ``sec`` still hold for a subset
         return right
     half = len(node.children) // 2
     right = _Node(node.firsts[half:], node.lasts[half:], node.children[half:], node.parent)
@@ -1128,8 +1209,8 @@ def _rebalance(parent, i, width):
             both = left.v + right.v
             left.v[:] = both[:keep]
             right.v[:] = both[keep:]
-            right.mg, right.mgc = _leaf_max(right.b)
-        left.mg, left.mgc = _leaf_max(left.b)
+            right.mg, right.mgc, right.sec = _leaf_max(right.b)
+        left.mg, left.mgc, left.sec = _leaf_max(left.b)
     else:
         total = len(left.children) + len(right.children)
         if total <= most:

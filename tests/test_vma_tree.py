@@ -464,6 +464,13 @@ def test_check_detects_corruption():
     tree._ll[2].mg += 1
     with pytest.raises(AssertionError, match="largest gap"):
         tree.check()
+    tree = VmaTree(4)
+    for start in (0, 3, 10):
+        tree.store(start, start + 1, start)
+    assert (tree._root.mg, tree._root.mgc, tree._root.sec) == (6, 1, 2)
+    tree._root.sec = 1
+    with pytest.raises(AssertionError, match="bound"):
+        tree.check()
     tree = fresh()
     tree._root.firsts[1] += 1
     with pytest.raises(AssertionError, match="pivots"):
@@ -516,6 +523,66 @@ def test_gap_search_is_logarithmic_not_a_scan():
     finally:
         vt._highest = original
     assert len(reads) <= 2 * tree.height
+
+
+@pytest.mark.parametrize("width, n", [(16, 3000), (64, 3000), (256, 8000)])
+def test_gap_searches_agree_with_the_model_on_wide_nodes(width, n):
+    """Mostly adjacent ranges with holes, as mmap and munmap leave them: the searches
+    skip runs of children and of leaf gaps a chunk at a time, and must still find
+    exactly the model's fit for every window and size."""
+    import random
+
+    rnd = random.Random(width * 1000 + n)
+    tree, model = VmaTree(width), Model()
+    pos = 1000
+    layout = []
+    for i in range(n):
+        length = rnd.randint(1, 8)
+        layout.append((pos, pos + length))
+        r = rnd.random()
+        pos += length + (0 if r < 0.7 else rnd.randint(1, 3) if r < 0.95 else rnd.randint(10, 100))
+    for i in rnd.sample(range(n), n):
+        tree.store(*layout[i], i)
+    model.ranges = [(s, e, i) for i, (s, e) in enumerate(layout)]
+    for i in rnd.sample(range(n), n // 10):   # holes, as munmap leaves them
+        tree.erase(*layout[i])
+        model.store(*layout[i], None)
+    tree.check()
+    top = pos + 50
+    for _ in range(150):
+        low = rnd.randrange(0, top)
+        high = rnd.randrange(low, top + 100)
+        size = rnd.choice([1, 2, 5, 9, 20, 60, 200])
+        assert tree.empty_area_rev(low, high, size) == model.highest(low, high, size)
+        assert tree.empty_area(low, high, size) == model.lowest(low, high, size)
+    for size in (1, 9, 60, 200, 10_000):   # from the very top: the mmap case
+        assert tree.empty_area_rev(0, top, size) == model.highest(0, top, size)
+
+
+def test_gap_search_skips_packed_runs_but_not_the_one_hole():
+    """Adjacent ranges everywhere but for one hole, placed in turn inside a leaf and
+    between two leaves: chunks of empty gaps and of full children are passed over at C
+    speed, and the one fit must still be found."""
+    top = 48 * 48   # 48 leaves three quarters full under one root
+    tree = VmaTree.from_sorted(((i, i + 1, i) for i in range(top)), width=64)
+    assert len(tree._lf) == 48 and tree.height == 2
+    # Inside a leaf: free three ranges in the middle of leaf 20.
+    start = tree._lf[20] + 10
+    tree.erase(start, start + 3)
+    assert tree.empty_area_rev(0, top, 3) == start
+    assert tree.empty_area_rev(0, top, 4) is None
+    assert tree.empty_area(0, top, 3) == start
+    tree.store(start, start + 3, "back")
+    # Between two leaves: free the first three ranges of leaf 25, so that the gap lies
+    # between leaf 24's last range and leaf 25's new first one.
+    start = tree._lf[25]
+    tree.erase(start, start + 3)
+    tree.check()
+    assert tree._lf[25] == start + 3
+    assert tree.empty_area_rev(0, top, 3) == start
+    assert tree.empty_area_rev(0, top, 4) is None
+    assert tree.empty_area_rev(0, start + 2, 2) == start
+    assert tree.empty_area(0, top, 3) == start
 
 
 @settings(max_examples=60, deadline=None)
