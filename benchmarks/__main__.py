@@ -6,7 +6,7 @@ import platform
 import sys
 import time
 
-from . import fork, mctl_walk, mm_memory, replay, store, store_floor
+from . import fork, mctl_walk, mm_memory, replay, store, store_floor, store_mmap
 
 
 def _log(msg):
@@ -41,6 +41,9 @@ def main(argv=None):
                                             "SortedDict and VmaTree")
     fl.add_argument("--size", type=int, default=1_000)
     fl.add_argument("--repeats", type=int, default=15)
+    sm = sub.add_parser("store-mmap", help="top-down mmap and munmap, as a process does, "
+                                           "against SortedDict and list+bisect")
+    sm.add_argument("--repeats", type=int, default=5)
     rp = sub.add_parser("replay", help="trace replay speed against the Python API")
     rp.add_argument("--lines", type=int, default=100_000)
     rp.add_argument("--repeats", type=int, default=3)
@@ -67,6 +70,10 @@ def main(argv=None):
     if args.cmd == "store-floor":
         print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
         print(store_floor.table(store_floor.run(args.size, args.repeats), args.size))
+        return 0
+    if args.cmd == "store-mmap":
+        print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
+        print(store_mmap.table(store_mmap.run(repeats=args.repeats)))
         return 0
     if args.cmd == "mm-memory":
         print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")

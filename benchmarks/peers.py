@@ -39,6 +39,10 @@ class TreePeer:
             store(v.start, v.end, v)
         self.t = t
 
+    def insert(self, s, e):
+        """Store one new range into free space."""
+        self.t.store(s, e, Vma(s, e, 0))
+
     def lookup(self, addrs):
         load = self.t.load
         hits = 0
@@ -96,6 +100,10 @@ class SortedDictPeer:
             v = vmas[i]
             d[v.start] = v
         self.d = d
+
+    def insert(self, s, e):
+        """Store one new range into free space."""
+        self.d[s] = Vma(s, e, 0)
 
     def _find(self, addr):
         d = self.d
@@ -189,6 +197,12 @@ class ListPeer:
             ss.insert(j, v.start)
             vs.insert(j, v)
         self.ss, self.vs = ss, vs
+
+    def insert(self, s, e):
+        """Store one new range into free space."""
+        j = bisect_left(self.ss, s)
+        self.ss.insert(j, s)
+        self.vs.insert(j, Vma(s, e, 0))
 
     def lookup(self, addrs):
         ss, vs = self.ss, self.vs
