@@ -104,3 +104,19 @@ def test_store_floors_keep_ranges_in_order_and_the_checked_one_refuses_overlap()
     result = run(200, repeats=1)
     assert set(result) == {"SortedDict", "VmaTree", "floor", "checked floor"}
     assert "checked floor ratio" in table(result, 200)
+
+
+def test_store_mmap_peers_place_every_mapping_alike():
+    from benchmarks import store_mmap
+    from benchmarks.peers import ListPeer, SortedDictPeer
+
+    ops = store_mmap.operations(400)
+    assert {op for op, _ in ops} == {"map", "unmap"}
+    placed = store_mmap.replay(TreePeer(8), ops)
+    assert placed == store_mmap.replay(SortedDictPeer(), ops)
+    assert placed == store_mmap.replay(ListPeer(), ops)
+    # Top-down: the first mappings stack downwards from mmap_base.
+    assert placed[0] < store_mmap.MMAP_BASE and placed[1] < placed[0]
+    rows = store_mmap.run(sizes=(300,), repeats=1, tree_only_sizes=(500,))
+    assert [r["n"] for r in rows] == [300, 500]
+    assert "VmaTree / SortedDict" in store_mmap.table(rows)
