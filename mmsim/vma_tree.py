@@ -916,14 +916,36 @@ def _lowest(node, low, high, size):
         p = bisect_right(b, low)
         # The first candidate is the gap after the range at or below ``low``.
         q = p if p & 1 else p - 1 if p else 1
-        for q in range(q, len(b) - 1, 2):
-            s = b[q]
-            if s < low:
-                s = low
-            if s > top:
-                return None
-            if s + size <= b[q + 1]:
-                return s
+        if q > len(b) - 3:
+            return None
+        s = b[q]
+        if s < low:
+            s = low
+        if s > top:
+            return None
+        if s + size <= b[q + 1]:
+            return s
+        # Further up every gap starts above ``low``; one starting at ``top`` or below
+        # holds the block if it is large enough.  Read a chunk at a time, as _highest.
+        r = bisect_right(b, top)
+        stop = r - 2 if r & 1 else r - 1   # the highest gap starting at ``top`` or below
+        if stop > len(b) - 3:
+            stop = len(b) - 3
+        q += 2
+        while q <= stop:
+            hi = q + 2 * (_SCAN_CHUNK - 1)
+            if hi > stop:
+                hi = stop
+            tops = b[q + 1:hi + 2:2]
+            bottoms = b[q:hi + 1:2]
+            if tops != bottoms:
+                chunk = list(map(sub, tops, bottoms))
+                if max(chunk) >= size:
+                    j = 0
+                    while chunk[j] < size:
+                        j += 1
+                    return b[q + 2 * j]
+            q = hi + 2
         return None
     firsts = node.firsts
     lasts = node.lasts
@@ -932,9 +954,20 @@ def _lowest(node, low, high, size):
     i = bisect_right(firsts, low) - 1
     if i < 0:
         i = 0
+    first = i
     last_child = len(children) - 1
     floor = low + size
-    for i in range(i, last_child + 1):
+    while i <= last_child:
+        if i > first and i + _SCAN_CHUNK <= last_child:
+            # Past the first child nothing starts below ``low``: skip a chunk of children
+            # at C speed when none of them, and no free range between them, is enough.
+            hi = i + _SCAN_CHUNK - 1
+            if max(cg[i:hi + 1]) < size:
+                tops = firsts[i + 1:hi + 2]
+                bottoms = lasts[i:hi + 1]
+                if tops == bottoms or max(map(sub, tops, bottoms)) < size:
+                    i = hi + 1
+                    continue
         if firsts[i] > top:
             return None
         if cg[i] >= size and lasts[i] > floor:
@@ -949,6 +982,7 @@ def _lowest(node, low, high, size):
                 return None
             if s + size <= firsts[i + 1]:
                 return s
+        i += 1
     return None
 
 
