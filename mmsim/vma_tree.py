@@ -47,7 +47,10 @@ INDEX_LIMIT = 1 << 64
 #: Default node width, chosen by ``python -m benchmarks width`` (see BENCHMARKS.md).
 DEFAULT_WIDTH = 256
 
-# Gaps a top-down search in a leaf reads per C-level pass before looking closer.
+# A gap search reads the first few gaps or children of a node one by one (where most
+# searches end), then a chunk at a time at C speed, looking closer only at a chunk that
+# can hold the fit.
+_NEAR = 4
 _SCAN_CHUNK = 32
 
 
@@ -916,36 +919,19 @@ def _lowest(node, low, high, size):
         p = bisect_right(b, low)
         # The first candidate is the gap after the range at or below ``low``.
         q = p if p & 1 else p - 1 if p else 1
-        if q > len(b) - 3:
-            return None
-        s = b[q]
-        if s < low:
-            s = low
-        if s > top:
-            return None
-        if s + size <= b[q + 1]:
-            return s
-        # Further up every gap starts above ``low``; one starting at ``top`` or below
-        # holds the block if it is large enough.  Read a chunk at a time, as _highest.
-        r = bisect_right(b, top)
-        stop = r - 2 if r & 1 else r - 1   # the highest gap starting at ``top`` or below
-        if stop > len(b) - 3:
-            stop = len(b) - 3
-        q += 2
-        while q <= stop:
-            hi = q + 2 * (_SCAN_CHUNK - 1)
-            if hi > stop:
-                hi = stop
-            tops = b[q + 1:hi + 2:2]
-            bottoms = b[q:hi + 1:2]
-            if tops != bottoms:
-                chunk = list(map(sub, tops, bottoms))
-                if max(chunk) >= size:
-                    j = 0
-                    while chunk[j] < size:
-                        j += 1
-                    return b[q + 2 * j]
-            q = hi + 2
+        last = len(b) - 3   # the last gap
+        near = q + 2 * _NEAR
+        while q <= last:
+            if q == near:
+                return _lowest_far(b, q, top, size)
+            s = b[q]
+            if s < low:
+                s = low
+            if s > top:
+                return None
+            if s + size <= b[q + 1]:
+                return s
+            q += 2
         return None
     firsts = node.firsts
     lasts = node.lasts
@@ -954,20 +940,24 @@ def _lowest(node, low, high, size):
     i = bisect_right(firsts, low) - 1
     if i < 0:
         i = 0
-    first = i
     last_child = len(children) - 1
     floor = low + size
+    plain = i + _NEAR   # children below this one are read one by one
     while i <= last_child:
-        if i > first and i + _SCAN_CHUNK <= last_child:
-            # Past the first child nothing starts below ``low``: skip a chunk of children
-            # at C speed when none of them, and no free range between them, is enough.
+        if i >= plain and i < last_child:
+            # Past the first children nothing starts below ``low``: rule out a chunk of
+            # children at C speed when none of them, and no free range between them,
+            # is large enough; else read that chunk one by one.
             hi = i + _SCAN_CHUNK - 1
+            if hi >= last_child:
+                hi = last_child - 1
             if max(cg[i:hi + 1]) < size:
                 tops = firsts[i + 1:hi + 2]
                 bottoms = lasts[i:hi + 1]
                 if tops == bottoms or max(map(sub, tops, bottoms)) < size:
                     i = hi + 1
                     continue
+            plain = hi + 1
         if firsts[i] > top:
             return None
         if cg[i] >= size and lasts[i] > floor:
@@ -986,6 +976,32 @@ def _lowest(node, low, high, size):
     return None
 
 
+def _lowest_far(b, q, top, size):
+    """Lowest fit in leaf bounds ``b`` from gap ``q`` up, where no gap starts below the
+    window: read the gaps a chunk at a time at C speed."""
+    r = bisect_right(b, top)
+    stop = r - 2 if r & 1 else r - 1   # the last gap starting at ``top`` or below
+    if stop > len(b) - 3:
+        stop = len(b) - 3
+    while q <= stop:
+        hi = q + 2 * (_SCAN_CHUNK - 1)
+        if hi > stop:
+            hi = stop
+        tops = b[q + 1:hi + 2:2]
+        bottoms = b[q:hi + 1:2]
+        # Equal slices: every gap in the chunk is empty (adjacent VMAs), found by one
+        # C-level comparison without computing a single difference.
+        if tops != bottoms:
+            chunk = list(map(sub, tops, bottoms))
+            if max(chunk) >= size:
+                j = 0
+                while chunk[j] < size:
+                    j += 1
+                return b[q + 2 * j]
+        q = hi + 2
+    return None
+
+
 def _highest(node, low, high, size):
     """Highest fit among the free ranges strictly inside ``node``'s span."""
     floor = low + size
@@ -995,40 +1011,18 @@ def _highest(node, low, high, size):
         q = c - 2 if c & 1 else c - 1
         if q > len(b) - 3:
             q = len(b) - 3
-        if q < 1:
-            return None
-        e = b[q + 1]
-        if e > high:
-            e = high
-        if e < floor:
-            return None
-        if e - size >= b[q]:
-            return e - size
-        # Further down no gap ends above ``high``, and a gap that ends at ``floor`` or
-        # above holds the block if it is large enough.  Most gaps are too small (between
-        # adjacent VMAs they are empty), so they are read a chunk at a time with C-level
-        # map/max, and only the chunk holding the fit is read element by element.
-        r = bisect_left(b, floor)
-        stop = r if r & 1 else r - 1   # the lowest gap ending at ``floor`` or above
-        if stop < 1:
-            stop = 1
-        q -= 2
-        while q >= stop:
-            lo = q - 2 * (_SCAN_CHUNK - 1)
-            if lo < stop:
-                lo = stop
-            tops = b[lo + 1:q + 2:2]
-            bottoms = b[lo:q + 1:2]
-            # Equal lists: every gap in the chunk is empty (adjacent VMAs), found by one
-            # C-level comparison without computing a single difference.
-            if tops != bottoms:
-                chunk = list(map(sub, tops, bottoms))
-                if max(chunk) >= size:
-                    j = len(chunk) - 1
-                    while chunk[j] < size:
-                        j -= 1
-                    return b[lo + 2 * j + 1] - size
-            q = lo - 2
+        near = q - 2 * _NEAR
+        while q > 0:
+            if q == near:
+                return _highest_far(b, q, floor, size)
+            e = b[q + 1]
+            if e > high:
+                e = high
+            if e < floor:
+                return None
+            if e - size >= b[q]:
+                return e - size
+            q -= 2
         return None
     firsts = node.firsts
     lasts = node.lasts
@@ -1036,21 +1030,26 @@ def _highest(node, low, high, size):
     children = node.children
     last_child = len(children) - 1
     i = bisect_left(firsts, high) - 1
+    plain = i - _NEAR   # children above this one are read one by one
     while i >= 0:
+        if i <= plain:
+            # Below the first children nothing ends above ``high``: rule out a chunk of
+            # children at C speed when none of them, and no free range between them,
+            # is large enough; else read that chunk one by one.
+            lo = i - _SCAN_CHUNK + 1
+            if lo < 0:
+                lo = 0
+            if max(cg[lo:i + 1]) < size:
+                tops = firsts[lo + 1:i + 2]
+                bottoms = lasts[lo:i + 1]
+                if tops == bottoms or max(map(sub, tops, bottoms)) < size:
+                    i = lo - 1
+                    continue
+            plain = lo - 1
         if i < last_child:
             e = firsts[i + 1]
             if e > high:
                 e = high
-            elif i >= _SCAN_CHUNK:
-                # Skip a chunk of children at C speed when none of them, and no free
-                # range between them, is large enough.
-                lo = i - _SCAN_CHUNK + 1
-                if max(cg[lo:i + 1]) < size:
-                    tops = firsts[lo + 1:i + 2]
-                    bottoms = lasts[lo:i + 1]
-                    if tops == bottoms or max(map(sub, tops, bottoms)) < size:
-                        i = lo - 1
-                        continue
             if e < floor:
                 return None
             if e - size >= lasts[i]:
@@ -1062,6 +1061,30 @@ def _highest(node, low, high, size):
             if found is not None:
                 return found
         i -= 1
+    return None
+
+
+def _highest_far(b, q, floor, size):
+    """Highest fit in leaf bounds ``b`` from gap ``q`` down, where no gap ends above the
+    window: read the gaps a chunk at a time at C speed."""
+    r = bisect_left(b, floor)
+    stop = r if r & 1 else r - 1   # the lowest gap ending at ``floor`` or above
+    if stop < 1:
+        stop = 1
+    while q >= stop:
+        lo = q - 2 * (_SCAN_CHUNK - 1)
+        if lo < stop:
+            lo = stop
+        tops = b[lo + 1:q + 2:2]
+        bottoms = b[lo:q + 1:2]
+        if tops != bottoms:
+            chunk = list(map(sub, tops, bottoms))
+            if max(chunk) >= size:
+                j = len(chunk) - 1
+                while chunk[j] < size:
+                    j -= 1
+                return b[lo + 2 * j + 1] - size
+        q = lo - 2
     return None
 
 
