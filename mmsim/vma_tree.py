@@ -106,6 +106,20 @@ def _span(node):
     return node.firsts[0], node.lasts[-1]
 
 
+def _leaf_add_gap(leaf, g):
+    """Account for a new positive gap ``g`` in ``leaf``'s largest gap, count and bound."""
+    top = leaf.mg
+    if g > top:
+        if top > leaf.sec:
+            leaf.sec = top
+        leaf.mg = g
+        leaf.mgc = 1
+    elif g == top:
+        leaf.mgc += 1
+    elif g > leaf.sec:
+        leaf.sec = g
+
+
 def _leaf_max(b):
     """Largest gap between consecutive ranges of interleaved bounds ``b``, how many gaps
     have that size, and the largest smaller gap: ``(0, 0, 0)`` when no two ranges have
@@ -464,6 +478,7 @@ class VmaTree:
         lost = 0   # a gap that disappears, if it is one of the largest
         if p > 1 and p + 1 < nb:
             # Its two neighbouring gaps join into one larger than either.
+            # (_leaf_add_gap, written out: this is every interior erase.)
             g = b[p + 1] - b[p - 2]
             if g > old_gap:
                 if old_gap > leaf.sec:
@@ -580,16 +595,7 @@ class VmaTree:
                 g = b[2] - end
                 lf[li] = start
             if g:
-                mg = leaf.mg
-                if g > mg:
-                    if mg > leaf.sec:
-                        leaf.sec = mg
-                    leaf.mg = g
-                    leaf.mgc = 1
-                elif g == mg:
-                    leaf.mgc += 1
-                elif g > leaf.sec:
-                    leaf.sec = g
+                _leaf_add_gap(leaf, g)
         self._len += 1
         if nb >= 2 * self._width:
             self._fix(leaf, li, old_first)
