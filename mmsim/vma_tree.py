@@ -474,8 +474,6 @@ class VmaTree:
         k = p >> 1
         v = leaf.v
         old_gap = leaf.mg
-        old_first = b[0]
-        lost = 0   # a gap that disappears, if it is one of the largest
         if p > 1 and p + 1 < nb:
             # Its two neighbouring gaps join into one larger than either.
             # (_leaf_add_gap, written out: this is every interior erase.)
@@ -489,23 +487,25 @@ class VmaTree:
                 leaf.mgc += 1
             elif g > leaf.sec:
                 leaf.sec = g
-        elif p > 1:
-            lost = start - b[p - 2]
-        elif p + 1 < nb:
-            lost = b[p + 1] - end
-        del b[p - 1:p + 1], v[k]
-        if lost and lost == old_gap:
-            leaf.mgc -= 1
-            if not leaf.mgc:
-                leaf.mg, leaf.mgc, leaf.sec = _leaf_max(b)
+            del b[p - 1:p + 1], v[k]
+        else:
+            # The first or last range: the gap beside it, if any, goes.
+            lost = start - b[p - 2] if p > 1 else b[p + 1] - end if p + 1 < nb else 0
+            del b[p - 1:p + 1], v[k]
+            if lost and lost == old_gap:
+                leaf.mgc -= 1
+                if not leaf.mgc:
+                    leaf.mg, leaf.mgc, leaf.sec = _leaf_max(b)
         self._len -= 1
         n = len(v)
         if n < self._min and (self._height or not n):
-            self._fix(leaf, li, old_first)
+            self._fix(leaf, li, start if k == 0 else b[0])
         elif self._height and (k == 0 or k == n or old_gap != leaf.mg):
             if k == 0:
                 lf[li] = b[0]
-            self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
+                self._propagate(leaf, start, b[0], b[-1], leaf.mg)
+            else:
+                self._propagate(leaf, b[0], b[0], b[-1], leaf.mg)
         elif k == 0:
             lf[li] = b[0]
 
