@@ -5,25 +5,17 @@ the per-VMA cost is the slope between a 1-VMA and an N-VMA address space, so fix
 costs (Python's os.fork, process creation) cancel.  The live kernel's fork is of
 untouched VMAs: fork, the child exits at once, the parent reaps it."""
 
-import ctypes
-import json
 import os
 import statistics
 import time
 
-from mmsim.kernel import Kernel
-from mmsim.uapi import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE
+from mmsim.live import in_child, load_libc
 
-PAGE = 4096
-BASE = 0x200000000000
+from .alternating import live_region, live_vma_budget, sim_process
 
 
 def _sim_fork_seconds(n, repeats):
-    k = Kernel(randomize=False, max_map_count=max(n, 65_530))
-    proc = k.spawn()
-    for i in range(n):
-        prot = PROT_READ | PROT_WRITE if i % 2 == 0 else PROT_READ
-        proc.mmap(BASE + i * PAGE, PAGE, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    proc = sim_process(n)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -36,49 +28,18 @@ def _sim_fork_seconds(n, repeats):
 
 def _live_fork_seconds(n, repeats):
     """In a child of this process: make ``n`` VMAs, then time fork + exit + wait."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.mmap.restype = ctypes.c_void_p
-            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                                  ctypes.c_int, ctypes.c_long]
-            libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-            addr = libc.mmap(BASE, n * PAGE, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
-            for i in range(1, n, 2):
-                if libc.mprotect(addr + i * PAGE, PAGE, PROT_READ) != 0:
-                    raise OSError(ctypes.get_errno(), "mprotect")
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                child = os.fork()
-                if child == 0:
-                    os._exit(0)
-                os.waitpid(child, 0)
-                times.append(time.perf_counter() - t0)
-            os.write(write_fd, json.dumps(statistics.median(times)).encode())
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    if status or not data:
-        raise RuntimeError(f"live fork measurement failed (status {status})")
-    return json.loads(data)
-
-
-def live_vma_budget():
-    """How many VMAs fit under vm.max_map_count beside this process' own."""
-    with open("/proc/sys/vm/max_map_count") as f:
-        limit = int(f.read())
-    with open("/proc/self/maps") as f:
-        own = sum(1 for _ in f)
-    return limit - own - 64
+    def measure():
+        live_region(load_libc(), n)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            child = os.fork()
+            if child == 0:
+                os._exit(0)
+            os.waitpid(child, 0)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+    return in_child(measure)
 
 
 def run(n=65_530, repeats=9):

@@ -6,28 +6,18 @@ kernel times madvise(MADV_NOHUGEPAGE) over the whole region, first and repeated,
 is the walk mctl would do in the kernel.  Costs are per VMA, from the slope between a
 1-VMA and an N-VMA region so fixed costs cancel."""
 
-import ctypes
-import json
-import os
 import statistics
 import time
 
-from mmsim.kernel import Kernel
-from mmsim.uapi import (MADV_NOHUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MCTL_CLEAR_NOHUGEPAGE,
-                        MCTL_SET_NOHUGEPAGE, PIDFD_SELF, PROT_READ, PROT_WRITE)
+from mmsim.live import in_child, load_libc
+from mmsim.uapi import (MADV_NOHUGEPAGE, MCTL_CLEAR_NOHUGEPAGE, MCTL_SET_NOHUGEPAGE,
+                        PIDFD_SELF)
 
-from .fork import live_vma_budget
-
-PAGE = 4096
-BASE = 0x200000000000
+from .alternating import PAGE, live_region, live_vma_budget, sim_process
 
 
 def _sim(n, repeats):
-    k = Kernel(randomize=False, max_map_count=max(n, 65_530))
-    p = k.spawn()
-    for i in range(n):
-        prot = PROT_READ | PROT_WRITE if i % 2 == 0 else PROT_READ
-        p.mmap(BASE + i * PAGE, PAGE, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    p = sim_process(n)
     first, again = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -43,47 +33,23 @@ def _sim(n, repeats):
 
 
 def _live(n, repeats):
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.mmap.restype = ctypes.c_void_p
-            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                                  ctypes.c_int, ctypes.c_long]
-            for name in ("mprotect", "madvise"):
-                getattr(libc, name).argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-            addr = libc.mmap(BASE, n * PAGE, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
-            for i in range(1, n, 2):
-                libc.mprotect(addr + i * PAGE, PAGE, PROT_READ)
-            first, again = [], []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                libc.madvise(addr, n * PAGE, MADV_NOHUGEPAGE)
-                t1 = time.perf_counter()
-                libc.madvise(addr, n * PAGE, MADV_NOHUGEPAGE)
-                t2 = time.perf_counter()
-                libc.madvise(addr, n * PAGE, 0)  # MADV_NORMAL leaves nh: undo by hand
-                libc.munmap(addr, n * PAGE)
-                addr = libc.mmap(BASE, n * PAGE, PROT_READ | PROT_WRITE,
-                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
-                for i in range(1, n, 2):
-                    libc.mprotect(addr + i * PAGE, PAGE, PROT_READ)
-                first.append(t1 - t0)
-                again.append(t2 - t1)
-            os.write(w, json.dumps([statistics.median(first), statistics.median(again)]).encode())
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    os.close(w)
-    with os.fdopen(r) as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    if status or not data:
-        raise RuntimeError("live madvise measurement failed")
-    return json.loads(data)
+    def measure():
+        libc = load_libc()
+        addr = live_region(libc, n)
+        first, again = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            libc.madvise(addr, n * PAGE, MADV_NOHUGEPAGE)
+            t1 = time.perf_counter()
+            libc.madvise(addr, n * PAGE, MADV_NOHUGEPAGE)
+            t2 = time.perf_counter()
+            libc.madvise(addr, n * PAGE, 0)  # MADV_NORMAL leaves nh: undo by hand
+            libc.munmap(addr, n * PAGE)
+            addr = live_region(libc, n)
+            first.append(t1 - t0)
+            again.append(t2 - t1)
+        return [statistics.median(first), statistics.median(again)]
+    return in_child(measure)
 
 
 def run(n=65_530, repeats=5):

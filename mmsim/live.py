@@ -161,7 +161,7 @@ def run(calls, window=WINDOW):
             "smaps_text": report["smaps_text"]}
 
 
-def _libc():
+def load_libc():
     """Load libc with prototypes wide enough that 64-bit addresses survive the call."""
     libc = ctypes.CDLL(None, use_errno=True)
     vp, size, c_int = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
@@ -181,14 +181,37 @@ def _libc():
     for name, (restype, argtypes) in protos.items():
         func = getattr(libc, name)
         func.restype, func.argtypes = restype, argtypes
+    libc.syscall.restype = ctypes.c_long   # variadic: arguments are passed as given
     return libc
+
+
+def in_child(fn):
+    """Run ``fn`` in a forked child of this process and return its JSON-able result
+    (credentials, mappings and limits may change there); RuntimeError if the child fails."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_fd)
+            os.write(write_fd, json.dumps(fn()).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if status or not data:
+        raise RuntimeError(f"the measuring child failed (wait status {status})")
+    return json.loads(data)
 
 
 def _child(calls, window):
     """The child's work: clear the window, run the calls, report results and VMAs."""
     # Experiments may legitimately crash the child; don't leave core files behind.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    libc = _libc()
+    libc = load_libc()
     if libc.munmap(window[0], window[1] - window[0]) != 0:
         raise OSError(ctypes.get_errno(), f"cannot clear window {window[0]:#x}-{window[1]:#x}")
     results = []
@@ -371,8 +394,7 @@ def _serve(fd, lo, hi, clear):
     try:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         sock = socket.socket(fileno=fd)
-        libc = _libc()
-        libc.syscall.restype = ctypes.c_long
+        libc = load_libc()
         libc.unshare.argtypes = [ctypes.c_int]
         _keep_malloc_off_brk(libc)
         if clear:

@@ -3,7 +3,6 @@ played by real processes (fork, setresuid, exit, exec of a helper) and by mmsim,
 every result or errno must agree."""
 
 import ctypes
-import json
 import os
 import sys
 import time
@@ -31,37 +30,11 @@ class IoVec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
 
-def _libc():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
-    return libc
-
-
-def _in_child(fn):
-    """Run ``fn`` in a forked child (credentials may change there); return its JSON."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            os.write(w, json.dumps(fn()).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    return json.loads(data)
-
-
 def live_process_madvise(target_uid, target_dumpable, caller_uid, target_state, advice,
                          pidfd_kind="pidfd"):
     """Play one process_madvise scenario on the live kernel; returns the result or -errno."""
     def driver():
-        libc = _libc()
+        libc = live.load_libc()
         go_r, go_w = os.pipe()
         ready_r, ready_w = os.pipe()
         target = os.fork()
@@ -95,7 +68,7 @@ def live_process_madvise(target_uid, target_dumpable, caller_uid, target_state, 
         if target_state == "running":
             os.waitpid(target, 0)
         return [opened if opened < 0 else 0, result]
-    return _in_child(driver)
+    return live.in_child(driver)
 
 
 def sim_process_madvise(target_uid, target_dumpable, caller_uid, target_state, advice,
@@ -170,7 +143,7 @@ def test_exec_keeps_thp_disable_and_empties_the_window(flags):
     """A real exec of a helper reports PR_GET_THP_DISABLE and whether anything is mapped
     in the window that was mapped before exec; mmsim's execve must agree."""
     def live_side():
-        libc = _libc()
+        libc = live.load_libc()
         libc.mmap(B, 8 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
         if flags is not None:
             libc.prctl(PR_SET_THP_DISABLE, 1, flags, 0, 0)
@@ -185,7 +158,7 @@ def test_exec_keeps_thp_disable_and_empties_the_window(flags):
         os.waitpid(child, 0)
         return [int(x) for x in out]
 
-    want = _in_child(live_side)
+    want = live.in_child(live_side)
     k = Kernel()
     proc = k.spawn()
     proc.mmap(B, 8 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
