@@ -242,24 +242,8 @@ calls = st.lists(st.tuples(st.sampled_from(["map", "map_nores", "map_shared", "h
 def build(seq):
     k = Kernel(randomize=False)
     p = k.spawn()
-    base = 0x200000000000
-    for kind, page, n in seq:
-        addr, length = base + page * P, n * P
-        try:
-            if kind.startswith("map"):
-                flags = {"map": ANON, "map_nores": ANON | MAP_NORESERVE,
-                         "map_shared": MAP_SHARED | MAP_ANONYMOUS}[kind]
-                p.mmap(addr, length, RW, flags | MAP_FIXED)
-            elif kind == "hg":
-                p.madvise(addr, length, MADV_HUGEPAGE)
-            elif kind == "nh":
-                p.madvise(addr, length, MADV_NOHUGEPAGE)
-            elif kind == "prot":
-                p.mprotect(addr, length, PROT_READ)
-            else:
-                p.munmap(addr, length)
-        except OSError:
-            pass
+    for step in seq:
+        build_step(p, step)
     return p
 
 
