@@ -29,7 +29,7 @@ from elftools.elf.elffile import ELFFile
 from . import mman, pages
 from .files import Inode, OpenFile
 from .mm import (MMF_TOPDOWN, MMAP_MIN_ADDR, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, error,
-                 page_align)
+                 page_align, thp_aligned)
 from .uapi import MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE
 from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_ACCOUNT, VM_DONTDUMP,
                   VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO, VM_LOCKED, VM_LOCKED_MASK,
@@ -301,12 +301,7 @@ def _thp_file_area(mm, image, addr, length, pgoff):
         ret = mm.get_unmapped_area(addr, length + PMD_SIZE, pgoff, MAP_PRIVATE, image.file)
     except OSError:
         return None
-    if ret == addr:
-        return addr
-    off_sub = (off - ret) & (PMD_SIZE - 1)
-    if mm.flags & MMF_TOPDOWN and not off_sub:
-        return ret + PMD_SIZE
-    return ret + off_sub
+    return thp_aligned(ret, addr, off, mm.flags & MMF_TOPDOWN)
 
 
 def _vm_mmap(mm, image, addr, length, prot, flags, offset):

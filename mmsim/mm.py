@@ -66,6 +66,18 @@ def vm_start_gap(vma):
     return start
 
 
+def thp_aligned(ret, addr, off, topdown):
+    """__thp_get_unmapped_area's last step: ``ret`` came from a search padded by one PMD
+    for a mapping at file offset ``off`` (hint ``addr``); return the start that gives the
+    mapping the same offset within a PMD as the file, or the hint if it was granted."""
+    if ret == addr:
+        return addr
+    off_sub = (off - ret) & (PMD_SIZE - 1)
+    if topdown and not off_sub:
+        return ret + PMD_SIZE
+    return ret + off_sub
+
+
 class Mm:
     """An address space: its VMAs in a VmaTree, mm flags, def_flags and layout."""
 
@@ -319,12 +331,7 @@ class Mm:
             ret = self._arch_area(addr, padded, flags)
         except OSError:
             return self._arch_area(addr, length, flags)
-        if ret == addr:
-            return addr
-        off_sub = (off - ret) & (PMD_SIZE - 1)
-        if self.flags & MMF_TOPDOWN and not off_sub:
-            return ret + PMD_SIZE
-        return ret + off_sub
+        return thp_aligned(ret, addr, off, self.flags & MMF_TOPDOWN)
 
     def _arch_area(self, addr, length, flags):
         """arch_get_unmapped_area_topdown (x86): honour a free hint, else search down
