@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+import traceback
 
 from .kernel import Kernel
 from .thp import MODES
@@ -31,11 +32,16 @@ fork() = 102
 """
 
 
+DEBUG_HELP = "on an internal error (a bug in mmsim), print the traceback"
+INTERNAL_ERROR = 3
+
+
 def build_parser():
     """The argument parser of the ``mmsim`` command."""
     p = argparse.ArgumentParser(
         prog="mmsim",
         description="A userspace simulator of the Linux 6.18 memory-management subsystem.")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser(
         "replay", help="replay a trace in strace syntax and print each call's actual result",
@@ -87,6 +93,10 @@ def build_parser():
                        description="Replay the built-in mctl scenario (THP 'always').")
     d.add_argument("--json", action="store_true", help="write one JSON document")
     d.add_argument("--show-trace", action="store_true", help="print the scenario's trace")
+    for each in (r, f, c, d):
+        # SUPPRESS: given before the command, --debug must survive the subparser.
+        each.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help=DEBUG_HELP)
     return p
 
 
@@ -131,9 +141,24 @@ def render(outcomes, as_json, out):
 
 
 def main(argv=None):
-    """Entry point of the ``mmsim`` console script; returns the exit status."""
+    """Entry point of the ``mmsim`` console script; returns the exit status (3 when
+    mmsim itself failed: a bug is never shown as a kernel's answer)."""
     args = build_parser().parse_args(argv)
-    out = sys.stdout
+    try:
+        return _run(args, sys.stdout)
+    except Exception as exc:
+        # Everything the kernel can answer is an errno inside the outcomes; an exception
+        # reaching here is a bug in mmsim and must not look like a result.
+        if args.debug:
+            traceback.print_exc(file=sys.stderr)
+        print(f"mmsim: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if not args.debug:
+            print("mmsim: run again with --debug for the traceback", file=sys.stderr)
+        return INTERNAL_ERROR
+
+
+def _run(args, out):
+    """Run the parsed command; its exit status."""
     try:
         if args.command == "diff":
             return run_diff(args, out)
@@ -229,11 +254,13 @@ def run_conform(args, out):
         sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{n}")
         sys.stderr.flush()
 
-    diff = testing.run(lambda: testing.SimBackend(window=(lo, hi)),
-                       lambda: testing.LiveBackend(window=(lo, hi)),
-                       examples=args.examples, seed=args.seed, window=(lo, hi), calls=calls,
-                       progress=progress)
-    sys.stderr.write("\n")
+    try:
+        diff = testing.run(lambda: testing.SimBackend(window=(lo, hi)),
+                           lambda: testing.LiveBackend(window=(lo, hi)),
+                           examples=args.examples, seed=args.seed, window=(lo, hi),
+                           calls=calls, progress=progress)
+    finally:
+        sys.stderr.write("\n")    # end the progress bar, before any error message too
     if diff is None:
         out.write(f"# {args.examples} sequences: no difference from the live kernel\n")
         return 0

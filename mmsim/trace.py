@@ -13,6 +13,7 @@ import re
 import attrs
 
 from . import uapi
+from .prctl import PrctlMmMap
 
 # Calls the replayer runs in the simulator: their constant arguments are evaluated here.
 EXECUTED = frozenset("""
@@ -283,7 +284,30 @@ def _parse_body(line, pid, lineno, file, pending):
     if counts is not None and len(event.args) not in counts:
         want = " or ".join(map(str, counts))
         raise TraceError(file, lineno, f"{event.name}() takes {want} arguments, not {len(event.args)}")
+    if evaluate:
+        _check_shapes(event, file, lineno)
     return event
+
+
+# The arguments of executed calls that may be something other than a number (a string,
+# an array, a struct); strace prints every other one as a number.
+_NOT_NUMBERS = {"open": {0}, "openat": {1}, "execve": {0, 1, 2}, "process_madvise": {1},
+                "wait4": {1, 3}, "prctl": {1, 2, 3, 4}}
+
+
+def _check_shapes(event, file, lineno):
+    """A string, array or struct where strace prints a number is a malformed trace, and
+    so is a PR_SET_MM_MAP struct that is not a struct prctl_mm_map."""
+    free = _NOT_NUMBERS.get(event.name, ())
+    for i, a in enumerate(event.args):
+        if i not in free and type(a) is not int:
+            raise TraceError(file, lineno, f"argument {i + 1} of {event.name}() must be a number")
+    if "flags" in event.kwargs and type(event.kwargs["flags"]) is not int:
+        raise TraceError(file, lineno, f"flags of {event.name}() must be a number")
+    a = event.args
+    if (event.name == "prctl" and len(a) > 2 and a[0] == uapi.PR_SET_MM
+            and a[1] == uapi.PR_SET_MM_MAP and isinstance(a[2], Raw)):
+        _mm_map(a[2].text, file, lineno)
 
 
 def _split_args(body, file, lineno):
@@ -507,23 +531,24 @@ def check_pids(events, file="<trace>"):
 # ---------------------------------------------------------------------- replay
 
 ADDRESS_RESULTS = ("mmap", "mremap", "brk")
-_FIELD = re.compile(r"\s*(\w+)\s*=\s*([^,]+?)\s*(?:,|\Z)")
 
 
-def _mm_map(text):
+def _mm_map(text, file="<trace>", lineno=0):
     """struct prctl_mm_map as strace prints it, ``{start_code=0x..., ..., exe_fd=-1}``;
-    a field left out is 0 (exe_fd: -1).  ValueError for anything else."""
-    from .prctl import PrctlMmMap
+    a field left out is 0 (exe_fd: -1).  TraceError for anything else."""
     body = text.strip()
     if not (body.startswith("{") and body.endswith("}")):
-        raise ValueError(f"not a struct: {text!r}")
+        raise TraceError(file, lineno, f"not a struct: {text!r}")
     fields = {}
-    for m in _FIELD.finditer(body[1:-1]):
-        name, raw = m.group(1), m.group(2)
-        fields[name] = 0 if raw == "NULL" else uapi.value(raw)
     names = {f.name for f in attrs.fields(PrctlMmMap)}
-    if not fields or set(fields) - names:
-        raise ValueError(f"unknown fields in {text!r}")
+    for item in _split_top(body[1:-1], file, lineno):
+        name, eq, raw = item.partition("=")
+        name, raw = name.strip(), raw.strip()
+        if not eq or name not in names:
+            raise TraceError(file, lineno, f"struct prctl_mm_map has no field {name!r}")
+        if name in fields:
+            raise TraceError(file, lineno, f"field {name} given twice")
+        fields[name] = 0 if raw == "NULL" else _expr(raw, file, lineno)
     fields.setdefault("exe_fd", -1)
     return PrctlMmMap(**fields)
 
@@ -651,10 +676,6 @@ class Replayer:
             return getattr(proc, name)(*ev.args)
         except OSError as e:
             return -e.errno
-        except (TypeError, ValueError, AttributeError, IndexError):
-            # An argument of the wrong shape (a string where a number belongs): what
-            # the kernel answers for a pointer it cannot read.
-            return -errno.EFAULT
 
     # Calls whose arguments or results need translating.
 
@@ -690,6 +711,8 @@ class Replayer:
         return self._openat(proc, ev, uapi.AT_FDCWD, path, flags, mode)
 
     def _openat(self, proc, ev, dirfd, path, flags=0, mode=0):
+        if not isinstance(path, Str):
+            return -errno.EFAULT     # strace shows a pointer it could not read as a number
         name = path.value
         if name not in self.kernel.files and os.path.exists(name):
             # A host file a real program opened: visible to the simulator read-only.
@@ -742,7 +765,7 @@ class Replayer:
     def _prctl(self, proc, ev, option, *args):
         if (option == uapi.PR_SET_MM and len(args) > 1 and args[0] == uapi.PR_SET_MM_MAP
                 and isinstance(args[1], Raw)):
-            args = (args[0], _mm_map(args[1].text), *args[2:])
+            args = (args[0], _mm_map(args[1].text, lineno=ev.line), *args[2:])
         return proc.prctl(option, *args)
 
     def _pidfd_open(self, proc, ev, pid, flags=0):
@@ -752,7 +775,19 @@ class Replayer:
         return proc.mctl(self._fd(ev, pidfd), action, flags)
 
     def _execve(self, proc, ev, path, argv=(), envp=0):
-        argv = [a.value for a in argv] if isinstance(argv, list) else None
+        if not isinstance(path, Str):
+            return -errno.EFAULT     # an unreadable pointer, printed as a number
+        if isinstance(argv, list):
+            # strace ends a long array with "...": the strings it printed are the argv.
+            if argv and argv[-1] == Raw("..."):
+                argv = argv[:-1]
+            if not all(isinstance(a, Str) for a in argv):
+                return -errno.EFAULT
+            argv = [a.value for a in argv]
+        elif argv == 0:
+            argv = None              # NULL: the kernel takes it as an empty argv
+        else:
+            return -errno.EFAULT
         return proc.execve(path.value, argv)
 
     def _exit(self, proc, ev, status=0):
