@@ -6,8 +6,10 @@ import sys
 import traceback
 
 from .kernel import Kernel
+from .live import available, diff_trace
+from .replay import Replayer
+from .strace import TraceError, parse
 from .thp import MODES
-from .trace import Replayer, TraceError, parse
 
 DEMO = """\
 # mmsim demo: a launcher (the initial process) and two workloads it forks, with THP
@@ -190,7 +192,6 @@ def _run(args, out):
 
 def _live_window(args):
     """The --window as (lo, hi) when the live kernel can be used; else None, reported."""
-    from .live import available
     ok, why = available()
     if not ok:
         print(f"mmsim: {why}", file=sys.stderr)
@@ -217,7 +218,6 @@ def _read(path):
 
 def run_diff(args, out):
     """``mmsim diff``: print the differences; 0 when there are none."""
-    from .live import diff_trace
     window = _live_window(args)
     text = _read(args.trace) if window else None
     if text is None:
@@ -238,7 +238,7 @@ def run_conform(args, out):
     if window is None:
         return 2
     lo, hi = window
-    from . import testing
+    from . import testing       # here, not at the top: hypothesis is an optional extra
     calls = tuple(args.calls) if args.calls else testing.CALLS
     unknown = [c for c in calls if c not in testing.CALLS]
     if unknown:

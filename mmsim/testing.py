@@ -6,7 +6,7 @@ step (docs/conformance.md).
 A backend is any object with::
 
     name                  # shown in reports
-    step(event) -> result # run one parsed trace call (mmsim.trace.Event); int, "?" or -errno
+    step(event) -> result # run one parsed trace call (mmsim.strace.Event); int, "?" or -errno
     vmas(pid) -> list     # the VMAs of process ``pid`` inside the window (dicts as
                           # mmsim.live.smaps_vmas returns them), or None once it has exited
     close()
@@ -15,11 +15,18 @@ Processes are named as in a trace: ``INITIAL`` is the first process, a fork's ch
 the pid written in its ``fork() = N`` line.
 """
 
+import os
+import tempfile
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as with_seed
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from .live import VMA_FIELDS, WINDOW, _trace_classes, host_thp, smaps_vmas
-from .trace import Replayer, format_result, parse_line
+from .kernel import Kernel
+from .live import VMA_FIELDS, WINDOW, LiveReplayer, host_thp, smaps_vmas
+from .replay import Replayer, format_result
+from .strace import parse_line
 
 INITIAL = 999          # the trace pid of the first process
 PAGE = 4096
@@ -80,8 +87,6 @@ def lengths(unaligned=True):
 def data_file():
     """The file the "file" steps map: always the same path and contents (41 pages, the
     last one partial), made on first use, so a written trace replays later."""
-    import os
-    import tempfile
     path = os.path.join(tempfile.gettempdir(), "mmsim-conform-data.bin")
     size = (DATA_PAGES - 1) * PAGE + 100
     if not os.path.exists(path) or os.path.getsize(path) != size:
@@ -154,7 +159,6 @@ class SimBackend(_ReplayerBackend):
     name = "mmsim"
 
     def __init__(self, window=WINDOW, kernel=None, **kernel_options):
-        from .kernel import Kernel
         opts = {"thp": host_thp(), "randomize": False, **kernel_options}
         self.window = window
         self._start(Replayer(kernel if kernel is not None else Kernel(**opts)))
@@ -177,7 +181,7 @@ class LiveBackend(_ReplayerBackend):
     name = "live kernel"
 
     def __init__(self, window=WINDOW):
-        self._start(_trace_classes()(window))
+        self._start(LiveReplayer(window))
 
     def vmas(self, pid):
         """The VMAs of ``pid`` inside the window, or None once it has exited."""
@@ -408,9 +412,6 @@ def run(make_a, make_b, examples=100, seed=None, max_steps=20, window=WINDOW, ca
         progress=None):
     """Run ``examples`` generated sequences on both backends.  Returns None when
     nothing differs, else the shrunk Difference (its ``trace`` reproduces it)."""
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import seed as with_seed
-
     last = {}
     count = [0]
 

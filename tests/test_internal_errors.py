@@ -6,7 +6,8 @@ import pytest
 
 from mmsim import cli, live, mman
 from mmsim.kernel import Kernel
-from mmsim.trace import Replayer, parse
+from mmsim.replay import Replayer
+from mmsim.strace import parse
 
 W = 0x200000000000
 TRACE = (f"mmap({W:#x}, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)"

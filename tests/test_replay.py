@@ -9,7 +9,7 @@ import pytest
 
 from mmsim import cli
 from mmsim.kernel import Kernel
-from mmsim.trace import replay
+from mmsim.replay import replay_trace as replay
 
 DATA = pathlib.Path(__file__).parent / "data" / "strace"
 W = 0x200000000000

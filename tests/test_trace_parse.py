@@ -5,7 +5,7 @@ import errno
 
 import pytest
 
-from mmsim.trace import Raw, Str, TraceError, parse, parse_line
+from mmsim.strace import Raw, Str, TraceError, parse, parse_line
 from mmsim.uapi import (CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, MAP_ANONYMOUS,
                         MAP_HUGE_SHIFT, MAP_PRIVATE, PROT_READ, PROT_WRITE, SIGCHLD)
 
@@ -123,9 +123,9 @@ def test_bad_input_names_file_line_and_problem(text, message):
 
 def test_fast_path_parses_like_the_general_parser(monkeypatch):
     from benchmarks.replay import workload
-    from mmsim import trace
+    from mmsim import strace
     text, _ = workload(3000, seed=7)
     text += "brk(NULL) = 0x1000\nmunmap(0x1000, 010)\nexit_group(0) = ?\n"
     fast = parse(text)
-    monkeypatch.setattr(trace, "_fast_call", lambda *a: None)
+    monkeypatch.setattr(strace, "_fast_call", lambda *a: None)
     assert parse(text) == fast

@@ -1,0 +1,354 @@
+"""The helper protocol: live helper processes, one per trace pid, each making the calls
+its coordinator sends over a socket (JSON lines; a fork hands the child's socket back
+with SCM_RIGHTS), and the Replayer that drives them in trace order."""
+
+import ctypes
+import errno
+import json
+import os
+import resource
+import socket
+import sys
+import time
+import traceback
+
+import attrs
+
+from ..errors import MmsimError
+from ..replay import Outcome, Replayer
+from ..uapi import CLONE_VM
+from .child import _MAP_FAILED, load_libc
+from .smaps import smaps_vmas
+
+__all__ = ["NotComparable", "LiveProc", "LiveReplayer"]
+
+
+class NotComparable(MmsimError):
+    """A call the live kernel has no counterpart for (mctl), or that a helper process
+    cannot make safely (brk would move the helper's own heap)."""
+
+
+_HELPER = ("import sys; from mmsim.live.helper import _serve; "
+           "_serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), False)")
+
+
+def _send(sock, msg, fds=()):
+    data = json.dumps(msg).encode() + b"\n"
+    if fds:
+        socket.send_fds(sock, [data], list(fds))
+    else:
+        sock.sendall(data)
+
+
+def _recv(sock, with_fds=False):
+    if with_fds:
+        data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
+        return json.loads(data), fds
+    chunks = []
+    while True:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise RuntimeError("a live helper process went away")
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            return json.loads(b"".join(chunks))
+
+
+def _helper_call(libc, name, args):
+    """One call made by a helper process; its result, or -errno."""
+    try:
+        if name == "open":
+            return os.open(args[0], args[1])
+        if name == "close":
+            os.close(args[0])
+            return 0
+        if name == "pidfd_open":
+            return os.pidfd_open(args[0], args[1])
+        if name in ("setuid", "setgid"):
+            getattr(os, name)(args[0])
+            return 0
+        if name in ("setresuid", "setresgid"):
+            getattr(os, name)(*args)
+            return 0
+        if name == "wait4":
+            pid, status = os.waitpid(args[0], args[1])
+            return pid
+        if name == "process_madvise":
+            pidfd, pairs, advice, flags = args
+            iov = (ctypes.c_uint64 * (2 * len(pairs) or 2))(*[x for p in pairs for x in p])
+            ret = libc.syscall(440, pidfd, iov, len(pairs), advice, flags)
+            return -ctypes.get_errno() if ret == -1 else ret
+    except OSError as e:
+        return -e.errno
+    if name == "unshare":
+        ret = libc.unshare(args[0])
+        return -ctypes.get_errno() if ret == -1 else ret
+    if name == "prctl":
+        # A struct argument (PR_SET_MM_MAP's) arrives as a dict: pass its address.
+        structs = [_PrctlMmMap(**a) if isinstance(a, dict) else None for a in args]
+        ret = libc.prctl(*[ctypes.addressof(st) if st is not None else a & (2**64 - 1)
+                           for a, st in zip(args, structs)])
+        return -ctypes.get_errno() if ret == -1 else ret
+    if name == "brk":
+        moved = _glibc_break(libc)
+        if moved is not None:
+            return {"error": moved}
+        return libc.syscall(SYS_brk, ctypes.c_ulong(args[0]))
+    if name in ("mmap", "mremap"):
+        ret = getattr(libc, name)(*args)
+        return -ctypes.get_errno() if ret == _MAP_FAILED else (ret or 0)
+    ret = getattr(libc, name)(*args)
+    return -ctypes.get_errno() if ret != 0 else 0
+
+
+SYS_brk = 12
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+_BREAK = {}
+
+
+class _PrctlMmMap(ctypes.Structure):
+    """struct prctl_mm_map, for PR_SET_MM_MAP."""
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
+        "start_stack", "arg_start", "arg_end", "env_start", "env_end", "auxv")] + [
+        ("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
+
+
+def _keep_malloc_off_brk(libc):
+    """Give glibc's main arena tens of MiB to spare and forbid trimming, so that malloc
+    never moves the program break again: a trace's brk calls then own it alone."""
+    libc.malloc.restype = ctypes.c_void_p
+    libc.mallopt(M_TRIM_THRESHOLD, 0x7FFFFFFF)
+    libc.mallopt(M_TOP_PAD, 64 << 20)
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    libc.free(ctypes.c_void_p(libc.malloc(16 << 20)))
+    libc.mallopt(M_MMAP_THRESHOLD, 128 << 10)
+    _BREAK["glibc"] = ctypes.c_void_p.in_dll(libc, "__curbrk").value
+
+
+def _glibc_break(libc):
+    """None while glibc's idea of the break is where _keep_malloc_off_brk left it;
+    otherwise why the live side cannot be trusted any more."""
+    now = ctypes.c_void_p.in_dll(libc, "__curbrk").value
+    if now != _BREAK.get("glibc"):
+        return f"glibc moved the helper's break ({_BREAK.get('glibc')} -> {now})"
+    return None
+
+
+def _serve(fd, lo, hi, clear):
+    """A helper process: make the calls its coordinator sends, in order, until told to
+    exit.  It forks (handing the child's channel back), execs a fresh helper, and
+    reports its VMAs inside the window."""
+    status = 1
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        sock = socket.socket(fileno=fd)
+        libc = load_libc()
+        libc.unshare.argtypes = [ctypes.c_int]
+        _keep_malloc_off_brk(libc)
+        if clear:
+            libc.munmap(lo, hi - lo)
+        else:
+            _send(sock, {"result": 0})      # the exec that made this process succeeded
+        while True:
+            msg = _recv(sock)
+            op = msg["op"]
+            if op == "call":
+                _send(sock, {"result": _helper_call(libc, msg["name"], msg["args"])})
+            elif op == "vmas":
+                with open("/proc/self/smaps") as f:
+                    _send(sock, {"vmas": smaps_vmas(f.read(), (lo, hi))})
+            elif op == "fork":
+                mine, theirs = socket.socketpair()
+                pid = os.fork()
+                if pid == 0:
+                    sock.close()
+                    mine.close()
+                    sock = theirs
+                    continue
+                theirs.close()
+                _send(sock, {"result": pid}, [mine.fileno()])
+                mine.close()
+            elif op == "exec":
+                os.set_inheritable(sock.fileno(), True)
+                env = dict(os.environ)
+                # The directory holding the mmsim package: mmsim/live/helper.py, 3 up.
+                root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+                try:
+                    os.execve(sys.executable, [sys.executable, "-c", _HELPER,
+                                               str(sock.fileno()), str(lo), str(hi)], env)
+                except OSError as e:
+                    _send(sock, {"result": -e.errno})
+            elif op == "exit":
+                status = msg["status"]
+                return
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(status & 0xFF)
+
+
+class LiveProc:
+    """The coordinator's handle on one live helper process: the same methods as a
+    simulated Process, made by the helper on the live kernel."""
+
+    def __init__(self, sock, pid):
+        self.sock = sock
+        self.pid = pid
+        self.fds = {0: True, 1: True, 2: True}
+        self.mm = None
+
+    def _call(self, name, *args):
+        _send(self.sock, {"op": "call", "name": name, "args": list(args)})
+        ret = _recv(self.sock)["result"]
+        if isinstance(ret, dict):
+            raise NotComparable(ret["error"])
+        if ret < 0:
+            raise OSError(-ret, os.strerror(-ret))
+        return ret
+
+    def vmas(self):
+        """The helper's VMAs inside the window, parsed from its smaps."""
+        _send(self.sock, {"op": "vmas"})
+        return _recv(self.sock)["vmas"]
+
+    def __getattr__(self, name):
+        if name in ("mmap", "munmap", "mprotect", "madvise", "mremap", "mlock", "mlock2",
+                    "munlock", "setuid", "setgid", "setresuid", "setresgid", "unshare"):
+            return lambda *args: self._call(name, *args)
+        raise AttributeError(name)
+
+    def brk(self, addr):
+        return self._call("brk", addr)
+
+    def mctl(self, *args):
+        raise NotComparable("the live kernel has no mctl")
+
+    def prctl(self, *args):
+        args = [attrs.asdict(a) if attrs.has(type(a)) else a for a in args]
+        return self._call("prctl", *(args + [0] * (5 - len(args))))
+
+    def open(self, path, flags=0):
+        fd = self._call("open", path, flags)
+        self.fds[fd] = True
+        return fd
+
+    def close(self, fd):
+        self.fds.pop(fd, None)
+        return self._call("close", fd)
+
+    def pidfd_open(self, pid, flags=0):
+        fd = self._call("pidfd_open", pid, flags)
+        self.fds[fd] = True
+        return fd
+
+    def process_madvise(self, pidfd, pairs, advice, flags=0):
+        return self._call("process_madvise", pidfd, [list(p) for p in pairs], advice, flags)
+
+    def wait4(self, pid=-1, options=0):
+        return self._call("wait4", pid, options), 0
+
+    def fork(self):
+        _send(self.sock, {"op": "fork"})
+        msg, fds = _recv(self.sock, with_fds=True)
+        child = LiveProc(socket.socket(fileno=fds[0]), msg["result"])
+        child.fds = dict(self.fds)
+        return child
+
+    vfork = fork
+
+    def clone(self, flags):
+        if flags & CLONE_VM:
+            raise NotComparable("a helper cannot share its address space")
+        return self.fork()
+
+    def execve(self, path, argv=None):
+        if not os.access(path, os.X_OK):
+            raise OSError(errno.ENOENT if not os.path.exists(path) else errno.EACCES, path)
+        _send(self.sock, {"op": "exec"})
+        ret = _recv(self.sock)["result"]
+        if ret < 0:
+            raise OSError(-ret, os.strerror(-ret))
+        return 0
+
+    def exit(self, status=0):
+        _send(self.sock, {"op": "exit", "status": status})
+        self.sock.close()
+        # The simulator's exit is synchronous; wait until the helper is a zombie (or
+        # reaped), so that a wait4(WNOHANG) right after finds it as mmsim does.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{self.pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                        return
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            time.sleep(0.001)
+
+
+WARM_LIMIT = 64 << 20
+
+
+def _warm(path):
+    """Read a host file through once, so that all its pages sit in the page cache,
+    uptodate and without readahead marks, as mmsim takes every file page to be: a file
+    mapping's fault-around then maps the same pages on both sides."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            if os.fstat(f.fileno()).st_size <= WARM_LIMIT:
+                while f.read(1 << 20):
+                    pass
+    except OSError:
+        pass    # the helper's own open reports the error
+
+
+class LiveReplayer(Replayer):
+    """The Replayer driving live helper processes instead of simulated ones."""
+
+    def __init__(self, window):
+        super().__init__(kernel=None, follow=False)
+        self.window = window
+        self.root = None
+
+    def spawn_initial(self):
+        mine, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            mine.close()
+            _serve(os.dup(theirs.fileno()), self.window[0], self.window[1], True)
+        theirs.close()
+        self.root = LiveProc(mine, pid)
+        return self.root
+
+    def call(self, ev):
+        try:
+            return super().call(ev)
+        except NotComparable:
+            return "not comparable"
+
+    def _openat(self, proc, ev, dirfd, path, flags=0, mode=0):
+        _warm(path.value)
+        return self._new_fd(ev, proc.open(path.value, flags))
+
+    def dump(self, ev):
+        proc = self.procs[ev.pid]
+        out = Outcome(ev, label=self._label(ev.pid))
+        out.smaps = proc.vmas() if proc.sock.fileno() >= 0 else []
+        return out
+
+    def finish(self):
+        """Stop every helper still running."""
+        for proc in self.procs.values():
+            if proc.sock.fileno() >= 0:
+                try:
+                    os.kill(proc.pid, 9)
+                except ProcessLookupError:
+                    pass
+                proc.sock.close()
+        if self.root is not None:
+            try:
+                os.waitpid(self.root.pid, 0)
+            except ChildProcessError:
+                pass

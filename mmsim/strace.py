@@ -1,0 +1,553 @@
+"""Traces in strace syntax: the parser (one event per line, as ``strace -f`` prints
+them) and the checks a whole trace must pass before any of it runs (mmsim.replay runs
+them).
+
+A trace is read completely and checked first, so a malformed line stops the run before
+anything executes; each problem is a ``TraceError`` naming the file, the line and what
+is wrong.  A call that fails in the simulator is not bad input: its errno is its result.
+"""
+
+import errno
+import re
+
+import attrs
+
+from . import uapi
+from .errors import MmsimError
+from .prctl import PrctlMmMap
+
+# Calls the replayer runs in the simulator: their constant arguments are evaluated here.
+EXECUTED = frozenset("""
+    mmap munmap mprotect mremap madvise mlock mlock2 munlock brk fork vfork clone execve
+    exit exit_group wait4 open openat close pidfd_open process_madvise prctl mctl
+    setuid setresuid setgid setresgid unshare
+""".split())
+
+# Calls that do not touch memory: accepted and ignored, so real logs replay.
+IGNORED = frozenset("""
+    read write pread64 pwrite64 readv writev fstat newfstatat stat lstat statx statfs fstatfs
+    access faccessat faccessat2 arch_prctl set_tid_address set_robust_list get_robust_list
+    rseq rt_sigaction rt_sigprocmask rt_sigreturn sigaltstack prlimit64 getrlimit setrlimit
+    getrandom ioctl fcntl lseek getpid getppid gettid getuid geteuid getgid getegid
+    getresuid getresgid getgroups uname futex clock_gettime clock_getres clock_nanosleep
+    nanosleep gettimeofday time times dup dup2 dup3 pipe pipe2 readlink readlinkat getcwd
+    chdir fchdir sysinfo getdents64 sched_getaffinity sched_setaffinity sched_yield kill
+    tgkill tkill poll ppoll select pselect6 epoll_create1 epoll_ctl epoll_wait epoll_pwait
+    eventfd2 socket connect bind listen accept accept4 sendto recvfrom sendmsg recvmsg
+    socketpair getsockname getpeername setsockopt getsockopt shutdown umask mkdir mkdirat
+    unlink unlinkat rename renameat renameat2 chmod fchmod fchmodat chown fchown fchownat
+    truncate ftruncate fsync fdatasync fadvise64 waitid membarrier getpgrp getpgid setpgid
+    getsid setsid capget capset personality sync sync_file_range utimensat
+    flock close_range memfd_create mincore msync inotify_init1 inotify_add_watch
+    rt_sigsuspend rt_sigtimedwait rt_sigqueueinfo pause alarm setitimer getitimer
+    restart_syscall sched_getparam sched_setparam sched_getscheduler sched_setscheduler
+    getpriority setpriority ioprio_get ioprio_set getxattr lgetxattr fgetxattr listxattr
+    llistxattr flistxattr timerfd_create timerfd_settime signalfd4 copy_file_range sendfile
+    splice fallocate getcpu
+""".split())
+
+KNOWN = EXECUTED | IGNORED
+
+# How many positional arguments each executed call takes (strace prints prctl with as
+# many as the option uses, and clone with named arguments).
+ARITY = {
+    "mmap": (6,), "munmap": (2,), "mprotect": (3,), "mremap": (4, 5), "madvise": (3,),
+    "mlock": (2,), "mlock2": (3,), "munlock": (2,), "brk": (1,), "fork": (0,), "vfork": (0,),
+    "execve": (3,), "exit": (1,), "exit_group": (1,), "wait4": (4,), "open": (2, 3),
+    "openat": (3, 4), "close": (1,), "pidfd_open": (2,), "process_madvise": (5,),
+    "prctl": (1, 2, 3, 4, 5), "mctl": (3,), "setuid": (1,), "setresuid": (3,), "setgid": (1,),
+    "setresgid": (3,), "unshare": (1,),
+}
+
+
+class TraceError(MmsimError, ValueError):
+    """A malformed trace: ``file``, ``line`` (1-based) and what is wrong."""
+
+    def __init__(self, file, line, message):
+        super().__init__(f"{file}:{line}: {message}")
+        self.file, self.line, self.message = file, line, message
+
+
+@attrs.define(slots=True)
+class Raw:
+    """An argument kept as written: a struct, or an expression the replay never reads."""
+    text: str
+
+
+@attrs.define(slots=True)
+class Str:
+    """A string argument; ``truncated`` when strace cut it short (``"..."...``)."""
+    value: str
+    truncated: bool = False
+
+
+@attrs.define(slots=True)
+class Event:
+    """One line of a trace.
+
+    ``kind`` is ``"call"``, ``"dump"``, ``"exit"`` (``+++ ... +++``), ``"signal"``
+    (``--- ... ---``) or ``"note"`` (``strace: ...``).  ``prefix`` is the ``[pid N]``
+    written on the line (None without one); ``pid`` is the process it names, None for
+    the initial process (``check_pids`` decides).  For a call, ``args`` holds ints (numbers,
+    NULL and constants), ``Str``, lists (arrays) and ``Raw``; ``kwargs`` the
+    ``name=value`` arguments (clone); ``result`` is None when not recorded, ``"?"``,
+    an int, or a negative errno for ``-1 ENAME (text)``."""
+    line: int
+    kind: str
+    pid: int | None = None
+    name: str = ""
+    args: list = attrs.Factory(list)
+    kwargs: dict = attrs.Factory(dict)
+    result: object = None
+    text: str = ""
+    prefix: int | None = None
+
+
+# "[pid N] " on the terminal; "N " when strace -f writes to a file (-o).
+_PREFIX = re.compile(r"(?:\[pid\s+(\d+)\]|(\d+))\s+")
+_CALL = re.compile(r"([a-z_][a-z0-9_]*)\(")
+_RESUMED = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>\s*")
+_UNFINISHED = " <unfinished ...>"
+_RESULT = re.compile(
+    r"\s*=\s*(?:(\?)(?:\s+E[A-Z0-9_]+)?|(-1)\s+(E[A-Z0-9]+)\s*(?:\(.*\))?|(-?(?:0x[0-9a-fA-F]+|\d+)))"
+    r"(?:\s*<[^>]*>)?(?:\s*\(.*\))?\s*\Z")
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "a": "\a", "b": "\b",
+            '"': '"', "\\": "\\", "'": "'", "?": "?"}
+_EXPR_TOKEN = re.compile(r"\s*(<<|[|~()]|[A-Za-z_][A-Za-z0-9_]*|0[xX][0-9a-fA-F]+|\d+|-\d+)")
+_ERRNO = {name: code for code, name in errno.errorcode.items()}
+
+
+def parse(text, file="<trace>"):
+    """Parse a whole trace; a list of Events, or TraceError at the first bad line."""
+    events = []
+    pending = {}   # pid -> (Event, argument text so far) of an <unfinished ...> call
+    slots = {}     # id(Event) -> where an unfinished fork goes in ``events``
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        before = len(pending)
+        event = parse_line(raw, lineno, file, pending)
+        if event is None:
+            if len(pending) > before:
+                started = next(reversed(pending.values()))[0]
+                if started.name in FORKS:
+                    # The child exists from the moment the fork starts: its lines may
+                    # come before the parent's "resumed" line, so the fork runs here.
+                    slots[id(started)] = len(events)
+                    events.append(None)
+            continue
+        slot = slots.pop(id(event), None)
+        if slot is None:
+            events.append(event)
+        else:
+            events[slot] = event
+    if pending:
+        ev, _ = next(iter(pending.values()))
+        raise TraceError(file, ev.line, f"{ev.name}() is never resumed")
+    check_pids(events, file)
+    return events
+
+
+def parse_line(raw, lineno, file="<trace>", pending=None):
+    """Parse one line; None for a blank line or a comment."""
+    line = raw.strip()
+    if not line:
+        return None
+    if line.startswith("strace:"):
+        return Event(lineno, "note", text=line[7:].strip())
+    pid = None
+    m = _PREFIX.match(line)
+    if m:
+        pid = int(m.group(1) or m.group(2))
+        line = line[m.end():]
+    if line.startswith("#"):
+        body = line[1:].strip()
+        if body != "dump" and not body.startswith("dump "):
+            return None
+        event = Event(lineno, "dump", pid, text=body[4:].strip())
+    else:
+        event = _parse_body(line, pid, lineno, file, pending)
+    if event is not None:
+        event.prefix = pid
+    return event
+
+
+# Values of argument texts already evaluated ("PROT_READ|PROT_WRITE", "0x7f0000"...):
+# traces repeat the same few constants, and a lookup is far cheaper than a parse.
+_VALUES = {"NULL": 0}
+_SIMPLE_BREAKERS = ('"', "[", "{", "<", "/*", "=")
+
+
+def _fast_call(line, pid, lineno, file):
+    """The common line, ``name(a, b, c) = result`` with plain arguments, or None to
+    let the general parser take it (which also reports any error)."""
+    p = line.find("(")
+    close = line.rfind(")")
+    if p <= 0 or close < p:
+        return None
+    name = line[:p]
+    if name not in EXECUTED:
+        return None
+    args_text = line[p + 1:close]
+    if "(" in args_text or ")" in args_text:
+        return None
+    for c in _SIMPLE_BREAKERS:
+        if c in args_text:
+            return None
+    rest = line[close + 1:].strip()
+    result = None
+    if rest:
+        if not rest.startswith("="):
+            return None
+        value = rest[1:].strip()
+        if value == "?":
+            result = "?"
+        else:
+            try:
+                result = int(value, 0)
+            except ValueError:
+                return None
+    args = []
+    values = _VALUES
+    if args_text.strip():
+        for a in args_text.split(","):
+            a = a.strip()
+            v = values.get(a)
+            if v is None:
+                if not a:
+                    return None
+                v = values[a] = _expr(a, file, lineno)
+            args.append(v)
+    counts = ARITY.get(name)
+    if counts is not None and len(args) not in counts:
+        return None
+    return Event(lineno, "call", pid, name, args, {}, result, args_text)
+
+
+def _parse_body(line, pid, lineno, file, pending):
+    fast = _fast_call(line, pid, lineno, file)
+    if fast is not None:
+        return fast
+    if line.startswith("+++") or line.startswith("---"):
+        mark = line[:3]
+        if not line.endswith(mark) or len(line) < 6:
+            raise TraceError(file, lineno, f"unterminated {mark} line")
+        return Event(lineno, "exit" if mark == "+++" else "signal", pid, text=line[3:-3].strip())
+    resumed = _RESUMED.match(line)
+    if resumed:
+        name = resumed.group(1)
+        key = pid
+        if pending is None or key not in pending or pending[key][0].name != name:
+            raise TraceError(file, lineno, f"{name} resumed but never left unfinished")
+        event, head = pending.pop(key)
+        body = head + line[resumed.end():]
+        event.line = lineno
+    else:
+        m = _CALL.match(line)
+        if not m:
+            raise TraceError(file, lineno, f"cannot parse {line!r}")
+        name = m.group(1)
+        if name == "dump" and line[m.end():].strip().startswith(")"):
+            return Event(lineno, "dump", pid)
+        if name not in KNOWN:
+            raise TraceError(file, lineno, f"unknown call {name}()")
+        event = Event(lineno, "call", pid, name)
+        body = line[m.end():]
+        if body.endswith(_UNFINISHED):
+            if pending is None:
+                raise TraceError(file, lineno, "an unfinished call outside a whole trace")
+            if pid in pending:
+                raise TraceError(file, lineno, "a second call left unfinished")
+            pending[pid] = (event, body[:-len(_UNFINISHED)])
+            return None
+    args_text, rest = _split_args(body, file, lineno)
+    event.text = args_text
+    if rest.strip():
+        rm = _RESULT.match(rest)
+        if not rm:
+            raise TraceError(file, lineno, f"cannot parse the result {rest.strip()!r}")
+        if rm.group(1):
+            event.result = "?"
+        elif rm.group(2):
+            code = _ERRNO.get(rm.group(3))
+            if code is None:
+                raise TraceError(file, lineno, f"unknown errno {rm.group(3)}")
+            event.result = -code
+        else:
+            event.result = int(rm.group(4), 0)
+    evaluate = event.name in EXECUTED
+    for arg in _split_top(args_text, file, lineno):
+        key, eq, val = arg.partition("=")
+        if eq and re.fullmatch(r"[a-z_][a-z0-9_]*", key) and not val.startswith("="):
+            event.kwargs[key] = _value(val.strip(), evaluate, file, lineno)
+        else:
+            event.args.append(_value(arg, evaluate, file, lineno))
+    counts = ARITY.get(event.name)
+    if counts is not None and len(event.args) not in counts:
+        want = " or ".join(map(str, counts))
+        raise TraceError(file, lineno, f"{event.name}() takes {want} arguments, not {len(event.args)}")
+    if evaluate:
+        _check_shapes(event, file, lineno)
+    return event
+
+
+# The arguments of executed calls that may be something other than a number (a string,
+# an array, a struct); strace prints every other one as a number.
+_NOT_NUMBERS = {"open": {0}, "openat": {1}, "execve": {0, 1, 2}, "process_madvise": {1},
+                "wait4": {1, 3}, "prctl": {1, 2, 3, 4}}
+
+
+def _check_shapes(event, file, lineno):
+    """A string, array or struct where strace prints a number is a malformed trace, and
+    so is a PR_SET_MM_MAP struct that is not a struct prctl_mm_map."""
+    free = _NOT_NUMBERS.get(event.name, ())
+    for i, a in enumerate(event.args):
+        if i not in free and type(a) is not int:
+            raise TraceError(file, lineno, f"argument {i + 1} of {event.name}() must be a number")
+    if "flags" in event.kwargs and type(event.kwargs["flags"]) is not int:
+        raise TraceError(file, lineno, f"flags of {event.name}() must be a number")
+    a = event.args
+    if (event.name == "prctl" and len(a) > 2 and a[0] == uapi.PR_SET_MM
+            and a[1] == uapi.PR_SET_MM_MAP and isinstance(a[2], Raw)):
+        _mm_map(a[2].text, file, lineno)
+
+
+def _split_args(body, file, lineno):
+    """The text inside the call's parentheses and what follows the closing one."""
+    i, n = 0, len(body)
+    stack = []
+    while i < n:
+        c = body[i]
+        if c == '"':
+            i = _skip_string(body, i, file, lineno)
+            continue
+        if c == "/" and body.startswith("/*", i):
+            end = body.find("*/", i + 2)
+            if end < 0:
+                raise TraceError(file, lineno, "unterminated comment")
+            i = end + 2
+            continue
+        if c in "([{":
+            stack.append(_CLOSE[c])
+        elif c in ")]}":
+            if not stack:
+                if c != ")":
+                    raise TraceError(file, lineno, f"unbalanced {c!r}")
+                return body[:i], body[i + 1:]
+            if stack.pop() != c:
+                raise TraceError(file, lineno, f"unbalanced {c!r}")
+        i += 1
+    raise TraceError(file, lineno, "unbalanced brackets: the call's ')' is missing")
+
+
+def _skip_string(s, i, file, lineno):
+    """The index just past the string literal starting at ``s[i]`` (and a ``...``)."""
+    j = i + 1
+    n = len(s)
+    while j < n:
+        c = s[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == '"':
+            j += 1
+            if s.startswith("...", j):
+                j += 3
+            return j
+        j += 1
+    raise TraceError(file, lineno, "unterminated string")
+
+
+def _split_top(text, file, lineno):
+    """Split the argument text at its top-level commas, comments dropped."""
+    out, start, i, n = [], 0, 0, len(text)
+    depth = 0
+    pieces = []
+    while i < n:
+        c = text[i]
+        if c == '"':
+            i = _skip_string(text, i, file, lineno)
+            continue
+        if c == "/" and text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            pieces.append(text[start:i])
+            i = start = end + 2
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            pieces.append(text[start:i])
+            out.append("".join(pieces).strip())
+            pieces = []
+            start = i + 1
+        i += 1
+    pieces.append(text[start:])
+    last = "".join(pieces).strip()
+    if last or out:
+        out.append(last)
+    return out
+
+
+def _value(arg, evaluate, file, lineno):
+    if not arg:
+        raise TraceError(file, lineno, "an empty argument")
+    c = arg[0]
+    if c == '"':
+        return _string(arg, file, lineno)
+    if c == "[":
+        inner = arg[1:-1]
+        return [_value(a, evaluate, file, lineno) for a in _split_top(inner, file, lineno)]
+    if c == "{":
+        return Raw(arg)
+    if arg == "NULL":
+        return 0
+    if arg == "...":
+        return Raw(arg)
+    if not evaluate:
+        try:
+            return int(arg, 0)
+        except ValueError:
+            return Raw(arg)
+    return _expr(arg, file, lineno)
+
+
+def _string(arg, file, lineno):
+    truncated = arg.endswith("...")
+    body = arg[1:-4] if truncated else arg[1:-1]
+    out = []
+    i, n = 0, len(body)
+    while i < n:
+        c = body[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        nxt = body[i + 1:i + 2]
+        if nxt in _ESCAPES:
+            out.append(_ESCAPES[nxt])
+            i += 2
+        elif nxt == "x":
+            out.append(chr(int(body[i + 2:i + 4], 16)))
+            i += 4
+        elif nxt.isdigit():
+            j = i + 1
+            while j < min(i + 4, n) and body[j] in "01234567":
+                j += 1
+            out.append(chr(int(body[i + 1:j], 8)))
+            i = j
+        else:
+            raise TraceError(file, lineno, f"bad escape in {arg!r}")
+    return Str("".join(out), truncated)
+
+
+def _expr(arg, file, lineno):
+    """A constant expression as strace prints flags: names and numbers joined with
+    ``|``, with ``~`` and ``<<`` (``1<<MAP_HUGE_SHIFT``) and parentheses."""
+    tokens, pos = [], 0
+    while pos < len(arg):
+        m = _EXPR_TOKEN.match(arg, pos)
+        if not m:
+            raise TraceError(file, lineno, f"cannot parse the argument {arg!r}")
+        tokens.append(m.group(1))
+        pos = m.end()
+        while pos < len(arg) and arg[pos].isspace():
+            pos += 1
+    tokens.append(None)
+    at = 0
+
+    def atom():
+        nonlocal at
+        tok = tokens[at]
+        at += 1
+        if tok == "~":
+            return ~atom()
+        if tok == "(":
+            v = orexpr()
+            if tokens[at] != ")":
+                raise TraceError(file, lineno, f"unbalanced brackets in {arg!r}")
+            at += 1
+            return v
+        if tok is None or tok in ("|", "<<", ")"):
+            raise TraceError(file, lineno, f"cannot parse the argument {arg!r}")
+        try:
+            return uapi.value(tok)
+        except KeyError:
+            raise TraceError(file, lineno, f"unknown constant {tok} in {arg!r}") from None
+
+    def shift():
+        nonlocal at
+        v = atom()
+        while tokens[at] == "<<":
+            at += 1
+            v <<= atom()
+        return v
+
+    def orexpr():
+        nonlocal at
+        v = shift()
+        while tokens[at] == "|":
+            at += 1
+            v |= shift()
+        return v
+
+    v = orexpr()
+    if tokens[at] is not None:
+        raise TraceError(file, lineno, f"cannot parse the argument {arg!r}")
+    return v
+
+
+FORKS = ("fork", "vfork", "clone", "clone3")
+
+
+def check_pids(events, file="<trace>"):
+    """Name every event's process: the initial process is ``None`` until its real pid
+    shows up as a prefix no fork created; a child is the pid its fork returned.  A line
+    for a pid never created, or for a process that has exited, is an error."""
+    initial = None          # the initial process' pid, once a prefix names it
+    created = set()
+    exited = set()
+    for ev in events:
+        pid = ev.pid
+        if pid is not None and pid not in created:
+            if initial is None and None not in exited:
+                initial = pid
+            elif pid != initial:
+                raise TraceError(file, ev.line, f"pid {pid} was never created")
+        who = None if pid == initial else pid
+        if who in exited and ev.kind != "exit":
+            name = f"pid {pid}" if who is not None else "the initial process"
+            raise TraceError(file, ev.line, f"{name} has exited")
+        if ev.kind == "call":
+            if ev.name in FORKS and isinstance(ev.result, int) and ev.result > 0:
+                created.add(ev.result)
+            elif ev.name in ("exit", "exit_group"):
+                exited.add(who)
+        elif ev.kind == "exit":
+            exited.add(who)
+        ev.pid = who
+    return events
+
+
+def _mm_map(text, file="<trace>", lineno=0):
+    """struct prctl_mm_map as strace prints it, ``{start_code=0x..., ..., exe_fd=-1}``;
+    a field left out is 0 (exe_fd: -1).  TraceError for anything else."""
+    body = text.strip()
+    if not (body.startswith("{") and body.endswith("}")):
+        raise TraceError(file, lineno, f"not a struct: {text!r}")
+    fields = {}
+    names = {f.name for f in attrs.fields(PrctlMmMap)}
+    for item in _split_top(body[1:-1], file, lineno):
+        name, eq, raw = item.partition("=")
+        name, raw = name.strip(), raw.strip()
+        if not eq or name not in names:
+            raise TraceError(file, lineno, f"struct prctl_mm_map has no field {name!r}")
+        if name in fields:
+            raise TraceError(file, lineno, f"field {name} given twice")
+        fields[name] = 0 if raw == "NULL" else _expr(raw, file, lineno)
+    fields.setdefault("exe_fd", -1)
+    return PrctlMmMap(**fields)
+
+
+__all__ = ["parse", "parse_line", "check_pids", "Event", "Raw", "Str", "TraceError",
+           "EXECUTED", "IGNORED", "KNOWN", "ARITY", "FORKS"]
