@@ -8,7 +8,7 @@ import traceback
 from .kernel import Kernel
 from .live import available, diff_trace
 from .replay import Replayer
-from .strace import TraceError, parse
+from .strace import TraceError, parse, read_trace
 from .thp import MODES
 
 DEMO = """\
@@ -206,11 +206,8 @@ def _live_window(args):
 
 def _read(path):
     """A trace file's text ('-': standard input), or None, reported."""
-    if path == "-":
-        return sys.stdin.read()
     try:
-        with open(path) as f:
-            return f.read()
+        return read_trace(path)
     except OSError as e:
         print(f"mmsim: {path}: {e.strerror}", file=sys.stderr)
         return None

@@ -3,18 +3,17 @@ per trace pid, each call's actual result next to the recorded one."""
 
 import errno
 import os
-import re
 
 import attrs
 
 from . import binfmt_elf, uapi
 from .kernel import Kernel
-from .strace import EXECUTED, Event, Raw, Str, _mm_map, parse
+from .mm import TASK_SIZE
+from .strace import EXECUTED, Event, Raw, Str, _mm_map, iovecs, parse
 
 ADDRESS_RESULTS = ("mmap", "mremap", "brk")
 
 
-_IOV = re.compile(r"iov_base=(0x[0-9a-fA-F]+|\d+|NULL),\s*iov_len=(\d+|0x[0-9a-fA-F]+)")
 
 
 @attrs.define(slots=True)
@@ -53,8 +52,20 @@ def format_result(name, result):
     return str(result)
 
 
+def c_string(s: Str) -> str:
+    """A string argument as the kernel reads it: up to its first NUL."""
+    return s.value.split("\0", 1)[0]
+
+
 def _page_align(n):
     return (n + 0xFFF) & ~0xFFF
+
+
+def _free(mm, addr, length):
+    """Whether ``length`` bytes at ``addr`` are below TASK_SIZE and unmapped: where a
+    recorded address can be followed."""
+    end = addr + _page_align(length)
+    return end <= TASK_SIZE and mm.tree.find(addr, end) is None
 
 
 class Replayer:
@@ -146,7 +157,7 @@ class Replayer:
     def _mmap(self, proc, ev, addr, length, prot, flags, fd, off):
         rec = ev.result
         if (self.follow and not flags & uapi.MAP_FIXED and isinstance(rec, int) and rec > 0
-                and not addr and proc.mm.tree.find(rec, rec + _page_align(length)) is None):
+                and not addr and _free(proc.mm, rec, length)):
             addr = rec   # a hint the kernel takes when the range is free
         return proc.mmap(addr, length, prot, flags, self._fd(ev, fd), off)
 
@@ -154,7 +165,7 @@ class Replayer:
         rec = ev.result
         if (self.follow and flags & uapi.MREMAP_MAYMOVE and not flags & uapi.MREMAP_FIXED
                 and isinstance(rec, int) and rec > 0 and rec != old
-                and proc.mm.tree.find(rec, rec + _page_align(new_size)) is None):
+                and _free(proc.mm, rec, new_size)):
             flags |= uapi.MREMAP_FIXED
             new_addr = rec
         return proc.mremap(old, old_size, new_size, flags, new_addr)
@@ -174,7 +185,7 @@ class Replayer:
     def _openat(self, proc, ev, dirfd, path, flags=0, mode=0):
         if not isinstance(path, Str):
             return -errno.EFAULT     # strace shows a pointer it could not read as a number
-        name = path.value
+        name = c_string(path)
         if name not in self.kernel.files and os.path.exists(name):
             # A host file a real program opened: visible to the simulator read-only.
             binfmt_elf._inode_for(self.kernel, name, os.stat(name))
@@ -243,12 +254,12 @@ class Replayer:
                 argv = argv[:-1]
             if not all(isinstance(a, Str) for a in argv):
                 return -errno.EFAULT
-            argv = [a.value for a in argv]
+            argv = [c_string(a) for a in argv]
         elif argv == 0:
             argv = None              # NULL: the kernel takes it as an empty argv
         else:
             return -errno.EFAULT
-        return proc.execve(path.value, argv)
+        return proc.execve(c_string(path), argv)
 
     def _exit(self, proc, ev, status=0):
         proc.exit(status)
@@ -257,14 +268,8 @@ class Replayer:
     _exit_group = _exit
 
     def _process_madvise(self, proc, ev, pidfd, iov, vlen, advice, flags=0):
-        pairs = []
-        for item in iov if isinstance(iov, list) else ():
-            m = _IOV.search(item.text) if isinstance(item, Raw) else None
-            if m is None:
-                return -errno.EFAULT
-            base = 0 if m.group(1) == "NULL" else int(m.group(1), 0)
-            pairs.append((base, int(m.group(2), 0)))
-        return proc.process_madvise(self._fd(ev, pidfd), pairs[:vlen], advice, flags)
+        pairs = iovecs(iov, lineno=ev.line) if isinstance(iov, list) else []
+        return proc.process_madvise(self._fd(ev, pidfd), pairs[:max(vlen, 0)], advice, flags)
 
 
 def replay_trace(text: str, kernel: Kernel | None = None, file: str = "<trace>",

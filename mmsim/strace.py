@@ -9,6 +9,7 @@ is wrong.  A call that fails in the simulator is not bad input: its errno is its
 
 import errno
 import re
+import sys
 
 import attrs
 
@@ -64,6 +65,9 @@ class TraceError(MmsimError, ValueError):
     """A malformed trace: ``file``, ``line`` (1-based) and what is wrong."""
 
     def __init__(self, file, line, message):
+        if len(message) > 300:
+            # It quotes the input, which may be a line of a megabyte.
+            message = message[:300] + "..."
         super().__init__(f"{file}:{line}: {message}")
         self.file, self.line, self.message = file, line, message
 
@@ -104,26 +108,55 @@ class Event:
 
 
 # "[pid N] " on the terminal; "N " when strace -f writes to a file (-o).
-_PREFIX = re.compile(r"(?:\[pid\s+(\d+)\]|(\d+))\s+")
+_PREFIX = re.compile(r"(?:\[pid\s+([0-9]{1,10})\]|([0-9]{1,10}))\s+", re.ASCII)
 _CALL = re.compile(r"([a-z_][a-z0-9_]*)\(")
 _RESUMED = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>\s*")
 _UNFINISHED = " <unfinished ...>"
 _RESULT = re.compile(
-    r"\s*=\s*(?:(\?)(?:\s+E[A-Z0-9_]+)?|(-1)\s+(E[A-Z0-9]+)\s*(?:\(.*\))?|(-?(?:0x[0-9a-fA-F]+|\d+)))"
-    r"(?:\s*<[^>]*>)?(?:\s*\(.*\))?\s*\Z")
+    r"\s*=\s*(?:(\?)(?:\s+E[A-Z0-9_]+)?|(-1)\s+(E[A-Z0-9]+)\s*(?:\(.*\))?|(-?[0-9][0-9a-zA-Z]*))"
+    r"(?:\s*<[^>]*>)?(?:\s*\(.*\))?\s*\Z", re.ASCII)
 _CLOSE = {"(": ")", "[": "]", "{": "}"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "a": "\a", "b": "\b",
             '"': '"', "\\": "\\", "'": "'", "?": "?"}
-_EXPR_TOKEN = re.compile(r"\s*(<<|[|~()]|[A-Za-z_][A-Za-z0-9_]*|0[xX][0-9a-fA-F]+|\d+|-\d+)")
+_EXPR_TOKEN = re.compile(r"\s*(<<|[|~()]|[A-Za-z_][A-Za-z0-9_]*|-?[0-9][0-9A-Za-z]*)", re.ASCII)
+# A number as C writes it (0x hex, 0 octal, decimal); strace prints nothing else.
+_NUMBER = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z", re.ASCII)
+# A value travels in a 64-bit register: strace prints it signed or unsigned.
+LOWEST, HIGHEST = -(1 << 63), (1 << 64) - 1
+# How deep arrays, parentheses and ~ may nest (strace nests two or three levels).
+MAX_DEPTH = 32
+# The longest line read (/dev/zero has none): strace's own are a few KiB at most.
+MAX_LINE = 1 << 20
 _ERRNO = {name: code for code, name in errno.errorcode.items()}
 
 
-def parse(text, file="<trace>"):
+def read_trace(path: str) -> str:
+    """A trace file's text ('-': standard input), bytes that are not UTF-8 replaced by
+    U+FFFD; TraceError for a line longer than MAX_LINE (so /dev/zero ends), OSError
+    when the file cannot be read (a directory)."""
+    chunks, lines, run = [], 1, 0
+    with (open(sys.stdin.fileno(), "rb", closefd=False) if path == "-" else open(path, "rb")) as f:
+        while chunk := f.read(1 << 16):
+            first, last = chunk.find(b"\n"), chunk.rfind(b"\n")
+            if run + (len(chunk) if first < 0 else first) > MAX_LINE:
+                raise TraceError(path, lines, f"a line longer than {MAX_LINE} bytes: not a trace")
+            if last >= 0:
+                lines += chunk.count(b"\n")
+                run = len(chunk) - last - 1
+            else:
+                run += len(chunk)
+            chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def parse(text: str, file: str = "<trace>") -> list[Event]:
     """Parse a whole trace; a list of Events, or TraceError at the first bad line."""
     events = []
     pending = {}   # pid -> (Event, argument text so far) of an <unfinished ...> call
     slots = {}     # id(Event) -> where an unfinished fork goes in ``events``
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" only (str.splitlines also cuts at \f, \v, \x1c-\x1e, \x85,
+    # \u2028 and \u2029, which may sit inside a comment), so a line's number is an editor's.
+    for lineno, raw in enumerate(text.split("\n"), 1):
         before = len(pending)
         event = parse_line(raw, lineno, file, pending)
         if event is None:
@@ -147,7 +180,8 @@ def parse(text, file="<trace>"):
     return events
 
 
-def parse_line(raw, lineno, file="<trace>", pending=None):
+def parse_line(raw: str, lineno: int, file: str = "<trace>",
+               pending: dict | None = None) -> Event | None:
     """Parse one line; None for a blank line or a comment."""
     line = raw.strip()
     if not line:
@@ -201,11 +235,10 @@ def _fast_call(line, pid, lineno, file):
         value = rest[1:].strip()
         if value == "?":
             result = "?"
+        elif _NUMBER.match(value) and len(value) < 24:
+            result = _number(value, file, lineno, value)
         else:
-            try:
-                result = int(value, 0)
-            except ValueError:
-                return None
+            return None
     args = []
     values = _VALUES
     if args_text.strip():
@@ -273,11 +306,11 @@ def _parse_body(line, pid, lineno, file, pending):
                 raise TraceError(file, lineno, f"unknown errno {rm.group(3)}")
             event.result = -code
         else:
-            event.result = int(rm.group(4), 0)
+            event.result = _number(rm.group(4), file, lineno, rest.strip(), "result")
     evaluate = event.name in EXECUTED
     for arg in _split_top(args_text, file, lineno):
         key, eq, val = arg.partition("=")
-        if eq and re.fullmatch(r"[a-z_][a-z0-9_]*", key) and not val.startswith("="):
+        if eq and _KEY.fullmatch(key) and not val.startswith("="):
             event.kwargs[key] = _value(val.strip(), evaluate, file, lineno)
         else:
             event.args.append(_value(arg, evaluate, file, lineno))
@@ -296,6 +329,9 @@ _NOT_NUMBERS = {"open": {0}, "openat": {1}, "execve": {0, 1, 2}, "process_madvis
                 "wait4": {1, 3}, "prctl": {1, 2, 3, 4}}
 
 
+_KEY = re.compile(r"[a-z_][a-z0-9_]*", re.ASCII)
+
+
 def _check_shapes(event, file, lineno):
     """A string, array or struct where strace prints a number is a malformed trace, and
     so is a PR_SET_MM_MAP struct that is not a struct prctl_mm_map."""
@@ -309,6 +345,8 @@ def _check_shapes(event, file, lineno):
     if (event.name == "prctl" and len(a) > 2 and a[0] == uapi.PR_SET_MM
             and a[1] == uapi.PR_SET_MM_MAP and isinstance(a[2], Raw)):
         _mm_map(a[2].text, file, lineno)
+    if event.name == "process_madvise" and len(a) > 1 and isinstance(a[1], list):
+        iovecs(a[1], file, lineno)
 
 
 def _split_args(body, file, lineno):
@@ -369,6 +407,8 @@ def _split_top(text, file, lineno):
             continue
         if c == "/" and text.startswith("/*", i):
             end = text.find("*/", i + 2)
+            if end < 0:
+                raise TraceError(file, lineno, "unterminated comment")
             pieces.append(text[start:i])
             i = start = end + 2
             continue
@@ -389,15 +429,19 @@ def _split_top(text, file, lineno):
     return out
 
 
-def _value(arg, evaluate, file, lineno):
+def _value(arg, evaluate, file, lineno, depth=0):
     if not arg:
         raise TraceError(file, lineno, "an empty argument")
     c = arg[0]
     if c == '"':
         return _string(arg, file, lineno)
     if c == "[":
-        inner = arg[1:-1]
-        return [_value(a, evaluate, file, lineno) for a in _split_top(inner, file, lineno)]
+        if depth >= MAX_DEPTH:
+            raise TraceError(file, lineno, "brackets nested too deeply")
+        if not arg.endswith("]"):
+            raise TraceError(file, lineno, f"cannot parse the argument {arg!r}")
+        return [_value(a, evaluate, file, lineno, depth + 1)
+                for a in _split_top(arg[1:-1], file, lineno)]
     if c == "{":
         return Raw(arg)
     if arg == "NULL":
@@ -405,14 +449,37 @@ def _value(arg, evaluate, file, lineno):
     if arg == "...":
         return Raw(arg)
     if not evaluate:
-        try:
-            return int(arg, 0)
-        except ValueError:
-            return Raw(arg)
+        # A call that is not run: its arguments are kept, as numbers where they are.
+        if _NUMBER.match(arg) and len(arg) < 24:
+            v = int(arg, 16 if arg.lstrip("-")[:2] in ("0x", "0X") else 8 if
+                    arg.lstrip("-").startswith("0") else 10)
+            if LOWEST <= v <= HIGHEST:
+                return v
+        return Raw(arg)
     return _expr(arg, file, lineno)
 
 
+def _number(tok, file, lineno, arg, what="argument"):
+    """A number token as C writes it, within a 64-bit register's range."""
+    if not _NUMBER.match(tok):
+        raise TraceError(file, lineno, f"cannot parse the {what} {arg!r}")
+    digits = tok.lstrip("-")
+    if len(digits) > 24:
+        # Checked before int(): a long run of digits is never a register's value.
+        raise TraceError(file, lineno, f"a number out of range in {arg[:40]!r}")
+    base = 16 if digits[:2] in ("0x", "0X") else 8 if digits.startswith("0") else 10
+    v = int(tok, base)
+    if not LOWEST <= v <= HIGHEST:
+        raise TraceError(file, lineno, f"a number out of range in {arg[:40]!r}")
+    return v
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def _string(arg, file, lineno):
+    if _skip_string(arg, 0, file, lineno) != len(arg):
+        raise TraceError(file, lineno, f"something after the string in {arg[:40]!r}")
     truncated = arg.endswith("...")
     body = arg[1:-4] if truncated else arg[1:-1]
     out = []
@@ -428,73 +495,116 @@ def _string(arg, file, lineno):
             out.append(_ESCAPES[nxt])
             i += 2
         elif nxt == "x":
-            out.append(chr(int(body[i + 2:i + 4], 16)))
-            i += 4
-        elif nxt.isdigit():
+            j = i + 2
+            while j < min(i + 4, n) and body[j] in _HEX:
+                j += 1
+            if j == i + 2:
+                raise TraceError(file, lineno, f"bad escape in {arg[:40]!r}")
+            out.append(chr(int(body[i + 2:j], 16)))
+            i = j
+        elif nxt and nxt in "01234567":
             j = i + 1
             while j < min(i + 4, n) and body[j] in "01234567":
                 j += 1
             out.append(chr(int(body[i + 1:j], 8)))
             i = j
         else:
-            raise TraceError(file, lineno, f"bad escape in {arg!r}")
+            raise TraceError(file, lineno, f"bad escape in {arg[:40]!r}")
     return Str("".join(out), truncated)
 
 
 def _expr(arg, file, lineno):
     """A constant expression as strace prints flags: names and numbers joined with
-    ``|``, with ``~`` and ``<<`` (``1<<MAP_HUGE_SHIFT``) and parentheses."""
-    tokens, pos = [], 0
-    while pos < len(arg):
+    ``|``, with ``~`` and ``<<`` (``1<<MAP_HUGE_SHIFT``) and parentheses.  Evaluated
+    with explicit stacks (no recursion), every value kept to a register's range."""
+    def fail(why="cannot parse the argument"):
+        return TraceError(file, lineno, f"{why} {arg[:60]!r}")
+
+    values, ops = [], []
+
+    def apply(op):
+        if op == "~":
+            values.append(~values.pop())
+            return
+        b, a = values.pop(), values.pop()
+        if op == "|":
+            values.append(a | b)
+            return
+        if not 0 <= b < 64:
+            raise fail(f"a shift by {b} in")
+        v = a << b
+        if not -(1 << 64) < v < (1 << 64):
+            raise fail("a number out of range in")
+        values.append(v)
+
+    pos, n = 0, len(arg)
+    operand = True          # an operand comes next (else an operator or ")")
+    while pos < n:
         m = _EXPR_TOKEN.match(arg, pos)
         if not m:
-            raise TraceError(file, lineno, f"cannot parse the argument {arg!r}")
-        tokens.append(m.group(1))
+            raise fail()
+        tok = m.group(1)
         pos = m.end()
-        while pos < len(arg) and arg[pos].isspace():
-            pos += 1
-    tokens.append(None)
-    at = 0
-
-    def atom():
-        nonlocal at
-        tok = tokens[at]
-        at += 1
-        if tok == "~":
-            return ~atom()
-        if tok == "(":
-            v = orexpr()
-            if tokens[at] != ")":
-                raise TraceError(file, lineno, f"unbalanced brackets in {arg!r}")
-            at += 1
-            return v
-        if tok is None or tok in ("|", "<<", ")"):
-            raise TraceError(file, lineno, f"cannot parse the argument {arg!r}")
-        try:
-            return uapi.value(tok)
-        except KeyError:
-            raise TraceError(file, lineno, f"unknown constant {tok} in {arg!r}") from None
-
-    def shift():
-        nonlocal at
-        v = atom()
-        while tokens[at] == "<<":
-            at += 1
-            v <<= atom()
-        return v
-
-    def orexpr():
-        nonlocal at
-        v = shift()
-        while tokens[at] == "|":
-            at += 1
-            v |= shift()
-        return v
-
-    v = orexpr()
-    if tokens[at] is not None:
-        raise TraceError(file, lineno, f"cannot parse the argument {arg!r}")
+        if operand:
+            if tok in ("~", "("):
+                if len(ops) >= MAX_DEPTH:
+                    raise fail("brackets nested too deeply in")
+                ops.append(tok)
+            elif tok[0] == "-" or tok[0].isdigit():
+                values.append(_number(tok, file, lineno, arg))
+                operand = False
+            elif tok[0].isalpha() or tok[0] == "_":
+                try:
+                    values.append(uapi.value(tok))
+                except KeyError:
+                    raise TraceError(file, lineno, f"unknown constant {tok} in {arg[:60]!r}") from None
+                operand = False
+            else:
+                raise fail()
+        elif tok in ("|", "<<"):
+            rank = _RANK[tok]
+            while ops and ops[-1] != "(" and _RANK[ops[-1]] >= rank:
+                apply(ops.pop())
+            ops.append(tok)
+            operand = True
+        elif tok == ")":
+            while ops and ops[-1] != "(":
+                apply(ops.pop())
+            if not ops:
+                raise fail("unbalanced brackets in")
+            ops.pop()
+        else:
+            raise fail()
+    if operand:
+        raise fail()
+    while ops:
+        op = ops.pop()
+        if op == "(":
+            raise fail("unbalanced brackets in")
+        apply(op)
+    v = values.pop()
+    if not LOWEST <= v <= HIGHEST:
+        raise fail("a number out of range in")
     return v
+
+
+_RANK = {"|": 1, "<<": 2, "~": 3}
+_IOVEC = re.compile(r"\{\s*iov_base=(\S+?),\s*iov_len=(\S+?)\s*\}", re.ASCII)
+
+
+def iovecs(items: list, file: str = "<trace>", lineno: int = 0) -> list[tuple[int, int]]:
+    """The ``(base, length)`` pairs of an array of struct iovec as strace prints it,
+    ``[{iov_base=0x..., iov_len=N}, ...]`` (a final ``...``: the ones shown)."""
+    pairs = []
+    for k, item in enumerate(items):
+        if item == Raw("...") and k == len(items) - 1:
+            break
+        m = _IOVEC.fullmatch(item.text) if isinstance(item, Raw) else None
+        if m is None:
+            raise TraceError(file, lineno, f"not a struct iovec: {getattr(item, 'text', item)!r}")
+        base = 0 if m.group(1) == "NULL" else _number(m.group(1), file, lineno, item.text)
+        pairs.append((base, _number(m.group(2), file, lineno, item.text)))
+    return pairs
 
 
 FORKS = ("fork", "vfork", "clone", "clone3")
@@ -549,5 +659,5 @@ def _mm_map(text, file="<trace>", lineno=0):
     return PrctlMmMap(**fields)
 
 
-__all__ = ["parse", "parse_line", "check_pids", "Event", "Raw", "Str", "TraceError",
+__all__ = ["read_trace", "iovecs", "parse", "parse_line", "check_pids", "Event", "Raw", "Str", "TraceError",
            "EXECUTED", "IGNORED", "KNOWN", "ARITY", "FORKS"]

@@ -15,7 +15,8 @@ import traceback
 import attrs
 
 from ..errors import MmsimError
-from ..replay import Outcome, Replayer
+from ..replay import Outcome, Replayer, c_string
+from ..strace import Str
 from ..uapi import CLONE_VM
 from .child import _MAP_FAILED, load_libc
 from .smaps import smaps_vmas
@@ -329,8 +330,10 @@ class LiveReplayer(Replayer):
             return "not comparable"
 
     def _openat(self, proc, ev, dirfd, path, flags=0, mode=0):
-        _warm(path.value)
-        return self._new_fd(ev, proc.open(path.value, flags))
+        if not isinstance(path, Str):
+            return -errno.EFAULT
+        _warm(c_string(path))
+        return self._new_fd(ev, proc.open(c_string(path), flags))
 
     def dump(self, ev):
         proc = self.procs[ev.pid]
