@@ -4,10 +4,11 @@ import argparse
 import json
 import sys
 import traceback
+from typing import TextIO
 
 from .kernel import Kernel
 from .live import available, diff_trace
-from .replay import Replayer
+from .replay import Outcome, Replayer
 from .strace import TraceError, parse, read_trace
 from .thp import MODES
 
@@ -38,7 +39,7 @@ DEBUG_HELP = "on an internal error (a bug in mmsim), print the traceback"
 INTERNAL_ERROR = 3
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mmsim`` command."""
     p = argparse.ArgumentParser(
         prog="mmsim",
@@ -112,13 +113,14 @@ def _common(p):
                         "a trace recorded under 'setarch -R'")
 
 
-def run_replay(text, name, thp, seed, follow=False, randomize=True):
+def run_replay(text: str, name: str, thp: str, seed: int, follow: bool = False,
+               randomize: bool = True) -> list[Outcome]:
     """Parse and replay; the Outcomes (TraceError for a malformed trace)."""
     events = parse(text, name)
     return Replayer(Kernel(thp=thp, seed=seed, randomize=randomize), follow).run(events)
 
 
-def render(outcomes, as_json, out):
+def render(outcomes: list[Outcome], as_json: bool, out: TextIO) -> None:
     """Write the outcomes as text or as one JSON document."""
     if as_json:
         doc = []
@@ -142,7 +144,7 @@ def render(outcomes, as_json, out):
             out.write(o.thp_enabled + "\n")
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mmsim`` console script; returns the exit status (3 when
     mmsim itself failed: a bug is never shown as a kernel's answer)."""
     args = build_parser().parse_args(argv)
@@ -213,7 +215,7 @@ def _read(path):
         return None
 
 
-def run_diff(args, out):
+def run_diff(args: argparse.Namespace, out: TextIO) -> int:
     """``mmsim diff``: print the differences; 0 when there are none."""
     window = _live_window(args)
     text = _read(args.trace) if window else None
@@ -229,7 +231,7 @@ def run_diff(args, out):
     return 1 if diffs else 0
 
 
-def run_conform(args, out):
+def run_conform(args: argparse.Namespace, out: TextIO) -> int:
     """``mmsim conform``: search for a difference from the live kernel."""
     window = _live_window(args)
     if window is None:
@@ -268,7 +270,7 @@ def run_conform(args, out):
     return 1
 
 
-def main_exit():
+def main_exit() -> None:
     """The console script: run ``main`` and exit with its status."""
     sys.exit(main())
 

@@ -9,4 +9,20 @@ class MmsimError(Exception):
     """The base class of every exception mmsim defines."""
 
 
-__all__ = ["MmsimError"]
+class TraceError(MmsimError, ValueError):
+    """A malformed trace: ``file``, ``line`` (1-based) and what is wrong."""
+
+    def __init__(self, file: str, line: int, message: str) -> None:
+        if len(message) > 300:
+            # It quotes the input, which may be a line of a megabyte.
+            message = message[:300] + "..."
+        super().__init__(f"{file}:{line}: {message}")
+        self.file, self.line, self.message = file, line, message
+
+
+class NotComparable(MmsimError):
+    """A call the live kernel has no counterpart for (mctl), or that a helper process
+    cannot make safely (brk would move the helper's own heap)."""
+
+
+__all__ = ["MmsimError", "TraceError", "NotComparable"]

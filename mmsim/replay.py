@@ -9,7 +9,8 @@ import attrs
 from . import binfmt_elf, uapi
 from .kernel import Kernel
 from .mm import TASK_SIZE
-from .strace import EXECUTED, Event, Raw, Str, _mm_map, iovecs, parse
+from .task import Process
+from .strace import EXECUTED, Event, Raw, Str, _mm_map, iovecs, parse, read_trace
 
 ADDRESS_RESULTS = ("mmap", "mremap", "brk")
 
@@ -26,7 +27,7 @@ class Outcome:
     thp_enabled: str = ""
     label: int | None = None   # the process as the trace names it
 
-    def line(self):
+    def line(self) -> str:
         """The event as strace would print it, with the actual result."""
         ev = self.event
         prefix = f"[pid {self.label}] " if ev.prefix is not None else ""
@@ -34,13 +35,13 @@ class Outcome:
             return f"# dump pid {self.label}"
         return f"{prefix}{ev.name}({ev.text}) = {format_result(ev.name, self.result)}"
 
-    def matches(self):
+    def matches(self) -> bool:
         """The actual result is the one the trace recorded (or none was recorded)."""
         rec = self.event.result
         return self.event.kind != "call" or rec is None or rec == self.result
 
 
-def format_result(name, result):
+def format_result(name: str, result: int | str | None) -> str:
     """A result the way strace prints it: hex for addresses, ``-1 ENAME (text)``."""
     if result == "?" or result is None:
         return "?"
@@ -79,7 +80,7 @@ class Replayer:
     or a moving mremap at its recorded address when that range is free, and the first
     recorded ``brk(NULL)`` sets the break, so a real program's layout reproduces."""
 
-    def __init__(self, kernel, follow=False):
+    def __init__(self, kernel: Kernel | None, follow: bool = False) -> None:
         self.kernel = kernel
         self.follow = follow
         self.procs = {}      # logical pid (None: initial) -> Process
@@ -88,7 +89,7 @@ class Replayer:
         self.initial_label = None
         self._brk_set = set()
 
-    def run(self, events):
+    def run(self, events: list[Event]) -> list[Outcome]:
         """Replay ``events`` (from ``parse``); a list of Outcomes, in trace order."""
         for ev in events:
             if ev.pid is None and ev.prefix is not None:
@@ -104,7 +105,7 @@ class Replayer:
                 out.append(self.dump(ev))
         return out
 
-    def spawn_initial(self):
+    def spawn_initial(self) -> Process:
         """The initial process: like a program started from a shell, it has standard
         input, output and error open (on a simulated /dev/null)."""
         init = self.kernel.spawn()
@@ -126,7 +127,7 @@ class Replayer:
         self.procs[who] = proc
         self.names[proc.pid] = who
 
-    def dump(self, ev):
+    def dump(self, ev: Event) -> Outcome:
         """/proc/PID/smaps and the THP_enabled line of the event's process."""
         proc = self.procs[ev.pid]
         kernel = self.kernel
@@ -135,7 +136,7 @@ class Replayer:
         thp = next((ln for ln in status.splitlines() if ln.startswith("THP_enabled:")), "")
         return Outcome(ev, smaps=smaps, thp_enabled=thp, label=self._label(ev.pid))
 
-    def call(self, ev):
+    def call(self, ev: Event) -> int | str:
         """Run one call event; its actual result (negative errno on failure)."""
         proc = self.procs[ev.pid]
         name = ev.name
@@ -279,4 +280,10 @@ def replay_trace(text: str, kernel: Kernel | None = None, file: str = "<trace>",
     return Replayer(kernel if kernel is not None else Kernel(), follow).run(parse(text, file))
 
 
-__all__ = ["replay_trace", "Replayer", "Outcome", "format_result", "ADDRESS_RESULTS"]
+def replay_file(path: str, kernel: Kernel | None = None, follow: bool = False) -> list[Outcome]:
+    """Read a trace file ('-': standard input) and replay it as ``replay_trace`` does;
+    TraceError for a malformed trace, OSError when the file cannot be read."""
+    return replay_trace(read_trace(path), kernel, path, follow)
+
+
+__all__ = ["replay_file", "replay_trace", "Replayer", "Outcome", "format_result", "ADDRESS_RESULTS"]

@@ -14,7 +14,7 @@ import sys
 import attrs
 
 from . import uapi
-from .errors import MmsimError
+from .errors import TraceError
 from .prctl import PrctlMmMap
 
 # Calls the replayer runs in the simulator: their constant arguments are evaluated here.
@@ -59,17 +59,6 @@ ARITY = {
     "prctl": (1, 2, 3, 4, 5), "mctl": (3,), "setuid": (1,), "setresuid": (3,), "setgid": (1,),
     "setresgid": (3,), "unshare": (1,),
 }
-
-
-class TraceError(MmsimError, ValueError):
-    """A malformed trace: ``file``, ``line`` (1-based) and what is wrong."""
-
-    def __init__(self, file, line, message):
-        if len(message) > 300:
-            # It quotes the input, which may be a line of a megabyte.
-            message = message[:300] + "..."
-        super().__init__(f"{file}:{line}: {message}")
-        self.file, self.line, self.message = file, line, message
 
 
 @attrs.define(slots=True)
@@ -610,7 +599,7 @@ def iovecs(items: list, file: str = "<trace>", lineno: int = 0) -> list[tuple[in
 FORKS = ("fork", "vfork", "clone", "clone3")
 
 
-def check_pids(events, file="<trace>"):
+def check_pids(events: list[Event], file: str = "<trace>") -> list[Event]:
     """Name every event's process: the initial process is ``None`` until its real pid
     shows up as a prefix no fork created; a child is the pid its fork returned.  A line
     for a pid never created, or for a process that has exited, is an error."""

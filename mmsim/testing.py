@@ -17,12 +17,15 @@ the pid written in its ``fork() = N`` line.
 
 import os
 import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as with_seed
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
+from .errors import MmsimError
 from .kernel import Kernel
 from .live import VMA_FIELDS, WINDOW, LiveReplayer, host_thp, smaps_vmas
 from .replay import Replayer, format_result
@@ -84,7 +87,7 @@ def lengths(unaligned=True):
     return st.one_of(pages, pages, pages, pages, pages.map(lambda n: n - 100))
 
 
-def data_file():
+def data_file() -> str:
     """The file the "file" steps map: always the same path and contents (41 pages, the
     last one partial), made on first use, so a written trace replays later."""
     path = os.path.join(tempfile.gettempdir(), "mmsim-conform-data.bin")
@@ -125,7 +128,7 @@ def call_texts(draw, window=WINDOW, calls=CALLS):
     return f"{name}({addr:#x}, {length})"
 
 
-def errno_of(fn, *args):
+def errno_of(fn: Callable, *args: Any) -> int:
     """Call ``fn(*args)``: 0 if it succeeds, the errno of the OSError it raises if not."""
     try:
         fn(*args)
@@ -197,7 +200,7 @@ class LiveBackend(_ReplayerBackend):
 
 # ---------------------------------------------------------------------- sessions
 
-class Difference(AssertionError):
+class Difference(MmsimError, AssertionError):
     """The two backends parted ways; ``trace`` reproduces it."""
 
     def __init__(self, message, trace):
@@ -381,7 +384,8 @@ def steps(draw, session, window=WINDOW, calls=CALLS):
     return kind
 
 
-def conformance_machine(make_a, make_b, window=WINDOW, calls=CALLS):
+def conformance_machine(make_a: Callable[[], Any], make_b: Callable[[], Any],
+                        window: tuple[int, int] = WINDOW, calls: Sequence[str] = CALLS) -> type:
     """A RuleBasedStateMachine comparing the backends ``make_a()`` and ``make_b()``
     after every step (memory calls drawn from ``calls``, plus fork, exit, exec and
     process_madvise); run it with ``run_state_machine_as_test`` or its ``TestCase``."""
@@ -408,8 +412,10 @@ def conformance_machine(make_a, make_b, window=WINDOW, calls=CALLS):
     return Conformance
 
 
-def run(make_a, make_b, examples=100, seed=None, max_steps=20, window=WINDOW, calls=CALLS,
-        progress=None):
+def run(make_a: Callable[[], Any], make_b: Callable[[], Any], examples: int = 100,
+        seed: int | None = None, max_steps: int = 20, window: tuple[int, int] = WINDOW,
+        calls: Sequence[str] = CALLS,
+        progress: Callable[[int, int], None] | None = None) -> "Difference | None":
     """Run ``examples`` generated sequences on both backends.  Returns None when
     nothing differs, else the shrunk Difference (its ``trace`` reproduces it)."""
     last = {}

@@ -22,6 +22,8 @@ import os
 import platform
 import resource
 import traceback
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from .smaps import WINDOW, smaps_blocks, smaps_vmas
 
@@ -39,7 +41,7 @@ _ARITY = {"mmap": 6, "munmap": 2, "mprotect": 3, "madvise": 3, "mremap": 5,
 _MAP_FAILED = (1 << 64) - 1
 
 
-def available():
+def available() -> tuple[bool, str]:
     """Return ``(True, "")`` if calls can run on this kernel, else ``(False, reason)``."""
     # The expectations built on this module (flag mnemonics, smaps fields, errno
     # choices) were checked on Linux 6.x x86-64 only.
@@ -54,7 +56,7 @@ def available():
     return True, ""
 
 
-def host_thp():
+def host_thp() -> str:
     """The live kernel's THP mode (sysfs), for a simulator run to match it."""
     try:
         with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
@@ -63,7 +65,7 @@ def host_thp():
         return "madvise"
 
 
-def run(calls, window=WINDOW):
+def run(calls: Iterable[Sequence], window: tuple[int, int] = WINDOW) -> dict:
     """Run ``calls`` in order in a fresh forked child; return its results, the window's
     VMAs parsed, and their raw smaps text (``smaps_text``).
 
@@ -116,7 +118,7 @@ def run(calls, window=WINDOW):
             "smaps_text": report["smaps_text"]}
 
 
-def load_libc():
+def load_libc() -> ctypes.CDLL:
     """Load libc with prototypes wide enough that 64-bit addresses survive the call."""
     libc = ctypes.CDLL(None, use_errno=True)
     vp, size, c_int = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
@@ -140,7 +142,7 @@ def load_libc():
     return libc
 
 
-def in_child(fn):
+def in_child(fn: Callable[[], Any]) -> Any:
     """Run ``fn`` in a forked child of this process and return its JSON-able result
     (credentials, mappings and limits may change there); RuntimeError if the child fails."""
     read_fd, write_fd = os.pipe()

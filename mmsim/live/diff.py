@@ -28,7 +28,8 @@ def _compare_vmas(where, sim, live):
     return lines
 
 
-def diff_trace(text, file="<trace>", window=WINDOW):
+def diff_trace(text: str, file: str = "<trace>",
+               window: tuple[int, int] = WINDOW) -> tuple[list[str], list[str]]:
     """Run a trace in the simulator and on the live kernel, one real process per trace
     pid; the list of differences (results, and VMAs in ``window`` at every dump and
     at the end), and the calls that could not be compared."""

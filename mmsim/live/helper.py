@@ -14,7 +14,7 @@ import traceback
 
 import attrs
 
-from ..errors import MmsimError
+from ..errors import NotComparable
 from ..replay import Outcome, Replayer, c_string
 from ..strace import Str
 from ..uapi import CLONE_VM
@@ -22,11 +22,6 @@ from .child import _MAP_FAILED, load_libc
 from .smaps import smaps_vmas
 
 __all__ = ["NotComparable", "LiveProc", "LiveReplayer"]
-
-
-class NotComparable(MmsimError):
-    """A call the live kernel has no counterpart for (mctl), or that a helper process
-    cannot make safely (brk would move the helper's own heap)."""
 
 
 _HELPER = ("import sys; from mmsim.live.helper import _serve; "
@@ -209,7 +204,7 @@ class LiveProc:
             raise OSError(-ret, os.strerror(-ret))
         return ret
 
-    def vmas(self):
+    def vmas(self) -> list[dict]:
         """The helper's VMAs inside the window, parsed from its smaps."""
         _send(self.sock, {"op": "vmas"})
         return _recv(self.sock)["vmas"]
@@ -308,12 +303,13 @@ def _warm(path):
 class LiveReplayer(Replayer):
     """The Replayer driving live helper processes instead of simulated ones."""
 
-    def __init__(self, window):
+    def __init__(self, window: tuple[int, int]) -> None:
         super().__init__(kernel=None, follow=False)
         self.window = window
         self.root = None
 
-    def spawn_initial(self):
+    def spawn_initial(self) -> LiveProc:
+        """The initial helper process, which clears the window first."""
         mine, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
@@ -341,7 +337,7 @@ class LiveReplayer(Replayer):
         out.smaps = proc.vmas() if proc.sock.fileno() >= 0 else []
         return out
 
-    def finish(self):
+    def finish(self) -> None:
         """Stop every helper still running."""
         for proc in self.procs.values():
             if proc.sock.fileno() >= 0:

@@ -18,7 +18,7 @@ _KB_FIELDS = {"Rss": "rss_kb", "Anonymous": "anon_kb", "AnonHugePages": "anon_hu
               "Locked": "locked_kb"}
 
 
-def smaps_vmas(text, window):
+def smaps_vmas(text: str, window: tuple[int, int]) -> list[dict]:
     """Parse smaps (or maps) text into the VMAs overlapping ``window``, in address order."""
     lo, hi = window
     vmas = []
@@ -46,7 +46,7 @@ def smaps_vmas(text, window):
     return vmas
 
 
-def smaps_blocks(text, window):
+def smaps_blocks(text: str, window: tuple[int, int]) -> str:
     """The raw smaps text of the VMAs overlapping ``window``, header lines included."""
     lo, hi = window
     out = []
