@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Each call is printed as strace would print it, with the simulator's "
                     "result; '# dump' or 'dump()' lines print that process' smaps and its "
                     "THP_enabled line.  Exit status: 0, 1 with --check when a result "
-                    "differs from the trace's, 2 for a malformed trace.")
+                    "differs from the trace's, 2 for a malformed trace, 3 for an internal "
+                    "error (a bug in mmsim).")
     r.add_argument("trace", help="the trace file ('-' for standard input)")
     _common(r)
     r.add_argument("--check", action="store_true",
@@ -69,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "call results, and the VMAs inside the window at each dump and at the "
                     "end.  Calls the live kernel lacks (mctl) are listed as not comparable. "
                     "Exit status: 0 when nothing differs, 1 when something does, 2 for a "
-                    "malformed trace or when the live kernel cannot be used.")
+                    "malformed trace or when the live kernel cannot be used, 3 for an "
+                    "internal error (a bug in mmsim).")
     f.add_argument("trace", help="the trace file")
     f.add_argument("--window", default="0x200000000000-0x300000000000",
                    help="the address window compared, LO-HI (default: %(default)s)")
@@ -82,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "live kernel's results (replay it with 'mmsim replay --check' or "
                     "'mmsim diff') and the difference is printed.  Exit status: 0 when "
                     "nothing differs, 1 when something does, 2 when the live kernel cannot "
-                    "be used.  Needs the test extra (hypothesis).")
+                    "be used, 3 for an internal error (a bug in mmsim).  Needs the test "
+                    "extra (hypothesis).")
     c.add_argument("--examples", type=int, default=200, help="sequences to run (default 200)")
     c.add_argument("--seed", type=int, default=None, help="seed of the generator")
     c.add_argument("--calls", nargs="+", default=None, metavar="CALL",

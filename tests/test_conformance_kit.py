@@ -3,6 +3,8 @@ reproducing trace, finds nothing between two copies of the same model, and finds
 nothing between mmsim and the live kernel (CI-sized; `mmsim conform` runs it long)."""
 
 import os
+import pathlib
+import re
 
 import attrs
 import pytest
@@ -26,16 +28,24 @@ class ForgetsDontfork(testing.SimBackend):
         return super().step(event)
 
 
-def test_a_planted_rule_change_is_found_with_a_short_trace(tmp_path):
-    diff = testing.run(ForgetsDontfork, testing.SimBackend, examples=300, seed=5,
-                       calls=("mmap", "madvise", "mprotect"))
-    assert diff is not None
-    assert "the VMAs of pid" in diff.message
-    calls = [line for line in diff.trace.splitlines() if not line.startswith("#")]
-    assert 1 <= len(calls) <= 3, diff.trace
+DOC = pathlib.Path(__file__).parent.parent / "docs" / "conformance.md"
+
+
+def test_the_documented_planted_change_is_found_with_a_short_trace():
+    # The block in docs/conformance.md, run as written: it must fail, every time.
+    block = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S).group(1)
+    ns = {}
+    exec(compile(block, str(DOC), "exec"), ns)
+    with pytest.raises(AssertionError) as info:
+        ns["test_my_model"]()
+    text = str(info.value)
+    assert "the VMAs of pid" in text.splitlines()[0]
+    trace = text[text.index("# my model against mmsim"):]
+    calls = [line for line in trace.splitlines() if not line.startswith("#")]
+    assert 1 <= len(calls) <= 3, trace
     assert "MADV_DONTFORK" in calls[-1]
     # The trace replays, and its results are the reference model's.
-    outs = replay(diff.trace, Kernel(randomize=False))
+    outs = replay(trace, Kernel(randomize=False))
     assert all(o.matches() for o in outs)
 
 
