@@ -50,35 +50,34 @@ def _recv(sock, with_fds=False):
             return json.loads(b"".join(chunks))
 
 
+# x86-64 system call numbers of the calls a helper makes raw.
+_NR = {"open": 2, "close": 3, "wait4": 61, "setuid": 105, "setgid": 106, "setresuid": 117,
+       "setresgid": 119, "unshare": 272, "pidfd_open": 434, "process_madvise": 440}
+_U64 = (1 << 64) - 1
+
+
+def _raw(libc, name, *args):
+    """The system call itself, each argument passed as a full register (the kernel
+    narrows an int argument itself), so no value makes the helper raise; -errno."""
+    ret = libc.syscall(_NR[name], *[a if isinstance(a, (bytes, ctypes.Array)) else
+                                    ctypes.c_ulong(a & _U64) for a in args])
+    return -ctypes.get_errno() if ret == -1 else ret
+
+
 def _helper_call(libc, name, args):
     """One call made by a helper process; its result, or -errno."""
-    try:
-        if name == "open":
-            return os.open(args[0], args[1])
-        if name == "close":
-            os.close(args[0])
-            return 0
-        if name == "pidfd_open":
-            return os.pidfd_open(args[0], args[1])
-        if name in ("setuid", "setgid"):
-            getattr(os, name)(args[0])
-            return 0
-        if name in ("setresuid", "setresgid"):
-            getattr(os, name)(*args)
-            return 0
-        if name == "wait4":
-            pid, status = os.waitpid(args[0], args[1])
-            return pid
-        if name == "process_madvise":
-            pidfd, pairs, advice, flags = args
-            iov = (ctypes.c_uint64 * (2 * len(pairs) or 2))(*[x for p in pairs for x in p])
-            ret = libc.syscall(440, pidfd, iov, len(pairs), advice, flags)
-            return -ctypes.get_errno() if ret == -1 else ret
-    except OSError as e:
-        return -e.errno
-    if name == "unshare":
-        ret = libc.unshare(args[0])
-        return -ctypes.get_errno() if ret == -1 else ret
+    if name == "open":
+        # os.open's mode, and a path as the kernel reads it: bytes up to a NUL.
+        return _raw(libc, "open", os.fsencode(args[0]), args[1], 0o777)
+    if name in ("close", "pidfd_open", "setuid", "setgid", "setresuid", "setresgid",
+                "unshare"):
+        return _raw(libc, name, *args)
+    if name == "wait4":
+        return _raw(libc, "wait4", args[0], 0, args[1], 0)
+    if name == "process_madvise":
+        pidfd, pairs, advice, flags = args
+        iov = (ctypes.c_uint64 * (2 * len(pairs) or 2))(*[x & _U64 for p in pairs for x in p])
+        return _raw(libc, "process_madvise", pidfd, iov, len(pairs), advice, flags)
     if name == "prctl":
         # A struct argument (PR_SET_MM_MAP's) arrives as a dict: pass its address.
         structs = [_PrctlMmMap(**a) if isinstance(a, dict) else None for a in args]
