@@ -224,8 +224,10 @@ def _fast_call(line, pid, lineno, file):
         value = rest[1:].strip()
         if value == "?":
             result = "?"
-        elif _NUMBER.match(value) and len(value) < 24:
-            result = _number(value, file, lineno, value)
+        elif len(value) < 24 and _NUMBER.match(value):
+            result = _c_int(value)
+            if not LOWEST <= result <= HIGHEST:
+                return None
         else:
             return None
     args = []
@@ -439,13 +441,18 @@ def _value(arg, evaluate, file, lineno, depth=0):
         return Raw(arg)
     if not evaluate:
         # A call that is not run: its arguments are kept, as numbers where they are.
-        if _NUMBER.match(arg) and len(arg) < 24:
-            v = int(arg, 16 if arg.lstrip("-")[:2] in ("0x", "0X") else 8 if
-                    arg.lstrip("-").startswith("0") else 10)
+        if len(arg) < 24 and _NUMBER.match(arg):
+            v = _c_int(arg)
             if LOWEST <= v <= HIGHEST:
                 return v
         return Raw(arg)
     return _expr(arg, file, lineno)
+
+
+def _c_int(tok):
+    """The value of a token ``_NUMBER`` matched: C's bases (a leading 0 is octal)."""
+    digits = tok.lstrip("-")
+    return int(tok, 16 if digits[:2] in ("0x", "0X") else 8 if digits[:1] == "0" else 10)
 
 
 def _number(tok, file, lineno, arg, what="argument"):
@@ -456,8 +463,7 @@ def _number(tok, file, lineno, arg, what="argument"):
     if len(digits) > 24:
         # Checked before int(): a long run of digits is never a register's value.
         raise TraceError(file, lineno, f"a number out of range in {arg[:40]!r}")
-    base = 16 if digits[:2] in ("0x", "0X") else 8 if digits.startswith("0") else 10
-    v = int(tok, base)
+    v = _c_int(tok)
     if not LOWEST <= v <= HIGHEST:
         raise TraceError(file, lineno, f"a number out of range in {arg[:40]!r}")
     return v
