@@ -29,7 +29,7 @@ from .errors import MmsimError
 from .kernel import Kernel
 from .live import VMA_FIELDS, WINDOW, LiveReplayer, host_thp, smaps_vmas
 from .replay import Replayer, format_result
-from .strace import parse_line
+from .strace import Event, parse_line
 
 INITIAL = 999          # the trace pid of the first process
 PAGE = 4096
@@ -55,22 +55,22 @@ CRED_CALLS = ["setuid(1000)", "setresuid(-1, 1000, -1)", "setgid(1000)",
               "setresgid(1000, 1000, 1000)", "unshare(CLONE_NEWUSER)"]
 
 
-def prots():
+def prots() -> st.SearchStrategy[str]:
     """A protection, by its kernel names."""
     return st.sampled_from(PROTS)
 
 
-def map_flags():
+def map_flags() -> st.SearchStrategy[str]:
     """mmap flags for a mapping placed inside the window, by their kernel names."""
     return st.sampled_from(MAP_FLAGS)
 
 
-def advices():
+def advices() -> st.SearchStrategy[str]:
     """An madvise advice, by its kernel name."""
     return st.sampled_from(ADVICE)
 
 
-def addresses(window=WINDOW, unaligned=True):
+def addresses(window: tuple[int, int] = WINDOW, unaligned: bool = True) -> st.SearchStrategy[int]:
     """An address in the first REGION pages of the window; now and then one byte past
     a page boundary, to exercise the alignment checks."""
     page = st.integers(0, REGION - 1).map(lambda p: window[0] + p * PAGE)
@@ -79,7 +79,7 @@ def addresses(window=WINDOW, unaligned=True):
     return st.one_of(page, page, page, page, page.map(lambda a: a + 1))
 
 
-def lengths(unaligned=True):
+def lengths(unaligned: bool = True) -> st.SearchStrategy[int]:
     """A length of 1 to 8 pages; now and then not a page multiple."""
     pages = st.integers(1, 8).map(lambda n: n * PAGE)
     if not unaligned:
@@ -147,7 +147,7 @@ class _ReplayerBackend:
         replayer.initial_label = INITIAL
         replayer._adopt(None, replayer.spawn_initial())
 
-    def step(self, event):
+    def step(self, event: Event) -> int | str:
         """Run one call; its result."""
         return self.replayer.call(event)
 
@@ -166,7 +166,7 @@ class SimBackend(_ReplayerBackend):
         self.window = window
         self._start(Replayer(kernel if kernel is not None else Kernel(**opts)))
 
-    def vmas(self, pid):
+    def vmas(self, pid: int) -> list[dict] | None:
         """The VMAs of ``pid`` inside the window, or None once it has exited."""
         proc = self._proc(pid)
         if proc is None or proc.mm is None:
@@ -174,7 +174,7 @@ class SimBackend(_ReplayerBackend):
         text = self.replayer.kernel.proc_read(f"/proc/{proc.pid}/smaps")
         return smaps_vmas(text, self.window)
 
-    def close(self):
+    def close(self) -> None:
         """Nothing to release."""
 
 
@@ -186,14 +186,14 @@ class LiveBackend(_ReplayerBackend):
     def __init__(self, window=WINDOW):
         self._start(LiveReplayer(window))
 
-    def vmas(self, pid):
+    def vmas(self, pid: int) -> list[dict] | None:
         """The VMAs of ``pid`` inside the window, or None once it has exited."""
         proc = self._proc(pid)
         if proc is None or proc.sock.fileno() < 0:
             return None
         return proc.vmas()
 
-    def close(self):
+    def close(self) -> None:
         """Stop the helper processes."""
         self.replayer.finish()
 
@@ -218,7 +218,7 @@ class Session:
     """Two backends driven with the same calls, compared after each one.  ``lines``
     is the trace so far, with the reference backend's (``b``'s) results written in."""
 
-    def __init__(self, a, b, window=WINDOW):
+    def __init__(self, a: Any, b: Any, window: tuple[int, int] = WINDOW) -> None:
         self.a, self.b = a, b
         self.window = window
         self.alive = [INITIAL]
@@ -230,12 +230,12 @@ class Session:
         # no longer exec the interpreter, so the kit stops generating exec for it.
         self.state = {INITIAL: set()}
 
-    def trace(self):
+    def trace(self) -> str:
         """The calls so far as a replayable trace."""
         head = f"# {self.a.name} against {self.b.name}; results are {self.b.name}'s\n"
         return head + "".join(line + "\n" for line in self.lines)
 
-    def do(self, pid, text):
+    def do(self, pid: int, text: str) -> int | str:
         """Run ``text`` (a trace call without result, or with the result a fork or a
         descriptor is to be known by) as process ``pid`` on both; compare."""
         ev = parse_line(f"[pid {pid}] {text}", len(self.lines) + 1, "conform", {})
@@ -266,7 +266,7 @@ class Session:
         "vfork": "vfork()",
     }
 
-    def fork(self, pid, how="fork"):
+    def fork(self, pid: int, how: str = "fork") -> int:
         """Fork ``pid`` by fork(), clone() without CLONE_VM, or vfork() (whose child
         execs at once, as it must); the child's trace pid."""
         child = self.next_pid
@@ -278,12 +278,12 @@ class Session:
                 self.exec(child)
         return child
 
-    def exit(self, pid, call="exit_group"):
+    def exit(self, pid: int, call: str = "exit_group") -> None:
         """exit_group(0) (or exit(0)) of ``pid``."""
         self.do(pid, f"{call}(0)")
         self.alive.remove(pid)
 
-    def exec(self, pid, path="/usr/bin/true"):
+    def exec(self, pid: int, path: str = "/usr/bin/true") -> None:
         """execve of a real program: a fresh address space."""
         self.do(pid, f'execve("{path}", ["{path}"], NULL)')
         self.state[pid].discard("brk")
@@ -292,16 +292,16 @@ class Session:
         """Whether the kit may exec ``pid`` (it has not given up root)."""
         return "no_exec" not in self.state[pid]
 
-    def wait(self, pid):
+    def wait(self, pid: int) -> int | str:
         """wait4(-1, NULL, WNOHANG, NULL): reap one exited child of ``pid``, if any."""
         return self.do(pid, "wait4(-1, NULL, WNOHANG, NULL)")
 
-    def cred(self, pid, text):
+    def cred(self, pid: int, text: str) -> int | str:
         """A credential call (set*id, unshare) of ``pid``."""
         self.state[pid].add("no_exec")
         return self.do(pid, text)
 
-    def brk(self, pid, addr, base):
+    def brk(self, pid: int, addr: int, base: int) -> int | str:
         """brk(addr) of ``pid``; the first one since exec moves the break to ``base``
         with PR_SET_MM_MAP (code and data at the window's bottom)."""
         if "brk" not in self.state[pid]:
@@ -340,7 +340,7 @@ class Session:
             self.do(pid, f"process_madvise({fd}, [{{iov_base={addr:#x}, iov_len={length}}}], "
                          f"1, {advice}, 0)")
 
-    def close(self):
+    def close(self) -> None:
         """Release both backends."""
         self.a.close()
         self.b.close()

@@ -11,12 +11,13 @@ import socket
 import sys
 import time
 import traceback
+from typing import Any
 
 import attrs
 
 from ..errors import NotComparable
 from ..replay import Outcome, Replayer, c_string
-from ..strace import Str
+from ..strace import Event, Str
 from ..uapi import CLONE_VM
 from .child import _MAP_FAILED, load_libc
 from .smaps import smaps_vmas
@@ -188,7 +189,7 @@ class LiveProc:
     """The coordinator's handle on one live helper process: the same methods as a
     simulated Process, made by the helper on the live kernel."""
 
-    def __init__(self, sock, pid):
+    def __init__(self, sock: socket.socket, pid: int) -> None:
         self.sock = sock
         self.pid = pid
         self.fds = {0: True, 1: True, 2: True}
@@ -214,37 +215,47 @@ class LiveProc:
             return lambda *args: self._call(name, *args)
         raise AttributeError(name)
 
-    def brk(self, addr):
+    def brk(self, addr: int) -> int:
+        """brk(2) in the helper (NotComparable once glibc moved its break)."""
         return self._call("brk", addr)
 
-    def mctl(self, *args):
+    def mctl(self, *args: int) -> int:
+        """The live kernel has no mctl: NotComparable."""
         raise NotComparable("the live kernel has no mctl")
 
-    def prctl(self, *args):
+    def prctl(self, *args: Any) -> int:
+        """prctl(2); a PrctlMmMap record travels as a dict."""
         args = [attrs.asdict(a) if attrs.has(type(a)) else a for a in args]
         return self._call("prctl", *(args + [0] * (5 - len(args))))
 
-    def open(self, path, flags=0):
+    def open(self, path: str, flags: int = 0) -> int:
+        """open(2) in the helper; the new descriptor."""
         fd = self._call("open", path, flags)
         self.fds[fd] = True
         return fd
 
-    def close(self, fd):
+    def close(self, fd: int) -> int:
+        """close(2) in the helper."""
         self.fds.pop(fd, None)
         return self._call("close", fd)
 
-    def pidfd_open(self, pid, flags=0):
+    def pidfd_open(self, pid: int, flags: int = 0) -> int:
+        """pidfd_open(2) in the helper; the new descriptor."""
         fd = self._call("pidfd_open", pid, flags)
         self.fds[fd] = True
         return fd
 
-    def process_madvise(self, pidfd, pairs, advice, flags=0):
+    def process_madvise(self, pidfd: int, pairs: list[tuple[int, int]], advice: int,
+                        flags: int = 0) -> int:
+        """process_madvise(2) in the helper over ``(base, length)`` pairs."""
         return self._call("process_madvise", pidfd, [list(p) for p in pairs], advice, flags)
 
-    def wait4(self, pid=-1, options=0):
+    def wait4(self, pid: int = -1, options: int = 0) -> tuple[int, int]:
+        """wait4(2) in the helper; (pid, 0): the status is not reported."""
         return self._call("wait4", pid, options), 0
 
-    def fork(self):
+    def fork(self) -> "LiveProc":
+        """fork(2) of the helper; the child's handle."""
         _send(self.sock, {"op": "fork"})
         msg, fds = _recv(self.sock, with_fds=True)
         child = LiveProc(socket.socket(fileno=fds[0]), msg["result"])
@@ -253,12 +264,14 @@ class LiveProc:
 
     vfork = fork
 
-    def clone(self, flags):
+    def clone(self, flags: int) -> "LiveProc":
+        """clone without CLONE_VM, as a fork (a shared mm is NotComparable)."""
         if flags & CLONE_VM:
             raise NotComparable("a helper cannot share its address space")
         return self.fork()
 
-    def execve(self, path, argv=None):
+    def execve(self, path: str, argv: list[str] | None = None) -> int:
+        """An exec of a fresh helper in place of ``path``: a fresh address space."""
         if not os.access(path, os.X_OK):
             raise OSError(errno.ENOENT if not os.path.exists(path) else errno.EACCES, path)
         _send(self.sock, {"op": "exec"})
@@ -267,7 +280,8 @@ class LiveProc:
             raise OSError(-ret, os.strerror(-ret))
         return 0
 
-    def exit(self, status=0):
+    def exit(self, status: int = 0) -> None:
+        """exit(2) of the helper, waited for until it is a zombie."""
         _send(self.sock, {"op": "exit", "status": status})
         self.sock.close()
         # The simulator's exit is synchronous; wait until the helper is a zombie (or
@@ -318,7 +332,8 @@ class LiveReplayer(Replayer):
         self.root = LiveProc(mine, pid)
         return self.root
 
-    def call(self, ev):
+    def call(self, ev: Event) -> int | str:
+        """Run one call; "not comparable" where the live kernel has no answer."""
         try:
             return super().call(ev)
         except NotComparable:
@@ -330,7 +345,8 @@ class LiveReplayer(Replayer):
         _warm(c_string(path))
         return self._new_fd(ev, proc.open(c_string(path), flags))
 
-    def dump(self, ev):
+    def dump(self, ev: Event) -> Outcome:
+        """The helper's VMAs in the window, parsed."""
         proc = self.procs[ev.pid]
         out = Outcome(ev, label=self._label(ev.pid))
         out.smaps = proc.vmas() if proc.sock.fileno() >= 0 else []
