@@ -168,3 +168,14 @@ def test_follow_ignores_a_recorded_address_past_task_size(tmp_path, capsys, text
     assert status == 0
     addr = out.split(" = ")[-1].strip()
     assert addr.startswith("-1 ") or int(addr, 16) < 1 << 47
+
+
+def test_standard_input_is_read_as_a_file_is():
+    import os
+    import subprocess
+    root = pathlib.Path(__file__).parent.parent
+    run = subprocess.run([sys.executable, "-m", "mmsim.cli", "replay", "-"],
+                         input=b"# \xff\nbrk(NULL)\nmunmap(08, 1)\n", capture_output=True,
+                         env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert run.returncode == 2 and run.stdout == b""
+    assert run.stderr == b"mmsim: -:3: cannot parse the argument '08'\n"
