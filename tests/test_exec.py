@@ -124,3 +124,12 @@ def test_spawn_maps_match_the_live_kernel():
     proc = k.spawn(CAT, argv=[CAT], envp=[])
     lines = k.proc_read(f"/proc/{proc.pid}/maps").splitlines()
     assert lines == live["maps"]
+
+
+def test_one_elf_et_dyn_base():
+    """The machine and the ELF loader agree on the PIE base: a process that has not
+    exec'd has its notional image where a PIE lands without randomisation."""
+    from mmsim import binfmt_elf, kernel
+    assert kernel.ELF_ET_DYN_BASE == binfmt_elf.ELF_ET_DYN_BASE
+    proc = Kernel(randomize=False).spawn()
+    assert proc.mm.start_code == binfmt_elf.ELF_ET_DYN_BASE & ~0xFFF == 0x555555554000
