@@ -96,18 +96,19 @@ def _copy_vmas(mm, oldmm, add_bounds, append):
 
 
 def execve(proc, path, argv=None, envp=None):
-    """execve(2): build the new mm first (errors leave the process as it was), then
-    switch to it (exec_mmap), recompute dumpable and handle a set-id file."""
+    """execve(2): read and check everything first (errors leave the process as it was),
+    then build the new mm, switch to it (exec_mmap), recompute dumpable and handle a
+    set-id file."""
     import os
     import stat
 
-    from .binfmt_elf import load_elf
+    from .binfmt_elf import load_binprm, prepare_exec
     kernel = proc.kernel
     old = proc.mm
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise error(exc.errno, path) from None
+    bprm = prepare_exec(kernel, path, argv, envp)
+    # The credentials come from the ELF file that runs (a script's interpreter): the
+    # set-id bits of a script itself are ignored (bprm_creds_from_file).
+    st = bprm.host.st
     cred = proc.cred
     new_cred = cred.copy()
     if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_ISUID:
@@ -122,7 +123,7 @@ def execve(proc, path, argv=None, envp=None):
     mm.user_ns = proc.cred.user_ns
     if old is not None:
         mctl.inherit(old, mm, secureexec)
-    load_elf(kernel, mm, path, argv=argv, envp=envp)
+    load_binprm(kernel, mm, bprm)
     if new_cred.euid == 0 and cred.euid != 0:
         # A set-uid-root file grants the full permitted set (commoncap).
         from .cred import CAP_FULL_SET
