@@ -462,10 +462,13 @@ def make_prot(p_flags):
 
 
 def total_mapping_size(loads):
-    """Bytes from the page of the first PT_LOAD to the end of the last one."""
+    """Bytes from the lowest PT_LOAD's page to the highest PT_LOAD's end, in whatever
+    order the headers list them (0 when there are none)."""
     if not loads:
         return 0
-    return (loads[-1].vaddr + loads[-1].memsz - _pagestart(loads[0].vaddr)) & U64
+    low = min(_pagestart(ph.vaddr) for ph in loads)
+    high = max((ph.vaddr + ph.memsz) & U64 for ph in loads)
+    return (high - low) & U64
 
 
 def maximum_alignment(loads):
@@ -898,6 +901,9 @@ def load_binprm(kernel, mm, bprm, *, randomize=None, rlimit_stack=RLIMIT_STACK_D
     if interp is not None:
         interp_base = _map_image(mm, bprm.interp_host, layout.interp)
         entry = (interp_base + layout.interp.entry) & U64
+    if entry >= TASK_SIZE:
+        # BAD_ADDR: the first instruction would be outside the user address space.
+        raise error(errno.EINVAL, "entry point outside the user address space")
     vdso = map_vdso(mm)
     # Everything from the new stack pointer up was written by the kernel: resident.
     for addr in range(_pagestart(st.start_stack), stack.end, PAGE_SIZE):

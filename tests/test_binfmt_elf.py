@@ -103,6 +103,11 @@ def live_exec(path, argv=None, env=None, trace=True, on_stop=None):
         if msg == b"ptrace":
             pytest.skip("ptrace(PTRACE_TRACEME) is not permitted here")
         return {"errno": int(msg)}
+    if trace and os.WSTOPSIG(status) != signal.SIGTRAP:
+        # Failed after the point of no return: the kernel kills the process.
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return {"killed": os.WSTOPSIG(status)}
     try:
         out = {}
         for name in ("maps", "smaps", "stat", "auxv"):
@@ -713,3 +718,35 @@ def test_plan_stack_holds_everything_exec_writes():
         assert st.start == min(strings_start - (128 << 10), st.start_stack & ~0xFFF)
         assert st.start <= st.start_stack
     assert st.start == st.start_stack & ~0xFFF            # 100000 pointers: below 128 KiB
+
+
+def test_entry_point_outside_user_space_is_einval():
+    """BAD_ADDR: an entry point at or past TASK_SIZE fails the exec after the point of
+    no return (the live kernel kills the process with SIGSEGV; mmsim raises EINVAL and
+    leaves the caller as it was)."""
+    import tempfile
+    for entry in (STACK_TOP, 1 << 63):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = build_elf(os.path.join(tmp, "prog"), ET_EXEC, entry,
+                             [(PT_LOAD, 5, 0, 0x400000, 0x1000, 0x1000, 0x1000)], 0x1000)
+            kernel, mm = fresh()
+            with pytest.raises(OSError) as info:
+                load_elf(kernel, mm, path)
+            assert info.value.errno == errno.EINVAL
+            if _linux6() is None:
+                assert live_exec(path) == {"killed": signal.SIGSEGV}
+
+
+def test_unsorted_segments_reserve_their_whole_span_like_live_kernel(tmp_path):
+    """total_mapping_size spans the lowest to the highest PT_LOAD whatever their order in
+    the table: a static PIE whose second segment lies below its first is placed as the
+    live kernel places it (the first reserves the span, the second fits below it)."""
+    _need_linux6()
+    path = build_elf(tmp_path / "unsorted", ET_DYN, 0x1000, [
+        (PT_LOAD, 6, 0x1100, 0x401100, 0x3A1, 0x16E1, 3),
+        (PT_LOAD, 4, 0x6B0, 0x6B0, 0xC1A, 0x54CC, 1),
+    ], 0x3000)
+    live = live_exec(path)
+    kernel, mm = fresh()
+    result = load_elf(kernel, mm, path)
+    assert_same_exec_state(mm, result, live)
