@@ -310,3 +310,13 @@ def test_script_strings_count_against_the_argument_space(tmp_path):
     over = argv + ["y" * (filler + 1)]
     assert "errno" not in _same_as_live(path, fits, {})
     assert _same_as_live(path, over, {}) == {"errno": errno.E2BIG}
+
+
+@pytest.mark.parametrize("size", [50000, 131071])
+def test_script_stack_keeps_the_pages_argv0_reached(tmp_path, size):
+    """A script's argv[0] is dropped from the strings, but the [stack] VMA already grew
+    to hold it while it was copied: the stack is as large as the live kernel's."""
+    path = _script(tmp_path, "s", b"#!%s\n" % CAT.encode())
+    live = _same_as_live(path, ["y" * size, "A"])
+    start, end = (int(x, 16) for x in _stack_line(live["maps"]).split()[0].split("-"))
+    assert end - start > (128 << 10) + size
