@@ -75,10 +75,11 @@ def sim_maps(mm):
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def live_exec(path, argv=None, env=None, trace=True, on_stop=None):
-    """execve ``path`` in a child with ASLR off.  With ``trace`` the child stops at the
-    end of execve; its /proc files are read (and ``on_stop(pid)`` called) and it is
-    killed.  Returns {"errno": n} when execve failed."""
+def live_exec(path, argv=None, env=None, trace=True, on_stop=None, rlimit_stack=None):
+    """execve ``path`` in a child with ASLR off (and RLIMIT_STACK's soft limit set to
+    ``rlimit_stack`` if given).  With ``trace`` the child stops at the end of execve;
+    its /proc files are read (and ``on_stop(pid)`` called) and it is killed.  Returns
+    {"errno": n} when execve failed."""
     argv = [path] if argv is None else argv
     env = {} if env is None else env
     r, w = os.pipe()
@@ -87,6 +88,10 @@ def live_exec(path, argv=None, env=None, trace=True, on_stop=None):
         try:
             os.close(r)
             _libc.personality(ADDR_NO_RANDOMIZE)
+            if rlimit_stack is not None:
+                import resource
+                hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+                resource.setrlimit(resource.RLIMIT_STACK, (rlimit_stack, hard))
             if trace and _libc.ptrace(PTRACE_TRACEME, 0, None, None) != 0:
                 os.write(w, b"ptrace")
                 os._exit(1)
@@ -749,4 +754,25 @@ def test_unsorted_segments_reserve_their_whole_span_like_live_kernel(tmp_path):
     live = live_exec(path)
     kernel, mm = fresh()
     result = load_elf(kernel, mm, path)
+    assert_same_exec_state(mm, result, live)
+
+
+@pytest.mark.parametrize("rlimit, nargs, size", [
+    (256 << 10, 10, 10000),     # strings plus 128 KiB fit the rlimit
+    (200 << 10, 9, 10000),      # they do not: the stack is the rlimit
+    (4 << 20, 11, 100000),      # 1.1 MB of strings over a quarter of 4 MiB: E2BIG
+])
+def test_stack_rlimit_sizes_the_stack_and_the_argument_space(rlimit, nargs, size):
+    """The stack rlimit caps setup_arg_pages' 128 KiB growth, and a quarter of it (at
+    least 32 pages) bounds the strings: a child with a lowered RLIMIT_STACK gets the same
+    [stack] or the same E2BIG as mmsim given that rlimit."""
+    _need_linux6()
+    argv = [CAT] + ["z" * size] * nargs
+    live = live_exec(CAT, argv, rlimit_stack=rlimit)
+    kernel, mm = fresh()
+    try:
+        result = load_elf(kernel, mm, CAT, argv=argv, envp=[], rlimit_stack=rlimit)
+    except OSError as exc:
+        assert live == {"errno": exc.errno}
+        return
     assert_same_exec_state(mm, result, live)
