@@ -776,3 +776,40 @@ def test_stack_rlimit_sizes_the_stack_and_the_argument_space(rlimit, nargs, size
         assert live == {"errno": exc.errno}
         return
     assert_same_exec_state(mm, result, live)
+
+
+# ---------------------------------------------------------------------- any ELF file
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+
+_ADDR = hst.one_of(hst.sampled_from([0, 0x1000, 0x400000, 0x555555554000, STACK_TOP - 0x2000,
+                                     STACK_TOP, 1 << 63, (1 << 64) - 0x1000]),
+                   hst.integers(0, (1 << 64) - 1))
+_SIZE = hst.one_of(hst.integers(0, 0x6000), hst.integers(0, (1 << 64) - 1))
+_LOAD = hst.tuples(hst.just(PT_LOAD), hst.integers(0, 7), hst.integers(0, 0x3000) | _ADDR,
+                   _ADDR, _SIZE, _SIZE,
+                   hst.sampled_from([0, 1, 3, 0x1000, 0x200000]) | hst.integers(0, (1 << 64) - 1))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(e_type=hst.sampled_from([ET_EXEC, ET_DYN]), entry=_ADDR,
+       loads=hst.lists(_LOAD, max_size=4), interp=hst.sampled_from([None, INTERP]),
+       nargs=hst.sampled_from([0, 3, 20000]), randomize=hst.booleans())
+def test_any_elf_file_execs_or_fails_with_an_errno(e_type, entry, loads, interp, nargs,
+                                                    randomize):
+    """Whatever its program headers say, exec of an ELF file either builds an address
+    space that passes mm.check() with [stack] holding the stack pointer, or raises
+    OSError: never another exception."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_elf(os.path.join(tmp, "prog"), e_type, entry, loads, 0x3000,
+                         interp=interp if os.path.exists(INTERP) else None)
+        kernel, mm = fresh(randomize=randomize, seed=nargs)
+        try:
+            result = load_elf(kernel, mm, path, argv=[path] + ["a"] * nargs)
+        except OSError:
+            return
+        mm.check()
+        stack = mm.vma_lookup(result["start_stack"])
+        assert stack is not None and stack.vm_flags & VM_GROWSDOWN
