@@ -435,7 +435,9 @@ def prepare_exec(kernel, path, argv=None, envp=None, rlimit_stack=RLIMIT_STACK_D
             name, arg = binfmt_script.parse_shebang(head)
             binfmt_script.rewrite_args(strings, script_path, name, arg)
             script_path = name
-            host = _open_exec(kernel, name)
+            # An empty name (a NUL right after "#!") is looked up as it stands, which
+            # finds the current directory: EACCES, like any folder.
+            host = _open_exec(kernel, name or b".")
             opened.append(host)
         bprm = Binprm(strings, host, _read_image(host, head, errno.ENOEXEC, want_interp=True))
         if bprm.program.interp is not None:

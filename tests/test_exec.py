@@ -216,6 +216,8 @@ _SCRIPTS = {
     "only blanks": (b"#!  \t \n", errno.ENOEXEC),
     "name cut at 256 bytes": (b"#!/" + b"x" * 300 + b" -u\n", errno.ENOEXEC),
     "missing interpreter": (b"#!/nonexistent/interp\n", errno.ENOENT),
+    "empty name": (b"#!\0%s\n", errno.EACCES),
+    "only #!": (b"#!", errno.EACCES),
     "interpreter is a folder": (b"#!/tmp\n", errno.EACCES),
 }
 
