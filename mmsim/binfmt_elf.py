@@ -1,7 +1,17 @@
 """exec(2) of a real ELF file into a fresh address space, as Linux 6.18 x86-64 does it.
 
-``load_elf`` reads the program headers of an ELF file on this machine (with pyelftools)
-and builds the address space the kernel would leave behind when execve() returns:
+Exec runs in three steps, each usable alone:
+
+* ``prepare_exec`` does everything before the point of no return: it opens the host
+  file, copies the argument strings, follows "#!" lines (``binfmt_script``) to an ELF
+  file and reads its ELF and program headers (``parse_elf``, cached per version of the
+  file in ``image_cache``) and those of its interpreter.  Every failure is raised here.
+* ``plan_exec`` is pure: from the parsed images (``ElfImage``), the strings and the
+  random draws (``ExecRandom``) it computes the ``ExecLayout``: the stack, how each
+  segment is mapped, where each image goes and the break.
+* ``load_binprm`` makes that layout in a fresh address space.
+
+The address space is the one the kernel would leave behind when execve() returns:
 
 * the argument strings and the stack (fs/exec.c: copying argv/envp, ``setup_arg_pages``
   moving the stack to its final, possibly randomised top and growing it by 128 KiB);
@@ -18,15 +28,17 @@ accounting and placement follow the same rules as later syscalls.  Randomisation
 from ``kernel.rng`` in the kernel's order, so a seed gives a repeatable layout.
 """
 
+import collections
 import errno
 import functools
+import itertools
 import os
 import stat
+import struct
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
+import attrs
 
-from . import mman, pages
+from . import binfmt_script, mman, pages
 from .files import Inode, OpenFile
 from .mm import (MMF_TOPDOWN, MMAP_MIN_ADDR, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, error,
                  page_align, thp_aligned)
@@ -51,6 +63,7 @@ STK_LIM = 8 << 20
 ARG_MAX = 32 * PAGE_SIZE
 MAX_ARG_STRLEN = 32 * PAGE_SIZE
 PATH_MAX = 4096
+BINPRM_BUF_SIZE = binfmt_script.BINPRM_BUF_SIZE
 
 # The vDSO on the reference kernel: 4 pages of [vvar] (the generic vDSO data store),
 # 2 of [vvar_vclock] (pvclock and Hyper-V clock pages), then 2 pages of vDSO text.
@@ -70,8 +83,11 @@ VM_STACK_FLAGS = VM_DATA_FLAGS | VM_GROWSDOWN | VM_ACCOUNT
 AUXV_WORDS = 2 * 23
 ELF_PLATFORM = b"x86_64"
 
-ET_EXEC, ET_DYN = "ET_EXEC", "ET_DYN"
+ET_EXEC, ET_DYN = 2, 3
+EM_X86_64 = 62
+PT_LOAD, PT_INTERP, PT_GNU_STACK = 1, 3, 0x6474E551
 PF_X, PF_W, PF_R = 1, 2, 4
+EHDR_SIZE = 64
 PHDR_SIZE = 56
 AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_ENTRY = 3, 4, 5, 6, 7, 9
 AT_PLATFORM, AT_RANDOM, AT_EXECFN, AT_SYSINFO_EHDR = 15, 25, 31, 33
@@ -82,6 +98,10 @@ THP_AREA_FILESYSTEMS = frozenset({"ext4", "xfs"})
 
 EXSTACK_DEFAULT, EXSTACK_DISABLE_X, EXSTACK_ENABLE_X = 0, 1, 2
 
+# exec_binprm hands a file to the binary handlers at most six times (the file itself
+# and five interpreters named by "#!" lines); one more is ELOOP.
+MAX_BINPRM_DEPTH = 5
+
 
 def _pagestart(addr):
     return addr & PAGE_MASK
@@ -91,38 +111,124 @@ def _pageoff(addr):
     return addr & ~PAGE_MASK
 
 
-class _Phdr:
-    """The fields of one program header the loader uses."""
-
-    __slots__ = ("type", "flags", "offset", "vaddr", "filesz", "memsz", "align")
-
-    def __init__(self, h):
-        self.type = h["p_type"]
-        self.flags = h["p_flags"]
-        self.offset = h["p_offset"]
-        self.vaddr = h["p_vaddr"]
-        self.filesz = h["p_filesz"]
-        self.memsz = h["p_memsz"]
-        self.align = h["p_align"]
+# ---------------------------------------------------------------------- parsed images
 
 
-class _Image:
-    """An opened ELF file: its simulated open file and the headers read from disk."""
+@attrs.frozen
+class ProgramHeader:
+    """One Elf64_Phdr: the fields the loader uses (``type`` is the numeric p_type)."""
 
-    def __init__(self, path, file, e_type, entry, phoff, phnum, phdrs, interp, thp_area):
-        self.path = path
-        self.file = file
-        self.e_type = e_type
-        self.entry = entry
-        self.phoff = phoff
-        self.phnum = phnum
-        self.phdrs = phdrs
-        self.interp = interp
-        self.thp_area = thp_area
+    type: int
+    flags: int
+    offset: int
+    vaddr: int
+    filesz: int
+    memsz: int
+    align: int
+
+
+@attrs.frozen
+class ElfImage:
+    """What exec reads from an ELF file: the header fields it uses, the program headers
+    and, for a program, the interpreter named by its first PT_INTERP."""
+
+    e_type: int
+    entry: int
+    phoff: int
+    phnum: int
+    phdrs: tuple = ()
+    interp: bytes | None = None
 
     @property
     def loads(self):
-        return [ph for ph in self.phdrs if ph.type == "PT_LOAD"]
+        """The PT_LOAD headers, in file order."""
+        return tuple(ph for ph in self.phdrs if ph.type == PT_LOAD)
+
+
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_PHDR = struct.Struct("<IIQQQQQQ")
+_MAX_OFFSET = (1 << 63) - 1   # file positions are signed (loff_t)
+
+
+def parse_elf(head, read_at, bad, want_interp):
+    """The checks load_elf_binary makes of an ELF file, given its first bytes ``head``
+    and ``read_at(offset, size)`` for the rest; header problems raise ``bad`` (ENOEXEC
+    for a program, ELIBBAD for its interpreter).  Only the ELF header and the program
+    headers are read, as the kernel does: section headers may be anything."""
+    # The program's first bytes come in a zero-padded buffer, so a short program is
+    # just not ELF; the interpreter's header is read whole, and a short read is EIO.
+    if len(head) < EHDR_SIZE and bad == errno.ELIBBAD:
+        raise error(errno.EIO)
+    # magic, 64-bit little-endian, ET_EXEC or ET_DYN, EM_X86_64 (a 32-bit file would go
+    # to the compat loader, not simulated here).
+    if len(head) < EHDR_SIZE or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+        raise error(bad)
+    (_, e_type, machine, _, entry, phoff, _, _, _, phentsize, phnum, _, _,
+     _) = _EHDR.unpack_from(head)
+    if e_type not in (ET_EXEC, ET_DYN) or machine != EM_X86_64:
+        raise error(bad)
+    # load_elf_phdrs: the table must be of 56-byte entries, 1 byte to 64 KiB, and be
+    # read whole.
+    size = phnum * PHDR_SIZE
+    if phentsize != PHDR_SIZE or not 0 < size <= 65536:
+        raise error(bad)
+    try:
+        table = read_at(phoff, size)
+    except OSError:
+        table = b""   # load_elf_phdrs fails the same way whatever the read's error
+    if len(table) != size:
+        raise error(bad)
+    phdrs = tuple(ProgramHeader(t, f, off, vaddr, filesz, memsz, align)
+                  for t, f, off, vaddr, _, filesz, memsz, align in _PHDR.iter_unpack(table))
+    interp = None
+    if want_interp:
+        for ph in phdrs:
+            if ph.type != PT_INTERP:
+                continue
+            if ph.filesz > PATH_MAX or ph.filesz < 2:
+                raise error(errno.ENOEXEC)
+            raw = read_at(ph.offset, ph.filesz)
+            if len(raw) != ph.filesz:
+                raise error(errno.EIO)
+            if raw[-1] != 0:
+                raise error(errno.ENOEXEC)
+            interp = raw.split(b"\0", 1)[0]
+            break   # only the first PT_INTERP counts
+    return ElfImage(e_type, entry, phoff, phnum, phdrs, interp)
+
+
+class ImageCache:
+    """Parsed images of host files, keyed by what identifies one version of a file
+    (path, device, inode, mtime, size), so repeated execs of a binary parse it once."""
+
+    def __init__(self, maxsize=256):
+        self.maxsize = maxsize
+        self.hits = self.misses = 0
+        self._images = collections.OrderedDict()
+
+    def get(self, key):
+        """The image cached under ``key``, or None."""
+        image = self._images.get(key)
+        if image is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+            self._images.move_to_end(key)
+        return image
+
+    def put(self, key, image):
+        """Remember ``image`` under ``key``, dropping the least recently used."""
+        self._images[key] = image
+        if len(self._images) > self.maxsize:
+            self._images.popitem(last=False)
+
+    def clear(self):
+        """Forget every image and reset the counters."""
+        self._images.clear()
+        self.hits = self.misses = 0
+
+
+image_cache = ImageCache()
 
 
 # ---------------------------------------------------------------------- opening files
@@ -143,21 +249,51 @@ def _fs_type(dev):
     return None
 
 
-def _inode_for(kernel, name, st):
+def _inode_for(kernel, name, st, register=True):
     """The simulated inode of a real file: its real dev and inode numbers, shared by
-    every exec of the same file (so two processes map one inode, as in the kernel)."""
+    every exec of the same file (so two processes map one inode, as in the kernel).
+    With ``register`` false a new inode is not yet made visible to open()."""
     dev = (os.major(st.st_dev), os.minor(st.st_dev))
     inode = kernel.files.get(name)
     if inode is None or inode.ino != st.st_ino or tuple(inode.dev) != dev:
         inode = Inode(name, st.st_size, dev=dev, ino=st.st_ino, mode=st.st_mode & 0o7777,
                       uid=st.st_uid, gid=st.st_gid)
-        kernel.files[name] = inode
+        if register:
+            kernel.files[name] = inode
     return inode
+
+
+@attrs.define
+class ExecFile:
+    """A host file opened for exec: the name it was opened by, its stat, the simulated
+    open file, and whether its filesystem places file mappings THP-aligned."""
+
+    path: str
+    st: os.stat_result
+    file: OpenFile
+    thp_area: bool
+    fd: int = -1
+
+    def read_at(self, offset, size):
+        """Up to ``size`` bytes at ``offset`` (short at the end of the file); EINVAL
+        for a range that does not fit a file position (rw_verify_area)."""
+        if offset + size > _MAX_OFFSET:
+            raise error(errno.EINVAL, self.path)
+        try:
+            return os.pread(self.fd, size, offset)
+        except OSError as exc:
+            raise error(exc.errno, self.path) from None
+
+    def close(self):
+        """Close the host file (the simulated open file lives on in the mappings)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _open_exec(kernel, path):
     """open_exec: the checks made when a file is opened for execution, then a new open
-    file description.  Returns (OpenFile, host file object, stat result)."""
+    file description (not yet visible to open(): exec registers it when it succeeds)."""
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -171,63 +307,33 @@ def _open_exec(kernel, path):
     if os.statvfs(path).f_flag & os.ST_NOEXEC:
         raise error(errno.EACCES, os.fsdecode(path))
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         # The kernel needs no read permission to exec; the simulator needs to read the
         # headers, so an unreadable file is refused with the error the host gave.
         raise error(exc.errno, os.fsdecode(path)) from None
+    st = os.fstat(fd)
     # /proc/PID/maps shows d_path() of the opened file: symlinks resolved.
-    name = os.path.realpath(path)
-    file = OpenFile(_inode_for(kernel, name, st), readable=True, writable=False)
-    return file, fh, st
+    name = os.fsdecode(os.path.realpath(path))
+    file = OpenFile(_inode_for(kernel, name, st, register=False), readable=True,
+                    writable=False)
+    return ExecFile(os.fsdecode(path), st, file, _fs_type(st.st_dev) in THP_AREA_FILESYSTEMS,
+                    fd)
 
 
-def _read_image(path, file, fh, st, bad, want_interp):
-    """Read the ELF and program headers of the opened ``path``; header problems raise
-    ``bad`` (ENOEXEC for the program, ELIBBAD for its interpreter)."""
-    head = fh.read(64)
-    # The program's first bytes come in a zero-padded buffer, so a short program is
-    # just not ELF; the interpreter's header is read whole, and a short read is EIO.
-    if len(head) < 64 and bad == errno.ELIBBAD:
-        raise error(errno.EIO, os.fsdecode(path))
-    # The checks of load_elf_binary: magic, 64-bit little-endian, ET_EXEC or ET_DYN,
-    # EM_X86_64 (a 32-bit file would go to the compat loader, not simulated here).
-    if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
-        raise error(bad, os.fsdecode(path))
-    fh.seek(0)
-    try:
-        elf = ELFFile(fh)
-        hdr = elf.header
-        e_type, machine = hdr["e_type"], hdr["e_machine"]
-        if e_type not in (ET_EXEC, ET_DYN) or machine != "EM_X86_64":
-            raise error(bad, os.fsdecode(path))
-        phnum = hdr["e_phnum"]
-        # load_elf_phdrs: the table must be of 56-byte entries, 1 byte to 64 KiB.
-        if hdr["e_phentsize"] != PHDR_SIZE or not 0 < phnum * PHDR_SIZE <= 65536:
-            raise error(bad, os.fsdecode(path))
-        phdrs = [_Phdr(elf.get_segment(i).header) for i in range(phnum)]
-    except OSError:
-        raise
-    except (ELFError, Exception) as exc:  # also construct's StreamError on a short file
-        raise error(bad, f"{os.fsdecode(path)}: {exc}") from None
-    interp = None
-    if want_interp:
-        for ph in phdrs:
-            if ph.type != "PT_INTERP":
-                continue
-            if ph.filesz > PATH_MAX or ph.filesz < 2:
-                raise error(errno.ENOEXEC, os.fsdecode(path))
-            fh.seek(ph.offset)
-            raw = fh.read(ph.filesz)
-            if len(raw) != ph.filesz:
-                raise error(errno.EIO, os.fsdecode(path))
-            if raw[-1] != 0:
-                raise error(errno.ENOEXEC, os.fsdecode(path))
-            interp = raw.split(b"\0", 1)[0]
-            break   # only the first PT_INTERP counts
-    thp_area = _fs_type(st.st_dev) in THP_AREA_FILESYSTEMS
-    return _Image(path, file, e_type, hdr["e_entry"], hdr["e_phoff"], phnum, phdrs, interp,
-                  thp_area)
+def _read_image(host, head, bad, want_interp):
+    """The parsed image of the opened ``host`` file, from the cache when this version of
+    the file was parsed before."""
+    st = host.st
+    key = (host.path, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, bad, want_interp)
+    image = image_cache.get(key)
+    if image is None:
+        try:
+            image = parse_elf(head, host.read_at, bad, want_interp)
+        except OSError as exc:
+            raise error(exc.errno, host.path) from None
+        image_cache.put(key, image)
+    return image
 
 
 # ---------------------------------------------------------------------- argument strings
@@ -235,6 +341,36 @@ def _read_image(path, file, fh, st, bad, want_interp):
 
 def _as_bytes(value):
     return value if isinstance(value, bytes) else os.fsencode(value)
+
+
+@attrs.define
+class ArgStrings:
+    """The strings execve copies to the new stack: the file name (AT_EXECFN), the
+    environment and the arguments; ``room`` is what is left of the argument space, and
+    ``peak`` the most string bytes the stack held at once."""
+
+    filename: bytes
+    argv: list
+    envp: list
+    room: int
+    peak: int
+
+    @property
+    def size(self):
+        """Bytes the strings take, NULs included."""
+        return sum(len(s) + 1 for s in [self.filename, *self.envp, *self.argv])
+
+    def push(self, s):
+        """copy_string_kernel: one more string below the others (E2BIG past the limit)."""
+        if len(s) + 1 > MAX_ARG_STRLEN or len(s) + 1 > self.room:
+            raise error(errno.E2BIG)
+        self.room -= len(s) + 1
+        self.peak = max(self.peak, self.size + len(s) + 1)
+
+    def remove_arg_zero(self):
+        """remove_arg_zero: drop argv[0], giving its bytes back."""
+        self.room += len(self.argv[0]) + 1
+        del self.argv[0]
 
 
 def _arg_strings(path, argv, envp, rlimit_stack):
@@ -260,7 +396,62 @@ def _arg_strings(path, argv, envp, rlimit_stack):
     total = sum(len(s) + 1 for s in [filename] + envp + argv)
     if total > limit - ptr_size:
         raise error(errno.E2BIG)
-    return filename, argv, envp
+    return ArgStrings(filename, argv, envp, limit - ptr_size - total, total)
+
+
+# ---------------------------------------------------------------------- finding the handler
+
+
+@attrs.define
+class Binprm:
+    """An exec prepared up to the point of no return (``struct linux_binprm``): the
+    strings, the ELF file that will run with its image, and its interpreter."""
+
+    strings: ArgStrings
+    host: ExecFile
+    program: ElfImage
+    interp_host: ExecFile | None = None
+    interp: ElfImage | None = None
+
+
+def prepare_exec(kernel, path, argv=None, envp=None, rlimit_stack=RLIMIT_STACK_DEFAULT):
+    """Everything execve does before it throws the old address space away: open the
+    file, copy the strings, find the handler (following "#!" lines to an ELF file) and
+    read the ELF program and its interpreter.  Every failure raises here, and nothing
+    is left behind: the files become visible to open() only when the exec is made."""
+    opened = []
+    try:
+        host = _open_exec(kernel, path)
+        opened.append(host)
+        strings = _arg_strings(path, argv, envp, rlimit_stack)
+        # bprm->interp: the name the next "#!" line passes as the script's path.
+        script_path = strings.filename
+        for depth in itertools.count():
+            if depth > MAX_BINPRM_DEPTH:
+                raise error(errno.ELOOP, os.fsdecode(path))
+            head = host.read_at(0, BINPRM_BUF_SIZE)
+            if head[:2] != b"#!":
+                break   # the ELF handler's turn: anything else is ENOEXEC
+            name, arg = binfmt_script.parse_shebang(head)
+            binfmt_script.rewrite_args(strings, script_path, name, arg)
+            script_path = name
+            # An empty name (a NUL right after "#!") is looked up as it stands, which
+            # finds the current directory: EACCES, like any folder.
+            host = _open_exec(kernel, name or b".")
+            opened.append(host)
+        bprm = Binprm(strings, host, _read_image(host, head, errno.ENOEXEC, want_interp=True))
+        if bprm.program.interp is not None:
+            # The interpreter opens like the program (ENOENT, EACCES), but a bad header
+            # is ELIBBAD.
+            interp = _open_exec(kernel, os.fsdecode(bprm.program.interp))
+            opened.append(interp)
+            bprm.interp_host = interp
+            bprm.interp = _read_image(interp, interp.read_at(0, EHDR_SIZE), errno.ELIBBAD,
+                                      want_interp=False)
+    finally:
+        for host in opened:
+            host.close()
+    return bprm
 
 
 # ---------------------------------------------------------------------- segment mapping
@@ -273,10 +464,13 @@ def make_prot(p_flags):
 
 
 def total_mapping_size(loads):
-    """Bytes from the page of the first PT_LOAD to the end of the last one."""
+    """Bytes from the lowest PT_LOAD's page to the highest PT_LOAD's end, in whatever
+    order the headers list them (0 when there are none)."""
     if not loads:
         return 0
-    return (loads[-1].vaddr + loads[-1].memsz - _pagestart(loads[0].vaddr)) & U64
+    low = min(_pagestart(ph.vaddr) for ph in loads)
+    high = max((ph.vaddr + ph.memsz) & U64 for ph in loads)
+    return (high - low) & U64
 
 
 def maximum_alignment(loads):
@@ -399,97 +593,7 @@ def _check_segment(ph, k, code):
         raise error(code, "segment outside the user address space")
 
 
-def _map_program(mm, image, has_interp, randomize, rng):
-    """The PT_LOAD loop of load_elf_binary for the program itself."""
-    out = {"load_bias": 0, "phdr": 0, "elf_brk": 0, "start_code": U64, "end_code": 0,
-           "start_data": 0, "end_data": 0}
-    load_bias = 0
-    first = True
-    for ph in image.loads:
-        prot = make_prot(ph.flags)
-        flags = MAP_PRIVATE
-        vaddr = ph.vaddr
-        total_size = 0
-        if not first:
-            # The first mapping reserved the whole image: the rest go on top of it.
-            flags |= MAP_FIXED
-        elif image.e_type == ET_EXEC:
-            flags |= MAP_FIXED_NOREPLACE
-        else:
-            total_size = total_mapping_size(image.loads)
-            if not total_size:
-                raise error(errno.EINVAL, "empty ELF image")
-            alignment = maximum_alignment(image.loads)
-            if has_interp:
-                # A PIE program goes at ELF_ET_DYN_BASE, moved by the mmap randomisation.
-                load_bias = ELF_ET_DYN_BASE
-                if randomize:
-                    load_bias += rng.getrandbits(MMAP_RND_BITS) << PAGE_SHIFT
-                if alignment:
-                    load_bias &= ~(alignment - 1)
-                flags |= MAP_FIXED_NOREPLACE
-            elif alignment > PAGE_SIZE:
-                # A loader run directly (static PIE) with a large alignment: find room
-                # for the image, give it back, then map it at that place aligned down.
-                load_bias = _elf_load(mm, image, 0, ph, prot, flags, total_size)
-                mm.unmap(load_bias, load_bias + page_align(total_size))
-                load_bias &= ~(alignment - 1)
-                flags |= MAP_FIXED_NOREPLACE
-            else:
-                # Otherwise a static PIE goes wherever mmap puts it (load_bias 0).
-                load_bias = 0
-            load_bias = _pagestart((load_bias - vaddr) & U64)
-        map_addr = _elf_load(mm, image, (load_bias + vaddr) & U64, ph, prot, flags, total_size)
-        if first:
-            first = False
-            if image.e_type == ET_DYN:
-                load_bias = (load_bias + map_addr - _pagestart((load_bias + vaddr) & U64)) & U64
-        if ph.offset <= image.phoff < ph.offset + ph.filesz:
-            out["phdr"] = image.phoff - ph.offset + vaddr
-        k = vaddr
-        if ph.flags & PF_X and k < out["start_code"]:
-            out["start_code"] = k
-        out["start_data"] = max(out["start_data"], k)
-        _check_segment(ph, k, errno.EINVAL)
-        k = vaddr + ph.filesz
-        if ph.flags & PF_X:
-            out["end_code"] = max(out["end_code"], k)
-        out["end_data"] = max(out["end_data"], k)
-        out["elf_brk"] = max(out["elf_brk"], vaddr + ph.memsz)
-    for key in ("phdr", "elf_brk", "start_code", "end_code", "start_data", "end_data"):
-        out[key] = (out[key] + load_bias) & U64
-    out["load_bias"] = load_bias
-    out["entry"] = (image.entry + load_bias) & U64
-    return out
-
-
-def _map_interp(mm, image, no_base):
-    """load_elf_interp: map the interpreter; returns its load address (AT_BASE)."""
-    loads = image.loads
-    total_size = total_mapping_size(loads)
-    if not total_size:
-        raise error(errno.EINVAL, "empty interpreter image")
-    load_addr = 0
-    load_addr_set = False
-    for ph in loads:
-        prot = make_prot(ph.flags)
-        flags = MAP_PRIVATE
-        vaddr = ph.vaddr
-        if image.e_type == ET_EXEC or load_addr_set:
-            flags |= MAP_FIXED
-        elif no_base and image.e_type == ET_DYN:
-            # Next to a PIE program, the interpreter is placed by a plain search (hint 0).
-            load_addr = -vaddr & U64
-        map_addr = _elf_load(mm, image, (load_addr + vaddr) & U64, ph, prot, flags, total_size)
-        total_size = 0
-        if not load_addr_set and image.e_type == ET_DYN:
-            load_addr = (map_addr - _pagestart(vaddr)) & U64
-            load_addr_set = True
-        _check_segment(ph, (load_addr + vaddr) & U64, errno.ENOMEM)
-    return load_addr
-
-
-# ---------------------------------------------------------------------- vdso and stack
+# ---------------------------------------------------------------------- vdso
 
 
 def _install_special_mapping(mm, start, length, vm_flags, name):
@@ -513,133 +617,336 @@ def map_vdso(mm):
     return text
 
 
+# ---------------------------------------------------------------------- the layout
+
+
+@attrs.frozen
+class ExecRandom:
+    """The random draws of one exec, in pages or bytes (all zero without randomisation):
+    the stack top's offset, the two arch_align_stack drops, the PIE base's offset and
+    the break's offset; ``randomize`` is whether exec randomises at all."""
+
+    stack_pages: int = 0
+    stack_drop: int = 0
+    mmap_pages: int = 0
+    sp_drop: int = 0
+    brk_pages: int = 0
+    randomize: bool = False
+
+    @classmethod
+    def draw(cls, rng, randomize, program, has_interp):
+        """Draw from ``rng`` in the kernel's order (the PIE offset only for a PIE run
+        through an interpreter)."""
+        if not randomize:
+            return cls()
+        stack_pages = rng.getrandbits(STACK_RND_BITS)
+        stack_drop = rng.randrange(STACK_ALIGN_RND)
+        mmap_pages = 0
+        if program.e_type == ET_DYN and has_interp and program.loads:
+            mmap_pages = rng.getrandbits(MMAP_RND_BITS)
+        sp_drop = rng.randrange(STACK_ALIGN_RND)
+        brk_pages = rng.randrange(BRK_RND_RANGE >> PAGE_SHIFT)
+        return cls(stack_pages, stack_drop, mmap_pages, sp_drop, brk_pages, True)
+
+
+@attrs.frozen
+class SegmentMap:
+    """One elf_load step: map PT_LOAD ``ph`` at its address plus the image's bias, with
+    ``flags``; the first mapping of an image reserves ``total_size`` bytes."""
+
+    ph: ProgramHeader
+    prot: int
+    flags: int
+    total_size: int = 0
+
+
+@attrs.frozen
+class ImageLayout:
+    """Where one ELF image goes.  ``placement`` is "fixed" (at ``bias``), "search"
+    (wherever mmap puts the first segment, asked at ``bias`` plus its address) or
+    "search-aligned" (found by a search, then aligned down to ``alignment``).  The
+    addresses below are unbiased; ``error`` is the errno the kernel gives when it gets
+    to this image (an empty PIE); ``check_errno`` the one for a segment outside the
+    user address space."""
+
+    placement: str
+    bias: int
+    segments: tuple
+    alignment: int = 0
+    error: int = 0
+    check_errno: int = errno.EINVAL
+    check_biased: bool = False
+    entry: int = 0
+    phdr: int = 0
+    start_code: int = U64
+    end_code: int = 0
+    start_data: int = 0
+    end_data: int = 0
+    elf_brk: int = 0
+
+
+@attrs.frozen
+class StackLayout:
+    """The [stack] VMA and what create_elf_tables writes into it."""
+
+    start: int
+    end: int
+    pgoff: int
+    exec_stack: int
+    start_stack: int
+    arg_start: int
+    env_start: int
+    execfn: int
+    platform: int
+    random_bytes: int
+
+
+@attrs.frozen
+class ExecLayout:
+    """Everything exec lays out: the stack, the program, its interpreter and the break."""
+
+    stack: StackLayout
+    program: ImageLayout
+    interp: ImageLayout | None
+    brk: int
+
+
 def _exec_stack(image):
     """PT_GNU_STACK decides whether the stack is executable."""
     for ph in image.phdrs:
-        if ph.type == "PT_GNU_STACK":
+        if ph.type == PT_GNU_STACK:
             return EXSTACK_ENABLE_X if ph.flags & PF_X else EXSTACK_DISABLE_X
     return EXSTACK_DEFAULT
 
 
-def _arch_align_stack(sp, randomize, rng):
-    """arch_align_stack: a random drop of up to 8 KiB when randomising, then 16-align."""
-    if randomize:
-        sp -= rng.randrange(STACK_ALIGN_RND)
-    return sp & ~0xF
-
-
-def _setup_stack(mm, strings_bytes, executable_stack, rlimit_stack, randomize, rng):
-    """The argument pages at the top of the window, then setup_arg_pages: move them to
-    the (randomised) stack top and grow the VMA by 128 KiB.  Returns (vma, shift)."""
+def plan_stack(strings, exec_stack, rnd, rlimit_stack=RLIMIT_STACK_DEFAULT):
+    """The argument pages at the top of the window, setup_arg_pages moving them to the
+    (randomised) stack top and growing the VMA by 128 KiB, then create_elf_tables
+    writing the pointers, auxv, random bytes and platform string below the strings,
+    growing the VMA again when they reach below it."""
     top_max = STACK_TOP   # STACK_TOP_MAX with 4-level paging
-    # The strings sit below one reserved pointer slot; the VMA covers their pages.
-    lowest = top_max - 8 - strings_bytes
-    start = _pagestart(lowest)
-    stack_top = STACK_TOP
-    if randomize:
-        stack_top -= rng.getrandbits(STACK_RND_BITS) << PAGE_SHIFT
-    stack_top = page_align(_arch_align_stack(stack_top, randomize, rng))
+    # The strings sit below one reserved pointer slot; the VMA covers every page they
+    # reached while being copied.
+    start = _pagestart(top_max - 8 - strings.peak)
+    stack_top = STACK_TOP - (rnd.stack_pages << PAGE_SHIFT)
+    stack_top = page_align((stack_top - rnd.stack_drop) & ~0xF)   # arch_align_stack
     shift = top_max - stack_top
     start -= shift
     size = stack_top - start
     expand = min(rlimit_stack & PAGE_MASK, size + STACK_EXPAND)
-    final_start = min(start, stack_top - expand)
-    flags = VM_STACK_FLAGS | mm.def_flags
-    if executable_stack == EXSTACK_ENABLE_X:
-        flags |= VM_EXEC
-    elif executable_stack == EXSTACK_DISABLE_X:
-        flags &= ~VM_EXEC
+    start = min(start, stack_top - expand)
+    execfn = top_max - 8 - (len(strings.filename) + 1) - shift
+    env_start = execfn - sum(len(s) + 1 for s in strings.envp)
+    arg_start = env_start - sum(len(s) + 1 for s in strings.argv)
+    p = (arg_start - rnd.sp_drop) & ~0xF
+    platform = p = p - (len(ELF_PLATFORM) + 1)
+    random_bytes = p = p - 16
+    sp = p - AUXV_WORDS * 8
+    items = (len(strings.argv) + 1) + (len(strings.envp) + 1) + 1
+    start_stack = (sp - items * 8) & ~0xF
+    # create_elf_tables extends the stack VMA down to the new stack pointer.
+    start = min(start, _pagestart(start_stack))
     # The VMA keeps the pgoff it got at its first address (insert_vm_struct), lowered
     # by the pages it grows (expand_downwards) but not changed by the relocation.
-    vma = mm.insert(Vma(final_start, stack_top, flags, (final_start + shift) >> PAGE_SHIFT))
-    return vma, shift
+    return StackLayout(start, stack_top, (start + shift) >> PAGE_SHIFT, exec_stack,
+                       start_stack, arg_start, env_start, execfn, platform, random_bytes)
+
+
+def _image_fields(image, segments, **kw):
+    """An ImageLayout with the unbiased addresses the PT_LOAD loop collects."""
+    fields = {"phdr": 0, "elf_brk": 0, "start_code": U64, "end_code": 0, "start_data": 0,
+              "end_data": 0}
+    for ph in image.loads:
+        if ph.offset <= image.phoff < ph.offset + ph.filesz:
+            fields["phdr"] = image.phoff - ph.offset + ph.vaddr
+        if ph.flags & PF_X:
+            fields["start_code"] = min(fields["start_code"], ph.vaddr)
+            fields["end_code"] = max(fields["end_code"], ph.vaddr + ph.filesz)
+        fields["start_data"] = max(fields["start_data"], ph.vaddr)
+        fields["end_data"] = max(fields["end_data"], ph.vaddr + ph.filesz)
+        fields["elf_brk"] = max(fields["elf_brk"], ph.vaddr + ph.memsz)
+    return ImageLayout(segments=tuple(segments), entry=image.entry, **fields, **kw)
+
+
+def plan_program(image, has_interp, rnd):
+    """The PT_LOAD loop of load_elf_binary for the program: how each segment is mapped
+    and where the image goes."""
+    loads = image.loads
+    segments = []
+    for i, ph in enumerate(loads):
+        flags = MAP_PRIVATE
+        if i:
+            # The first mapping reserved the whole image: the rest go on top of it.
+            flags |= MAP_FIXED
+        elif image.e_type == ET_EXEC:
+            flags |= MAP_FIXED_NOREPLACE
+        segments.append(SegmentMap(ph, make_prot(ph.flags), flags))
+    if image.e_type == ET_EXEC or not loads:
+        return _image_fields(image, segments, placement="fixed", bias=0)
+    first = segments[0]
+    total_size = total_mapping_size(loads)
+    if not total_size:
+        return _image_fields(image, segments, placement="fixed", bias=0,
+                             error=errno.EINVAL)
+    alignment = maximum_alignment(loads)
+    placement = "search"
+    if has_interp:
+        # A PIE program goes at ELF_ET_DYN_BASE, moved by the mmap randomisation.
+        load_bias = ELF_ET_DYN_BASE + (rnd.mmap_pages << PAGE_SHIFT)
+        if alignment:
+            load_bias &= ~(alignment - 1)
+        placement = "fixed"
+    elif alignment > PAGE_SIZE:
+        # A loader run directly (static PIE) with a large alignment: find room for the
+        # image, give it back, then map it at that place aligned down.
+        load_bias = 0
+        placement = "search-aligned"
+    else:
+        # Otherwise a static PIE goes wherever mmap puts it.
+        load_bias = 0
+    flags = first.flags | (MAP_FIXED_NOREPLACE if placement != "search" else 0)
+    segments[0] = SegmentMap(first.ph, first.prot, flags, total_size)
+    return _image_fields(image, segments, placement=placement, alignment=alignment,
+                         bias=_pagestart((load_bias - first.ph.vaddr) & U64))
+
+
+def plan_interp(image, program_bias):
+    """load_elf_interp: how the interpreter's segments are mapped.  Next to a PIE
+    program (``program_bias`` not 0) an ET_DYN interpreter is placed by a plain search."""
+    loads = image.loads
+    total_size = total_mapping_size(loads)
+    segments = []
+    for i, ph in enumerate(loads):
+        flags = MAP_PRIVATE
+        if image.e_type == ET_EXEC or i:
+            flags |= MAP_FIXED
+        segments.append(SegmentMap(ph, make_prot(ph.flags), flags, 0 if i else total_size))
+    kw = {"error": 0 if total_size else errno.EINVAL, "check_errno": errno.ENOMEM,
+          "check_biased": True}
+    if image.e_type == ET_EXEC:
+        return _image_fields(image, segments, placement="fixed", bias=0, **kw)
+    bias = -loads[0].vaddr & U64 if program_bias and loads else 0
+    return _image_fields(image, segments, placement="search", bias=bias, **kw)
+
+
+def plan_exec(program, interp, strings, rnd, rlimit_stack=RLIMIT_STACK_DEFAULT):
+    """The whole layout of an exec, from the parsed images, the argument strings and the
+    random draws alone: no file and no address space is touched."""
+    stack = plan_stack(strings, _exec_stack(program), rnd, rlimit_stack)
+    prog = plan_program(program, interp is not None, rnd)
+    ilayout = None
+    if interp is not None:
+        ilayout = plan_interp(interp, prog.bias if prog.placement == "fixed" else 1)
+    # The program break: after the program's bss, or out of the way for a static PIE,
+    # then (when randomising) a page of gap and a random offset within 1 GiB.
+    if program.e_type == ET_DYN and interp is None:
+        brk = page_align(ELF_ET_DYN_BASE) + (rnd.brk_pages << PAGE_SHIFT)
+    else:
+        brk = page_align((prog.elf_brk + prog.bias) & U64)
+        if rnd.randomize:
+            brk += PAGE_SIZE + (rnd.brk_pages << PAGE_SHIFT)
+    return ExecLayout(stack, prog, ilayout, brk)
 
 
 # ---------------------------------------------------------------------- exec
 
 
-def load_elf(kernel, mm, path, *, randomize=None, argv=None, envp=None,
-             rlimit_stack=RLIMIT_STACK_DEFAULT):
-    """Fill the fresh ``mm`` as execve of ELF file ``path`` would; return entry, auxv, layout."""
+def _map_image(mm, host, layout):
+    """Make the mappings ``layout`` asks for, from the file ``host``; returns the
+    image's load bias."""
+    if layout.error:
+        raise error(layout.error, "empty ELF image")
+    bias = layout.bias
+    for i, seg in enumerate(layout.segments):
+        ph = seg.ph
+        if not i and layout.placement == "search-aligned":
+            trial = _elf_load(mm, host, 0, ph, seg.prot, seg.flags & ~MAP_FIXED_NOREPLACE,
+                              seg.total_size)
+            mm.unmap(trial, trial + page_align(seg.total_size))
+            bias = _pagestart(((trial & ~(layout.alignment - 1)) - ph.vaddr) & U64)
+        map_addr = _elf_load(mm, host, (bias + ph.vaddr) & U64, ph, seg.prot, seg.flags,
+                             seg.total_size)
+        if not i and layout.placement != "fixed":
+            bias = (map_addr - _pagestart(ph.vaddr)) & U64
+        _check_segment(ph, (bias + ph.vaddr) & U64 if layout.check_biased else ph.vaddr,
+                       layout.check_errno)
+    return bias
+
+
+def _register(kernel, host):
+    """Make an exec'd file visible to open(), as exec succeeded."""
+    inode = host.file.inode
+    if kernel.files.get(inode.path) is not inode:
+        kernel.files[inode.path] = inode
+
+
+def load_binprm(kernel, mm, bprm, *, randomize=None, rlimit_stack=RLIMIT_STACK_DEFAULT):
+    """Past the point of no return: lay the prepared exec out in the fresh ``mm``;
+    return entry, auxv and layout."""
     if randomize is None:
         randomize = kernel.randomize
-    rng = kernel.rng
-    # do_execveat_common: open the file, copy the strings, then find a binary handler.
-    file, fh, st = _open_exec(kernel, path)
-    with fh:
-        filename, argv, envp = _arg_strings(path, argv, envp, rlimit_stack)
-        program = _read_image(path, file, fh, st, errno.ENOEXEC, want_interp=True)
-    interp = None
-    if program.interp is not None:
-        # The interpreter opens like the program (ENOENT, EACCES), but a bad header is
-        # ELIBBAD.
-        name = os.fsdecode(program.interp)
-        file, fh, st = _open_exec(kernel, name)
-        with fh:
-            interp = _read_image(name, file, fh, st, errno.ELIBBAD, want_interp=False)
-
-    # Past this point the real kernel has thrown the old mm away (begin_new_exec).
-    strings_bytes = sum(len(s) + 1 for s in [filename] + envp + argv)
-    stack, shift = _setup_stack(mm, strings_bytes, _exec_stack(program), rlimit_stack,
-                                randomize, rng)
-    execfn = STACK_TOP - 8 - (len(filename) + 1) - shift
-    env_start = execfn - sum(len(s) + 1 for s in envp)
-    arg_start = env_start - sum(len(s) + 1 for s in argv)
-
-    prog = _map_program(mm, program, interp is not None, randomize, rng)
+    program, interp = bprm.program, bprm.interp
+    rnd = ExecRandom.draw(kernel.rng, randomize, program, interp is not None)
+    layout = plan_exec(program, interp, bprm.strings, rnd, rlimit_stack)
+    st = layout.stack
+    flags = VM_STACK_FLAGS | mm.def_flags
+    if st.exec_stack == EXSTACK_ENABLE_X:
+        flags |= VM_EXEC
+    elif st.exec_stack == EXSTACK_DISABLE_X:
+        flags &= ~VM_EXEC
+    stack = mm.insert(Vma(st.start, st.end, flags, st.pgoff))
+    bias = _map_image(mm, bprm.host, layout.program)
+    prog = layout.program
+    e_entry = (prog.entry + bias) & U64
+    entry = e_entry
     interp_base = 0
-    entry = prog["entry"]
     if interp is not None:
-        interp_base = _map_interp(mm, interp, prog["load_bias"])
-        entry = (interp_base + interp.entry) & U64
+        interp_base = _map_image(mm, bprm.interp_host, layout.interp)
+        entry = (interp_base + layout.interp.entry) & U64
+    if entry >= TASK_SIZE:
+        # BAD_ADDR: the first instruction would be outside the user address space.
+        raise error(errno.EINVAL, "entry point outside the user address space")
     vdso = map_vdso(mm)
-
-    # create_elf_tables: platform string, 16 random bytes, auxv, envp, argv, argc.
-    p = _arch_align_stack(arg_start, randomize, rng)
-    platform = p = p - (len(ELF_PLATFORM) + 1)
-    random_bytes = p = p - 16
-    sp = p - AUXV_WORDS * 8
-    items = (len(argv) + 1) + (len(envp) + 1) + 1
-    start_stack = (sp - items * 8) & ~0xF
     # Everything from the new stack pointer up was written by the kernel: resident.
-    for addr in range(_pagestart(start_stack), stack.end, PAGE_SIZE):
+    for addr in range(_pagestart(st.start_stack), stack.end, PAGE_SIZE):
         pages.fault(mm, stack, addr, True, kernel.thp)
 
-    # The program break: after the program's bss, or out of the way for a static PIE,
-    # then (when randomising) a page of gap and a random offset within 1 GiB.
-    elf_brk = prog["elf_brk"]
-    brk_moved = False
-    if program.e_type == ET_DYN and interp is None:
-        elf_brk = ELF_ET_DYN_BASE
-        brk_moved = True
-    brk = page_align(elf_brk)
-    if randomize:
-        if not brk_moved:
-            brk += PAGE_SIZE
-        brk += rng.randrange(BRK_RND_RANGE >> PAGE_SHIFT) << PAGE_SHIFT
-
-    mm.start_brk = mm.brk = brk
-    mm.start_stack = start_stack
-    mm.start_code, mm.end_code = prog["start_code"], prog["end_code"]
-    mm.start_data, mm.end_data = prog["start_data"], prog["end_data"]
-    mm.arg_start, mm.arg_end = arg_start, env_start
-    mm.env_start, mm.env_end = env_start, execfn
-    mm.exe_file = program.file
+    start_code, end_code, start_data, end_data, phdr = (
+        (x + bias) & U64 for x in (prog.start_code, prog.end_code, prog.start_data,
+                                   prog.end_data, prog.phdr))
+    mm.start_brk = mm.brk = layout.brk
+    mm.start_stack = st.start_stack
+    mm.start_code, mm.end_code = start_code, end_code
+    mm.start_data, mm.end_data = start_data, end_data
+    mm.arg_start, mm.arg_end = st.arg_start, st.env_start
+    mm.env_start, mm.env_end = st.env_start, st.execfn
+    mm.exe_file = bprm.host.file
     mm.vdso = vdso
-    auxv = {AT_SYSINFO_EHDR: vdso, AT_PAGESZ: PAGE_SIZE, AT_PHDR: prog["phdr"],
+    for host in (bprm.host, bprm.interp_host):
+        if host is not None:
+            _register(kernel, host)
+    auxv = {AT_SYSINFO_EHDR: vdso, AT_PAGESZ: PAGE_SIZE, AT_PHDR: phdr,
             AT_PHENT: PHDR_SIZE, AT_PHNUM: program.phnum, AT_BASE: interp_base,
-            AT_ENTRY: prog["entry"], AT_RANDOM: random_bytes, AT_EXECFN: execfn,
-            AT_PLATFORM: platform}
-    return {"entry": entry, "e_entry": prog["entry"], "phdr_base": prog["phdr"],
-            "load_bias": prog["load_bias"], "interp_base": interp_base, "vdso": vdso,
-            "start_brk": brk, "brk": brk, "start_stack": start_stack,
+            AT_ENTRY: e_entry, AT_RANDOM: st.random_bytes, AT_EXECFN: st.execfn,
+            AT_PLATFORM: st.platform}
+    return {"entry": entry, "e_entry": e_entry, "phdr_base": phdr,
+            "load_bias": bias, "interp_base": interp_base, "vdso": vdso,
+            "start_brk": layout.brk, "brk": layout.brk, "start_stack": st.start_stack,
             "stack_start": stack.start, "stack_end": stack.end,
-            "start_code": prog["start_code"], "end_code": prog["end_code"],
-            "start_data": prog["start_data"], "end_data": prog["end_data"],
-            "arg_start": arg_start, "arg_end": env_start, "env_start": env_start,
-            "env_end": execfn, "auxv": auxv,
+            "start_code": start_code, "end_code": end_code,
+            "start_data": start_data, "end_data": end_data,
+            "arg_start": st.arg_start, "arg_end": st.env_start, "env_start": st.env_start,
+            "env_end": st.execfn, "auxv": auxv,
             "interp": os.fsdecode(program.interp) if program.interp is not None else None}
 
 
-__all__ = ["load_elf", "map_vdso", "make_prot", "total_mapping_size", "maximum_alignment",
-           "ELF_ET_DYN_BASE"]
+def load_elf(kernel, mm, path, *, randomize=None, argv=None, envp=None,
+             rlimit_stack=RLIMIT_STACK_DEFAULT):
+    """Fill the fresh ``mm`` as execve of ``path`` would; return entry, auxv, layout."""
+    bprm = prepare_exec(kernel, path, argv, envp, rlimit_stack)
+    return load_binprm(kernel, mm, bprm, randomize=randomize, rlimit_stack=rlimit_stack)
+
+
+__all__ = ["load_elf", "load_binprm", "prepare_exec", "plan_exec", "parse_elf", "map_vdso",
+           "make_prot", "total_mapping_size", "maximum_alignment", "image_cache",
+           "ElfImage", "ProgramHeader", "ExecLayout", "ExecRandom", "ELF_ET_DYN_BASE"]

@@ -2,9 +2,13 @@
 mm_init, mm/mmap.c dup_mmap).  Exec arrives with the ELF loader."""
 
 import gc
+import os
+import stat
 
 from . import mctl, pages
-from .mm import (error, MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
+from .binfmt_elf import load_binprm, prepare_exec
+from .cred import CAP_FULL_SET
+from .mm import (MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
                  MMF_HAS_MDWE_NO_INHERIT, MMF_TOPDOWN, MMF_VM_MERGE_ANY, Mm)
 from .vma_tree import VmaTree
 from .vma import VM_DONTCOPY, VM_INIT_DEF_MASK, VM_LOCKED_MASK, VM_MIXEDMAP, VM_PFNMAP, VM_WIPEONFORK, \
@@ -96,18 +100,15 @@ def _copy_vmas(mm, oldmm, add_bounds, append):
 
 
 def execve(proc, path, argv=None, envp=None):
-    """execve(2): build the new mm first (errors leave the process as it was), then
-    switch to it (exec_mmap), recompute dumpable and handle a set-id file."""
-    import os
-    import stat
-
-    from .binfmt_elf import load_elf
+    """execve(2): read and check everything first (errors leave the process as it was),
+    then build the new mm, switch to it (exec_mmap), recompute dumpable and handle a
+    set-id file."""
     kernel = proc.kernel
     old = proc.mm
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise error(exc.errno, path) from None
+    bprm = prepare_exec(kernel, path, argv, envp)
+    # The credentials come from the ELF file that runs (a script's interpreter): the
+    # set-id bits of a script itself are ignored (bprm_creds_from_file).
+    st = bprm.host.st
     cred = proc.cred
     new_cred = cred.copy()
     if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_ISUID:
@@ -122,10 +123,9 @@ def execve(proc, path, argv=None, envp=None):
     mm.user_ns = proc.cred.user_ns
     if old is not None:
         mctl.inherit(old, mm, secureexec)
-    load_elf(kernel, mm, path, argv=argv, envp=envp)
+    load_binprm(kernel, mm, bprm)
     if new_cred.euid == 0 and cred.euid != 0:
         # A set-uid-root file grants the full permitted set (commoncap).
-        from .cred import CAP_FULL_SET
         new_cred.cap_permitted = new_cred.cap_effective = CAP_FULL_SET
     # begin_new_exec: dumpable is SUID_DUMP_USER again unless the exec is secure, then
     # fs.suid_dumpable (0 on the reference machine).

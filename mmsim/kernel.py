@@ -5,6 +5,7 @@ import itertools
 import random
 
 from . import procfs
+from .binfmt_elf import ELF_ET_DYN_BASE
 from .files import Inode, OpenFile
 from .pagecache import FileLru
 from .mm import (MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, PAGE_SIZE, RLIMIT_STACK_DEFAULT,
@@ -13,7 +14,8 @@ from .mm import (MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, PAGE_SIZE, RLIMIT_STACK_D
 from .task import Process
 from .thp import MODES
 
-ELF_ET_DYN_BASE = (TASK_SIZE // 3 * 2) & ~0xFFF
+# The notional image of a process that has not exec'd sits at the PIE base (page-aligned).
+_SYNTHETIC_BASE = ELF_ET_DYN_BASE & ~(PAGE_SIZE - 1)
 
 
 class Kernel:
@@ -80,9 +82,9 @@ class Kernel:
         mm.mmap_base = page_align(TASK_SIZE - gap - rnd)
         # Until exec, a synthetic program: a notional image (a page of code, data up to
         # the break) and notional arguments just below the stack top.  No VMA backs them.
-        mm.start_code, mm.end_code = ELF_ET_DYN_BASE, ELF_ET_DYN_BASE + 0x1000
-        mm.start_data = mm.end_data = ELF_ET_DYN_BASE + 0x4000
-        brk = ELF_ET_DYN_BASE + 0x5000
+        mm.start_code, mm.end_code = _SYNTHETIC_BASE, _SYNTHETIC_BASE + 0x1000
+        mm.start_data = mm.end_data = _SYNTHETIC_BASE + 0x4000
+        brk = _SYNTHETIC_BASE + 0x5000
         if self.randomize:
             brk += (self.rng.getrandbits(18) + 1) << 12
         mm.start_brk = mm.brk = brk

@@ -75,10 +75,11 @@ def sim_maps(mm):
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def live_exec(path, argv=None, env=None, trace=True):
-    """execve ``path`` in a child with ASLR off.  With ``trace`` the child stops at the
-    end of execve; its /proc files are read and it is killed.  Returns {"errno": n}
-    when execve failed."""
+def live_exec(path, argv=None, env=None, trace=True, on_stop=None, rlimit_stack=None):
+    """execve ``path`` in a child with ASLR off (and RLIMIT_STACK's soft limit set to
+    ``rlimit_stack`` if given).  With ``trace`` the child stops at the end of execve;
+    its /proc files are read (and ``on_stop(pid)`` called) and it is killed.  Returns
+    {"errno": n} when execve failed."""
     argv = [path] if argv is None else argv
     env = {} if env is None else env
     r, w = os.pipe()
@@ -87,6 +88,10 @@ def live_exec(path, argv=None, env=None, trace=True):
         try:
             os.close(r)
             _libc.personality(ADDR_NO_RANDOMIZE)
+            if rlimit_stack is not None:
+                import resource
+                hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+                resource.setrlimit(resource.RLIMIT_STACK, (rlimit_stack, hard))
             if trace and _libc.ptrace(PTRACE_TRACEME, 0, None, None) != 0:
                 os.write(w, b"ptrace")
                 os._exit(1)
@@ -103,11 +108,18 @@ def live_exec(path, argv=None, env=None, trace=True):
         if msg == b"ptrace":
             pytest.skip("ptrace(PTRACE_TRACEME) is not permitted here")
         return {"errno": int(msg)}
+    if trace and os.WSTOPSIG(status) != signal.SIGTRAP:
+        # Failed after the point of no return: the kernel kills the process.
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return {"killed": os.WSTOPSIG(status)}
     try:
         out = {}
         for name in ("maps", "smaps", "stat", "auxv"):
             with open(f"/proc/{pid}/{name}", "rb") as fh:
                 out[name] = fh.read()
+        if on_stop is not None:
+            on_stop(pid)
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -517,3 +529,287 @@ def test_bss_ending_at_empty_heap_is_not_named_heap(tmp_path):
     kernel, mm = fresh()
     load_elf(kernel, mm, path)
     assert not any(line.endswith("[heap]") for line in sim_maps(mm))
+
+
+# ---------------------------------------------------------------------- large argv
+
+
+@pytest.mark.parametrize("nargs, size", [(17000, 0), (100000, 0), (60000, 10), (20, 100000)])
+def test_large_argv_stack_matches_live_kernel(nargs, size):
+    """Many arguments: the pointers, auxv and random bytes create_elf_tables writes
+    below the strings reach past the 128 KiB growth, and the kernel extends [stack] to
+    hold them.  maps, smaps (every written page resident), stat and auxv as live."""
+    _need_linux6()
+    argv = [CAT] + ["x" * size] * nargs
+    live = live_exec(CAT, argv)
+    kernel, mm = fresh()
+    result = load_elf(kernel, mm, CAT, argv=argv, envp=[])
+    mm.check()
+    stack = mm.vma_lookup(result["start_stack"])
+    assert stack is not None and stack.start <= result["start_stack"]
+    assert_same_exec_state(mm, result, live)
+
+
+# ---------------------------------------------------------------------- headers only
+
+
+def test_section_headers_are_never_read(tmp_path):
+    """The kernel reads the ELF header and the program headers only: a program with a
+    PT_DYNAMIC segment and a section header table past the end of the file execs."""
+    PT_DYNAMIC = 2
+    for shoff in (0x100000, 0xFFFFFFFFFFFFFF00):
+        path = build_elf(tmp_path / f"sh{shoff:x}", ET_EXEC, 0x401000,
+                         [(PT_LOAD, 5, 0, 0x400000, 0x1000, 0x1000, 0x1000)], 0x1000,
+                         extra=[(PT_DYNAMIC, 6, 0x800, 0x400800, 0x40, 0x40, 8)])
+        with open(path, "r+b") as fh:
+            data = bytearray(fh.read())
+            struct.pack_into("<Q", data, 40, shoff)
+            struct.pack_into("<HHH", data, 58, 64, 5, 3)
+            fh.seek(0)
+            fh.write(data)
+        kernel, mm = fresh()
+        result = load_elf(kernel, mm, path)
+        assert result["entry"] == 0x401000
+        if _linux6() is None:
+            assert_same_exec_state(mm, result, live_exec(path))
+
+
+@pytest.mark.parametrize("off, code", [(0x10000, errno.EIO), ((1 << 63) - 21, errno.EIO),
+                                       ((1 << 63) - 20, errno.EINVAL),
+                                       (0xFFFFFFFFFFFFFF00, errno.EINVAL)])
+def test_interp_name_beyond_the_file(tmp_path, off, code):
+    """A PT_INTERP whose bytes lie past the end of the file is a short read (EIO); one
+    that ends past the largest file position is EINVAL, as on the live kernel."""
+    path = build_elf(tmp_path / "prog", ET_DYN, 0x1000,
+                     [(PT_LOAD, 5, 0, 0, 0x1000, 0x1000, 0x1000)], 0x1000,
+                     extra=[(PT_INTERP, 4, off, 0, 20, 20, 1)])
+    assert _errno(path) == code
+
+
+def test_a_bug_in_the_loader_is_not_enoexec(tmp_path, monkeypatch):
+    """Only a file that is not a valid ELF becomes an errno: an exception from mmsim's
+    own code while reading the headers surfaces as itself."""
+    from mmsim import binfmt_elf
+    path = build_elf(tmp_path / "ok", ET_EXEC, 0x401000,
+                     [(PT_LOAD, 5, 0, 0x400000, 0x1000, 0x1000, 0x1000)], 0x1000)
+
+    class Planted(Exception):
+        pass
+
+    def broken(*args, **kw):
+        raise Planted("planted bug")
+
+    binfmt_elf.image_cache.clear()
+    monkeypatch.setattr(binfmt_elf, "ProgramHeader", broken)
+    kernel, mm = fresh()
+    with pytest.raises(Planted):
+        load_elf(kernel, mm, path)
+
+
+# ---------------------------------------------------------------------- the image cache
+
+
+def test_parsed_images_are_cached_per_file_version(tmp_path):
+    """A second exec of an unchanged file parses nothing; a new mtime or size (a new
+    version of the file) is parsed again."""
+    from mmsim.binfmt_elf import image_cache
+    path = build_elf(tmp_path / "prog", ET_EXEC, 0x401000,
+                     [(PT_LOAD, 5, 0, 0x400000, 0x1000, 0x1000, 0x1000)], 0x1000)
+    image_cache.clear()
+
+    def run():
+        kernel, mm = fresh()
+        return load_elf(kernel, mm, path)
+
+    first = run()
+    assert (image_cache.hits, image_cache.misses) == (0, 1)
+    assert run() == first
+    assert (image_cache.hits, image_cache.misses) == (1, 1)
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    run()
+    assert (image_cache.hits, image_cache.misses) == (1, 2)
+    # Same mtime, new size, new entry point: the new header is read.
+    with open(path, "r+b") as fh:
+        fh.seek(24)
+        fh.write(struct.pack("<Q", 0x401010))
+        fh.truncate(0x1800)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert run()["entry"] == 0x401010
+    assert (image_cache.hits, image_cache.misses) == (1, 3)
+
+
+# ---------------------------------------------------------------------- the pure layout
+
+
+def _image(e_type, entry, loads, interp=None, extra=()):
+    """A parsed image built by hand: ``loads`` are (flags, offset, vaddr, filesz, memsz,
+    align) tuples."""
+    from mmsim.binfmt_elf import ElfImage, ProgramHeader
+    phdrs = [ProgramHeader(PT_LOAD, *ld) for ld in loads] + list(extra)
+    return ElfImage(e_type, entry, 64, len(phdrs), tuple(phdrs), interp)
+
+
+def _strings(argv, envp=(), filename=b"/bin/prog"):
+    from mmsim.binfmt_elf import ArgStrings
+    argv, envp = list(argv), list(envp)
+    size = sum(len(s) + 1 for s in [filename, *envp, *argv])
+    return ArgStrings(filename, argv, envp, 1 << 20, size)
+
+
+def test_plan_exec_of_a_pie_with_an_interpreter():
+    """Without any file: a PIE program goes at ELF_ET_DYN_BASE moved by the random
+    pages and aligned down to its p_align; the first segment reserves the image; the
+    interpreter is searched for; the break follows the bss, a page and the random
+    offset on."""
+    from mmsim.binfmt_elf import ExecRandom, plan_exec
+    from mmsim.uapi import MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_EXEC, PROT_WRITE
+    prog = _image(ET_DYN, 0x1040, [(5, 0, 0, 0x1800, 0x1800, 0x1000),
+                                   (6, 0x2000, 0x3000, 0x100, 0x2400, 0x1000)], b"/ld.so")
+    interp = _image(ET_DYN, 0x20, [(5, 0, 0, 0x5000, 0x5000, 0x1000)])
+    rnd = ExecRandom(stack_pages=3, stack_drop=0x30, mmap_pages=0x123, sp_drop=0x40,
+                     brk_pages=7, randomize=True)
+    layout = plan_exec(prog, interp, _strings([b"prog", b"arg"]), rnd)
+    base = (ELF_ET_DYN_BASE + (0x123 << 12)) & ~0xFFF
+    p = layout.program
+    assert (p.placement, p.bias) == ("fixed", base)
+    assert [s.flags for s in p.segments] == [MAP_PRIVATE | MAP_FIXED_NOREPLACE,
+                                            MAP_PRIVATE | MAP_FIXED]
+    assert p.segments[0].total_size == 0x5400 and p.segments[1].total_size == 0
+    assert p.segments[1].prot & PROT_WRITE and p.segments[0].prot & PROT_EXEC
+    assert (p.entry, p.start_code, p.end_code, p.elf_brk) == (0x1040, 0, 0x1800, 0x5400)
+    assert (layout.interp.placement, layout.interp.bias) == ("search", 0)
+    assert layout.brk == base + 0x6000 + PAGE_SIZE + (7 << 12)
+    st = layout.stack
+    top = (STACK_TOP - (3 << 12) - 0x30) & ~0xF
+    assert st.end == (top + 0xFFF) & ~0xFFF
+    assert st.end - st.start == (128 << 10) + PAGE_SIZE
+    assert st.execfn == STACK_TOP - 8 - len(b"/bin/prog\0") - (STACK_TOP - st.end)
+    assert st.arg_start == st.env_start - len(b"prog\0arg\0")
+    assert st.start <= st.start_stack < st.arg_start < st.end
+
+
+def test_plan_exec_of_static_programs():
+    """A static ET_EXEC sits at its link addresses with no randomness in its bias; a
+    static PIE is found by the mmap search and its break moves to ELF_ET_DYN_BASE; a PIE
+    with no bytes to map is EINVAL when the loader gets to it."""
+    from mmsim.binfmt_elf import ExecRandom, plan_exec
+    rnd = ExecRandom()
+    exe = _image(ET_EXEC, 0x401000, [(5, 0, 0x400000, 0x1000, 0x1000, 0x1000),
+                                     (6, 0x1000, 0x401000, 0x10, 0x3000, 0x1000)])
+    layout = plan_exec(exe, None, _strings([b"x"]), rnd)
+    assert (layout.program.placement, layout.program.bias, layout.brk) == \
+        ("fixed", 0, 0x404000)
+    pie = _image(ET_DYN, 0x100, [(5, 0, 0, 0x1000, 0x1000, 0x1000)])
+    layout = plan_exec(pie, None, _strings([b"x"]), rnd)
+    assert layout.program.placement == "search" and layout.program.bias == 0
+    assert layout.brk == (ELF_ET_DYN_BASE + 0xFFF) & ~0xFFF
+    big = _image(ET_DYN, 0x100, [(5, 0, 0, 0x1000, 0x1000, 0x200000)])
+    assert plan_exec(big, None, _strings([b"x"]), rnd).program.placement == "search-aligned"
+    empty = _image(ET_DYN, 0x100, [(5, 0, 0, 0, 0, 0x1000)])
+    assert plan_exec(empty, None, _strings([b"x"]), rnd).program.error == errno.EINVAL
+
+
+def test_plan_stack_holds_everything_exec_writes():
+    """However many arguments, the stack VMA reaches down to the page of the first
+    stack pointer, and stays within the rlimit-sized growth otherwise."""
+    from mmsim.binfmt_elf import ExecRandom, plan_exec
+    prog = _image(ET_EXEC, 0x401000, [(5, 0, 0x400000, 0x1000, 0x1000, 0x1000)])
+    for n in (1, 1000, 17000, 100000):
+        st = plan_exec(prog, None, _strings([b""] * n), ExecRandom()).stack
+        assert st.end == STACK_TOP
+        peak = len(b"/bin/prog") + 1 + n
+        strings_start = (STACK_TOP - 8 - peak) & ~0xFFF
+        assert st.start == min(strings_start - (128 << 10), st.start_stack & ~0xFFF)
+        assert st.start <= st.start_stack
+    assert st.start == st.start_stack & ~0xFFF            # 100000 pointers: below 128 KiB
+
+
+def test_entry_point_outside_user_space_is_einval():
+    """BAD_ADDR: an entry point at or past TASK_SIZE fails the exec after the point of
+    no return (the live kernel kills the process with SIGSEGV; mmsim raises EINVAL and
+    leaves the caller as it was)."""
+    import tempfile
+    for entry in (STACK_TOP, 1 << 63):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = build_elf(os.path.join(tmp, "prog"), ET_EXEC, entry,
+                             [(PT_LOAD, 5, 0, 0x400000, 0x1000, 0x1000, 0x1000)], 0x1000)
+            kernel, mm = fresh()
+            with pytest.raises(OSError) as info:
+                load_elf(kernel, mm, path)
+            assert info.value.errno == errno.EINVAL
+            if _linux6() is None:
+                assert live_exec(path) == {"killed": signal.SIGSEGV}
+
+
+def test_unsorted_segments_reserve_their_whole_span_like_live_kernel(tmp_path):
+    """total_mapping_size spans the lowest to the highest PT_LOAD whatever their order in
+    the table: a static PIE whose second segment lies below its first is placed as the
+    live kernel places it (the first reserves the span, the second fits below it)."""
+    _need_linux6()
+    path = build_elf(tmp_path / "unsorted", ET_DYN, 0x1000, [
+        (PT_LOAD, 6, 0x1100, 0x401100, 0x3A1, 0x16E1, 3),
+        (PT_LOAD, 4, 0x6B0, 0x6B0, 0xC1A, 0x54CC, 1),
+    ], 0x3000)
+    live = live_exec(path)
+    kernel, mm = fresh()
+    result = load_elf(kernel, mm, path)
+    assert_same_exec_state(mm, result, live)
+
+
+@pytest.mark.parametrize("rlimit, nargs, size", [
+    (256 << 10, 10, 10000),     # strings plus 128 KiB fit the rlimit
+    (200 << 10, 9, 10000),      # they do not: the stack is the rlimit
+    (4 << 20, 11, 100000),      # 1.1 MB of strings over a quarter of 4 MiB: E2BIG
+])
+def test_stack_rlimit_sizes_the_stack_and_the_argument_space(rlimit, nargs, size):
+    """The stack rlimit caps setup_arg_pages' 128 KiB growth, and a quarter of it (at
+    least 32 pages) bounds the strings: a child with a lowered RLIMIT_STACK gets the same
+    [stack] or the same E2BIG as mmsim given that rlimit."""
+    _need_linux6()
+    argv = [CAT] + ["z" * size] * nargs
+    live = live_exec(CAT, argv, rlimit_stack=rlimit)
+    kernel, mm = fresh()
+    try:
+        result = load_elf(kernel, mm, CAT, argv=argv, envp=[], rlimit_stack=rlimit)
+    except OSError as exc:
+        assert live == {"errno": exc.errno}
+        return
+    assert_same_exec_state(mm, result, live)
+
+
+# ---------------------------------------------------------------------- any ELF file
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+
+_ADDR = hst.one_of(hst.sampled_from([0, 0x1000, 0x400000, 0x555555554000, STACK_TOP - 0x2000,
+                                     STACK_TOP, 1 << 63, (1 << 64) - 0x1000]),
+                   hst.integers(0, (1 << 64) - 1))
+_SIZE = hst.one_of(hst.integers(0, 0x6000), hst.integers(0, (1 << 64) - 1))
+_LOAD = hst.tuples(hst.just(PT_LOAD), hst.integers(0, 7), hst.integers(0, 0x3000) | _ADDR,
+                   _ADDR, _SIZE, _SIZE,
+                   hst.sampled_from([0, 1, 3, 0x1000, 0x200000]) | hst.integers(0, (1 << 64) - 1))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(e_type=hst.sampled_from([ET_EXEC, ET_DYN]), entry=_ADDR,
+       loads=hst.lists(_LOAD, max_size=4), interp=hst.sampled_from([None, INTERP]),
+       nargs=hst.sampled_from([0, 3, 20000]), randomize=hst.booleans())
+def test_any_elf_file_execs_or_fails_with_an_errno(e_type, entry, loads, interp, nargs,
+                                                    randomize):
+    """Whatever its program headers say, exec of an ELF file either builds an address
+    space that passes mm.check() with [stack] holding the stack pointer, or raises
+    OSError: never another exception."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_elf(os.path.join(tmp, "prog"), e_type, entry, loads, 0x3000,
+                         interp=interp if os.path.exists(INTERP) else None)
+        kernel, mm = fresh(randomize=randomize, seed=nargs)
+        try:
+            result = load_elf(kernel, mm, path, argv=[path] + ["a"] * nargs)
+        except OSError:
+            return
+        mm.check()
+        stack = mm.vma_lookup(result["start_stack"])
+        assert stack is not None and stack.vm_flags & VM_GROWSDOWN

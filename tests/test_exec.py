@@ -124,3 +124,201 @@ def test_spawn_maps_match_the_live_kernel():
     proc = k.spawn(CAT, argv=[CAT], envp=[])
     lines = k.proc_read(f"/proc/{proc.pid}/maps").splitlines()
     assert lines == live["maps"]
+
+
+def test_one_elf_et_dyn_base():
+    """The machine and the ELF loader agree on the PIE base: a process that has not
+    exec'd has its notional image where a PIE lands without randomisation."""
+    from mmsim import binfmt_elf, kernel
+    assert kernel.ELF_ET_DYN_BASE == binfmt_elf.ELF_ET_DYN_BASE
+    proc = Kernel(randomize=False).spawn()
+    assert proc.mm.start_code == binfmt_elf.ELF_ET_DYN_BASE & ~0xFFF == 0x555555554000
+
+
+# ---------------------------------------------------------------------- the live kernel
+
+def _live_exec_state(path, argv, env=None):
+    """execve ``path`` in a child stopped at the end of execve (ASLR off): its argv (from
+    /proc/PID/cmdline), comm, exe and [stack] line, or {"errno": n}."""
+    from test_binfmt_elf import _need_linux6, live_exec
+    _need_linux6()
+    state = {}
+
+    def more(pid):
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            state["argv"] = fh.read().split(b"\0")[:-1]
+        with open(f"/proc/{pid}/comm") as fh:
+            state["comm"] = fh.read().rstrip("\n")
+        state["exe"] = os.readlink(f"/proc/{pid}/exe")
+
+    live = live_exec(path, argv, env, on_stop=more)
+    live.update(state)
+    return live
+
+
+def _sim_exec_state(path, argv, env=None):
+    """The same as _live_exec_state, from mmsim."""
+    from mmsim.binfmt_elf import prepare_exec
+    from test_binfmt_elf import LIVE_THP
+    k = Kernel(thp=LIVE_THP, randomize=False)
+    try:
+        bprm = prepare_exec(k, path, argv, env or {})
+        proc = k.spawn(path, argv, env or {})
+    except OSError as exc:
+        return {"errno": exc.errno}
+    return {"argv": bprm.strings.argv, "comm": proc.comm, "exe": proc.mm.exe_file.path,
+            "maps": k.proc_read(f"/proc/{proc.pid}/maps").splitlines(), "mm": proc.mm}
+
+
+def _stack_line(maps):
+    return next(line for line in maps if line.endswith("[stack]"))
+
+
+# ---------------------------------------------------------------------- failed exec
+
+
+def test_failed_exec_leaves_no_file_visible(tmp_path):
+    """Exec opens the program and its interpreter before it can fail; when it fails,
+    neither becomes a simulated file that open() finds.  A successful exec does."""
+    from test_binfmt_elf import ET_DYN, PT_LOAD, build_elf
+    k = Kernel()
+    proc = k.spawn()
+    bad_interp = tmp_path / "interp"
+    bad_interp.write_text("not an interpreter\n" * 8)
+    bad_interp.chmod(0o755)
+    prog = build_elf(tmp_path / "prog", ET_DYN, 0x1000,
+                     [(PT_LOAD, 5, 0, 0, 0x1000, 0x1000, 0x1000)], 0x1000,
+                     interp=str(bad_interp))
+    with pytest.raises(OSError) as exc:
+        proc.execve(prog)
+    assert exc.value.errno == errno.ELIBBAD
+    for path in (prog, str(bad_interp)):
+        with pytest.raises(OSError) as exc:
+            proc.open(os.path.realpath(path))
+        assert exc.value.errno == errno.ENOENT
+    assert k.files == {}
+    proc.execve(TRUE)
+    assert proc.open(os.path.realpath(TRUE)) >= 3
+
+
+# ---------------------------------------------------------------------- "#!" scripts
+
+CAT = "/usr/bin/cat"
+_SCRIPTS = {
+    "plain": (b"#!%s\necho hi\n", None),
+    "blanks and an argument": (b"#! \t%s  -u  -B \t \nrest\n", None),
+    "no newline": (b"#!%s", None),
+    "no newline, a blank": (b"#!%s ", None),
+    "NUL after a blank": (b"#!%s \0-u\n", None),
+    "argument cut at 256 bytes": (b"#!%s " + b"a" * 300 + b"\n", None),
+    "carriage return": (b"#!%s\r\n", errno.ENOENT),
+    "no interpreter": (b"#!\n", errno.ENOEXEC),
+    "only blanks": (b"#!  \t \n", errno.ENOEXEC),
+    "name cut at 256 bytes": (b"#!/" + b"x" * 300 + b" -u\n", errno.ENOEXEC),
+    "missing interpreter": (b"#!/nonexistent/interp\n", errno.ENOENT),
+    "empty name": (b"#!\0%s\n", errno.EACCES),
+    "only #!": (b"#!", errno.EACCES),
+    "interpreter is a folder": (b"#!/tmp\n", errno.EACCES),
+}
+
+
+def _script(tmp_path, name, content, mode=0o755):
+    path = tmp_path / name
+    path.write_bytes(content)
+    path.chmod(mode)
+    return str(path)
+
+
+def _same_as_live(path, argv, env=None):
+    live = _live_exec_state(path, argv, env)
+    sim = _sim_exec_state(path, argv, env)
+    if "errno" in live:
+        assert sim == {"errno": live["errno"]}
+        return live
+    assert "errno" not in sim, sim
+    assert sim["argv"] == live["argv"]
+    assert (sim["comm"], sim["exe"]) == (live["comm"], live["exe"])
+    assert sim["maps"] == live["maps"], "\n".join(["sim:", *sim["maps"], "live:", *live["maps"]])
+    sim["mm"].check()
+    return live
+
+
+@pytest.mark.parametrize("case", sorted(_SCRIPTS))
+def test_script_runs_its_interpreter_like_live_kernel(tmp_path, case):
+    """fs/binfmt_script.c: the first line's interpreter and one optional argument; argv
+    becomes [interpreter, argument?, script path, argv[1:]...]; the same errno for lines
+    that name no interpreter or one that cannot run."""
+    content, code = _SCRIPTS[case]
+    if b"%s" in content:
+        content = content.replace(b"%s", CAT.encode())
+    path = _script(tmp_path, "script", content)
+    live = _same_as_live(path, [path, "A1", "A2"], {"K": "v"})
+    assert live.get("errno") == code
+
+
+def test_script_interpreters_nest_five_deep(tmp_path):
+    """A script may name a script as its interpreter, five levels deep; a sixth is ELOOP.
+    A relative interpreter name is looked up from the current directory."""
+    prev = CAT
+    paths = []
+    for i in range(1, 7):
+        prev = _script(tmp_path, f"s{i}", b"#!%s L%d\n" % (prev.encode(), i))
+        paths.append(prev)
+    live = _same_as_live(paths[4], [paths[4], "A"])
+    assert live["argv"][:4] == [CAT.encode(), b"L1", paths[0].encode(), b"L2"]
+    assert _same_as_live(paths[5], [paths[5], "A"]) == {"errno": errno.ELOOP}
+    rel = _script(tmp_path, "rel", b"#!s1\n")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        _same_as_live(rel, ["anything"])
+    finally:
+        os.chdir(cwd)
+
+
+def test_script_interpreter_errors_like_live_kernel(tmp_path):
+    """An interpreter without an x bit is EACCES; a text file as interpreter is ENOEXEC;
+    a set-uid script runs with the caller's credentials (only the ELF file counts)."""
+    _script(tmp_path, "noexec", b"hello\n", 0o644)
+    _script(tmp_path, "text", b"hello\n")
+    for target, code in (("noexec", errno.EACCES), ("text", errno.ENOEXEC)):
+        path = _script(tmp_path, f"to_{target}", b"#!%s\n" % str(tmp_path / target).encode())
+        assert _same_as_live(path, [path]) == {"errno": code}
+    path = _script(tmp_path, "suid", b"#!%s\n" % CAT.encode(), 0o4755)
+    os.chown(path, 65534, 65534)
+    os.chmod(path, 0o4755)
+    k = Kernel()
+    proc = k.spawn()
+    proc.execve(path)
+    assert proc.cred.euid == 0 and proc.comm == "suid"
+
+
+def test_script_strings_count_against_the_argument_space(tmp_path):
+    """The interpreter's name and the script's path are copied like any argument: when
+    they no longer fit the argument space the exec is E2BIG, as on the live kernel."""
+    import resource
+    soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    if soft != 8 << 20:
+        pytest.skip(f"needs an 8 MiB stack rlimit, not {soft}")
+    path = _script(tmp_path, "s", b"#!%s\n" % CAT.encode())
+    limit = 2 << 20                      # a quarter of the stack rlimit
+    argv = [path] + ["x" * 100000] * 20
+    # The file name, the strings and one pointer per string (the filler's included).
+    used = sum(len(s) + 1 for s in [path, *argv]) + 8 * (len(argv) + 1)
+    # A last argument that leaves exactly the bytes the interpreter's name needs
+    # (argv[0], the script's path, is given back and copied again).
+    filler = limit - used - 1 - (len(CAT) + 1)
+    fits = argv + ["y" * filler]
+    over = argv + ["y" * (filler + 1)]
+    assert "errno" not in _same_as_live(path, fits, {})
+    assert _same_as_live(path, over, {}) == {"errno": errno.E2BIG}
+
+
+@pytest.mark.parametrize("size", [50000, 131071])
+def test_script_stack_keeps_the_pages_argv0_reached(tmp_path, size):
+    """A script's argv[0] is dropped from the strings, but the [stack] VMA already grew
+    to hold it while it was copied: the stack is as large as the live kernel's."""
+    path = _script(tmp_path, "s", b"#!%s\n" % CAT.encode())
+    live = _same_as_live(path, ["y" * size, "A"])
+    start, end = (int(x, 16) for x in _stack_line(live["maps"]).split()[0].split("-"))
+    assert end - start > (128 << 10) + size
