@@ -48,7 +48,7 @@ def live_kernel():
 
 @pytest.fixture
 def host_thp():
-    """The host's /sys/kernel/mm/transparent_hugepage/enabled mode, or None."""
+    """The host's /sys/kernel/mm/transparent_hugepage/enabled mode ("madvise" if unreadable)."""
     return live.host_thp()
 
 

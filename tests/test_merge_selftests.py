@@ -150,14 +150,11 @@ class LiveProcess:
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(params=["mmsim", "live"])
+@pytest.fixture(params=["mmsim", pytest.param("live", marks=pytest.mark.live)])
 def proc(request):
     """A process to run a case on: simulated, or recorded and replayed on this kernel."""
     if request.param == "mmsim":
         return Kernel(seed=0).spawn()
-    ok, reason = live.available()
-    if not ok:
-        pytest.skip(f"live kernel unavailable: {reason}")
     return LiveProcess()
 
 

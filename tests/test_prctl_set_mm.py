@@ -115,16 +115,13 @@ def test_the_trace_form_of_the_struct():
     assert parse(text)[0].name == "prctl"
 
 
-OK, WHY = live.available()
-
-
 def _map_text(m):
     body = ", ".join(f"{k}={v:#x}" if k not in ("auxv_size", "exe_fd") else f"{k}={v}"
                      for k, v in attrs.asdict(m).items())
     return f"prctl(PR_SET_MM, PR_SET_MM_MAP, {{{body}}}, 104)\n"
 
 
-@pytest.mark.skipif(not OK, reason=WHY or "live kernel available")
+@pytest.mark.live
 @pytest.mark.parametrize("over", [{}, {"start_brk": W + 9 * P}, {"end_code": W},
                                   {"env_start": 0x1000}, {"auxv_size": 8}])
 def test_set_mm_map_errors_match_the_live_kernel(over):
