@@ -1,5 +1,5 @@
-"""fork: dup_mm/dup_mmap rules (kernel/fork.c, mm/mmap.c) and the two fork cases of
-tools/testing/selftests/mm/merge.c.  Expected values are the kernel's (reference notes
+"""fork: dup_mm/dup_mmap rules (kernel/fork.c, mm/mmap.c); merge.c's two fork cases are in
+tests/test_merge_selftests.py, run on mmsim and on the live kernel.  Expected values are the kernel's (reference notes
 checked live on 6.18: kernel-semantics.md section 1 and 5.1, vma-store.md section 3.3)."""
 
 from mmsim.fork_exec import MMF_INIT_LEGACY_MASK, mmf_init_legacy_flags
@@ -7,19 +7,13 @@ from mmsim.kernel import Kernel
 from mmsim.mm import (MMF_DISABLE_THP_COMPLETELY, MMF_DISABLE_THP_EXCEPT_ADVISED, MMF_HAS_MDWE,
                       MMF_HAS_MDWE_NO_INHERIT, MMF_VM_HUGEPAGE, MMF_VM_MERGE_ANY)
 from mmsim.uapi import (MADV_DONTDUMP, MADV_DONTFORK, MADV_HUGEPAGE, MADV_WIPEONFORK,
-                        MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED,
-                        PR_SET_THP_DISABLE, PROT_EXEC, PROT_READ, PROT_WRITE)
+                        MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED,
+                        PR_SET_THP_DISABLE, PROT_READ, PROT_WRITE)
 from mmsim.vma import VM_LOCKED, VM_NOHUGEPAGE
 
 P = 4096
 RW = PROT_READ | PROT_WRITE
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
-
-
-def proc_with_carveout():
-    proc = Kernel(randomize=False).spawn()
-    base = proc.mmap(0, 30 * P, 0, ANON)
-    return proc, base
 
 
 def test_dontfork_wipeonfork_locks_and_flags():
@@ -90,37 +84,6 @@ def test_mm_flags_and_def_flags_through_the_init_mask():
     assert c.mm.flags & MMF_DISABLE_THP_COMPLETELY
     assert c.mm.def_flags == VM_NOHUGEPAGE
     assert "THP_enabled:\t0" in k.proc_read(f"/proc/{c.pid}/status")
-
-
-def test_forked_target_vma():
-    """merge.c forked_target_vma: a faulted VMA inherited across fork does not merge
-    with a new mapping next to it in the child."""
-    p, base = proc_with_carveout()
-    p.mmap(base + P, 5 * P, RW, ANON | MAP_FIXED)
-    p.touch(base + P, 5 * P)
-    c = p.fork()
-    c.touch(base + P, 5 * P)
-    c.mmap(base + 6 * P, 5 * P, RW, ANON | MAP_FIXED)
-    vma = c.mm.vma_lookup(base + P)
-    assert (vma.start, vma.end) == (base + P, base + 6 * P)
-    c.mm.check()
-
-
-def test_forked_source_vma():
-    """merge.c forked_source_vma: the child's inherited VMA does not merge into a new
-    neighbour, neither when that is mapped nor when the inherited one is mprotected."""
-    p, base = proc_with_carveout()
-    p.mmap(base + P, 5 * P, RW, ANON | MAP_FIXED | MAP_NORESERVE)
-    p.touch(base + P, 5 * P)
-    c = p.fork()
-    rwx = RW | PROT_EXEC
-    c.mmap(base + 6 * P, 5 * P, rwx, ANON | MAP_FIXED | MAP_NORESERVE)
-    vma = c.mm.vma_lookup(base + 6 * P)
-    assert (vma.start, vma.end) == (base + 6 * P, base + 11 * P)
-    c.mprotect(base + P, 5 * P, rwx)
-    vma = c.mm.vma_lookup(base + 6 * P)
-    assert (vma.start, vma.end) == (base + 6 * P, base + 11 * P)
-    c.mm.check()
 
 
 def test_threads_share_the_mm():
