@@ -16,55 +16,49 @@ RW = PROT_READ | PROT_WRITE
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 
 
-def test_dontfork_wipeonfork_locks_and_flags():
+def test_dontfork_wipeonfork_locks_and_flags(kernel, proc):
     """DONTCOPY VMAs are left out; WIPEONFORK ones come back empty; mlock is dropped;
     every other flag (hg, dd, ...) is kept and the boundaries are the parent's."""
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    a = p.mmap(0, 12 * P, RW, ANON)
-    p.touch(a, 12 * P)
-    p.madvise(a, 2 * P, MADV_DONTFORK)
-    p.madvise(a + 2 * P, 2 * P, MADV_WIPEONFORK)
-    p.madvise(a + 4 * P, 2 * P, MADV_HUGEPAGE)
-    p.madvise(a + 6 * P, 2 * P, MADV_DONTDUMP)
-    p.mlock(a + 8 * P, 2 * P)
-    c = p.fork()
-    assert c.ppid == p.pid and c.pid != p.pid
-    pv = [(v.start, v.end) for v in p.mm.vmas()]
+    a = proc.mmap(0, 12 * P, RW, ANON)
+    proc.touch(a, 12 * P)
+    proc.madvise(a, 2 * P, MADV_DONTFORK)
+    proc.madvise(a + 2 * P, 2 * P, MADV_WIPEONFORK)
+    proc.madvise(a + 4 * P, 2 * P, MADV_HUGEPAGE)
+    proc.madvise(a + 6 * P, 2 * P, MADV_DONTDUMP)
+    proc.mlock(a + 8 * P, 2 * P)
+    c = proc.fork()
+    assert c.ppid == proc.pid and c.pid != proc.pid
+    pv = [(v.start, v.end) for v in proc.mm.vmas()]
     cv = [(v.start, v.end) for v in c.mm.vmas()]
     assert cv == pv[1:]                                  # the DONTFORK VMA is missing
     wiped = c.mm.vma_lookup(a + 2 * P)
     assert not wiped.pages and wiped.anon_vma is None and "wf" in repr(wiped)
     assert "hg" in repr(c.mm.vma_lookup(a + 4 * P)) and "dd" in repr(c.mm.vma_lookup(a + 6 * P))
     assert not c.mm.vma_lookup(a + 8 * P).vm_flags & VM_LOCKED
-    assert p.mm.vma_lookup(a + 8 * P).vm_flags & VM_LOCKED
+    assert proc.mm.vma_lookup(a + 8 * P).vm_flags & VM_LOCKED
     assert c.mm.rss_anon == 8                            # 12 minus DONTFORK and WIPEONFORK
     c.mm.check()
-    p.mm.check()
+    proc.mm.check()
 
 
-def test_child_shares_pages_copy_on_write():
+def test_child_shares_pages_copy_on_write(kernel, proc):
     """After fork the pages are shared (Pss halves); a write in the child copies one."""
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    a = p.mmap(0, 4 * P, RW, ANON)
-    p.touch(a, 4 * P)
-    c = p.fork()
-    smaps = k.proc_read(f"/proc/{c.pid}/smaps")
+    a = proc.mmap(0, 4 * P, RW, ANON)
+    proc.touch(a, 4 * P)
+    c = proc.fork()
+    smaps = kernel.proc_read(f"/proc/{c.pid}/smaps")
     assert "Shared_Dirty:         16 kB" in smaps and "Pss:                   8 kB" in smaps
     c.touch(a, P)
-    smaps = k.proc_read(f"/proc/{p.pid}/smaps")
+    smaps = kernel.proc_read(f"/proc/{proc.pid}/smaps")
     assert "Private_Dirty:         4 kB" in smaps and "Shared_Dirty:         12 kB" in smaps
 
 
-def test_shared_anon_not_prefaulted_in_child():
+def test_shared_anon_not_prefaulted_in_child(kernel, proc):
     """Shared mappings without an anon_vma are not copied: the child's Rss is 0 there."""
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    a = p.mmap(0, 4 * P, RW, MAP_SHARED | MAP_ANONYMOUS)
-    p.touch(a, 4 * P)
-    c = p.fork()
-    assert not c.mm.vma_lookup(a).pages and c.mm.rss_shmem == 0 and p.mm.rss_shmem == 4
+    a = proc.mmap(0, 4 * P, RW, MAP_SHARED | MAP_ANONYMOUS)
+    proc.touch(a, 4 * P)
+    c = proc.fork()
+    assert not c.mm.vma_lookup(a).pages and c.mm.rss_shmem == 0 and proc.mm.rss_shmem == 4
 
 
 def test_mm_flags_and_def_flags_through_the_init_mask():
