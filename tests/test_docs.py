@@ -14,7 +14,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-SOURCES = sorted((ROOT / "mmsim").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))
+SOURCES = [path for folder in ("mmsim", "benchmarks", "examples", "tests")
+           for path in sorted((ROOT / folder).glob("*.py"))]
 
 
 def python_blocks(path):
@@ -45,7 +46,7 @@ CAMEL = re.compile(r"\b[A-Z][a-z]+[a-z0-9]*(?:[A-Z][a-z0-9]+)+\b")
 
 def defined_names():
     names = set()
-    for path in SOURCES + sorted((ROOT / "tests").glob("*.py")):
+    for path in SOURCES:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef):
                 names.add(node.name)
