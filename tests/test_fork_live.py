@@ -1,5 +1,7 @@
 """fork against the live kernel: the same calls, with a real fork in the middle, on the
-kernel (mmsim.live) and on mmsim; the child's results and smaps text must agree."""
+kernel (mmsim.live) and on mmsim; the child's results and smaps text must agree, except
+that the live child's Referenced may be higher by pages that DAMON or idle page
+tracking sampled before the fork (``assert_same_smaps`` says why and how it checks)."""
 
 import re
 
