@@ -56,7 +56,7 @@ def _page_align(n):
 
 
 def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise"):
-    """mmap(2).  ``file`` is the SimFile behind ``fd`` (the caller resolves fds)."""
+    """mmap(2).  ``file`` is the OpenFile behind ``fd`` (the caller resolves fds)."""
     if offset & ~PAGE_MASK:
         raise error(errno.EINVAL, "offset not page aligned")
     pgoff = offset >> PAGE_SHIFT

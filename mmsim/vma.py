@@ -118,7 +118,7 @@ class Vma:
     end: int
     vm_flags: int
     pgoff: int
-    file: object = None          # a SimFile (compared by identity, like struct file *)
+    file: object = None          # an OpenFile (compared by identity, like struct file *)
     anon_vma: AnonVma | None = None
     # The anon_vma chain has more than one link: this VMA is a fork child's copy that
     # may still share pages with its parent (vma_is_fork_child()).

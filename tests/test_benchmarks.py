@@ -62,12 +62,40 @@ def test_mm_memory_runs():
 
 def test_fork_benchmark_runs():
     from benchmarks import fork
-    from mmsim import live
     assert fork._sim_fork_seconds(50, 1) > 0
-    ok, why = live.available()
-    if not ok:
-        pytest.skip(f"live kernel unavailable: {why}")
+
+
+@pytest.mark.live
+def test_fork_benchmark_runs_on_the_live_kernel():
+    from benchmarks import fork
     assert fork._live_fork_seconds(50, 1) > 0
+
+
+def _fake_cpu_clock(monkeypatch, costs):
+    """time.process_time as a counter that each patched Process method advances by its
+    cost, so a benchmark's result says which calls it timed and on which clock."""
+    from mmsim.task import Process
+    clock = [0.0]
+    monkeypatch.setattr("time.process_time", lambda: clock[0])
+    for name, cost in costs.items():
+        real = getattr(Process, name)
+
+        def timed(self, *args, _real=real, _cost=cost, **kwargs):
+            clock[0] += _cost
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(Process, name, timed)
+
+
+def test_fork_benchmark_times_fork_exit_and_wait_in_cpu_time(monkeypatch):
+    from benchmarks import fork
+    _fake_cpu_clock(monkeypatch, {"fork": 1, "exit": 10, "wait4": 100, "mmap": 1000})
+    assert fork._sim_fork_seconds(3, 3) == 111
+
+
+def test_mctl_walk_benchmark_times_mctl_in_cpu_time(monkeypatch):
+    from benchmarks import mctl_walk
+    _fake_cpu_clock(monkeypatch, {"mctl": 1, "mmap": 1000})
+    assert mctl_walk._sim(3, 3) == (1, 1)
 
 
 def test_mctl_walk_benchmark_runs():

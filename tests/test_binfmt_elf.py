@@ -177,6 +177,7 @@ def _relro(path, bias):
     return None
 
 
+@pytest.mark.live
 def test_cat_layout_matches_setarch():
     """Without ASLR every mapping exec makes for /usr/bin/cat (program, ld.so, vvar,
     vvar_vclock, vdso, stack) is where the live kernel puts it, line for line."""
@@ -207,6 +208,7 @@ def test_cat_layout_matches_setarch():
         assert int(heap[0].split("-", 1)[0], 16) == result["start_brk"]
 
 
+@pytest.mark.live
 def test_cat_exec_state_matches_live_kernel():
     """Right at the end of execve: maps and smaps byte for byte (the padzero pages of
     both data segments and the stack page the kernel wrote are resident), stat's
@@ -223,6 +225,7 @@ def test_cat_exec_state_matches_live_kernel():
     assert result["load_bias"] == 0x555555554000 == ELF_ET_DYN_BASE & ~0xFFF
 
 
+@pytest.mark.live
 def test_environment_and_arguments_size_the_stack():
     """Strings beyond a page make the first stack VMA larger before the 128 KiB growth."""
     _need_linux6()
@@ -416,6 +419,7 @@ def find_static(kind):
     return None
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("kind", ["exec", "static-pie"])
 def test_static_binary_matches_live_kernel(kind):
     """A static ET_EXEC sits at its link addresses with the vDSO right under mmap_base;
@@ -469,6 +473,7 @@ def build_elf(path, e_type, entry, loads, size, interp=None, extra=()):
     return str(path)
 
 
+@pytest.mark.live
 def test_segment_edge_cases_match_live_kernel(tmp_path):
     """A static ET_EXEC whose segments cover the odd cases: a read-only segment with a
     zero-fill tail (its partial page is not zeroed, its tail is still rw-), a writable
@@ -488,6 +493,7 @@ def test_segment_edge_cases_match_live_kernel(tmp_path):
     assert "ex" in vmflags_mnemonics(mm.vma_lookup(result["start_stack"]).vm_flags)
 
 
+@pytest.mark.live
 def test_large_static_pie_is_pmd_aligned_like_live_kernel(tmp_path):
     """On ext4 a file mapping covering a whole 2 MiB of the file is PMD-aligned
     (thp_get_unmapped_area), which places a large static PIE."""
@@ -505,6 +511,7 @@ def test_large_static_pie_is_pmd_aligned_like_live_kernel(tmp_path):
         assert result["load_bias"] % PMD_SIZE == 0
 
 
+@pytest.mark.live
 def test_pie_with_large_alignment_matches_live_kernel(tmp_path):
     """A PIE with 2 MiB p_align: its base is ELF_ET_DYN_BASE aligned down to 2 MiB, and
     the hole between its segments is given back."""

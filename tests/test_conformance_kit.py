@@ -11,7 +11,7 @@ import pytest
 from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from mmsim import live, testing
+from mmsim import testing
 from mmsim.kernel import Kernel
 from mmsim.trace import parse, replay
 from mmsim.uapi import MADV_DONTFORK, MADV_NORMAL
@@ -83,10 +83,7 @@ def test_strategies_make_parseable_lines():
     check()
 
 
-OK, WHY = live.available()
-
-
-@pytest.mark.skipif(not OK, reason=WHY or "live kernel available")
+@pytest.mark.live
 def test_mmsim_conforms_to_the_live_kernel():
     # MMSIM_CONFORM_EXAMPLES raises the count for a long search; CI keeps it small.
     n = int(os.environ.get("MMSIM_CONFORM_EXAMPLES", "30"))

@@ -6,11 +6,8 @@ import pathlib
 
 import pytest
 
-from mmsim import cli, live
+from mmsim import cli
 from mmsim.live import diff_trace
-
-OK, WHY = live.available()
-pytestmark = pytest.mark.skipif(not OK, reason=WHY or "live kernel available")
 
 SCENARIOS = sorted((pathlib.Path(__file__).parent / "data" / "diff").glob("*.strace"))
 
@@ -19,6 +16,7 @@ def test_there_are_at_least_ten_scenarios():
     assert len(SCENARIOS) >= 10
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_scenario_has_no_difference(path, capsys):
     status = cli.main(["diff", str(path)])
@@ -36,6 +34,7 @@ W = 0x200000000000
 MAP = f"mmap({W:#x}, 0x4000, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0)\n"
 
 
+@pytest.mark.live
 def test_a_vma_difference_is_reported():
     # mctl has no live counterpart: the simulator's VMAs get nh, the live ones do not.
     diffs, skipped = diff_trace(MAP + "mctl(PIDFD_SELF, MCTL_SET_NOHUGEPAGE, 0) = 0\n# dump\n", "t")
@@ -45,6 +44,7 @@ def test_a_vma_difference_is_reported():
     assert any(line.startswith("  + live") and " nh]" not in line for line in diffs)
 
 
+@pytest.mark.live
 def test_a_result_difference_is_reported(monkeypatch):
     from mmsim.task import Process
 

@@ -10,7 +10,7 @@ procfs is exercised too (and cross-checked against the mm's VMA tree).
 
 The hand-written scenarios below are named after the kernel rule they probe; a
 Hypothesis test adds random sequences over a small region of the window.  Everything
-skips when the live kernel cannot be used (``mmsim.live.available()``), and the THP
+is marked ``live``: it skips when the live kernel cannot be used, and the THP
 parts (THPeligible, AnonHugePages, and the THP scenarios) only run when the live
 machine's /sys/kernel/mm/transparent_hugepage/enabled is ``madvise``, the setting the
 simulated kernel is given.
@@ -50,40 +50,10 @@ EFAULT, EEXIST, EINVAL, ENOMEM = 14, 17, 22, 12
 THP_FIELDS = ("thp_eligible", "anon_huge_kb")
 
 
-# --------------------------------------------------------------------------- fixtures
+pytestmark = pytest.mark.live
 
-
-@pytest.fixture(scope="module", autouse=True)
-def live_kernel():
-    ok, reason = live.available()
-    if not ok:
-        pytest.skip(f"live kernel unavailable, nothing to compare against: {reason}")
-
-
-def _thp_setting():
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
-            text = f.read()
-    except OSError:
-        return None
-    for word in text.split():
-        if word.startswith("[") and word.endswith("]"):
-            return word[1:-1]
-    return None
-
-
-@pytest.fixture(scope="module")
-def thp_madvise():
-    """True when the live THP setting matches the simulated one (madvise)."""
-    return _thp_setting() == "madvise"
-
-
-def test_live_thp_setting_is_madvise():
-    setting = _thp_setting()
-    if setting != "madvise":
-        pytest.skip(f"live THP setting is {setting!r}, not 'madvise': THP fields and "
-                    "THP scenarios are not compared")
-    assert setting == "madvise"
+# THP fields and THP scenarios are compared only when the live setting is the simulated one.
+THP_MADVISE = live.host_thp() == "madvise"
 
 
 # --------------------------------------------------------------------------- call builders
@@ -503,14 +473,14 @@ def test_scenario_count():
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_scenario(name, thp_madvise):
-    check(SCENARIOS[name], thp=thp_madvise)
+def test_scenario(name):
+    check(SCENARIOS[name], thp=THP_MADVISE)
 
 
 @pytest.mark.parametrize("name", sorted(THP_SCENARIOS))
-def test_thp_scenario(name, thp_madvise):
-    if not thp_madvise:
-        pytest.skip(f"live THP setting is {_thp_setting()!r}, not 'madvise'")
+def test_thp_scenario(name):
+    if not THP_MADVISE:
+        pytest.skip(f"live THP setting is {live.host_thp()!r}, not 'madvise'")
     check(THP_SCENARIOS[name], thp=True)
 
 
@@ -565,4 +535,4 @@ def call_sequences(draw):
           suppress_health_check=[HealthCheck.too_slow])
 @given(calls=call_sequences())
 def test_random_sequences(calls):
-    check(calls, thp=_thp_setting() == "madvise")
+    check(calls, thp=THP_MADVISE)

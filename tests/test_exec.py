@@ -114,6 +114,7 @@ def test_secure_exec_of_a_setuid_file():
     assert "Uid:\t65534\t0\t0\t0" in k.proc_read(f"/proc/{proc.pid}/status")
 
 
+@pytest.mark.live
 def test_spawn_maps_match_the_live_kernel():
     """Kernel.spawn(path) without randomisation gives, line for line, the /proc/PID/maps
     of the same binary stopped at the end of its real execve (ASLR off)."""

@@ -270,6 +270,7 @@ def _live_rounds(tmp_path, advice=None, rounds=3):
         os.close(fd)
 
 
+@pytest.mark.live
 @pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 @pytest.mark.parametrize("advice", [None, MADV_SEQUENTIAL])
 def test_promotion_matches_the_live_kernel(tmp_path, advice):

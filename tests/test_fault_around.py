@@ -72,10 +72,7 @@ def test_a_read_fault_without_fault_around_maps_one_page(data_file, monkeypatch)
     assert [v["rss_kb"] for v in smaps_vmas(outs[-1].smaps, live.WINDOW)] == [4]
 
 
-OK, WHY = live.available()
-
-
-@pytest.mark.skipif(not OK, reason=WHY or "live kernel available")
+@pytest.mark.live
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_fault_around_matches_the_live_kernel(name, data_file):
     diffs, skipped = live.diff_trace(trace_of(data_file, CASES[name][0]))
@@ -110,7 +107,7 @@ def test_a_fault_past_eof_is_sigbus_after_fault_around(data_file):
     assert (vma["rss_kb"], vma["locked_kb"], "lo" in vma["flags"]) == (20, 20, True)
 
 
-@pytest.mark.skipif(not OK, reason=WHY or "live kernel available")
+@pytest.mark.live
 def test_past_eof_matches_the_live_kernel(data_file):
     diffs, skipped = live.diff_trace(trace_of(data_file, PAST_EOF))
     assert diffs == [] and skipped == [], diffs

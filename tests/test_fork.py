@@ -1,5 +1,5 @@
-"""fork: dup_mm/dup_mmap rules (kernel/fork.c, mm/mmap.c) and the two fork cases of
-tools/testing/selftests/mm/merge.c.  Expected values are the kernel's (reference notes
+"""fork: dup_mm/dup_mmap rules (kernel/fork.c, mm/mmap.c); merge.c's two fork cases are in
+tests/test_merge_selftests.py, run on mmsim and on the live kernel.  Expected values are the kernel's (reference notes
 checked live on 6.18: kernel-semantics.md section 1 and 5.1, vma-store.md section 3.3)."""
 
 from mmsim.fork_exec import MMF_INIT_LEGACY_MASK, mmf_init_legacy_flags
@@ -7,8 +7,8 @@ from mmsim.kernel import Kernel
 from mmsim.mm import (MMF_DISABLE_THP_COMPLETELY, MMF_DISABLE_THP_EXCEPT_ADVISED, MMF_HAS_MDWE,
                       MMF_HAS_MDWE_NO_INHERIT, MMF_VM_HUGEPAGE, MMF_VM_MERGE_ANY)
 from mmsim.uapi import (MADV_DONTDUMP, MADV_DONTFORK, MADV_HUGEPAGE, MADV_WIPEONFORK,
-                        MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED,
-                        PR_SET_THP_DISABLE, PROT_EXEC, PROT_READ, PROT_WRITE)
+                        MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED,
+                        PR_SET_THP_DISABLE, PROT_READ, PROT_WRITE)
 from mmsim.vma import VM_LOCKED, VM_NOHUGEPAGE
 
 P = 4096
@@ -16,61 +16,49 @@ RW = PROT_READ | PROT_WRITE
 ANON = MAP_PRIVATE | MAP_ANONYMOUS
 
 
-def proc_with_carveout():
-    proc = Kernel(randomize=False).spawn()
-    base = proc.mmap(0, 30 * P, 0, ANON)
-    return proc, base
-
-
-def test_dontfork_wipeonfork_locks_and_flags():
+def test_dontfork_wipeonfork_locks_and_flags(kernel, proc):
     """DONTCOPY VMAs are left out; WIPEONFORK ones come back empty; mlock is dropped;
     every other flag (hg, dd, ...) is kept and the boundaries are the parent's."""
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    a = p.mmap(0, 12 * P, RW, ANON)
-    p.touch(a, 12 * P)
-    p.madvise(a, 2 * P, MADV_DONTFORK)
-    p.madvise(a + 2 * P, 2 * P, MADV_WIPEONFORK)
-    p.madvise(a + 4 * P, 2 * P, MADV_HUGEPAGE)
-    p.madvise(a + 6 * P, 2 * P, MADV_DONTDUMP)
-    p.mlock(a + 8 * P, 2 * P)
-    c = p.fork()
-    assert c.ppid == p.pid and c.pid != p.pid
-    pv = [(v.start, v.end) for v in p.mm.vmas()]
+    a = proc.mmap(0, 12 * P, RW, ANON)
+    proc.touch(a, 12 * P)
+    proc.madvise(a, 2 * P, MADV_DONTFORK)
+    proc.madvise(a + 2 * P, 2 * P, MADV_WIPEONFORK)
+    proc.madvise(a + 4 * P, 2 * P, MADV_HUGEPAGE)
+    proc.madvise(a + 6 * P, 2 * P, MADV_DONTDUMP)
+    proc.mlock(a + 8 * P, 2 * P)
+    c = proc.fork()
+    assert c.ppid == proc.pid and c.pid != proc.pid
+    pv = [(v.start, v.end) for v in proc.mm.vmas()]
     cv = [(v.start, v.end) for v in c.mm.vmas()]
     assert cv == pv[1:]                                  # the DONTFORK VMA is missing
     wiped = c.mm.vma_lookup(a + 2 * P)
     assert not wiped.pages and wiped.anon_vma is None and "wf" in repr(wiped)
     assert "hg" in repr(c.mm.vma_lookup(a + 4 * P)) and "dd" in repr(c.mm.vma_lookup(a + 6 * P))
     assert not c.mm.vma_lookup(a + 8 * P).vm_flags & VM_LOCKED
-    assert p.mm.vma_lookup(a + 8 * P).vm_flags & VM_LOCKED
+    assert proc.mm.vma_lookup(a + 8 * P).vm_flags & VM_LOCKED
     assert c.mm.rss_anon == 8                            # 12 minus DONTFORK and WIPEONFORK
     c.mm.check()
-    p.mm.check()
+    proc.mm.check()
 
 
-def test_child_shares_pages_copy_on_write():
+def test_child_shares_pages_copy_on_write(kernel, proc):
     """After fork the pages are shared (Pss halves); a write in the child copies one."""
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    a = p.mmap(0, 4 * P, RW, ANON)
-    p.touch(a, 4 * P)
-    c = p.fork()
-    smaps = k.proc_read(f"/proc/{c.pid}/smaps")
+    a = proc.mmap(0, 4 * P, RW, ANON)
+    proc.touch(a, 4 * P)
+    c = proc.fork()
+    smaps = kernel.proc_read(f"/proc/{c.pid}/smaps")
     assert "Shared_Dirty:         16 kB" in smaps and "Pss:                   8 kB" in smaps
     c.touch(a, P)
-    smaps = k.proc_read(f"/proc/{p.pid}/smaps")
+    smaps = kernel.proc_read(f"/proc/{proc.pid}/smaps")
     assert "Private_Dirty:         4 kB" in smaps and "Shared_Dirty:         12 kB" in smaps
 
 
-def test_shared_anon_not_prefaulted_in_child():
+def test_shared_anon_not_prefaulted_in_child(kernel, proc):
     """Shared mappings without an anon_vma are not copied: the child's Rss is 0 there."""
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    a = p.mmap(0, 4 * P, RW, MAP_SHARED | MAP_ANONYMOUS)
-    p.touch(a, 4 * P)
-    c = p.fork()
-    assert not c.mm.vma_lookup(a).pages and c.mm.rss_shmem == 0 and p.mm.rss_shmem == 4
+    a = proc.mmap(0, 4 * P, RW, MAP_SHARED | MAP_ANONYMOUS)
+    proc.touch(a, 4 * P)
+    c = proc.fork()
+    assert not c.mm.vma_lookup(a).pages and c.mm.rss_shmem == 0 and proc.mm.rss_shmem == 4
 
 
 def test_mm_flags_and_def_flags_through_the_init_mask():
@@ -90,37 +78,6 @@ def test_mm_flags_and_def_flags_through_the_init_mask():
     assert c.mm.flags & MMF_DISABLE_THP_COMPLETELY
     assert c.mm.def_flags == VM_NOHUGEPAGE
     assert "THP_enabled:\t0" in k.proc_read(f"/proc/{c.pid}/status")
-
-
-def test_forked_target_vma():
-    """merge.c forked_target_vma: a faulted VMA inherited across fork does not merge
-    with a new mapping next to it in the child."""
-    p, base = proc_with_carveout()
-    p.mmap(base + P, 5 * P, RW, ANON | MAP_FIXED)
-    p.touch(base + P, 5 * P)
-    c = p.fork()
-    c.touch(base + P, 5 * P)
-    c.mmap(base + 6 * P, 5 * P, RW, ANON | MAP_FIXED)
-    vma = c.mm.vma_lookup(base + P)
-    assert (vma.start, vma.end) == (base + P, base + 6 * P)
-    c.mm.check()
-
-
-def test_forked_source_vma():
-    """merge.c forked_source_vma: the child's inherited VMA does not merge into a new
-    neighbour, neither when that is mapped nor when the inherited one is mprotected."""
-    p, base = proc_with_carveout()
-    p.mmap(base + P, 5 * P, RW, ANON | MAP_FIXED | MAP_NORESERVE)
-    p.touch(base + P, 5 * P)
-    c = p.fork()
-    rwx = RW | PROT_EXEC
-    c.mmap(base + 6 * P, 5 * P, rwx, ANON | MAP_FIXED | MAP_NORESERVE)
-    vma = c.mm.vma_lookup(base + 6 * P)
-    assert (vma.start, vma.end) == (base + 6 * P, base + 11 * P)
-    c.mprotect(base + P, 5 * P, rwx)
-    vma = c.mm.vma_lookup(base + 6 * P)
-    assert (vma.start, vma.end) == (base + 6 * P, base + 11 * P)
-    c.mm.check()
 
 
 def test_threads_share_the_mm():

@@ -34,8 +34,6 @@ THP_MODES = ("always", "madvise", "never")
 DEFAULT_THP = "madvise"     # for a case that names no THP mode (its VMAs do not depend on it)
 WINDOW = live.WINDOW
 
-LIVE_OK, LIVE_WHY = live.available()
-
 # Cases where mmsim and Linux 6.18 really differ: stem -> what differs.  The data keeps the
 # kernel's behaviour, so the tests comparing mmsim's VMAs with the data or with the live
 # kernel are expected to fail for these (strictly: a fix in mmsim makes them pass, and
@@ -241,13 +239,12 @@ def test_vmas_hold_in_the_simulator(stem):
 
 
 def skip_unless_live(case):
-    if not LIVE_OK:
-        pytest.skip(f"live kernel unavailable: {LIVE_WHY}")
     host = live.host_thp()
     if case.thp is not None and case.thp != host:
         pytest.skip(f"the case needs THP '{case.thp}'; the host's is '{host}'")
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("stem", params())
 def test_results_and_vmas_hold_on_the_live_kernel(stem):
     """The data is the kernel's: every recorded result and every ``# vmas`` line holds
@@ -272,6 +269,7 @@ def fields(vmas):
     return [{k: v[k] for k in live.VMA_FIELDS} for v in vmas or ()]
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("stem", params(compares_mmsim_vmas=True))
 def test_mmsim_matches_the_live_kernel(stem):
     """``mmsim diff`` finds no difference, and at each ``# vmas`` line mmsim's VMAs equal

@@ -21,14 +21,7 @@ EINVAL, EEXIST, EFAULT = 22, 17, 14
 RW_FLAGS = ["rd", "wr", "mr", "mw", "me", "ac"]
 
 
-@pytest.fixture
-def live_kernel():
-    ok, reason = live.available()
-    if not ok:
-        pytest.skip(f"live kernel unavailable: {reason}")
-
-
-needs_live = pytest.mark.usefixtures("live_kernel")
+needs_live = pytest.mark.live
 
 
 def mmap(addr, length, prot=RW, flags=ANON):

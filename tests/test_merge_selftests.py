@@ -33,8 +33,8 @@ import pytest
 from mmsim import live
 from mmsim.kernel import Kernel
 from mmsim.uapi import (MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MLOCK_ONFAULT,
-                        MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_NONE, PROT_READ,
-                        PROT_WRITE)
+                        MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_EXEC, PROT_NONE,
+                        PROT_READ, PROT_WRITE)
 from mmsim.vma import vmflags_mnemonics
 
 PAGE = 4096
@@ -146,18 +146,20 @@ class LiveProcess:
         self._record("touch", addr, length, int(write))
         return 0
 
+    def fork(self):
+        """The live child goes on with the calls after the fork, so it is this process."""
+        self._record("fork")
+        return self
+
 
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(params=["mmsim", "live"])
+@pytest.fixture(params=["mmsim", pytest.param("live", marks=pytest.mark.live)])
 def proc(request):
     """A process to run a case on: simulated, or recorded and replayed on this kernel."""
     if request.param == "mmsim":
         return Kernel(seed=0).spawn()
-    ok, reason = live.available()
-    if not ok:
-        pytest.skip(f"live kernel unavailable: {reason}")
     return LiveProcess()
 
 
@@ -291,7 +293,14 @@ def test_forked_target_vma(proc, carveout):
     A faulted RW [1,6) is inherited by a fork child.  The child writes to every page,
     then maps RW [6,11).  The new mapping must not merge into the child's forked
     VMA."""
-    pytest.skip("needs fork in the live harness; the mmsim side runs in tests/test_fork.py")
+    ptr = proc.mmap(at(carveout, 1), 5 * PAGE, RW, FIXED)
+    proc.touch(ptr, 5 * PAGE)
+    child = proc.fork()
+    child.touch(ptr, 5 * PAGE)
+    ptr2 = child.mmap(at(carveout, 6), 5 * PAGE, RW, FIXED)
+    assert_vma(child, carveout, ptr, 1, 6)
+    assert_vma(child, carveout, ptr2, 6, 11)
+    child.mm.check()
 
 
 def test_forked_source_vma(proc, carveout):
@@ -300,32 +309,35 @@ def test_forked_source_vma(proc, carveout):
     A faulted RW NORESERVE [1,6) is inherited by a fork child.  The child maps RWX
     [6,11), then mprotects [1,6) to RWX.  Neither step may merge the forked VMA with
     [6,11)."""
-    pytest.skip("needs fork in the live harness; the mmsim side runs in tests/test_fork.py")
+    ptr = proc.mmap(at(carveout, 1), 5 * PAGE, RW, FIXED | MAP_NORESERVE)
+    proc.touch(ptr, 5 * PAGE)
+    child = proc.fork()
+    rwx = RW | PROT_EXEC
+    ptr2 = child.mmap(at(carveout, 6), 5 * PAGE, rwx, FIXED | MAP_NORESERVE)
+    assert_vma(child, carveout, ptr, 1, 6)
+    assert_vma(child, carveout, ptr2, 6, 11)
+    child.mprotect(ptr, 5 * PAGE, rwx)
+    assert_vma(child, carveout, ptr, 1, 6)
+    assert_vma(child, carveout, ptr2, 6, 11)
+    child.mm.check()
 
 
-def test_handle_uprobe_upon_merged_vma(proc, carveout):
-    """merge.c handle_uprobe_upon_merged_vma.
-
-    A PROT_EXEC file mapping at [1,11) carries a uprobe registered with perf_event_open.
-    One page is moved and grown to [6,8), and then moved back to [1,2).  The test
-    checks only that both calls succeed."""
-    pytest.skip("needs uprobes (perf_event_open); mmsim simulates neither")
+# merge.c handle_uprobe_upon_merged_vma is left out: it needs a uprobe (perf_event_open)
+# on a file mapping, and mmsim simulates neither.
 
 
 def test_ksm_merge(proc, carveout):
-    """merge.c ksm_merge.
+    """merge.c ksm_merge, the part before PR_SET_MEMORY_MERGE.
 
-    Two one-page RW mappings at [1,2) and [2,3) merge into [1,3).  The selftest then
-    unmaps [2,3), turns on PR_SET_MEMORY_MERGE, and checks that merges still happen.
-    This test runs the part before the prctl.  Then it skips, which is what the selftest
-    does when the prctl is not supported."""
+    Two one-page RW mappings at [1,2) and [2,3) merge into [1,3), and unmapping [2,3)
+    leaves [1,2).  (The selftest then turns on PR_SET_MEMORY_MERGE and checks that
+    merges still happen; that part waits for mmsim to model the prctl.)"""
     ptr = proc.mmap(at(carveout, 1), PAGE, RW, FIXED)
     ptr2 = proc.mmap(at(carveout, 2), PAGE, RW, FIXED)
     assert_vma(proc, carveout, ptr, 1, 3)
     proc.munmap(ptr2, PAGE)
     assert_vma(proc, carveout, ptr, 1, 2)
     proc.mm.check()
-    pytest.skip("needs prctl(PR_SET_MEMORY_MERGE) (KSM); mmsim has no prctl")
 
 
 # --------------------------------------------------------------------------- merge.c: mremap
@@ -547,17 +559,13 @@ def test_mremap_expand_merge_offset(proc, carveout):
 # --------------------------------------------------------------------------- mlock2-tests.c
 
 
-@pytest.mark.parametrize("call_mlock", [True, False], ids=["mlock2_onfault", "mlockall"])
-def test_vma_management(proc, carveout, call_mlock):
-    """mlock2-tests.c test_vma_management.
+def test_vma_management(proc, carveout):
+    """mlock2-tests.c test_vma_management, with mlock2.
 
     Three RW pages [1,4), locked with mlock2(MLOCK_ONFAULT) and checked to be one VMA.
     munlock of the middle page splits it into three.  munlock of all three pages
-    merges them back into one.  The selftest also runs this under
-    mlockall(MCL_CURRENT | MCL_ONFAULT | MCL_FUTURE) instead of mlock2, through its
-    test_mlockall."""
-    if not call_mlock:
-        pytest.skip("needs mlockall(), which mmsim does not simulate yet")
+    merges them back into one.  (The selftest also runs this under
+    mlockall(MCL_CURRENT | MCL_ONFAULT | MCL_FUTURE), which mmsim does not simulate.)"""
     start = proc.mmap(at(carveout, 1), 3 * PAGE, RW, FIXED)
     proc.mlock2(start, 3 * PAGE, MLOCK_ONFAULT)
     for page in range(3):

@@ -8,7 +8,6 @@ them is EFAULT; a start inside a gap is EFAULT; an in-place shrink across them w
 import pytest
 
 from mmsim import live
-from mmsim.kernel import Kernel
 from mmsim.uapi import (MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED,
                         MREMAP_MAYMOVE, PROT_READ, PROT_WRITE)
 
@@ -33,37 +32,23 @@ CASES = {
 }
 
 
-def simulate(calls):
-    proc = Kernel(randomize=False).spawn()
-    results = []
-    for name, *args in calls:
-        if name == "mmap":
-            args = args[:4]
-        try:
-            results.append(getattr(proc, name)(*args))
-        except OSError as exc:
-            results.append(-exc.errno)
-    proc.mm.check()
-    perms = lambda v: "".join(c if v.vm_flags & bit else "-"
-                              for c, bit in (("r", 1), ("w", 2), ("x", 4))) + "p"
-    return results, [(v.start, v.end, perms(v)) for v in proc.mm.vmas()]
+def spans(vmas):
+    return [(v["start"], v["end"], v["perms"]) for v in vmas]
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_matches_live_kernel(name):
-    ok, why = live.available()
-    if not ok:
-        pytest.skip(f"live kernel unavailable: {why}")
+def test_matches_live_kernel(name, run_sim):
     calls = SETUP + [CASES[name]]
     want = live.run(calls)
-    got_results, got_vmas = simulate(calls)
-    assert got_results == want["results"]
-    assert got_vmas == [(v["start"], v["end"], v["perms"]) for v in want["vmas"]]
+    got = run_sim(calls)
+    assert got["results"] == want["results"]
+    assert spans(got["vmas"]) == spans(want["vmas"])
 
 
-def test_move_only_keeps_gaps_without_live_kernel():
+def test_move_only_keeps_gaps_without_live_kernel(run_sim):
     """The same first case with its expected layout written out, for machines without
     a Linux 6.x kernel to compare against."""
-    results, vmas = simulate(SETUP + [CASES["move_only_keeps_gaps"]])
-    assert results[-1] == B + 0x100 * P
-    assert [(s - B) // P for s, _, _ in vmas] == [0x100, 0x102, 0x104]
+    got = run_sim(SETUP + [CASES["move_only_keeps_gaps"]])
+    assert got["results"][-1] == B + 0x100 * P
+    assert [(s - B) // P for s, _, _ in spans(got["vmas"])] == [0x100, 0x102, 0x104]

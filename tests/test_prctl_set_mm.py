@@ -30,8 +30,7 @@ def layout(brk=W + 8 * P, **over):
     return PrctlMmMap(**fields)
 
 
-def test_set_mm_map_moves_the_break_and_fork_keeps_it():
-    proc = Kernel(randomize=False).spawn()
+def test_set_mm_map_moves_the_break_and_fork_keeps_it(proc):
     assert proc.prctl(PR_SET_MM, PR_SET_MM_MAP, layout(), PRCTL_MM_MAP_SIZE) == 0
     assert proc.brk(0) == W + 8 * P
     assert proc.brk(W + 10 * P) == W + 10 * P
@@ -49,16 +48,14 @@ def test_set_mm_map_moves_the_break_and_fork_keeps_it():
     {"env_start": 0x1000},             # below mmap_min_addr
     {"start_stack": 1 << 47},          # beyond TASK_SIZE
 ])
-def test_set_mm_map_rejects_an_unordered_or_outlying_map(over):
-    proc = Kernel(randomize=False).spawn()
+def test_set_mm_map_rejects_an_unordered_or_outlying_map(over, proc):
     before = {name: getattr(proc.mm, name) for name in MM_FIELDS}
     assert errno_of(proc.prctl, PR_SET_MM, PR_SET_MM_MAP, layout(**over),
                     PRCTL_MM_MAP_SIZE) == errno.EINVAL
     assert {name: getattr(proc.mm, name) for name in MM_FIELDS} == before
 
 
-def test_set_mm_map_argument_checks():
-    proc = Kernel(randomize=False).spawn()
+def test_set_mm_map_argument_checks(proc):
     assert errno_of(proc.prctl, PR_SET_MM, PR_SET_MM_MAP, layout(), 100) == errno.EINVAL
     assert errno_of(proc.prctl, PR_SET_MM, PR_SET_MM_MAP, layout(), PRCTL_MM_MAP_SIZE,
                     1) == errno.EINVAL
@@ -74,8 +71,7 @@ def test_set_mm_map_argument_checks():
     assert proc.prctl(PR_SET_MM, PR_SET_MM_MAP, layout(), PRCTL_MM_MAP_SIZE) == 0
 
 
-def test_map_size_writes_to_user_memory():
-    proc = Kernel(randomize=False).spawn()
+def test_map_size_writes_to_user_memory(proc):
     assert errno_of(proc.prctl, PR_SET_MM, PR_SET_MM_MAP_SIZE, W) == errno.EFAULT
     proc.mmap(W, P, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
     assert errno_of(proc.prctl, PR_SET_MM, PR_SET_MM_MAP_SIZE, W) == errno.EFAULT
@@ -83,8 +79,7 @@ def test_map_size_writes_to_user_memory():
     assert proc.prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE, W) == 0
 
 
-def test_single_options_need_cap_sys_resource_and_keep_the_order():
-    proc = Kernel(randomize=False).spawn()
+def test_single_options_need_cap_sys_resource_and_keep_the_order(proc):
     # The window lies below the synthetic break: start_brk first, as brk may not pass it.
     assert proc.mm.start_brk > W
     assert errno_of(proc.prctl, PR_SET_MM, PR_SET_MM_BRK, W + 8 * P) == errno.EINVAL
@@ -116,16 +111,13 @@ def test_the_trace_form_of_the_struct():
     assert parse(text)[0].name == "prctl"
 
 
-OK, WHY = live.available()
-
-
 def _map_text(m):
     body = ", ".join(f"{k}={v:#x}" if k not in ("auxv_size", "exe_fd") else f"{k}={v}"
                      for k, v in attrs.asdict(m).items())
     return f"prctl(PR_SET_MM, PR_SET_MM_MAP, {{{body}}}, 104)\n"
 
 
-@pytest.mark.skipif(not OK, reason=WHY or "live kernel available")
+@pytest.mark.live
 @pytest.mark.parametrize("over", [{}, {"start_brk": W + 9 * P}, {"end_code": W},
                                   {"env_start": 0x1000}, {"auxv_size": 8}])
 def test_set_mm_map_errors_match_the_live_kernel(over):

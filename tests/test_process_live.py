@@ -21,9 +21,8 @@ NOBODY = 65534
 SYS_PIDFD_OPEN = 434
 SYS_PROCESS_MADVISE = 440
 
-pytestmark = pytest.mark.skipif(not live.available()[0] or os.geteuid() != 0,
-                                reason="needs the live Linux 6.x kernel and root: "
-                                       f"{live.available()[1] or 'not root'}")
+pytestmark = [pytest.mark.live,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root on the live kernel")]
 
 
 class IoVec(ctypes.Structure):

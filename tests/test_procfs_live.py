@@ -8,7 +8,6 @@ import re
 import pytest
 
 from mmsim import live
-from mmsim.kernel import Kernel
 from mmsim.uapi import (MADV_COLD, MADV_DONTDUMP, MADV_DONTNEED, MADV_HUGEPAGE, MAP_ANONYMOUS,
                         MAP_FIXED, MAP_GROWSDOWN, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED,
                         MLOCK_ONFAULT, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE)
@@ -41,20 +40,6 @@ SCENARIOS = {
 }
 
 
-def simulate(calls):
-    k = Kernel(thp="madvise", randomize=False)
-    proc = k.spawn()
-    for name, *args in calls:
-        if name == "mmap":
-            args = args[:4]
-        try:
-            getattr(proc, name)(*args)
-        except OSError:
-            pass
-    text = k.proc_read(f"/proc/{proc.pid}/smaps")
-    return live.smaps_blocks(text, live.WINDOW)
-
-
 # A shmem inode number is the kernel's running count, which no simulation can share:
 # it is the one field compared loosely (the padding after it still has to match).
 SHMEM_INODE = re.compile(r" 00:01 (\d+) +/dev/zero \(deleted\)$", re.M)
@@ -72,21 +57,13 @@ def _norm(text):
     return "".join(out)
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_smaps_text_matches_live_kernel(name):
-    ok, why = live.available()
-    if not ok:
-        pytest.skip(f"live kernel unavailable: {why}")
-    if name.startswith("thp") and _thp_mode() != "madvise":
+def test_smaps_text_matches_live_kernel(name, run_sim, host_thp):
+    if name.startswith("thp") and host_thp != "madvise":
         pytest.skip("this machine's THP mode is not 'madvise'")
-    want = live.run(SCENARIOS[name])["smaps_text"]
-    assert want, "the live run left nothing in the window"
-    assert _norm(simulate(SCENARIOS[name])) == _norm(want)
-
-
-def _thp_mode():
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
-            return f.read().split("[")[1].split("]")[0]
-    except OSError:
-        return None
+    want = live.run(SCENARIOS[name])
+    assert want["smaps_text"], "the live run left nothing in the window"
+    got = run_sim(SCENARIOS[name])
+    assert got["results"] == want["results"]
+    assert _norm(got["smaps_text"]) == _norm(want["smaps_text"])
