@@ -9,6 +9,7 @@ import pytest
 
 from mmsim import live
 from mmsim import pages
+from mmsim.live.child import _child
 from mmsim.uapi import (MADV_DONTDUMP, MADV_DONTFORK, MADV_HUGEPAGE, MADV_WIPEONFORK,
                         MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PR_GET_THP_DISABLE,
                         PR_SET_THP_DISABLE, PR_THP_DISABLE_EXCEPT_ADVISED, PROT_READ, PROT_WRITE)
@@ -70,7 +71,7 @@ def idle_pages(window):
 def live_run(calls):
     """``live.run``, plus the pages idle tracking has sampled (``idle``) in the end."""
     def child():
-        report = live._child(calls, live.WINDOW)
+        report = _child(calls, live.WINDOW)
         report["idle"] = idle_pages(live.WINDOW)
         return report
     return live.in_child(child)
