@@ -167,6 +167,8 @@ def setresuid(proc, ruid, euid, suid):
 def setuid(proc, uid):
     """setuid(2): with CAP_SETUID all three ids, else the effective one."""
     old = proc.cred
+    if uid == -1:
+        raise error(errno.EINVAL, "(uid_t)-1 is no user")   # make_kuid gives INVALID_UID
     _check_mapped(old, uid)
     if ns_capable(old, old.user_ns, CAP_SETUID):
         return setresuid(proc, uid, uid, uid)
@@ -200,6 +202,8 @@ def setresgid(proc, rgid, egid, sgid):
 def setgid(proc, gid):
     """setgid(2): with CAP_SETGID all three ids, else the effective one."""
     old = proc.cred
+    if gid == -1:
+        raise error(errno.EINVAL, "(gid_t)-1 is no group")
     _check_mapped(old, gid)
     if ns_capable(old, old.user_ns, CAP_SETGID):
         return setresgid(proc, gid, gid, gid)
