@@ -75,12 +75,21 @@ class PrctlMmMap:
 def prctl(proc, option, arg2=0, arg3=0, arg4=0, arg5=0):
     """prctl(2) for the options mmsim models; any other option is EINVAL."""
     mm = proc.mm
+    # The objects mmsim takes in place of a pointer to user memory are accepted only
+    # where that option reads such a pointer: the name of PR_SET_NAME, the struct of
+    # PR_SET_MM_MAP.  Anywhere else there is nothing the kernel could read: EFAULT.
+    args = (arg2, arg3, arg4, arg5)
+    allowed = {PR_SET_NAME: (0, (str, bytes)), PR_SET_MM: (1, PrctlMmMap)}.get(option)
+    if option == PR_SET_MM and arg2 != PR_SET_MM_MAP:
+        allowed = None
+    for i, a in enumerate(args):
+        if isinstance(a, int):
+            continue
+        if allowed is None or i != allowed[0] or not isinstance(a, allowed[1]):
+            raise error(errno.EFAULT, f"prctl argument {i + 2} cannot be {type(a).__name__}")
     handler = _TASK_OPTIONS.get(option)
     if handler is not None:
         return handler(proc, arg2, arg3, arg4, arg5)
-    if any(isinstance(a, (str, bytes)) for a in (arg2, arg3, arg4, arg5)):
-        # Only PR_SET_NAME takes a string in place of its pointer.
-        raise error(errno.EFAULT, "a string where the option takes no pointer to one")
     if option == PR_SET_THP_DISABLE:
         return set_thp_disable(mm, arg2, arg3, arg4, arg5)
     if option == PR_GET_THP_DISABLE:

@@ -162,3 +162,18 @@ def test_signatures_are_typed():
                 continue
             sig = inspect.signature(fn)
             assert sig.return_annotation is not inspect.Signature.empty, name
+
+
+def test_prctl_pointer_stand_ins_only_where_a_pointer_is_read():
+    """Found by the hostile test: a string or PrctlMmMap passed to an option that reads
+    no such pointer reached integer comparisons (TypeError); now EFAULT."""
+    from mmsim.prctl import PrctlMmMap
+    from mmsim.uapi import (PR_CAPBSET_READ, PR_SET_MM, PR_SET_MM_MAP, PR_SET_MM_START_CODE,
+                            PR_SET_PDEATHSIG)
+    proc = Kernel().spawn()
+    assert errno_of(proc.prctl, PR_SET_PDEATHSIG, "12") == errno.EFAULT
+    assert errno_of(proc.prctl, PR_CAPBSET_READ, b"1") == errno.EFAULT
+    assert errno_of(proc.prctl, PR_SET_NAME, 0, "x") == errno.EFAULT
+    assert errno_of(proc.prctl, PR_SET_MM, PR_SET_MM_START_CODE, PrctlMmMap()) == errno.EFAULT
+    assert errno_of(proc.prctl, PR_SET_PDEATHSIG, PrctlMmMap()) == errno.EFAULT
+    assert errno_of(proc.prctl, PR_SET_MM, PR_SET_MM_MAP, PrctlMmMap(), 104) == errno.EINVAL
