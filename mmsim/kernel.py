@@ -28,8 +28,8 @@ class Kernel:
     rule (docs/mctl.md).
     """
 
-    def __init__(self, thp="madvise", seed=0, max_map_count=65530, randomize=True,
-                 mctl_policy="strict"):
+    def __init__(self, thp: str = "madvise", seed: int = 0, max_map_count: int = 65530,
+                 randomize: bool = True, mctl_policy: str = "strict") -> None:
         if thp not in MODES:
             raise ValueError(f"thp must be one of {MODES}, not {thp!r}")
         if mctl_policy not in ("strict", "relaxed"):

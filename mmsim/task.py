@@ -246,10 +246,6 @@ class Process:
         from .fork_exec import execve
         return execve(self, path, argv, envp)
 
-    def _alive(self):
-        if self.state != RUNNING:
-            raise error(errno.ESRCH, "the process has exited")
-
     @syscall(status=INT)
     def exit(self, status: int = 0) -> None:
         """exit(2) / exit_group(2): drop the address space and become a zombie until the

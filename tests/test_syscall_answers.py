@@ -97,6 +97,12 @@ def cases():
                        for n in (TASK_SIZE + 1, 1 << 47, 2**64 - P)], ["EINVAL"] * 3),
         "mremap of an address beyond TASK_SIZE": (
             lambda p: outcome(p.mremap, 1 << 47, P, 2 * P, MREMAP_MAYMOVE, 0), "EFAULT"),
+        "mremap lengths that wrap or pass TASK_SIZE": (
+            lambda p: [outcome(p.mremap, a, old, new, flags, 0) for a, old, new, flags in
+                       ((p.mmap(0, 2 * P, RW, ANON, -1, 0), *args) for args in
+                        ((1 << 47, P, 0), (2**63, P, 0), (2**64 - P, P, 0),
+                         (2**64 - 1, 2 * P, 0), (0, P, MREMAP_MAYMOVE)))],
+            ["EINVAL"] * 5),
         "MAP_HUGETLB with no huge pages": (
             lambda p: [outcome(p.mmap, 0, 2 << 20, RW, ANON | MAP_HUGETLB, -1, 0),
                        outcome(p.mmap, 0, P, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0),
