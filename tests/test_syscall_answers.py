@@ -196,3 +196,16 @@ def test_memory_merge_marks_vmas():
     assert flags[a] & VM_MERGEABLE and flags[b] & VM_MERGEABLE and not flags[s] & VM_MERGEABLE
     p.prctl(PR_SET_MEMORY_MERGE, 0)
     assert not any(v.vm_flags & VM_MERGEABLE for v in p.mm.vmas())
+
+
+def test_mdwe_survives_fork_unless_no_inherit():
+    """Live 6.18: after PR_SET_MDWE(REFUSE|NO_INHERIT) a forked child reads 0, after
+    PR_SET_MDWE(REFUSE) it reads 1 and refuses a writable executable mapping."""
+    p = Kernel().spawn()
+    p.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN | PR_MDWE_NO_INHERIT)
+    assert p.prctl(PR_GET_MDWE) == 3 and p.fork().prctl(PR_GET_MDWE) == 0
+    p = Kernel().spawn()
+    p.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN)
+    child = p.fork()
+    assert child.prctl(PR_GET_MDWE) == 1
+    assert errno_of(child.mmap, 0, P, RW | PROT_EXEC, ANON) == errno.EACCES
