@@ -453,7 +453,7 @@ class Process:
         return mctl(self, pidfd, action, flags)
 
     @syscall(option=INT, arg2=PRCTL_ARG, arg3=PRCTL_ARG, arg4=PRCTL_ARG, arg5=PRCTL_ARG)
-    def prctl(self, option: int, arg2=0, arg3=0, arg4=0, arg5=0) -> int | bytes:
+    def prctl(self, option: int, arg2=0, arg3=0, arg4=0, arg5=0) -> int:
         """prctl(2) for the memory-management options and the common harmless ones
         (PR_SET_MM_MAP takes a ``prctl.PrctlMmMap`` where the kernel takes a pointer to
         the struct; PR_SET_NAME may take the name itself)."""
