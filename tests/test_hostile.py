@@ -106,7 +106,7 @@ FLAGS_BY_METHOD = {"mmap": map_flags(), "clone": flag_bits("CLONE_"), "unshare":
 PARTIAL = {"mprotect": {errno.ENOMEM, errno.EACCES, errno.EPERM},
            "madvise": None, "process_madvise": None, "mctl": None,
            "mlock": {errno.ENOMEM, errno.EAGAIN}, "mlock2": {errno.ENOMEM, errno.EAGAIN},
-           "munlock": {errno.ENOMEM}, "mremap": {errno.ENOMEM, errno.EFAULT, errno.EINVAL}}
+           "munlock": {errno.ENOMEM}, "mremap": {errno.ENOMEM, errno.EFAULT}}
 
 METHODS = sorted(set(SYSCALLS) | {"exit_group"})
 
