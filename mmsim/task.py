@@ -80,17 +80,26 @@ def _strings(value):
     return [_path(v) for v in value]
 
 
+UIO_MAXIOV = 1024
+
+
 def _iovec(value):
-    """``const struct iovec *``: a list of (address, length) pairs; anything else is
-    memory the kernel cannot read as one, EFAULT."""
-    try:
-        pairs = list(value)
-        out = []
-        for pair in pairs:
-            base, length = pair
-            out.append((_int(base, errno.EFAULT) & U64, _int(length, errno.EFAULT) & U64))
-    except (TypeError, ValueError):
-        raise error(errno.EFAULT, "iovec is not a list of (address, length) pairs") from None
+    """``const struct iovec *``: a list or tuple of (address, length) pairs.  The kernel
+    checks the flags before it reads the vector, so a vector it would refuse comes back
+    as the OSError to raise at that point: EINVAL for more than UIO_MAXIOV elements
+    (counted before any is read), EFAULT for anything that is not such a list."""
+    if not isinstance(value, (list, tuple)):
+        return error(errno.EFAULT, "iovec is not a list of (address, length) pairs")
+    if len(value) > UIO_MAXIOV:
+        return error(errno.EINVAL, "more than UIO_MAXIOV elements")
+    out = []
+    for pair in value:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            return error(errno.EFAULT, "iovec is not a list of (address, length) pairs")
+        try:
+            out.append((_int(pair[0], errno.EFAULT) & U64, _int(pair[1], errno.EFAULT) & U64))
+        except OSError as exc:
+            return exc
     return out
 
 
@@ -419,9 +428,9 @@ class Process:
         from .cred import CAP_SYS_NICE, PTRACE_MODE_READ_FSCREDS, capable, ptrace_may_access
         if flags:
             raise error(errno.EINVAL)
+        if isinstance(iovec, OSError):
+            raise iovec   # import_iovec refused it
         elements = iovec
-        if len(elements) > 1024:
-            raise error(errno.EINVAL, "more than UIO_MAXIOV elements")
         if sum(n for _, n in elements) > (1 << 63) - 1:
             raise error(errno.EINVAL)
         target = self._pidfd_task(pidfd)
