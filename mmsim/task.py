@@ -316,25 +316,25 @@ class Process:
 
     # ------------------------------------------------------------------ credentials
 
-    @syscall(ruid=INT, euid=INT, suid=INT)
+    @syscall(ruid=UINT, euid=UINT, suid=UINT)
     def setresuid(self, ruid: int, euid: int, suid: int) -> int:
         """setresuid(2)."""
         from .cred import setresuid
         return setresuid(self, ruid, euid, suid)
 
-    @syscall(uid=INT)
+    @syscall(uid=UINT)
     def setuid(self, uid: int) -> int:
         """setuid(2)."""
         from .cred import setuid
         return setuid(self, uid)
 
-    @syscall(rgid=INT, egid=INT, sgid=INT)
+    @syscall(rgid=UINT, egid=UINT, sgid=UINT)
     def setresgid(self, rgid: int, egid: int, sgid: int) -> int:
         """setresgid(2)."""
         from .cred import setresgid
         return setresgid(self, rgid, egid, sgid)
 
-    @syscall(gid=INT)
+    @syscall(gid=UINT)
     def setgid(self, gid: int) -> int:
         """setgid(2)."""
         from .cred import setgid

@@ -209,3 +209,19 @@ def test_mdwe_survives_fork_unless_no_inherit():
     child = p.fork()
     assert child.prctl(PR_GET_MDWE) == 1
     assert errno_of(child.mmap, 0, P, RW | PROT_EXEC, ANON) == errno.EACCES
+
+
+def test_ids_are_unsigned_32_bit():
+    """setresuid(-2, -1, -1) sets uid 4294967294, as /proc shows it (was "-2")."""
+    k = Kernel()
+    p = k.spawn()
+    p.setresuid(-2, -1, -1)
+    p.setresgid(2**32 + 7, -1, -1)
+    status = k.proc_read(f"/proc/{p.pid}/status")
+    assert "Uid:\t4294967294\t0\t0\t0\n" in status and "Gid:\t7\t0\t0\t0\n" in status
+    if LIVE:
+        def child():
+            os.setresuid(2**32 - 2, 0, 0)
+            os.setresgid(7, 0, 0)
+            return [ln for ln in open("/proc/self/status") if ln[:4] in ("Uid:", "Gid:")]
+        assert live.in_child(child) == ["Uid:\t4294967294\t0\t0\t0\n", "Gid:\t7\t0\t0\t0\n"]
