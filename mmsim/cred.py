@@ -29,6 +29,9 @@ PTRACE_MODE_ATTACH_FSCREDS = PTRACE_MODE_ATTACH | PTRACE_MODE_FSCREDS
 PTRACE_MODE_ATTACH_REALCREDS = PTRACE_MODE_ATTACH | PTRACE_MODE_REALCREDS
 
 SUID_DUMP_USER = 1
+# (uid_t)-1 and (gid_t)-1: "leave this id as it is" for setres*id, no id anywhere else.
+# Ids are unsigned 32-bit, as the kernel keeps and /proc shows them.
+NO_ID = 0xFFFFFFFF
 
 
 class UserNamespace:
@@ -137,26 +140,26 @@ def ptrace_may_access(caller, target, mode):
 def _check_mapped(cred, *ids):
     """make_kuid/make_kgid: an id must map into the initial namespace.  mmsim writes no
     uid_map or gid_map, so in a child user namespace every id is unmapped: EINVAL."""
-    if cred.user_ns is not INIT_USER_NS and any(i != -1 for i in ids):
+    if cred.user_ns is not INIT_USER_NS and any(i != NO_ID for i in ids):
         raise error(errno.EINVAL, "no uid/gid map in this user namespace")
 
 
 def setresuid(proc, ruid, euid, suid):
-    """setresuid(2): -1 keeps an id; without CAP_SETUID each new id must be one of the
-    current three.  Capabilities drop the way commoncap's cap_task_fix_setuid does."""
+    """setresuid(2): (uid_t)-1 keeps an id; without CAP_SETUID each new id must be one
+    of the current three.  Capabilities drop the way commoncap's cap_task_fix_setuid does."""
     old = proc.cred
     _check_mapped(old, ruid, euid, suid)
     if not ns_capable(old, old.user_ns, CAP_SETUID):
         allowed = {old.uid, old.euid, old.suid}
         for value in (ruid, euid, suid):
-            if value != -1 and value not in allowed:
+            if value != NO_ID and value not in allowed:
                 raise error(errno.EPERM)
     new = old.copy()
-    if ruid != -1:
+    if ruid != NO_ID:
         new.uid = ruid
-    if euid != -1:
+    if euid != NO_ID:
         new.euid = euid
-    if suid != -1:
+    if suid != NO_ID:
         new.suid = suid
     new.fsuid = new.euid
     _fix_setuid(old, new)
@@ -167,30 +170,32 @@ def setresuid(proc, ruid, euid, suid):
 def setuid(proc, uid):
     """setuid(2): with CAP_SETUID all three ids, else the effective one."""
     old = proc.cred
+    if uid == NO_ID:
+        raise error(errno.EINVAL, "(uid_t)-1 is no user")   # make_kuid gives INVALID_UID
     _check_mapped(old, uid)
     if ns_capable(old, old.user_ns, CAP_SETUID):
         return setresuid(proc, uid, uid, uid)
     if uid not in (old.uid, old.suid):
         raise error(errno.EPERM)
-    return setresuid(proc, -1, uid, -1)
+    return setresuid(proc, NO_ID, uid, NO_ID)
 
 
 def setresgid(proc, rgid, egid, sgid):
-    """setresgid(2): -1 keeps an id; without CAP_SETGID each new id must be one of the
-    current three."""
+    """setresgid(2): (gid_t)-1 keeps an id; without CAP_SETGID each new id must be one
+    of the current three."""
     old = proc.cred
     _check_mapped(old, rgid, egid, sgid)
     if not ns_capable(old, old.user_ns, CAP_SETGID):
         allowed = {old.gid, old.egid, old.sgid}
         for value in (rgid, egid, sgid):
-            if value != -1 and value not in allowed:
+            if value != NO_ID and value not in allowed:
                 raise error(errno.EPERM)
     new = old.copy()
-    if rgid != -1:
+    if rgid != NO_ID:
         new.gid = rgid
-    if egid != -1:
+    if egid != NO_ID:
         new.egid = egid
-    if sgid != -1:
+    if sgid != NO_ID:
         new.sgid = sgid
     new.fsgid = new.egid
     commit_creds(proc, new)
@@ -200,12 +205,14 @@ def setresgid(proc, rgid, egid, sgid):
 def setgid(proc, gid):
     """setgid(2): with CAP_SETGID all three ids, else the effective one."""
     old = proc.cred
+    if gid == NO_ID:
+        raise error(errno.EINVAL, "(gid_t)-1 is no group")
     _check_mapped(old, gid)
     if ns_capable(old, old.user_ns, CAP_SETGID):
         return setresgid(proc, gid, gid, gid)
     if gid not in (old.gid, old.sgid):
         raise error(errno.EPERM)
-    return setresgid(proc, -1, gid, -1)
+    return setresgid(proc, NO_ID, gid, NO_ID)
 
 
 def capget(proc, target):

@@ -28,6 +28,8 @@ class Inode:
 class OpenFile:
     """An open file description: an inode plus the access mode it was opened with."""
 
+    mappable = True   # has an mmap file operation (a pidfd has none)
+
     def __init__(self, inode, readable=True, writable=False, shmem=False):
         self.inode = inode
         self.readable = readable

@@ -1,6 +1,9 @@
 """The simulated machine: sysfs/sysctl knobs, the pid table, simulated files, process
 creation, and /proc reads."""
 
+from __future__ import annotations
+
+import errno
 import itertools
 import random
 
@@ -27,8 +30,8 @@ class Kernel:
     rule (docs/mctl.md).
     """
 
-    def __init__(self, thp="madvise", seed=0, max_map_count=65530, randomize=True,
-                 mctl_policy="strict"):
+    def __init__(self, thp: str = "madvise", seed: int = 0, max_map_count: int = 65530,
+                 randomize: bool = True, mctl_policy: str = "strict") -> None:
         if thp not in MODES:
             raise ValueError(f"thp must be one of {MODES}, not {thp!r}")
         if mctl_policy not in ("strict", "relaxed"):
@@ -39,24 +42,26 @@ class Kernel:
         self.max_map_count = max_map_count
         self.randomize = randomize
         self.rng = random.Random(seed)
-        self.processes = {}
-        self.files = {}
+        # The pid table: every process not yet reaped (a reaped one lives on only
+        # through the pidfds that still refer to it).
+        self.processes: dict[int, Process] = {}
+        self.files: dict[str, Inode] = {}
         self._pids = itertools.count(1)
         self._shmem_ino = itertools.count(4)
         self.file_lru = FileLru()   # the page cache's LRU lists and vmstat counters
 
     # ------------------------------------------------------------------ files
 
-    def create_file(self, path, size, dev=(0xFE, 0x00)):
+    def create_file(self, path: str, size: int, dev: tuple[int, int] = (0xFE, 0x00)) -> Inode:
         """Make a simulated regular file of ``size`` bytes at ``path``."""
         inode = self.files[path] = Inode(path, size, dev)
         return inode
 
-    def open_file(self, inode, readable=True, writable=False):
+    def open_file(self, inode: Inode, readable: bool = True, writable: bool = False) -> OpenFile:
         """A new open file description for ``inode``."""
         return OpenFile(inode, readable, writable)
 
-    def shmem_file(self, length):
+    def shmem_file(self, length: int) -> OpenFile:
         """The shmem file behind a shared anonymous mapping (shmem_zero_setup)."""
         inode = Inode("/dev/zero", length, dev=(0x00, 0x01), ino=next(self._shmem_ino),
                       deleted=True)
@@ -64,7 +69,7 @@ class Kernel:
 
     # ------------------------------------------------------------------ processes
 
-    def new_mm(self, old=None, rlimit_stack=RLIMIT_STACK_DEFAULT):
+    def new_mm(self, old: Mm | None = None, rlimit_stack: int = RLIMIT_STACK_DEFAULT) -> Mm:
         """A fresh address space laid out the way arch_pick_mmap_layout does it; with
         ``old`` (exec), its flags come through mm_init's mask."""
         from .fork_exec import mm_init
@@ -92,18 +97,28 @@ class Kernel:
             STACK_TOP - PAGE_SIZE)
         return mm
 
-    def new_process(self, mm, parent=None, comm=None, cred=None):
-        """Register a process around ``mm`` with the next pid (a child shares its
-        parent's credentials until either changes them)."""
+    def new_process(self, mm: Mm | None, parent: Process | None = None, comm: str | None = None,
+                    cred=None) -> Process:
+        """Register a process around ``mm`` with the next pid, as a child of ``parent``
+        (a child shares its parent's credentials until either changes them)."""
         pid = next(self._pids)
         if cred is None and parent is not None:
             cred = parent.cred
         proc = Process(self, pid, mm, comm or (parent.comm if parent else "sim"),
                        ppid=parent.pid if parent else 0, cred=cred)
         self.processes[pid] = proc
+        if parent is not None:
+            parent.children[pid] = proc
         return proc
 
-    def spawn(self, path=None, argv=None, envp=None, uid=0, gid=0):
+    def release(self, proc: Process) -> None:
+        """release_task(): ``proc`` is reaped and leaves the pid table."""
+        proc.state = "reaped"
+        if self.processes.get(proc.pid) is proc:
+            del self.processes[proc.pid]
+
+    def spawn(self, path: str | None = None, argv: list[str] | None = None,
+              envp: list[str] | None = None, uid: int = 0, gid: int = 0) -> Process:
         """A new process running as ``uid``/``gid`` (root by default): exec of the real
         ELF file ``path``, or, without a path, a synthetic empty address space."""
         from .cred import Cred
@@ -118,20 +133,23 @@ class Kernel:
 
     # ------------------------------------------------------------------ /proc
 
-    def proc_read(self, path):
+    def proc_read(self, path: str) -> str:
         """The text of ``/proc/PID/{maps,smaps,status}``, or of the page-cache lines
         of ``/proc/meminfo`` and ``/proc/vmstat``, in the kernel's format."""
+        if not isinstance(path, str):
+            raise error(errno.EFAULT, "a path must be a str")
         if path in ("/proc/meminfo", "/proc/vmstat"):
             lru = self.file_lru
             return lru.meminfo() if path.endswith("meminfo") else lru.vmstat()
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != "proc":
-            raise error(2, path)
-        try:
-            proc = self.processes[int(parts[1])]
-        except (ValueError, KeyError):
-            raise error(2, path) from None
+            raise error(errno.ENOENT, path)
+        pid = parts[1]
+        proc = (self.processes.get(int(pid)) if pid.isascii() and pid.isdigit() and len(pid) < 20
+                else None)
+        if proc is None:
+            raise error(errno.ENOENT, path)
         view = {"maps": procfs.maps, "smaps": procfs.smaps, "status": procfs.status}.get(parts[2])
         if view is None:
-            raise error(2, path)
+            raise error(errno.ENOENT, path)
         return view(proc)

@@ -8,10 +8,10 @@ from . import pages, thp
 from .mm import error, page_align
 from .uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
                    MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
-                   MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_HUGEPAGE, MADV_HWPOISON,
+                   MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_HUGEPAGE,
                    MADV_KEEPONFORK, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_NORMAL, MADV_PAGEOUT,
                    MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_RANDOM, MADV_REMOVE,
-                   MADV_SEQUENTIAL, MADV_SOFT_OFFLINE, MADV_UNMERGEABLE, MADV_WILLNEED,
+                   MADV_SEQUENTIAL, MADV_UNMERGEABLE, MADV_WILLNEED,
                    MADV_WIPEONFORK)
 from .vma import (PAGE_MASK, VM_DONTCOPY, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_HUGEPAGE,
                   VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYBE_GUARD, VM_MAYSHARE, VM_MERGEABLE,
@@ -22,8 +22,9 @@ VALID = {MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED
          MADV_REMOVE, MADV_DONTFORK, MADV_DOFORK, MADV_MERGEABLE, MADV_UNMERGEABLE,
          MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTDUMP, MADV_DODUMP, MADV_WIPEONFORK,
          MADV_KEEPONFORK, MADV_COLD, MADV_PAGEOUT, MADV_POPULATE_READ, MADV_POPULATE_WRITE,
-         MADV_DONTNEED_LOCKED, MADV_COLLAPSE, MADV_HWPOISON, MADV_SOFT_OFFLINE,
-         MADV_GUARD_INSTALL, MADV_GUARD_REMOVE}
+         MADV_DONTNEED_LOCKED, MADV_COLLAPSE, MADV_GUARD_INSTALL, MADV_GUARD_REMOVE}
+# MADV_HWPOISON and MADV_SOFT_OFFLINE are valid only with CONFIG_MEMORY_FAILURE, which the
+# reference kernel lacks: there they are unknown advice (EINVAL), checked live.
 
 # Advice another process may give through process_madvise (madvise_behavior_valid remote).
 REMOTE_OK = {MADV_COLD, MADV_PAGEOUT, MADV_WILLNEED, MADV_COLLAPSE}
@@ -54,10 +55,6 @@ def madvise(mm, start, len_in, advice):
     end = check_range(start, len_in, advice)
     if end is None:
         return 0
-    if advice in (MADV_HWPOISON, MADV_SOFT_OFFLINE):
-        # Simulator-defined: memory-failure injection is not modelled; the caller is
-        # treated as lacking CAP_SYS_ADMIN.
-        raise error(errno.EPERM)
     if advice in (MADV_POPULATE_READ, MADV_POPULATE_WRITE):
         return _populate(mm, start, end, advice == MADV_POPULATE_WRITE)
     return walk(mm, start, end, lambda vma, s, e: vma_behavior(mm, vma, s, e, advice))

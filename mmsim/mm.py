@@ -11,7 +11,7 @@ import errno
 import os
 
 from . import pages
-from .uapi import MAP_FIXED, MAP_SHARED
+from .uapi import MAP_32BIT, MAP_FIXED, MAP_SHARED
 from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_GROWSDOWN, VM_LOCKED_MASK,
                   VM_SHADOW_STACK, VM_SPECIAL, MergeProposal, Vma, dup_vma)
 from .vma_tree import VmaTree
@@ -331,7 +331,7 @@ class Mm:
             ret = self._arch_area(addr, padded, flags)
         except OSError:
             return self._arch_area(addr, length, flags)
-        return thp_aligned(ret, addr, off, self.flags & MMF_TOPDOWN)
+        return thp_aligned(ret, addr, off, self.flags & MMF_TOPDOWN and not flags & MAP_32BIT)
 
     def _arch_area(self, addr, length, flags):
         """arch_get_unmapped_area_topdown (x86): honour a free hint, else search down
@@ -340,6 +340,8 @@ class Mm:
             raise error(errno.ENOMEM)
         if flags & MAP_FIXED:
             return addr
+        if flags & MAP_32BIT:
+            return self._area_32bit(addr, length)
         if addr:
             addr &= PAGE_MASK  # x86 rounds the hint down
             if self.task_size - length >= addr:
@@ -351,6 +353,24 @@ class Mm:
             if found is not None:
                 return found
         found = self.unmapped_area(length, TASK_UNMAPPED_BASE, self.task_size)
+        if found is None:
+            raise error(errno.ENOMEM)
+        return found
+
+    def _area_32bit(self, addr, length):
+        """MAP_32BIT (x86 find_start_end): a bottom-up search of [1 GiB, 2 GiB), its
+        start moved up by a random up to 32 MiB when layouts are randomised."""
+        begin, end = 0x40000000, 0x80000000
+        if self.kernel.randomize:
+            begin += self.kernel.rng.randrange(0x02000000 >> PAGE_SHIFT) << PAGE_SHIFT
+        if length > end:
+            raise error(errno.ENOMEM)
+        if addr:
+            addr = (addr + PAGE_SIZE - 1) & PAGE_MASK
+            vma = self.find_vma(addr)
+            if end - length >= addr and (vma is None or addr + length <= vm_start_gap(vma)):
+                return addr
+        found = self.unmapped_area(length, begin, end)
         if found is None:
             raise error(errno.ENOMEM)
         return found

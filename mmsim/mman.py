@@ -9,17 +9,24 @@ what the syscall returns, and raises ``OSError`` with the kernel's errno.
 import errno
 
 from . import pages
-from .mm import MMAP_MIN_ADDR, STACK_GUARD_GAP, Mm, error, page_align, vm_start_gap
-from .uapi import (MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN,
-                   MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
+from .mm import MMAP_MIN_ADDR, MMF_HAS_MDWE, MMF_VM_MERGE_ANY, STACK_GUARD_GAP, Mm, error, page_align, vm_start_gap
+from .uapi import (MAP_32BIT, MAP_ANONYMOUS, MAP_DENYWRITE, MAP_DROPPABLE, MAP_EXECUTABLE,
+                   MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGE_MASK,
+                   MAP_HUGE_SHIFT, MAP_HUGETLB, MAP_UNINITIALIZED, MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
                    MAP_SHARED_VALIDATE, MAP_STACK, MAP_TYPE, MLOCK_ONFAULT, MREMAP_DONTUNMAP,
                    MREMAP_FIXED, MREMAP_MAYMOVE, PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP,
                    PROT_READ, PROT_SEM, PROT_WRITE)
 from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
                   VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,
                   VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NOHUGEPAGE, VM_NORESERVE,
-                  VM_PFNMAP, VM_READ, VM_SEALED, VM_SHARED, VM_SPECIAL, VM_WRITE,
+                  VM_MERGEABLE, VM_MIXEDMAP, VM_PFNMAP, VM_READ, VM_SEALED, VM_SHARED,
+                  VM_SPECIAL, VM_WRITE, VM_DROPPABLE,
                   MergeProposal, Vma)
+
+
+# What KSM cannot merge (vma_ksm_compatible).
+KSM_INCOMPATIBLE = (VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_HUGETLB
+                    | VM_MIXEDMAP | VM_DROPPABLE)
 
 
 def calc_vm_prot_bits(prot):
@@ -57,6 +64,8 @@ def _page_align(n):
 
 def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise"):
     """mmap(2).  ``file`` is the OpenFile behind ``fd`` (the caller resolves fds)."""
+    if flags & MAP_HUGETLB:
+        length = _hugetlb_length(file, length, flags)
     if offset & ~PAGE_MASK:
         raise error(errno.EINVAL, "offset not page aligned")
     pgoff = offset >> PAGE_SHIFT
@@ -76,8 +85,6 @@ def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise
     if flags & MAP_FIXED and not _aligned(addr):
         raise error(errno.EINVAL, "MAP_FIXED address not page aligned")
     map_type = flags & MAP_TYPE
-    if file is None and map_type not in (MAP_SHARED, MAP_PRIVATE, MAP_DROPPABLE):
-        raise error(errno.EINVAL, "unknown mapping type")
     addr = mm.get_unmapped_area(addr, length, pgoff, flags, file)
     if flags & MAP_FIXED_NOREPLACE and mm.find_vma_intersection(addr, addr + length):
         raise error(errno.EEXIST)
@@ -92,10 +99,19 @@ def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise
         vm_flags |= VM_SHARED | VM_MAYSHARE
     elif map_type == MAP_DROPPABLE:
         raise error(errno.EINVAL, "MAP_DROPPABLE is not simulated")
-    else:
+    elif map_type == MAP_PRIVATE:
         pgoff = addr >> PAGE_SHIFT  # anonymous private: pgoff follows the address
+    else:
+        raise error(errno.EINVAL, "unknown mapping type")
     if flags & MAP_NORESERVE:
         vm_flags |= VM_NORESERVE
+    if mm.flags & MMF_VM_MERGE_ANY and not vm_flags & KSM_INCOMPATIBLE:
+        vm_flags |= VM_MERGEABLE   # PR_SET_MEMORY_MERGE: every new VMA KSM can handle
+    if map_deny_write_exec(mm, vm_flags, vm_flags):
+        raise error(errno.EACCES, "memory-deny-write-execute refuses a writable executable mapping")
+    if flags & MAP_HUGETLB:
+        # The hugetlbfs mmap hook reserves the pages, and the pool is empty.
+        raise error(errno.ENOMEM, "no huge pages reserved (nr_hugepages = 0)")
     addr = mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=file is None
                        and map_type == MAP_SHARED)
     if vm_flags & VM_LOCKED or flags & (MAP_POPULATE | MAP_NONBLOCK) == MAP_POPULATE:
@@ -103,9 +119,42 @@ def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise
     return addr
 
 
+# The flags every file's mmap accepts; MAP_SHARED_VALIDATE refuses any other
+# (include/linux/mman.h LEGACY_MAP_MASK: 0x7c07f17f with MAP_HUGE_2MB | MAP_HUGE_1GB).
+LEGACY_MAP_MASK = (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE
+                   | MAP_EXECUTABLE | MAP_UNINITIALIZED | MAP_GROWSDOWN | MAP_LOCKED
+                   | MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK | MAP_STACK | MAP_HUGETLB
+                   | MAP_32BIT | (21 << MAP_HUGE_SHIFT) | (30 << MAP_HUGE_SHIFT))
+# The huge page sizes the reference machine has (log2): 2 MiB, the default, and 1 GiB.
+HUGE_PAGE_SHIFTS = {0: 21, 21: 21, 30: 30}
+
+
+def _hugetlb_length(file, length, flags):
+    """ksys_mmap_pgoff's MAP_HUGETLB step: only for anonymous memory (no simulated file
+    is on hugetlbfs), with a huge page size the machine has; the length rounds up to
+    that size, in unsigned 64-bit arithmetic."""
+    if file is not None:
+        raise error(errno.EINVAL, "MAP_HUGETLB of a file not on hugetlbfs")
+    shift = HUGE_PAGE_SHIFTS.get((flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK)
+    if shift is None:
+        raise error(errno.EINVAL, "no huge page size 2**%d" % ((flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK))
+    size = 1 << shift
+    return (length + size - 1) & ~(size - 1) & U64
+
+
+def map_deny_write_exec(mm, old, new):
+    """Memory-deny-write-execute (PR_SET_MDWE): with it on, no mapping may become
+    writable and executable, nor executable when it was not."""
+    if not mm.flags & MMF_HAS_MDWE or not new & VM_EXEC:
+        return False
+    return bool(new & VM_WRITE or not old & VM_EXEC)
+
+
 def _file_flags(file, prot, flags, vm_flags, pgoff):
     """The file half of do_mmap: access checks against how the file was opened."""
     map_type = flags & MAP_TYPE
+    if map_type == MAP_SHARED_VALIDATE and flags & ~LEGACY_MAP_MASK:
+        raise error(errno.EOPNOTSUPP, "MAP_SHARED_VALIDATE with a flag the file does not know")
     if map_type in (MAP_SHARED, MAP_SHARED_VALIDATE):
         if prot & PROT_WRITE and not file.writable:
             raise error(errno.EACCES, "shared writable mapping of a read-only file")
@@ -119,6 +168,8 @@ def _file_flags(file, prot, flags, vm_flags, pgoff):
         raise error(errno.EINVAL, "unknown mapping type")
     if not file.readable:
         raise error(errno.EACCES, "file not open for reading")
+    if not file.mappable:
+        raise error(errno.ENODEV, "the file has no mmap operation")
     return vm_flags, pgoff
 
 
@@ -235,6 +286,8 @@ def mprotect(mm: Mm, addr, length, prot):
         newflags = calc_vm_prot_bits(prot) | (vma.vm_flags & ~VM_ACCESS_FLAGS)
         if (newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS:
             raise error(errno.EACCES)
+        if map_deny_write_exec(mm, vma.vm_flags, newflags):
+            raise error(errno.EACCES, "memory-deny-write-execute")
         tmp = min(vma.end, end)
         # Go on after whatever VMA now holds the changed piece: a merge may have
         # carried it past ``end`` or into the next VMA (vma_iter_end).
@@ -341,7 +394,7 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
         raise error(errno.EINVAL)
     old_len = _page_align(old_len)
     new_len = _page_align(new_len)
-    if not new_len:
+    if not new_len or new_len > mm.task_size:
         raise error(errno.EINVAL)
     if flags & MREMAP_DONTUNMAP and old_len != new_len:
         raise error(errno.EINVAL)
@@ -540,8 +593,8 @@ def brk(mm: Mm, addr):
     request cannot be met (SYSCALL_DEFINE1(brk) never fails with an errno)."""
     if addr < mm.start_brk:
         return mm.brk
-    newbrk = page_align(addr)
-    oldbrk = page_align(mm.brk)
+    newbrk = _page_align(addr)
+    oldbrk = _page_align(mm.brk)
     if oldbrk == newbrk:
         mm.brk = addr
         return mm.brk
@@ -552,6 +605,10 @@ def brk(mm: Mm, addr):
             return mm.brk
         mm.brk = addr
         mm.unmap(newbrk, oldbrk)
+        return mm.brk
+    # A break past the user address space cannot be mapped.  (On the kernel the stack
+    # above the heap, or overcommit, stops it first; a synthetic process has no stack.)
+    if newbrk < oldbrk or newbrk > mm.task_size:
         return mm.brk
     # Growing needs a page of room below the next mapping (and its stack guard gap).
     nxt = mm.find_vma_intersection(oldbrk, newbrk + PAGE_SIZE + STACK_GUARD_GAP)

@@ -1,40 +1,159 @@
 """A process: its address space and file table, and syscall methods named and ordered
 like the C calls.  Every method returns what the syscall returns or raises OSError with
-the kernel's errno, like Python's ``os`` module."""
+the kernel's errno, like Python's ``os`` module.
+
+Argument conversion lives in one place: each public syscall method declares the C type
+of its arguments with ``@syscall(...)`` and the decorator converts them before the body
+runs (docs/processes.md, "Arguments").  A process that has exited can make no call:
+every syscall method answers ESRCH."""
+
+from __future__ import annotations
 
 import errno
+import functools
+import inspect
+import os
 
 from . import madvise as _madvise
 from . import mman, pages
 from .mm import error, page_align
 from .uapi import O_RDONLY, O_RDWR, O_WRONLY
-
-O_ACCMODE = 3
 from .vma import PAGE_MASK, PAGE_SIZE, VM_READ, VM_WRITE
 
-
+O_ACCMODE = 3
 U64 = (1 << 64) - 1
+WNOTHREAD = 0x20000000   # __WNOTHREAD
+RUNNING, ZOMBIE, REAPED = "running", "zombie", "reaped"
+
+
+def _int(value, code=errno.EINVAL):
+    """The integer behind ``value`` (an int, a bool or anything with ``__index__``), or
+    OSError ``code``: a value no C integer could carry."""
+    if type(value) is int:
+        return value
+    try:
+        return value.__index__()
+    except (AttributeError, TypeError):
+        raise error(code, f"an integer argument, not {type(value).__name__}") from None
 
 
 def _u64(value):
     """An argument the kernel receives as ``unsigned long``: its low 64 bits."""
-    if type(value) is not int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise error(errno.EINVAL, f"argument must be an int, not {type(value).__name__}")
-        value = int(value)
-    return value & U64
+    return _int(value) & U64
 
 
 def _cint(value):
     """An argument the kernel receives as ``int``: its low 32 bits, signed."""
-    value = _u64(value) & 0xFFFFFFFF
+    value = _int(value) & 0xFFFFFFFF
     return value - (1 << 32) if value & 0x80000000 else value
 
 
+def _uint(value):
+    """An argument the kernel receives as ``unsigned int``: its low 32 bits."""
+    return _int(value) & 0xFFFFFFFF
+
+
+def _flag(value):
+    """A Python-side switch (not a C argument): an integer taken as true or false."""
+    return bool(_int(value))
+
+
+def _path(value):
+    """A ``const char *`` path: str, bytes or os.PathLike.  A NUL inside cannot reach the
+    kernel (its copy would stop there): EINVAL; anything that is not a string: EFAULT."""
+    try:
+        value = os.fsdecode(value)
+    except TypeError:
+        raise error(errno.EFAULT, "a path must be str, bytes or os.PathLike") from None
+    if "\0" in value:
+        raise error(errno.EINVAL, "embedded NUL in a path")
+    return value
+
+
+def _strings(value):
+    """A NULL-terminated ``char *[]`` (argv, envp): None (NULL) or a list or tuple of
+    strings, each converted as a path is."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise error(errno.EFAULT, "argv/envp must be a list of strings")
+    return [_path(v) for v in value]
+
+
+UIO_MAXIOV = 1024
+
+
+def _iovec(value):
+    """``const struct iovec *``: a list or tuple of (address, length) pairs.  The kernel
+    checks the flags before it reads the vector, so a vector it would refuse comes back
+    as the OSError to raise at that point: EINVAL for more than UIO_MAXIOV elements
+    (counted before any is read), EFAULT for anything that is not such a list."""
+    if not isinstance(value, (list, tuple)):
+        return error(errno.EFAULT, "iovec is not a list of (address, length) pairs")
+    if len(value) > UIO_MAXIOV:
+        return error(errno.EINVAL, "more than UIO_MAXIOV elements")
+    out = []
+    for pair in value:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            return error(errno.EFAULT, "iovec is not a list of (address, length) pairs")
+        try:
+            out.append((_int(pair[0], errno.EFAULT) & U64, _int(pair[1], errno.EFAULT) & U64))
+        except OSError as exc:
+            return exc
+    return out
+
+
+def _prctl_arg(value):
+    """A prctl argument: an ``unsigned long``, or the object mmsim takes in place of a
+    pointer to user memory (a PrctlMmMap, a name as str or bytes)."""
+    from .prctl import PrctlMmMap
+    if isinstance(value, (PrctlMmMap, str, bytes)):
+        return value
+    return _u64(value)
+
+
+# The ABI types a syscall argument can be declared with.
+ULONG, INT, UINT, FLAG, PATH, STRINGS, IOVEC, PRCTL_ARG = (
+    _u64, _cint, _uint, _flag, _path, _strings, _iovec, _prctl_arg)
+
+# Every public syscall method of Process: name -> {argument: converter}.
+SYSCALLS: dict[str, dict] = {}
+
+
+def syscall(**types):
+    """Declare a Process method a syscall: its arguments are converted by their declared
+    ABI type, and a process that has exited gets ESRCH before anything else."""
+    def wrap(fn):
+        names = tuple(inspect.signature(fn).parameters)[1:]
+        unknown = set(types) - set(names)
+        if unknown:
+            raise AssertionError(f"{fn.__name__}: no argument {unknown}")
+        convs = tuple(types.get(n) for n in names)
+
+        @functools.wraps(fn)
+        def call(self, *args, **kwargs):
+            if self.state != RUNNING:
+                raise error(errno.ESRCH, "the process has exited")
+            if args:
+                args = tuple(c(a) if c is not None else a for c, a in zip(convs, args)) \
+                    + args[len(convs):]
+            for name in kwargs:
+                conv = types.get(name)
+                if conv is not None:
+                    kwargs[name] = conv(kwargs[name])
+            return fn(self, *args, **kwargs)
+        SYSCALLS[fn.__name__] = dict(types)
+        return call
+    return wrap
+
+
 class Pidfd:
-    """An open pidfd: a reference to a process that outlives its exit."""
+    """An open pidfd: a reference to a process that outlives its exit (and its reaping:
+    the object stays alive as long as the descriptor does)."""
 
     __slots__ = ("process", "flags")
+    readable = writable = True   # pidfd_open's file is O_RDWR
+    mappable = False             # no mmap file operation: mmap gives ENODEV
 
     def __init__(self, process, flags):
         self.process = process
@@ -44,7 +163,7 @@ class Pidfd:
 class Process:
     """A simulated process (one thread for now)."""
 
-    def __init__(self, kernel, pid, mm, comm="sim", ppid=0, cred=None):
+    def __init__(self, kernel, pid: int, mm, comm: str = "sim", ppid: int = 0, cred=None):
         from .cred import Cred
         self.kernel = kernel
         self.pid = pid
@@ -52,10 +171,15 @@ class Process:
         self.ppid = ppid
         self.mm = mm
         self.comm = comm
-        self.fds = {}
+        self.fds: dict = {}
         self.cred = cred if cred is not None else Cred()
-        self.state = "running"       # then "zombie" after exit, "reaped" after wait
-        self.exit_status = None
+        self.state = RUNNING         # then ZOMBIE after exit, REAPED after wait
+        self.exit_status: int | None = None
+        # The children this process may wait for, by pid (kernel: task->children).
+        self.children: dict[int, Process] = {}
+        self.pdeath_signal = 0       # PR_SET_PDEATHSIG
+        self.no_new_privs = False    # PR_SET_NO_NEW_PRIVS
+        self.keepcaps = False        # PR_SET_KEEPCAPS
         if mm is not None and getattr(mm, "user_ns", None) is None:
             mm.user_ns = self.cred.user_ns
 
@@ -64,82 +188,127 @@ class Process:
 
     # ------------------------------------------------------------------ processes
 
-    def fork(self):
+    @syscall()
+    def fork(self) -> Process:
         """fork(2): a child with a copy of this address space; returns the child."""
         from .fork_exec import dup_mm
-        self._alive()
         mm = dup_mm(self.kernel, self.mm)
         mm.user_ns = self.mm.user_ns
         child = self.kernel.new_process(mm, parent=self)
         child.fds = dict(self.fds)
+        child.no_new_privs = self.no_new_privs
         return child
 
-    def clone(self, flags):
+    @syscall(flags=ULONG)
+    def clone(self, flags: int) -> Process:
         """clone(2) for the flags that matter to memory: CLONE_VM shares the address
-        space (mm_users), CLONE_THREAD makes a thread of this thread group."""
-        from .uapi import CLONE_SIGHAND, CLONE_THREAD, CLONE_VM
-        flags = _u64(flags)
-        # copy_process(): a thread needs shared signal handlers, which need a shared mm.
+        space (mm_users), CLONE_THREAD makes a thread of this thread group.  The flag
+        combinations copy_process refuses are EINVAL; other flags are accepted and,
+        where they do not touch memory, not modelled."""
+        from .uapi import (CLONE_DETACHED, CLONE_FS, CLONE_NEWNS, CLONE_NEWPID,
+                           CLONE_NEWUSER, CLONE_PARENT_SETTID, CLONE_PIDFD, CLONE_SIGHAND,
+                           CLONE_THREAD, CLONE_VM)
+        flags &= 0xFFFFFFFF   # the legacy clone reads the low 32 bits only
+        if flags & (CLONE_NEWNS | CLONE_FS) == CLONE_NEWNS | CLONE_FS:
+            raise error(errno.EINVAL)
+        if flags & (CLONE_NEWUSER | CLONE_FS) == CLONE_NEWUSER | CLONE_FS:
+            raise error(errno.EINVAL)
+        # A thread needs shared signal handlers, which need a shared mm.
         if flags & CLONE_THREAD and not flags & CLONE_SIGHAND:
             raise error(errno.EINVAL)
         if flags & CLONE_SIGHAND and not flags & CLONE_VM:
             raise error(errno.EINVAL)
+        if flags & CLONE_THREAD and flags & (CLONE_NEWUSER | CLONE_NEWPID):
+            raise error(errno.EINVAL)
+        if flags & CLONE_PIDFD and flags & (CLONE_DETACHED | CLONE_PARENT_SETTID):
+            # The legacy clone returns the pidfd where the parent tid would go.
+            raise error(errno.EINVAL)
         if not flags & CLONE_VM:
             return self.fork()
-        self._alive()
         self.mm.users += 1
+        parent = self
+        if flags & CLONE_THREAD:
+            # A thread's parent is the thread group's parent.
+            parent = self.kernel.processes.get(self.ppid)
         child = self.kernel.new_process(self.mm, parent=self)
         child.fds = dict(self.fds)
+        child.no_new_privs = self.no_new_privs
         if flags & CLONE_THREAD:
             child.tgid = self.tgid
+            del self.children[child.pid]
             child.ppid = self.ppid
+            if parent is not None and parent.state == RUNNING:
+                parent.children[child.pid] = child
         return child
 
-    def vfork(self):
+    @syscall()
+    def vfork(self) -> Process:
         """vfork(2): a child borrowing this address space until it execs or exits."""
         from .uapi import CLONE_VFORK, CLONE_VM
         return self.clone(CLONE_VM | CLONE_VFORK)
 
-    def execve(self, path, argv=None, envp=None):
+    @syscall(path=PATH, argv=STRINGS, envp=STRINGS)
+    def execve(self, path: str, argv: list[str] | None = None,
+               envp: list[str] | None = None) -> int:
         """execve(2) of a real ELF file: a fresh address space built the way
         load_elf_binary does, keeping the mm flags that survive exec."""
         from .fork_exec import execve
-        self._alive()
         return execve(self, path, argv, envp)
 
-    def _alive(self):
-        if self.state != "running":
-            raise error(errno.ESRCH, "the process has exited")
-
-    def exit(self, status=0):
+    @syscall(status=INT)
+    def exit(self, status: int = 0) -> None:
         """exit(2) / exit_group(2): drop the address space and become a zombie until the
-        parent waits; children go to init."""
-        self._alive()
+        parent waits; children go to init (pid 1) when it is a running simulated
+        process, else they are reaped as init would reap them."""
         if self.mm is not None:
             self.mm.users -= 1
             if self.mm.users == 0:
                 self.mm.unmap(0, self.mm.task_size)   # exit_mmap
             self.mm = None
         self.fds.clear()
-        self.state = "zombie"
+        self.state = ZOMBIE
         self.exit_status = status & 0xFF
-        for child in self.kernel.processes.values():
-            if child.ppid == self.pid and child is not self:
-                child.ppid = 1
+        kernel = self.kernel
+        init = kernel.processes.get(1)
+        if init is not None and (init is self or init.state != RUNNING):
+            init = None
+        for child in self.children.values():
+            child.ppid = 1
+            if init is not None:
+                init.children[child.pid] = child
+            elif child.state == ZOMBIE:
+                kernel.release(child)
+        self.children = {}
+        parent = kernel.processes.get(self.ppid)
+        if parent is None or parent.state != RUNNING or self.pid not in parent.children:
+            # Nobody simulated will wait for it (spawned from outside, or an orphan
+            # with no simulated init): reaped at once, as its real parent would.
+            kernel.release(self)
 
     exit_group = exit
 
-    def wait4(self, pid=-1, options=0):
+    @syscall(pid=INT, options=INT)
+    def wait4(self, pid: int = -1, options: int = 0) -> tuple[int, int]:
         """wait4(2): reap an exited child; returns ``(pid, status)`` like os.waitpid,
         ``(0, 0)`` with WNOHANG when no child has exited yet."""
-        from .uapi import WNOHANG
-        children = [p for p in self.kernel.processes.values()
-                    if p.ppid == self.pid and p.state != "reaped" and (pid == -1 or p.pid == pid)]
+        from .uapi import WALL, WCLONE, WCONTINUED, WNOHANG, WUNTRACED
+        if options & ~(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WCLONE | WALL):
+            raise error(errno.EINVAL)
+        if pid == -(1 << 31):
+            raise error(errno.ESRCH)   # -INT_MIN is no process group
+        if pid > 0:
+            child = self.children.get(pid)
+            children = [child] if child is not None else []
+        else:
+            # -1: any child; 0 and < -1 name process groups, which are all this
+            # process' own group in a simulation.
+            children = list(self.children.values())
         if not children:
             raise error(errno.ECHILD)
         for child in children:
-            if child.state == "zombie":
-                child.state = "reaped"
+            if child.state == ZOMBIE:
+                del self.children[child.pid]
+                self.kernel.release(child)
                 return child.pid, child.exit_status << 8
         if options & WNOHANG:
             return 0, 0
@@ -147,59 +316,90 @@ class Process:
 
     # ------------------------------------------------------------------ credentials
 
-    def setresuid(self, ruid, euid, suid):
+    @syscall(ruid=UINT, euid=UINT, suid=UINT)
+    def setresuid(self, ruid: int, euid: int, suid: int) -> int:
         """setresuid(2)."""
         from .cred import setresuid
-        return setresuid(self, _cint(ruid), _cint(euid), _cint(suid))
+        return setresuid(self, ruid, euid, suid)
 
-    def setuid(self, uid):
+    @syscall(uid=UINT)
+    def setuid(self, uid: int) -> int:
         """setuid(2)."""
         from .cred import setuid
-        return setuid(self, _cint(uid))
+        return setuid(self, uid)
 
-    def setresgid(self, rgid, egid, sgid):
+    @syscall(rgid=UINT, egid=UINT, sgid=UINT)
+    def setresgid(self, rgid: int, egid: int, sgid: int) -> int:
         """setresgid(2)."""
         from .cred import setresgid
-        return setresgid(self, _cint(rgid), _cint(egid), _cint(sgid))
+        return setresgid(self, rgid, egid, sgid)
 
-    def setgid(self, gid):
+    @syscall(gid=UINT)
+    def setgid(self, gid: int) -> int:
         """setgid(2)."""
         from .cred import setgid
-        return setgid(self, _cint(gid))
+        return setgid(self, gid)
 
-    def capget(self, pid=0):
+    @syscall(pid=INT)
+    def capget(self, pid: int = 0) -> tuple[int, int, int]:
         """capget(2): ``(effective, permitted, inheritable)`` of ``pid`` (0: the caller)."""
         from .cred import capget
-        target = self if not pid else self.kernel.processes.get(_cint(pid))
-        if target is None or target.state == "reaped":
+        target = self if not pid else self.kernel.processes.get(pid)
+        if target is None or target.state == REAPED:
             raise error(errno.ESRCH)
         return capget(self, target)
 
-    def capset(self, effective, permitted, inheritable):
+    @syscall(effective=UINT, permitted=UINT, inheritable=UINT)
+    def capset(self, effective: int, permitted: int, inheritable: int) -> int:
         """capset(2) on the caller."""
         from .cred import capset
-        return capset(self, _u64(effective), _u64(permitted), _u64(inheritable))
+        return capset(self, effective, permitted, inheritable)
 
-    def unshare(self, flags):
-        """unshare(2); only CLONE_NEWUSER is modelled."""
-        from .cred import unshare_user
-        from .uapi import CLONE_NEWUSER
-        if _u64(flags) != CLONE_NEWUSER:
-            raise error(errno.EINVAL, "only CLONE_NEWUSER is simulated")
-        return unshare_user(self)
+    @syscall(flags=ULONG)
+    def unshare(self, flags: int) -> int:
+        """unshare(2): CLONE_NEWUSER is modelled; the other flags unshare(2) accepts
+        change nothing memory-related and succeed (docs/processes.md)."""
+        from .cred import CAP_SYS_ADMIN, ns_capable, unshare_user
+        from .uapi import (CLONE_FILES, CLONE_FS, CLONE_NEWCGROUP, CLONE_NEWIPC,
+                           CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER,
+                           CLONE_NEWUTS, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD,
+                           CLONE_VM)
+        clone_newtime = 0x80
+        namespaces = (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET
+                      | CLONE_NEWPID | CLONE_NEWCGROUP | clone_newtime)
+        if flags & ~(CLONE_THREAD | CLONE_FS | CLONE_SIGHAND | CLONE_VM | CLONE_FILES
+                     | CLONE_SYSVSEM | CLONE_NEWUSER | namespaces):
+            raise error(errno.EINVAL)
+        # check_unshare_flags: what is shared with other threads cannot be unshared.
+        if flags & CLONE_NEWUSER:
+            flags |= CLONE_THREAD | CLONE_FS
+        if flags & CLONE_VM:
+            flags |= CLONE_SIGHAND
+        if flags & CLONE_SIGHAND:
+            flags |= CLONE_THREAD
+        threads = flags & (CLONE_THREAD | CLONE_SIGHAND) and any(
+            p.tgid == self.tgid and p is not self and p.state == RUNNING
+            for p in self.kernel.processes.values())
+        if threads or flags & CLONE_VM and self.mm.users > 1:
+            raise error(errno.EINVAL)
+        if flags & namespaces and not ns_capable(self.cred, self.cred.user_ns, CAP_SYS_ADMIN):
+            raise error(errno.EPERM)
+        if flags & CLONE_NEWUSER:
+            return unshare_user(self)
+        return 0
 
     # ------------------------------------------------------------------ pidfds
 
-    def pidfd_open(self, pid, flags=0):
+    @syscall(pid=INT, flags=UINT)
+    def pidfd_open(self, pid: int, flags: int = 0) -> int:
         """pidfd_open(2): a descriptor for process ``pid`` (a zombie may be opened)."""
         from .uapi import PIDFD_NONBLOCK, PIDFD_THREAD
-        pid, flags = _cint(pid), _u64(flags) & 0xFFFFFFFF
         if flags & ~(PIDFD_NONBLOCK | PIDFD_THREAD):
             raise error(errno.EINVAL)
         if pid <= 0:
             raise error(errno.EINVAL)
         target = self.kernel.processes.get(pid)
-        if target is None or target.state == "reaped":
+        if target is None or target.state == REAPED:
             raise error(errno.ESRCH)
         fd = 3
         while fd in self.fds:
@@ -215,27 +415,25 @@ class Process:
         obj = self.fds.get(pidfd)
         if not isinstance(obj, Pidfd):
             raise error(errno.EBADF)
-        if obj.process.state == "reaped":
+        if obj.process.state == REAPED:
             raise error(errno.ESRCH)
         return obj.process
 
-    def process_madvise(self, pidfd, iovec, advice, flags=0):
+    @syscall(pidfd=INT, iovec=IOVEC, advice=INT, flags=UINT)
+    def process_madvise(self, pidfd: int, iovec: list[tuple[int, int]], advice: int,
+                        flags: int = 0) -> int:
         """process_madvise(2): ``iovec`` is a list of (address, length) pairs.  Returns
         the bytes of the elements fully advised, or raises the first error when none
         were."""
         from .cred import CAP_SYS_NICE, PTRACE_MODE_READ_FSCREDS, capable, ptrace_may_access
-        if _u64(flags):
+        if flags:
             raise error(errno.EINVAL)
-        try:
-            elements = [(_u64(a), _u64(n)) for a, n in iovec]
-        except (TypeError, ValueError):
-            raise error(errno.EFAULT, "iovec is not a list of (address, length) pairs") from None
-        if len(elements) > 1024:
-            raise error(errno.EINVAL, "more than UIO_MAXIOV elements")
+        if isinstance(iovec, OSError):
+            raise iovec   # import_iovec refused it
+        elements = iovec
         if sum(n for _, n in elements) > (1 << 63) - 1:
             raise error(errno.EINVAL)
-        advice = _cint(advice)
-        target = self._pidfd_task(_cint(pidfd))
+        target = self._pidfd_task(pidfd)
         mm = target.mm
         if mm is None:
             raise error(errno.ESRCH, "the target has no address space")
@@ -257,22 +455,24 @@ class Process:
             done += length
         return done
 
-    def mctl(self, pidfd, action, flags=0):
+    @syscall(pidfd=INT, action=INT, flags=UINT)
+    def mctl(self, pidfd: int, action: int, flags: int = 0) -> int:
         """mctl(2), the proposed address-space-wide call (docs/mctl.md)."""
         from .mctl import mctl
-        self._alive()
-        return mctl(self, _cint(pidfd), _cint(action), _u64(flags) & 0xFFFFFFFF)
+        return mctl(self, pidfd, action, flags)
 
-    def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
-        """prctl(2) for the memory-management options (PR_SET_MM_MAP takes a
-        ``prctl.PrctlMmMap`` where the kernel takes a pointer to the struct)."""
-        from .prctl import PrctlMmMap, prctl
-        args = [a if isinstance(a, PrctlMmMap) else _u64(a) for a in (arg2, arg3, arg4, arg5)]
-        return prctl(self, _cint(option), *args)
+    @syscall(option=INT, arg2=PRCTL_ARG, arg3=PRCTL_ARG, arg4=PRCTL_ARG, arg5=PRCTL_ARG)
+    def prctl(self, option: int, arg2=0, arg3=0, arg4=0, arg5=0) -> int:
+        """prctl(2) for the memory-management options and the common harmless ones
+        (PR_SET_MM_MAP takes a ``prctl.PrctlMmMap`` where the kernel takes a pointer to
+        the struct; PR_SET_NAME may take the name itself)."""
+        from .prctl import prctl
+        return prctl(self, option, arg2, arg3, arg4, arg5)
 
     # ------------------------------------------------------------------ files
 
-    def open(self, path, flags=O_RDONLY):
+    @syscall(path=PATH, flags=INT)
+    def open(self, path: str, flags: int = O_RDONLY) -> int:
         """open(2) on a simulated file created with ``Kernel.create_file``."""
         inode = self.kernel.files.get(path)
         if inode is None:
@@ -287,7 +487,8 @@ class Process:
         self.fds[fd] = f
         return fd
 
-    def close(self, fd):
+    @syscall(fd=INT)
+    def close(self, fd: int) -> int:
         """close(2)."""
         if self.fds.pop(fd, None) is None:
             raise error(errno.EBADF)
@@ -295,11 +496,11 @@ class Process:
 
     # ------------------------------------------------------------------ memory syscalls
 
-    def mmap(self, addr, length, prot, flags, fd=-1, offset=0):
+    @syscall(addr=ULONG, length=ULONG, prot=ULONG, flags=ULONG, fd=INT, offset=ULONG)
+    def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1,
+             offset: int = 0) -> int:
         """mmap(2)."""
         from .uapi import MAP_ANONYMOUS
-        addr, length, prot, flags, offset = map(_u64, (addr, length, prot, flags, offset))
-        fd = _cint(fd)
         file = None
         if not flags & MAP_ANONYMOUS:
             file = self.fds.get(fd)
@@ -307,45 +508,54 @@ class Process:
                 raise error(errno.EBADF)
         return mman.mmap(self.mm, addr, length, prot, flags, file, offset, self.kernel.thp)
 
-    def munmap(self, addr, length):
+    @syscall(addr=ULONG, length=ULONG)
+    def munmap(self, addr: int, length: int) -> int:
         """munmap(2)."""
-        return mman.munmap(self.mm, _u64(addr), _u64(length))
+        return mman.munmap(self.mm, addr, length)
 
-    def mprotect(self, addr, length, prot):
+    @syscall(addr=ULONG, length=ULONG, prot=ULONG)
+    def mprotect(self, addr: int, length: int, prot: int) -> int:
         """mprotect(2)."""
-        return mman.mprotect(self.mm, _u64(addr), _u64(length), _u64(prot))
+        return mman.mprotect(self.mm, addr, length, prot)
 
-    def madvise(self, addr, length, advice):
+    @syscall(addr=ULONG, length=ULONG, advice=INT)
+    def madvise(self, addr: int, length: int, advice: int) -> int:
         """madvise(2)."""
-        return _madvise.madvise(self.mm, _u64(addr), _u64(length), _cint(advice))
+        return _madvise.madvise(self.mm, addr, length, advice)
 
-    def mremap(self, old_addr, old_size, new_size, flags=0, new_addr=0):
+    @syscall(old_addr=ULONG, old_size=ULONG, new_size=ULONG, flags=ULONG, new_addr=ULONG)
+    def mremap(self, old_addr: int, old_size: int, new_size: int, flags: int = 0,
+               new_addr: int = 0) -> int:
         """mremap(2)."""
-        return mman.mremap(self.mm, *map(_u64, (old_addr, old_size, new_size, flags, new_addr)))
+        return mman.mremap(self.mm, old_addr, old_size, new_size, flags, new_addr)
 
-    def mlock(self, addr, length):
+    @syscall(addr=ULONG, length=ULONG)
+    def mlock(self, addr: int, length: int) -> int:
         """mlock(2)."""
-        return mman.mlock(self.mm, _u64(addr), _u64(length))
+        return mman.mlock(self.mm, addr, length)
 
-    def mlock2(self, addr, length, flags):
+    @syscall(addr=ULONG, length=ULONG, flags=UINT)
+    def mlock2(self, addr: int, length: int, flags: int) -> int:
         """mlock2(2)."""
-        return mman.mlock(self.mm, _u64(addr), _u64(length), _u64(flags) & 0xFFFFFFFF)
+        return mman.mlock(self.mm, addr, length, flags)
 
-    def munlock(self, addr, length):
+    @syscall(addr=ULONG, length=ULONG)
+    def munlock(self, addr: int, length: int) -> int:
         """munlock(2)."""
-        return mman.munlock(self.mm, _u64(addr), _u64(length))
+        return mman.munlock(self.mm, addr, length)
 
-    def brk(self, addr):
+    @syscall(addr=ULONG)
+    def brk(self, addr: int) -> int:
         """brk(2): returns the new (or unchanged) break."""
-        return mman.brk(self.mm, _u64(addr))
+        return mman.brk(self.mm, addr)
 
-    def touch(self, addr, length, write=True):
+    @syscall(addr=ULONG, length=ULONG, write=FLAG)
+    def touch(self, addr: int, length: int, write: bool = True) -> int:
         """Fault every page of ``[addr, addr + length)`` as a read or write would.
 
         Raises EFAULT (where the CPU would deliver SIGSEGV) without touching anything
         if any page is unmapped or lacks the access."""
         mm = self.mm
-        addr, length = _u64(addr), _u64(length)
         start = addr & PAGE_MASK
         end = page_align(addr + length)
         if end > mm.task_size:
