@@ -13,6 +13,7 @@ import errno
 import functools
 import inspect
 import os
+from collections.abc import Mapping
 
 from . import madvise as _madvise
 from . import mman, pages
@@ -80,6 +81,14 @@ def _strings(value):
     return [_path(v) for v in value]
 
 
+def _environ(value):
+    """envp: what ``_strings`` takes, or a mapping of names to values as ``os.execve``
+    takes it (each pair becomes ``NAME=VALUE``)."""
+    if isinstance(value, Mapping):
+        return [_path(k) + "=" + _path(v) for k, v in value.items()]
+    return _strings(value)
+
+
 UIO_MAXIOV = 1024
 
 
@@ -113,8 +122,8 @@ def _prctl_arg(value):
 
 
 # The ABI types a syscall argument can be declared with.
-ULONG, INT, UINT, FLAG, PATH, STRINGS, IOVEC, PRCTL_ARG = (
-    _u64, _cint, _uint, _flag, _path, _strings, _iovec, _prctl_arg)
+ULONG, INT, UINT, FLAG, PATH, STRINGS, ENVIRON, IOVEC, PRCTL_ARG = (
+    _u64, _cint, _uint, _flag, _path, _strings, _environ, _iovec, _prctl_arg)
 
 # Every public syscall method of Process: name -> {argument: converter}.
 SYSCALLS: dict[str, dict] = {}
@@ -247,7 +256,7 @@ class Process:
         from .uapi import CLONE_VFORK, CLONE_VM
         return self.clone(CLONE_VM | CLONE_VFORK)
 
-    @syscall(path=PATH, argv=STRINGS, envp=STRINGS)
+    @syscall(path=PATH, argv=STRINGS, envp=ENVIRON)
     def execve(self, path: str, argv: list[str] | None = None,
                envp: list[str] | None = None) -> int:
         """execve(2) of a real ELF file: a fresh address space built the way
