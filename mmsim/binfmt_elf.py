@@ -28,21 +28,18 @@ from elftools.elf.elffile import ELFFile
 
 from . import mman, pages
 from .files import Inode, OpenFile
-from .mm import (MMF_TOPDOWN, MMAP_MIN_ADDR, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, error,
-                 page_align, thp_aligned)
+from .defs import (ELF_ET_DYN_BASE, MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT,
+                   PAGE_SIZE, PMD_SIZE, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, U64, error,
+                   page_align)
+from .defs import offset_in_page as _pageoff
+from .defs import page_align_down as _pagestart
+from .mm import MMF_TOPDOWN, thp_aligned
 from .uapi import MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE
-from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_ACCOUNT, VM_DONTDUMP,
+from .vma import (VM_ACCOUNT, VM_DONTDUMP,
                   VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO, VM_LOCKED, VM_LOCKED_MASK,
                   VM_DATA_DEFAULT_FLAGS, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_PFNMAP,
                   VM_READ, VM_WRITE, MergeProposal, Vma)
 
-U64 = (1 << 64) - 1
-
-# PIE programs are loaded at two thirds of the 47-bit window.  The raw value is not page
-# aligned (0x555555554aaa): a PIE base is aligned down to its segment alignment, while a
-# static PIE's break is page-aligned up from it (0x555555555000).
-ELF_ET_DYN_BASE = TASK_SIZE // 3 * 2
-MMAP_RND_BITS = 28                  # vm.mmap_rnd_bits on the reference machine
 STACK_RND_BITS = 22                 # STACK_RND_MASK 0x3fffff pages: up to 16 GiB
 BRK_RND_RANGE = 1 << 30             # arch_randomize_brk on 64-bit: within 1 GiB
 STACK_EXPAND = 128 << 10            # setup_arg_pages grows the new stack by 128 KiB
@@ -81,14 +78,6 @@ AT_PLATFORM, AT_RANDOM, AT_EXECFN, AT_SYSINFO_EHDR = 15, 25, 31, 33
 THP_AREA_FILESYSTEMS = frozenset({"ext4", "xfs"})
 
 EXSTACK_DEFAULT, EXSTACK_DISABLE_X, EXSTACK_ENABLE_X = 0, 1, 2
-
-
-def _pagestart(addr):
-    return addr & PAGE_MASK
-
-
-def _pageoff(addr):
-    return addr & ~PAGE_MASK
 
 
 class _Phdr:
@@ -306,7 +295,7 @@ def _thp_file_area(mm, image, addr, length, pgoff):
 
 def _vm_mmap(mm, image, addr, length, prot, flags, offset):
     """vm_mmap of the image file (MAP_PRIVATE), with the filesystem's placement rule."""
-    if offset < 0 or offset & ~PAGE_MASK:
+    if offset < 0 or _pageoff(offset):
         raise error(errno.EINVAL, "segment offset and address disagree within a page")
     if image.thp_area and not flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
         hint = addr
@@ -542,7 +531,7 @@ def _setup_stack(mm, strings_bytes, executable_stack, rlimit_stack, randomize, r
     shift = top_max - stack_top
     start -= shift
     size = stack_top - start
-    expand = min(rlimit_stack & PAGE_MASK, size + STACK_EXPAND)
+    expand = min(_pagestart(rlimit_stack), size + STACK_EXPAND)
     final_start = min(start, stack_top - expand)
     flags = VM_STACK_FLAGS | mm.def_flags
     if executable_stack == EXSTACK_ENABLE_X:

@@ -13,7 +13,7 @@ from operator import attrgetter
 
 from . import madvise as _madvise
 from .cred import CAP_SYS_ADMIN, PTRACE_MODE_ATTACH_REALCREDS, ns_capable, ptrace_may_access
-from .mm import error
+from .defs import error
 from .uapi import (MCTL_CLEAR_FADE_ON_DEATH, MCTL_CLEAR_HUGEPAGE,
                    MCTL_CLEAR_NOHUGEPAGE, MCTL_GET, MCTL_SET_DEFAULT_EXEC, MCTL_SET_FADE_ON_DEATH,
                    MCTL_SET_HUGEPAGE, MCTL_SET_NOHUGEPAGE)

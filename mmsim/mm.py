@@ -8,26 +8,18 @@ syscall layer above.
 """
 
 import errno
-import os
 
 from . import pages
+# The layout constants, page_align and error are re-exported for code that imports them
+# from here; mmsim's own modules take them from mmsim.defs.
+from .defs import (MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE,  # noqa: F401
+                   PMD_SIZE, RLIMIT_STACK_DEFAULT, SIZE_128M, STACK_GUARD_GAP, STACK_RND_PAGES,
+                   STACK_TOP, TASK_SIZE, TASK_UNMAPPED_BASE, error, offset_in_page, page_align,
+                   page_align_down)
 from .uapi import MAP_FIXED, MAP_SHARED
-from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_GROWSDOWN, VM_LOCKED_MASK,
-                  VM_SHADOW_STACK, VM_SPECIAL, MergeProposal, Vma, dup_vma)
+from .vma import (VM_GROWSDOWN, VM_LOCKED_MASK, VM_SHADOW_STACK, VM_SPECIAL, MergeProposal, Vma,
+                  dup_vma)
 from .vma_tree import VmaTree
-
-# x86-64 layout with 4-level page tables (arch/x86/include/asm/page_64_types.h).
-TASK_SIZE = (1 << 47) - PAGE_SIZE          # DEFAULT_MAP_WINDOW
-STACK_TOP = TASK_SIZE
-TASK_UNMAPPED_BASE = (TASK_SIZE // 3 + PAGE_SIZE - 1) & PAGE_MASK
-# The effective mmap_min_addr on the reference machine is 64 KiB (LSM_MMAP_MIN_ADDR),
-# although /proc/sys/vm/mmap_min_addr shows 4096.
-MMAP_MIN_ADDR = 0x10000
-STACK_GUARD_GAP = 256 << PAGE_SHIFT
-STACK_RND_PAGES = 0x3FFFFF                 # STACK_RND_MASK: up to 16 GiB of stack offset
-MMAP_RND_BITS = 28
-SIZE_128M = 128 << 20
-RLIMIT_STACK_DEFAULT = 8 << 20
 
 # mm->flags bits (include/linux/mm_types.h, 6.18).
 MMF_DUMPABLE_MASK = 0x3
@@ -42,17 +34,6 @@ MMF_HAS_MDWE_NO_INHERIT = 1 << 29
 MMF_VM_MERGE_ANY = 1 << 30
 MMF_TOPDOWN = 1 << 31
 MMF_DISABLE_THP_MASK = MMF_DISABLE_THP_EXCEPT_ADVISED | MMF_DISABLE_THP_COMPLETELY
-
-
-def error(code, what=""):
-    """An OSError carrying ``code``, worded like the os module's."""
-    msg = os.strerror(code)
-    return OSError(code, f"{msg}: {what}" if what else msg)
-
-
-def page_align(n):
-    """Round ``n`` up to a page boundary (PAGE_ALIGN)."""
-    return (n + PAGE_SIZE - 1) & PAGE_MASK
 
 
 def vm_start_gap(vma):
@@ -320,7 +301,7 @@ class Mm:
             found = self._arch_area(addr, length, flags)
         if found > self.task_size - length:
             raise error(errno.ENOMEM)
-        if found & ~PAGE_MASK:
+        if offset_in_page(found):
             raise error(errno.EINVAL)
         return found
 
@@ -341,7 +322,7 @@ class Mm:
         if flags & MAP_FIXED:
             return addr
         if addr:
-            addr &= PAGE_MASK  # x86 rounds the hint down
+            addr = page_align_down(addr)  # x86 rounds the hint down
             if self.task_size - length >= addr:
                 vma = self.find_vma(addr)
                 if vma is None or addr + length <= vm_start_gap(vma):

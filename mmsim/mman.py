@@ -9,13 +9,15 @@ what the syscall returns, and raises ``OSError`` with the kernel's errno.
 import errno
 
 from . import pages
-from .mm import MMAP_MIN_ADDR, STACK_GUARD_GAP, Mm, error, page_align, vm_start_gap
+from .defs import (MMAP_MIN_ADDR, PAGE_SHIFT, PAGE_SIZE, STACK_GUARD_GAP, U64, error,
+                   offset_in_page, page_align, page_align_down)
+from .mm import Mm, vm_start_gap
 from .uapi import (MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN,
                    MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
                    MAP_SHARED_VALIDATE, MAP_STACK, MAP_TYPE, MLOCK_ONFAULT, MREMAP_DONTUNMAP,
                    MREMAP_FIXED, MREMAP_MAYMOVE, PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP,
                    PROT_READ, PROT_SEM, PROT_WRITE)
-from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
+from .vma import (VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
                   VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,
                   VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NOHUGEPAGE, VM_NORESERVE,
                   VM_PFNMAP, VM_READ, VM_SEALED, VM_SHARED, VM_SPECIAL, VM_WRITE,
@@ -40,11 +42,8 @@ def calc_vm_flag_bits(flags):
     return vm
 
 
-U64 = (1 << 64) - 1
-
-
 def _aligned(addr):
-    return not addr & ~PAGE_MASK
+    return not offset_in_page(addr)
 
 
 def _page_align(n):
@@ -57,7 +56,7 @@ def _page_align(n):
 
 def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise"):
     """mmap(2).  ``file`` is the SimFile behind ``fd`` (the caller resolves fds)."""
-    if offset & ~PAGE_MASK:
+    if offset_in_page(offset):
         raise error(errno.EINVAL, "offset not page aligned")
     pgoff = offset >> PAGE_SHIFT
     if not length:
@@ -291,8 +290,8 @@ def _apply_lock(mm, start, end, lock_flags):
 def _lock_range(addr, length):
     """do_mlock's range: the length grows by the start's offset in its page, all in
     wrapping 64-bit arithmetic; a range that wraps is EINVAL."""
-    length = _page_align(length + (addr & ~PAGE_MASK))
-    start = addr & PAGE_MASK
+    length = _page_align(length + offset_in_page(addr))
+    start = page_align_down(addr)
     end = (start + length) & U64
     if end < start:
         raise error(errno.EINVAL)

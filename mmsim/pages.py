@@ -9,7 +9,8 @@ other address spaces (after fork) carries a ``mapcount`` above one.
 import errno
 
 from . import pagecache, thp
-from .vma import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_MAYSHARE, VM_READ, VM_SHARED,
+from .defs import HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, pfn_up
+from .vma import (VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
 PMD_PAGES = HPAGE_PMD_NR
@@ -362,7 +363,7 @@ def _fault_around(mm, vma, vpn, shmem=False):
     table.  A regular file's every page below EOF counts as cached (docs/mm.md); shmem
     has only the pages written or faulted so far.  Returns how many pages it mapped."""
     inode = vma.file.inode
-    npages = (inode.size + PAGE_SIZE - 1) >> PAGE_SHIFT
+    npages = pfn_up(inode.size)
     cache = inode.cache
     first = vma.start >> PAGE_SHIFT
     pte = vpn & (PMD_PAGES - 1)

@@ -5,8 +5,8 @@ import errno
 import attrs
 
 from .cred import capable, ns_capable
-from .mm import (MMAP_MIN_ADDR, MMF_DISABLE_THP_COMPLETELY, MMF_DISABLE_THP_EXCEPT_ADVISED,
-                 MMF_DUMPABLE_MASK, TASK_SIZE, error)
+from .defs import MMAP_MIN_ADDR, TASK_SIZE, error
+from .mm import MMF_DISABLE_THP_COMPLETELY, MMF_DISABLE_THP_EXCEPT_ADVISED, MMF_DUMPABLE_MASK
 from .uapi import (PR_GET_DUMPABLE, PR_GET_THP_DISABLE, PR_SET_DUMPABLE, PR_SET_MM,
                    PR_SET_MM_ARG_END, PR_SET_MM_ARG_START, PR_SET_MM_AUXV, PR_SET_MM_BRK,
                    PR_SET_MM_END_CODE, PR_SET_MM_END_DATA, PR_SET_MM_ENV_END,

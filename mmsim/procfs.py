@@ -3,8 +3,9 @@ and fs/proc/array.c on the reference kernel (no ProtectionKey line: the machine 
 PKU; no soft-dirty; no anon names)."""
 
 from . import pages, thp
+from .defs import PAGE_SHIFT, PAGE_SIZE
 from .mm import MMF_DISABLE_THP_COMPLETELY
-from .vma import (PAGE_SHIFT, VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
+from .vma import (VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_WRITE, vmflags_mnemonics)
 
 HEADER_WIDTH = 25 + 8 * 6 - 1   # seq_setwidth in show_vma_header_prefix (64-bit)
@@ -78,7 +79,7 @@ def vma_memory(vma):
             referenced += n
         shared = page.mapcount > 1
         # smaps_account(): bytes << PSS_SHIFT, divided by the mapcount, then summed.
-        share = ((n * 4096) << PSS_SHIFT) // page.mapcount
+        share = ((n * PAGE_SIZE) << PSS_SHIFT) // page.mapcount
         pss2 += share
         if page.dirty:
             pss_dirty += share

@@ -6,14 +6,13 @@ import errno
 
 from . import madvise as _madvise
 from . import mman, pages
-from .mm import error, page_align
+from .defs import PAGE_SIZE, U64, error, page_align, page_align_down
 from .uapi import O_RDONLY, O_RDWR, O_WRONLY
 
 O_ACCMODE = 3
-from .vma import PAGE_MASK, PAGE_SIZE, VM_READ, VM_WRITE
+from .vma import VM_READ, VM_WRITE
 
 
-U64 = (1 << 64) - 1
 
 
 def _u64(value):
@@ -346,7 +345,7 @@ class Process:
         if any page is unmapped or lacks the access."""
         mm = self.mm
         addr, length = _u64(addr), _u64(length)
-        start = addr & PAGE_MASK
+        start = page_align_down(addr)
         end = page_align(addr + length)
         if end > mm.task_size:
             raise error(errno.EFAULT, "beyond the user address space")

@@ -6,7 +6,8 @@ Only the PMD order (2 MiB) exists here: the reference machine has every smaller 
 size set to ``never`` and the PMD size to ``inherit``.
 """
 
-from .vma import PMD_SIZE, VM_HUGEPAGE, VM_NO_KHUGEPAGED, VM_NOHUGEPAGE
+from .defs import PAGE_SHIFT, PMD_SIZE
+from .vma import VM_HUGEPAGE, VM_NO_KHUGEPAGED, VM_NOHUGEPAGE
 
 MODES = ("always", "madvise", "never")
 
@@ -39,7 +40,7 @@ def pmd_fits(vma):
     if haddr + PMD_SIZE > vma.end:
         return False
     if vma.file is not None:
-        return ((vma.pgoff << 12) - vma.start) % PMD_SIZE == 0
+        return ((vma.pgoff << PAGE_SHIFT) - vma.start) % PMD_SIZE == 0
     return True
 
 

@@ -13,6 +13,7 @@ import re
 import attrs
 
 from . import uapi
+from .defs import page_align as _page_align
 
 # Calls the replayer runs in the simulator: their constant arguments are evaluated here.
 EXECUTED = frozenset("""
@@ -565,10 +566,6 @@ def format_result(name, result):
     if name in ADDRESS_RESULTS:
         return hex(result)
     return str(result)
-
-
-def _page_align(n):
-    return (n + 0xFFF) & ~0xFFF
 
 
 class Replayer:

@@ -8,12 +8,9 @@ spaces: ``mmsim.mm`` applies them.
 
 import attrs
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
-PAGE_MASK = ~(PAGE_SIZE - 1)
-PMD_SHIFT = 21
-PMD_SIZE = 1 << PMD_SHIFT
-HPAGE_PMD_NR = PMD_SIZE // PAGE_SIZE
+# PAGE_SIZE, PAGE_MASK, PMD_* and HPAGE_PMD_NR are re-exported for code that imports them
+# from here; mmsim's own modules take them from mmsim.defs.
+from .defs import HPAGE_PMD_NR, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE  # noqa: F401
 
 # --------------------------------------------------------------------------- vm_flags
 # Values from include/linux/mm.h (x86-64).
