@@ -351,13 +351,8 @@ def _vm_brk(mm, start, end, vm_flags):
         raise error(errno.ENOMEM)
     flags = vm_flags | VM_DATA_FLAGS | VM_ACCOUNT | mm.def_flags
     mm.unmap(start, end)
-    pgoff = start >> PAGE_SHIFT
-    prev = mm.prev_of(start)
-    prop = MergeProposal(start, end, flags, pgoff)
-    merged = (prev is not None and prev.end == start
-              and mm.merge_new(prop, prev, None, just_expand=True) is not None)
-    if not merged:
-        mm.insert(Vma(start, end, flags, pgoff))
+    mm.merge_or_insert(MergeProposal(start, end, flags, start >> PAGE_SHIFT), mm.prev_of(start),
+                       None, just_expand=True)
     if mm.def_flags & VM_LOCKED:
         mman.mm_populate(mm, start, end)
 

@@ -4,7 +4,7 @@ mm_init, mm/mmap.c dup_mmap).  Exec arrives with the ELF loader."""
 import gc
 
 from . import mctl, pages
-from .defs import error
+from .defs import PAGE_SHIFT, error
 from .mm import (MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
                  MMF_HAS_MDWE_NO_INHERIT, MMF_TOPDOWN, MMF_VM_MERGE_ANY, Mm)
 from .vma_tree import VmaTree
@@ -61,6 +61,9 @@ def dup_mm(kernel, oldmm):
             gc.enable()
     # The parent's tree is already in order: build the child's in one pass (__mt_dup).
     mm.tree = VmaTree.from_parts(bounds, copies, check=False)
+    # dup_mm starts the child's high-water marks at what it holds.
+    mm.total_vm = (sum(bounds[1::2]) - sum(bounds[0::2])) >> PAGE_SHIFT
+    mm.hiwater_vm = mm.total_vm
     mm.hiwater_rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
     return mm
 

@@ -189,8 +189,7 @@ def vma_behavior(mm, vma, start, end, advice):
             pages.anon_vma_prepare(vma)
         pages.install_guards(mm, vma, start, end)
         # This 6.18 build marks the whole VMA, without splitting it (VM_MAYBE_GUARD).
-        vma.vm_flags |= VM_MAYBE_GUARD
-        mm.tree.touch(vma.start)
+        mm.set_vm_flags(vma, vma.vm_flags | VM_MAYBE_GUARD)
         return vma
     if advice == MADV_GUARD_REMOVE:
         if vm_flags & (VM_SPECIAL | VM_HUGETLB):

@@ -62,6 +62,13 @@ def thp_aligned(ret, addr, off, topdown):
 class Mm:
     """An address space: its VMAs in a VmaTree, mm flags, def_flags and layout."""
 
+    # Every field is declared here: other modules read and set them, never add their own.
+    __slots__ = ("kernel", "tree", "flags", "def_flags", "task_size", "mmap_base", "start_brk",
+                 "brk", "start_stack", "start_code", "end_code", "start_data", "end_data",
+                 "arg_start", "arg_end", "env_start", "env_end", "users", "user_ns",
+                 "total_vm", "hiwater_vm", "rss_anon", "rss_file", "rss_shmem", "hiwater_rss",
+                 "exe_file", "vdso", "fade_on_death", "mctl", "mctl_bits")
+
     def __init__(self, kernel, flags=MMF_DUMP_FILTER_DEFAULT | 1, def_flags=0):
         self.kernel = kernel
         self.tree = VmaTree()
@@ -76,9 +83,17 @@ class Mm:
         self.arg_start = self.arg_end = self.env_start = self.env_end = 0
         self.users = 1
         self.user_ns = None   # the user namespace the mm was created in (mm->user_ns)
+        # Pages mapped, and their high-water mark as of the last unmap: /proc shows the
+        # larger of the two as VmPeak, as task_mem() does.
+        self.total_vm = 0
+        self.hiwater_vm = 0
         self.rss_anon = self.rss_file = self.rss_shmem = 0   # resident pages
         self.hiwater_rss = 0
+        self.exe_file = None   # the program's SimFile (set by exec)
+        self.vdso = 0          # where the [vdso] text is (set by exec)
         self.fade_on_death = False   # MMF_FADE_ON_DEATH: set through mctl
+        self.mctl = None       # mctl's property states, made on first use (mctl.states)
+        self.mctl_bits = 0     # the def_flags bits mctl put there (mctl.sync_def_flags)
 
     # ------------------------------------------------------------------ lookups
 
@@ -122,6 +137,18 @@ class Mm:
     def _store(self, vma):
         self.tree.store(vma.start, vma.end, vma)
 
+    def set_vm_flags(self, vma, vm_flags):
+        """Give the linked ``vma`` new flags in place (vm_flags_reset): the one way to
+        change a VMA's flags without the merge engine, keeping the tree's per-node flag
+        summaries (``summarized_walk``) right."""
+        vma.vm_flags = vm_flags
+        self.tree.touch(vma.start)
+
+    def update_hiwater_vm(self):
+        """Record total_vm's high-water mark before it drops (update_hiwater_vm)."""
+        if self.total_vm > self.hiwater_vm:
+            self.hiwater_vm = self.total_vm
+
     def _max_map_count(self):
         return self.kernel.max_map_count
 
@@ -161,7 +188,27 @@ class Mm:
             self._remove(nxt, into=target)
         target.start, target.end, target.pgoff = start, end, pgoff
         self._store(target)
+        self.total_vm += (prop.end - prop.start) >> PAGE_SHIFT
         return target
+
+    def merge_or_insert(self, prop, prev, nxt, just_expand=False, vma=None):
+        """The one "merge, else insert" step for a free range (mmap_region, brk,
+        vm_brk, mremap's copy): grow a compatible neighbour over ``prop``
+        (vma_merge_new_range), else link ``vma``, by default a new VMA with the
+        proposal's properties.  Returns the VMA now covering the range."""
+        merged = self.merge_new(prop, prev, nxt, just_expand)
+        if merged is not None:
+            return merged
+        return self.insert(prop.new_vma() if vma is None else vma)
+
+    def expand(self, vma, new_end):
+        """vma_merge_extend: grow ``vma`` up to ``new_end`` over free space, merging with
+        the VMA there if it is compatible.  A VMA the merge rules refuse (VM_SPECIAL)
+        cannot grow: ENOMEM, with nothing changed."""
+        prop = MergeProposal.for_growth(vma, new_end)
+        if self.merge_new(prop, vma, self.next_of(new_end)) is None:
+            raise error(errno.ENOMEM, "the VMA cannot be expanded")
+        return vma
 
     def merge_existing(self, prop, prev):
         """vma_merge_existing_range: ``prop`` changes part of ``prop.middle``; merge that
@@ -233,8 +280,7 @@ class Mm:
             self.split(vma, start, new_below=True)
         if vma.end > end:
             self.split(vma, end, new_below=False)
-        vma.vm_flags = vm_flags
-        self.tree.touch(vma.start)   # the flag summaries see in-place changes only so
+        self.set_vm_flags(vma, vm_flags)
         if anon_name is not None:
             vma.anon_name = anon_name or None
         return vma
@@ -263,8 +309,10 @@ class Mm:
         return new
 
     def insert(self, vma):
-        """Link a new VMA into the (free) range it covers."""
+        """Link a new VMA into the range it covers, which must be free: an overlap is an
+        internal error that ``check()`` reports, not something to refuse here."""
         self._store(vma)
+        self.total_vm += (vma.end - vma.start) >> PAGE_SHIFT
         return vma
 
     def unmap(self, start, end):
@@ -281,7 +329,11 @@ class Mm:
         last = self.vma_lookup(end - 1)
         if last is not None and last.end > end:
             self.split(last, end, new_below=False, check_limit=False)
-        for victim in self.vmas(start, end):
+        victims = self.vmas(start, end)
+        if victims:
+            self.update_hiwater_vm()
+        for victim in victims:
+            self.total_vm -= (victim.end - victim.start) >> PAGE_SHIFT
             self._remove(victim)
         self.tree.erase(start, end)
 
@@ -371,12 +423,17 @@ class Mm:
     # ------------------------------------------------------------------ checking
 
     def check(self):
-        """Verify the tree and that every VMA sits exactly at its own range."""
+        """Verify the tree, that every VMA sits exactly at its own range, and that
+        total_vm counts their pages."""
         self.tree.check()
+        total = 0
         for start, end, vma in self.tree.items():
             if vma.start != start or vma.end != end:
                 raise AssertionError(f"{vma!r} is stored at [{start:#x}, {end:#x})")
             pages.check_vma(vma)
+            total += (end - start) >> PAGE_SHIFT
+        if total != self.total_vm:
+            raise AssertionError(f"total_vm is {self.total_vm} pages, the VMAs hold {total}")
 
 
 def _anon_compatible(prev, nxt):

@@ -151,11 +151,10 @@ def status(proc):
              f"Uid:\t{cred.uid}\t{cred.euid}\t{cred.suid}\t{cred.fsuid}\n",
              f"Gid:\t{cred.gid}\t{cred.egid}\t{cred.sgid}\t{cred.fsgid}\n"]
     if mm is not None:
-        total = data = stack = exe = locked = 0
+        data = stack = exe = locked = 0
         for vma in mm.vmas():
             n = vma.npages
             flags = vma.vm_flags
-            total += n
             if flags & VM_LOCKED:
                 locked += n
             if flags & VM_GROWSDOWN:
@@ -165,9 +164,10 @@ def status(proc):
             elif (flags & (VM_EXEC | VM_WRITE)) == VM_EXEC:
                 exe += n
         rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
-        peak = max(total, getattr(mm, "total_vm_peak", 0))
-        mm.total_vm_peak = peak
-        lines += [_status_kb("VmPeak:", peak), _status_kb("VmSize:", total),
+        # task_mem(): the high-water marks are kept up to date by whatever lowers
+        # total_vm or rss; the current values may be above them.
+        lines += [_status_kb("VmPeak:", max(mm.hiwater_vm, mm.total_vm)),
+                  _status_kb("VmSize:", mm.total_vm),
                   _status_kb("VmLck:", locked), _status_kb("VmPin:", 0),
                   _status_kb("VmHWM:", max(mm.hiwater_rss, rss)), _status_kb("VmRSS:", rss),
                   _status_kb("RssAnon:", mm.rss_anon), _status_kb("RssFile:", mm.rss_file),

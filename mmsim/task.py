@@ -55,7 +55,7 @@ class Process:
         self.cred = cred if cred is not None else Cred()
         self.state = "running"       # then "zombie" after exit, "reaped" after wait
         self.exit_status = None
-        if mm is not None and getattr(mm, "user_ns", None) is None:
+        if mm is not None and mm.user_ns is None:
             mm.user_ns = self.cred.user_ns
 
     def __repr__(self):

@@ -172,10 +172,15 @@ def is_fork_child(vma):
     return vma is not None and vma.anon_vma is not None and vma.forked
 
 
+def flags_mergeable(a, b):
+    """Two vm_flags values a merge accepts side by side: equal but for VM_SOFTDIRTY."""
+    return not (a ^ b) & ~VM_SOFTDIRTY
+
+
 def is_mergeable_vma(tgt, vm_flags, file, uffd_ctx, anon_name, policy):
     """``tgt`` agrees with a proposed range on every property but anon_vma and pgoff."""
     return (tgt.policy == policy
-            and not (tgt.vm_flags ^ vm_flags) & ~VM_SOFTDIRTY
+            and flags_mergeable(tgt.vm_flags, vm_flags)
             and tgt.file is file
             and tgt.uffd_ctx is uffd_ctx
             and tgt.anon_name == anon_name)
@@ -218,6 +223,32 @@ class MergeProposal:
         return cls(start, end, vm_flags, vma.pgoff_at(start), vma.file, vma.anon_vma,
                    vma.anon_name if anon_name is None else anon_name, vma.uffd_ctx, vma.policy,
                    middle=vma)
+
+    @classmethod
+    def for_growth(cls, vma, new_end):
+        """The proposal for growing ``vma`` up to ``new_end`` (vma_merge_extend)."""
+        return cls(vma.end, new_end, vma.vm_flags, vma.pgoff_at(vma.end), vma.file,
+                   vma.anon_vma, vma.anon_name, vma.uffd_ctx, vma.policy)
+
+    @classmethod
+    def whole_change_merges(cls, vma, vm_flags, prev, nxt):
+        """Would giving all of ``vma`` the flags ``vm_flags`` merge it with ``prev`` or
+        ``nxt`` (its neighbours in the tree, or None)?  When not, vma_modify neither
+        merges nor splits and the flags change in place.  Most answers come from the
+        neighbours' flags alone, without building a proposal."""
+        left = prev is not None and prev.end == vma.start and flags_mergeable(prev.vm_flags,
+                                                                               vm_flags)
+        right = nxt is not None and nxt.start == vma.end and flags_mergeable(nxt.vm_flags,
+                                                                             vm_flags)
+        if not (left or right):
+            return False
+        prop = cls.for_change(vma, vma.start, vma.end, vm_flags)
+        return (left and prop.can_merge_after(prev)) or (right and prop.can_merge_before(nxt))
+
+    def new_vma(self):
+        """A new, unlinked VMA with the proposal's range and properties."""
+        return Vma(self.start, self.end, self.vm_flags, self.pgoff, self.file, self.anon_vma,
+                   anon_name=self.anon_name, uffd_ctx=self.uffd_ctx, policy=self.policy)
 
     def mergeable_with(self, tgt):
         return (is_mergeable_vma(tgt, self.vm_flags, self.file, self.uffd_ctx, self.anon_name,
