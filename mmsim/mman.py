@@ -504,16 +504,15 @@ def _take(vma, start, end):
 
 
 def _rekey(vma, moved_pages, moved_huge, shift):
-    if moved_pages:
-        base = vma.pages if vma.pages is not None else {}
-        for vpn, page in moved_pages.items():
-            base[vpn + shift] = page
-        vma.pages = base
-    if moved_huge:
-        huge = vma.huge if vma.huge is not None else {}
-        for vpn, page in moved_huge.items():
-            huge[vpn + shift] = page
-        vma.huge = huge
+    """Add the moved pages and THPs to ``vma``, ``shift`` pages from where they were."""
+    for name, moved in (("pages", moved_pages), ("huge", moved_huge)):
+        if moved:
+            held = getattr(vma, name)
+            if held is None:
+                held = {}
+                setattr(vma, name, held)
+            for vpn, page in moved.items():
+                held[vpn + shift] = page
 
 
 # ---------------------------------------------------------------------- brk

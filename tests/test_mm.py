@@ -61,15 +61,22 @@ def _live_map_unmap():
     return before, _read_status()
 
 
-def _sim_map_unmap():
+def _sim(act, setup=None):
+    """On a fresh simulated process, run ``setup(proc)``, read its status, run
+    ``act(proc, prepared)``; the status before and after, and what ``act`` returned."""
     k = Kernel(randomize=False)
     proc = k.spawn()
-    status = lambda: _status(k.proc_read(f"/proc/{proc.pid}/status"))  # noqa: E731
-    before = status()
-    addr = proc.mmap(0, BIG, PROT_NONE, ANON | MAP_NORESERVE)
-    proc.munmap(addr, BIG)
+    prepared = setup(proc) if setup else None
+    before = _status(k.proc_read(f"/proc/{proc.pid}/status"))
+    result = act(proc, prepared)
     proc.mm.check()
-    return before, status()
+    return before, _status(k.proc_read(f"/proc/{proc.pid}/status")), result
+
+
+def _sim_map_unmap():
+    def act(proc, _):
+        proc.munmap(proc.mmap(0, BIG, PROT_NONE, ANON | MAP_NORESERVE), BIG)
+    return _sim(act)[:2]
 
 
 def _peak_rule(before, after, size_kb):
@@ -107,15 +114,14 @@ def _live_move():
 
 
 def _sim_move():
-    k = Kernel(randomize=False)
-    proc = k.spawn()
-    status = lambda: _status(k.proc_read(f"/proc/{proc.pid}/status"))  # noqa: E731
-    addr = proc.mmap(0, SPAN, PROT_NONE, ANON | MAP_NORESERVE)
-    proc.mmap(addr + SPAN, P, PROT_NONE, ANON | MAP_FIXED_NOREPLACE)
-    before = status()
-    new = proc.mremap(addr, SPAN, SPAN + P, MREMAP_MAYMOVE)
-    proc.mm.check()
-    return before, status(), new != addr
+    def setup(proc):
+        addr = proc.mmap(0, SPAN, PROT_NONE, ANON | MAP_NORESERVE)
+        proc.mmap(addr + SPAN, P, PROT_NONE, ANON | MAP_FIXED_NOREPLACE)
+        return addr
+
+    def act(proc, addr):
+        return proc.mremap(addr, SPAN, SPAN + P, MREMAP_MAYMOVE) != addr
+    return _sim(act, setup)
 
 
 def test_vmpeak_does_not_count_a_moved_mapping_twice():
@@ -145,15 +151,11 @@ def _live_touch_unmap():
 
 
 def _sim_touch_unmap():
-    k = Kernel(randomize=False)
-    proc = k.spawn()
-    status = lambda: _status(k.proc_read(f"/proc/{proc.pid}/status"))  # noqa: E731
-    before = status()
-    addr = proc.mmap(0, TOUCH, RW, ANON)
-    proc.touch(addr, TOUCH)
-    proc.munmap(addr, TOUCH)
-    proc.mm.check()
-    return before, status()
+    def act(proc, _):
+        addr = proc.mmap(0, TOUCH, RW, ANON)
+        proc.touch(addr, TOUCH)
+        proc.munmap(addr, TOUCH)
+    return _sim(act)[:2]
 
 
 def test_vmhwm_remembers_unmapped_resident_memory():
