@@ -29,8 +29,8 @@ from elftools.elf.elffile import ELFFile
 from . import mman, pages
 from .files import Inode, OpenFile
 from .defs import (ELF_ET_DYN_BASE, MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT,
-                   PAGE_SIZE, PMD_SIZE, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, U64, error,
-                   page_align)
+                   PAGE_SIZE, PMD_SIZE, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, U64, align_up,
+                   error, page_align)
 from .defs import offset_in_page as _pageoff
 from .defs import page_align_down as _pagestart
 from .mm import MMF_TOPDOWN, thp_aligned
@@ -283,7 +283,7 @@ def _thp_file_area(mm, image, addr, length, pgoff):
     None when the ordinary search applies."""
     off = pgoff << PAGE_SHIFT
     off_end = off + length
-    off_align = (off + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+    off_align = align_up(off, PMD_SIZE)
     if off_end <= off_align or off_end - off_align < PMD_SIZE:
         return None
     try:

@@ -14,7 +14,6 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 PAGE_MASK = ~(PAGE_SIZE - 1)
 PMD_SHIFT = 21
 PMD_SIZE = 1 << PMD_SHIFT
-PMD_MASK = ~(PMD_SIZE - 1)
 HPAGE_PMD_NR = PMD_SIZE // PAGE_SIZE
 
 #: One past the largest unsigned long, and the mask that wraps a value into one.
@@ -51,6 +50,16 @@ def page_align_down(n):
 def offset_in_page(n):
     """``n``'s offset within its page (offset_in_page, ELF_PAGEOFFSET)."""
     return n & ~PAGE_MASK
+
+
+def align_up(n, size):
+    """Round ``n`` up to a multiple of the power of two ``size`` (ALIGN)."""
+    return (n + size - 1) & -size
+
+
+def align_down(n, size):
+    """Round ``n`` down to a multiple of the power of two ``size`` (ALIGN_DOWN)."""
+    return n & -size
 
 
 def pfn_up(n):

@@ -5,7 +5,7 @@ flag changes through the merge engine, and the memory-side advice."""
 import errno
 
 from . import pages, thp
-from .defs import error, offset_in_page, page_align
+from .defs import PAGE_SIZE, error, offset_in_page, page_align
 from .uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
                    MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
                    MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_HUGEPAGE, MADV_HWPOISON,
@@ -212,7 +212,7 @@ def _populate(mm, start, end, write):
         need = VM_WRITE if write else 0x1
         if not vma.vm_flags & need:
             raise error(errno.EINVAL)
-        for page in range(addr, stop, 4096):
+        for page in range(addr, stop, PAGE_SIZE):
             pages.fault(mm, vma, page, write, mm.kernel.thp, touch=True)
         addr = stop
     return 0

@@ -9,7 +9,7 @@ other address spaces (after fork) carries a ``mapcount`` above one.
 import errno
 
 from . import pagecache, thp
-from .defs import HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, pfn_up
+from .defs import HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, pfn_up
 from .vma import (VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
@@ -58,7 +58,7 @@ def split_huge_at(vma, addr):
     """split_huge_pmd: a THP straddling ``addr`` becomes 512 PTE-mapped pages."""
     if not vma.huge or not addr % PMD_SIZE:
         return
-    head = (addr & ~(PMD_SIZE - 1)) >> PAGE_SHIFT
+    head = align_down(addr, PMD_SIZE) >> PAGE_SHIFT
     page = vma.huge.pop(head, None)
     if page is None:
         return
@@ -412,8 +412,8 @@ def collapse(mm, vma, start, end):
     a range inside a single block, with no block in it, fails like the kernel's
     ``thps == (hend - hstart) >> HPAGE_PMD_SHIFT`` test with hstart past hend."""
     ok = True
-    first = (start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
-    last = end & ~(PMD_SIZE - 1)
+    first = align_up(start, PMD_SIZE)
+    last = align_down(end, PMD_SIZE)
     if first > last:
         return False
     anon = vma.file is None
