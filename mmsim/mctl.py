@@ -130,10 +130,10 @@ def walk(mm, prop, turn_on):
 
     MADV_[NO]HUGEPAGE refuses no VMA (hugepage_madvise has no type check), so each is
     a plain bit change.  The tree keeps an OR/AND summary of its VMAs' flags per node,
-    so subtrees with nothing to change are skipped without reading them.  For each
-    change the merge engine says whether it would merge with a neighbour; when not,
-    vma_modify neither merges nor splits and only the flags change, so the walk writes
-    them in place.  The first change that would merge ends the fast walk: from there on
+    so subtrees with nothing to change are skipped without reading them.  Each leaf's
+    changes go to the engine's set_flags_until_merge: up to the first change that may
+    merge with a neighbour, vma_modify would neither merge nor split, so the flags
+    change in place.  The first change that may merge ends the fast walk: from there on
     every VMA goes the way madvise would, through the merge engine."""
     flag = VM_FLAG[prop]
     if turn_on:
@@ -141,30 +141,18 @@ def walk(mm, prop, turn_on):
     else:
         clear, add = flag, 0
     keep = ~clear
-    merges = MergeProposal.whole_change_merges
-    set_flags = mm.set_vm_flags
     sweep = mm.tree.summarized_walk(_vm_flags, lambda o, a: a & add == add and not o & clear)
     for leaf in sweep:
-        last = len(leaf) - 1
-        for i, vma in enumerate(leaf):
-            old = vma.vm_flags
-            new = old & keep | add
-            if new == old:
-                continue
-            # Inside a leaf the neighbours are at hand; at its ends ask the tree.
-            prev = leaf[i - 1] if i else mm.prev_of(vma.start)
-            nxt = leaf[i + 1] if i < last else mm.next_of(vma.end)
-            if not merges(vma, new, prev, nxt):
-                set_flags(vma, new)
-                continue
+        stop = mm.set_flags_until_merge(leaf, keep, add, mm.prev_of(leaf[0].start),
+                                        mm.next_of(leaf[-1].end))
+        if stop < len(leaf):
             sweep.close()
-            _walk_merging(mm, vma.start, keep, add)
+            _walk_merging(mm, leaf[stop].start, keep, add)
             return
 
 
 def _walk_merging(mm, start, keep, add):
     """The rest of the walk, from ``start``, for when merges may reshape the tree."""
-    merges = MergeProposal.whole_change_merges
     vmas = mm.vmas(start)
     last = len(vmas) - 1
     prev = mm.prev_of(start)
@@ -180,8 +168,10 @@ def _walk_merging(mm, start, keep, add):
             if mm.vma_lookup(vma.start) is not vma:
                 continue  # merged into the VMA changed before it
         nxt = vmas[i + 1] if i < last else None
-        if not merges(vma, new, prev, nxt):
-            mm.set_vm_flags(vma, new)
+        if (mm.set_flags_until_merge((vma,), keep, add, prev, nxt)
+                or not MergeProposal.whole_change_merges(vma, new, prev, nxt)):
+            if vma.vm_flags != new:
+                mm.set_vm_flags(vma, new)
             prev = vma
             continue
         prev = _madvise.update_vma(mm, vma, vma.start, vma.end, new)

@@ -17,8 +17,8 @@ from .defs import (MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE,  # noqa:
                    STACK_TOP, TASK_SIZE, TASK_UNMAPPED_BASE, error, offset_in_page, page_align,
                    page_align_down)
 from .uapi import MAP_FIXED, MAP_SHARED
-from .vma import (VM_GROWSDOWN, VM_LOCKED_MASK, VM_SHADOW_STACK, VM_SPECIAL, MergeProposal, Vma,
-                  dup_vma)
+from .vma import (VM_GROWSDOWN, VM_LOCKED_MASK, VM_MERGE_MASK, VM_SHADOW_STACK, VM_SPECIAL,
+                  MergeProposal, Vma, dup_vma)
 from .vma_tree import VmaTree
 
 # mm->flags bits (include/linux/mm_types.h, 6.18).
@@ -140,9 +140,42 @@ class Mm:
     def set_vm_flags(self, vma, vm_flags):
         """Give the linked ``vma`` new flags in place (vm_flags_reset): the one way to
         change a VMA's flags without the merge engine, keeping the tree's per-node flag
-        summaries (``summarized_walk``) right."""
+        summaries right."""
         vma.vm_flags = vm_flags
         self.tree.touch(vma.start)
+
+    def set_flags_until_merge(self, leaf, keep, add, prev, nxt):
+        """set_vm_flags for a run of whole-VMA changes that merge with nothing: give each
+        VMA of ``leaf`` (VMAs of one tree leaf, in order; ``prev`` just below them and
+        ``nxt`` just above, or None) the flags ``vm_flags & keep | add``, in order, and
+        stop before the first change that may merge with a neighbour: one where a
+        neighbour is adjacent with flags a merge accepts.  Until then vma_modify would
+        neither merge nor split.  Returns the index it stopped at, or ``len(leaf)``."""
+        mask = VM_MERGE_MASK
+        before = prev
+        before_flags = prev.vm_flags if prev is not None else 0
+        last = len(leaf) - 1
+        i = -1
+        for i, vma in enumerate(leaf):
+            old = vma.vm_flags
+            new = old & keep | add
+            if new != old:
+                # Cheapest first: adjacent neighbours usually differ in flags.
+                if (not (before_flags ^ new) & mask and before is not None
+                        and before.end == vma.start):
+                    break
+                after = leaf[i + 1] if i < last else nxt
+                if (after is not None and not (after.vm_flags ^ new) & mask
+                        and after.start == vma.end):
+                    break
+                vma.vm_flags = new
+            before = vma
+            before_flags = new
+        else:
+            i = last + 1
+        if i > 0:
+            self.tree.touch(leaf[0].start)
+        return i
 
     def update_hiwater_vm(self):
         """Record total_vm's high-water mark before it drops (update_hiwater_vm)."""

@@ -61,6 +61,9 @@ VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
 VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
 VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
 VM_NO_KHUGEPAGED = VM_SPECIAL | VM_HUGETLB
+# The flags two VMAs may differ in and still merge, and the mask of those they may not.
+VM_IGNORE_MERGE = VM_SOFTDIRTY
+VM_MERGE_MASK = ~VM_IGNORE_MERGE
 # x86-64: VM_EXEC only under READ_IMPLIES_EXEC, which a 64-bit process never gets.
 VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 VM_STACK_DEFAULT_FLAGS = VM_DATA_DEFAULT_FLAGS
@@ -172,15 +175,10 @@ def is_fork_child(vma):
     return vma is not None and vma.anon_vma is not None and vma.forked
 
 
-def flags_mergeable(a, b):
-    """Two vm_flags values a merge accepts side by side: equal but for VM_SOFTDIRTY."""
-    return not (a ^ b) & ~VM_SOFTDIRTY
-
-
 def is_mergeable_vma(tgt, vm_flags, file, uffd_ctx, anon_name, policy):
     """``tgt`` agrees with a proposed range on every property but anon_vma and pgoff."""
     return (tgt.policy == policy
-            and flags_mergeable(tgt.vm_flags, vm_flags)
+            and not (tgt.vm_flags ^ vm_flags) & VM_MERGE_MASK
             and tgt.file is file
             and tgt.uffd_ctx is uffd_ctx
             and tgt.anon_name == anon_name)
@@ -230,20 +228,14 @@ class MergeProposal:
         return cls(vma.end, new_end, vma.vm_flags, vma.pgoff_at(vma.end), vma.file,
                    vma.anon_vma, vma.anon_name, vma.uffd_ctx, vma.policy)
 
-    @classmethod
-    def whole_change_merges(cls, vma, vm_flags, prev, nxt):
+    @staticmethod
+    def whole_change_merges(vma, vm_flags, prev, nxt):
         """Would giving all of ``vma`` the flags ``vm_flags`` merge it with ``prev`` or
         ``nxt`` (its neighbours in the tree, or None)?  When not, vma_modify neither
-        merges nor splits and the flags change in place.  Most answers come from the
-        neighbours' flags alone, without building a proposal."""
-        left = prev is not None and prev.end == vma.start and flags_mergeable(prev.vm_flags,
-                                                                               vm_flags)
-        right = nxt is not None and nxt.start == vma.end and flags_mergeable(nxt.vm_flags,
-                                                                             vm_flags)
-        if not (left or right):
-            return False
-        prop = cls.for_change(vma, vma.start, vma.end, vm_flags)
-        return (left and prop.can_merge_after(prev)) or (right and prop.can_merge_before(nxt))
+        merges nor splits and the flags change in place."""
+        prop = MergeProposal.for_change(vma, vma.start, vma.end, vm_flags)
+        return bool((prev is not None and prop.can_merge_after(prev))
+                    or (nxt is not None and prop.can_merge_before(nxt)))
 
     def new_vma(self):
         """A new, unlinked VMA with the proposal's range and properties."""

@@ -327,3 +327,22 @@ def test_vm_brk_merges_with_the_vma_below():
     with pytest.raises(OSError):
         _vm_brk(mm, TASK_SIZE - P, TASK_SIZE + P, 0)
     mm.check()
+
+
+def test_set_flags_until_merge_stops_before_a_change_that_may_merge():
+    """The walk's run form of the setter: flags change in place up to the first VMA whose
+    new flags a touching neighbour shares; that one and the rest are left alone, and the
+    tree's summaries see the changes made."""
+    mm = _narrow_mm(0)
+    rw, ro = FLAGS, VM_READ | VM_MAYREAD | VM_MAYWRITE
+    for i, flags in enumerate([rw, ro, rw, ro | VM_NOHUGEPAGE, ro]):
+        mm.insert(Vma((16 + i) * P, (17 + i) * P, flags, 16 + i))
+    vmas = mm.vmas()
+    key = lambda vma: vma.vm_flags  # noqa: E731
+    list(mm.tree.summarized_walk(key, lambda o, a: False))   # summaries now clean
+    stop = mm.set_flags_until_merge(vmas, ~VM_HUGEPAGE, VM_NOHUGEPAGE, None, None)
+    # The fourth VMA has the flags already; the fifth's new flags equal the fourth's.
+    assert stop == 4
+    assert [v.vm_flags for v in vmas] == [rw | VM_NOHUGEPAGE, ro | VM_NOHUGEPAGE,
+                                          rw | VM_NOHUGEPAGE, ro | VM_NOHUGEPAGE, ro]
+    mm.check()
