@@ -177,11 +177,6 @@ class Mm:
             self.tree.touch(leaf[0].start)
         return i
 
-    def update_hiwater_vm(self):
-        """Record total_vm's high-water mark before it drops (update_hiwater_vm)."""
-        if self.total_vm > self.hiwater_vm:
-            self.hiwater_vm = self.total_vm
-
     def _max_map_count(self):
         return self.kernel.max_map_count
 
@@ -363,8 +358,8 @@ class Mm:
         if last is not None and last.end > end:
             self.split(last, end, new_below=False, check_limit=False)
         victims = self.vmas(start, end)
-        if victims:
-            self.update_hiwater_vm()
+        if victims and self.total_vm > self.hiwater_vm:
+            self.hiwater_vm = self.total_vm   # update_hiwater_vm, before total_vm drops
         for victim in victims:
             self.total_vm -= (victim.end - victim.start) >> PAGE_SHIFT
             self._remove(victim)

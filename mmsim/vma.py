@@ -240,7 +240,7 @@ class MergeProposal:
     def new_vma(self):
         """A new, unlinked VMA with the proposal's range and properties."""
         return Vma(self.start, self.end, self.vm_flags, self.pgoff, self.file, self.anon_vma,
-                   anon_name=self.anon_name, uffd_ctx=self.uffd_ctx, policy=self.policy)
+                   False, self.anon_name, None, False, self.uffd_ctx, self.policy)
 
     def mergeable_with(self, tgt):
         return (is_mergeable_vma(tgt, self.vm_flags, self.file, self.uffd_ctx, self.anon_name,
