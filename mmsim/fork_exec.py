@@ -32,9 +32,11 @@ def mm_init(kernel, oldmm):
               def_flags=oldmm.def_flags & VM_INIT_DEF_MASK)
 
 
-# The mm fields dup_mm copies with the rest of the struct: where the image and the break are.
+# The mm fields dup_mm copies with the rest of the struct: where the image and the break
+# are, the program file (dup_mm_exe_file) and the vDSO (arch_dup_mmap).
 LAYOUT_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
-                 "start_stack", "arg_start", "arg_end", "env_start", "env_end")
+                 "start_stack", "arg_start", "arg_end", "env_start", "env_end", "exe_file",
+                 "vdso")
 
 
 def dup_mm(kernel, oldmm):

@@ -346,3 +346,14 @@ def test_set_flags_until_merge_stops_before_a_change_that_may_merge():
     assert [v.vm_flags for v in vmas] == [rw | VM_NOHUGEPAGE, ro | VM_NOHUGEPAGE,
                                           rw | VM_NOHUGEPAGE, ro | VM_NOHUGEPAGE, ro]
     mm.check()
+
+
+def test_fork_child_keeps_the_program_file_and_vdso():
+    """dup_mm copies exe_file and the vDSO address with the rest of the mm."""
+    true = "/usr/bin/true"
+    if not os.path.exists(true):
+        pytest.skip("no /usr/bin/true to exec")
+    proc = Kernel(randomize=False).spawn(true)
+    child = proc.fork()
+    assert child.mm.exe_file is proc.mm.exe_file is not None
+    assert child.mm.vdso == proc.mm.vdso != 0
