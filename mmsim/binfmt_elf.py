@@ -40,21 +40,18 @@ import attrs
 
 from . import binfmt_script, mman, pages
 from .files import Inode, OpenFile
-from .mm import (MMF_TOPDOWN, MMAP_MIN_ADDR, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, error,
-                 page_align, thp_aligned)
+from .defs import (ELF_ET_DYN_BASE, MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT,
+                   PAGE_SIZE, PMD_SIZE, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, U64, align_up,
+                   error, page_align)
+from .defs import offset_in_page as _pageoff
+from .defs import page_align_down as _pagestart
+from .mm import MMF_TOPDOWN, thp_aligned
 from .uapi import MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE
-from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_ACCOUNT, VM_DONTDUMP,
+from .vma import (VM_ACCOUNT, VM_DONTDUMP,
                   VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO, VM_LOCKED, VM_LOCKED_MASK,
                   VM_DATA_DEFAULT_FLAGS, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_PFNMAP,
                   VM_READ, VM_WRITE, MergeProposal, Vma)
 
-U64 = (1 << 64) - 1
-
-# PIE programs are loaded at two thirds of the 47-bit window.  The raw value is not page
-# aligned (0x555555554aaa): a PIE base is aligned down to its segment alignment, while a
-# static PIE's break is page-aligned up from it (0x555555555000).
-ELF_ET_DYN_BASE = TASK_SIZE // 3 * 2
-MMAP_RND_BITS = 28                  # vm.mmap_rnd_bits on the reference machine
 STACK_RND_BITS = 22                 # STACK_RND_MASK 0x3fffff pages: up to 16 GiB
 BRK_RND_RANGE = 1 << 30             # arch_randomize_brk on 64-bit: within 1 GiB
 STACK_EXPAND = 128 << 10            # setup_arg_pages grows the new stack by 128 KiB
@@ -101,14 +98,6 @@ EXSTACK_DEFAULT, EXSTACK_DISABLE_X, EXSTACK_ENABLE_X = 0, 1, 2
 # exec_binprm hands a file to the binary handlers at most six times (the file itself
 # and five interpreters named by "#!" lines); one more is ELOOP.
 MAX_BINPRM_DEPTH = 5
-
-
-def _pagestart(addr):
-    return addr & PAGE_MASK
-
-
-def _pageoff(addr):
-    return addr & ~PAGE_MASK
 
 
 # ---------------------------------------------------------------------- parsed images
@@ -488,7 +477,7 @@ def _thp_file_area(mm, image, addr, length, pgoff):
     None when the ordinary search applies."""
     off = pgoff << PAGE_SHIFT
     off_end = off + length
-    off_align = (off + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+    off_align = align_up(off, PMD_SIZE)
     if off_end <= off_align or off_end - off_align < PMD_SIZE:
         return None
     try:
@@ -500,7 +489,7 @@ def _thp_file_area(mm, image, addr, length, pgoff):
 
 def _vm_mmap(mm, image, addr, length, prot, flags, offset):
     """vm_mmap of the image file (MAP_PRIVATE), with the filesystem's placement rule."""
-    if offset < 0 or offset & ~PAGE_MASK:
+    if offset < 0 or _pageoff(offset):
         raise error(errno.EINVAL, "segment offset and address disagree within a page")
     if image.thp_area and not flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
         hint = addr
@@ -556,13 +545,8 @@ def _vm_brk(mm, start, end, vm_flags):
         raise error(errno.ENOMEM)
     flags = vm_flags | VM_DATA_FLAGS | VM_ACCOUNT | mm.def_flags
     mm.unmap(start, end)
-    pgoff = start >> PAGE_SHIFT
-    prev = mm.prev_of(start)
-    prop = MergeProposal(start, end, flags, pgoff)
-    merged = (prev is not None and prev.end == start
-              and mm.merge_new(prop, prev, None, just_expand=True) is not None)
-    if not merged:
-        mm.insert(Vma(start, end, flags, pgoff))
+    mm.merge_or_insert(MergeProposal(start, end, flags, start >> PAGE_SHIFT), mm.prev_of(start),
+                       None, just_expand=True)
     if mm.def_flags & VM_LOCKED:
         mman.mm_populate(mm, start, end)
 
@@ -733,7 +717,7 @@ def plan_stack(strings, exec_stack, rnd, rlimit_stack=RLIMIT_STACK_DEFAULT):
     shift = top_max - stack_top
     start -= shift
     size = stack_top - start
-    expand = min(rlimit_stack & PAGE_MASK, size + STACK_EXPAND)
+    expand = min(_pagestart(rlimit_stack), size + STACK_EXPAND)
     start = min(start, stack_top - expand)
     execfn = top_max - 8 - (len(strings.filename) + 1) - shift
     env_start = execfn - sum(len(s) + 1 for s in strings.envp)

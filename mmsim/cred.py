@@ -3,7 +3,7 @@
 
 import errno
 
-from .mm import error
+from .defs import error
 
 CAP_CHOWN = 0
 CAP_DAC_OVERRIDE = 1

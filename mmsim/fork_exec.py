@@ -8,6 +8,7 @@ import stat
 from . import mctl, pages
 from .binfmt_elf import load_binprm, prepare_exec
 from .cred import CAP_FULL_SET
+from .defs import PAGE_SHIFT, error
 from .mm import (MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
                  MMF_HAS_MDWE_NO_INHERIT, MMF_TOPDOWN, MMF_VM_MERGE_ANY, Mm)
 from .vma_tree import VmaTree
@@ -35,9 +36,11 @@ def mm_init(kernel, oldmm):
               def_flags=oldmm.def_flags & VM_INIT_DEF_MASK)
 
 
-# The mm fields dup_mm copies with the rest of the struct: where the image and the break are.
+# The mm fields dup_mm copies with the rest of the struct: where the image and the break
+# are, the program file (dup_mm_exe_file) and the vDSO (arch_dup_mmap).
 LAYOUT_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
-                 "start_stack", "arg_start", "arg_end", "env_start", "env_end")
+                 "start_stack", "arg_start", "arg_end", "env_start", "env_end", "exe_file",
+                 "vdso")
 
 
 def dup_mm(kernel, oldmm):
@@ -64,6 +67,9 @@ def dup_mm(kernel, oldmm):
             gc.enable()
     # The parent's tree is already in order: build the child's in one pass (__mt_dup).
     mm.tree = VmaTree.from_parts(bounds, copies, check=False)
+    # dup_mm starts the child's high-water marks at what it holds.
+    mm.total_vm = (sum(bounds[1::2]) - sum(bounds[0::2])) >> PAGE_SHIFT
+    mm.hiwater_vm = mm.total_vm
     mm.hiwater_rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
     return mm
 

@@ -8,17 +8,17 @@ import itertools
 import random
 
 from . import procfs
-from .binfmt_elf import ELF_ET_DYN_BASE
 from .files import Inode, OpenFile
 from .pagecache import FileLru
-from .mm import (MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, PAGE_SIZE, RLIMIT_STACK_DEFAULT,
-                 SIZE_128M, STACK_GUARD_GAP, STACK_TOP, STACK_RND_PAGES, MMAP_RND_BITS, TASK_SIZE, Mm, error,
-                 page_align)
+from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE, RLIMIT_STACK_DEFAULT,
+                   SIZE_128M, STACK_GUARD_GAP, STACK_RND_PAGES, STACK_TOP, TASK_SIZE, error,
+                   page_align, page_align_down)
+from .mm import MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, Mm
 from .task import Process
 from .thp import MODES
 
-# The notional image of a process that has not exec'd sits at the PIE base (page-aligned).
-_SYNTHETIC_BASE = ELF_ET_DYN_BASE & ~(PAGE_SIZE - 1)
+# The synthetic program's first page: where a PIE with page-aligned segments is loaded.
+IMAGE_BASE = page_align_down(ELF_ET_DYN_BASE)
 
 
 class Kernel:
@@ -81,17 +81,17 @@ class Kernel:
         pad = STACK_GUARD_GAP
         rnd = 0
         if self.randomize:
-            pad += STACK_RND_PAGES << 12
-            rnd = self.rng.getrandbits(MMAP_RND_BITS) << 12
+            pad += STACK_RND_PAGES << PAGE_SHIFT
+            rnd = self.rng.getrandbits(MMAP_RND_BITS) << PAGE_SHIFT
         gap = min(max(rlimit_stack + pad, SIZE_128M), TASK_SIZE // 6 * 5)
         mm.mmap_base = page_align(TASK_SIZE - gap - rnd)
         # Until exec, a synthetic program: a notional image (a page of code, data up to
         # the break) and notional arguments just below the stack top.  No VMA backs them.
-        mm.start_code, mm.end_code = _SYNTHETIC_BASE, _SYNTHETIC_BASE + 0x1000
-        mm.start_data = mm.end_data = _SYNTHETIC_BASE + 0x4000
-        brk = _SYNTHETIC_BASE + 0x5000
+        mm.start_code, mm.end_code = IMAGE_BASE, IMAGE_BASE + PAGE_SIZE
+        mm.start_data = mm.end_data = IMAGE_BASE + 4 * PAGE_SIZE
+        brk = IMAGE_BASE + 5 * PAGE_SIZE
         if self.randomize:
-            brk += (self.rng.getrandbits(18) + 1) << 12
+            brk += (self.rng.getrandbits(18) + 1) << PAGE_SHIFT
         mm.start_brk = mm.brk = brk
         mm.start_stack = mm.arg_start = mm.arg_end = mm.env_start = mm.env_end = (
             STACK_TOP - PAGE_SIZE)

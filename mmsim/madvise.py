@@ -5,7 +5,7 @@ flag changes through the merge engine, and the memory-side advice."""
 import errno
 
 from . import pages, thp
-from .mm import error, page_align
+from .defs import PAGE_SIZE, error, offset_in_page, page_align
 from .uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
                    MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
                    MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_HUGEPAGE,
@@ -13,7 +13,7 @@ from .uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONT
                    MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_RANDOM, MADV_REMOVE,
                    MADV_SEQUENTIAL, MADV_UNMERGEABLE, MADV_WILLNEED,
                    MADV_WIPEONFORK)
-from .vma import (PAGE_MASK, VM_DONTCOPY, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_HUGEPAGE,
+from .vma import (VM_DONTCOPY, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_HUGEPAGE,
                   VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYBE_GUARD, VM_MAYSHARE, VM_MERGEABLE,
                   VM_MIXEDMAP, VM_NOHUGEPAGE, VM_PFNMAP, VM_RAND_READ, VM_SEQ_READ, VM_SHARED,
                   VM_SPECIAL, VM_WIPEONFORK, VM_WRITE)
@@ -37,7 +37,7 @@ def check_range(start, len_in, advice):
     """madvise_should_skip's checks; returns ``end``, or None when there is nothing to do."""
     if advice not in VALID:
         raise error(errno.EINVAL, "unknown advice")
-    if start & ~PAGE_MASK:
+    if offset_in_page(start):
         raise error(errno.EINVAL, "start not page aligned")
     length = page_align(len_in)
     if len_in and not length:
@@ -186,8 +186,7 @@ def vma_behavior(mm, vma, start, end, advice):
             pages.anon_vma_prepare(vma)
         pages.install_guards(mm, vma, start, end)
         # This 6.18 build marks the whole VMA, without splitting it (VM_MAYBE_GUARD).
-        vma.vm_flags |= VM_MAYBE_GUARD
-        mm.tree.touch(vma.start)
+        mm.set_vm_flags(vma, vma.vm_flags | VM_MAYBE_GUARD)
         return vma
     if advice == MADV_GUARD_REMOVE:
         if vm_flags & (VM_SPECIAL | VM_HUGETLB):
@@ -210,7 +209,7 @@ def _populate(mm, start, end, write):
         need = VM_WRITE if write else 0x1
         if not vma.vm_flags & need:
             raise error(errno.EINVAL)
-        for page in range(addr, stop, 4096):
+        for page in range(addr, stop, PAGE_SIZE):
             pages.fault(mm, vma, page, write, mm.kernel.thp, touch=True)
         addr = stop
     return 0

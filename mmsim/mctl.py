@@ -13,11 +13,11 @@ from operator import attrgetter
 
 from . import madvise as _madvise
 from .cred import CAP_SYS_ADMIN, PTRACE_MODE_ATTACH_REALCREDS, ns_capable, ptrace_may_access
-from .mm import error
+from .defs import error
 from .uapi import (MCTL_CLEAR_FADE_ON_DEATH, MCTL_CLEAR_HUGEPAGE,
                    MCTL_CLEAR_NOHUGEPAGE, MCTL_GET, MCTL_SET_DEFAULT_EXEC, MCTL_SET_FADE_ON_DEATH,
                    MCTL_SET_HUGEPAGE, MCTL_SET_NOHUGEPAGE)
-from .vma import VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SOFTDIRTY
+from .vma import VM_HUGEPAGE, VM_NOHUGEPAGE, MergeProposal
 
 # Property states, and how MCTL_GET packs them: two bits per property.
 OFF, ON, PERSISTENT = 0, 1, 2
@@ -41,7 +41,7 @@ POLICIES = ("strict", "relaxed")
 
 def states(mm):
     """The mm's property states (created on first use)."""
-    if getattr(mm, "mctl", None) is None:
+    if mm.mctl is None:
         mm.mctl = {NOHUGEPAGE: OFF, HUGEPAGE: OFF, FADE_ON_DEATH: OFF}
     return mm.mctl
 
@@ -115,7 +115,7 @@ def sync_def_flags(mm, inherited=0):
     of the kernel's own stays."""
     st = states(mm)
     bits = (VM_NOHUGEPAGE if st[NOHUGEPAGE] else 0) | (VM_HUGEPAGE if st[HUGEPAGE] else 0)
-    ours = getattr(mm, "mctl_bits", 0) | inherited
+    ours = mm.mctl_bits | inherited
     mm.def_flags = (mm.def_flags & ~ours) | bits
     mm.mctl_bits = bits
     mm.fade_on_death = bool(st[FADE_ON_DEATH])
@@ -130,51 +130,29 @@ def walk(mm, prop, turn_on):
 
     MADV_[NO]HUGEPAGE refuses no VMA (hugepage_madvise has no type check), so each is
     a plain bit change.  The tree keeps an OR/AND summary of its VMAs' flags per node,
-    so subtrees with nothing to change are skipped without reading them.  A whole-VMA
-    change can only merge when the new flags equal a neighbour's; when they equal
-    neither, vma_modify neither merges nor splits and only the flags change, so the
-    walk writes them in place.  The first change that might merge ends the fast walk:
-    from there on every VMA goes the way madvise would, through the merge engine."""
+    so subtrees with nothing to change are skipped without reading them.  Each leaf's
+    changes go to the engine's set_flags_until_merge: up to the first change that may
+    merge with a neighbour, vma_modify would neither merge nor split, so the flags
+    change in place.  The first change that may merge ends the fast walk: from there on
+    every VMA goes the way madvise would, through the merge engine."""
     flag = VM_FLAG[prop]
     if turn_on:
         clear, add = VM_FLAG[OPPOSITE[prop]], flag
     else:
         clear, add = flag, 0
     keep = ~clear
-    ignore = ~VM_SOFTDIRTY
     sweep = mm.tree.summarized_walk(_vm_flags, lambda o, a: a & add == add and not o & clear)
     for leaf in sweep:
-        last = len(leaf) - 1
-        for i, vma in enumerate(leaf):
-            old = vma.vm_flags
-            new = old & keep | add
-            if new == old:
-                continue
-            if 0 < i < last:
-                # Inside a leaf the neighbours are at hand; flags that differ settle it
-                # (VM_SOFTDIRTY, which merges ignore, is never set: its config is off).
-                prev = leaf[i - 1]
-                nxt = leaf[i + 1]
-                if ((prev.vm_flags != new or prev.end != vma.start)
-                        and (nxt.vm_flags != new or nxt.start != vma.end)):
-                    vma.vm_flags = new
-                    continue
-            else:
-                prev = leaf[i - 1] if i else mm.prev_of(vma.start)
-                nxt = leaf[i + 1] if i < last else mm.next_of(vma.end)
-                if ((prev is None or prev.end != vma.start or (prev.vm_flags ^ new) & ignore)
-                        and (nxt is None or nxt.start != vma.end
-                             or (nxt.vm_flags ^ new) & ignore)):
-                    vma.vm_flags = new
-                    continue
+        stop = mm.set_flags_until_merge(leaf, keep, add, mm.prev_of(leaf[0].start),
+                                        mm.next_of(leaf[-1].end))
+        if stop < len(leaf):
             sweep.close()
-            _walk_merging(mm, vma.start, keep, add)
+            _walk_merging(mm, leaf[stop].start, keep, add)
             return
 
 
 def _walk_merging(mm, start, keep, add):
     """The rest of the walk, from ``start``, for when merges may reshape the tree."""
-    ignore = ~VM_SOFTDIRTY
     vmas = mm.vmas(start)
     last = len(vmas) - 1
     prev = mm.prev_of(start)
@@ -190,10 +168,10 @@ def _walk_merging(mm, start, keep, add):
             if mm.vma_lookup(vma.start) is not vma:
                 continue  # merged into the VMA changed before it
         nxt = vmas[i + 1] if i < last else None
-        if ((prev is None or prev.end != vma.start or (prev.vm_flags ^ new) & ignore)
-                and (nxt is None or nxt.start != vma.end or (nxt.vm_flags ^ new) & ignore)):
-            vma.vm_flags = new
-            mm.tree.touch(vma.start)
+        if (mm.set_flags_until_merge((vma,), keep, add, prev, nxt)
+                or not MergeProposal.whole_change_merges(vma, new, prev, nxt)):
+            if vma.vm_flags != new:
+                mm.set_vm_flags(vma, new)
             prev = vma
             continue
         prev = _madvise.update_vma(mm, vma, vma.start, vma.end, new)
@@ -208,4 +186,4 @@ def inherit(old, new, secureexec=False):
     for prop, state in st_old.items():
         keep = state == PERSISTENT and not (secureexec and prop in ENABLING)
         st_new[prop] = PERSISTENT if keep else OFF
-    sync_def_flags(new, inherited=getattr(old, "mctl_bits", 0))
+    sync_def_flags(new, inherited=old.mctl_bits)

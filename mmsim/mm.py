@@ -8,26 +8,18 @@ syscall layer above.
 """
 
 import errno
-import os
 
 from . import pages
+# The layout constants, page_align and error are re-exported for code that imports them
+# from here; mmsim's own modules take them from mmsim.defs.
+from .defs import (MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE,  # noqa: F401
+                   PMD_SIZE, RLIMIT_STACK_DEFAULT, SIZE_128M, STACK_GUARD_GAP, STACK_RND_PAGES,
+                   STACK_TOP, TASK_SIZE, TASK_UNMAPPED_BASE, error, offset_in_page, page_align,
+                   page_align_down)
 from .uapi import MAP_32BIT, MAP_FIXED, MAP_SHARED
-from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_GROWSDOWN, VM_LOCKED_MASK,
-                  VM_SHADOW_STACK, VM_SPECIAL, MergeProposal, Vma, dup_vma)
+from .vma import (VM_GROWSDOWN, VM_LOCKED_MASK, VM_MERGE_MASK, VM_SHADOW_STACK, VM_SPECIAL,
+                  MergeProposal, Vma, dup_vma)
 from .vma_tree import VmaTree
-
-# x86-64 layout with 4-level page tables (arch/x86/include/asm/page_64_types.h).
-TASK_SIZE = (1 << 47) - PAGE_SIZE          # DEFAULT_MAP_WINDOW
-STACK_TOP = TASK_SIZE
-TASK_UNMAPPED_BASE = (TASK_SIZE // 3 + PAGE_SIZE - 1) & PAGE_MASK
-# The effective mmap_min_addr on the reference machine is 64 KiB (LSM_MMAP_MIN_ADDR),
-# although /proc/sys/vm/mmap_min_addr shows 4096.
-MMAP_MIN_ADDR = 0x10000
-STACK_GUARD_GAP = 256 << PAGE_SHIFT
-STACK_RND_PAGES = 0x3FFFFF                 # STACK_RND_MASK: up to 16 GiB of stack offset
-MMAP_RND_BITS = 28
-SIZE_128M = 128 << 20
-RLIMIT_STACK_DEFAULT = 8 << 20
 
 # mm->flags bits (include/linux/mm_types.h, 6.18).
 MMF_DUMPABLE_MASK = 0x3
@@ -42,17 +34,6 @@ MMF_HAS_MDWE_NO_INHERIT = 1 << 29
 MMF_VM_MERGE_ANY = 1 << 30
 MMF_TOPDOWN = 1 << 31
 MMF_DISABLE_THP_MASK = MMF_DISABLE_THP_EXCEPT_ADVISED | MMF_DISABLE_THP_COMPLETELY
-
-
-def error(code, what=""):
-    """An OSError carrying ``code``, worded like the os module's."""
-    msg = os.strerror(code)
-    return OSError(code, f"{msg}: {what}" if what else msg)
-
-
-def page_align(n):
-    """Round ``n`` up to a page boundary (PAGE_ALIGN)."""
-    return (n + PAGE_SIZE - 1) & PAGE_MASK
 
 
 def vm_start_gap(vma):
@@ -81,6 +62,13 @@ def thp_aligned(ret, addr, off, topdown):
 class Mm:
     """An address space: its VMAs in a VmaTree, mm flags, def_flags and layout."""
 
+    # Every field is declared here: other modules read and set them, never add their own.
+    __slots__ = ("kernel", "tree", "flags", "def_flags", "task_size", "mmap_base", "start_brk",
+                 "brk", "start_stack", "start_code", "end_code", "start_data", "end_data",
+                 "arg_start", "arg_end", "env_start", "env_end", "users", "user_ns",
+                 "total_vm", "hiwater_vm", "rss_anon", "rss_file", "rss_shmem", "hiwater_rss",
+                 "exe_file", "vdso", "fade_on_death", "mctl", "mctl_bits")
+
     def __init__(self, kernel, flags=MMF_DUMP_FILTER_DEFAULT | 1, def_flags=0):
         self.kernel = kernel
         self.tree = VmaTree()
@@ -95,9 +83,17 @@ class Mm:
         self.arg_start = self.arg_end = self.env_start = self.env_end = 0
         self.users = 1
         self.user_ns = None   # the user namespace the mm was created in (mm->user_ns)
+        # Pages mapped, and their high-water mark as of the last unmap: /proc shows the
+        # larger of the two as VmPeak, as task_mem() does.
+        self.total_vm = 0
+        self.hiwater_vm = 0
         self.rss_anon = self.rss_file = self.rss_shmem = 0   # resident pages
         self.hiwater_rss = 0
+        self.exe_file = None   # the program's SimFile (set by exec)
+        self.vdso = 0          # where the [vdso] text is (set by exec)
         self.fade_on_death = False   # MMF_FADE_ON_DEATH: set through mctl
+        self.mctl = None       # mctl's property states, made on first use (mctl.states)
+        self.mctl_bits = 0     # the def_flags bits mctl put there (mctl.sync_def_flags)
 
     # ------------------------------------------------------------------ lookups
 
@@ -141,6 +137,46 @@ class Mm:
     def _store(self, vma):
         self.tree.store(vma.start, vma.end, vma)
 
+    def set_vm_flags(self, vma, vm_flags):
+        """Give the linked ``vma`` new flags in place (vm_flags_reset): the one way to
+        change a VMA's flags without the merge engine, keeping the tree's per-node flag
+        summaries right."""
+        vma.vm_flags = vm_flags
+        self.tree.touch(vma.start)
+
+    def set_flags_until_merge(self, leaf, keep, add, prev, nxt):
+        """set_vm_flags for a run of whole-VMA changes that merge with nothing: give each
+        VMA of ``leaf`` (VMAs of one tree leaf, in order; ``prev`` just below them and
+        ``nxt`` just above, or None) the flags ``vm_flags & keep | add``, in order, and
+        stop before the first change that may merge with a neighbour: one where a
+        neighbour is adjacent with flags a merge accepts.  Until then vma_modify would
+        neither merge nor split.  Returns the index it stopped at, or ``len(leaf)``."""
+        mask = VM_MERGE_MASK
+        before = prev
+        before_flags = prev.vm_flags if prev is not None else 0
+        last = len(leaf) - 1
+        i = -1
+        for i, vma in enumerate(leaf):
+            old = vma.vm_flags
+            new = old & keep | add
+            if new != old:
+                # Cheapest first: adjacent neighbours usually differ in flags.
+                if (not (before_flags ^ new) & mask and before is not None
+                        and before.end == vma.start):
+                    break
+                after = leaf[i + 1] if i < last else nxt
+                if (after is not None and not (after.vm_flags ^ new) & mask
+                        and after.start == vma.end):
+                    break
+                vma.vm_flags = new
+            before = vma
+            before_flags = new
+        else:
+            i = last + 1
+        if i > 0:
+            self.tree.touch(leaf[0].start)
+        return i
+
     def _max_map_count(self):
         return self.kernel.max_map_count
 
@@ -180,7 +216,27 @@ class Mm:
             self._remove(nxt, into=target)
         target.start, target.end, target.pgoff = start, end, pgoff
         self._store(target)
+        self.total_vm += (prop.end - prop.start) >> PAGE_SHIFT
         return target
+
+    def merge_or_insert(self, prop, prev, nxt, just_expand=False, vma=None):
+        """The one "merge, else insert" step for a free range (mmap_region, brk,
+        vm_brk, mremap's copy): grow a compatible neighbour over ``prop``
+        (vma_merge_new_range), else link ``vma``, by default a new VMA with the
+        proposal's properties.  Returns the VMA now covering the range."""
+        merged = self.merge_new(prop, prev, nxt, just_expand)
+        if merged is not None:
+            return merged
+        return self.insert(prop.new_vma() if vma is None else vma)
+
+    def expand(self, vma, new_end):
+        """vma_merge_extend: grow ``vma`` up to ``new_end`` over free space, merging with
+        the VMA there if it is compatible.  A VMA the merge rules refuse (VM_SPECIAL)
+        cannot grow: ENOMEM, with nothing changed."""
+        prop = MergeProposal.for_growth(vma, new_end)
+        if self.merge_new(prop, vma, self.next_of(new_end)) is None:
+            raise error(errno.ENOMEM, "the VMA cannot be expanded")
+        return vma
 
     def merge_existing(self, prop, prev):
         """vma_merge_existing_range: ``prop`` changes part of ``prop.middle``; merge that
@@ -252,8 +308,7 @@ class Mm:
             self.split(vma, start, new_below=True)
         if vma.end > end:
             self.split(vma, end, new_below=False)
-        vma.vm_flags = vm_flags
-        self.tree.touch(vma.start)   # the flag summaries see in-place changes only so
+        self.set_vm_flags(vma, vm_flags)
         if anon_name is not None:
             vma.anon_name = anon_name or None
         return vma
@@ -282,8 +337,10 @@ class Mm:
         return new
 
     def insert(self, vma):
-        """Link a new VMA into the (free) range it covers."""
+        """Link a new VMA into the range it covers, which must be free: an overlap is an
+        internal error that ``check()`` reports, not something to refuse here."""
         self._store(vma)
+        self.total_vm += (vma.end - vma.start) >> PAGE_SHIFT
         return vma
 
     def unmap(self, start, end):
@@ -300,7 +357,11 @@ class Mm:
         last = self.vma_lookup(end - 1)
         if last is not None and last.end > end:
             self.split(last, end, new_below=False, check_limit=False)
-        for victim in self.vmas(start, end):
+        victims = self.vmas(start, end)
+        if victims and self.total_vm > self.hiwater_vm:
+            self.hiwater_vm = self.total_vm   # update_hiwater_vm, before total_vm drops
+        for victim in victims:
+            self.total_vm -= (victim.end - victim.start) >> PAGE_SHIFT
             self._remove(victim)
         self.tree.erase(start, end)
 
@@ -320,7 +381,7 @@ class Mm:
             found = self._arch_area(addr, length, flags)
         if found > self.task_size - length:
             raise error(errno.ENOMEM)
-        if found & ~PAGE_MASK:
+        if offset_in_page(found):
             raise error(errno.EINVAL)
         return found
 
@@ -343,7 +404,7 @@ class Mm:
         if flags & MAP_32BIT:
             return self._area_32bit(addr, length)
         if addr:
-            addr &= PAGE_MASK  # x86 rounds the hint down
+            addr = page_align_down(addr)  # x86 rounds the hint down
             if self.task_size - length >= addr:
                 vma = self.find_vma(addr)
                 if vma is None or addr + length <= vm_start_gap(vma):
@@ -366,7 +427,7 @@ class Mm:
         if length > end:
             raise error(errno.ENOMEM)
         if addr:
-            addr = (addr + PAGE_SIZE - 1) & PAGE_MASK
+            addr = page_align(addr)
             vma = self.find_vma(addr)
             if end - length >= addr and (vma is None or addr + length <= vm_start_gap(vma)):
                 return addr
@@ -410,12 +471,17 @@ class Mm:
     # ------------------------------------------------------------------ checking
 
     def check(self):
-        """Verify the tree and that every VMA sits exactly at its own range."""
+        """Verify the tree, that every VMA sits exactly at its own range, and that
+        total_vm counts their pages."""
         self.tree.check()
+        total = 0
         for start, end, vma in self.tree.items():
             if vma.start != start or vma.end != end:
                 raise AssertionError(f"{vma!r} is stored at [{start:#x}, {end:#x})")
             pages.check_vma(vma)
+            total += (end - start) >> PAGE_SHIFT
+        if total != self.total_vm:
+            raise AssertionError(f"total_vm is {self.total_vm} pages, the VMAs hold {total}")
 
 
 def _anon_compatible(prev, nxt):

@@ -9,19 +9,22 @@ what the syscall returns, and raises ``OSError`` with the kernel's errno.
 import errno
 
 from . import pages
-from .mm import MMAP_MIN_ADDR, MMF_HAS_MDWE, MMF_VM_MERGE_ANY, STACK_GUARD_GAP, Mm, error, page_align, vm_start_gap
+from .defs import (MMAP_MIN_ADDR, PAGE_SHIFT, PAGE_SIZE, STACK_GUARD_GAP, U64, error,
+                   offset_in_page, page_align, page_align_down)
+from .mm import MMF_HAS_MDWE, MMF_VM_MERGE_ANY, Mm, vm_start_gap
 from .uapi import (MAP_32BIT, MAP_ANONYMOUS, MAP_DENYWRITE, MAP_DROPPABLE, MAP_EXECUTABLE,
                    MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGE_MASK,
-                   MAP_HUGE_SHIFT, MAP_HUGETLB, MAP_UNINITIALIZED, MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
+                   MAP_HUGE_SHIFT, MAP_HUGETLB, MAP_UNINITIALIZED, MAP_LOCKED, MAP_NONBLOCK,
+                   MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
                    MAP_SHARED_VALIDATE, MAP_STACK, MAP_TYPE, MLOCK_ONFAULT, MREMAP_DONTUNMAP,
                    MREMAP_FIXED, MREMAP_MAYMOVE, PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP,
                    PROT_READ, PROT_SEM, PROT_WRITE)
-from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
+from .vma import (VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
                   VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT,
                   VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NOHUGEPAGE, VM_NORESERVE,
                   VM_MERGEABLE, VM_MIXEDMAP, VM_PFNMAP, VM_READ, VM_SEALED, VM_SHARED,
                   VM_SPECIAL, VM_WRITE, VM_DROPPABLE,
-                  MergeProposal, Vma)
+                  MergeProposal, Vma, dup_vma)
 
 
 # What KSM cannot merge (vma_ksm_compatible).
@@ -47,11 +50,8 @@ def calc_vm_flag_bits(flags):
     return vm
 
 
-U64 = (1 << 64) - 1
-
-
 def _aligned(addr):
-    return not addr & ~PAGE_MASK
+    return not offset_in_page(addr)
 
 
 def _page_align(n):
@@ -66,7 +66,7 @@ def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise
     """mmap(2).  ``file`` is the OpenFile behind ``fd`` (the caller resolves fds)."""
     if flags & MAP_HUGETLB:
         length = _hugetlb_length(file, length, flags)
-    if offset & ~PAGE_MASK:
+    if offset_in_page(offset):
         raise error(errno.EINVAL, "offset not page aligned")
     pgoff = offset >> PAGE_SHIFT
     if not length:
@@ -178,23 +178,18 @@ def accountable_mapping(file, vm_flags):
     return (vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) == VM_WRITE
 
 
-def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False, special=None):
+def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False):
     """__mmap_region: clear what was there, then merge with a neighbour or insert."""
     end = addr + length
     mm.unmap(addr, end)
     if accountable_mapping(file, vm_flags):
         vm_flags |= VM_ACCOUNT
     if shared_anon:
-        # shmem_zero_setup(): a shared anonymous mapping is backed by its own shmem file.
+        # shmem_zero_setup(): a shared anonymous mapping is backed by its own shmem file
+        # (so it merges with nothing).
         file = mm.kernel.shmem_file(length)
-    prev = mm.prev_of(addr)
-    nxt = mm.next_of(end)
-    if file is None or not shared_anon:
-        prop = MergeProposal(addr, end, vm_flags, pgoff, file)
-        vma = mm.merge_new(prop, prev, nxt)
-        if vma is not None:
-            return addr
-    mm.insert(Vma(addr, end, vm_flags, pgoff, file, special=special))
+    mm.merge_or_insert(MergeProposal(addr, end, vm_flags, pgoff, file), mm.prev_of(addr),
+                       mm.next_of(end))
     return addr
 
 
@@ -344,8 +339,8 @@ def _apply_lock(mm, start, end, lock_flags):
 def _lock_range(addr, length):
     """do_mlock's range: the length grows by the start's offset in its page, all in
     wrapping 64-bit arithmetic; a range that wraps is EINVAL."""
-    length = _page_align(length + (addr & ~PAGE_MASK))
-    start = addr & PAGE_MASK
+    length = _page_align(length + offset_in_page(addr))
+    start = page_align_down(addr)
     end = (start + length) & U64
     if end < start:
         raise error(errno.EINVAL)
@@ -433,7 +428,7 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
         delta = new_len - old_len
         nxt = mm.next_of(vma.end)
         if vma.end + delta <= mm.task_size and (nxt is None or nxt.start >= vma.end + delta):
-            _expand_in_place(mm, vma, vma.end + delta)
+            mm.expand(vma, vma.end + delta)
             if vma.vm_flags & VM_LOCKED:
                 mm_populate(mm, old_addr + old_len, old_addr + new_len)
             return old_addr
@@ -452,15 +447,6 @@ def _resize_is_valid(vma, old_addr, old_len, new_len, flags):
         raise error(errno.EFAULT, "range spans VMAs")
     if new_len > old_len and vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
         raise error(errno.EFAULT)
-
-
-def _expand_in_place(mm, vma, new_end):
-    prop = MergeProposal(vma.end, new_end, vma.vm_flags, vma.pgoff_at(vma.end), vma.file,
-                         vma.anon_vma, vma.anon_name, vma.uffd_ctx, vma.policy)
-    merged = mm.merge_new(prop, vma, mm.next_of(new_end))
-    if merged is None:
-        vma.end = new_end
-        mm.insert(vma)
 
 
 def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
@@ -496,14 +482,14 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
         pgoff = dest >> PAGE_SHIFT  # an unfaulted VMA takes the new address' pgoff
     delta = dest - old_addr
     moved_pages, moved_huge, moved_guards, moved_old = _take(vma, old_addr, old_end)
-    prop = MergeProposal(dest, dest + old_len, vma.vm_flags, pgoff, vma.file, vma.anon_vma,
+    # copy_vma: the whole new length at the destination merges with a neighbour or is a
+    # copy of the source.
+    new_end = dest + new_len
+    prop = MergeProposal(dest, new_end, vma.vm_flags, pgoff, vma.file, vma.anon_vma,
                          vma.anon_name, vma.uffd_ctx, vma.policy, copied_from=vma)
-    target = mm.merge_new(prop, mm.prev_of(dest), mm.next_of(dest + old_len))
-    if target is None:
-        target = Vma(dest, dest + old_len, vma.vm_flags, pgoff, vma.file, vma.anon_vma,
-                     vma.forked, vma.anon_name, vma.special, vma.close_hook, vma.uffd_ctx,
-                     vma.policy)
-        mm.insert(target)
+    copy = dup_vma(vma)
+    copy.start, copy.end, copy.pgoff = dest, new_end, pgoff
+    target = mm.merge_or_insert(prop, mm.prev_of(dest), mm.next_of(new_end), vma=copy)
     _rekey(target, moved_pages, moved_huge, delta >> PAGE_SHIFT)
     shift = delta >> PAGE_SHIFT
     if moved_guards:
@@ -514,20 +500,19 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
         # The source stays mapped, emptied over the range.  The whole VMA loses its
         # lock (dontunmap_complete clears VM_LOCKED without splitting), and its
         # anon_vma only when all of it moved.
-        vma.vm_flags &= ~VM_LOCKED_MASK
-        mm.tree.touch(vma.start)
+        mm.set_vm_flags(vma, vma.vm_flags & ~VM_LOCKED_MASK)
         if whole:
             vma.anon_vma = None
             vma.forked = False
     else:
         # The source may have merged into the destination (copy_vma allows it for an
-        # unfaulted VMA): unmap the old range, not the VMA object.
+        # unfaulted VMA): unmap the old range, not the VMA object.  The move does not
+        # raise VmPeak: move_vma puts the high-water mark back after the unmap.
+        hiwater_vm = mm.hiwater_vm
         mm.unmap(old_addr, old_addr + old_len)
-    target = mm.vma_lookup(dest)
-    if new_len > old_len:
-        _expand_in_place(mm, target, dest + new_len)
-        if target.vm_flags & VM_LOCKED:
-            mm_populate(mm, dest + old_len, dest + new_len)
+        mm.hiwater_vm = hiwater_vm
+    if new_len > old_len and mm.vma_lookup(dest).vm_flags & VM_LOCKED:
+        mm_populate(mm, dest + old_len, new_end)
     return dest
 
 
@@ -573,16 +558,15 @@ def _take(vma, start, end):
 
 
 def _rekey(vma, moved_pages, moved_huge, shift):
-    if moved_pages:
-        base = vma.pages if vma.pages is not None else {}
-        for vpn, page in moved_pages.items():
-            base[vpn + shift] = page
-        vma.pages = base
-    if moved_huge:
-        huge = vma.huge if vma.huge is not None else {}
-        for vpn, page in moved_huge.items():
-            huge[vpn + shift] = page
-        vma.huge = huge
+    """Add the moved pages and THPs to ``vma``, ``shift`` pages from where they were."""
+    for name, moved in (("pages", moved_pages), ("huge", moved_huge)):
+        if moved:
+            held = getattr(vma, name)
+            if held is None:
+                held = {}
+                setattr(vma, name, held)
+            for vpn, page in moved.items():
+                held[vpn + shift] = page
 
 
 # ---------------------------------------------------------------------- brk
@@ -622,9 +606,8 @@ def brk(mm: Mm, addr):
     prev = mm.prev_of(oldbrk)
     if prev is not None and prev.end <= mm.start_brk:
         prev = None
-    prop = MergeProposal(oldbrk, newbrk, vm_flags, oldbrk >> PAGE_SHIFT)
-    if prev is None or prev.end != oldbrk or mm.merge_new(prop, prev, None, just_expand=True) is None:
-        mm.insert(Vma(oldbrk, newbrk, vm_flags, oldbrk >> PAGE_SHIFT))
+    mm.merge_or_insert(MergeProposal(oldbrk, newbrk, vm_flags, oldbrk >> PAGE_SHIFT), prev, None,
+                       just_expand=True)
     mm.brk = addr
     if mm.def_flags & VM_LOCKED:
         mm_populate(mm, oldbrk, newbrk)

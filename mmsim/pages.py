@@ -9,7 +9,8 @@ other address spaces (after fork) carries a ``mapcount`` above one.
 import errno
 
 from . import pagecache, thp
-from .vma import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_MAYSHARE, VM_READ, VM_SHARED,
+from .defs import HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, pfn_up
+from .vma import (VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
 PMD_PAGES = HPAGE_PMD_NR
@@ -57,7 +58,7 @@ def split_huge_at(vma, addr):
     """split_huge_pmd: a THP straddling ``addr`` becomes 512 PTE-mapped pages."""
     if not vma.huge or not addr % PMD_SIZE:
         return
-    head = (addr & ~(PMD_SIZE - 1)) >> PAGE_SHIFT
+    head = align_down(addr, PMD_SIZE) >> PAGE_SHIFT
     page = vma.huge.pop(head, None)
     if page is None:
         return
@@ -362,7 +363,7 @@ def _fault_around(mm, vma, vpn, shmem=False):
     table.  A regular file's every page below EOF counts as cached (docs/mm.md); shmem
     has only the pages written or faulted so far.  Returns how many pages it mapped."""
     inode = vma.file.inode
-    npages = (inode.size + PAGE_SIZE - 1) >> PAGE_SHIFT
+    npages = pfn_up(inode.size)
     cache = inode.cache
     first = vma.start >> PAGE_SHIFT
     pte = vpn & (PMD_PAGES - 1)
@@ -411,8 +412,8 @@ def collapse(mm, vma, start, end):
     a range inside a single block, with no block in it, fails like the kernel's
     ``thps == (hend - hstart) >> HPAGE_PMD_SHIFT`` test with hstart past hend."""
     ok = True
-    first = (start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
-    last = end & ~(PMD_SIZE - 1)
+    first = align_up(start, PMD_SIZE)
+    last = align_down(end, PMD_SIZE)
     if first > last:
         return False
     anon = vma.file is None

@@ -3,8 +3,9 @@ and fs/proc/array.c on the reference kernel (no ProtectionKey line: the machine 
 PKU; no soft-dirty; no anon names)."""
 
 from . import pages, thp
+from .defs import PAGE_SHIFT, PAGE_SIZE
 from .mm import MMF_DISABLE_THP_COMPLETELY
-from .vma import (PAGE_SHIFT, VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
+from .vma import (VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_WRITE, vmflags_mnemonics)
 
 HEADER_WIDTH = 25 + 8 * 6 - 1   # seq_setwidth in show_vma_header_prefix (64-bit)
@@ -78,7 +79,7 @@ def vma_memory(vma):
             referenced += n
         shared = page.mapcount > 1
         # smaps_account(): bytes << PSS_SHIFT, divided by the mapcount, then summed.
-        share = ((n * 4096) << PSS_SHIFT) // page.mapcount
+        share = ((n * PAGE_SIZE) << PSS_SHIFT) // page.mapcount
         pss2 += share
         if page.dirty:
             pss_dirty += share
@@ -150,11 +151,10 @@ def status(proc):
              f"Uid:\t{cred.uid}\t{cred.euid}\t{cred.suid}\t{cred.fsuid}\n",
              f"Gid:\t{cred.gid}\t{cred.egid}\t{cred.sgid}\t{cred.fsgid}\n"]
     if mm is not None:
-        total = data = stack = exe = locked = 0
+        data = stack = exe = locked = 0
         for vma in mm.vmas():
             n = vma.npages
             flags = vma.vm_flags
-            total += n
             if flags & VM_LOCKED:
                 locked += n
             if flags & VM_GROWSDOWN:
@@ -164,9 +164,10 @@ def status(proc):
             elif (flags & (VM_EXEC | VM_WRITE)) == VM_EXEC:
                 exe += n
         rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
-        peak = max(total, getattr(mm, "total_vm_peak", 0))
-        mm.total_vm_peak = peak
-        lines += [_status_kb("VmPeak:", peak), _status_kb("VmSize:", total),
+        # task_mem(): the high-water marks are kept up to date by whatever lowers
+        # total_vm or rss; the current values may be above them.
+        lines += [_status_kb("VmPeak:", max(mm.hiwater_vm, mm.total_vm)),
+                  _status_kb("VmSize:", mm.total_vm),
                   _status_kb("VmLck:", locked), _status_kb("VmPin:", 0),
                   _status_kb("VmHWM:", max(mm.hiwater_rss, rss)), _status_kb("VmRSS:", rss),
                   _status_kb("RssAnon:", mm.rss_anon), _status_kb("RssFile:", mm.rss_file),

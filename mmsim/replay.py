@@ -8,7 +8,7 @@ import attrs
 
 from . import binfmt_elf, uapi
 from .kernel import Kernel
-from .mm import TASK_SIZE
+from .defs import TASK_SIZE, page_align
 from .task import Process
 from .strace import EXECUTED, Event, Raw, Str, _mm_map, iovecs, parse, read_trace
 
@@ -58,14 +58,10 @@ def c_string(s: Str) -> str:
     return s.value.split("\0", 1)[0]
 
 
-def _page_align(n):
-    return (n + 0xFFF) & ~0xFFF
-
-
 def _free(mm, addr, length):
     """Whether ``length`` bytes at ``addr`` are below TASK_SIZE and unmapped: where a
     recorded address can be followed."""
-    end = addr + _page_align(length)
+    end = addr + page_align(length)
     return end <= TASK_SIZE and mm.tree.find(addr, end) is None
 
 

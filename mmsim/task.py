@@ -17,12 +17,11 @@ from collections.abc import Mapping
 
 from . import madvise as _madvise
 from . import mman, pages
-from .mm import error, page_align
+from .defs import PAGE_SIZE, U64, error, page_align, page_align_down
 from .uapi import O_RDONLY, O_RDWR, O_WRONLY
-from .vma import PAGE_MASK, PAGE_SIZE, VM_READ, VM_WRITE
+from .vma import VM_READ, VM_WRITE
 
 O_ACCMODE = 3
-U64 = (1 << 64) - 1
 WNOTHREAD = 0x20000000   # __WNOTHREAD
 RUNNING, ZOMBIE, REAPED = "running", "zombie", "reaped"
 
@@ -189,7 +188,7 @@ class Process:
         self.pdeath_signal = 0       # PR_SET_PDEATHSIG
         self.no_new_privs = False    # PR_SET_NO_NEW_PRIVS
         self.keepcaps = False        # PR_SET_KEEPCAPS
-        if mm is not None and getattr(mm, "user_ns", None) is None:
+        if mm is not None and mm.user_ns is None:
             mm.user_ns = self.cred.user_ns
 
     def __repr__(self):
@@ -565,7 +564,7 @@ class Process:
         Raises EFAULT (where the CPU would deliver SIGSEGV) without touching anything
         if any page is unmapped or lacks the access."""
         mm = self.mm
-        start = addr & PAGE_MASK
+        start = page_align_down(addr)
         end = page_align(addr + length)
         if end > mm.task_size:
             raise error(errno.EFAULT, "beyond the user address space")

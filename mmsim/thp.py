@@ -6,7 +6,8 @@ Only the PMD order (2 MiB) exists here: the reference machine has every smaller 
 size set to ``never`` and the PMD size to ``inherit``.
 """
 
-from .vma import PMD_SIZE, VM_HUGEPAGE, VM_NO_KHUGEPAGED, VM_NOHUGEPAGE
+from .defs import PAGE_SHIFT, PMD_SIZE, align_up
+from .vma import VM_HUGEPAGE, VM_NO_KHUGEPAGED, VM_NOHUGEPAGE
 
 MODES = ("always", "madvise", "never")
 
@@ -35,11 +36,11 @@ def vma_thp_disabled(vm_flags, mm_flags, forced_collapse):
 
 def pmd_fits(vma):
     """An aligned 2 MiB block fits inside the VMA (and, for files, lines up with pgoff)."""
-    haddr = (vma.start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+    haddr = align_up(vma.start, PMD_SIZE)
     if haddr + PMD_SIZE > vma.end:
         return False
     if vma.file is not None:
-        return ((vma.pgoff << 12) - vma.start) % PMD_SIZE == 0
+        return ((vma.pgoff << PAGE_SHIFT) - vma.start) % PMD_SIZE == 0
     return True
 
 

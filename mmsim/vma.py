@@ -8,12 +8,9 @@ spaces: ``mmsim.mm`` applies them.
 
 import attrs
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
-PAGE_MASK = ~(PAGE_SIZE - 1)
-PMD_SHIFT = 21
-PMD_SIZE = 1 << PMD_SHIFT
-HPAGE_PMD_NR = PMD_SIZE // PAGE_SIZE
+# PAGE_SIZE, PAGE_MASK, PMD_* and HPAGE_PMD_NR are re-exported for code that imports them
+# from here; mmsim's own modules take them from mmsim.defs.
+from .defs import HPAGE_PMD_NR, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE  # noqa: F401
 
 # --------------------------------------------------------------------------- vm_flags
 # Values from include/linux/mm.h (x86-64).
@@ -64,6 +61,9 @@ VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
 VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
 VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
 VM_NO_KHUGEPAGED = VM_SPECIAL | VM_HUGETLB
+# The flags two VMAs may differ in and still merge, and the mask of those they may not.
+VM_IGNORE_MERGE = VM_SOFTDIRTY
+VM_MERGE_MASK = ~VM_IGNORE_MERGE
 # x86-64: VM_EXEC only under READ_IMPLIES_EXEC, which a 64-bit process never gets.
 VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 VM_STACK_DEFAULT_FLAGS = VM_DATA_DEFAULT_FLAGS
@@ -178,7 +178,7 @@ def is_fork_child(vma):
 def is_mergeable_vma(tgt, vm_flags, file, uffd_ctx, anon_name, policy):
     """``tgt`` agrees with a proposed range on every property but anon_vma and pgoff."""
     return (tgt.policy == policy
-            and not (tgt.vm_flags ^ vm_flags) & ~VM_SOFTDIRTY
+            and not (tgt.vm_flags ^ vm_flags) & VM_MERGE_MASK
             and tgt.file is file
             and tgt.uffd_ctx is uffd_ctx
             and tgt.anon_name == anon_name)
@@ -221,6 +221,26 @@ class MergeProposal:
         return cls(start, end, vm_flags, vma.pgoff_at(start), vma.file, vma.anon_vma,
                    vma.anon_name if anon_name is None else anon_name, vma.uffd_ctx, vma.policy,
                    middle=vma)
+
+    @classmethod
+    def for_growth(cls, vma, new_end):
+        """The proposal for growing ``vma`` up to ``new_end`` (vma_merge_extend)."""
+        return cls(vma.end, new_end, vma.vm_flags, vma.pgoff_at(vma.end), vma.file,
+                   vma.anon_vma, vma.anon_name, vma.uffd_ctx, vma.policy)
+
+    @staticmethod
+    def whole_change_merges(vma, vm_flags, prev, nxt):
+        """Would giving all of ``vma`` the flags ``vm_flags`` merge it with ``prev`` or
+        ``nxt`` (its neighbours in the tree, or None)?  When not, vma_modify neither
+        merges nor splits and the flags change in place."""
+        prop = MergeProposal.for_change(vma, vma.start, vma.end, vm_flags)
+        return bool((prev is not None and prop.can_merge_after(prev))
+                    or (nxt is not None and prop.can_merge_before(nxt)))
+
+    def new_vma(self):
+        """A new, unlinked VMA with the proposal's range and properties."""
+        return Vma(self.start, self.end, self.vm_flags, self.pgoff, self.file, self.anon_vma,
+                   False, self.anon_name, None, False, self.uffd_ctx, self.policy)
 
     def mergeable_with(self, tgt):
         return (is_mergeable_vma(tgt, self.vm_flags, self.file, self.uffd_ctx, self.anon_name,

@@ -340,7 +340,9 @@ class VmaTree:
         ``summarized_walk`` may differ now)."""
         if self._lf:
             i = bisect_right(self._lf, index) - 1
-            _touch(self._ll[i if i > 0 else 0])
+            leaf = self._ll[i if i > 0 else 0]
+            if not leaf.dirty:
+                _touch(leaf)
 
     def summarized_walk(self, key, skip):
         """Yield, in order, the entry lists of the leaves a walk has to visit: every
