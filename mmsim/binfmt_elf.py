@@ -26,7 +26,7 @@ import stat
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from . import mman, pages
+from . import mman, overcommit, pages
 from .files import Inode, OpenFile
 from .mm import (MMF_TOPDOWN, MMAP_MIN_ADDR, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, error,
                  page_align, thp_aligned)
@@ -362,6 +362,7 @@ def _vm_brk(mm, start, end, vm_flags):
         raise error(errno.ENOMEM)
     flags = vm_flags | VM_DATA_FLAGS | VM_ACCOUNT | mm.def_flags
     mm.unmap(start, end)
+    overcommit.charge(mm, (end - start) >> PAGE_SHIFT)   # do_brk_flags
     pgoff = start >> PAGE_SHIFT
     prev = mm.prev_of(start)
     prop = MergeProposal(start, end, flags, pgoff)
@@ -551,6 +552,8 @@ def _setup_stack(mm, strings_bytes, executable_stack, rlimit_stack, randomize, r
         flags &= ~VM_EXEC
     # The VMA keeps the pgoff it got at its first address (insert_vm_struct), lowered
     # by the pages it grows (expand_downwards) but not changed by the relocation.
+    # insert_vm_struct and expand_stack charge the stack's pages (VM_ACCOUNT).
+    overcommit.charge(mm, (stack_top - final_start) >> PAGE_SHIFT)
     vma = mm.insert(Vma(final_start, stack_top, flags, (final_start + shift) >> PAGE_SHIFT))
     return vma, shift
 

@@ -3,11 +3,11 @@ mm_init, mm/mmap.c dup_mmap).  Exec arrives with the ELF loader."""
 
 import gc
 
-from . import mctl, pages
+from . import mctl, overcommit, pages
 from .mm import (error, MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
                  MMF_HAS_MDWE_NO_INHERIT, MMF_TOPDOWN, MMF_VM_MERGE_ANY, Mm)
 from .vma_tree import VmaTree
-from .vma import VM_DONTCOPY, VM_INIT_DEF_MASK, VM_LOCKED_MASK, VM_MIXEDMAP, VM_PFNMAP, VM_WIPEONFORK, \
+from .vma import VM_ACCOUNT, VM_DONTCOPY, VM_INIT_DEF_MASK, VM_LOCKED_MASK, VM_MIXEDMAP, VM_PFNMAP, VM_WIPEONFORK, \
     AnonVma, Vma
 
 # The mm flags a new mm takes over from the one it is made from (MMF_INIT_LEGACY_MASK).
@@ -38,6 +38,7 @@ LAYOUT_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_brk"
 
 def dup_mm(kernel, oldmm):
     """fork's copy of ``oldmm`` (dup_mm + dup_mmap)."""
+    _charge_copies(oldmm)
     mm = mm_init(kernel, oldmm)
     mctl.inherit(oldmm, mm)
     mm.task_size = oldmm.task_size
@@ -62,6 +63,20 @@ def dup_mm(kernel, oldmm):
     mm.tree = VmaTree.from_parts(bounds, copies, check=False)
     mm.hiwater_rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
     return mm
+
+
+def _charge_copies(oldmm):
+    """dup_mmap charges every accounted VMA the child gets, each checked on its own;
+    ENOMEM (and nothing charged) when the overcommit policy refuses one."""
+    charged = 0
+    try:
+        for old in oldmm.vmas():
+            if old.vm_flags & VM_ACCOUNT and not old.vm_flags & VM_DONTCOPY:
+                overcommit.charge(oldmm, old.npages)
+                charged += old.npages
+    except OSError:
+        overcommit.vm_unacct_memory(oldmm.kernel, charged)
+        raise
 
 
 def _copy_vmas(mm, oldmm, add_bounds, append):
@@ -122,7 +137,11 @@ def execve(proc, path, argv=None, envp=None):
     mm.user_ns = proc.cred.user_ns
     if old is not None:
         mctl.inherit(old, mm, secureexec)
-    load_elf(kernel, mm, path, argv=argv, envp=envp)
+    try:
+        load_elf(kernel, mm, path, argv=argv, envp=envp)
+    except OSError:
+        mm.unmap(0, mm.task_size)   # mmput of the half-built mm gives its charge back
+        raise
     if new_cred.euid == 0 and cred.euid != 0:
         # A set-uid-root file grants the full permitted set (commoncap).
         from .cred import CAP_FULL_SET

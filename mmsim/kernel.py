@@ -4,7 +4,7 @@ creation, and /proc reads."""
 import itertools
 import random
 
-from . import procfs
+from . import overcommit, procfs
 from .files import Inode, OpenFile
 from .pagecache import FileLru
 from .mm import (MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, PAGE_SIZE, RLIMIT_STACK_DEFAULT,
@@ -22,15 +22,33 @@ class Kernel:
     ``thp`` is /sys/kernel/mm/transparent_hugepage/enabled; ``seed`` makes layout
     randomisation repeatable; ``randomize`` is kernel.randomize_va_space != 0;
     ``max_map_count`` is vm.max_map_count; ``mctl_policy`` chooses mctl's permission
-    rule (docs/mctl.md).
+    rule (docs/mctl.md).  ``memory`` is the RAM in bytes (MemTotal; no swap);
+    ``overcommit_memory``, ``overcommit_ratio`` and ``overcommit_kbytes`` are the
+    vm.* sysctls of the same names (docs/mm.md, "Overcommit").
     """
 
     def __init__(self, thp="madvise", seed=0, max_map_count=65530, randomize=True,
-                 mctl_policy="strict"):
+                 mctl_policy="strict", memory=16 << 30, overcommit_memory=0,
+                 overcommit_ratio=50, overcommit_kbytes=0):
         if thp not in MODES:
             raise ValueError(f"thp must be one of {MODES}, not {thp!r}")
         if mctl_policy not in ("strict", "relaxed"):
             raise ValueError(f"mctl_policy must be 'strict' or 'relaxed', not {mctl_policy!r}")
+        if type(memory) is not int or memory < PAGE_SIZE:
+            raise ValueError(f"memory must be an int of at least one page, not {memory!r}")
+        if overcommit_memory not in (0, 1, 2):
+            raise ValueError(f"overcommit_memory must be 0, 1 or 2, not {overcommit_memory!r}")
+        if type(overcommit_ratio) is not int or overcommit_ratio < 0:
+            raise ValueError(f"overcommit_ratio must be an int >= 0, not {overcommit_ratio!r}")
+        if type(overcommit_kbytes) is not int or overcommit_kbytes < 0:
+            raise ValueError(f"overcommit_kbytes must be an int >= 0, not {overcommit_kbytes!r}")
+        self.memory = memory & ~(PAGE_SIZE - 1)
+        self.overcommit_memory = overcommit_memory
+        self.overcommit_ratio = overcommit_ratio
+        self.overcommit_kbytes = overcommit_kbytes
+        self.admin_reserve_kbytes, self.user_reserve_kbytes = overcommit.default_reserves(
+            self.memory)
+        self.committed_as = 0   # vm_committed_as, in pages
         self.thp = thp
         # mctl's permission rule: the proposal's ("strict") or the relaxed alternative.
         self.mctl_policy = mctl_policy
@@ -116,12 +134,22 @@ class Kernel:
 
     # ------------------------------------------------------------------ /proc
 
+    def meminfo(self):
+        """/proc/meminfo: the lines this model keeps, in the kernel's order and format."""
+        rows = [("MemTotal:", self.memory >> 12)]
+        rows += self.file_lru.meminfo_rows()
+        rows[4:4] = [("SwapTotal:", 0), ("SwapFree:", 0)]
+        rows += [("CommitLimit:", overcommit.commit_limit(self)),
+                 ("Committed_AS:", max(self.committed_as, 0))]
+        return "".join(f"{name:<16}{n * 4:8d} kB\n" for name, n in rows)
+
     def proc_read(self, path):
         """The text of ``/proc/PID/{maps,smaps,status}``, or of the page-cache lines
         of ``/proc/meminfo`` and ``/proc/vmstat``, in the kernel's format."""
-        if path in ("/proc/meminfo", "/proc/vmstat"):
-            lru = self.file_lru
-            return lru.meminfo() if path.endswith("meminfo") else lru.vmstat()
+        if path == "/proc/meminfo":
+            return self.meminfo()
+        if path == "/proc/vmstat":
+            return self.file_lru.vmstat()
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != "proc":
             raise error(2, path)

@@ -10,9 +10,9 @@ syscall layer above.
 import errno
 import os
 
-from . import pages
+from . import overcommit, pages
 from .uapi import MAP_FIXED, MAP_SHARED
-from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_GROWSDOWN, VM_LOCKED_MASK,
+from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED_MASK,
                   VM_SHADOW_STACK, VM_SPECIAL, MergeProposal, Vma, dup_vma)
 from .vma_tree import VmaTree
 
@@ -300,9 +300,14 @@ class Mm:
         last = self.vma_lookup(end - 1)
         if last is not None and last.end > end:
             self.split(last, end, new_below=False, check_limit=False)
+        unacct = 0
         for victim in self.vmas(start, end):
+            if victim.vm_flags & VM_ACCOUNT:
+                unacct += victim.npages
             self._remove(victim)
         self.tree.erase(start, end)
+        # vms_complete_munmap_vmas: the commitment of accounted VMAs goes back.
+        overcommit.vm_unacct_memory(self.kernel, unacct)
 
     # ------------------------------------------------------------------ placement
 

@@ -8,7 +8,7 @@ what the syscall returns, and raises ``OSError`` with the kernel's errno.
 
 import errno
 
-from . import pages
+from . import overcommit, pages
 from .mm import MMAP_MIN_ADDR, STACK_GUARD_GAP, Mm, error, page_align, vm_start_gap
 from .uapi import (MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN,
                    MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
@@ -94,7 +94,8 @@ def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise
         raise error(errno.EINVAL, "MAP_DROPPABLE is not simulated")
     else:
         pgoff = addr >> PAGE_SHIFT  # anonymous private: pgoff follows the address
-    if flags & MAP_NORESERVE:
+    if flags & MAP_NORESERVE and mm.kernel.overcommit_memory != overcommit.OVERCOMMIT_NEVER:
+        # Under strict overcommit MAP_NORESERVE is ignored: everything is accounted.
         vm_flags |= VM_NORESERVE
     addr = mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=file is None
                        and map_type == MAP_SHARED)
@@ -130,9 +131,27 @@ def accountable_mapping(file, vm_flags):
 def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False, special=None):
     """__mmap_region: clear what was there, then merge with a neighbour or insert."""
     end = addr + length
-    mm.unmap(addr, end)
+    old_accounted = 0
     if accountable_mapping(file, vm_flags):
+        # Charged before anything is unmapped; what this mapping replaces was charged
+        # already and is carried over rather than charged twice.
+        old_accounted = overcommit.accounted_pages(mm, addr, end)
+        overcommit.charge(mm, (length >> PAGE_SHIFT) - old_accounted)
         vm_flags |= VM_ACCOUNT
+    if shared_anon and not vm_flags & VM_NORESERVE:
+        # shmem_acct_size: the shmem object behind a shared anonymous mapping is
+        # checked against the overcommit policy too.  Simulator-defined: that charge
+        # is not kept in Committed_AS (docs/mm.md).
+        overcommit.charge(mm, length >> PAGE_SHIFT)
+        overcommit.vm_unacct_memory(mm.kernel, length >> PAGE_SHIFT)
+    try:
+        mm.unmap(addr, end)
+    except OSError:
+        overcommit.vm_unacct_memory(mm.kernel, (length >> PAGE_SHIFT) - old_accounted
+                                    if vm_flags & VM_ACCOUNT else 0)
+        raise
+    # The unmap gave the replaced VMAs' charge back; the new mapping keeps it.
+    overcommit.vm_acct_memory(mm.kernel, old_accounted)
     if shared_anon:
         # shmem_zero_setup(): a shared anonymous mapping is backed by its own shmem file.
         file = mm.kernel.shmem_file(length)
@@ -253,13 +272,24 @@ def mprotect_fixup(mm, vma, start, end, newflags):
     oldflags = vma.vm_flags
     if newflags == oldflags:
         return vma
+    nrpages = (end - start) >> PAGE_SHIFT
+    charged = 0
     if newflags & VM_WRITE:
         if not oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE):
+            # A private mapping becoming writable is charged now (ENOMEM if refused).
+            overcommit.charge(mm, nrpages)
+            charged = nrpages
             newflags |= VM_ACCOUNT
     elif oldflags & VM_ACCOUNT and vma.is_anonymous() and vma.anon_vma is None:
         # A private mapping that never faulted can give its charge back.
         newflags &= ~VM_ACCOUNT
-    vma = mm.modify(vma, start, end, newflags)
+    try:
+        vma = mm.modify(vma, start, end, newflags)
+    except OSError:
+        overcommit.vm_unacct_memory(mm.kernel, charged)
+        raise
+    if oldflags & VM_ACCOUNT and not newflags & VM_ACCOUNT:
+        overcommit.vm_unacct_memory(mm.kernel, nrpages)
     if (oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and newflags & VM_WRITE:
         # A locked private mapping turning writable is COW-broken at once.
         populate_vma_page_range(mm, vma, start, end)
@@ -380,6 +410,8 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
         delta = new_len - old_len
         nxt = mm.next_of(vma.end)
         if vma.end + delta <= mm.task_size and (nxt is None or nxt.start >= vma.end + delta):
+            if vma.vm_flags & VM_ACCOUNT:
+                overcommit.charge(mm, delta >> PAGE_SHIFT)   # vrm_calc_charge
             _expand_in_place(mm, vma, vma.end + delta)
             if vma.vm_flags & VM_LOCKED:
                 mm_populate(mm, old_addr + old_len, old_addr + new_len)
@@ -420,12 +452,18 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     else:
         dest = mm.get_unmapped_area(0, new_len, vma.pgoff_at(old_addr),
                                     MAP_SHARED if vma.vm_flags & VM_MAYSHARE else 0, vma.file)
+    # vrm_calc_charge: an accounted move charges the growth, or the whole new length
+    # when the source stays mapped (MREMAP_DONTUNMAP).
+    dontunmap = flags & MREMAP_DONTUNMAP
+    charged = 0
+    if vma.vm_flags & VM_ACCOUNT:
+        charged = (new_len if dontunmap else max(new_len - old_len, 0)) >> PAGE_SHIFT
+        overcommit.charge(mm, charged)
     if not old_len:
         # Duplicating a shared mapping: a second view of the same pages elsewhere.
         mm.insert(Vma(dest, dest + new_len, vma.vm_flags, vma.pgoff_at(old_addr), vma.file))
         return dest
     old_end = old_addr + old_len
-    dontunmap = flags & MREMAP_DONTUNMAP
     whole = old_addr == vma.start and old_end == vma.end
     if dontunmap:
         # The source is never split: its pages in the range leave, the VMA stays whole
@@ -470,6 +508,10 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
         # The source may have merged into the destination (copy_vma allows it for an
         # unfaulted VMA): unmap the old range, not the VMA object.
         mm.unmap(old_addr, old_addr + old_len)
+        if target.vm_flags & VM_ACCOUNT:
+            # The source's charge moves with it (move_vma hides VM_ACCOUNT from the
+            # unmap of the old range).
+            overcommit.vm_acct_memory(mm.kernel, old_len >> PAGE_SHIFT)
     target = mm.vma_lookup(dest)
     if new_len > old_len:
         _expand_in_place(mm, target, dest + new_len)
@@ -562,6 +604,10 @@ def brk(mm: Mm, addr):
     # do_brk_flags may extend the VMA just below the break, found by vma_prev_limit with
     # start_brk as the floor: a VMA reaching above start_brk counts even when it starts
     # below it (the live kernel merges with one mapped over the heap's bottom).
+    try:
+        overcommit.charge(mm, (newbrk - oldbrk) >> PAGE_SHIFT)   # do_brk_flags
+    except OSError:
+        return mm.brk
     prev = mm.prev_of(oldbrk)
     if prev is not None and prev.end <= mm.start_brk:
         prev = None
