@@ -12,6 +12,10 @@ from .mm import (MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, PAGE_SIZE, RLIMIT_STACK_D
                  page_align)
 from .task import Process
 from .thp import MODES
+from .uapi import (RLIM_INFINITY, RLIMIT_AS, RLIMIT_CORE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE,
+                   RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE, RLIMIT_NOFILE,
+                   RLIMIT_NPROC, RLIMIT_RSS, RLIMIT_RTPRIO, RLIMIT_RTTIME, RLIMIT_SIGPENDING,
+                   RLIMIT_STACK)
 
 ELF_ET_DYN_BASE = (TASK_SIZE // 3 * 2) & ~0xFFF
 
@@ -116,8 +120,25 @@ class Kernel:
             cred = parent.cred
         proc = Process(self, pid, mm, comm or (parent.comm if parent else "sim"),
                        ppid=parent.pid if parent else 0, cred=cred)
+        # Resource limits: a child inherits its parent's (copy_process), the first
+        # process gets the boot defaults.
+        proc.rlimits = dict(parent.rlimits if parent is not None else self.init_rlimits())
         self.processes[pid] = proc
         return proc
+
+    def init_rlimits(self):
+        """INIT_RLIMITS as boot leaves them: RLIMIT_NPROC and RLIMIT_SIGPENDING are
+        half of max_threads, which fork_init sizes from the memory (16 KiB stacks may
+        use an eighth of it)."""
+        inf = RLIM_INFINITY
+        threads = min(max((self.memory // PAGE_SIZE) // (8 * 4), 20), 0x3FFFFFFF) // 2
+        return {RLIMIT_CPU: (inf, inf), RLIMIT_FSIZE: (inf, inf), RLIMIT_DATA: (inf, inf),
+                RLIMIT_STACK: (RLIMIT_STACK_DEFAULT, inf), RLIMIT_CORE: (0, inf),
+                RLIMIT_RSS: (inf, inf), RLIMIT_NPROC: (threads, threads),
+                RLIMIT_NOFILE: (1024, 4096), RLIMIT_MEMLOCK: (8 << 20, 8 << 20),
+                RLIMIT_AS: (inf, inf), RLIMIT_LOCKS: (inf, inf),
+                RLIMIT_SIGPENDING: (threads, threads), RLIMIT_MSGQUEUE: (819200, 819200),
+                RLIMIT_NICE: (0, 0), RLIMIT_RTPRIO: (0, 0), RLIMIT_RTTIME: (inf, inf)}
 
     def spawn(self, path=None, argv=None, envp=None, uid=0, gid=0):
         """A new process running as ``uid``/``gid`` (root by default): exec of the real

@@ -55,8 +55,10 @@ def _page_align(n):
 # ---------------------------------------------------------------------- mmap
 
 
-def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise"):
-    """mmap(2).  ``file`` is the SimFile behind ``fd`` (the caller resolves fds)."""
+def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise",
+         memlock=None):
+    """mmap(2).  ``file`` is the SimFile behind ``fd`` (the caller resolves fds);
+    ``memlock`` is the caller's RLIMIT_MEMLOCK in bytes, None with CAP_IPC_LOCK."""
     if offset & ~PAGE_MASK:
         raise error(errno.EINVAL, "offset not page aligned")
     pgoff = offset >> PAGE_SHIFT
@@ -83,6 +85,10 @@ def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise
         raise error(errno.EEXIST)
     vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | mm.def_flags
                 | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
+    if flags & MAP_LOCKED and memlock == 0:
+        raise error(errno.EPERM, "MAP_LOCKED with RLIMIT_MEMLOCK 0")   # can_do_mlock
+    if not mlock_future_ok(mm, vm_flags, length, memlock):
+        raise error(errno.EAGAIN, "would lock more than RLIMIT_MEMLOCK")
     if file is not None:
         vm_flags, pgoff = _file_flags(file, prot, flags, vm_flags, pgoff)
     elif map_type == MAP_SHARED:
@@ -176,15 +182,40 @@ def populate_vma_page_range(mm, vma, start, end):
         return
     if not flags & VM_ACCESS_FLAGS or vma.special is not None:
         raise error(errno.EFAULT)
-    write = (flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
-    policy = mm.kernel.thp
-    for page in range(start, end, PAGE_SIZE):
-        pages.fault(mm, vma, page, write, policy, force=True, touch=True)
+    pages.populate(mm, vma, start, end, _populate_write(flags), force=True, touch=True)
+
+
+def _populate_write(vm_flags):
+    """GUP populates private writable mappings for write (breaking COW), others for read."""
+    return (vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
+
+
+def populate_need(mm, start, end, lock=False):
+    """An upper bound on the pages ``mm_populate`` of ``[start, end)`` makes resident;
+    with ``lock``, as if mlock had just locked the range (VM_LOCKONFAULT cleared)."""
+    need = 0
+    for vma in mm.vmas(start, end):
+        flags = vma.vm_flags
+        if flags & (VM_IO | VM_PFNMAP) or not flags & VM_ACCESS_FLAGS or vma.special is not None:
+            continue
+        if flags & VM_LOCKONFAULT and not lock:
+            continue
+        need += pages.populate_cost(vma, max(start, vma.start), min(end, vma.end),
+                                    _populate_write(flags))
+    return need
 
 
 def mm_populate(mm, start, end, ignore_errors=True):
     """__mm_populate: populate every VMA piece in ``[start, end)`` (holes are skipped);
-    without ``ignore_errors`` the first failure stops it and is raised."""
+    without ``ignore_errors`` the first failure stops it and is raised.  When the pages
+    would not fit in the machine's memory nothing is populated (ENOMEM without
+    ``ignore_errors``): simulator-defined, where the kernel would OOM-kill."""
+    try:
+        pages.check_room(mm, populate_need(mm, start, end))
+    except OSError:
+        if ignore_errors:
+            return
+        raise
     nstart = start
     while nstart < end:
         vma = mm.find_vma_intersection(nstart, end)
@@ -318,25 +349,70 @@ def _apply_lock(mm, start, end, lock_flags):
         raise error(errno.ENOMEM)
 
 
-def _lock_range(addr, length):
+def _lock_range(addr, length, memlock=None, mm=None):
     """do_mlock's range: the length grows by the start's offset in its page, all in
-    wrapping 64-bit arithmetic; a range that wraps is EINVAL."""
+    wrapping 64-bit arithmetic.  With ``memlock`` (RLIMIT_MEMLOCK in bytes, the caller
+    lacking CAP_IPC_LOCK) the pages already locked plus the new ones must fit (ENOMEM),
+    checked before a range that wraps is EINVAL."""
     length = _page_align(length + (addr & ~PAGE_MASK))
     start = addr & PAGE_MASK
     end = (start + length) & U64
+    if memlock is not None:
+        limit = memlock >> PAGE_SHIFT
+        locked = (length >> PAGE_SHIFT) + locked_vm(mm)
+        if locked > limit and end > start:
+            # count_mm_mlocked_page_nr: pages of the range that are locked already.
+            locked -= sum(min(v.end, end) - max(v.start, start) for v in mm.vmas(start, end)
+                          if v.vm_flags & VM_LOCKED) >> PAGE_SHIFT
+        if locked > limit:
+            raise error(errno.ENOMEM, "would lock more than RLIMIT_MEMLOCK")
     if end < start:
         raise error(errno.EINVAL)
     return start, end
 
 
-def mlock(mm: Mm, addr, length, flags=0):
-    """mlock(2) / mlock2(2): lock, then fault the range in unless MLOCK_ONFAULT."""
+def _covered(mm, start, end):
+    """Every page of ``[start, end)`` is mapped."""
+    at = start
+    for vma in mm.vmas(start, end):
+        if vma.start > at:
+            return False
+        at = vma.end
+    return at >= end
+
+
+def locked_vm(mm):
+    """mm->locked_vm: the pages of the VM_LOCKED VMAs."""
+    return sum(vma.npages for vma in mm.vmas() if vma.vm_flags & VM_LOCKED)
+
+
+def mlock_future_ok(mm, vm_flags, length, memlock):
+    """mlock_future_ok: a new VM_LOCKED mapping of ``length`` bytes fits under
+    RLIMIT_MEMLOCK (``memlock`` None: CAP_IPC_LOCK, no limit)."""
+    if not vm_flags & VM_LOCKED or memlock is None:
+        return True
+    return (length >> PAGE_SHIFT) + locked_vm(mm) <= memlock >> PAGE_SHIFT
+
+
+def mlock(mm: Mm, addr, length, flags=0, memlock=None):
+    """mlock(2) / mlock2(2): lock, then fault the range in unless MLOCK_ONFAULT.
+    ``memlock`` is the caller's RLIMIT_MEMLOCK in bytes, None with CAP_IPC_LOCK: 0
+    means EPERM (can_do_mlock).  A range whose pages would not fit in the machine's
+    memory is EAGAIN before anything is locked (simulator-defined, docs/mm.md)."""
     if flags & ~MLOCK_ONFAULT:
         raise error(errno.EINVAL)
-    start, end = _lock_range(addr, length)
+    if memlock == 0:
+        raise error(errno.EPERM, "RLIMIT_MEMLOCK is 0")
+    start, end = _lock_range(addr, length, memlock, mm)
     if end == start:
         return 0
     lock = VM_LOCKED | (VM_LOCKONFAULT if flags & MLOCK_ONFAULT else 0)
+    if not flags & MLOCK_ONFAULT and _covered(mm, start, end):
+        # (A range with a hole fails in _apply_lock, as the kernel's does.)
+        try:
+            pages.check_room(mm, populate_need(mm, start, end, lock=True))
+        except OSError:
+            raise error(errno.EAGAIN, "the range does not fit in memory") from None
     _apply_lock(mm, start, end, lock)
     try:
         mm_populate(mm, start, end, ignore_errors=False)
@@ -492,7 +568,7 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     _rekey(target, moved_pages, moved_huge, delta >> PAGE_SHIFT)
     shift = delta >> PAGE_SHIFT
     if moved_guards:
-        target.guards = (target.guards or set()) | {vpn + shift for vpn in moved_guards}
+        pages.merge_guards(target, moved_guards.shifted(shift))
     if moved_old:
         target.old = (target.old or set()) | {vpn + shift for vpn in moved_old}
     if dontunmap:
@@ -552,12 +628,12 @@ def _take(vma, start, end):
         held = getattr(vma, name)
         part = {k: held.pop(k) for k in [k for k in held if lo <= k < hi]} if held else None
         out.append(part or None)
-    for name in ("guards", "old"):
-        held = getattr(vma, name)
-        part = {k for k in held if lo <= k < hi} if held else None
-        if part:
-            held -= part
-        out.append(part or None)
+    out.append(vma.guards.take(lo, hi) if vma.guards else None)
+    held = vma.old
+    part = {k for k in held if lo <= k < hi} if held else None
+    if part:
+        held -= part
+    out.append(part or None)
     return tuple(out)
 
 

@@ -10,7 +10,7 @@ from .mm import error, page_align
 from .uapi import O_RDONLY, O_RDWR, O_WRONLY
 
 O_ACCMODE = 3
-from .vma import PAGE_MASK, PAGE_SIZE, VM_READ, VM_WRITE
+from .vma import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, VM_READ, VM_WRITE
 
 
 U64 = (1 << 64) - 1
@@ -29,6 +29,32 @@ def _cint(value):
     """An argument the kernel receives as ``int``: its low 32 bits, signed."""
     value = _u64(value) & 0xFFFFFFFF
     return value - (1 << 32) if value & 0x80000000 else value
+
+
+UIO_MAXIOV = 1024
+MAX_RW_COUNT = 0x7FFFFFFF & PAGE_MASK   # INT_MAX & PAGE_MASK
+USER_PTR_MAX = (1 << 47) - PAGE_SIZE   # TASK_SIZE_MAX on x86-64 with 4-level paging
+
+
+def import_iovec(elements):
+    """__import_iovec: EINVAL for too many elements or a negative (ssize_t) length,
+    EFAULT for a range access_ok refuses, then every length is cut so the total stays
+    within MAX_RW_COUNT (later elements become empty)."""
+    if len(elements) > UIO_MAXIOV:
+        raise error(errno.EINVAL, "more than UIO_MAXIOV elements")
+    if any(n >> 63 for _, n in elements):
+        raise error(errno.EINVAL, "negative length")
+    out = []
+    total = 0
+    for base, n in elements:
+        # access_ok: the end (base + length, even for an empty element) may not pass
+        # USER_PTR_MAX nor wrap.
+        if base + n > USER_PTR_MAX:
+            raise error(errno.EFAULT, "iovec element outside the user address space")
+        n = min(n, MAX_RW_COUNT - total)
+        total += n
+        out.append((base, n))
+    return out
 
 
 class Pidfd:
@@ -224,16 +250,14 @@ class Process:
         the bytes of the elements fully advised, or raises the first error when none
         were."""
         from .cred import CAP_SYS_NICE, PTRACE_MODE_READ_FSCREDS, capable, ptrace_may_access
-        if _u64(flags):
+        # The kernel's flags argument is an unsigned int: bits above 31 never arrive.
+        if _u64(flags) & 0xFFFFFFFF:
             raise error(errno.EINVAL)
         try:
             elements = [(_u64(a), _u64(n)) for a, n in iovec]
         except (TypeError, ValueError):
             raise error(errno.EFAULT, "iovec is not a list of (address, length) pairs") from None
-        if len(elements) > 1024:
-            raise error(errno.EINVAL, "more than UIO_MAXIOV elements")
-        if sum(n for _, n in elements) > (1 << 63) - 1:
-            raise error(errno.EINVAL)
+        elements = import_iovec(elements)
         advice = _cint(advice)
         target = self._pidfd_task(_cint(pidfd))
         mm = target.mm
@@ -247,7 +271,12 @@ class Process:
             if not capable(self.cred, CAP_SYS_NICE):
                 raise error(errno.EPERM)
         done = 0
-        for addr, length in elements:
+        total = sum(n for _, n in elements)
+        for i, (addr, length) in enumerate(elements):
+            # The iov_iter visits a leading empty element, skips the others, and stops
+            # when MAX_RW_COUNT bytes are used up.
+            if not length and (i or not total):
+                continue
             try:
                 _madvise.madvise(mm, addr, length, advice)
             except OSError:
@@ -305,7 +334,63 @@ class Process:
             file = self.fds.get(fd)
             if file is None:
                 raise error(errno.EBADF)
-        return mman.mmap(self.mm, addr, length, prot, flags, file, offset, self.kernel.thp)
+        return mman.mmap(self.mm, addr, length, prot, flags, file, offset, self.kernel.thp,
+                         memlock=self._memlock())
+
+    def _memlock(self):
+        """What may be locked: None with CAP_IPC_LOCK (no limit), else the soft
+        RLIMIT_MEMLOCK in bytes."""
+        from .cred import CAP_IPC_LOCK, capable
+        from .uapi import RLIMIT_MEMLOCK
+        if capable(self.cred, CAP_IPC_LOCK):
+            return None
+        return self.rlimits[RLIMIT_MEMLOCK][0]
+
+    # ------------------------------------------------------------------ resource limits
+
+    def getrlimit(self, resource):
+        """getrlimit(2): ``(soft, hard)``; RLIM_INFINITY is 2**64 - 1."""
+        return self.prlimit(0, resource)
+
+    def setrlimit(self, resource, limits):
+        """setrlimit(2) with ``limits`` = ``(soft, hard)`` (-1 means RLIM_INFINITY)."""
+        self.prlimit(0, resource, limits)
+        return 0
+
+    def prlimit(self, pid, resource, limits=None):
+        """prlimit64(2): set ``pid``'s limit of ``resource`` (0: the caller) when
+        ``limits`` is given; returns the old ``(soft, hard)``, like resource.prlimit."""
+        from .cred import CAP_SYS_RESOURCE, capable
+        from .uapi import RLIM_NLIMITS, RLIMIT_NOFILE
+        pid, resource = _cint(pid), _u64(resource) & 0xFFFFFFFF
+        if limits is not None:
+            try:
+                soft, hard = (_u64(v) for v in limits)
+            except (TypeError, ValueError):
+                raise error(errno.EFAULT, "limits must be a (soft, hard) pair") from None
+            if soft > hard:
+                raise error(errno.EINVAL, "soft limit above the hard limit")
+        target = self if pid in (0, self.pid) else self.kernel.processes.get(pid)
+        if target is None or target.state == "reaped":
+            raise error(errno.ESRCH)
+        if target is not self:
+            # check_prlimit_permission: same real, effective and saved ids, or
+            # CAP_SYS_RESOURCE.
+            mine, theirs = self.cred, target.cred
+            same = (mine.uid == theirs.uid == theirs.euid == theirs.suid
+                    and mine.gid == theirs.gid == theirs.egid == theirs.sgid)
+            if not same and not capable(mine, CAP_SYS_RESOURCE):
+                raise error(errno.EPERM)
+        if resource >= RLIM_NLIMITS:
+            raise error(errno.EINVAL)
+        old = target.rlimits[resource]
+        if limits is not None:
+            if resource == RLIMIT_NOFILE and hard > 1 << 20:   # fs.nr_open
+                raise error(errno.EPERM)
+            if hard > old[1] and not capable(self.cred, CAP_SYS_RESOURCE):
+                raise error(errno.EPERM, "raising the hard limit needs CAP_SYS_RESOURCE")
+            target.rlimits[resource] = (soft, hard)
+        return old
 
     def munmap(self, addr, length):
         """munmap(2)."""
@@ -325,11 +410,12 @@ class Process:
 
     def mlock(self, addr, length):
         """mlock(2)."""
-        return mman.mlock(self.mm, _u64(addr), _u64(length))
+        return mman.mlock(self.mm, _u64(addr), _u64(length), memlock=self._memlock())
 
     def mlock2(self, addr, length, flags):
         """mlock2(2)."""
-        return mman.mlock(self.mm, _u64(addr), _u64(length), _u64(flags) & 0xFFFFFFFF)
+        return mman.mlock(self.mm, _u64(addr), _u64(length), _u64(flags) & 0xFFFFFFFF,
+                          memlock=self._memlock())
 
     def munlock(self, addr, length):
         """munlock(2)."""
@@ -342,8 +428,10 @@ class Process:
     def touch(self, addr, length, write=True):
         """Fault every page of ``[addr, addr + length)`` as a read or write would.
 
-        Raises EFAULT (where the CPU would deliver SIGSEGV) without touching anything
-        if any page is unmapped or lacks the access."""
+        Raises EFAULT (where the CPU would deliver SIGSEGV or SIGBUS) without touching
+        anything if any page is unmapped, lacks the access, is a guard page or lies
+        wholly past the end of a mapped file; ENOMEM, also before touching anything,
+        when the pages would not fit in the machine's memory (docs/mm.md)."""
         mm = self.mm
         addr, length = _u64(addr), _u64(length)
         start = addr & PAGE_MASK
@@ -351,14 +439,22 @@ class Process:
         if end > mm.task_size:
             raise error(errno.EFAULT, "beyond the user address space")
         need = VM_WRITE if write else VM_READ
+        pieces = []
         a = start
         while a < end:
             vma = mm.vma_lookup(a)
             if vma is None or not vma.vm_flags & need or vma.special is not None:
                 raise error(errno.EFAULT, f"no {'write' if write else 'read'} access at {a:#x}")
-            if pages.guarded(vma, max(a, start), min(vma.end, end)):
-                raise error(errno.EFAULT, f"guard page in [{a:#x}, {vma.end:#x})")
-            a = vma.end
-        for page in range(start, end, PAGE_SIZE):
-            pages.fault(mm, mm.vma_lookup(page), page, write, self.kernel.thp)
+            stop = min(vma.end, end)
+            if pages.guarded(vma, a, stop):
+                raise error(errno.EFAULT, f"guard page in [{a:#x}, {stop:#x})")
+            if vma.file is not None and vma.pgoff_at(stop - PAGE_SIZE) << PAGE_SHIFT >= \
+                    vma.file.inode.size:
+                raise error(errno.EFAULT, f"SIGBUS: page past the end of the file in "
+                                          f"[{a:#x}, {stop:#x})")
+            pieces.append((vma, a, stop))
+            a = stop
+        pages.check_room(mm, sum(pages.populate_cost(vma, s, e, write) for vma, s, e in pieces))
+        for vma, s, e in pieces:
+            pages.populate(mm, vma, s, e, write)
         return 0
