@@ -322,8 +322,9 @@ def mprotect_fixup(mm, vma, start, end, newflags):
     if oldflags & VM_ACCOUNT and not newflags & VM_ACCOUNT:
         overcommit.vm_unacct_memory(mm.kernel, nrpages)
     if (oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and newflags & VM_WRITE:
-        # A locked private mapping turning writable is COW-broken at once.
-        populate_vma_page_range(mm, vma, start, end)
+        # A locked private mapping turning writable is COW-broken at once (errors,
+        # and a populate too large for the machine, are ignored).
+        mm_populate(mm, start, end)
     return vma
 
 
@@ -435,8 +436,9 @@ def munlock(mm: Mm, addr, length):
 # ---------------------------------------------------------------------- mremap
 
 
-def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
-    """mremap(2): shrink, grow in place, or move (MREMAP_MAYMOVE / FIXED / DONTUNMAP)."""
+def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0, memlock=None):
+    """mremap(2): shrink, grow in place, or move (MREMAP_MAYMOVE / FIXED / DONTUNMAP).
+    ``memlock``: the caller's RLIMIT_MEMLOCK in bytes, None with CAP_IPC_LOCK."""
     if flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP):
         raise error(errno.EINVAL)
     if flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE:
@@ -467,7 +469,7 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
             return _move_multi(mm, old_addr, old_len, new_addr, flags)
         # Anything else must stay inside one VMA, checked (with the shrunk length)
         # before the destination or the tail is touched.
-        _resize_is_valid(vma, old_addr, min(old_len, new_len), new_len, flags)
+        _resize_is_valid(vma, old_addr, min(old_len, new_len), new_len, flags, mm, memlock)
         mm.unmap(new_addr, new_addr + new_len)
         if old_len > new_len:
             munmap(mm, old_addr + new_len, old_len - new_len)
@@ -480,7 +482,7 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
         if old_len > new_len:
             munmap(mm, old_addr + new_len, old_len - new_len)
         return old_addr
-    _resize_is_valid(vma, old_addr, old_len, new_len, flags)
+    _resize_is_valid(vma, old_addr, old_len, new_len, flags, mm, memlock)
     if not flags & MREMAP_DONTUNMAP and old_len and old_addr + old_len == vma.end:
         # Grow in place when the space after the VMA is free (vma_merge_extend).
         delta = new_len - old_len
@@ -497,8 +499,9 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
     return _move(mm, vma, old_addr, old_len, new_len, 0, flags)
 
 
-def _resize_is_valid(vma, old_addr, old_len, new_len, flags):
-    """resize_is_valid (mm/mremap.c), in its order."""
+def _resize_is_valid(vma, old_addr, old_len, new_len, flags, mm=None, memlock=None):
+    """resize_is_valid (mm/mremap.c), in its order; growing a locked VMA must fit under
+    RLIMIT_MEMLOCK (``memlock``, checked when ``mm`` is given)."""
     if not old_len and not vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
         raise error(errno.EINVAL, "duplicating a private mapping")
     if flags & MREMAP_DONTUNMAP and vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
@@ -507,6 +510,9 @@ def _resize_is_valid(vma, old_addr, old_len, new_len, flags):
         raise error(errno.EFAULT, "range spans VMAs")
     if new_len > old_len and vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
         raise error(errno.EFAULT)
+    if mm is not None and new_len > old_len and not mlock_future_ok(
+            mm, vma.vm_flags, new_len - old_len, memlock):
+        raise error(errno.EAGAIN, "would lock more than RLIMIT_MEMLOCK")
 
 
 def _expand_in_place(mm, vma, new_end):

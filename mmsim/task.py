@@ -406,7 +406,8 @@ class Process:
 
     def mremap(self, old_addr, old_size, new_size, flags=0, new_addr=0):
         """mremap(2)."""
-        return mman.mremap(self.mm, *map(_u64, (old_addr, old_size, new_size, flags, new_addr)))
+        return mman.mremap(self.mm, *map(_u64, (old_addr, old_size, new_size, flags, new_addr)),
+                           memlock=self._memlock())
 
     def mlock(self, addr, length):
         """mlock(2)."""

@@ -226,8 +226,12 @@ def _mlock_scenario(do, limit):
         out["wrap"] = do("mlock", a, (1 << 64) - 4096)
         out["map_locked"] = min(do("mmap", P, ANON | MAP_LOCKED), 0)
         do("munlock", a, 64 << 10)
-        out["map_locked_64k"] = do("mmap", 64 << 10, ANON | MAP_LOCKED) > 0
+        m = do("mmap", 64 << 10, ANON | MAP_LOCKED)
+        out["map_locked_64k"] = m > 0
         out["map_locked_68k"] = min(do("mmap", 68 << 10, ANON | MAP_LOCKED), 0)
+        out["mremap_grow_locked"] = min(do("mremap", m, 64 << 10, 128 << 10, MREMAP_MAYMOVE), 0)
+        do("munlock", m, 64 << 10)
+        out["mremap_grow_unlocked"] = do("mremap", m, 64 << 10, 128 << 10, MREMAP_MAYMOVE) > 0
     return out
 
 
@@ -259,6 +263,9 @@ def _live_mlock(limit):
         if name == "mmap":
             r = libc.mmap(None, args[0], RW, args[1], -1, 0)
             return -ctypes.get_errno() if r in (None, (1 << 64) - 1) else r
+        if name == "mremap":
+            r = libc.mremap(*args, None)
+            return -ctypes.get_errno() if r in (None, (1 << 64) - 1) else r
         r = getattr(libc, name)(*args)
         return r if r == 0 else -ctypes.get_errno()
     return _mlock_scenario(do, limit)
@@ -276,6 +283,7 @@ def test_rlimit_memlock_for_unprivileged_mlock(limit):
         assert got["64k"] == got["64k_again"] == 0
         assert got["map_locked"] == got["map_locked_68k"] == -11          # EAGAIN
         assert got["map_locked_64k"] is True
+        assert got["mremap_grow_locked"] == -11 and got["mremap_grow_unlocked"] is True
 
 
 @needs_live
