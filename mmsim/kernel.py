@@ -53,6 +53,7 @@ class Kernel:
         self.admin_reserve_kbytes, self.user_reserve_kbytes = overcommit.default_reserves(
             self.memory)
         self.committed_as = 0   # vm_committed_as, in pages
+        self.shmem_committed = {}   # shmem inode -> pages charged for it (shmem_acct_size)
         self.thp = thp
         # mctl's permission rule: the proposal's ("strict") or the relaxed alternative.
         self.mctl_policy = mctl_policy
@@ -161,7 +162,7 @@ class Kernel:
         rows += self.file_lru.meminfo_rows()
         rows[4:4] = [("SwapTotal:", 0), ("SwapFree:", 0)]
         rows += [("CommitLimit:", overcommit.commit_limit(self)),
-                 ("Committed_AS:", max(self.committed_as, 0))]
+                 ("Committed_AS:", overcommit.committed(self))]
         return "".join(f"{name:<16}{n * 4:8d} kB\n" for name, n in rows)
 
     def proc_read(self, path):

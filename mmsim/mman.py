@@ -144,23 +144,30 @@ def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False, spec
         old_accounted = overcommit.accounted_pages(mm, addr, end)
         overcommit.charge(mm, (length >> PAGE_SHIFT) - old_accounted)
         vm_flags |= VM_ACCOUNT
+    shmem_pages = 0
     if shared_anon and not vm_flags & VM_NORESERVE:
         # shmem_acct_size: the shmem object behind a shared anonymous mapping is
-        # checked against the overcommit policy too.  Simulator-defined: that charge
-        # is not kept in Committed_AS (docs/mm.md).
-        overcommit.charge(mm, length >> PAGE_SHIFT)
-        overcommit.vm_unacct_memory(mm.kernel, length >> PAGE_SHIFT)
+        # charged too (checked before anything is unmapped, so a refusal changes nothing).
+        shmem_pages = length >> PAGE_SHIFT
+        try:
+            overcommit.charge(mm, shmem_pages)
+        except OSError:
+            overcommit.vm_unacct_memory(mm.kernel, (length >> PAGE_SHIFT) - old_accounted
+                                        if vm_flags & VM_ACCOUNT else 0)
+            raise
     try:
         mm.unmap(addr, end)
     except OSError:
-        overcommit.vm_unacct_memory(mm.kernel, (length >> PAGE_SHIFT) - old_accounted
-                                    if vm_flags & VM_ACCOUNT else 0)
+        overcommit.vm_unacct_memory(mm.kernel, shmem_pages + ((length >> PAGE_SHIFT) - old_accounted
+                                    if vm_flags & VM_ACCOUNT else 0))
         raise
     # The unmap gave the replaced VMAs' charge back; the new mapping keeps it.
     overcommit.vm_acct_memory(mm.kernel, old_accounted)
     if shared_anon:
         # shmem_zero_setup(): a shared anonymous mapping is backed by its own shmem file.
         file = mm.kernel.shmem_file(length)
+        if shmem_pages:
+            overcommit.shmem_held(mm.kernel, file.inode, shmem_pages)
     prev = mm.prev_of(addr)
     nxt = mm.next_of(end)
     if file is None or not shared_anon:

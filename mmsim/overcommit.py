@@ -71,7 +71,7 @@ def vm_enough_memory(mm, pages, cap_sys_admin=True):
             allowed -= kernel.admin_reserve_kbytes >> (PAGE_SHIFT - 10)
         reserve = kernel.user_reserve_kbytes >> (PAGE_SHIFT - 10)
         allowed -= min(total_vm(mm) // 32, reserve)
-        if max(kernel.committed_as, 0) < allowed:
+        if committed(kernel) < allowed:
             return
     vm_unacct_memory(kernel, pages)
     raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM) + ": overcommit refused")
@@ -91,18 +91,51 @@ def accounted_pages(mm, start, end):
     return n
 
 
-def committed_by_vmas(kernel):
-    """Committed_AS recomputed from scratch: the VM_ACCOUNT pages of every live address
-    space (what the counter must equal; a checking aid)."""
+def _live_mms(kernel):
     seen = set()
-    n = 0
     for proc in kernel.processes.values():
         mm = proc.mm
-        if mm is None or id(mm) in seen:
-            continue
-        seen.add(id(mm))
-        n += accounted_pages(mm, 0, 1 << 64)
-    return n
+        if mm is not None and id(mm) not in seen:
+            seen.add(id(mm))
+            yield mm
+
+
+def _mapped_shmem(kernel):
+    """The inodes of every shmem file some live VMA maps."""
+    return {vma.file.inode for mm in _live_mms(kernel) for vma in mm.vmas()
+            if vma.file is not None and vma.file.shmem}
+
+
+def shmem_held(kernel, inode, pages):
+    """Record that ``pages`` already charged (shmem_acct_size) belong to the shmem
+    object ``inode``: they are given back once no mapping of it is left."""
+    kernel.shmem_committed[inode] = pages
+
+
+def prune_shmem(kernel):
+    """shmem_unacct_size of every shmem object no mapping uses any more (the kernel
+    does it when the object dies; the model finds out lazily, when asked)."""
+    held = kernel.shmem_committed
+    if not held:
+        return
+    alive = _mapped_shmem(kernel)
+    for inode in [i for i in held if i not in alive]:
+        vm_unacct_memory(kernel, held.pop(inode))
+
+
+def committed(kernel):
+    """Committed_AS in pages (percpu_counter_read_positive(&vm_committed_as))."""
+    prune_shmem(kernel)
+    return max(kernel.committed_as, 0)
+
+
+def committed_by_vmas(kernel):
+    """Committed_AS recomputed from scratch: the VM_ACCOUNT pages of every live address
+    space plus the charges of the shmem objects still mapped (what the counter must
+    equal; a checking aid)."""
+    n = sum(accounted_pages(mm, 0, 1 << 64) for mm in _live_mms(kernel))
+    alive = _mapped_shmem(kernel)
+    return n + sum(pages for inode, pages in kernel.shmem_committed.items() if inode in alive)
 
 
 def caller_is_admin(mm):
@@ -127,6 +160,6 @@ def charge(mm, pages):
     vm_enough_memory(mm, pages, admin)
 
 
-__all__ = ["charge", "vm_enough_memory", "vm_acct_memory", "vm_unacct_memory", "commit_limit",
+__all__ = ["charge", "committed", "shmem_held", "prune_shmem", "vm_enough_memory", "vm_acct_memory", "vm_unacct_memory", "commit_limit",
            "accounted_pages", "committed_by_vmas", "OVERCOMMIT_GUESS", "OVERCOMMIT_ALWAYS",
            "OVERCOMMIT_NEVER"]
