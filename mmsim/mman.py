@@ -12,7 +12,8 @@ from . import overcommit, pages
 from .mm import MMAP_MIN_ADDR, STACK_GUARD_GAP, Mm, error, page_align, vm_start_gap
 from .uapi import (MAP_DROPPABLE, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN,
                    MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
-                   MAP_SHARED_VALIDATE, MAP_STACK, MAP_TYPE, MLOCK_ONFAULT, MREMAP_DONTUNMAP,
+                   MAP_SHARED_VALIDATE, MAP_STACK, MAP_TYPE, MCL_CURRENT, MCL_FUTURE,
+                   MCL_ONFAULT, MLOCK_ONFAULT, MREMAP_DONTUNMAP,
                    MREMAP_FIXED, MREMAP_MAYMOVE, PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP,
                    PROT_READ, PROT_SEM, PROT_WRITE)
 from .vma import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
@@ -431,6 +432,53 @@ def mlock(mm: Mm, addr, length, flags=0, memlock=None):
     return 0
 
 
+def mlockall(mm: Mm, flags, memlock=None):
+    """mlockall(2): lock every VMA (MCL_CURRENT) and/or what is mapped later
+    (MCL_FUTURE, through def_flags), then populate unless MCL_ONFAULT.  ``memlock`` as
+    for mlock; MCL_CURRENT needs the whole address space to fit under it (ENOMEM)."""
+    if not flags or flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or flags == MCL_ONFAULT:
+        raise error(errno.EINVAL)
+    if memlock == 0:
+        raise error(errno.EPERM, "RLIMIT_MEMLOCK is 0")
+    if flags & MCL_CURRENT and memlock is not None:
+        if sum(vma.npages for vma in mm.vmas()) > memlock >> PAGE_SHIFT:
+            raise error(errno.ENOMEM, "would lock more than RLIMIT_MEMLOCK")
+    _apply_mlockall(mm, flags)
+    if flags & MCL_CURRENT:
+        mm_populate(mm, 0, mm.task_size)   # errors (and a range too big) ignored
+    return 0
+
+
+def munlockall(mm: Mm):
+    """munlockall(2)."""
+    _apply_mlockall(mm, 0)
+    return 0
+
+
+def _apply_mlockall(mm, flags):
+    """apply_mlockall_flags: def_flags for MCL_FUTURE, then every VMA's lock bits for
+    MCL_CURRENT (or cleared), each change through the merge engine, errors ignored."""
+    onfault = VM_LOCKONFAULT if flags & MCL_ONFAULT else 0
+    mm.def_flags &= ~VM_LOCKED_MASK
+    if flags & MCL_FUTURE:
+        mm.def_flags |= VM_LOCKED | onfault
+        if not flags & MCL_CURRENT:
+            return
+    to_add = VM_LOCKED | onfault if flags & MCL_CURRENT else 0
+    addr = 0
+    while True:
+        vma = mm.find_vma(addr)
+        if vma is None:
+            return
+        addr = vma.end
+        newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | to_add
+        if newflags != vma.vm_flags and not vma.vm_flags & VM_SPECIAL:
+            try:
+                addr = mm.modify(vma, vma.start, vma.end, newflags).end
+            except OSError:
+                pass
+
+
 def munlock(mm: Mm, addr, length):
     """munlock(2)."""
     start, end = _lock_range(addr, length)
@@ -666,9 +714,10 @@ def _rekey(vma, moved_pages, moved_huge, shift):
 # ---------------------------------------------------------------------- brk
 
 
-def brk(mm: Mm, addr):
+def brk(mm: Mm, addr, memlock=None):
     """brk(2): move the program break; returns the new break, or the old one when the
-    request cannot be met (SYSCALL_DEFINE1(brk) never fails with an errno)."""
+    request cannot be met (SYSCALL_DEFINE1(brk) never fails with an errno).
+    ``memlock`` as for mlock: growth locked by mlockall(MCL_FUTURE) must fit under it."""
     if addr < mm.start_brk:
         return mm.brk
     newbrk = page_align(addr)
@@ -693,6 +742,8 @@ def brk(mm: Mm, addr):
     # do_brk_flags may extend the VMA just below the break, found by vma_prev_limit with
     # start_brk as the floor: a VMA reaching above start_brk counts even when it starts
     # below it (the live kernel merges with one mapped over the heap's bottom).
+    if not mlock_future_ok(mm, mm.def_flags, newbrk - oldbrk, memlock):   # check_brk_limits
+        return mm.brk
     try:
         overcommit.charge(mm, (newbrk - oldbrk) >> PAGE_SHIFT)   # do_brk_flags
     except OSError:
@@ -709,5 +760,6 @@ def brk(mm: Mm, addr):
     return mm.brk
 
 
-__all__ = ["mmap", "munmap", "mprotect", "mremap", "mlock", "munlock", "brk", "mm_populate",
+__all__ = ["mmap", "munmap", "mprotect", "mremap", "mlock", "munlock", "mlockall", "munlockall",
+           "brk", "mm_populate",
            "mmap_region", "calc_vm_prot_bits"]

@@ -422,9 +422,17 @@ class Process:
         """munlock(2)."""
         return mman.munlock(self.mm, _u64(addr), _u64(length))
 
+    def mlockall(self, flags):
+        """mlockall(2)."""
+        return mman.mlockall(self.mm, _cint(flags), memlock=self._memlock())
+
+    def munlockall(self):
+        """munlockall(2)."""
+        return mman.munlockall(self.mm)
+
     def brk(self, addr):
         """brk(2): returns the new (or unchanged) break."""
-        return mman.brk(self.mm, _u64(addr))
+        return mman.brk(self.mm, _u64(addr), memlock=self._memlock())
 
     def touch(self, addr, length, write=True):
         """Fault every page of ``[addr, addr + length)`` as a read or write would.

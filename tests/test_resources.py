@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from mmsim import live, pages
 from mmsim.kernel import Kernel
 from mmsim.pages import GuardRanges
+from mmsim.vma import VM_LOCKED
 from mmsim.uapi import (MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_NOHUGEPAGE,
                         MADV_POPULATE_READ, MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_LOCKED,
+                        MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT,
                         MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MLOCK_ONFAULT,
                         MREMAP_MAYMOVE, PIDFD_SELF, PROT_READ, PROT_WRITE, RLIM_INFINITY,
                         RLIMIT_MEMLOCK, RLIMIT_STACK)
@@ -235,7 +237,25 @@ def _mlock_scenario(do, limit):
     return out
 
 
-def _sim_mlock(limit):
+def _mlockall_scenario(do, limit):
+    """mlockall/munlockall for an unprivileged caller with RLIMIT_MEMLOCK ``limit``."""
+    out = {}
+    do("mmap", 1 << 20, ANON)
+    do("drop", limit)
+    out["zero"] = do("mlockall", 0)
+    out["onfault_alone"] = do("mlockall", MCL_ONFAULT)
+    out["unknown"] = do("mlockall", 8)
+    out["current"] = do("mlockall", MCL_CURRENT)
+    out["future"] = do("mlockall", MCL_FUTURE)
+    if limit:
+        out["map_128k"] = min(do("mmap", 128 << 10, ANON), 0)
+        out["map_32k"] = do("mmap", 32 << 10, ANON) > 0
+        out["munlockall"] = do("munlockall")
+        out["map_128k_after"] = do("mmap", 128 << 10, ANON) > 0
+    return out
+
+
+def _sim_mlock(limit, scenario=_mlock_scenario):
     k = Kernel()
     p = k.spawn()
 
@@ -248,10 +268,10 @@ def _sim_mlock(limit):
         if name == "mmap":
             args = (0, args[0], RW, args[1])
         return errno_of(getattr(p, name), *args)
-    return _mlock_scenario(do, limit)
+    return scenario(do, limit)
 
 
-def _live_mlock(limit):
+def _live_mlock(limit, scenario=_mlock_scenario):
     libc = live.load_libc()
 
     def do(name, *args):
@@ -268,7 +288,7 @@ def _live_mlock(limit):
             return -ctypes.get_errno() if r in (None, (1 << 64) - 1) else r
         r = getattr(libc, name)(*args)
         return r if r == 0 else -ctypes.get_errno()
-    return _mlock_scenario(do, limit)
+    return scenario(do, limit)
 
 
 @pytest.mark.parametrize("limit", [0, 64 << 10])
@@ -290,6 +310,41 @@ def test_rlimit_memlock_for_unprivileged_mlock(limit):
 @pytest.mark.parametrize("limit", [0, 64 << 10])
 def test_rlimit_memlock_matches_the_live_kernel(limit):
     assert _sim_mlock(limit) == live.in_child(lambda: _live_mlock(limit))
+
+
+@pytest.mark.parametrize("limit", [0, 64 << 10])
+def test_mlockall_under_rlimit_memlock(limit):
+    got = _sim_mlock(limit, _mlockall_scenario)
+    assert got["zero"] == got["onfault_alone"] == got["unknown"] == -22
+    if limit == 0:
+        assert got["current"] == got["future"] == -1
+    else:
+        assert got["current"] == -12 and got["future"] == 0
+        assert got["map_128k"] == -11 and got["map_32k"] is True
+        assert got["munlockall"] == 0 and got["map_128k_after"] is True
+
+
+@needs_live
+@pytest.mark.parametrize("limit", [0, 64 << 10])
+def test_mlockall_matches_the_live_kernel(limit):
+    assert (_sim_mlock(limit, _mlockall_scenario)
+            == live.in_child(lambda: _live_mlock(limit, _mlockall_scenario)))
+
+
+def test_mlockall_locks_current_and_future_mappings():
+    k = Kernel()
+    p = k.spawn()
+    a = p.mmap(0, 4 * P, RW, ANON)
+    p.mlockall(MCL_CURRENT | MCL_FUTURE)
+    assert p.mm.vma_lookup(a).vm_flags & VM_LOCKED and p.mm.rss_anon == 4
+    b = p.mmap(0, 2 * P, RW, ANON)
+    assert p.mm.vma_lookup(b).vm_flags & VM_LOCKED and p.mm.rss_anon == 6
+    old = p.brk(0)
+    p.brk(old + 2 * P)
+    assert p.mm.rss_anon == 8
+    p.munlockall()
+    assert not any(v.vm_flags & VM_LOCKED for v in p.mm.vmas()) and not p.mm.def_flags
+    p.mm.check()
 
 
 def test_setrlimit_and_prlimit():
