@@ -341,8 +341,16 @@ def populate(mm, vma, start, end, write, force=False, touch=False):
     pages are visited, so a huge read of untouched anonymous memory costs nothing."""
     policy = mm.kernel.thp
     if not zero_page_read(vma, write):
-        for addr in range(start, end, PAGE_SIZE):
+        addr = start
+        while addr < end:
             fault(mm, vma, addr, write, policy, force, touch)
+            head = (addr >> PAGE_SHIFT) & ~(PMD_PAGES - 1)
+            if vma.huge and head in vma.huge:
+                # The other faults inside a PMD-mapped THP would repeat what this one
+                # did (young, accessed, dirty): go on after it.
+                addr = max(addr + PAGE_SIZE, (head + PMD_PAGES) << PAGE_SHIFT)
+            else:
+                addr += PAGE_SIZE
         return
     fault(mm, vma, start, write, policy, force, touch)   # the access checks, once
     stop = first_guard(vma, start, end)
@@ -631,14 +639,16 @@ def collapse(mm, vma, start, end):
     if first > last:
         return False
     anon = vma.file is None
-    for block in range(first, last, PMD_SIZE):
-        head = block >> PAGE_SHIFT
+    # Only blocks holding something need work; any other block fails the call
+    # (SCAN_PMD_NULL: nothing to collapse), however large the range.
+    lo, hi = first >> PAGE_SHIFT, last >> PAGE_SHIFT
+    held = {vpn & ~(PMD_PAGES - 1) for vpn in _resident_vpns(vma, lo, hi)}
+    if len(held) < (hi - lo) // PMD_PAGES:
+        ok = False
+    for head in sorted(held):
         if vma.huge and head in vma.huge:
             continue
         present = [vpn for vpn in range(head, head + PMD_PAGES) if vma.pages and vpn in vma.pages]
-        if not present:
-            ok = False  # SCAN_PMD_NULL: nothing to collapse
-            continue
         for vpn in present:
             _drop(mm, vma, vma.pages.pop(vpn))
         page = _huge(vma)[head] = Page(anon=anon, dirty=True, order=9)
