@@ -67,16 +67,21 @@ def dup_mm(kernel, oldmm):
 
 def _charge_copies(oldmm):
     """dup_mmap charges every accounted VMA the child gets, each checked on its own;
-    ENOMEM (and nothing charged) when the overcommit policy refuses one."""
-    charged = 0
-    try:
-        for old in oldmm.vmas():
-            if old.vm_flags & VM_ACCOUNT and not old.vm_flags & VM_DONTCOPY:
-                overcommit.charge(oldmm, old.npages)
-                charged += old.npages
-    except OSError:
-        overcommit.vm_unacct_memory(oldmm.kernel, charged)
-        raise
+    ENOMEM (and nothing charged) when the overcommit policy refuses one.  Checked in
+    aggregate: the heuristic refuses only a VMA larger than RAM, and the strict limit
+    is crossed by some prefix of the VMAs exactly when it is crossed by all of them."""
+    total = biggest = 0
+    for old in oldmm.vmas():
+        if old.vm_flags & VM_ACCOUNT and not old.vm_flags & VM_DONTCOPY:
+            n = (old.end - old.start) >> 12
+            total += n
+            if n > biggest:
+                biggest = n
+    if oldmm.kernel.overcommit_memory == overcommit.OVERCOMMIT_GUESS:
+        overcommit.charge(oldmm, biggest)   # the heuristic's test, on the largest one
+        overcommit.vm_acct_memory(oldmm.kernel, total - biggest)
+    else:
+        overcommit.charge(oldmm, total)
 
 
 def _copy_vmas(mm, oldmm, add_bounds, append):

@@ -139,10 +139,12 @@ def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False, spec
     """__mmap_region: clear what was there, then merge with a neighbour or insert."""
     end = addr + length
     old_accounted = 0
+    existing = mm.find_vma_intersection(addr, end)
     if accountable_mapping(file, vm_flags):
         # Charged before anything is unmapped; what this mapping replaces was charged
         # already and is carried over rather than charged twice.
-        old_accounted = overcommit.accounted_pages(mm, addr, end)
+        if existing is not None:
+            old_accounted = overcommit.accounted_pages(mm, addr, end)
         overcommit.charge(mm, (length >> PAGE_SHIFT) - old_accounted)
         vm_flags |= VM_ACCOUNT
     shmem_pages = 0
@@ -157,7 +159,8 @@ def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False, spec
                                         if vm_flags & VM_ACCOUNT else 0)
             raise
     try:
-        mm.unmap(addr, end)
+        if existing is not None:
+            mm.unmap(addr, end)
     except OSError:
         overcommit.vm_unacct_memory(mm.kernel, shmem_pages + ((length >> PAGE_SHIFT) - old_accounted
                                     if vm_flags & VM_ACCOUNT else 0))

@@ -154,10 +154,13 @@ def charge(mm, pages):
     CAP_SYS_ADMIN looked up only when the strict policy needs it."""
     if not pages:
         return
-    admin = True
-    if mm.kernel.overcommit_memory == OVERCOMMIT_NEVER:
-        admin = caller_is_admin(mm)
-    vm_enough_memory(mm, pages, admin)
+    kernel = mm.kernel
+    mode = kernel.overcommit_memory
+    if mode == OVERCOMMIT_ALWAYS or (mode == OVERCOMMIT_GUESS
+                                     and pages <= totalram_pages(kernel)):
+        kernel.committed_as += pages   # the common case, without the general path
+        return
+    vm_enough_memory(mm, pages, caller_is_admin(mm) if mode == OVERCOMMIT_NEVER else True)
 
 
 __all__ = ["charge", "committed", "shmem_held", "prune_shmem", "vm_enough_memory", "vm_acct_memory", "vm_unacct_memory", "commit_limit",

@@ -6,8 +6,9 @@ import errno
 
 from . import madvise as _madvise
 from . import mman, pages
+from .cred import CAP_IPC_LOCK, CAP_SYS_RESOURCE, capable
 from .mm import error, page_align
-from .uapi import O_RDONLY, O_RDWR, O_WRONLY
+from .uapi import O_RDONLY, O_RDWR, O_WRONLY, RLIM_NLIMITS, RLIMIT_MEMLOCK, RLIMIT_NOFILE
 
 O_ACCMODE = 3
 from .vma import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, VM_READ, VM_WRITE
@@ -340,8 +341,6 @@ class Process:
     def _memlock(self):
         """What may be locked: None with CAP_IPC_LOCK (no limit), else the soft
         RLIMIT_MEMLOCK in bytes."""
-        from .cred import CAP_IPC_LOCK, capable
-        from .uapi import RLIMIT_MEMLOCK
         if capable(self.cred, CAP_IPC_LOCK):
             return None
         return self.rlimits[RLIMIT_MEMLOCK][0]
@@ -360,8 +359,6 @@ class Process:
     def prlimit(self, pid, resource, limits=None):
         """prlimit64(2): set ``pid``'s limit of ``resource`` (0: the caller) when
         ``limits`` is given; returns the old ``(soft, hard)``, like resource.prlimit."""
-        from .cred import CAP_SYS_RESOURCE, capable
-        from .uapi import RLIM_NLIMITS, RLIMIT_NOFILE
         pid, resource = _cint(pid), _u64(resource) & 0xFFFFFFFF
         if limits is not None:
             try:

@@ -201,6 +201,24 @@ def test_fork_charges_the_copy_and_exit_returns_it():
     assert k.committed_as == (600 << 20) // P
 
 
+def test_fork_under_the_heuristic_checks_each_vma_on_its_own():
+    k = Kernel(memory=G, overcommit_memory=1)
+    p = k.spawn()
+    p.mmap(0, 3 * G // 4, RW, ANON)
+    p.mmap(0, 3 * G // 4, RW, ANON | MAP_NORESERVE)
+    p.mmap(0, 3 * G // 4, PROT_READ, ANON)
+    k.overcommit_memory = 0
+    c = p.fork()                              # 1.5 GiB in all, no VMA above RAM
+    assert k.committed_as == 2 * (3 * G // 4) // P
+    c.exit()
+    k.overcommit_memory = 1
+    p.mmap(0, 2 * G, RW, ANON)
+    k.overcommit_memory = 0
+    with pytest.raises(OSError):
+        p.fork()
+    assert k.committed_as == (3 * G // 4 + 2 * G) // P
+
+
 def test_exec_charges_the_new_image_and_returns_the_old():
     if not os.path.exists("/usr/bin/true"):
         pytest.skip("no /usr/bin/true")
