@@ -18,7 +18,7 @@ from mmsim.kernel import Kernel
 from mmsim.pages import GuardRanges
 from mmsim.vma import VM_LOCKED
 from mmsim.uapi import (MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_NOHUGEPAGE,
-                        MADV_POPULATE_READ, MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_LOCKED,
+                        MADV_POPULATE_READ, MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_FIXED, MAP_LOCKED,
                         MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT,
                         MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MLOCK_ONFAULT,
                         MREMAP_MAYMOVE, PIDFD_SELF, PROT_READ, PROT_WRITE, RLIM_INFINITY,
@@ -435,3 +435,60 @@ def test_process_madvise_caps_the_total_and_truncates_flags():
 @needs_live
 def test_process_madvise_matches_the_live_kernel():
     assert _sim_pm() == live.in_child(_live_pm)
+
+
+# ---------------------------------------------------------------- invariants
+
+CALLS = st.lists(st.tuples(
+    st.sampled_from(["touch_w", "touch_r", "populate_w", "populate_r", "mlock", "mlock_onfault",
+                     "map_populate", "map_locked", "guard", "unguard", "munmap", "mprotect_rw"]),
+    st.integers(0, 7), st.integers(1, 40)), max_size=20)
+
+
+@settings(max_examples=60, deadline=None)
+@given(CALLS)
+def test_resident_memory_never_exceeds_the_machine_and_failed_touch_changes_nothing(calls):
+    """With one process (no page shared twice), whatever is called, the resident pages
+    stay within Kernel(memory=...), and a touch that fails leaves everything as it was."""
+    memory = 64 * P
+    k = Kernel(memory=memory, overcommit_memory=1)
+    p = k.spawn()
+    k.create_file("/f", 20 * P)
+    fd = p.open("/f")
+    base = p.mmap(0, 8 * 32 * P, RW, ANON)
+    p.mmap(base + 4 * 32 * P, 32 * P, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0)
+    for name, slot, n in calls:
+        a = base + slot * 32 * P
+        size = n * P
+        before = state(k, p)
+        try:
+            if name == "touch_w":
+                p.touch(a, size)
+            elif name == "touch_r":
+                p.touch(a, size, False)
+            elif name == "populate_w":
+                p.madvise(a, size, MADV_POPULATE_WRITE)
+            elif name == "populate_r":
+                p.madvise(a, size, MADV_POPULATE_READ)
+            elif name == "mlock":
+                p.mlock(a, size)
+            elif name == "mlock_onfault":
+                p.mlock2(a, size, MLOCK_ONFAULT)
+            elif name == "map_populate":
+                p.mmap(a, size, RW, ANON | MAP_FIXED | MAP_POPULATE)
+            elif name == "map_locked":
+                p.mmap(a, size, RW, ANON | MAP_FIXED | MAP_LOCKED)
+            elif name == "guard":
+                p.madvise(a, size, MADV_GUARD_INSTALL)
+            elif name == "unguard":
+                p.madvise(a, size, MADV_GUARD_REMOVE)
+            elif name == "munmap":
+                p.munmap(a, size)
+            else:
+                p.mprotect(a, size, RW)
+        except OSError:
+            if name.startswith("touch"):
+                assert state(k, p) == before
+        assert pages.machine_resident(k) <= memory // P
+        p.mm.check()
+
