@@ -54,6 +54,7 @@ class Kernel:
             self.memory)
         self.committed_as = 0   # vm_committed_as, in pages
         self.shmem_committed = {}   # shmem inode -> pages charged for it (shmem_acct_size)
+        self.nr_resident = 0   # the RSS of every address space, summed (pages.machine_resident)
         self.thp = thp
         # mctl's permission rule: the proposal's ("strict") or the relaxed alternative.
         self.mctl_policy = mctl_policy

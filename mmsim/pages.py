@@ -314,8 +314,13 @@ def page_align_up(n):
 
 
 def machine_resident(kernel):
-    """Simulator-defined resident total: the RSS of every live address space, each
-    counted once (a page shared after fork counts once per mapper)."""
+    """Simulator-defined resident total: the RSS of every address space (a page shared
+    after fork counts once per mapper), kept up to date by every rss change."""
+    return kernel.nr_resident
+
+
+def resident_by_mms(kernel):
+    """``machine_resident`` recomputed from the live address spaces (a checking aid)."""
     seen = set()
     n = 0
     for proc in kernel.processes.values():
@@ -372,6 +377,7 @@ def _kind(vma, page):
 def _charge(mm, vma, page, n):
     counter = _kind(vma, page)
     setattr(mm, counter, getattr(mm, counter) + n)
+    mm.kernel.nr_resident += n
     if n > 0:
         total = mm.rss_anon + mm.rss_file + mm.rss_shmem
         if total > mm.hiwater_rss:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mmsim import live, overcommit
+from mmsim import live, overcommit, pages
 from mmsim.kernel import Kernel
 from mmsim.uapi import (MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED,
                         MREMAP_DONTUNMAP, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE)
@@ -279,6 +279,7 @@ def test_committed_as_is_the_sum_of_accounted_vmas(mode, ops):
         except OSError:
             pass
         assert committed_kb(k) == overcommit.committed_by_vmas(k) * 4 == k.committed_as * 4
+        assert pages.machine_resident(k) == pages.resident_by_mms(k)
         p.mm.check() if p.mm is not None else None
 
 
