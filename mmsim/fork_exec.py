@@ -7,7 +7,7 @@ from . import mctl, overcommit, pages
 from .mm import (error, MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
                  MMF_HAS_MDWE_NO_INHERIT, MMF_TOPDOWN, MMF_VM_MERGE_ANY, Mm)
 from .vma_tree import VmaTree
-from .vma import VM_ACCOUNT, VM_DONTCOPY, VM_INIT_DEF_MASK, VM_LOCKED_MASK, VM_MIXEDMAP, VM_PFNMAP, VM_WIPEONFORK, \
+from .vma import PAGE_SHIFT, VM_ACCOUNT, VM_DONTCOPY, VM_INIT_DEF_MASK, VM_LOCKED_MASK, VM_MIXEDMAP, VM_PFNMAP, VM_WIPEONFORK, \
     AnonVma, Vma
 
 # The mm flags a new mm takes over from the one it is made from (MMF_INIT_LEGACY_MASK).
@@ -73,7 +73,7 @@ def _charge_copies(oldmm):
     total = biggest = 0
     for old in oldmm.vmas():
         if old.vm_flags & VM_ACCOUNT and not old.vm_flags & VM_DONTCOPY:
-            n = (old.end - old.start) >> 12
+            n = (old.end - old.start) >> PAGE_SHIFT
             total += n
             if n > biggest:
                 biggest = n

@@ -142,7 +142,7 @@ def caller_is_admin(mm):
     """Whether the process running on ``mm`` has CAP_SYS_ADMIN (cap_vm_enough_memory).
     Simulator-defined: an mm no running process uses yet (exec building it) counts as
     the admin's."""
-    from .cred import CAP_SYS_ADMIN, capable
+    from .cred import CAP_SYS_ADMIN, capable   # cred imports mm, which imports this module
     for proc in mm.kernel.processes.values():
         if proc.mm is mm and proc.state == "running":
             return capable(proc.cred, CAP_SYS_ADMIN)
