@@ -138,14 +138,15 @@ def accountable_mapping(file, vm_flags):
 def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False, special=None):
     """__mmap_region: clear what was there, then merge with a neighbour or insert."""
     end = addr + length
-    old_accounted = 0
+    old_accounted = charged = 0
     existing = mm.find_vma_intersection(addr, end)
     if accountable_mapping(file, vm_flags):
         # Charged before anything is unmapped; what this mapping replaces was charged
         # already and is carried over rather than charged twice.
         if existing is not None:
             old_accounted = overcommit.accounted_pages(mm, addr, end)
-        overcommit.charge(mm, (length >> PAGE_SHIFT) - old_accounted)
+        charged = (length >> PAGE_SHIFT) - old_accounted
+        overcommit.charge(mm, charged)
         vm_flags |= VM_ACCOUNT
     shmem_pages = 0
     if shared_anon and not vm_flags & VM_NORESERVE:
@@ -155,16 +156,14 @@ def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False, spec
         try:
             overcommit.charge(mm, shmem_pages)
         except OSError:
-            overcommit.vm_unacct_memory(mm.kernel, (length >> PAGE_SHIFT) - old_accounted
-                                        if vm_flags & VM_ACCOUNT else 0)
+            overcommit.vm_unacct_memory(mm.kernel, charged)
             raise
-    try:
-        if existing is not None:
+    if existing is not None:
+        try:
             mm.unmap(addr, end)
-    except OSError:
-        overcommit.vm_unacct_memory(mm.kernel, shmem_pages + ((length >> PAGE_SHIFT) - old_accounted
-                                    if vm_flags & VM_ACCOUNT else 0))
-        raise
+        except OSError:
+            overcommit.vm_unacct_memory(mm.kernel, charged + shmem_pages)
+            raise
     # The unmap gave the replaced VMAs' charge back; the new mapping keeps it.
     overcommit.vm_acct_memory(mm.kernel, old_accounted)
     if shared_anon:
