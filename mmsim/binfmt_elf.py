@@ -38,7 +38,7 @@ import struct
 
 import attrs
 
-from . import binfmt_script, mman, pages
+from . import binfmt_script, mman, overcommit, pages
 from .files import Inode, OpenFile
 from .defs import (ELF_ET_DYN_BASE, MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT,
                    PAGE_SIZE, PMD_SIZE, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, U64, align_up,
@@ -545,6 +545,7 @@ def _vm_brk(mm, start, end, vm_flags):
         raise error(errno.ENOMEM)
     flags = vm_flags | VM_DATA_FLAGS | VM_ACCOUNT | mm.def_flags
     mm.unmap(start, end)
+    overcommit.charge(mm, (end - start) >> PAGE_SHIFT)   # do_brk_flags
     mm.merge_or_insert(MergeProposal(start, end, flags, start >> PAGE_SHIFT), mm.prev_of(start),
                        None, just_expand=True)
     if mm.def_flags & VM_LOCKED:
@@ -878,6 +879,8 @@ def load_binprm(kernel, mm, bprm, *, randomize=None, rlimit_stack=RLIMIT_STACK_D
         flags |= VM_EXEC
     elif st.exec_stack == EXSTACK_DISABLE_X:
         flags &= ~VM_EXEC
+    # insert_vm_struct and expand_stack charge the stack's pages (VM_ACCOUNT).
+    overcommit.charge(mm, (st.end - st.start) >> PAGE_SHIFT)
     stack = mm.insert(Vma(st.start, st.end, flags, st.pgoff))
     bias = _map_image(mm, bprm.host, layout.program)
     prog = layout.program

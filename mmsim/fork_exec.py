@@ -5,14 +5,14 @@ import gc
 import os
 import stat
 
-from . import mctl, pages
+from . import mctl, overcommit, pages
 from .binfmt_elf import load_binprm, prepare_exec
 from .cred import CAP_FULL_SET
 from .defs import PAGE_SHIFT, error
 from .mm import (MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
                  MMF_HAS_MDWE_NO_INHERIT, MMF_TOPDOWN, MMF_VM_MERGE_ANY, Mm)
 from .vma_tree import VmaTree
-from .vma import VM_DONTCOPY, VM_INIT_DEF_MASK, VM_LOCKED_MASK, VM_MIXEDMAP, VM_PFNMAP, VM_WIPEONFORK, \
+from .vma import VM_ACCOUNT, VM_DONTCOPY, VM_INIT_DEF_MASK, VM_LOCKED_MASK, VM_MIXEDMAP, VM_PFNMAP, VM_WIPEONFORK, \
     AnonVma, Vma
 
 # The mm flags a new mm takes over from the one it is made from (MMF_INIT_LEGACY_MASK).
@@ -45,6 +45,7 @@ LAYOUT_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_brk"
 
 def dup_mm(kernel, oldmm):
     """fork's copy of ``oldmm`` (dup_mm + dup_mmap)."""
+    _charge_copies(oldmm)
     mm = mm_init(kernel, oldmm)
     mctl.inherit(oldmm, mm)
     mm.task_size = oldmm.task_size
@@ -72,6 +73,25 @@ def dup_mm(kernel, oldmm):
     mm.hiwater_vm = mm.total_vm
     mm.hiwater_rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
     return mm
+
+
+def _charge_copies(oldmm):
+    """dup_mmap charges every accounted VMA the child gets, each checked on its own;
+    ENOMEM (and nothing charged) when the overcommit policy refuses one.  Checked in
+    aggregate: the heuristic refuses only a VMA larger than RAM, and the strict limit
+    is crossed by some prefix of the VMAs exactly when it is crossed by all of them."""
+    total = biggest = 0
+    for old in oldmm.vmas():
+        if old.vm_flags & VM_ACCOUNT and not old.vm_flags & VM_DONTCOPY:
+            n = (old.end - old.start) >> PAGE_SHIFT
+            total += n
+            if n > biggest:
+                biggest = n
+    if oldmm.kernel.overcommit_memory == overcommit.OVERCOMMIT_GUESS:
+        overcommit.charge(oldmm, biggest)   # the heuristic's test, on the largest one
+        overcommit.vm_acct_memory(oldmm.kernel, total - biggest)
+    else:
+        overcommit.charge(oldmm, total)
 
 
 def _copy_vmas(mm, oldmm, add_bounds, append):
@@ -129,7 +149,11 @@ def execve(proc, path, argv=None, envp=None):
     mm.user_ns = proc.cred.user_ns
     if old is not None:
         mctl.inherit(old, mm, secureexec)
-    load_binprm(kernel, mm, bprm)
+    try:
+        load_binprm(kernel, mm, bprm)
+    except OSError:
+        mm.unmap(0, mm.task_size)   # mmput of the half-built mm gives its charge back
+        raise
     if new_cred.euid == 0 and cred.euid != 0:
         # A set-uid-root file grants the full permitted set (commoncap).
         new_cred.cap_permitted = new_cred.cap_effective = CAP_FULL_SET

@@ -7,7 +7,7 @@ import errno
 import itertools
 import random
 
-from . import procfs
+from . import overcommit, procfs
 from .files import Inode, OpenFile
 from .pagecache import FileLru
 from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE, RLIMIT_STACK_DEFAULT,
@@ -16,6 +16,10 @@ from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE, RLIMIT
 from .mm import MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, Mm
 from .task import Process
 from .thp import MODES
+from .uapi import (RLIM_INFINITY, RLIMIT_AS, RLIMIT_CORE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE,
+                   RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE, RLIMIT_NOFILE,
+                   RLIMIT_NPROC, RLIMIT_RSS, RLIMIT_RTPRIO, RLIMIT_RTTIME, RLIMIT_SIGPENDING,
+                   RLIMIT_STACK)
 
 # The synthetic program's first page: where a PIE with page-aligned segments is loaded.
 IMAGE_BASE = page_align_down(ELF_ET_DYN_BASE)
@@ -27,15 +31,36 @@ class Kernel:
     ``thp`` is /sys/kernel/mm/transparent_hugepage/enabled; ``seed`` makes layout
     randomisation repeatable; ``randomize`` is kernel.randomize_va_space != 0;
     ``max_map_count`` is vm.max_map_count; ``mctl_policy`` chooses mctl's permission
-    rule (docs/mctl.md).
+    rule (docs/mctl.md).  ``memory`` is the RAM in bytes (MemTotal; no swap);
+    ``overcommit_memory``, ``overcommit_ratio`` and ``overcommit_kbytes`` are the
+    vm.* sysctls of the same names (docs/mm.md, "Overcommit").
     """
 
     def __init__(self, thp: str = "madvise", seed: int = 0, max_map_count: int = 65530,
-                 randomize: bool = True, mctl_policy: str = "strict") -> None:
+                 randomize: bool = True, mctl_policy: str = "strict", memory: int = 16 << 30,
+                 overcommit_memory: int = 0, overcommit_ratio: int = 50,
+                 overcommit_kbytes: int = 0) -> None:
         if thp not in MODES:
             raise ValueError(f"thp must be one of {MODES}, not {thp!r}")
         if mctl_policy not in ("strict", "relaxed"):
             raise ValueError(f"mctl_policy must be 'strict' or 'relaxed', not {mctl_policy!r}")
+        if type(memory) is not int or memory < PAGE_SIZE:
+            raise ValueError(f"memory must be an int of at least one page, not {memory!r}")
+        if overcommit_memory not in (0, 1, 2):
+            raise ValueError(f"overcommit_memory must be 0, 1 or 2, not {overcommit_memory!r}")
+        if type(overcommit_ratio) is not int or overcommit_ratio < 0:
+            raise ValueError(f"overcommit_ratio must be an int >= 0, not {overcommit_ratio!r}")
+        if type(overcommit_kbytes) is not int or overcommit_kbytes < 0:
+            raise ValueError(f"overcommit_kbytes must be an int >= 0, not {overcommit_kbytes!r}")
+        self.memory = memory & ~(PAGE_SIZE - 1)
+        self.overcommit_memory = overcommit_memory
+        self.overcommit_ratio = overcommit_ratio
+        self.overcommit_kbytes = overcommit_kbytes
+        self.admin_reserve_kbytes, self.user_reserve_kbytes = overcommit.default_reserves(
+            self.memory)
+        self.committed_as = 0   # vm_committed_as, in pages
+        self.shmem_committed = {}   # shmem inode -> pages charged for it (shmem_acct_size)
+        self.nr_resident = 0   # the RSS of every address space, summed (pages.machine_resident)
         self.thp = thp
         # mctl's permission rule: the proposal's ("strict") or the relaxed alternative.
         self.mctl_policy = mctl_policy
@@ -106,6 +131,9 @@ class Kernel:
             cred = parent.cred
         proc = Process(self, pid, mm, comm or (parent.comm if parent else "sim"),
                        ppid=parent.pid if parent else 0, cred=cred)
+        # Resource limits: a child inherits its parent's (copy_process), the first
+        # process gets the boot defaults.
+        proc.rlimits = dict(parent.rlimits if parent is not None else self.init_rlimits())
         self.processes[pid] = proc
         if parent is not None:
             parent.children[pid] = proc
@@ -116,6 +144,20 @@ class Kernel:
         proc.state = "reaped"
         if self.processes.get(proc.pid) is proc:
             del self.processes[proc.pid]
+
+    def init_rlimits(self) -> dict:
+        """INIT_RLIMITS as boot leaves them: RLIMIT_NPROC and RLIMIT_SIGPENDING are
+        half of max_threads, which fork_init sizes from the memory (16 KiB stacks may
+        use an eighth of it)."""
+        inf = RLIM_INFINITY
+        threads = min(max((self.memory // PAGE_SIZE) // (8 * 4), 20), 0x3FFFFFFF) // 2
+        return {RLIMIT_CPU: (inf, inf), RLIMIT_FSIZE: (inf, inf), RLIMIT_DATA: (inf, inf),
+                RLIMIT_STACK: (RLIMIT_STACK_DEFAULT, inf), RLIMIT_CORE: (0, inf),
+                RLIMIT_RSS: (inf, inf), RLIMIT_NPROC: (threads, threads),
+                RLIMIT_NOFILE: (1024, 4096), RLIMIT_MEMLOCK: (8 << 20, 8 << 20),
+                RLIMIT_AS: (inf, inf), RLIMIT_LOCKS: (inf, inf),
+                RLIMIT_SIGPENDING: (threads, threads), RLIMIT_MSGQUEUE: (819200, 819200),
+                RLIMIT_NICE: (0, 0), RLIMIT_RTPRIO: (0, 0), RLIMIT_RTTIME: (inf, inf)}
 
     def spawn(self, path: str | None = None, argv: list[str] | None = None,
               envp: list[str] | None = None, uid: int = 0, gid: int = 0) -> Process:
@@ -133,14 +175,24 @@ class Kernel:
 
     # ------------------------------------------------------------------ /proc
 
+    def meminfo(self) -> str:
+        """/proc/meminfo: the lines this model keeps, in the kernel's order and format."""
+        rows = [("MemTotal:", self.memory >> 12)]
+        rows += self.file_lru.meminfo_rows()
+        rows[4:4] = [("SwapTotal:", 0), ("SwapFree:", 0)]
+        rows += [("CommitLimit:", overcommit.commit_limit(self)),
+                 ("Committed_AS:", overcommit.committed(self))]
+        return "".join(f"{name:<16}{n * 4:8d} kB\n" for name, n in rows)
+
     def proc_read(self, path: str) -> str:
         """The text of ``/proc/PID/{maps,smaps,status}``, or of the page-cache lines
         of ``/proc/meminfo`` and ``/proc/vmstat``, in the kernel's format."""
         if not isinstance(path, str):
             raise error(errno.EFAULT, "a path must be a str")
-        if path in ("/proc/meminfo", "/proc/vmstat"):
-            lru = self.file_lru
-            return lru.meminfo() if path.endswith("meminfo") else lru.vmstat()
+        if path == "/proc/meminfo":
+            return self.meminfo()
+        if path == "/proc/vmstat":
+            return self.file_lru.vmstat()
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != "proc":
             raise error(errno.ENOENT, path)

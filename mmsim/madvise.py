@@ -196,20 +196,34 @@ def vma_behavior(mm, vma, start, end, advice):
     raise error(errno.EINVAL)
 
 
-def _populate(mm, start, end, write):
-    """madvise_populate: fault the whole range in, read or write."""
+def _populate_pieces(mm, start, end, write):
+    """The VMA pieces madvise_populate faults before its first error, and that error
+    (an OSError, or None)."""
+    pieces = []
     addr = start
     while addr < end:
         vma = mm.vma_lookup(addr)
         if vma is None:
-            raise error(errno.ENOMEM)
+            return pieces, error(errno.ENOMEM)
         if vma.vm_flags & (VM_IO | VM_PFNMAP):
-            raise error(errno.EINVAL)
+            return pieces, error(errno.EINVAL)
         stop = min(vma.end, end)
         need = VM_WRITE if write else 0x1
         if not vma.vm_flags & need:
-            raise error(errno.EINVAL)
-        for page in range(addr, stop, PAGE_SIZE):
-            pages.fault(mm, vma, page, write, mm.kernel.thp, touch=True)
+            return pieces, error(errno.EINVAL)
+        pieces.append((vma, addr, stop))
         addr = stop
+    return pieces, None
+
+
+def _populate(mm, start, end, write):
+    """madvise_populate: fault the whole range in, read or write.  The memory it needs
+    is checked first, so a range too large for the machine fails with ENOMEM before
+    any page is faulted (simulator-defined: the kernel would OOM-kill)."""
+    pieces, failure = _populate_pieces(mm, start, end, write)
+    pages.check_room(mm, sum(pages.populate_cost(vma, s, e, write) for vma, s, e in pieces))
+    for vma, s, e in pieces:
+        pages.populate(mm, vma, s, e, write, touch=True)
+    if failure is not None:
+        raise failure
     return 0

@@ -9,7 +9,7 @@ syscall layer above.
 
 import errno
 
-from . import pages
+from . import overcommit, pages
 # The layout constants, page_align and error are re-exported for code that imports them
 # from here; mmsim's own modules take them from mmsim.defs.
 from .defs import (MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE,  # noqa: F401
@@ -17,7 +17,7 @@ from .defs import (MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE,  # noqa:
                    STACK_TOP, TASK_SIZE, TASK_UNMAPPED_BASE, error, offset_in_page, page_align,
                    page_align_down)
 from .uapi import MAP_32BIT, MAP_FIXED, MAP_SHARED
-from .vma import (VM_GROWSDOWN, VM_LOCKED_MASK, VM_MERGE_MASK, VM_SHADOW_STACK, VM_SPECIAL,
+from .vma import (VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED_MASK, VM_MERGE_MASK, VM_SHADOW_STACK, VM_SPECIAL,
                   MergeProposal, Vma, dup_vma)
 from .vma_tree import VmaTree
 
@@ -89,7 +89,7 @@ class Mm:
         self.hiwater_vm = 0
         self.rss_anon = self.rss_file = self.rss_shmem = 0   # resident pages
         self.hiwater_rss = 0
-        self.exe_file = None   # the program's SimFile (set by exec)
+        self.exe_file = None   # the program's OpenFile (set by exec)
         self.vdso = 0          # where the [vdso] text is (set by exec)
         self.fade_on_death = False   # MMF_FADE_ON_DEATH: set through mctl
         self.mctl = None       # mctl's property states, made on first use (mctl.states)
@@ -360,10 +360,15 @@ class Mm:
         victims = self.vmas(start, end)
         if victims and self.total_vm > self.hiwater_vm:
             self.hiwater_vm = self.total_vm   # update_hiwater_vm, before total_vm drops
+        unacct = 0
         for victim in victims:
             self.total_vm -= (victim.end - victim.start) >> PAGE_SHIFT
+            if victim.vm_flags & VM_ACCOUNT:
+                unacct += victim.npages
             self._remove(victim)
         self.tree.erase(start, end)
+        # vms_complete_munmap_vmas: the commitment of accounted VMAs goes back.
+        overcommit.vm_unacct_memory(self.kernel, unacct)
 
     # ------------------------------------------------------------------ placement
 

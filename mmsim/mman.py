@@ -8,7 +8,7 @@ what the syscall returns, and raises ``OSError`` with the kernel's errno.
 
 import errno
 
-from . import pages
+from . import overcommit, pages
 from .defs import (MMAP_MIN_ADDR, PAGE_SHIFT, PAGE_SIZE, STACK_GUARD_GAP, U64, error,
                    offset_in_page, page_align, page_align_down)
 from .mm import MMF_HAS_MDWE, MMF_VM_MERGE_ANY, Mm, vm_start_gap
@@ -16,7 +16,8 @@ from .uapi import (MAP_32BIT, MAP_ANONYMOUS, MAP_DENYWRITE, MAP_DROPPABLE, MAP_E
                    MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGE_MASK,
                    MAP_HUGE_SHIFT, MAP_HUGETLB, MAP_UNINITIALIZED, MAP_LOCKED, MAP_NONBLOCK,
                    MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
-                   MAP_SHARED_VALIDATE, MAP_STACK, MAP_TYPE, MLOCK_ONFAULT, MREMAP_DONTUNMAP,
+                   MAP_SHARED_VALIDATE, MAP_STACK, MAP_TYPE, MCL_CURRENT, MCL_FUTURE,
+                   MCL_ONFAULT, MLOCK_ONFAULT, MREMAP_DONTUNMAP,
                    MREMAP_FIXED, MREMAP_MAYMOVE, PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP,
                    PROT_READ, PROT_SEM, PROT_WRITE)
 from .vma import (VM_ACCESS_FLAGS, VM_ACCOUNT, VM_DONTEXPAND, VM_IO,
@@ -62,8 +63,10 @@ def _page_align(n):
 # ---------------------------------------------------------------------- mmap
 
 
-def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise"):
-    """mmap(2).  ``file`` is the OpenFile behind ``fd`` (the caller resolves fds)."""
+def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise",
+         memlock=None):
+    """mmap(2).  ``file`` is the OpenFile behind ``fd`` (the caller resolves fds);
+    ``memlock`` is the caller's RLIMIT_MEMLOCK in bytes, None with CAP_IPC_LOCK."""
     if flags & MAP_HUGETLB:
         length = _hugetlb_length(file, length, flags)
     if offset_in_page(offset):
@@ -90,6 +93,10 @@ def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise
         raise error(errno.EEXIST)
     vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | mm.def_flags
                 | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
+    if flags & MAP_LOCKED and memlock == 0:
+        raise error(errno.EPERM, "MAP_LOCKED with RLIMIT_MEMLOCK 0")   # can_do_mlock
+    if not mlock_future_ok(mm, vm_flags, length, memlock):
+        raise error(errno.EAGAIN, "would lock more than RLIMIT_MEMLOCK")
     if file is not None:
         vm_flags, pgoff = _file_flags(file, prot, flags, vm_flags, pgoff)
     elif map_type == MAP_SHARED:
@@ -103,7 +110,8 @@ def mmap(mm: Mm, addr, length, prot, flags, file=None, offset=0, policy="madvise
         pgoff = addr >> PAGE_SHIFT  # anonymous private: pgoff follows the address
     else:
         raise error(errno.EINVAL, "unknown mapping type")
-    if flags & MAP_NORESERVE:
+    if flags & MAP_NORESERVE and mm.kernel.overcommit_memory != overcommit.OVERCOMMIT_NEVER:
+        # Under strict overcommit MAP_NORESERVE is ignored: everything is accounted.
         vm_flags |= VM_NORESERVE
     if mm.flags & MMF_VM_MERGE_ANY and not vm_flags & KSM_INCOMPATIBLE:
         vm_flags |= VM_MERGEABLE   # PR_SET_MEMORY_MERGE: every new VMA KSM can handle
@@ -181,13 +189,40 @@ def accountable_mapping(file, vm_flags):
 def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False):
     """__mmap_region: clear what was there, then merge with a neighbour or insert."""
     end = addr + length
-    mm.unmap(addr, end)
+    old_accounted = charged = 0
+    existing = mm.find_vma_intersection(addr, end)
     if accountable_mapping(file, vm_flags):
+        # Charged before anything is unmapped; what this mapping replaces was charged
+        # already and is carried over rather than charged twice.
+        if existing is not None:
+            old_accounted = overcommit.accounted_pages(mm, addr, end)
+        charged = (length >> PAGE_SHIFT) - old_accounted
+        overcommit.charge(mm, charged)
         vm_flags |= VM_ACCOUNT
+    shmem_pages = 0
+    if shared_anon and not vm_flags & VM_NORESERVE:
+        # shmem_acct_size: the shmem object behind a shared anonymous mapping is
+        # charged too (checked before anything is unmapped, so a refusal changes nothing).
+        shmem_pages = length >> PAGE_SHIFT
+        try:
+            overcommit.charge(mm, shmem_pages)
+        except OSError:
+            overcommit.vm_unacct_memory(mm.kernel, charged)
+            raise
+    if existing is not None:
+        try:
+            mm.unmap(addr, end)
+        except OSError:
+            overcommit.vm_unacct_memory(mm.kernel, charged + shmem_pages)
+            raise
+    # The unmap gave the replaced VMAs' charge back; the new mapping keeps it.
+    overcommit.vm_acct_memory(mm.kernel, old_accounted)
     if shared_anon:
         # shmem_zero_setup(): a shared anonymous mapping is backed by its own shmem file
         # (so it merges with nothing).
         file = mm.kernel.shmem_file(length)
+        if shmem_pages:
+            overcommit.shmem_held(mm.kernel, file.inode, shmem_pages)
     mm.merge_or_insert(MergeProposal(addr, end, vm_flags, pgoff, file), mm.prev_of(addr),
                        mm.next_of(end))
     return addr
@@ -203,15 +238,40 @@ def populate_vma_page_range(mm, vma, start, end):
         return
     if not flags & VM_ACCESS_FLAGS or vma.special is not None:
         raise error(errno.EFAULT)
-    write = (flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
-    policy = mm.kernel.thp
-    for page in range(start, end, PAGE_SIZE):
-        pages.fault(mm, vma, page, write, policy, force=True, touch=True)
+    pages.populate(mm, vma, start, end, _populate_write(flags), force=True, touch=True)
+
+
+def _populate_write(vm_flags):
+    """GUP populates private writable mappings for write (breaking COW), others for read."""
+    return (vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
+
+
+def populate_need(mm, start, end, lock=False):
+    """An upper bound on the pages ``mm_populate`` of ``[start, end)`` makes resident;
+    with ``lock``, as if mlock had just locked the range (VM_LOCKONFAULT cleared)."""
+    need = 0
+    for vma in mm.vmas(start, end):
+        flags = vma.vm_flags
+        if flags & (VM_IO | VM_PFNMAP) or not flags & VM_ACCESS_FLAGS or vma.special is not None:
+            continue
+        if flags & VM_LOCKONFAULT and not lock:
+            continue
+        need += pages.populate_cost(vma, max(start, vma.start), min(end, vma.end),
+                                    _populate_write(flags))
+    return need
 
 
 def mm_populate(mm, start, end, ignore_errors=True):
     """__mm_populate: populate every VMA piece in ``[start, end)`` (holes are skipped);
-    without ``ignore_errors`` the first failure stops it and is raised."""
+    without ``ignore_errors`` the first failure stops it and is raised.  When the pages
+    would not fit in the machine's memory nothing is populated (ENOMEM without
+    ``ignore_errors``): simulator-defined, where the kernel would OOM-kill."""
+    try:
+        pages.check_room(mm, populate_need(mm, start, end))
+    except OSError:
+        if ignore_errors:
+            return
+        raise
     nstart = start
     while nstart < end:
         vma = mm.find_vma_intersection(nstart, end)
@@ -301,16 +361,28 @@ def mprotect_fixup(mm, vma, start, end, newflags):
     oldflags = vma.vm_flags
     if newflags == oldflags:
         return vma
+    nrpages = (end - start) >> PAGE_SHIFT
+    charged = 0
     if newflags & VM_WRITE:
         if not oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE):
+            # A private mapping becoming writable is charged now (ENOMEM if refused).
+            overcommit.charge(mm, nrpages)
+            charged = nrpages
             newflags |= VM_ACCOUNT
     elif oldflags & VM_ACCOUNT and vma.is_anonymous() and vma.anon_vma is None:
         # A private mapping that never faulted can give its charge back.
         newflags &= ~VM_ACCOUNT
-    vma = mm.modify(vma, start, end, newflags)
+    try:
+        vma = mm.modify(vma, start, end, newflags)
+    except OSError:
+        overcommit.vm_unacct_memory(mm.kernel, charged)
+        raise
+    if oldflags & VM_ACCOUNT and not newflags & VM_ACCOUNT:
+        overcommit.vm_unacct_memory(mm.kernel, nrpages)
     if (oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and newflags & VM_WRITE:
-        # A locked private mapping turning writable is COW-broken at once.
-        populate_vma_page_range(mm, vma, start, end)
+        # A locked private mapping turning writable is COW-broken at once (errors,
+        # and a populate too large for the machine, are ignored).
+        mm_populate(mm, start, end)
     return vma
 
 
@@ -336,25 +408,70 @@ def _apply_lock(mm, start, end, lock_flags):
         raise error(errno.ENOMEM)
 
 
-def _lock_range(addr, length):
+def _lock_range(addr, length, memlock=None, mm=None):
     """do_mlock's range: the length grows by the start's offset in its page, all in
-    wrapping 64-bit arithmetic; a range that wraps is EINVAL."""
+    wrapping 64-bit arithmetic.  With ``memlock`` (RLIMIT_MEMLOCK in bytes, the caller
+    lacking CAP_IPC_LOCK) the pages already locked plus the new ones must fit (ENOMEM),
+    checked before a range that wraps is EINVAL."""
     length = _page_align(length + offset_in_page(addr))
     start = page_align_down(addr)
     end = (start + length) & U64
+    if memlock is not None:
+        limit = memlock >> PAGE_SHIFT
+        locked = (length >> PAGE_SHIFT) + locked_vm(mm)
+        if locked > limit and end > start:
+            # count_mm_mlocked_page_nr: pages of the range that are locked already.
+            locked -= sum(min(v.end, end) - max(v.start, start) for v in mm.vmas(start, end)
+                          if v.vm_flags & VM_LOCKED) >> PAGE_SHIFT
+        if locked > limit:
+            raise error(errno.ENOMEM, "would lock more than RLIMIT_MEMLOCK")
     if end < start:
         raise error(errno.EINVAL)
     return start, end
 
 
-def mlock(mm: Mm, addr, length, flags=0):
-    """mlock(2) / mlock2(2): lock, then fault the range in unless MLOCK_ONFAULT."""
+def _covered(mm, start, end):
+    """Every page of ``[start, end)`` is mapped."""
+    at = start
+    for vma in mm.vmas(start, end):
+        if vma.start > at:
+            return False
+        at = vma.end
+    return at >= end
+
+
+def locked_vm(mm):
+    """mm->locked_vm: the pages of the VM_LOCKED VMAs."""
+    return sum(vma.npages for vma in mm.vmas() if vma.vm_flags & VM_LOCKED)
+
+
+def mlock_future_ok(mm, vm_flags, length, memlock):
+    """mlock_future_ok: a new VM_LOCKED mapping of ``length`` bytes fits under
+    RLIMIT_MEMLOCK (``memlock`` None: CAP_IPC_LOCK, no limit)."""
+    if not vm_flags & VM_LOCKED or memlock is None:
+        return True
+    return (length >> PAGE_SHIFT) + locked_vm(mm) <= memlock >> PAGE_SHIFT
+
+
+def mlock(mm: Mm, addr, length, flags=0, memlock=None):
+    """mlock(2) / mlock2(2): lock, then fault the range in unless MLOCK_ONFAULT.
+    ``memlock`` is the caller's RLIMIT_MEMLOCK in bytes, None with CAP_IPC_LOCK: 0
+    means EPERM (can_do_mlock).  A range whose pages would not fit in the machine's
+    memory is EAGAIN before anything is locked (simulator-defined, docs/mm.md)."""
     if flags & ~MLOCK_ONFAULT:
         raise error(errno.EINVAL)
-    start, end = _lock_range(addr, length)
+    if memlock == 0:
+        raise error(errno.EPERM, "RLIMIT_MEMLOCK is 0")
+    start, end = _lock_range(addr, length, memlock, mm)
     if end == start:
         return 0
     lock = VM_LOCKED | (VM_LOCKONFAULT if flags & MLOCK_ONFAULT else 0)
+    if not flags & MLOCK_ONFAULT and _covered(mm, start, end):
+        # (A range with a hole fails in _apply_lock, as the kernel's does.)
+        try:
+            pages.check_room(mm, populate_need(mm, start, end, lock=True))
+        except OSError:
+            raise error(errno.EAGAIN, "the range does not fit in memory") from None
     _apply_lock(mm, start, end, lock)
     try:
         mm_populate(mm, start, end, ignore_errors=False)
@@ -363,6 +480,53 @@ def mlock(mm: Mm, addr, length, flags=0):
         code = {errno.EFAULT: errno.ENOMEM, errno.ENOMEM: errno.EAGAIN}.get(exc.errno, exc.errno)
         raise error(code) from None
     return 0
+
+
+def mlockall(mm: Mm, flags, memlock=None):
+    """mlockall(2): lock every VMA (MCL_CURRENT) and/or what is mapped later
+    (MCL_FUTURE, through def_flags), then populate unless MCL_ONFAULT.  ``memlock`` as
+    for mlock; MCL_CURRENT needs the whole address space to fit under it (ENOMEM)."""
+    if not flags or flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or flags == MCL_ONFAULT:
+        raise error(errno.EINVAL)
+    if memlock == 0:
+        raise error(errno.EPERM, "RLIMIT_MEMLOCK is 0")
+    if flags & MCL_CURRENT and memlock is not None:
+        if sum(vma.npages for vma in mm.vmas()) > memlock >> PAGE_SHIFT:
+            raise error(errno.ENOMEM, "would lock more than RLIMIT_MEMLOCK")
+    _apply_mlockall(mm, flags)
+    if flags & MCL_CURRENT:
+        mm_populate(mm, 0, mm.task_size)   # errors (and a range too big) ignored
+    return 0
+
+
+def munlockall(mm: Mm):
+    """munlockall(2)."""
+    _apply_mlockall(mm, 0)
+    return 0
+
+
+def _apply_mlockall(mm, flags):
+    """apply_mlockall_flags: def_flags for MCL_FUTURE, then every VMA's lock bits for
+    MCL_CURRENT (or cleared), each change through the merge engine, errors ignored."""
+    onfault = VM_LOCKONFAULT if flags & MCL_ONFAULT else 0
+    mm.def_flags &= ~VM_LOCKED_MASK
+    if flags & MCL_FUTURE:
+        mm.def_flags |= VM_LOCKED | onfault
+        if not flags & MCL_CURRENT:
+            return
+    to_add = VM_LOCKED | onfault if flags & MCL_CURRENT else 0
+    addr = 0
+    while True:
+        vma = mm.find_vma(addr)
+        if vma is None:
+            return
+        addr = vma.end
+        newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | to_add
+        if newflags != vma.vm_flags and not vma.vm_flags & VM_SPECIAL:
+            try:
+                addr = mm.modify(vma, vma.start, vma.end, newflags).end
+            except OSError:
+                pass
 
 
 def munlock(mm: Mm, addr, length):
@@ -377,8 +541,9 @@ def munlock(mm: Mm, addr, length):
 # ---------------------------------------------------------------------- mremap
 
 
-def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
-    """mremap(2): shrink, grow in place, or move (MREMAP_MAYMOVE / FIXED / DONTUNMAP)."""
+def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0, memlock=None):
+    """mremap(2): shrink, grow in place, or move (MREMAP_MAYMOVE / FIXED / DONTUNMAP).
+    ``memlock``: the caller's RLIMIT_MEMLOCK in bytes, None with CAP_IPC_LOCK."""
     if flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP):
         raise error(errno.EINVAL)
     if flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE:
@@ -409,7 +574,7 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
             return _move_multi(mm, old_addr, old_len, new_addr, flags)
         # Anything else must stay inside one VMA, checked (with the shrunk length)
         # before the destination or the tail is touched.
-        _resize_is_valid(vma, old_addr, min(old_len, new_len), new_len, flags)
+        _resize_is_valid(vma, old_addr, min(old_len, new_len), new_len, flags, mm, memlock)
         mm.unmap(new_addr, new_addr + new_len)
         if old_len > new_len:
             munmap(mm, old_addr + new_len, old_len - new_len)
@@ -422,13 +587,21 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
         if old_len > new_len:
             munmap(mm, old_addr + new_len, old_len - new_len)
         return old_addr
-    _resize_is_valid(vma, old_addr, old_len, new_len, flags)
+    _resize_is_valid(vma, old_addr, old_len, new_len, flags, mm, memlock)
     if not flags & MREMAP_DONTUNMAP and old_len and old_addr + old_len == vma.end:
         # Grow in place when the space after the VMA is free (vma_merge_extend).
         delta = new_len - old_len
         nxt = mm.next_of(vma.end)
         if vma.end + delta <= mm.task_size and (nxt is None or nxt.start >= vma.end + delta):
-            mm.expand(vma, vma.end + delta)
+            if vma.vm_flags & VM_ACCOUNT:
+                overcommit.charge(mm, delta >> PAGE_SHIFT)   # vrm_calc_charge
+                try:
+                    mm.expand(vma, vma.end + delta)
+                except OSError:
+                    overcommit.vm_unacct_memory(mm.kernel, delta >> PAGE_SHIFT)
+                    raise
+            else:
+                mm.expand(vma, vma.end + delta)
             if vma.vm_flags & VM_LOCKED:
                 mm_populate(mm, old_addr + old_len, old_addr + new_len)
             return old_addr
@@ -437,8 +610,9 @@ def mremap(mm: Mm, old_addr, old_len, new_len, flags=0, new_addr=0):
     return _move(mm, vma, old_addr, old_len, new_len, 0, flags)
 
 
-def _resize_is_valid(vma, old_addr, old_len, new_len, flags):
-    """resize_is_valid (mm/mremap.c), in its order."""
+def _resize_is_valid(vma, old_addr, old_len, new_len, flags, mm=None, memlock=None):
+    """resize_is_valid (mm/mremap.c), in its order; growing a locked VMA must fit under
+    RLIMIT_MEMLOCK (``memlock``, checked when ``mm`` is given)."""
     if not old_len and not vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
         raise error(errno.EINVAL, "duplicating a private mapping")
     if flags & MREMAP_DONTUNMAP and vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
@@ -447,6 +621,9 @@ def _resize_is_valid(vma, old_addr, old_len, new_len, flags):
         raise error(errno.EFAULT, "range spans VMAs")
     if new_len > old_len and vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
         raise error(errno.EFAULT)
+    if mm is not None and new_len > old_len and not mlock_future_ok(
+            mm, vma.vm_flags, new_len - old_len, memlock):
+        raise error(errno.EAGAIN, "would lock more than RLIMIT_MEMLOCK")
 
 
 def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
@@ -459,12 +636,18 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     else:
         dest = mm.get_unmapped_area(0, new_len, vma.pgoff_at(old_addr),
                                     MAP_SHARED if vma.vm_flags & VM_MAYSHARE else 0, vma.file)
+    # vrm_calc_charge: an accounted move charges the growth, or the whole new length
+    # when the source stays mapped (MREMAP_DONTUNMAP).
+    dontunmap = flags & MREMAP_DONTUNMAP
+    charged = 0
+    if vma.vm_flags & VM_ACCOUNT:
+        charged = (new_len if dontunmap else max(new_len - old_len, 0)) >> PAGE_SHIFT
+        overcommit.charge(mm, charged)
     if not old_len:
         # Duplicating a shared mapping: a second view of the same pages elsewhere.
         mm.insert(Vma(dest, dest + new_len, vma.vm_flags, vma.pgoff_at(old_addr), vma.file))
         return dest
     old_end = old_addr + old_len
-    dontunmap = flags & MREMAP_DONTUNMAP
     whole = old_addr == vma.start and old_end == vma.end
     if dontunmap:
         # The source is never split: its pages in the range leave, the VMA stays whole
@@ -493,7 +676,7 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     _rekey(target, moved_pages, moved_huge, delta >> PAGE_SHIFT)
     shift = delta >> PAGE_SHIFT
     if moved_guards:
-        target.guards = (target.guards or set()) | {vpn + shift for vpn in moved_guards}
+        pages.merge_guards(target, moved_guards.shifted(shift))
     if moved_old:
         target.old = (target.old or set()) | {vpn + shift for vpn in moved_old}
     if dontunmap:
@@ -511,6 +694,10 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
         hiwater_vm = mm.hiwater_vm
         mm.unmap(old_addr, old_addr + old_len)
         mm.hiwater_vm = hiwater_vm
+        if target.vm_flags & VM_ACCOUNT:
+            # The source's charge moves with it (move_vma hides VM_ACCOUNT from the
+            # unmap of the old range).
+            overcommit.vm_acct_memory(mm.kernel, old_len >> PAGE_SHIFT)
     if new_len > old_len and mm.vma_lookup(dest).vm_flags & VM_LOCKED:
         mm_populate(mm, dest + old_len, new_end)
     return dest
@@ -548,12 +735,12 @@ def _take(vma, start, end):
         held = getattr(vma, name)
         part = {k: held.pop(k) for k in [k for k in held if lo <= k < hi]} if held else None
         out.append(part or None)
-    for name in ("guards", "old"):
-        held = getattr(vma, name)
-        part = {k for k in held if lo <= k < hi} if held else None
-        if part:
-            held -= part
-        out.append(part or None)
+    out.append(vma.guards.take(lo, hi) if vma.guards else None)
+    held = vma.old
+    part = {k for k in held if lo <= k < hi} if held else None
+    if part:
+        held -= part
+    out.append(part or None)
     return tuple(out)
 
 
@@ -572,9 +759,10 @@ def _rekey(vma, moved_pages, moved_huge, shift):
 # ---------------------------------------------------------------------- brk
 
 
-def brk(mm: Mm, addr):
+def brk(mm: Mm, addr, memlock=None):
     """brk(2): move the program break; returns the new break, or the old one when the
-    request cannot be met (SYSCALL_DEFINE1(brk) never fails with an errno)."""
+    request cannot be met (SYSCALL_DEFINE1(brk) never fails with an errno).
+    ``memlock`` as for mlock: growth locked by mlockall(MCL_FUTURE) must fit under it."""
     if addr < mm.start_brk:
         return mm.brk
     newbrk = _page_align(addr)
@@ -603,6 +791,12 @@ def brk(mm: Mm, addr):
     # do_brk_flags may extend the VMA just below the break, found by vma_prev_limit with
     # start_brk as the floor: a VMA reaching above start_brk counts even when it starts
     # below it (the live kernel merges with one mapped over the heap's bottom).
+    if not mlock_future_ok(mm, mm.def_flags, newbrk - oldbrk, memlock):   # check_brk_limits
+        return mm.brk
+    try:
+        overcommit.charge(mm, (newbrk - oldbrk) >> PAGE_SHIFT)   # do_brk_flags
+    except OSError:
+        return mm.brk
     prev = mm.prev_of(oldbrk)
     if prev is not None and prev.end <= mm.start_brk:
         prev = None
@@ -614,5 +808,6 @@ def brk(mm: Mm, addr):
     return mm.brk
 
 
-__all__ = ["mmap", "munmap", "mprotect", "mremap", "mlock", "munlock", "brk", "mm_populate",
+__all__ = ["mmap", "munmap", "mprotect", "mremap", "mlock", "munlock", "mlockall", "munlockall",
+           "brk", "mm_populate",
            "mmap_region", "calc_vm_prot_bits"]

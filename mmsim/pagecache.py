@@ -60,11 +60,14 @@ class FileLru:
             self.pgrotated += 1
         self.deactivate(page)
 
+    def meminfo_rows(self):
+        """The /proc/meminfo rows this model keeps, ``(label, pages)`` in the kernel's order."""
+        return [("Cached:", self.nr_file_pages), ("Active(file):", self.nr_active),
+                ("Inactive(file):", self.nr_inactive), ("Mapped:", self.nr_mapped)]
+
     def meminfo(self):
         """The /proc/meminfo lines this model keeps, in the kernel's order and format."""
-        rows = (("Cached:", self.nr_file_pages), ("Active(file):", self.nr_active),
-                ("Inactive(file):", self.nr_inactive), ("Mapped:", self.nr_mapped))
-        return "".join(f"{name:<16}{n * 4:8d} kB\n" for name, n in rows)
+        return "".join(f"{name:<16}{n * 4:8d} kB\n" for name, n in self.meminfo_rows())
 
     def vmstat(self):
         """The /proc/vmstat lines this model keeps, in the kernel's order and format."""

@@ -3,10 +3,12 @@ bookkeeping that keeps pages with their VMA when VMAs split, merge or move.
 
 A VMA keeps PTE-mapped pages in ``vma.pages`` (page number -> Page) and PMD-mapped
 THPs in ``vma.huge`` (page number of the first page -> Page).  A Page shared with
-other address spaces (after fork) carries a ``mapcount`` above one.
+other address spaces (after fork) carries a ``mapcount`` above one.  Guard markers
+(``vma.guards``) are page ranges, so a guard region costs the same at any size.
 """
 
 import errno
+from bisect import bisect_left, bisect_right
 
 from . import pagecache, thp
 from .defs import HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, pfn_up
@@ -32,6 +34,115 @@ class Page:
         # A page-cache folio of a regular file: its LRU list and the FileLru holding it.
         self.lru = None
         self.cache = None
+
+
+class GuardRanges:
+    """The guard markers of one VMA (MADV_GUARD_INSTALL) as sorted, disjoint,
+    non-touching half-open page-number ranges ``[lo, hi)``."""
+
+    __slots__ = ("starts", "ends")
+
+    def __init__(self, ranges=()):
+        self.starts = []
+        self.ends = []
+        for lo, hi in ranges:
+            self.add(lo, hi)
+
+    def __bool__(self):
+        return bool(self.starts)
+
+    def __contains__(self, vpn):
+        i = bisect_right(self.starts, vpn) - 1
+        return i >= 0 and vpn < self.ends[i]
+
+    def __eq__(self, other):
+        return (isinstance(other, GuardRanges) and self.starts == other.starts
+                and self.ends == other.ends)
+
+    def __repr__(self):
+        return f"GuardRanges({self.ranges()!r})"
+
+    def ranges(self):
+        """The ranges as a list of ``(lo, hi)`` pairs, in order."""
+        return list(zip(self.starts, self.ends))
+
+    def npages(self):
+        """How many pages carry a marker."""
+        return sum(e - s for s, e in zip(self.starts, self.ends))
+
+    def add(self, lo, hi):
+        """Mark every page of ``[lo, hi)``."""
+        if lo >= hi:
+            return
+        i = bisect_left(self.ends, lo)       # first range ending at or after lo
+        j = bisect_right(self.starts, hi)    # ranges starting at or before hi
+        if i < j:
+            lo = min(lo, self.starts[i])
+            hi = max(hi, self.ends[j - 1])
+        self.starts[i:j] = [lo]
+        self.ends[i:j] = [hi]
+
+    def remove(self, lo, hi):
+        """Drop the markers in ``[lo, hi)``."""
+        if lo >= hi:
+            return
+        i = bisect_right(self.ends, lo)      # first range ending after lo
+        j = bisect_left(self.starts, hi)     # ranges starting before hi
+        if i >= j:
+            return
+        starts, ends = [], []
+        if self.starts[i] < lo:
+            starts.append(self.starts[i])
+            ends.append(lo)
+        if self.ends[j - 1] > hi:
+            starts.append(hi)
+            ends.append(self.ends[j - 1])
+        self.starts[i:j] = starts
+        self.ends[i:j] = ends
+
+    def first_in(self, lo, hi):
+        """The lowest marked page in ``[lo, hi)``, or None."""
+        i = bisect_right(self.ends, lo)
+        if i < len(self.starts) and self.starts[i] < hi:
+            return max(self.starts[i], lo)
+        return None
+
+    def take(self, lo, hi):
+        """Remove and return the markers in ``[lo, hi)`` (None when there are none)."""
+        if self.first_in(lo, hi) is None:
+            return None
+        part = GuardRanges()
+        i = bisect_right(self.ends, lo)
+        while i < len(self.starts) and self.starts[i] < hi:
+            part.starts.append(max(self.starts[i], lo))
+            part.ends.append(min(self.ends[i], hi))
+            i += 1
+        self.remove(lo, hi)
+        return part
+
+    def update(self, other):
+        """Add every marker of ``other``."""
+        for lo, hi in other.ranges():
+            self.add(lo, hi)
+
+    def shifted(self, delta):
+        """A copy moved by ``delta`` pages."""
+        out = GuardRanges()
+        out.starts = [s + delta for s in self.starts]
+        out.ends = [e + delta for e in self.ends]
+        return out
+
+    def copy(self):
+        """An independent copy."""
+        return self.shifted(0)
+
+
+def merge_guards(dst, marks):
+    """Give ``dst`` the guard markers ``marks`` (a GuardRanges or None) as well."""
+    if marks:
+        if dst.guards is None:
+            dst.guards = GuardRanges()
+        dst.guards.update(marks)
 
 
 def _pages(vma):
@@ -93,13 +204,14 @@ def move_range(src, dst, start, end):
             d = _huge(dst)
             for vpn in keys:
                 d[vpn] = src.huge.pop(vpn)
-    for name in ("guards", "old"):
-        marks = getattr(src, name)
-        if marks:
-            keys = {vpn for vpn in marks if lo <= vpn < hi}
-            if keys:
-                marks -= keys
-                setattr(dst, name, (getattr(dst, name) or set()) | keys)
+    if src.guards:
+        merge_guards(dst, src.guards.take(lo, hi))
+    marks = src.old
+    if marks:
+        keys = {vpn for vpn in marks if lo <= vpn < hi}
+        if keys:
+            marks -= keys
+            dst.old = (dst.old or set()) | keys
 
 
 def move_all(src, dst):
@@ -110,34 +222,150 @@ def move_all(src, dst):
     if src.huge:
         _huge(dst).update(src.huge)
         src.huge = None
-    for name in ("guards", "old"):
-        marks = getattr(src, name)
-        if marks:
-            setattr(dst, name, (getattr(dst, name) or set()) | marks)
-            setattr(src, name, None)
+    if src.guards:
+        merge_guards(dst, src.guards)
+        src.guards = None
+    if src.old:
+        dst.old = (dst.old or set()) | src.old
+        src.old = None
 
 
 def install_guards(mm, vma, start, end):
     """MADV_GUARD_INSTALL: zap ``[start, end)`` and mark every page in it."""
     zap_vma(mm, vma, start, end)
-    marks = range(start >> PAGE_SHIFT, end >> PAGE_SHIFT)
-    vma.guards = (vma.guards or set()).union(marks)
+    if vma.guards is None:
+        vma.guards = GuardRanges()
+    vma.guards.add(start >> PAGE_SHIFT, end >> PAGE_SHIFT)
 
 
 def remove_guards(vma, start, end):
     """MADV_GUARD_REMOVE: drop the markers in ``[start, end)``."""
     if vma.guards:
-        vma.guards.difference_update(range(start >> PAGE_SHIFT, end >> PAGE_SHIFT))
+        vma.guards.remove(start >> PAGE_SHIFT, end >> PAGE_SHIFT)
+        if not vma.guards:
+            vma.guards = None
+
+
+def first_guard(vma, start, end):
+    """The address of the first guard-marked page of ``[start, end)`` in ``vma``, or None."""
+    if not vma.guards:
+        return None
+    vpn = vma.guards.first_in(start >> PAGE_SHIFT, (end + PAGE_SIZE - 1) >> PAGE_SHIFT)
+    return None if vpn is None else vpn << PAGE_SHIFT
 
 
 def guarded(vma, start, end):
     """Whether any page of ``[start, end)`` in ``vma`` carries a guard marker."""
-    if not vma.guards:
-        return False
+    return first_guard(vma, start, end) is not None
+
+
+def resident_in(vma, start, end):
+    """Pages of ``vma`` resident in ``[start, end)`` (a THP counts the pages it has
+    there), found in time proportional to the smaller of the range and the pages."""
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
-    if hi - lo < len(vma.guards):
-        return any(vpn in vma.guards for vpn in range(lo, hi))
-    return any(lo <= vpn < hi for vpn in vma.guards)
+    n = 0
+    if vma.pages:
+        if hi - lo < len(vma.pages):
+            n += sum(1 for vpn in range(lo, hi) if vpn in vma.pages)
+        else:
+            n += sum(1 for vpn in vma.pages if lo <= vpn < hi)
+    for head in vma.huge or ():
+        n += max(0, min(hi, head + PMD_PAGES) - max(lo, head))
+    return n
+
+
+def _resident_vpns(vma, lo, hi):
+    """One page number inside each resident page or THP of ``vma`` in ``[lo, hi)``."""
+    found = []
+    if vma.pages:
+        if hi - lo < len(vma.pages):
+            found += [vpn for vpn in range(lo, hi) if vpn in vma.pages]
+        else:
+            found += [vpn for vpn in vma.pages if lo <= vpn < hi]
+    for head in vma.huge or ():
+        if head < hi and head + PMD_PAGES > lo:
+            found.append(max(head, lo))
+    found.sort()
+    return found
+
+
+def zero_page_read(vma, write):
+    """A read of a missing page of a private anonymous VMA maps the shared zero page:
+    nothing is allocated and nothing observable changes."""
+    return not write and vma.file is None and not vma.vm_flags & VM_MAYSHARE
+
+
+def populate_cost(vma, start, end, write):
+    """An upper bound on the pages a fault of every page of ``[start, end)`` makes
+    resident: the pages not resident yet (below EOF for a file), none for reads of
+    private anonymous memory."""
+    if zero_page_read(vma, write):
+        return 0
+    if vma.file is not None:
+        eof = page_align_up(vma.file.inode.size) >> PAGE_SHIFT
+        first = vma.pgoff_at(start)
+        end = min(end, start + max(0, eof - first) * PAGE_SIZE)
+        if end <= start:
+            return 0
+    return max(0, ((end - start) >> PAGE_SHIFT) - resident_in(vma, start, end))
+
+
+def page_align_up(n):
+    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+def machine_resident(kernel):
+    """Simulator-defined resident total: the RSS of every address space (a page shared
+    after fork counts once per mapper), kept up to date by every rss change."""
+    return kernel.nr_resident
+
+
+def resident_by_mms(kernel):
+    """``machine_resident`` recomputed from the live address spaces (a checking aid)."""
+    seen = set()
+    n = 0
+    for proc in kernel.processes.values():
+        mm = proc.mm
+        if mm is None or id(mm) in seen:
+            continue
+        seen.add(id(mm))
+        n += mm.rss_anon + mm.rss_file + mm.rss_shmem
+    return n
+
+
+def check_room(mm, need):
+    """Raise ENOMEM when ``need`` more resident pages would take the machine past its
+    memory (``Kernel(memory=...)``): where the kernel would start the OOM killer, the
+    simulator refuses before doing anything (docs/mm.md)."""
+    if need and machine_resident(mm.kernel) + need > mm.kernel.memory >> PAGE_SHIFT:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory: more than the machine's memory")
+
+
+def populate(mm, vma, start, end, write, force=False, touch=False):
+    """Fault every page of ``[start, end)`` in ``vma`` in order (GUP, or a loop of
+    accesses).  Where a missing page would only map the zero page, only the resident
+    pages are visited, so a huge read of untouched anonymous memory costs nothing."""
+    policy = mm.kernel.thp
+    if not zero_page_read(vma, write):
+        addr = start
+        while addr < end:
+            fault(mm, vma, addr, write, policy, force, touch)
+            head = (addr >> PAGE_SHIFT) & ~(PMD_PAGES - 1)
+            if vma.huge and head in vma.huge:
+                # The other faults inside a PMD-mapped THP would repeat what this one
+                # did (young, accessed, dirty): go on after it.
+                addr = max(addr + PAGE_SIZE, (head + PMD_PAGES) << PAGE_SHIFT)
+            else:
+                addr += PAGE_SIZE
+        return
+    fault(mm, vma, start, write, policy, force, touch)   # the access checks, once
+    stop = first_guard(vma, start, end)
+    lo = (start >> PAGE_SHIFT) + 1
+    hi = (stop if stop is not None else end) >> PAGE_SHIFT
+    for vpn in _resident_vpns(vma, lo, hi):
+        fault(mm, vma, vpn << PAGE_SHIFT, write, policy, force, touch)
+    if stop is not None and stop > start:
+        fault(mm, vma, stop, write, policy, force, touch)   # EFAULT on the guard page
 
 
 def _kind(vma, page):
@@ -150,6 +378,7 @@ def _kind(vma, page):
 def _charge(mm, vma, page, n):
     counter = _kind(vma, page)
     setattr(mm, counter, getattr(mm, counter) + n)
+    mm.kernel.nr_resident += n
     if n > 0:
         total = mm.rss_anon + mm.rss_file + mm.rss_shmem
         if total > mm.hiwater_rss:
@@ -417,14 +646,16 @@ def collapse(mm, vma, start, end):
     if first > last:
         return False
     anon = vma.file is None
-    for block in range(first, last, PMD_SIZE):
-        head = block >> PAGE_SHIFT
+    # Only blocks holding something need work; any other block fails the call
+    # (SCAN_PMD_NULL: nothing to collapse), however large the range.
+    lo, hi = first >> PAGE_SHIFT, last >> PAGE_SHIFT
+    held = {vpn & ~(PMD_PAGES - 1) for vpn in _resident_vpns(vma, lo, hi)}
+    if len(held) < (hi - lo) // PMD_PAGES:
+        ok = False
+    for head in sorted(held):
         if vma.huge and head in vma.huge:
             continue
         present = [vpn for vpn in range(head, head + PMD_PAGES) if vma.pages and vpn in vma.pages]
-        if not present:
-            ok = False  # SCAN_PMD_NULL: nothing to collapse
-            continue
         for vpn in present:
             _drop(mm, vma, vma.pages.pop(vpn))
         page = _huge(vma)[head] = Page(anon=anon, dirty=True, order=9)
@@ -471,7 +702,7 @@ def share_pages(mm, src, dst):
             page.mapcount += 1
             _charge(mm, dst, page, PMD_PAGES)
     if src.guards:
-        dst.guards = set(src.guards)
+        dst.guards = src.guards.copy()
     # copy_present_pte(): the child's PTEs start out old.
     dst.old = set(dst.pages or ()) | set(dst.huge or ())
 
@@ -482,9 +713,9 @@ def check_vma(vma):
     for vpn in vma.pages or ():
         if not lo <= vpn < hi:
             raise AssertionError(f"page {vpn:#x} lies outside {vma!r}")
-    for vpn in vma.guards or ():
-        if not lo <= vpn < hi:
-            raise AssertionError(f"guard marker {vpn:#x} lies outside {vma!r}")
+    for first, last in vma.guards.ranges() if vma.guards else ():
+        if not lo <= first < last <= hi:
+            raise AssertionError(f"guard markers [{first:#x}, {last:#x}) lie outside {vma!r}")
     for head in vma.huge or ():
         if head % PMD_PAGES or head < lo or head + PMD_PAGES > hi:
             raise AssertionError(f"THP at page {head:#x} does not fit {vma!r}")

@@ -17,8 +17,9 @@ from collections.abc import Mapping
 
 from . import madvise as _madvise
 from . import mman, pages
-from .defs import PAGE_SIZE, U64, error, page_align, page_align_down
-from .uapi import O_RDONLY, O_RDWR, O_WRONLY
+from .cred import CAP_IPC_LOCK, CAP_SYS_RESOURCE, capable
+from .defs import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE, U64, error, page_align, page_align_down
+from .uapi import O_RDONLY, O_RDWR, O_WRONLY, RLIM_NLIMITS, RLIMIT_MEMLOCK, RLIMIT_NOFILE
 from .vma import VM_READ, VM_WRITE
 
 O_ACCMODE = 3
@@ -89,6 +90,7 @@ def _environ(value):
 
 
 UIO_MAXIOV = 1024
+MAX_RW_COUNT = 0x7FFFFFFF & PAGE_MASK   # INT_MAX & PAGE_MASK
 
 
 def _iovec(value):
@@ -111,6 +113,35 @@ def _iovec(value):
     return out
 
 
+def import_iovec(elements):
+    """The rest of __import_iovec, on a vector ``_iovec`` has read: EINVAL for a
+    negative (ssize_t) length, EFAULT for a range access_ok refuses, then every length
+    is cut so the total stays within MAX_RW_COUNT (later elements become empty)."""
+    if any(n >> 63 for _, n in elements):
+        raise error(errno.EINVAL, "negative length")
+    out = []
+    total = 0
+    for base, n in elements:
+        # access_ok: the end (base + length, even for an empty element) may not pass
+        # TASK_SIZE_MAX nor wrap.
+        if base + n > TASK_SIZE:
+            raise error(errno.EFAULT, "iovec element outside the user address space")
+        n = min(n, MAX_RW_COUNT - total)
+        total += n
+        out.append((base, n))
+    return out
+
+
+def _rlimit_pair(value):
+    """``const struct rlimit *``: None (NULL) or a ``(soft, hard)`` pair of integers,
+    each an unsigned long (-1 is RLIM_INFINITY); anything else is EFAULT."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise error(errno.EFAULT, "limits must be a (soft, hard) pair")
+    return tuple(_int(v, errno.EFAULT) & U64 for v in value)
+
+
 def _prctl_arg(value):
     """A prctl argument: an ``unsigned long``, or the object mmsim takes in place of a
     pointer to user memory (a PrctlMmMap, a name as str or bytes)."""
@@ -121,8 +152,8 @@ def _prctl_arg(value):
 
 
 # The ABI types a syscall argument can be declared with.
-ULONG, INT, UINT, FLAG, PATH, STRINGS, ENVIRON, IOVEC, PRCTL_ARG = (
-    _u64, _cint, _uint, _flag, _path, _strings, _environ, _iovec, _prctl_arg)
+ULONG, INT, UINT, FLAG, PATH, STRINGS, ENVIRON, IOVEC, RLIMIT, PRCTL_ARG = (
+    _u64, _cint, _uint, _flag, _path, _strings, _environ, _iovec, _rlimit_pair, _prctl_arg)
 
 # Every public syscall method of Process: name -> {argument: converter}.
 SYSCALLS: dict[str, dict] = {}
@@ -188,6 +219,7 @@ class Process:
         self.pdeath_signal = 0       # PR_SET_PDEATHSIG
         self.no_new_privs = False    # PR_SET_NO_NEW_PRIVS
         self.keepcaps = False        # PR_SET_KEEPCAPS
+        self.rlimits: dict = {}      # resource -> (soft, hard), set by Kernel.new_process
         if mm is not None and mm.user_ns is None:
             mm.user_ns = self.cred.user_ns
 
@@ -438,9 +470,7 @@ class Process:
             raise error(errno.EINVAL)
         if isinstance(iovec, OSError):
             raise iovec   # import_iovec refused it
-        elements = iovec
-        if sum(n for _, n in elements) > (1 << 63) - 1:
-            raise error(errno.EINVAL)
+        elements = import_iovec(iovec)
         target = self._pidfd_task(pidfd)
         mm = target.mm
         if mm is None:
@@ -453,7 +483,12 @@ class Process:
             if not capable(self.cred, CAP_SYS_NICE):
                 raise error(errno.EPERM)
         done = 0
-        for addr, length in elements:
+        total = sum(n for _, n in elements)
+        for i, (addr, length) in enumerate(elements):
+            # The iov_iter visits a leading empty element, skips the others, and stops
+            # when MAX_RW_COUNT bytes are used up.
+            if not length and (i or not total):
+                continue
             try:
                 _madvise.madvise(mm, addr, length, advice)
             except OSError:
@@ -514,7 +549,61 @@ class Process:
             file = self.fds.get(fd)
             if file is None:
                 raise error(errno.EBADF)
-        return mman.mmap(self.mm, addr, length, prot, flags, file, offset, self.kernel.thp)
+        return mman.mmap(self.mm, addr, length, prot, flags, file, offset, self.kernel.thp,
+                         memlock=self._memlock())
+
+    def _memlock(self):
+        """What may be locked: None with CAP_IPC_LOCK (no limit), else the soft
+        RLIMIT_MEMLOCK in bytes."""
+        if capable(self.cred, CAP_IPC_LOCK):
+            return None
+        return self.rlimits[RLIMIT_MEMLOCK][0]
+
+    # ------------------------------------------------------------------ resource limits
+
+    @syscall(resource=UINT)
+    def getrlimit(self, resource: int) -> tuple[int, int]:
+        """getrlimit(2): ``(soft, hard)``; RLIM_INFINITY is 2**64 - 1."""
+        return self.prlimit(0, resource)
+
+    @syscall(resource=UINT, limits=RLIMIT)
+    def setrlimit(self, resource: int, limits: tuple[int, int]) -> int:
+        """setrlimit(2) with ``limits`` = ``(soft, hard)`` (-1 means RLIM_INFINITY)."""
+        if limits is None:
+            raise error(errno.EFAULT, "limits must be a (soft, hard) pair")
+        self.prlimit(0, resource, limits)
+        return 0
+
+    @syscall(pid=INT, resource=UINT, limits=RLIMIT)
+    def prlimit(self, pid: int, resource: int,
+                limits: tuple[int, int] | None = None) -> tuple[int, int]:
+        """prlimit64(2): set ``pid``'s limit of ``resource`` (0: the caller) when
+        ``limits`` is given; returns the old ``(soft, hard)``, like resource.prlimit."""
+        target = self if pid in (0, self.pid) else self.kernel.processes.get(pid)
+        if target is None or target.state == REAPED:
+            raise error(errno.ESRCH)
+        if target is not self:
+            # check_prlimit_permission: same real, effective and saved ids, or
+            # CAP_SYS_RESOURCE.
+            mine, theirs = self.cred, target.cred
+            same = (mine.uid == theirs.uid == theirs.euid == theirs.suid
+                    and mine.gid == theirs.gid == theirs.egid == theirs.sgid)
+            if not same and not capable(mine, CAP_SYS_RESOURCE):
+                raise error(errno.EPERM)
+        # do_prlimit's checks, in its order.
+        if resource >= RLIM_NLIMITS:
+            raise error(errno.EINVAL)
+        old = target.rlimits[resource]
+        if limits is not None:
+            soft, hard = limits
+            if soft > hard:
+                raise error(errno.EINVAL, "soft limit above the hard limit")
+            if resource == RLIMIT_NOFILE and hard > 1 << 20:   # fs.nr_open
+                raise error(errno.EPERM)
+            if hard > old[1] and not capable(self.cred, CAP_SYS_RESOURCE):
+                raise error(errno.EPERM, "raising the hard limit needs CAP_SYS_RESOURCE")
+            target.rlimits[resource] = (soft, hard)
+        return old
 
     @syscall(addr=ULONG, length=ULONG)
     def munmap(self, addr: int, length: int) -> int:
@@ -535,48 +624,69 @@ class Process:
     def mremap(self, old_addr: int, old_size: int, new_size: int, flags: int = 0,
                new_addr: int = 0) -> int:
         """mremap(2)."""
-        return mman.mremap(self.mm, old_addr, old_size, new_size, flags, new_addr)
+        return mman.mremap(self.mm, old_addr, old_size, new_size, flags, new_addr,
+                           memlock=self._memlock())
 
     @syscall(addr=ULONG, length=ULONG)
     def mlock(self, addr: int, length: int) -> int:
         """mlock(2)."""
-        return mman.mlock(self.mm, addr, length)
+        return mman.mlock(self.mm, addr, length, memlock=self._memlock())
 
     @syscall(addr=ULONG, length=ULONG, flags=UINT)
     def mlock2(self, addr: int, length: int, flags: int) -> int:
         """mlock2(2)."""
-        return mman.mlock(self.mm, addr, length, flags)
+        return mman.mlock(self.mm, addr, length, flags, memlock=self._memlock())
 
     @syscall(addr=ULONG, length=ULONG)
     def munlock(self, addr: int, length: int) -> int:
         """munlock(2)."""
         return mman.munlock(self.mm, addr, length)
 
+    @syscall(flags=INT)
+    def mlockall(self, flags: int) -> int:
+        """mlockall(2)."""
+        return mman.mlockall(self.mm, flags, memlock=self._memlock())
+
+    @syscall()
+    def munlockall(self) -> int:
+        """munlockall(2)."""
+        return mman.munlockall(self.mm)
+
     @syscall(addr=ULONG)
     def brk(self, addr: int) -> int:
         """brk(2): returns the new (or unchanged) break."""
-        return mman.brk(self.mm, addr)
+        return mman.brk(self.mm, addr, memlock=self._memlock())
 
     @syscall(addr=ULONG, length=ULONG, write=FLAG)
     def touch(self, addr: int, length: int, write: bool = True) -> int:
         """Fault every page of ``[addr, addr + length)`` as a read or write would.
 
-        Raises EFAULT (where the CPU would deliver SIGSEGV) without touching anything
-        if any page is unmapped or lacks the access."""
+        Raises EFAULT (where the CPU would deliver SIGSEGV or SIGBUS) without touching
+        anything if any page is unmapped, lacks the access, is a guard page or lies
+        wholly past the end of a mapped file; ENOMEM, also before touching anything,
+        when the pages would not fit in the machine's memory (docs/mm.md)."""
         mm = self.mm
         start = page_align_down(addr)
         end = page_align(addr + length)
         if end > mm.task_size:
             raise error(errno.EFAULT, "beyond the user address space")
         need = VM_WRITE if write else VM_READ
+        pieces = []
         a = start
         while a < end:
             vma = mm.vma_lookup(a)
             if vma is None or not vma.vm_flags & need or vma.special is not None:
                 raise error(errno.EFAULT, f"no {'write' if write else 'read'} access at {a:#x}")
-            if pages.guarded(vma, max(a, start), min(vma.end, end)):
-                raise error(errno.EFAULT, f"guard page in [{a:#x}, {vma.end:#x})")
-            a = vma.end
-        for page in range(start, end, PAGE_SIZE):
-            pages.fault(mm, mm.vma_lookup(page), page, write, self.kernel.thp)
+            stop = min(vma.end, end)
+            if pages.guarded(vma, a, stop):
+                raise error(errno.EFAULT, f"guard page in [{a:#x}, {stop:#x})")
+            if vma.file is not None and vma.pgoff_at(stop - PAGE_SIZE) << PAGE_SHIFT >= \
+                    vma.file.inode.size:
+                raise error(errno.EFAULT, f"SIGBUS: page past the end of the file in "
+                                          f"[{a:#x}, {stop:#x})")
+            pieces.append((vma, a, stop))
+            a = stop
+        pages.check_room(mm, sum(pages.populate_cost(vma, s, e, write) for vma, s, e in pieces))
+        for vma, s, e in pieces:
+            pages.populate(mm, vma, s, e, write)
         return 0

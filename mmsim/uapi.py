@@ -268,6 +268,28 @@ WALL = 0x40000000            # kernel name: __WALL (wait for all children)
 WCLONE = 0x80000000          # kernel name: __WCLONE (wait only for non-SIGCHLD children)
 
 # ---------------------------------------------------------------------------------------
+# getrlimit()/setrlimit()/prlimit64() resources: RLIMIT_*  (include/uapi/asm-generic/resource.h)
+# ---------------------------------------------------------------------------------------
+RLIMIT_CPU = 0
+RLIMIT_FSIZE = 1
+RLIMIT_DATA = 2
+RLIMIT_STACK = 3
+RLIMIT_CORE = 4
+RLIMIT_RSS = 5
+RLIMIT_NPROC = 6
+RLIMIT_NOFILE = 7
+RLIMIT_MEMLOCK = 8
+RLIMIT_AS = 9
+RLIMIT_LOCKS = 10
+RLIMIT_SIGPENDING = 11
+RLIMIT_MSGQUEUE = 12
+RLIMIT_NICE = 13
+RLIMIT_RTPRIO = 14
+RLIMIT_RTTIME = 15
+RLIM_NLIMITS = 16
+RLIM_INFINITY = (1 << 64) - 1
+
+# ---------------------------------------------------------------------------------------
 # mctl(): SIMULATOR-DEFINED, NOT KERNEL ABI.
 # mctl() is a proposed syscall with no upstream numbers; every value below is chosen by
 # this simulator and may change.  How MCTL_GET reports its result is left to a later

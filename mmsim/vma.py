@@ -132,8 +132,9 @@ class Vma:
     # number of their first page.  None until the first fault, to keep VMAs small.
     pages: dict | None = None
     huge: dict | None = None
-    # Page numbers carrying a guard marker (MADV_GUARD_INSTALL): touching one faults.
-    guards: set | None = None
+    # Page ranges carrying a guard marker (MADV_GUARD_INSTALL, a pages.GuardRanges):
+    # touching one faults.
+    guards: object = None
     # Page numbers (a THP by its first page) whose PTE is old: not accessed since fork
     # or MADV_COLD.  A PTE is young otherwise; smaps counts young ones as Referenced.
     old: set | None = None
