@@ -11,7 +11,8 @@ import errno
 from bisect import bisect_left, bisect_right
 
 from . import pagecache, thp
-from .defs import HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, pfn_up
+from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, error,
+                   pfn_up)
 from .vma import (VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
@@ -302,16 +303,18 @@ def populate_cost(vma, start, end, write):
     if zero_page_read(vma, write):
         return 0
     if vma.file is not None:
-        eof = page_align_up(vma.file.inode.size) >> PAGE_SHIFT
+        if not write:
+            # A read fault maps the cached pages of its fault-around window too: the
+            # aligned block, or 16 pages from the VMA's start when that cuts the block.
+            block = FAULT_AROUND_PAGES << PAGE_SHIFT
+            start = max(vma.start, align_down(start, block))
+            end = min(vma.end, max(align_up(end, block), start + block))
+        eof = pfn_up(vma.file.inode.size)
         first = vma.pgoff_at(start)
         end = min(end, start + max(0, eof - first) * PAGE_SIZE)
         if end <= start:
             return 0
     return max(0, ((end - start) >> PAGE_SHIFT) - resident_in(vma, start, end))
-
-
-def page_align_up(n):
-    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
 
 
 def machine_resident(kernel):
@@ -338,7 +341,7 @@ def check_room(mm, need):
     memory (``Kernel(memory=...)``): where the kernel would start the OOM killer, the
     simulator refuses before doing anything (docs/mm.md)."""
     if need and machine_resident(mm.kernel) + need > mm.kernel.memory >> PAGE_SHIFT:
-        raise OSError(errno.ENOMEM, "Cannot allocate memory: more than the machine's memory")
+        raise error(errno.ENOMEM, "more than the machine's memory")
 
 
 def populate(mm, vma, start, end, write, force=False, touch=False):

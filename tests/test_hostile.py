@@ -8,10 +8,9 @@ as it was (maps, smaps and status of every process, the process table, the page-
 counters), except where the kernel itself stops part-way (PARTIAL below).
 
 Bounded work: each example runs one call on a fresh, small machine, so every range the
-call walks is bounded by the fixture's few small VMAs -- except populating a mapping the
-call itself creates.  Until the resources engineer's bounded populate lands, lengths
-passed to mmap with MAP_POPULATE or MAP_LOCKED are reduced below 1 MiB (and only
-those); every other length, up to 2**64 and beyond, is passed as drawn.
+call walks is bounded by the fixture's few small VMAs, and populating a mapping the call
+itself creates is bounded by the machine's memory (checked before any page is faulted);
+every length, up to 2**64 and beyond, is passed as drawn.
 """
 
 import errno
@@ -164,9 +163,6 @@ def calls(draw):
         if param.name == "flags":
             strat = FLAGS_BY_METHOD.get(name, strat)
         args.append(draw(strat))
-    if name == "mmap" and len(args) > 3 and isinstance(args[3], int) \
-            and args[3] & (MAP_POPULATE | MAP_LOCKED) and isinstance(args[1], int):
-        args[1] %= 1 << 20   # see the module docstring: until populate is bounded
     return name, who, args
 
 

@@ -25,6 +25,8 @@ ARGS = {
     "mmap": (0, P, RW, ANON), "munmap": (0x10000, P), "mprotect": (0x10000, P, RW),
     "madvise": (0x10000, P, 0), "mremap": (0x10000, P, P), "mlock": (0x10000, P),
     "mlock2": (0x10000, P, 0), "munlock": (0x10000, P), "brk": (0,), "touch": (0x10000, P),
+    "getrlimit": (0,), "setrlimit": (0, (0, 0)), "prlimit": (0, 0), "mlockall": (1,),
+    "munlockall": (),
 }
 
 
