@@ -8,7 +8,9 @@ import itertools
 import random
 
 from . import overcommit, procfs
+from .cred import Cred
 from .files import Inode, OpenFile
+from .fork_exec import mm_init
 from .pagecache import FileLru
 from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE, RLIMIT_STACK_DEFAULT,
                    SIZE_128M, STACK_GUARD_GAP, STACK_RND_PAGES, STACK_TOP, TASK_SIZE, error,
@@ -97,7 +99,6 @@ class Kernel:
     def new_mm(self, old: Mm | None = None, rlimit_stack: int = RLIMIT_STACK_DEFAULT) -> Mm:
         """A fresh address space laid out the way arch_pick_mmap_layout does it; with
         ``old`` (exec), its flags come through mm_init's mask."""
-        from .fork_exec import mm_init
         if old is None:
             mm = Mm(self, flags=MMF_DUMP_FILTER_DEFAULT | 1)
         else:
@@ -163,7 +164,6 @@ class Kernel:
               envp: list[str] | None = None, uid: int = 0, gid: int = 0) -> Process:
         """A new process running as ``uid``/``gid`` (root by default): exec of the real
         ELF file ``path``, or, without a path, a synthetic empty address space."""
-        from .cred import Cred
         proc = self.new_process(self.new_mm(), cred=Cred(uid, gid))
         if path is not None:
             try:

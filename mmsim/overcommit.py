@@ -5,13 +5,16 @@ whether a new commitment of address space is allowed.
 The counter lives on the ``Kernel`` (``committed_as``, in pages) together with the knobs
 (``overcommit_memory``, ``overcommit_ratio``, ``overcommit_kbytes``, ``memory``,
 ``admin_reserve_kbytes``, ``user_reserve_kbytes``).  This module is a leaf: it reads
-those attributes and the VMAs it is given, and imports nothing above ``vma``.
+those attributes and the VMAs it is given, and imports nothing above ``vma`` but the
+capability check (``cred``, itself a leaf) that mode 2's admin reserve asks.
 """
 
 import errno
 import os
 
-from .vma import PAGE_SHIFT, VM_ACCOUNT
+from .cred import CAP_SYS_ADMIN, capable
+from .defs import PAGE_SHIFT
+from .vma import VM_ACCOUNT
 
 OVERCOMMIT_GUESS, OVERCOMMIT_ALWAYS, OVERCOMMIT_NEVER = 0, 1, 2
 
@@ -142,7 +145,6 @@ def caller_is_admin(mm):
     """Whether the process running on ``mm`` has CAP_SYS_ADMIN (cap_vm_enough_memory).
     Simulator-defined: an mm no running process uses yet (exec building it) counts as
     the admin's."""
-    from .cred import CAP_SYS_ADMIN, capable   # cred imports mm, which imports this module
     for proc in mm.kernel.processes.values():
         if proc.mm is mm and proc.state == "running":
             return capable(proc.cred, CAP_SYS_ADMIN)

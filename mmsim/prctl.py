@@ -4,13 +4,13 @@ import errno
 
 import attrs
 
-from .cred import capable, ns_capable
-from .cred import CAP_LAST_CAP
+from .cred import CAP_LAST_CAP, capable, ns_capable
 from .defs import MMAP_MIN_ADDR, TASK_SIZE, error
+from .madvise import new_flags
 from .mm import (MMF_DISABLE_THP_COMPLETELY, MMF_DISABLE_THP_EXCEPT_ADVISED, MMF_DUMPABLE_MASK,
                  MMF_HAS_MDWE, MMF_HAS_MDWE_NO_INHERIT, MMF_VM_MERGE_ANY)
-from .uapi import (PR_CAPBSET_READ, PR_GET_DUMPABLE, PR_GET_KEEPCAPS, PR_GET_MDWE,
-                   PR_GET_MEMORY_MERGE, PR_GET_NAME, PR_GET_NO_NEW_PRIVS, PR_GET_PDEATHSIG,
+from .uapi import (MADV_MERGEABLE, PR_CAPBSET_READ, PR_GET_DUMPABLE, PR_GET_KEEPCAPS,
+                   PR_GET_MDWE, PR_GET_MEMORY_MERGE, PR_GET_NAME, PR_GET_NO_NEW_PRIVS, PR_GET_PDEATHSIG,
                    PR_MDWE_NO_INHERIT, PR_MDWE_REFUSE_EXEC_GAIN, PR_SET_KEEPCAPS, PR_SET_MDWE,
                    PR_SET_MEMORY_MERGE, PR_SET_NAME, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG,
                    PR_GET_THP_DISABLE, PR_SET_DUMPABLE, PR_SET_MM,
@@ -325,8 +325,6 @@ def _set_memory_merge(proc, arg2, arg3, arg4, arg5):
     """PR_SET_MEMORY_MERGE: KSM for the whole process.  Turning it on marks every VMA
     KSM can handle VM_MERGEABLE (new ones get it at mmap); turning it off clears the
     mark from all (ksm_enable_merge_any / ksm_disable_merge_any)."""
-    from .madvise import new_flags
-    from .uapi import MADV_MERGEABLE
     _no_args(arg3, arg4, arg5)
     mm = proc.mm
     if bool(arg2) == bool(mm.flags & MMF_VM_MERGE_ANY):

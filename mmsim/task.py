@@ -17,9 +17,22 @@ from collections.abc import Mapping
 
 from . import madvise as _madvise
 from . import mman, pages
-from .cred import CAP_IPC_LOCK, CAP_SYS_RESOURCE, capable
-from .defs import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE, U64, error, page_align, page_align_down
-from .uapi import O_RDONLY, O_RDWR, O_WRONLY, RLIM_NLIMITS, RLIMIT_MEMLOCK, RLIMIT_NOFILE
+from .cred import (CAP_IPC_LOCK, CAP_SYS_ADMIN, CAP_SYS_NICE, CAP_SYS_RESOURCE,
+                   PTRACE_MODE_READ_FSCREDS, Cred, capable, capget, capset, inode_permission,
+                   ns_capable, ptrace_may_access, setgid, setresgid, setresuid, setuid,
+                   unshare_user)
+from .defs import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE, U64, error, page_align,
+                   page_align_down)
+from .fork_exec import dup_mm, execve
+from .mctl import mctl
+from .prctl import PrctlMmMap, prctl
+from .uapi import (CLONE_DETACHED, CLONE_FILES, CLONE_FS, CLONE_NEWCGROUP, CLONE_NEWIPC,
+                   CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS,
+                   CLONE_PARENT_SETTID, CLONE_PIDFD, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD,
+                   CLONE_VFORK, CLONE_VM, MAP_ANONYMOUS, O_RDONLY, O_RDWR, O_WRONLY,
+                   PIDFD_NONBLOCK, PIDFD_SELF_THREAD, PIDFD_SELF_THREAD_GROUP, PIDFD_THREAD,
+                   RLIMIT_MEMLOCK, RLIMIT_NOFILE, RLIM_NLIMITS, WALL, WCLONE, WCONTINUED, WNOHANG,
+                   WUNTRACED)
 from .vma import VM_READ, VM_WRITE
 
 O_ACCMODE = 3
@@ -145,7 +158,6 @@ def _rlimit_pair(value):
 def _prctl_arg(value):
     """A prctl argument: an ``unsigned long``, or the object mmsim takes in place of a
     pointer to user memory (a PrctlMmMap, a name as str or bytes)."""
-    from .prctl import PrctlMmMap
     if isinstance(value, (PrctlMmMap, str, bytes)):
         return value
     return _u64(value)
@@ -203,7 +215,6 @@ class Process:
     """A simulated process (one thread for now)."""
 
     def __init__(self, kernel, pid: int, mm, comm: str = "sim", ppid: int = 0, cred=None):
-        from .cred import Cred
         self.kernel = kernel
         self.pid = pid
         self.tgid = pid
@@ -231,7 +242,6 @@ class Process:
     @syscall()
     def fork(self) -> Process:
         """fork(2): a child with a copy of this address space; returns the child."""
-        from .fork_exec import dup_mm
         mm = dup_mm(self.kernel, self.mm)
         mm.user_ns = self.mm.user_ns
         child = self.kernel.new_process(mm, parent=self)
@@ -245,9 +255,6 @@ class Process:
         space (mm_users), CLONE_THREAD makes a thread of this thread group.  The flag
         combinations copy_process refuses are EINVAL; other flags are accepted and,
         where they do not touch memory, not modelled."""
-        from .uapi import (CLONE_DETACHED, CLONE_FS, CLONE_NEWNS, CLONE_NEWPID,
-                           CLONE_NEWUSER, CLONE_PARENT_SETTID, CLONE_PIDFD, CLONE_SIGHAND,
-                           CLONE_THREAD, CLONE_VM)
         flags &= 0xFFFFFFFF   # the legacy clone reads the low 32 bits only
         if flags & (CLONE_NEWNS | CLONE_FS) == CLONE_NEWNS | CLONE_FS:
             raise error(errno.EINVAL)
@@ -284,7 +291,6 @@ class Process:
     @syscall()
     def vfork(self) -> Process:
         """vfork(2): a child borrowing this address space until it execs or exits."""
-        from .uapi import CLONE_VFORK, CLONE_VM
         return self.clone(CLONE_VM | CLONE_VFORK)
 
     @syscall(path=PATH, argv=STRINGS, envp=ENVIRON)
@@ -292,7 +298,6 @@ class Process:
                envp: list[str] | None = None) -> int:
         """execve(2) of a real ELF file: a fresh address space built the way
         load_elf_binary does, keeping the mm flags that survive exec."""
-        from .fork_exec import execve
         return execve(self, path, argv, envp)
 
     @syscall(status=INT)
@@ -331,7 +336,6 @@ class Process:
     def wait4(self, pid: int = -1, options: int = 0) -> tuple[int, int]:
         """wait4(2): reap an exited child; returns ``(pid, status)`` like os.waitpid,
         ``(0, 0)`` with WNOHANG when no child has exited yet."""
-        from .uapi import WALL, WCLONE, WCONTINUED, WNOHANG, WUNTRACED
         if options & ~(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WCLONE | WALL):
             raise error(errno.EINVAL)
         if pid == -(1 << 31):
@@ -359,31 +363,26 @@ class Process:
     @syscall(ruid=UINT, euid=UINT, suid=UINT)
     def setresuid(self, ruid: int, euid: int, suid: int) -> int:
         """setresuid(2)."""
-        from .cred import setresuid
         return setresuid(self, ruid, euid, suid)
 
     @syscall(uid=UINT)
     def setuid(self, uid: int) -> int:
         """setuid(2)."""
-        from .cred import setuid
         return setuid(self, uid)
 
     @syscall(rgid=UINT, egid=UINT, sgid=UINT)
     def setresgid(self, rgid: int, egid: int, sgid: int) -> int:
         """setresgid(2)."""
-        from .cred import setresgid
         return setresgid(self, rgid, egid, sgid)
 
     @syscall(gid=UINT)
     def setgid(self, gid: int) -> int:
         """setgid(2)."""
-        from .cred import setgid
         return setgid(self, gid)
 
     @syscall(pid=INT)
     def capget(self, pid: int = 0) -> tuple[int, int, int]:
         """capget(2): ``(effective, permitted, inheritable)`` of ``pid`` (0: the caller)."""
-        from .cred import capget
         target = self if not pid else self.kernel.processes.get(pid)
         if target is None or target.state == REAPED:
             raise error(errno.ESRCH)
@@ -392,18 +391,12 @@ class Process:
     @syscall(effective=UINT, permitted=UINT, inheritable=UINT)
     def capset(self, effective: int, permitted: int, inheritable: int) -> int:
         """capset(2) on the caller."""
-        from .cred import capset
         return capset(self, effective, permitted, inheritable)
 
     @syscall(flags=ULONG)
     def unshare(self, flags: int) -> int:
         """unshare(2): CLONE_NEWUSER is modelled; the other flags unshare(2) accepts
         change nothing memory-related and succeed (docs/processes.md)."""
-        from .cred import CAP_SYS_ADMIN, ns_capable, unshare_user
-        from .uapi import (CLONE_FILES, CLONE_FS, CLONE_NEWCGROUP, CLONE_NEWIPC,
-                           CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER,
-                           CLONE_NEWUTS, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD,
-                           CLONE_VM)
         clone_newtime = 0x80
         namespaces = (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET
                       | CLONE_NEWPID | CLONE_NEWCGROUP | clone_newtime)
@@ -433,7 +426,6 @@ class Process:
     @syscall(pid=INT, flags=UINT)
     def pidfd_open(self, pid: int, flags: int = 0) -> int:
         """pidfd_open(2): a descriptor for process ``pid`` (a zombie may be opened)."""
-        from .uapi import PIDFD_NONBLOCK, PIDFD_THREAD
         if flags & ~(PIDFD_NONBLOCK | PIDFD_THREAD):
             raise error(errno.EINVAL)
         if pid <= 0:
@@ -449,7 +441,6 @@ class Process:
 
     def _pidfd_task(self, pidfd):
         """pidfd_get_task(): the process behind ``pidfd`` (PIDFD_SELF* included)."""
-        from .uapi import PIDFD_SELF_THREAD, PIDFD_SELF_THREAD_GROUP
         if pidfd in (PIDFD_SELF_THREAD, PIDFD_SELF_THREAD_GROUP):
             return self
         obj = self.fds.get(pidfd)
@@ -465,7 +456,6 @@ class Process:
         """process_madvise(2): ``iovec`` is a list of (address, length) pairs.  Returns
         the bytes of the elements fully advised, or raises the first error when none
         were."""
-        from .cred import CAP_SYS_NICE, PTRACE_MODE_READ_FSCREDS, capable, ptrace_may_access
         if flags:
             raise error(errno.EINVAL)
         if isinstance(iovec, OSError):
@@ -501,7 +491,6 @@ class Process:
     @syscall(pidfd=INT, action=INT, flags=UINT)
     def mctl(self, pidfd: int, action: int, flags: int = 0) -> int:
         """mctl(2), the proposed address-space-wide call (docs/mctl.md)."""
-        from .mctl import mctl
         return mctl(self, pidfd, action, flags)
 
     @syscall(option=INT, arg2=PRCTL_ARG, arg3=PRCTL_ARG, arg4=PRCTL_ARG, arg5=PRCTL_ARG)
@@ -509,7 +498,6 @@ class Process:
         """prctl(2) for the memory-management options and the common harmless ones
         (PR_SET_MM_MAP takes a ``prctl.PrctlMmMap`` where the kernel takes a pointer to
         the struct; PR_SET_NAME may take the name itself)."""
-        from .prctl import prctl
         return prctl(self, option, arg2, arg3, arg4, arg5)
 
     # ------------------------------------------------------------------ files
@@ -520,7 +508,6 @@ class Process:
         inode = self.kernel.files.get(path)
         if inode is None:
             raise error(errno.ENOENT, path)
-        from .cred import inode_permission
         acc = flags & O_ACCMODE
         readable, writable = acc in (O_RDONLY, O_RDWR), acc in (O_WRONLY, O_RDWR)
         if not inode_permission(self.cred, inode, readable, writable):
@@ -543,7 +530,6 @@ class Process:
     def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1,
              offset: int = 0) -> int:
         """mmap(2)."""
-        from .uapi import MAP_ANONYMOUS
         file = None
         if not flags & MAP_ANONYMOUS:
             file = self.fds.get(fd)
