@@ -80,40 +80,7 @@ def run(calls: Iterable[Sequence], window: tuple[int, int] = WINDOW) -> dict:
             raise ValueError(f"only anonymous mmap (fd -1) is supported: {call!r}")
     window = (int(window[0]), int(window[1]))
 
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        # Child: whatever happens, never return into the caller's (e.g. pytest's) code.
-        status = 1
-        try:
-            os.close(read_fd)
-            try:
-                report = {"ok": True, **_child(calls, window)}
-            except BaseException:
-                report = {"ok": False, "error": traceback.format_exc()}
-            data = json.dumps(report).encode()
-            while data:
-                data = data[os.write(write_fd, data):]
-            status = 0
-        finally:
-            os._exit(status)
-
-    os.close(write_fd)
-    chunks = []
-    with os.fdopen(read_fd, "rb") as pipe:
-        while chunk := pipe.read(65536):
-            chunks.append(chunk)
-    _, wait_status = os.waitpid(pid, 0)
-    data = b"".join(chunks)
-    if not os.WIFEXITED(wait_status) or os.WEXITSTATUS(wait_status) != 0 or not data:
-        if os.WIFSIGNALED(wait_status):
-            how = f"was killed by signal {os.WTERMSIG(wait_status)}"
-        else:
-            how = f"exited with status {os.waitstatus_to_exitcode(wait_status)}"
-        raise RuntimeError(f"live child {how} after sending {len(data)} bytes; calls={calls!r}")
-    report = json.loads(data)
-    if not report["ok"]:
-        raise RuntimeError(f"live child raised:\n{report['error']}")
+    report = in_child(lambda: _child(calls, window), f"calls={calls!r}")
     return {"results": report["results"], "vmas": report["vmas"],
             "smaps_text": report["smaps_text"]}
 
@@ -142,26 +109,44 @@ def load_libc() -> ctypes.CDLL:
     return libc
 
 
-def in_child(fn: Callable[[], Any]) -> Any:
+def in_child(fn: Callable[[], Any], what: str = "") -> Any:
     """Run ``fn`` in a forked child of this process and return its JSON-able result
-    (credentials, mappings and limits may change there); RuntimeError if the child fails."""
+    (credentials, mappings and limits may change there); RuntimeError, with the child's
+    traceback or how it died and ``what`` it was doing, if the child fails."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
+        # Child: whatever happens, never return into the caller's (e.g. pytest's) code.
         status = 1
         try:
             os.close(read_fd)
-            os.write(write_fd, json.dumps(fn()).encode())
+            try:
+                report = {"ok": True, "value": fn()}
+            except BaseException:
+                report = {"ok": False, "error": traceback.format_exc()}
+            data = json.dumps(report).encode()
+            while data:
+                data = data[os.write(write_fd, data):]
             status = 0
         finally:
             os._exit(status)
     os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    if status or not data:
-        raise RuntimeError(f"the measuring child failed (wait status {status})")
-    return json.loads(data)
+    chunks = []
+    with os.fdopen(read_fd, "rb") as pipe:
+        while chunk := pipe.read(65536):
+            chunks.append(chunk)
+    _, wait_status = os.waitpid(pid, 0)
+    data = b"".join(chunks)
+    if not os.WIFEXITED(wait_status) or os.WEXITSTATUS(wait_status) != 0 or not data:
+        if os.WIFSIGNALED(wait_status):
+            how = f"was killed by signal {os.WTERMSIG(wait_status)}"
+        else:
+            how = f"exited with status {os.waitstatus_to_exitcode(wait_status)}"
+        raise RuntimeError(f"live child {how} after sending {len(data)} bytes; {what}")
+    report = json.loads(data)
+    if not report["ok"]:
+        raise RuntimeError(f"live child raised:\n{report['error']}")
+    return report["value"]
 
 
 def _child(calls, window):
