@@ -10,7 +10,8 @@ calls that follow pin them down:
   start, end rounded down) gives that image's load bias;
 * the interpreter is the first mapping of the new address space: a top-down search
   places it right below ``mmap_base``, so its end is ``mmap_base``, and the vDSO (which
-  is searched for next) lands right below it;
+  is searched for next) lands right below it.  A PIE without an interpreter (ld.so run
+  by hand) is placed by the same search, and its end gives ``mmap_base`` the same way;
 * the first ``brk(NULL)`` returns the randomised break.
 
 ``solve`` turns that evidence into the draws exec would have had to make
@@ -114,13 +115,17 @@ def solve(program, interp, strings, drawn, evidence):
         got = _program_draw(program, interp, strings, rnd, evidence.mprotects, used)
         if got is not None:
             rnd, changed = got, True
+    # The first image exec places by a search (the interpreter, or a PIE run without
+    # one, like ld.so started by hand) lands right below mmap_base.
+    searched = interp if interp is not None else (
+        program if program.e_type == ET_DYN else None)
     mmap_base = None
-    if interp is not None and interp.loads:
-        got = _image_bias(interp, evidence.mprotects, used)
+    if searched is not None and searched.loads:
+        got = _image_bias(searched, evidence.mprotects, used)
         if got is not None:
             used.add(got[0])
-            first = min(page_align_down(ph.vaddr) for ph in interp.loads)
-            base = (got[1] + first + page_align(total_mapping_size(interp.loads))) & U64
+            first = min(page_align_down(ph.vaddr) for ph in searched.loads)
+            base = (got[1] + first + page_align(total_mapping_size(searched.loads))) & U64
             if MMAP_MIN_ADDR < base <= TASK_SIZE:
                 mmap_base = base
     if evidence.brk is not None:

@@ -9,6 +9,7 @@ import random
 import shutil
 import subprocess
 
+import attrs
 import pytest
 
 from mmsim import Kernel, binfmt_elf, cli, exec_follow
@@ -257,3 +258,17 @@ def test_final_layout_matches_the_real_maps(log, inputs):
     at = names.index("[vdso]")
     assert names[at - 2:at + 2] == ["[vvar]", "[vvar_vclock]", "[vdso]",
                                     os.path.realpath("/lib64/ld-linux-x86-64.so.2")]
+
+
+def test_a_loader_run_as_the_program_gives_mmap_base():
+    """ld.so run directly (a static PIE): the mmap search placed it below mmap_base, so
+    its RELRO gives mmap_base, and the break is ELF_ET_DYN_BASE plus the draw."""
+    program, strings = _interp(), _strings()
+    drawn = ExecRandom.draw(random.Random(5), True, program, False)
+    base = 0x7F0209EAA000
+    relro = exec_follow.relro_range(program, base)
+    brk = plan_exec(program, None, strings, attrs.evolve(drawn, brk_pages=777)).brk
+    got = exec_follow.solve(program, None, strings, drawn,
+                            exec_follow.ExecEvidence(brk, (relro,)))
+    assert got.mmap_base == base + 0x35000
+    assert plan_exec(program, None, strings, got.random).brk == brk
