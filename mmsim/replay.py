@@ -9,7 +9,7 @@ import attrs
 
 from . import binfmt_elf, exec_follow, uapi
 from .kernel import Kernel
-from .defs import TASK_SIZE, page_align
+from .defs import PAGE_SIZE, TASK_SIZE, page_align
 from .task import Process
 from .strace import EXECUTED, Event, Raw, Str, _mm_map, iovecs, parse, read_trace
 
@@ -174,7 +174,8 @@ class Replayer:
     def _brk(self, proc, ev, addr):
         rec = ev.result
         mm = proc.mm
-        if (self.follow and addr == 0 and isinstance(rec, int) and rec > 0
+        if (self.follow and addr == 0 and isinstance(rec, int) and 0 < rec < TASK_SIZE
+                and not rec % PAGE_SIZE
                 and id(mm) not in self._brk_set and mm.brk == mm.start_brk):
             mm.start_brk = mm.brk = rec
         self._brk_set.add(id(mm))

@@ -15,7 +15,7 @@ import pytest
 from mmsim import Kernel, binfmt_elf, cli, exec_follow
 from mmsim.binfmt_elf import (ET_DYN, ET_EXEC, PF_R, PF_W, PF_X, PT_GNU_RELRO, PT_LOAD,
                               ElfImage, ExecRandom, ProgramHeader, plan_exec)
-from mmsim.defs import PAGE_SIZE, RLIMIT_STACK_DEFAULT, page_align
+from mmsim.defs import PAGE_SIZE, RLIMIT_STACK_DEFAULT, TASK_SIZE, page_align
 from mmsim.replay import Replayer
 from mmsim.strace import Event, parse, read_trace
 
@@ -272,3 +272,13 @@ def test_a_loader_run_as_the_program_gives_mmap_base():
                             exec_follow.ExecEvidence(brk, (relro,)))
     assert got.mmap_base == base + 0x35000
     assert plan_exec(program, None, strings, got.random).brk == brk
+
+
+def test_a_break_no_kernel_could_give_is_not_followed():
+    """The first brk(NULL) sets the break under --follow only when the kernel could
+    have returned it: page-aligned and below TASK_SIZE."""
+    from mmsim.replay import replay_trace
+    for bogus in ("0xfffffffffffff000", "0x555555559001"):
+        out = replay_trace(f"brk(NULL) = {bogus}\nbrk(NULL) = 0x1000\n", Kernel(), follow=True)
+        assert out[0].result == out[1].result < TASK_SIZE
+        assert out[0].result % PAGE_SIZE == 0
