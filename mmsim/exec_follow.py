@@ -40,7 +40,7 @@ class ExecEvidence:
     mprotects: tuple = ()
 
 
-def gather(events, pid, limit=100_000):
+def gather(events, pid, limit=20_000):
     """The ExecEvidence of the events that follow an execve by ``pid`` (up to its next
     execve or exit, at most ``limit`` events looked at)."""
     mapped = []
