@@ -282,3 +282,10 @@ def test_a_break_no_kernel_could_give_is_not_followed():
         out = replay_trace(f"brk(NULL) = {bogus}\nbrk(NULL) = 0x1000\n", Kernel(), follow=True)
         assert out[0].result == out[1].result < TASK_SIZE
         assert out[0].result % PAGE_SIZE == 0
+
+
+def test_help_says_follow_works_out_the_exec_layout(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["replay", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "exec's layout" in out
