@@ -10,6 +10,8 @@ import shutil
 import subprocess
 
 import attrs
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 from mmsim import Kernel, binfmt_elf, cli, exec_follow
@@ -289,3 +291,38 @@ def test_help_says_follow_works_out_the_exec_layout(capsys):
         cli.main(["replay", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "exec's layout" in out
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(
+    brk=st.one_of(st.none(), st.integers(0, (1 << 64) - 1)),
+    mprotects=st.lists(st.one_of(
+        st.tuples(st.integers(0, (1 << 64) - 1).map(lambda a: a & ~0xFFF),
+                  st.integers(0, 1 << 40)),
+        # RELRO ranges of the program and of the loader at any page-aligned bias.
+        st.integers(0, (1 << 52) - 1).map(lambda p: exec_follow.relro_range(_pie(), p << 12)),
+        st.integers(0, (1 << 52) - 1).map(
+            lambda p: exec_follow.relro_range(_interp(), p << 12))).filter(bool),
+        max_size=4),
+    interp=st.booleans(), seed=st.integers(0, 50))
+def test_solve_takes_any_evidence_and_forces_only_what_a_draw_gives(brk, mprotects, interp,
+                                                                    seed):
+    """Whatever a log shows, solve gives draws within their ranges (or nothing), and the
+    layout they plan is the one the evidence names."""
+    program, loader, strings = _pie(), _interp(), _strings()
+    loader = loader if interp else None
+    drawn = ExecRandom.draw(random.Random(seed), True, program, interp)
+    got = exec_follow.solve(program, loader, strings, drawn,
+                            exec_follow.ExecEvidence(brk, tuple(mprotects)))
+    if got is None:
+        return
+    rnd = got.random
+    assert 0 <= rnd.mmap_pages < 1 << 28 and 0 <= rnd.brk_pages < 1 << 18
+    assert rnd.stack_pages == drawn.stack_pages and rnd.sp_drop == drawn.sp_drop
+    layout = plan_exec(program, loader, strings, rnd)
+    if brk is not None and rnd.brk_pages != drawn.brk_pages:
+        assert layout.brk == brk
+    if rnd.mmap_pages != drawn.mmap_pages:
+        assert exec_follow.relro_range(program, layout.program.bias) in mprotects
+    if got.mmap_base is not None:
+        assert 0 < got.mmap_base <= TASK_SIZE
