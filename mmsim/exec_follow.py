@@ -107,27 +107,26 @@ def solve(program, interp, strings, drawn, evidence):
     for what it does not pin down (the stack); None when nothing can be worked out."""
     if not drawn.randomize:
         return None
-    rnd = drawn
     used = set()
+    fixed = plan_exec(program, interp, strings, ExecRandom())
+    if evidence.brk is not None and evidence.brk == fixed.brk:
+        # A break right after the image, with no random gap, is one only an exec
+        # without randomisation gives (setarch -R): replay it so, stack top included,
+        # unless the program's RELRO shows it elsewhere.
+        moved = _image_bias(program, evidence.mprotects, set()) if (
+            program.e_type == ET_DYN and interp is not None) else None
+        if moved is None or moved[1] == fixed.program.bias:
+            if moved is not None:
+                used.add(moved[0])
+            return ExecDraws(ExecRandom(), _mmap_base(program, interp, evidence, used))
+    rnd = drawn
     changed = False
     # The program: only a PIE run through an interpreter moves with the mmap draw.
     if program.e_type == ET_DYN and interp is not None and program.loads:
         got = _program_draw(program, interp, strings, rnd, evidence.mprotects, used)
         if got is not None:
             rnd, changed = got, True
-    # The first image exec places by a search (the interpreter, or a PIE run without
-    # one, like ld.so started by hand) lands right below mmap_base.
-    searched = interp if interp is not None else (
-        program if program.e_type == ET_DYN else None)
-    mmap_base = None
-    if searched is not None and searched.loads:
-        got = _image_bias(searched, evidence.mprotects, used)
-        if got is not None:
-            used.add(got[0])
-            first = min(page_align_down(ph.vaddr) for ph in searched.loads)
-            base = (got[1] + first + page_align(total_mapping_size(searched.loads))) & U64
-            if MMAP_MIN_ADDR < base <= TASK_SIZE:
-                mmap_base = base
+    mmap_base = _mmap_base(program, interp, evidence, used)
     if evidence.brk is not None:
         low = plan_exec(program, interp, strings, attrs.evolve(rnd, brk_pages=0)).brk
         pages, rest = divmod(evidence.brk - low, PAGE_SIZE)
@@ -136,6 +135,24 @@ def solve(program, interp, strings, drawn, evidence):
     if not changed and mmap_base is None:
         return None
     return ExecDraws(rnd, mmap_base)
+
+
+def _mmap_base(program, interp, evidence, used):
+    """mmap_base from the RELRO of the first image exec placed by a search (None when
+    the evidence does not show it)."""
+    # That image is the interpreter, or a PIE run without one (ld.so started by hand);
+    # a top-down search put it right below mmap_base.
+    searched = interp if interp is not None else (
+        program if program.e_type == ET_DYN else None)
+    if searched is None or not searched.loads:
+        return None
+    got = _image_bias(searched, evidence.mprotects, used)
+    if got is None:
+        return None
+    used.add(got[0])
+    first = min(page_align_down(ph.vaddr) for ph in searched.loads)
+    base = (got[1] + first + page_align(total_mapping_size(searched.loads))) & U64
+    return base if MMAP_MIN_ADDR < base <= TASK_SIZE else None
 
 
 def _program_draw(program, interp, strings, rnd, mprotects, used):

@@ -317,6 +317,11 @@ def test_solve_takes_any_evidence_and_forces_only_what_a_draw_gives(brk, mprotec
     if got is None:
         return
     rnd = got.random
+    if not rnd.randomize:
+        # Only a break with no random gap says the log was recorded unrandomised.
+        assert rnd == ExecRandom()
+        assert brk == plan_exec(program, loader, strings, rnd).brk
+        return
     assert 0 <= rnd.mmap_pages < 1 << 28 and 0 <= rnd.brk_pages < 1 << 18
     assert rnd.stack_pages == drawn.stack_pages and rnd.sp_drop == drawn.sp_drop
     layout = plan_exec(program, loader, strings, rnd)
@@ -326,3 +331,28 @@ def test_solve_takes_any_evidence_and_forces_only_what_a_draw_gives(brk, mprotec
         assert exec_follow.relro_range(program, layout.program.bias) in mprotects
     if got.mmap_base is not None:
         assert 0 < got.mmap_base <= TASK_SIZE
+
+
+def test_a_log_recorded_without_randomisation_is_recognised():
+    """A setarch -R log replayed with --follow alone: the break right after the image
+    (no random gap) is one no randomised exec gives, so exec is replayed unrandomised,
+    stack top included."""
+    program, interp, strings = _pie(), _interp(), _strings()
+    fixed = plan_exec(program, interp, strings, ExecRandom())
+    ev = exec_follow.ExecEvidence(fixed.brk, (
+        exec_follow.relro_range(program, fixed.program.bias),
+        exec_follow.relro_range(interp, 0x7FFFF7FC3000)))
+    got = exec_follow.solve(program, interp, strings, _drawn(9), ev)
+    assert got.random == ExecRandom()
+    assert got.mmap_base == 0x7FFFF7FC3000 + 0x35000
+
+
+@pytest.mark.parametrize("log", ["true.strace", "ls.strace", "sh_vfork.strace",
+                                 "sh_fork.strace", "cat.strace"])
+def test_setarch_log_reproduces_with_follow_alone(log):
+    top = DATA.parent
+    manifest = json.loads((top / "manifest.json").read_text())
+    for path, size in manifest[log].items():
+        if not os.path.isfile(path) or os.path.getsize(path) != size:
+            pytest.skip(f"{path} differs from the machine the log was recorded on")
+    assert cli.main(["replay", str(top / log), "--follow", "--check"]) == 0
