@@ -19,6 +19,7 @@ rec xz /usr/bin/xz -k $work/words.txt
 rec gzip /usr/bin/gzip -k $work/words.txt
 rec git /usr/bin/git --version
 rec ldso /lib64/ld-linux-x86-64.so.2 /usr/bin/true
+rec ldconfig /sbin/ldconfig -p
 rec sh /bin/sh -c '/usr/bin/true; /usr/bin/ls / >/dev/null'
 # The real final layout: a destructor copies /proc/self/maps as the program exits
 # (the preload is built where the log names it; the tests rebuild it there).
