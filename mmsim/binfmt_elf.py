@@ -82,7 +82,7 @@ ELF_PLATFORM = b"x86_64"
 
 ET_EXEC, ET_DYN = 2, 3
 EM_X86_64 = 62
-PT_LOAD, PT_INTERP, PT_GNU_STACK = 1, 3, 0x6474E551
+PT_LOAD, PT_INTERP, PT_GNU_STACK, PT_GNU_RELRO = 1, 3, 0x6474E551, 0x6474E552
 PF_X, PF_W, PF_R = 1, 2, 4
 EHDR_SIZE = 64
 PHDR_SIZE = 56
@@ -635,6 +635,16 @@ class ExecRandom:
 
 
 @attrs.frozen
+class ExecDraws:
+    """Draws forced on one exec in place of the random ones: ``random`` for exec's own
+    (ExecRandom) and ``mmap_base`` for the one arch_pick_mmap_layout made when the new
+    mm was set up (None: keep it)."""
+
+    random: ExecRandom
+    mmap_base: int | None = None
+
+
+@attrs.frozen
 class SegmentMap:
     """One elf_load step: map PT_LOAD ``ph`` at its address plus the image's bias, with
     ``flags``; the first mapping of an image reserves ``total_size`` bytes."""
@@ -872,6 +882,13 @@ def load_binprm(kernel, mm, bprm, *, randomize=None, rlimit_stack=RLIMIT_STACK_D
         randomize = kernel.randomize
     program, interp = bprm.program, bprm.interp
     rnd = ExecRandom.draw(kernel.rng, randomize, program, interp is not None)
+    # The draws are taken from the generator whatever happens, so a forced layout does
+    # not shift the seeded sequence of later execs.
+    forced = kernel.exec_layout(bprm, rnd) if kernel.exec_layout is not None else None
+    if forced is not None:
+        rnd = forced.random
+        if forced.mmap_base is not None:
+            mm.mmap_base = forced.mmap_base
     layout = plan_exec(program, interp, bprm.strings, rnd, rlimit_stack)
     st = layout.stack
     flags = VM_STACK_FLAGS | mm.def_flags
@@ -936,4 +953,5 @@ def load_elf(kernel, mm, path, *, randomize=None, argv=None, envp=None,
 
 __all__ = ["load_elf", "load_binprm", "prepare_exec", "plan_exec", "parse_elf", "map_vdso",
            "make_prot", "total_mapping_size", "maximum_alignment", "image_cache",
-           "ElfImage", "ProgramHeader", "ExecLayout", "ExecRandom", "ELF_ET_DYN_BASE"]
+           "ElfImage", "ProgramHeader", "ExecLayout", "ExecRandom", "ExecDraws",
+           "ELF_ET_DYN_BASE"]

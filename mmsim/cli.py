@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 when an actual result differs from the recorded one")
     r.add_argument("--follow", action="store_true",
                    help="place non-fixed mmap/mremap calls at their recorded addresses "
-                        "when free, and take the recorded initial break")
+                        "when free, take the recorded initial break, and work exec's layout "
+                        "under ASLR (program, interpreter, vDSO, break) out of the calls "
+                        "after each execve")
     r.add_argument("--json", action="store_true", help="write one JSON document")
     f = sub.add_parser(
         "diff", help="run a trace in the simulator and on the live kernel; print differences",

@@ -69,6 +69,9 @@ class Kernel:
         self.max_map_count = max_map_count
         self.randomize = randomize
         self.rng = random.Random(seed)
+        # Called by exec as exec_layout(bprm, drawn) -> ExecDraws or None: the draws
+        # to use instead of the random ones (replay --follow sets it; None: random).
+        self.exec_layout = None
         # The pid table: every process not yet reaped (a reaped one lives on only
         # through the pidfds that still refer to it).
         self.processes: dict[int, Process] = {}

@@ -2,13 +2,14 @@
 per trace pid, each call's actual result next to the recorded one."""
 
 import errno
+import itertools
 import os
 
 import attrs
 
-from . import binfmt_elf, uapi
+from . import binfmt_elf, exec_follow, uapi
 from .kernel import Kernel
-from .defs import TASK_SIZE, page_align
+from .defs import PAGE_SIZE, TASK_SIZE, page_align
 from .task import Process
 from .strace import EXECUTED, Event, Raw, Str, _mm_map, iovecs, parse, read_trace
 
@@ -84,6 +85,8 @@ class Replayer:
         self.fds = {}        # (logical pid, trace fd) -> simulator fd
         self.initial_label = None
         self._brk_set = set()
+        self._events = ()    # the trace being run, and the index of the event running:
+        self._index = 0      # --follow looks ahead from an execve for its layout
 
     def run(self, events: list[Event]) -> list[Outcome]:
         """Replay ``events`` (from ``parse``); a list of Outcomes, in trace order."""
@@ -94,7 +97,8 @@ class Replayer:
         if None not in self.procs:
             self._adopt(None, self.spawn_initial())
         out = []
-        for ev in events:
+        self._events = events
+        for self._index, ev in enumerate(events):
             if ev.kind == "call":
                 out.append(Outcome(ev, self.call(ev), label=self._label(ev.pid)))
             elif ev.kind == "dump":
@@ -170,7 +174,8 @@ class Replayer:
     def _brk(self, proc, ev, addr):
         rec = ev.result
         mm = proc.mm
-        if (self.follow and addr == 0 and isinstance(rec, int) and rec > 0
+        if (self.follow and addr == 0 and isinstance(rec, int) and 0 < rec < TASK_SIZE
+                and not rec % PAGE_SIZE
                 and id(mm) not in self._brk_set and mm.brk == mm.start_brk):
             mm.start_brk = mm.brk = rec
         self._brk_set.add(id(mm))
@@ -256,7 +261,19 @@ class Replayer:
             argv = None              # NULL: the kernel takes it as an empty argv
         else:
             return -errno.EFAULT
-        return proc.execve(c_string(path), argv)
+        if not (self.follow and ev.result == 0):
+            return proc.execve(c_string(path), argv)
+        # Under --follow, exec takes the draws that give the layout the calls after it
+        # show (mmsim/exec_follow.py); the stack top stays a seeded draw.
+        evidence = exec_follow.gather(itertools.islice(self._events, self._index + 1, None),
+                                      ev.pid)
+        kernel = self.kernel
+        kernel.exec_layout = lambda bprm, drawn: exec_follow.solve(
+            bprm.program, bprm.interp, bprm.strings, drawn, evidence)
+        try:
+            return proc.execve(c_string(path), argv)
+        finally:
+            kernel.exec_layout = None
 
     def _exit(self, proc, ev, status=0):
         proc.exit(status)
