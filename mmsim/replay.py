@@ -8,9 +8,10 @@ import attrs
 
 from . import binfmt_elf, uapi
 from .kernel import Kernel
-from .defs import TASK_SIZE, page_align
+from .defs import TASK_SIZE, page_align, page_align_down
 from .task import Process
-from .strace import EXECUTED, Event, Raw, Str, _mm_map, iovecs, parse, read_trace
+from .strace import (EXECUTED, FORKS, Event, Raw, Str, _mm_map, clone_args, iovecs, parse,
+                     read_trace)
 
 ADDRESS_RESULTS = ("mmap", "mremap", "brk")
 
@@ -84,6 +85,10 @@ class Replayer:
         self.fds = {}        # (logical pid, trace fd) -> simulator fd
         self.initial_label = None
         self._brk_set = set()
+        self._exit_lines = set()  # logical pids whose "+++ exited" line is in the trace
+        self._exits = {}          # logical pid -> (call, status) deferred to "+++"
+        self._pending = {}        # index -> Event: split calls started, not yet run
+        self._early = {}          # index -> result of a call run before its line
 
     def run(self, events: list[Event]) -> list[Outcome]:
         """Replay ``events`` (from ``parse``); a list of Outcomes, in trace order."""
@@ -93,13 +98,71 @@ class Replayer:
                 break
         if None not in self.procs:
             self._adopt(None, self.spawn_initial())
+        # A process whose "+++ exited" line is in the trace exits there, not at its
+        # exit call: it is a zombie from that line on, as wait4 saw it.
+        self._exit_lines = {ev.pid for ev in events if ev.kind == "exit"}
+        # Calls split by strace -f ("<unfinished ...>" ... "resumed"), by start line:
+        # the ones still pending where each event runs (see _run_pinned).
+        split = sorted((i for i, ev in enumerate(events)
+                        if ev.kind == "call" and ev.start is not None and ev.name in EXECUTED),
+                       key=lambda i: events[i].start)
+        k = 0
         out = []
-        for ev in events:
+        for i, ev in enumerate(events):
+            at = _placed(ev)
+            while k < len(split) and events[split[k]].start < at:
+                if split[k] > i:
+                    self._pending[split[k]] = events[split[k]]
+                k += 1
+            self._pending.pop(i, None)
             if ev.kind == "call":
-                out.append(Outcome(ev, self.call(ev), label=self._label(ev.pid)))
+                result = self._early.pop(i) if i in self._early else self.call(ev)
+                out.append(Outcome(ev, result, label=self._label(ev.pid)))
             elif ev.kind == "dump":
                 out.append(self.dump(ev))
+            elif ev.kind == "exit":
+                self._exited(ev)
         return out
+
+    def _exited(self, ev):
+        """``+++ exited with N +++`` / ``+++ killed by SIG +++``: the process exits now
+        (a thread alone after exit(), its whole group after exit_group() or a signal)."""
+        proc = self.procs.get(ev.pid)
+        if proc is None or proc.state != "running":
+            return
+        call, status = self._exits.pop(ev.pid, (None, 0))
+        words = ev.text.split()
+        if call is None and words[:2] == ["exited", "with"] and len(words) > 2 \
+                and words[2].isdigit():
+            status, call = int(words[2]), "exit"
+        elif call is None:
+            call = "exit_group"      # killed by a signal: the whole group dies
+        getattr(proc, call)(status)
+
+    def _run_pinned(self, proc, ev):
+        """Run first every pending call of another thread of this address space that
+        ``ev``'s recorded result says ran before it: one that frees a range ``ev``
+        recorded a new mapping at, or one that maps a range ``ev`` found mapped."""
+        if not self._pending or proc.mm is None:
+            return
+        need = _needs(ev)
+        if need is None:
+            return
+        kind, start, end = need
+        mm = proc.mm
+        if kind == "free" and mm.tree.find(start, end) is None:
+            return
+        if kind == "mapped" and _mapped(mm, start, end):
+            return
+        for j, other in sorted(self._pending.items()):
+            if other.pid == ev.pid or self.procs.get(other.pid) is None:
+                continue
+            if self.procs[other.pid].mm is not mm:
+                continue
+            spans = _frees(other) if kind == "free" else _maps(other)
+            if any(s < end and start < e for s, e in spans):
+                del self._pending[j]
+                self._early[j] = self.call(other)
 
     def spawn_initial(self) -> Process:
         """The initial process: like a program started from a shell, it has standard
@@ -138,6 +201,9 @@ class Replayer:
         name = ev.name
         if name not in EXECUTED:
             return ev.result if ev.result is not None else 0
+        if proc.state != "running" and ev.result == "?":
+            return "?"   # a call another thread's exit_group cut short
+        self._run_pinned(proc, ev)
         handler = getattr(self, "_" + name, None)
         try:
             if handler is not None:
@@ -213,6 +279,12 @@ class Replayer:
         flags = ev.kwargs.get("flags", args[0] if args else 0)
         return self._child(proc, ev, proc.clone(flags))
 
+    def _clone3(self, proc, ev, args, size=0):
+        flags, exit_signal = clone_args(args, lineno=ev.line)
+        if flags & 0xFF or exit_signal & ~0xFF:
+            return -errno.EINVAL   # clone3 takes the exit signal in its own field
+        return self._child(proc, ev, proc.clone(flags | exit_signal))
+
     def _child(self, proc, ev, child):
         who = ev.result if isinstance(ev.result, int) and ev.result > 0 else child.pid
         self._adopt(who, child)
@@ -259,7 +331,10 @@ class Replayer:
         return proc.execve(c_string(path), argv)
 
     def _exit(self, proc, ev, status=0):
-        proc.exit(status)
+        if ev.pid in self._exit_lines:
+            self._exits[ev.pid] = (ev.name, status)   # exits at its "+++" line
+        else:
+            getattr(proc, ev.name)(status)
         return "?"
 
     _exit_group = _exit
@@ -267,6 +342,73 @@ class Replayer:
     def _process_madvise(self, proc, ev, pidfd, iov, vlen, advice, flags=0):
         pairs = iovecs(iov, lineno=ev.line) if isinstance(iov, list) else []
         return proc.process_madvise(self._fd(ev, pidfd), pairs[:max(vlen, 0)], advice, flags)
+
+
+def _placed(ev):
+    """The line an event runs at: a fork's start line, any other call's last line."""
+    if ev.start is not None and ev.name in FORKS:
+        return ev.start
+    return ev.line
+
+
+def _range(addr, length):
+    """The pages [addr, addr + length) covers."""
+    return page_align_down(addr), page_align(addr + length)
+
+
+def _needs(ev):
+    """What ``ev``'s recorded success needs of the address space: ``("free", s, e)``
+    for a new mapping it recorded at [s, e), ``("mapped", s, e)`` for a range it
+    found mapped; None when its result pins nothing."""
+    rec, a, name = ev.result, ev.args, ev.name
+    if not isinstance(rec, int) or rec < 0 or not all(type(x) is int for x in a):
+        return None
+    if name == "mmap" and len(a) == 6 and not a[3] & uapi.MAP_FIXED and rec:
+        return ("free", *_range(rec, a[1]))
+    if name == "mremap" and len(a) >= 3:
+        if rec != a[0]:
+            return ("free", *_range(rec, a[2]))
+        if a[2] > a[1]:
+            return ("free", page_align(a[0] + a[1]), page_align(a[0] + a[2]))
+        return None
+    if name in ("mprotect", "madvise", "mlock", "mlock2", "munlock") and len(a) >= 2 and a[1]:
+        return ("mapped", *_range(a[0], a[1]))
+    return None
+
+
+def _frees(ev):
+    """The ranges a call unmaps (munmap, a moving mremap's old range)."""
+    a = ev.args
+    if not all(type(x) is int for x in a):
+        return []
+    if ev.name == "munmap" and len(a) == 2:
+        return [_range(a[0], a[1])]
+    if ev.name == "mremap" and len(a) >= 3 and isinstance(ev.result, int) and ev.result >= 0:
+        return [_range(a[0], a[1])]
+    return []
+
+
+def _maps(ev):
+    """The range a call recorded a new mapping at (mmap, mremap)."""
+    a, rec = ev.args, ev.result
+    if not isinstance(rec, int) or rec <= 0 or not all(type(x) is int for x in a):
+        return []
+    if ev.name == "mmap" and len(a) == 6:
+        return [_range(rec, a[1])]
+    if ev.name == "mremap" and len(a) >= 3:
+        return [_range(rec, a[2])]
+    return []
+
+
+def _mapped(mm, start, end):
+    """Whether every page of [start, end) is mapped."""
+    a = start
+    while a < end:
+        vma = mm.vma_lookup(a)
+        if vma is None:
+            return False
+        a = vma.end
+    return True
 
 
 def replay_trace(text: str, kernel: Kernel | None = None, file: str = "<trace>",

@@ -89,3 +89,268 @@ def test_a_leader_that_exits_first_is_reaped_after_its_last_thread():
     assert e.value.errno == errno.EDEADLK   # nothing reapable: it would block
     t.exit(5)
     assert parent.wait4(-1, 0) == (main.pid, 0)
+
+
+# ---------------------------------------------------------------- replay: clone3 and threads
+
+W = 0x200000000000
+
+
+def results(text, **kw):
+    return [(o.event.line, o.result, o.matches())
+            for o in replay(text, Kernel(randomize=False), **kw) if o.event.kind == "call"]
+
+
+def test_clone3_makes_a_thread_sharing_the_mm():
+    """clone3's flags come from its struct, its result is the child's tid, and the
+    `=> {parent_tid=[N]}` tail strace adds on return is read past."""
+    text = (f"[pid 10] mmap({W:#x}, 16384, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {W:#x}\n"
+            "[pid 10] clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD"
+            "|CLONE_SYSVSEM|CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, "
+            "child_tid=0x7f0000000990, parent_tid=0x7f0000000990, exit_signal=0, "
+            "stack=0x7f0000001000, stack_size=0x7fff80, tls=0x7f00000006c0} <unfinished ...>\n"
+            f"[pid 11] munmap({W:#x}, 4096) = 0\n"
+            "[pid 10] <... clone3 resumed> => {parent_tid=[11]}, 88) = 11\n"
+            f"[pid 10] mprotect({W:#x}, 4096, PROT_READ) = -1 ENOMEM (Cannot allocate memory)\n"
+            f"[pid 11] mprotect({W + 4096:#x}, 4096, PROT_READ) = 0\n")
+    assert all(ok for _, _, ok in results(text))
+    k = Kernel(randomize=False)
+    from mmsim.replay import Replayer
+    from mmsim.strace import parse
+    r = Replayer(k)
+    r.run(parse(text))
+    assert r.procs[11].mm is r.procs[None].mm and r.procs[11].tgid == r.procs[None].pid
+
+
+def test_clone3_vfork_with_exit_signal():
+    """posix_spawn's clone3: CLONE_VM|CLONE_VFORK with exit_signal=SIGCHLD makes a child
+    its parent waits for."""
+    text = ("clone3({flags=CLONE_VM|CLONE_VFORK, exit_signal=SIGCHLD, stack=0x7f0000001000, "
+            "stack_size=0x9000}, 88) = 21\n"
+            "[pid 21] exit_group(0) = ?\n"
+            "wait4(-1, NULL, 0, NULL) = 21\n")
+    assert [r for _, r, _ in results(text)] == [21, "?", 21]
+
+
+def test_clone3_exit_signal_in_flags_is_einval():
+    """clone3 refuses CSIGNAL bits in flags (the exit signal has its own field)."""
+    text = "clone3({flags=CLONE_VM|SIGCHLD, exit_signal=0}, 88) = -1 EINVAL (Invalid argument)\n"
+    assert results(text) == [(1, -errno.EINVAL, True)]
+
+
+@pytest.mark.parametrize("bad", ["clone3(0x7f00, 88) = 5\n", "clone3({flags=CLONE_NOPE}, 88) = 5\n",
+                                 "clone3({flags}, 88) = 5\n"])
+def test_clone3_struct_errors_name_the_line(bad):
+    from mmsim.errors import TraceError
+    with pytest.raises(TraceError) as e:
+        replay("brk(NULL) = 0\n" + bad)
+    assert ":2:" in str(e.value)
+
+
+def test_legacy_clone_of_a_thread():
+    """clone(2) with CLONE_VM|CLONE_THREAD as glibc < 2.34 made threads."""
+    text = ("clone(child_stack=0x7f0000001000, flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND"
+            "|CLONE_THREAD|CLONE_SYSVSEM|CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, "
+            "parent_tid=[31], tls=0x7f0000000700, child_tidptr=0x7f00000009d0) = 31\n"
+            "[pid 31] mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7ff7000\n"
+            "[pid 31] exit(0) = ?\n"
+            "munmap(0x7ffff7ff7000, 8192) = 0\n"
+            "mprotect(0x7ffff7ff7000, 4096, PROT_READ) = -1 ENOMEM (Cannot allocate memory)\n")
+    assert all(ok for _, _, ok in results(text, follow=True))
+
+
+def test_calls_only_threads_make_are_accepted():
+    """set_robust_list, rseq, futex and its new forms, sched_*, membarrier, gettid and
+    tgkill replay (they do not touch memory), and madvise runs from any thread."""
+    text = ("[pid 10] clone3({flags=CLONE_VM|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD, exit_signal=0}, 88) = 11\n"
+            "[pid 11] set_robust_list(0x7f00000009a0, 24) = 0\n"
+            "[pid 11] rseq(0x7f0000000fe0, 0x20, 0, 0x53053053) = 0\n"
+            "[pid 11] gettid() = 11\n"
+            "[pid 11] futex(0x7f0000000990, FUTEX_WAKE_PRIVATE, 1) = 0\n"
+            "[pid 11] futex_wake(0x7f0000000990, 1, FUTEX2_SIZE_U32) = 0\n"
+            "[pid 11] futex_wait(0x7f0000000990, 0, 1, FUTEX2_SIZE_U32, NULL, CLOCK_MONOTONIC) = 0\n"
+            "[pid 11] futex_waitv([], 0, 0, NULL, CLOCK_MONOTONIC) = 0\n"
+            "[pid 11] sched_getaffinity(11, 32, [0 1]) = 8\n"
+            "[pid 11] sched_get_priority_max(SCHED_OTHER) = 0\n"
+            "[pid 11] sched_get_priority_min(SCHED_OTHER) = 0\n"
+            "[pid 11] sched_getattr(11, {size=56, sched_policy=SCHED_OTHER}, 56, 0) = 0\n"
+            "[pid 11] sched_setattr(11, {size=56, sched_policy=SCHED_OTHER}, 0) = 0\n"
+            "[pid 11] sched_rr_get_interval(0, {tv_sec=0, tv_nsec=100000000}) = 0\n"
+            "[pid 11] sched_yield() = 0\n"
+            "[pid 11] membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) = 0\n"
+            "[pid 11] tgkill(10, 11, SIGRTMIN) = 0\n"
+            "[pid 11] madvise(0x7ffff0000000, 4096, MADV_DONTNEED) = -1 ENOMEM (Cannot allocate memory)\n"
+            "[pid 11] exit(0) = ?\n"
+            "[pid 11] +++ exited with 0 +++\n"
+            "[pid 10] exit_group(0) = ?\n"
+            "[pid 10] +++ exited with 0 +++\n")
+    assert all(ok for _, _, ok in results(text))
+
+
+# ---------------------------------------------------------------- interleaving pinned by results
+
+PT = ("[pid 10] clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD, "
+      "exit_signal=0}, 88) = 11\n")
+A = 0x7ffff7f00000
+
+
+def test_a_call_runs_at_its_resumed_line():
+    """Simulator-defined rule: a split call runs at its `resumed` line.  Here thread
+    11's munmap started first but the mmap's result is only free once it has run, and
+    it is the one that resumes first."""
+    text = (PT + f"[pid 10] mmap({A:#x}, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {A:#x}\n"
+            f"[pid 10] mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0 <unfinished ...>\n"
+            f"[pid 11] munmap({A:#x}, 8192) = 0\n"
+            f"[pid 10] <... mmap resumed>) = {A:#x}\n")
+    assert all(ok for _, _, ok in results(text, follow=True))
+
+
+def test_a_munmap_whose_range_the_next_mmap_reuses_runs_first():
+    """strace printed the munmap's `resumed` line after another thread's mmap that
+    already got the range it frees: the munmap ran first (the recorded result pins it)."""
+    text = (PT + f"[pid 10] mmap({A:#x}, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {A:#x}\n"
+            f"[pid 11] munmap({A:#x}, 8192 <unfinished ...>\n"
+            f"[pid 10] mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = {A:#x}\n"
+            "[pid 11] <... munmap resumed>) = 0\n"
+            f"[pid 10] mprotect({A:#x}, 4096, PROT_READ) = 0\n")
+    out = results(text, follow=True)
+    assert all(ok for _, _, ok in out), out
+    # Also when both calls are split and the mmap resumes first.
+    text = (PT + f"[pid 10] mmap({A:#x}, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {A:#x}\n"
+            f"[pid 11] munmap({A:#x}, 8192 <unfinished ...>\n"
+            f"[pid 10] mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0 <unfinished ...>\n"
+            f"[pid 10] <... mmap resumed>) = {A:#x}\n"
+            "[pid 11] <... munmap resumed>) = 0\n")
+    assert all(ok for _, _, ok in results(text, follow=True))
+
+
+def test_an_mprotect_of_a_range_a_pending_mmap_returned_runs_after_it():
+    """The other direction: a call that found the range mapped ran after another
+    thread's unfinished mmap that recorded that range."""
+    text = (PT + f"[pid 11] mmap({A:#x}, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0 <unfinished ...>\n"
+            f"[pid 10] mprotect({A:#x}, 8192, PROT_READ|PROT_WRITE) = 0\n"
+            f"[pid 11] <... mmap resumed>) = {A:#x}\n")
+    assert all(ok for _, _, ok in results(text, follow=True))
+
+
+def test_pinning_stays_within_one_address_space():
+    """A pending munmap of another process (not a thread: its own mm) is not pulled
+    forward, so the mmap finds its range taken and the result differs."""
+    text = ("[pid 10] fork() = 11\n"
+            f"[pid 10] mmap({A:#x}, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {A:#x}\n"
+            f"[pid 11] mmap({A:#x}, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {A:#x}\n"
+            f"[pid 11] munmap({A:#x}, 8192 <unfinished ...>\n"
+            f"[pid 10] mmap({A:#x}, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0) = {A:#x}\n"
+            "[pid 11] <... munmap resumed>) = 0\n")
+    out = results(text, follow=True)
+    assert [ok for _, _, ok in out] == [True, True, True, False, True]
+
+
+def test_a_child_is_a_zombie_at_its_exited_line():
+    """wait4(-1) reaps the zombies there are at its line: a child whose exit_group is
+    earlier but whose `+++ exited` line is later is not one yet."""
+    text = ("[pid 10] fork() = 11\n"
+            "[pid 10] fork() = 12\n"
+            "[pid 11] exit_group(0) = ?\n"
+            "[pid 12] exit_group(0) = ?\n"
+            "[pid 12] +++ exited with 0 +++\n"
+            "[pid 10] wait4(-1, NULL, 0, NULL) = 12\n"
+            "[pid 11] +++ exited with 0 +++\n"
+            "[pid 10] wait4(-1, NULL, 0, NULL) = 11\n")
+    assert [r for _, r, _ in results(text)] == [11, 12, "?", "?", 12, 11]
+
+
+def test_exit_group_ends_threads_that_had_calls_pending():
+    """After exit_group, another thread's unfinished call comes back `= ?` and its
+    `+++ exited` line finds it already gone; the parent reaps the group once."""
+    text = ("[pid 9] fork() = 10\n" + PT +
+            "[pid 11] futex(0x7f0000000990, FUTEX_WAIT_PRIVATE, 0, NULL <unfinished ...>\n"
+            "[pid 10] exit_group(3) = ?\n"
+            "[pid 11] <... futex resumed>) = ?\n"
+            "[pid 11] +++ exited with 3 +++\n"
+            "[pid 10] +++ exited with 3 +++\n"
+            "[pid 9] wait4(-1, NULL, 0, NULL) = 10\n"
+            "[pid 9] wait4(-1, NULL, WNOHANG, NULL) = -1 ECHILD (No child processes)\n")
+    out = results(text)
+    assert all(ok for _, _, ok in out), out
+
+
+# ---------------------------------------------------------------- real multi-threaded logs
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+MANIFEST = json.loads((THREADS / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def programs():
+    """The recorded programs back where the logs name them: /tmp/mmsim-pthreads built
+    from pthreads.c, /tmp/mmsim-threads.py copied (record.sh put them there); removed
+    afterwards."""
+    made = []
+    if shutil.which("gcc"):
+        fd, tmp = tempfile.mkstemp(dir="/tmp", prefix="mmsim-pthreads.")
+        os.close(fd)
+        subprocess.run(["gcc", "-O1", "-pthread", "-o", tmp, str(THREADS / "pthreads.c")],
+                       check=True, capture_output=True)
+        os.replace(tmp, "/tmp/mmsim-pthreads")
+        made.append("/tmp/mmsim-pthreads")
+    shutil.copyfile(THREADS / "threads.py", "/tmp/mmsim-threads.py")
+    made.append("/tmp/mmsim-threads.py")
+    yield
+    for path in made:
+        os.unlink(path)
+
+
+def _host_differs(log):
+    for path, size in MANIFEST[log].items():
+        if not os.path.isfile(path) or os.path.getsize(path) != size:
+            return f"{path} differs from the machine the log was recorded on"
+    return None
+
+
+@pytest.mark.parametrize("log", sorted(log for log in MANIFEST if log.endswith("_norand.strace")))
+def test_real_threaded_log_reproduces_every_recorded_result(log, programs, capsys):
+    """The setarch -R logs: `mmsim replay --norandmaps --follow --check` reproduces every
+    recorded result (clone3 threads, split calls, thread exits, exit_group)."""
+    reason = _host_differs(log)
+    if reason:
+        pytest.skip(reason)
+    status = cli.main(["replay", str(THREADS / log), "--norandmaps", "--follow", "--check"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+
+
+def test_the_race_log_needs_calls_pinned_by_results(programs, monkeypatch):
+    """pthreads_race_norand.strace holds munmap/mmap pairs whose order only the results
+    tell: replayed at their `resumed` lines alone, results differ."""
+    log = "pthreads_race_norand.strace"
+    reason = _host_differs(log)
+    if reason:
+        pytest.skip(reason)
+    from mmsim.replay import Replayer, replay_file
+    outs = replay_file(str(THREADS / log), Kernel(randomize=False), follow=True)
+    assert all(o.matches() for o in outs)
+    monkeypatch.setattr(Replayer, "_run_pinned", lambda self, proc, ev: None)
+    outs = replay_file(str(THREADS / log), Kernel(randomize=False), follow=True)
+    assert sum(not o.matches() for o in outs) > 0
+
+
+@pytest.mark.parametrize("log", ["pthreads.strace", "python.strace"])
+def test_aslr_threaded_logs_differ_only_in_the_exec_layout(log, programs):
+    """The full-ASLR logs replay with --follow; the results that differ are the
+    RELRO mprotects of memory exec mapped (the program's and the interpreter's),
+    whose addresses a log does not hold: issue 12 part 1 (exec layout from the log)."""
+    reason = _host_differs(log)
+    if reason:
+        pytest.skip(reason)
+    from mmsim.replay import replay_file
+    outs = replay_file(str(THREADS / log), Kernel(), follow=True)
+    bad = [o for o in outs if not o.matches()]
+    assert bad and all(o.event.name == "mprotect" and o.result == -errno.ENOMEM
+                       and o.event.args[2] == PROT_READ for o in bad), [o.line() for o in bad]
+    assert all(o.event.line < 60 for o in bad)   # before the first thread starts
