@@ -82,7 +82,8 @@ class Replayer:
         self.follow = follow
         self.procs = {}      # logical pid (None: initial) -> Process
         self.names = {}      # simulator pid -> logical pid
-        self.fds = {}        # (logical pid, trace fd) -> simulator fd
+        self.fds = {}        # (table owner, trace fd) -> simulator fd
+        self._tables = {}    # logical pid -> the pid whose fd table it shares (CLONE_FILES)
         self.initial_label = None
         self._brk_set = set()
         self._exit_lines = set()  # logical pids whose "+++ exited" line is in the trace
@@ -214,8 +215,12 @@ class Replayer:
 
     # Calls whose arguments or results need translating.
 
+    def _table(self, who):
+        """Whose descriptor numbers ``who`` uses: threads sharing a table share them."""
+        return self._tables.get(who, who)
+
     def _fd(self, ev, fd):
-        return self.fds.get((ev.pid, fd), fd) if fd >= 0 else fd
+        return self.fds.get((self._table(ev.pid), fd), fd) if fd >= 0 else fd
 
     def _mmap(self, proc, ev, addr, length, prot, flags, fd, off):
         rec = ev.result
@@ -257,12 +262,12 @@ class Replayer:
     def _new_fd(self, ev, fd):
         """A descriptor is known by the number the trace recorded for it."""
         if isinstance(ev.result, int) and ev.result >= 0:
-            self.fds[(ev.pid, ev.result)] = fd
+            self.fds[(self._table(ev.pid), ev.result)] = fd
             return ev.result
         return fd
 
     def _close(self, proc, ev, fd):
-        sim = self.fds.pop((ev.pid, fd), fd)
+        sim = self.fds.pop((self._table(ev.pid), fd), fd)
         if sim not in proc.fds and isinstance(ev.result, int) and ev.result == 0:
             # A descriptor an ignored call made (a pipe, a socket, a dup): it was never
             # open here, and closing it does not touch memory.
@@ -277,19 +282,23 @@ class Replayer:
 
     def _clone(self, proc, ev, *args):
         flags = ev.kwargs.get("flags", args[0] if args else 0)
-        return self._child(proc, ev, proc.clone(flags))
+        return self._child(proc, ev, proc.clone(flags), flags)
 
     def _clone3(self, proc, ev, args, size=0):
         flags, exit_signal = clone_args(args, lineno=ev.line)
         if flags & 0xFF or exit_signal & ~0xFF:
             return -errno.EINVAL   # clone3 takes the exit signal in its own field
-        return self._child(proc, ev, proc.clone(flags | exit_signal))
+        return self._child(proc, ev, proc.clone(flags | exit_signal), flags)
 
-    def _child(self, proc, ev, child):
+    def _child(self, proc, ev, child, flags=0):
         who = ev.result if isinstance(ev.result, int) and ev.result > 0 else child.pid
         self._adopt(who, child)
-        for (owner, tfd), sfd in list(self.fds.items()):
-            if owner == ev.pid:
+        if flags & uapi.CLONE_FILES and child.fds is proc.fds:
+            self._tables[who] = self._table(ev.pid)
+            return who
+        owner = self._table(ev.pid)
+        for (table, tfd), sfd in list(self.fds.items()):
+            if table == owner:
                 self.fds[(who, tfd)] = sfd
         return who
 

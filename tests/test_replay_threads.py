@@ -354,3 +354,21 @@ def test_aslr_threaded_logs_differ_only_in_the_exec_layout(log, programs):
     assert bad and all(o.event.name == "mprotect" and o.result == -errno.ENOMEM
                        and o.event.args[2] == PROT_READ for o in bad), [o.line() for o in bad]
     assert all(o.event.line < 60 for o in bad)   # before the first thread starts
+
+
+def test_a_descriptor_one_thread_opens_is_the_groups():
+    """The trace's descriptor numbers are shared by threads as the table is: a file a
+    thread opened is mapped and closed by another."""
+    here = pathlib.Path(__file__).resolve()
+    text = ("[pid 10] clone3({flags=CLONE_VM|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD, exit_signal=0}, 88) = 11\n"
+            f'[pid 11] openat(AT_FDCWD, "{here}", O_RDONLY) = 7\n'
+            "[pid 10] mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, 7, 0) = 0x7ffff7ff0000\n"
+            "[pid 10] close(7) = 0\n"
+            "[pid 11] mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, 7, 0) = -1 EBADF (Bad file descriptor)\n"
+            # A fork's child has its own copy, numbered alike.
+            f'[pid 10] openat(AT_FDCWD, "{here}", O_RDONLY) = 8\n'
+            "[pid 10] fork() = 12\n"
+            "[pid 10] close(8) = 0\n"
+            "[pid 12] mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, 8, 0) = 0x7ffff7fe0000\n")
+    out = results(text, follow=True)
+    assert all(ok for _, _, ok in out), out
