@@ -156,6 +156,8 @@ class Replayer:
         if kind == "mapped" and _mapped(mm, start, end):
             return
         for j, other in sorted(self._pending.items()):
+            if j not in self._pending:
+                continue   # run already, by a call this loop pulled forward
             if other.pid == ev.pid or self.procs.get(other.pid) is None:
                 continue
             if self.procs[other.pid].mm is not mm:
@@ -376,6 +378,8 @@ def _needs(ev):
     if name == "mmap" and len(a) == 6 and not a[3] & uapi.MAP_FIXED and rec:
         return ("free", *_range(rec, a[1]))
     if name == "mremap" and len(a) >= 3:
+        if len(a) > 3 and a[3] & uapi.MREMAP_FIXED:
+            return None   # the target is replaced whatever is there
         if rec != a[0]:
             return ("free", *_range(rec, a[2]))
         if a[2] > a[1]:
@@ -393,7 +397,8 @@ def _frees(ev):
         return []
     if ev.name == "munmap" and len(a) == 2:
         return [_range(a[0], a[1])]
-    if ev.name == "mremap" and len(a) >= 3 and isinstance(ev.result, int) and ev.result >= 0:
+    if (ev.name == "mremap" and len(a) >= 3 and isinstance(ev.result, int) and ev.result >= 0
+            and not (len(a) > 3 and a[3] & uapi.MREMAP_DONTUNMAP)):
         return [_range(a[0], a[1])]
     return []
 

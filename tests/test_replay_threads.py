@@ -372,3 +372,32 @@ def test_a_descriptor_one_thread_opens_is_the_groups():
             "[pid 12] mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, 8, 0) = 0x7ffff7fe0000\n")
     out = results(text, follow=True)
     assert all(ok for _, _, ok in out), out
+
+
+def test_mremap_fixed_pins_nothing():
+    """MREMAP_FIXED replaces whatever is at its target: a pending munmap of that range is
+    not pulled forward, so it still runs (and unmaps the moved pages) at its line."""
+    B = A + 0x100000
+    text = (PT + f"[pid 10] mmap({A:#x}, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {A:#x}\n"
+            f"[pid 10] mmap({B:#x}, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {B:#x}\n"
+            f"[pid 11] munmap({B:#x}, 4096 <unfinished ...>\n"
+            f"[pid 10] mremap({A:#x}, 4096, 4096, MREMAP_MAYMOVE|MREMAP_FIXED, {B:#x}) = {B:#x}\n"
+            "[pid 11] <... munmap resumed>) = 0\n"
+            f"[pid 10] mprotect({B:#x}, 4096, PROT_READ) = -1 ENOMEM (Cannot allocate memory)\n")
+    out = results(text, follow=True)
+    assert all(ok for _, _, ok in out), out
+
+
+def test_mremap_dontunmap_frees_nothing():
+    """MREMAP_DONTUNMAP leaves its old range mapped, so it is never pulled forward to
+    free that range for another call (here a recorded mmap result no order explains):
+    it runs at its resumed line, after the munmap that frees its target."""
+    B = A + 0x100000
+    text = (PT + f"[pid 10] mmap({A:#x}, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {A:#x}\n"
+            f"[pid 10] mmap({B:#x}, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {B:#x}\n"
+            f"[pid 11] mremap({A:#x}, 4096, 4096, MREMAP_MAYMOVE|MREMAP_DONTUNMAP <unfinished ...>\n"
+            f"[pid 10] mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = {A:#x}\n"
+            f"[pid 10] munmap({B:#x}, 4096) = 0\n"
+            f"[pid 11] <... mremap resumed>) = {B:#x}\n")
+    out = results(text, follow=True)
+    assert out[-1] == (7, B, True), out
