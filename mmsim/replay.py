@@ -14,6 +14,8 @@ from .strace import (EXECUTED, FORKS, Event, Raw, Str, _mm_map, clone_args, iove
                      read_trace)
 
 ADDRESS_RESULTS = ("mmap", "mremap", "brk")
+# Calls whose recorded result is "?" when they succeed.
+NO_RETURN = ("exit", "exit_group", "execve")
 
 
 
@@ -204,8 +206,10 @@ class Replayer:
         name = ev.name
         if name not in EXECUTED:
             return ev.result if ev.result is not None else 0
-        if ev.result == "?" and getattr(proc, "state", "running") != "running":
-            # A call another thread's exit_group cut short (a live helper has no state).
+        if ev.result == "?" and (name not in NO_RETURN
+                                 or getattr(proc, "state", "running") != "running"):
+            # A call its thread died in (another thread's exit_group, a signal) or that a
+            # signal interrupted: what it did is unknown, so it is not run.
             return "?"
         self._run_pinned(proc, ev)
         handler = getattr(self, "_" + name, None)

@@ -279,6 +279,10 @@ def _parse_body(line, pid, lineno, file, pending):
             raise TraceError(file, lineno, f"unknown call {name}()")
         event = Event(lineno, "call", pid, name)
         body = line[m.end():]
+        cut = body.rfind(_UNFINISHED + ")")
+        if cut >= 0 and _RESULT.match(body[cut + len(_UNFINISHED) + 1:]):
+            # "call(args <unfinished ...>) = ?": its thread died in the call.
+            body = body[:cut] + body[cut + len(_UNFINISHED):]
         if body.endswith(_UNFINISHED):
             if pending is None:
                 raise TraceError(file, lineno, "an unfinished call outside a whole trace")

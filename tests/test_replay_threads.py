@@ -401,3 +401,17 @@ def test_mremap_dontunmap_frees_nothing():
             f"[pid 11] <... mremap resumed>) = {B:#x}\n")
     out = results(text, follow=True)
     assert out[-1] == (7, B, True), out
+
+
+def test_a_call_the_group_exit_interrupted_is_not_run():
+    """strace prints `call(args <unfinished ...>) = ?` for a call whose thread died in
+    it (and `= ?` on a resumed line): what it did is unknown, so it is not run and its
+    result is `?` (simulator-defined)."""
+    text = (PT + f"[pid 10] mmap({A:#x}, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {A:#x}\n"
+            f"[pid 11] munmap({A:#x}, 4096 <unfinished ...>) = ?\n"
+            f"[pid 10] mprotect({A:#x}, 8192, PROT_READ) = 0\n"
+            "[pid 10] exit_group(0) = ?\n"
+            "[pid 11] +++ exited with 0 +++\n"
+            "[pid 10] +++ exited with 0 +++\n")
+    out = results(text)
+    assert out[2] == (3, "?", True) and all(ok for _, _, ok in out), out
