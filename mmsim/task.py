@@ -273,21 +273,17 @@ class Process:
         if not flags & CLONE_VM:
             return self.fork()
         self.mm.users += 1
-        parent = self
-        if flags & CLONE_THREAD:
-            # A thread's parent is the thread group's parent.
-            parent = self.kernel.processes.get(self.ppid)
         child = self.kernel.new_process(self.mm, parent=self)
         # CLONE_FILES shares the one table (a descriptor any of them opens or closes is
         # everyone's); without it the child gets a copy.
         child.fds = self.fds if flags & CLONE_FILES else dict(self.fds)
         child.no_new_privs = self.no_new_privs
         if flags & CLONE_THREAD:
+            # A thread's parent is the thread group's parent, but only a group leader
+            # is on its parent's children list: nobody waits for a thread.
             child.tgid = self.tgid
             del self.children[child.pid]
             child.ppid = self.ppid
-            if parent is not None and parent.state == RUNNING:
-                parent.children[child.pid] = child
         return child
 
     @syscall()
@@ -336,10 +332,7 @@ class Process:
             elif child.state == ZOMBIE:
                 kernel.release(child)
         self.children = {}
-        parent = kernel.processes.get(self.ppid)
         if self.pid != self.tgid:
-            if parent is not None:
-                parent.children.pop(self.pid, None)
             kernel.release(self)
             leader = kernel.processes.get(self.tgid)
             if leader is not None and leader.state == ZOMBIE and not threads:

@@ -91,6 +91,57 @@ def test_a_leader_that_exits_first_is_reaped_after_its_last_thread():
     assert parent.wait4(-1, 0) == (main.pid, 0)
 
 
+def _live_wait_for_a_thread():
+    """On the live kernel: a forked child starts a thread; waitpid on the thread's tid,
+    while it runs and after it has exited, as its group's parent.  The errnos seen."""
+    import os
+    import threading
+    import time
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            def run():
+                os.write(w, str(threading.get_native_id()).encode().ljust(16))
+                time.sleep(0.2)
+            t = threading.Thread(target=run)
+            t.start()
+            t.join()
+            time.sleep(0.3)
+        finally:
+            os._exit(0)
+    os.close(w)
+    tid = int(os.read(r, 16))
+    os.close(r)
+    seen = []
+    for pause in (0, 0.3):
+        time.sleep(pause)
+        try:
+            os.waitpid(tid, os.WNOHANG)
+            seen.append(0)
+        except OSError as e:
+            seen.append(e.errno)
+    os.waitpid(pid, 0)
+    return seen
+
+
+@pytest.mark.live
+def test_a_thread_is_never_its_group_parents_child_to_wait_for():
+    """Only a group leader is on its parent's children list (copy_process): wait4 on a
+    thread's tid is ECHILD, running or exited, on the live kernel and in mmsim."""
+    assert _live_wait_for_a_thread() == [errno.ECHILD, errno.ECHILD]
+    k = Kernel()
+    parent = k.spawn()
+    main = parent.fork()
+    t = main.clone(PTHREAD)
+    assert t.ppid == parent.pid and t.pid not in parent.children
+    with pytest.raises(ChildProcessError):
+        parent.wait4(t.pid, 0)
+    t.exit(0)
+    with pytest.raises(ChildProcessError):
+        parent.wait4(t.pid, 0)
+
+
 # ---------------------------------------------------------------- replay: clone3 and threads
 
 W = 0x200000000000
