@@ -368,18 +368,21 @@ class Process:
             raise error(errno.EINVAL)
         if pid == -(1 << 31):
             raise error(errno.ESRCH)   # -INT_MIN is no process group
+        # Every thread of the group waits for the children of all of them, unless
+        # __WNOTHREAD limits it to its own.
+        owners = [self] if options & WNOTHREAD else [self, *self._threads()]
         if pid > 0:
-            child = self.children.get(pid)
-            children = [child] if child is not None else []
+            found = [(o, o.children[pid]) for o in owners if pid in o.children]
+            children = found[:1]
         else:
             # -1: any child; 0 and < -1 name process groups, which are all this
             # process' own group in a simulation.
-            children = list(self.children.values())
+            children = [(o, c) for o in owners for c in o.children.values()]
         if not children:
             raise error(errno.ECHILD)
-        for child in children:
+        for owner, child in children:
             if child.state == ZOMBIE and not child._threads():
-                del self.children[child.pid]
+                del owner.children[child.pid]
                 self.kernel.release(child)
                 return child.pid, child.exit_status << 8
         if options & WNOHANG:

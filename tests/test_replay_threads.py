@@ -466,3 +466,23 @@ def test_a_call_the_group_exit_interrupted_is_not_run():
             "[pid 10] +++ exited with 0 +++\n")
     out = results(text)
     assert out[2] == (3, "?", True) and all(ok for _, _, ok in out), out
+
+
+def test_any_thread_waits_for_the_children_of_its_group():
+    """do_wait looks at the children of every thread of the caller's group (unless
+    __WNOTHREAD): a child a thread forked is reaped by the main thread."""
+    k = Kernel()
+    main = k.spawn()
+    t = main.clone(PTHREAD)
+    child = t.fork()
+    child.exit(4)
+    with pytest.raises(ChildProcessError):
+        main.wait4(child.pid, 0x20000000)   # __WNOTHREAD: only the caller's own
+    assert main.wait4(-1, 0) == (child.pid, 4 << 8)
+    assert child.pid not in t.children and child.state == "reaped"
+    # In a replayed log: posix_spawn from a thread, the main thread waits.
+    text = (PT + "[pid 11] clone3({flags=CLONE_VM|CLONE_VFORK, exit_signal=SIGCHLD}, 88) = 12\n"
+            "[pid 12] exit_group(0) = ?\n"
+            "[pid 12] +++ exited with 0 +++\n"
+            "[pid 10] wait4(-1, NULL, 0, NULL) = 12\n")
+    assert all(ok for _, _, ok in results(text))
