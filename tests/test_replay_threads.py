@@ -486,3 +486,19 @@ def test_any_thread_waits_for_the_children_of_its_group():
             "[pid 12] +++ exited with 0 +++\n"
             "[pid 10] wait4(-1, NULL, 0, NULL) = 12\n")
     assert all(ok for _, _, ok in results(text))
+
+
+@pytest.mark.live
+def test_diff_runs_a_trace_with_split_calls(capsys):
+    """`mmsim diff` replays a trace whose calls strace split across two processes on the
+    live kernel too (a live helper has no mm to pin calls by: it runs them in order)."""
+    from mmsim.live import diff_trace
+    W = 0x200000000000
+    text = ("fork() = 41\n"
+            f"mmap({W:#x}, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = {W:#x}\n"
+            f"[pid 41] mmap({W:#x}, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0 <unfinished ...>\n"
+            f"munmap({W:#x}, 4096) = 0\n"
+            f"[pid 41] <... mmap resumed>) = {W:#x}\n"
+            f"mprotect({W + 4096:#x}, 4096, PROT_NONE) = 0\n")
+    diffs, skipped = diff_trace(text, "t")
+    assert not diffs, diffs
