@@ -131,8 +131,8 @@ class Replayer:
         """``+++ exited with N +++`` / ``+++ killed by SIG +++``: the process exits now
         (a thread alone after exit(), its whole group after exit_group() or a signal)."""
         proc = self.procs.get(ev.pid)
-        if proc is None or proc.state != "running":
-            return
+        if proc is None or getattr(proc, "state", "running") != "running":
+            return   # gone with its group (a live helper keeps no state: it is running)
         call, status = self._exits.pop(ev.pid, (None, 0))
         words = ev.text.split()
         if call is None and words[:2] == ["exited", "with"] and len(words) > 2 \
@@ -368,8 +368,16 @@ def _placed(ev):
 
 
 def _range(addr, length):
-    """The pages [addr, addr + length) covers."""
-    return page_align_down(addr), page_align(addr + length)
+    """The pages [addr, addr + length) covers, or None when that is no range of user
+    addresses (empty, negative, past TASK_SIZE)."""
+    start, end = page_align_down(addr), page_align(addr + length)
+    if length <= 0 or start < 0 or end > TASK_SIZE:
+        return None
+    return start, end
+
+
+def _need(kind, span):
+    return (kind, *span) if span is not None else None
 
 
 def _needs(ev):
@@ -380,17 +388,17 @@ def _needs(ev):
     if not isinstance(rec, int) or rec < 0 or not all(type(x) is int for x in a):
         return None
     if name == "mmap" and len(a) == 6 and not a[3] & uapi.MAP_FIXED and rec:
-        return ("free", *_range(rec, a[1]))
+        return _need("free", _range(rec, a[1]))
     if name == "mremap" and len(a) >= 3:
         if len(a) > 3 and a[3] & uapi.MREMAP_FIXED:
             return None   # the target is replaced whatever is there
         if rec != a[0]:
-            return ("free", *_range(rec, a[2]))
-        if a[2] > a[1]:
-            return ("free", page_align(a[0] + a[1]), page_align(a[0] + a[2]))
+            return _need("free", _range(rec, a[2]))
+        if a[2] > a[1] > 0:
+            return _need("free", _range(a[0] + a[1], a[2] - a[1]))
         return None
     if name in ("mprotect", "madvise", "mlock", "mlock2", "munlock") and len(a) >= 2 and a[1]:
-        return ("mapped", *_range(a[0], a[1]))
+        return _need("mapped", _range(a[0], a[1]))
     return None
 
 
@@ -399,12 +407,13 @@ def _frees(ev):
     a = ev.args
     if not all(type(x) is int for x in a):
         return []
+    span = None
     if ev.name == "munmap" and len(a) == 2:
-        return [_range(a[0], a[1])]
+        span = _range(a[0], a[1])
     if (ev.name == "mremap" and len(a) >= 3 and isinstance(ev.result, int) and ev.result >= 0
             and not (len(a) > 3 and a[3] & uapi.MREMAP_DONTUNMAP)):
-        return [_range(a[0], a[1])]
-    return []
+        span = _range(a[0], a[1])
+    return [span] if span is not None else []
 
 
 def _maps(ev):
@@ -412,11 +421,12 @@ def _maps(ev):
     a, rec = ev.args, ev.result
     if not isinstance(rec, int) or rec <= 0 or not all(type(x) is int for x in a):
         return []
+    span = None
     if ev.name == "mmap" and len(a) == 6:
-        return [_range(rec, a[1])]
+        span = _range(rec, a[1])
     if ev.name == "mremap" and len(a) >= 3:
-        return [_range(rec, a[2])]
-    return []
+        span = _range(rec, a[2])
+    return [span] if span is not None else []
 
 
 def _mapped(mm, start, end):

@@ -502,3 +502,27 @@ def test_diff_runs_a_trace_with_split_calls(capsys):
             f"mprotect({W + 4096:#x}, 4096, PROT_NONE) = 0\n")
     diffs, skipped = diff_trace(text, "t")
     assert not diffs, diffs
+
+
+@pytest.mark.live
+def test_diff_runs_a_trace_with_exited_lines():
+    """`+++ exited` lines work on the live side too: the child exits there and the
+    parent's wait4 reaps it."""
+    from mmsim.live import diff_trace
+    text = ("fork() = 41\n"
+            "[pid 41] exit_group(0) = ?\n"
+            "[pid 41] +++ exited with 0 +++\n"
+            "wait4(-1, NULL, 0, NULL) = 41\n")
+    diffs, skipped = diff_trace(text, "t")
+    assert not diffs and not skipped, (diffs, skipped)
+
+
+@pytest.mark.parametrize("length", ["0", "-4096", "0xffffffffffffffff"])
+def test_pinning_ignores_lengths_no_range_has(length):
+    """A recorded success with a length that names no range pins nothing (and runs)."""
+    text = (PT + f"[pid 11] munmap({A:#x}, 4096 <unfinished ...>\n"
+            f"[pid 10] mmap(NULL, {length}, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = {A:#x}\n"
+            f"[pid 10] mprotect({A:#x}, {length}, PROT_READ) = 0\n"
+            "[pid 11] <... munmap resumed>) = 0\n")
+    out = results(text, follow=True)
+    assert len(out) == 4
