@@ -211,6 +211,9 @@ class Replayer:
             # A call its thread died in (another thread's exit_group, a signal) or that a
             # signal interrupted: what it did is unknown, so it is not run.
             return "?"
+        if getattr(proc, "state", "running") != "running":
+            # Its group is gone (another thread's exit_group): as a Process answers.
+            return -errno.ESRCH
         self._run_pinned(proc, ev)
         handler = getattr(self, "_" + name, None)
         try:

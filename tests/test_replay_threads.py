@@ -526,3 +526,14 @@ def test_pinning_ignores_lengths_no_range_has(length):
             "[pid 11] <... munmap resumed>) = 0\n")
     out = results(text, follow=True)
     assert len(out) == 4
+
+
+def test_a_line_after_the_group_is_gone_is_esrch():
+    """Found by fuzzing: a thread's exit_group (no `+++` lines) ends the group; a later
+    line of another thread (a log no kernel writes) is ESRCH, not an internal error
+    (with --follow the mmap handler looked at the dead thread's mm)."""
+    text = (PT + "[pid 11] exit_group(0) = ?\n"
+            f"[pid 10] mremap({A:#x}, 4096, 8192, MREMAP_MAYMOVE) = {A:#x}\n"
+            f"[pid 10] mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = {A:#x}\n")
+    for follow in (False, True):
+        assert [r for _, r, _ in results(text, follow=follow)][2:] == [-errno.ESRCH] * 2
