@@ -193,19 +193,22 @@ class Replayer:
 
     def dump(self, ev: Event) -> Outcome:
         """/proc/PID/smaps and the THP_enabled line of the event's process."""
-        proc = self.procs[ev.pid]
+        proc = self.procs.get(ev.pid)   # None: the fork that made it failed here
         kernel = self.kernel
-        smaps = kernel.proc_read(f"/proc/{proc.pid}/smaps") if proc.mm is not None else ""
-        status = kernel.proc_read(f"/proc/{proc.pid}/status") if proc.mm is not None else ""
+        alive = proc is not None and proc.mm is not None
+        smaps = kernel.proc_read(f"/proc/{proc.pid}/smaps") if alive else ""
+        status = kernel.proc_read(f"/proc/{proc.pid}/status") if alive else ""
         thp = next((ln for ln in status.splitlines() if ln.startswith("THP_enabled:")), "")
         return Outcome(ev, smaps=smaps, thp_enabled=thp, label=self._label(ev.pid))
 
     def call(self, ev: Event) -> int | str:
         """Run one call event; its actual result (negative errno on failure)."""
-        proc = self.procs[ev.pid]
+        proc = self.procs.get(ev.pid)
         name = ev.name
         if name not in EXECUTED:
             return ev.result if ev.result is not None else 0
+        if proc is None:
+            return -errno.ESRCH   # the fork that made it failed here: no such process
         if ev.result == "?" and (name not in NO_RETURN
                                  or getattr(proc, "state", "running") != "running"):
             # A call its thread died in (another thread's exit_group, a signal) or that a

@@ -537,3 +537,16 @@ def test_a_line_after_the_group_is_gone_is_esrch():
             f"[pid 10] mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = {A:#x}\n")
     for follow in (False, True):
         assert [r for _, r, _ in results(text, follow=follow)][2:] == [-errno.ESRCH] * 2
+
+
+def test_lines_of_a_child_whose_fork_failed_here():
+    """Found by fuzzing: a thread of a group already gone forks (ESRCH here), and the
+    child the log names never exists: its calls are ESRCH and its dump empty, not an
+    internal error."""
+    text = (PT + "[pid 11] exit_group(0) = ?\n"
+            "[pid 10] vfork() = 12\n"
+            "[pid 12] brk(NULL) = 0x555555559000\n"
+            "[pid 12] # dump\n")
+    outs = replay(text, Kernel(randomize=False))
+    assert [o.result for o in outs if o.event.kind == "call"][2:] == [-errno.ESRCH] * 2
+    assert outs[-1].smaps == ""
