@@ -9,11 +9,14 @@ import attrs
 
 from . import binfmt_elf, exec_follow, uapi
 from .kernel import Kernel
-from .defs import PAGE_SIZE, TASK_SIZE, page_align
+from .defs import PAGE_SIZE, TASK_SIZE, page_align, page_align_down
 from .task import Process
-from .strace import EXECUTED, Event, Raw, Str, _mm_map, iovecs, parse, read_trace
+from .strace import (EXECUTED, FORKS, Event, Raw, Str, _mm_map, clone_args, iovecs, parse,
+                     read_trace)
 
 ADDRESS_RESULTS = ("mmap", "mremap", "brk")
+# Calls whose recorded result is "?" when they succeed.
+NO_RETURN = ("exit", "exit_group", "execve")
 
 
 
@@ -82,11 +85,16 @@ class Replayer:
         self.follow = follow
         self.procs = {}      # logical pid (None: initial) -> Process
         self.names = {}      # simulator pid -> logical pid
-        self.fds = {}        # (logical pid, trace fd) -> simulator fd
+        self.fds = {}        # (table owner, trace fd) -> simulator fd
+        self._tables = {}    # logical pid -> the pid whose fd table it shares (CLONE_FILES)
         self.initial_label = None
         self._brk_set = set()
         self._events = ()    # the trace being run, and the index of the event running:
         self._index = 0      # --follow looks ahead from an execve for its layout
+        self._exit_lines = set()  # logical pids whose "+++ exited" line is in the trace
+        self._exits = {}          # logical pid -> (call, status) deferred to "+++"
+        self._pending = {}        # index -> Event: split calls started, not yet run
+        self._early = {}          # index -> result of a call run before its line
 
     def run(self, events: list[Event]) -> list[Outcome]:
         """Replay ``events`` (from ``parse``); a list of Outcomes, in trace order."""
@@ -96,14 +104,75 @@ class Replayer:
                 break
         if None not in self.procs:
             self._adopt(None, self.spawn_initial())
+        # A process whose "+++ exited" line is in the trace exits there, not at its
+        # exit call: it is a zombie from that line on, as wait4 saw it.
+        self._exit_lines = {ev.pid for ev in events if ev.kind == "exit"}
+        # Calls split by strace -f ("<unfinished ...>" ... "resumed"), by start line:
+        # the ones still pending where each event runs (see _run_pinned).
+        split = sorted((i for i, ev in enumerate(events)
+                        if ev.kind == "call" and ev.start is not None and ev.name in EXECUTED),
+                       key=lambda i: events[i].start)
+        k = 0
         out = []
         self._events = events
-        for self._index, ev in enumerate(events):
+        for i, ev in enumerate(events):
+            self._index = i
+            at = _placed(ev)
+            while k < len(split) and events[split[k]].start < at:
+                if split[k] > i:
+                    self._pending[split[k]] = events[split[k]]
+                k += 1
+            self._pending.pop(i, None)
             if ev.kind == "call":
-                out.append(Outcome(ev, self.call(ev), label=self._label(ev.pid)))
+                result = self._early.pop(i) if i in self._early else self.call(ev)
+                out.append(Outcome(ev, result, label=self._label(ev.pid)))
             elif ev.kind == "dump":
                 out.append(self.dump(ev))
+            elif ev.kind == "exit":
+                self._exited(ev)
         return out
+
+    def _exited(self, ev):
+        """``+++ exited with N +++`` / ``+++ killed by SIG +++``: the process exits now
+        (a thread alone after exit(), its whole group after exit_group() or a signal)."""
+        proc = self.procs.get(ev.pid)
+        if proc is None or getattr(proc, "state", "running") != "running":
+            return   # gone with its group (a live helper keeps no state: it is running)
+        call, status = self._exits.pop(ev.pid, (None, 0))
+        words = ev.text.split()
+        if call is None and words[:2] == ["exited", "with"] and len(words) > 2 \
+                and words[2].isdigit():
+            status, call = int(words[2]), "exit"
+        elif call is None:
+            call = "exit_group"      # killed by a signal: the whole group dies
+        getattr(proc, call)(status)
+
+    def _run_pinned(self, proc, ev):
+        """Run first every pending call of another thread of this address space that
+        ``ev``'s recorded result says ran before it: one that frees a range ``ev``
+        recorded a new mapping at, or one that maps a range ``ev`` found mapped."""
+        if not self._pending or proc.mm is None:
+            return
+        need = _needs(ev)
+        if need is None:
+            return
+        kind, start, end = need
+        mm = proc.mm
+        if kind == "free" and mm.tree.find(start, end) is None:
+            return
+        if kind == "mapped" and _mapped(mm, start, end):
+            return
+        for j, other in sorted(self._pending.items()):
+            if j not in self._pending:
+                continue   # run already, by a call this loop pulled forward
+            if other.pid == ev.pid or self.procs.get(other.pid) is None:
+                continue
+            if self.procs[other.pid].mm is not mm:
+                continue
+            spans = _frees(other) if kind == "free" else _maps(other)
+            if any(s < end and start < e for s, e in spans):
+                del self._pending[j]
+                self._early[j] = self.call(other)
 
     def spawn_initial(self) -> Process:
         """The initial process: like a program started from a shell, it has standard
@@ -129,19 +198,31 @@ class Replayer:
 
     def dump(self, ev: Event) -> Outcome:
         """/proc/PID/smaps and the THP_enabled line of the event's process."""
-        proc = self.procs[ev.pid]
+        proc = self.procs.get(ev.pid)   # None: the fork that made it failed here
         kernel = self.kernel
-        smaps = kernel.proc_read(f"/proc/{proc.pid}/smaps") if proc.mm is not None else ""
-        status = kernel.proc_read(f"/proc/{proc.pid}/status") if proc.mm is not None else ""
+        alive = proc is not None and proc.mm is not None
+        smaps = kernel.proc_read(f"/proc/{proc.pid}/smaps") if alive else ""
+        status = kernel.proc_read(f"/proc/{proc.pid}/status") if alive else ""
         thp = next((ln for ln in status.splitlines() if ln.startswith("THP_enabled:")), "")
         return Outcome(ev, smaps=smaps, thp_enabled=thp, label=self._label(ev.pid))
 
     def call(self, ev: Event) -> int | str:
         """Run one call event; its actual result (negative errno on failure)."""
-        proc = self.procs[ev.pid]
+        proc = self.procs.get(ev.pid)
         name = ev.name
         if name not in EXECUTED:
             return ev.result if ev.result is not None else 0
+        if proc is None:
+            return -errno.ESRCH   # the fork that made it failed here: no such process
+        if ev.result == "?" and (name not in NO_RETURN
+                                 or getattr(proc, "state", "running") != "running"):
+            # A call its thread died in (another thread's exit_group, a signal) or that a
+            # signal interrupted: what it did is unknown, so it is not run.
+            return "?"
+        if getattr(proc, "state", "running") != "running":
+            # Its group is gone (another thread's exit_group): as a Process answers.
+            return -errno.ESRCH
+        self._run_pinned(proc, ev)
         handler = getattr(self, "_" + name, None)
         try:
             if handler is not None:
@@ -152,8 +233,12 @@ class Replayer:
 
     # Calls whose arguments or results need translating.
 
+    def _table(self, who):
+        """Whose descriptor numbers ``who`` uses: threads sharing a table share them."""
+        return self._tables.get(who, who)
+
     def _fd(self, ev, fd):
-        return self.fds.get((ev.pid, fd), fd) if fd >= 0 else fd
+        return self.fds.get((self._table(ev.pid), fd), fd) if fd >= 0 else fd
 
     def _mmap(self, proc, ev, addr, length, prot, flags, fd, off):
         rec = ev.result
@@ -196,12 +281,12 @@ class Replayer:
     def _new_fd(self, ev, fd):
         """A descriptor is known by the number the trace recorded for it."""
         if isinstance(ev.result, int) and ev.result >= 0:
-            self.fds[(ev.pid, ev.result)] = fd
+            self.fds[(self._table(ev.pid), ev.result)] = fd
             return ev.result
         return fd
 
     def _close(self, proc, ev, fd):
-        sim = self.fds.pop((ev.pid, fd), fd)
+        sim = self.fds.pop((self._table(ev.pid), fd), fd)
         if sim not in proc.fds and isinstance(ev.result, int) and ev.result == 0:
             # A descriptor an ignored call made (a pipe, a socket, a dup): it was never
             # open here, and closing it does not touch memory.
@@ -216,13 +301,23 @@ class Replayer:
 
     def _clone(self, proc, ev, *args):
         flags = ev.kwargs.get("flags", args[0] if args else 0)
-        return self._child(proc, ev, proc.clone(flags))
+        return self._child(proc, ev, proc.clone(flags), flags)
 
-    def _child(self, proc, ev, child):
+    def _clone3(self, proc, ev, args, size=0):
+        flags, exit_signal = clone_args(args, lineno=ev.line)
+        if flags & 0xFF or exit_signal & ~0xFF:
+            return -errno.EINVAL   # clone3 takes the exit signal in its own field
+        return self._child(proc, ev, proc.clone(flags | exit_signal), flags)
+
+    def _child(self, proc, ev, child, flags=0):
         who = ev.result if isinstance(ev.result, int) and ev.result > 0 else child.pid
         self._adopt(who, child)
-        for (owner, tfd), sfd in list(self.fds.items()):
-            if owner == ev.pid:
+        if flags & uapi.CLONE_FILES and child.fds is proc.fds:
+            self._tables[who] = self._table(ev.pid)
+            return who
+        owner = self._table(ev.pid)
+        for (table, tfd), sfd in list(self.fds.items()):
+            if table == owner:
                 self.fds[(who, tfd)] = sfd
         return who
 
@@ -276,7 +371,10 @@ class Replayer:
             kernel.exec_layout = None
 
     def _exit(self, proc, ev, status=0):
-        proc.exit(status)
+        if ev.pid in self._exit_lines:
+            self._exits[ev.pid] = (ev.name, status)   # exits at its "+++" line
+        else:
+            getattr(proc, ev.name)(status)
         return "?"
 
     _exit_group = _exit
@@ -284,6 +382,86 @@ class Replayer:
     def _process_madvise(self, proc, ev, pidfd, iov, vlen, advice, flags=0):
         pairs = iovecs(iov, lineno=ev.line) if isinstance(iov, list) else []
         return proc.process_madvise(self._fd(ev, pidfd), pairs[:max(vlen, 0)], advice, flags)
+
+
+def _placed(ev):
+    """The line an event runs at: a fork's start line, any other call's last line."""
+    if ev.start is not None and ev.name in FORKS:
+        return ev.start
+    return ev.line
+
+
+def _range(addr, length):
+    """The pages [addr, addr + length) covers, or None when that is no range of user
+    addresses (empty, negative, past TASK_SIZE)."""
+    start, end = page_align_down(addr), page_align(addr + length)
+    if length <= 0 or start < 0 or end > TASK_SIZE:
+        return None
+    return start, end
+
+
+def _need(kind, span):
+    return (kind, *span) if span is not None else None
+
+
+def _needs(ev):
+    """What ``ev``'s recorded success needs of the address space: ``("free", s, e)``
+    for a new mapping it recorded at [s, e), ``("mapped", s, e)`` for a range it
+    found mapped; None when its result pins nothing."""
+    rec, a, name = ev.result, ev.args, ev.name
+    if not isinstance(rec, int) or rec < 0 or not all(type(x) is int for x in a):
+        return None
+    if name == "mmap" and len(a) == 6 and not a[3] & uapi.MAP_FIXED and rec:
+        return _need("free", _range(rec, a[1]))
+    if name == "mremap" and len(a) >= 3:
+        if len(a) > 3 and a[3] & uapi.MREMAP_FIXED:
+            return None   # the target is replaced whatever is there
+        if rec != a[0]:
+            return _need("free", _range(rec, a[2]))
+        if a[2] > a[1] > 0:
+            return _need("free", _range(a[0] + a[1], a[2] - a[1]))
+        return None
+    if name in ("mprotect", "madvise", "mlock", "mlock2", "munlock") and len(a) >= 2 and a[1]:
+        return _need("mapped", _range(a[0], a[1]))
+    return None
+
+
+def _frees(ev):
+    """The ranges a call unmaps (munmap, a moving mremap's old range)."""
+    a = ev.args
+    if not all(type(x) is int for x in a):
+        return []
+    span = None
+    if ev.name == "munmap" and len(a) == 2:
+        span = _range(a[0], a[1])
+    if (ev.name == "mremap" and len(a) >= 3 and isinstance(ev.result, int) and ev.result >= 0
+            and not (len(a) > 3 and a[3] & uapi.MREMAP_DONTUNMAP)):
+        span = _range(a[0], a[1])
+    return [span] if span is not None else []
+
+
+def _maps(ev):
+    """The range a call recorded a new mapping at (mmap, mremap)."""
+    a, rec = ev.args, ev.result
+    if not isinstance(rec, int) or rec <= 0 or not all(type(x) is int for x in a):
+        return []
+    span = None
+    if ev.name == "mmap" and len(a) == 6:
+        span = _range(rec, a[1])
+    if ev.name == "mremap" and len(a) >= 3:
+        span = _range(rec, a[2])
+    return [span] if span is not None else []
+
+
+def _mapped(mm, start, end):
+    """Whether every page of [start, end) is mapped."""
+    a = start
+    while a < end:
+        vma = mm.vma_lookup(a)
+        if vma is None:
+            return False
+        a = vma.end
+    return True
 
 
 def replay_trace(text: str, kernel: Kernel | None = None, file: str = "<trace>",

@@ -19,7 +19,7 @@ from .prctl import PrctlMmMap
 
 # Calls the replayer runs in the simulator: their constant arguments are evaluated here.
 EXECUTED = frozenset("""
-    mmap munmap mprotect mremap madvise mlock mlock2 munlock brk fork vfork clone execve
+    mmap munmap mprotect mremap madvise mlock mlock2 munlock brk fork vfork clone clone3 execve
     exit exit_group wait4 open openat close pidfd_open process_madvise prctl mctl
     setuid setresuid setgid setresgid unshare
 """.split())
@@ -45,6 +45,8 @@ IGNORED = frozenset("""
     getpriority setpriority ioprio_get ioprio_set getxattr lgetxattr fgetxattr listxattr
     llistxattr flistxattr timerfd_create timerfd_settime signalfd4 copy_file_range sendfile
     splice fallocate getcpu
+    futex_wake futex_wait futex_requeue futex_waitv sched_get_priority_max
+    sched_get_priority_min sched_getattr sched_setattr sched_rr_get_interval
 """.split())
 
 KNOWN = EXECUTED | IGNORED
@@ -57,7 +59,7 @@ ARITY = {
     "execve": (3,), "exit": (1,), "exit_group": (1,), "wait4": (4,), "open": (2, 3),
     "openat": (3, 4), "close": (1,), "pidfd_open": (2,), "process_madvise": (5,),
     "prctl": (1, 2, 3, 4, 5), "mctl": (3,), "setuid": (1,), "setresuid": (3,), "setgid": (1,),
-    "setresgid": (3,), "unshare": (1,),
+    "setresgid": (3,), "unshare": (1,), "clone3": (2,),
 }
 
 
@@ -94,6 +96,7 @@ class Event:
     result: object = None
     text: str = ""
     prefix: int | None = None
+    start: int | None = None   # the line of its "<unfinished ...>" half, when split
 
 
 # "[pid N] " on the terminal; "N " when strace -f writes to a file (-o).
@@ -276,11 +279,16 @@ def _parse_body(line, pid, lineno, file, pending):
             raise TraceError(file, lineno, f"unknown call {name}()")
         event = Event(lineno, "call", pid, name)
         body = line[m.end():]
+        cut = body.rfind(_UNFINISHED + ")")
+        if cut >= 0 and _RESULT.match(body[cut + len(_UNFINISHED) + 1:]):
+            # "call(args <unfinished ...>) = ?": its thread died in the call.
+            body = body[:cut] + body[cut + len(_UNFINISHED):]
         if body.endswith(_UNFINISHED):
             if pending is None:
                 raise TraceError(file, lineno, "an unfinished call outside a whole trace")
             if pid in pending:
                 raise TraceError(file, lineno, "a second call left unfinished")
+            event.start = lineno
             pending[pid] = (event, body[:-len(_UNFINISHED)])
             return None
     args_text, rest = _split_args(body, file, lineno)
@@ -317,7 +325,7 @@ def _parse_body(line, pid, lineno, file, pending):
 # The arguments of executed calls that may be something other than a number (a string,
 # an array, a struct); strace prints every other one as a number.
 _NOT_NUMBERS = {"open": {0}, "openat": {1}, "execve": {0, 1, 2}, "process_madvise": {1},
-                "wait4": {1, 3}, "prctl": {1, 2, 3, 4}}
+                "wait4": {1, 3}, "prctl": {1, 2, 3, 4}, "clone3": {0}}
 
 
 _KEY = re.compile(r"[a-z_][a-z0-9_]*", re.ASCII)
@@ -333,6 +341,8 @@ def _check_shapes(event, file, lineno):
     if "flags" in event.kwargs and type(event.kwargs["flags"]) is not int:
         raise TraceError(file, lineno, f"flags of {event.name}() must be a number")
     a = event.args
+    if event.name == "clone3" and a:
+        clone_args(a[0], file, lineno)
     if (event.name == "prctl" and len(a) > 2 and a[0] == uapi.PR_SET_MM
             and a[1] == uapi.PR_SET_MM_MAP and isinstance(a[2], Raw)):
         _mm_map(a[2].text, file, lineno)
@@ -634,6 +644,28 @@ def check_pids(events: list[Event], file: str = "<trace>") -> list[Event]:
     return events
 
 
+_CLONE3_KEEP = ("flags", "exit_signal")
+
+
+def clone_args(arg, file: str = "<trace>", lineno: int = 0) -> tuple[int, int]:
+    """``(flags, exit_signal)`` of clone3's struct clone_args as strace prints it,
+    ``{flags=CLONE_VM|..., exit_signal=SIGCHLD, stack=..., ...}``, with or without the
+    ``=> {parent_tid=[N]}`` strace adds on return; a field left out is 0."""
+    text = arg.text if isinstance(arg, Raw) else ""
+    head = text.split("=>", 1)[0].strip()
+    if not (head.startswith("{") and head.endswith("}")):
+        raise TraceError(file, lineno, f"not a struct clone_args: {text[:60]!r}")
+    fields = {}
+    for item in _split_top(head[1:-1], file, lineno):
+        name, eq, raw = item.partition("=")
+        name = name.strip()
+        if not eq or not _KEY.fullmatch(name):
+            raise TraceError(file, lineno, f"not a struct clone_args field: {item[:40]!r}")
+        if name in _CLONE3_KEEP:
+            fields[name] = 0 if raw.strip() == "NULL" else _expr(raw.strip(), file, lineno)
+    return fields.get("flags", 0), fields.get("exit_signal", 0)
+
+
 def _mm_map(text, file="<trace>", lineno=0):
     """struct prctl_mm_map as strace prints it, ``{start_code=0x..., ..., exe_fd=-1}``;
     a field left out is 0 (exe_fd: -1).  TraceError for anything else."""
@@ -654,5 +686,5 @@ def _mm_map(text, file="<trace>", lineno=0):
     return PrctlMmMap(**fields)
 
 
-__all__ = ["read_trace", "iovecs", "parse", "parse_line", "check_pids", "Event", "Raw", "Str", "TraceError",
+__all__ = ["read_trace", "iovecs", "clone_args", "parse", "parse_line", "check_pids", "Event", "Raw", "Str", "TraceError",
            "EXECUTED", "IGNORED", "KNOWN", "ARITY", "FORKS"]

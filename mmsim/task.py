@@ -273,19 +273,17 @@ class Process:
         if not flags & CLONE_VM:
             return self.fork()
         self.mm.users += 1
-        parent = self
-        if flags & CLONE_THREAD:
-            # A thread's parent is the thread group's parent.
-            parent = self.kernel.processes.get(self.ppid)
         child = self.kernel.new_process(self.mm, parent=self)
-        child.fds = dict(self.fds)
+        # CLONE_FILES shares the one table (a descriptor any of them opens or closes is
+        # everyone's); without it the child gets a copy.
+        child.fds = self.fds if flags & CLONE_FILES else dict(self.fds)
         child.no_new_privs = self.no_new_privs
         if flags & CLONE_THREAD:
+            # A thread's parent is the thread group's parent, but only a group leader
+            # is on its parent's children list: nobody waits for a thread.
             child.tgid = self.tgid
             del self.children[child.pid]
             child.ppid = self.ppid
-            if parent is not None and parent.state == RUNNING:
-                parent.children[child.pid] = child
         return child
 
     @syscall()
@@ -300,37 +298,67 @@ class Process:
         load_elf_binary does, keeping the mm flags that survive exec."""
         return execve(self, path, argv, envp)
 
+    def _threads(self):
+        """The other running threads of this thread group."""
+        return [p for p in self.kernel.processes.values()
+                if p.tgid == self.tgid and p is not self and p.state == RUNNING]
+
     @syscall(status=INT)
     def exit(self, status: int = 0) -> None:
-        """exit(2) / exit_group(2): drop the address space and become a zombie until the
-        parent waits; children go to init (pid 1) when it is a running simulated
-        process, else they are reaped as init would reap them."""
+        """exit(2): this thread drops the address space and the fd table (the other
+        threads keep them) and becomes a zombie until the parent waits; a thread that
+        is not the group leader is reaped at once (its exit signal is none), and a
+        leader cannot be reaped while another thread of its group runs.  Children go
+        to another thread of the group, else to init (pid 1) when it is a running
+        simulated process, else they are reaped as init would reap them."""
         if self.mm is not None:
             self.mm.users -= 1
             if self.mm.users == 0:
                 self.mm.unmap(0, self.mm.task_size)   # exit_mmap
             self.mm = None
-        self.fds.clear()
+        # A new empty table, not clear(): a table CLONE_FILES shares stays with the others.
+        self.fds = {}
         self.state = ZOMBIE
         self.exit_status = status & 0xFF
         kernel = self.kernel
-        init = kernel.processes.get(1)
+        threads = self._threads()
+        init = threads[0] if threads else kernel.processes.get(1)
         if init is not None and (init is self or init.state != RUNNING):
             init = None
         for child in self.children.values():
-            child.ppid = 1
+            child.ppid = init.pid if init is not None else 1
             if init is not None:
                 init.children[child.pid] = child
             elif child.state == ZOMBIE:
                 kernel.release(child)
         self.children = {}
-        parent = kernel.processes.get(self.ppid)
+        if self.pid != self.tgid:
+            kernel.release(self)
+            leader = kernel.processes.get(self.tgid)
+            if leader is not None and leader.state == ZOMBIE and not threads:
+                leader._reap_if_orphan()
+            return
+        self._reap_if_orphan()
+
+    def _reap_if_orphan(self):
+        parent = self.kernel.processes.get(self.ppid)
         if parent is None or parent.state != RUNNING or self.pid not in parent.children:
             # Nobody simulated will wait for it (spawned from outside, or an orphan
             # with no simulated init): reaped at once, as its real parent would.
-            kernel.release(self)
+            self.kernel.release(self)
 
-    exit_group = exit
+    @syscall(status=INT)
+    def exit_group(self, status: int = 0) -> None:
+        """exit_group(2): every thread of the group exits with ``status``."""
+        for thread in self._threads():
+            if thread.pid != thread.tgid:
+                thread.exit(status)
+        leader = self.kernel.processes.get(self.tgid)
+        if leader is not None and leader is not self and leader.state == RUNNING:
+            leader.exit(status)
+        elif leader is not None and leader is not self:
+            leader.exit_status = status & 0xFF   # the group's status, as wait reports it
+        self.exit(status)
 
     @syscall(pid=INT, options=INT)
     def wait4(self, pid: int = -1, options: int = 0) -> tuple[int, int]:
@@ -340,18 +368,21 @@ class Process:
             raise error(errno.EINVAL)
         if pid == -(1 << 31):
             raise error(errno.ESRCH)   # -INT_MIN is no process group
+        # Every thread of the group waits for the children of all of them, unless
+        # __WNOTHREAD limits it to its own.
+        owners = [self] if options & WNOTHREAD else [self, *self._threads()]
         if pid > 0:
-            child = self.children.get(pid)
-            children = [child] if child is not None else []
+            found = [(o, o.children[pid]) for o in owners if pid in o.children]
+            children = found[:1]
         else:
             # -1: any child; 0 and < -1 name process groups, which are all this
             # process' own group in a simulation.
-            children = list(self.children.values())
+            children = [(o, c) for o in owners for c in o.children.values()]
         if not children:
             raise error(errno.ECHILD)
-        for child in children:
-            if child.state == ZOMBIE:
-                del self.children[child.pid]
+        for owner, child in children:
+            if child.state == ZOMBIE and not child._threads():
+                del owner.children[child.pid]
                 self.kernel.release(child)
                 return child.pid, child.exit_status << 8
         if options & WNOHANG:

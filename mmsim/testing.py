@@ -264,10 +264,11 @@ class Session:
         "clone": ("clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID"
                   "|SIGCHLD, child_tidptr=0x7f0000000a10)"),
         "vfork": "vfork()",
+        "clone3": "clone3({flags=0, exit_signal=SIGCHLD, stack=NULL, stack_size=0}, 88)",
     }
 
     def fork(self, pid: int, how: str = "fork") -> int:
-        """Fork ``pid`` by fork(), clone() without CLONE_VM, or vfork() (whose child
+        """Fork ``pid`` by fork(), clone() or clone3() without CLONE_VM, or vfork() (whose child
         execs at once, as it must); the child's trace pid."""
         child = self.next_pid
         self.next_pid += 1
@@ -353,8 +354,8 @@ def steps(draw, session, window=WINDOW, calls=CALLS):
                                                 "cred"]))
     pid = draw(st.sampled_from(session.alive))
     if kind == "fork" and len(session.alive) < 4:
-        how = draw(st.sampled_from(["fork", "clone", "vfork"] if session.can_exec(pid)
-                                   else ["fork", "clone"]))
+        how = draw(st.sampled_from(["fork", "clone", "clone3", "vfork"] if session.can_exec(pid)
+                                   else ["fork", "clone", "clone3"]))
         session.fork(pid, how)
     elif kind == "exit" and pid != INITIAL:
         session.exit(pid, draw(st.sampled_from(["exit_group", "exit"])))

@@ -296,6 +296,8 @@ class LiveProc:
                 return
             time.sleep(0.001)
 
+    exit_group = exit   # a helper has one thread: its exit is its group's
+
 
 WARM_LIMIT = 64 << 20
 
