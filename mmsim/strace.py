@@ -96,8 +96,17 @@ class Event:
     prefix: int | None = None
 
 
-# "[pid N] " on the terminal; "N " when strace -f writes to a file (-o).
-_PREFIX = re.compile(r"(?:\[pid\s+([0-9]{1,10})\]|([0-9]{1,10}))\s+", re.ASCII)
+# What strace writes before the call, each part optional, in its order: the pid ("[pid
+# N] " on the terminal, "N " when strace -f writes to a file with -o); a timestamp (-t
+# "12:34:56", -tt "12:34:56.123456", -ttt "1700000000.123456", -r "0.000123", and -r
+# with -t "12:34:56 (+     0.000123)"); the instruction pointer (-i "[00007f...]",
+# "[????????????????]" where there is none); the syscall number (-n "[  9]").
+_PREFIX = re.compile(
+    r"(?:(?:\[pid\s+([0-9]{1,10})\]|([0-9]{1,10}))\s+)?"
+    r"(?:(?:[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?|[0-9]{1,20}\.[0-9]{1,9})\s+"
+    r"(?:\(\+\s*[0-9]{1,20}\.[0-9]{1,9}\)\s+)?)?"
+    r"(?:\[(?:[0-9a-f]{8,16}|\?{8,16})\]\s+)?"
+    r"(?:\[\s*[0-9]{1,5}\]\s+)?", re.ASCII)
 _CALL = re.compile(r"([a-z_][a-z0-9_]*)\(")
 _RESUMED = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>\s*")
 _UNFINISHED = " <unfinished ...>"
@@ -177,10 +186,14 @@ def parse_line(raw: str, lineno: int, file: str = "<trace>",
         return None
     if line.startswith("strace:"):
         return Event(lineno, "note", text=line[7:].strip())
+    if line[0] == ">":
+        return None      # a -k stack frame of the call above: " > /lib/...(func+0x1f) [0x...]"
     pid = None
     m = _PREFIX.match(line)
-    if m:
-        pid = int(m.group(1) or m.group(2))
+    if m.end():
+        p = m.group(1) or m.group(2)
+        if p is not None:
+            pid = int(p)
         line = line[m.end():]
     if line.startswith("#"):
         body = line[1:].strip()

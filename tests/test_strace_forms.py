@@ -1,0 +1,124 @@
+"""strace's output forms: timestamps (-t, -tt, -ttt, -r), durations (-T), instruction
+pointers (-i), syscall numbers (-n), decorated descriptors (-y, -yy), stack traces (-k),
+-X raw and -X verbose, filtered logs (-e trace=memory, --seccomp-bpf), with and
+without -f; and strace -c / -C summary tables.
+
+The fixtures in data/strace/forms/ are real logs (record.sh) of the same program under
+setarch -R, one per form: each must parse to the events of the plain log."""
+
+import pathlib
+
+import pytest
+
+from mmsim import cli
+from mmsim.strace import EXECUTED, FORKS, TraceError, parse, read_trace
+
+FORMS = pathlib.Path(__file__).parent / "data" / "strace" / "forms"
+
+
+def load(name):
+    path = FORMS / name
+    return parse(read_trace(str(path)), str(path))
+
+
+def normal(events, names=None):
+    """What a log says, without what differs between two recordings of one program:
+    pids are numbered in order of appearance, and the arguments of calls that are not
+    run are left out (their text is what the forms change)."""
+    ids = {}
+
+    def who(pid):
+        return ids.setdefault(pid, len(ids))
+
+    out = []
+    for ev in events:
+        if ev.kind == "exit":
+            out.append((who(ev.prefix), "exit", ev.text))
+        if ev.kind != "call" or (names is not None and ev.name not in names):
+            continue
+        result = ev.result
+        if ev.name in PID_RESULTS and isinstance(result, int) and result > 0:
+            result = ("pid", who(result))
+        args = kwargs = None
+        if ev.name in EXECUTED:
+            args, kwargs = ev.args, ev.kwargs
+            if ev.name == "execve":
+                args = args[:2]          # envp: a stack address
+            elif ev.name == "wait4":
+                args = [args[0], args[2]]    # the status and rusage pointers
+            elif ev.name == "clone":
+                kwargs = {k: v for k, v in kwargs.items() if k != "child_tidptr"}
+        out.append((who(ev.prefix), ev.name, args, kwargs, result))
+    return out
+
+
+PID_RESULTS = FORKS + ("wait4", "set_tid_address", "getpid", "gettid", "getppid")
+TRUE_FORMS = ["t", "tt", "ttt", "r", "rt", "T", "i", "n", "y", "yy", "xraw", "xverbose"]
+
+
+@pytest.mark.parametrize("form", TRUE_FORMS)
+def test_a_form_parses_to_the_plain_events(form):
+    plain = normal(load("true_plain.strace"))
+    assert len(plain) > 20
+    assert normal(load(f"true_{form}.strace")) == plain
+
+
+@pytest.mark.parametrize("form, names", [
+    ("memory", None), ("seccomp", None), ("k", {"brk", "mprotect", "munmap"})])
+def test_a_filtered_form_parses_to_the_plain_events_it_kept(form, names):
+    events = load(f"true_{form}.strace")
+    kept = names or {ev.name for ev in events if ev.kind == "call"}
+    plain = normal(load("true_plain.strace"), kept)
+    assert len(plain) > 5
+    assert normal(events, kept) == plain
+
+
+@pytest.mark.parametrize("form, names", [
+    ("all", None),
+    ("tt_k", {"brk", "munmap", "clone", "wait4", "openat"}),
+    ("memory", "memory"),
+    ("seccomp_r", "memory"),
+    ("C", None),
+])
+def test_f_prefixes_with_forms_parse_to_the_plain_events(form, names):
+    events = load(f"fork_{form}.strace")
+    if names == "memory":
+        names = {ev.name for ev in events if ev.kind == "call"}
+    plain = normal(load("fork_plain.strace"), names)
+    assert len({p for p, *_ in plain}) == 2 and len(plain) > 10
+    assert normal(events, names) == plain
+
+
+def one(text):
+    events = parse(text, "t")
+    assert len(events) == 1
+    return events[0]
+
+
+@pytest.mark.parametrize("head", [
+    "", "7 ", "[pid 7] ", "12:34:56 ", "12:34:56.123456 ", "1700000000.123456 ",
+    "     0.000123 ", "12:34:56 (+     0.000123) ", "[00007f0123456789] ", "[  12] ",
+    "7 1700000000.123456 [00007f0123456789] ", "[pid 7] 12:34:56.123456 [  12] ",
+    "7      0.000123 [????????????????] ",
+])
+def test_each_prefix_combination(head):
+    ev = one(f"{head}brk(NULL) = 0x1000")
+    assert (ev.name, ev.args, ev.result) == ("brk", [0], 0x1000)
+    assert ev.prefix == (7 if "7 " in head or "pid 7" in head else None)
+
+
+@pytest.mark.parametrize("text", [
+    "7 8 brk(NULL)", "12:34 brk(NULL)", "[zz] brk(NULL)", "1.5e3 brk(NULL)", "> brk(NULL) = 0\n7 x",
+])
+def test_what_is_no_prefix_is_still_an_error(text):
+    with pytest.raises(TraceError) as info:
+        parse(text, "t")
+    assert str(info.value).startswith("t:")
+
+
+def test_stack_lines_of_k_belong_to_no_event():
+    events = parse("brk(NULL) = 0x1000\n"
+                   " > /usr/lib/libc.so.6(brk+0xb) [0x10e0b]\n"
+                   " > unexpected_backtracing_error [0x7f0000001234]\n"
+                   "brk(0x2000) = 0x2000\n", "t")
+    assert [(e.line, e.args) for e in events] == [(1, [0]), (4, [0x2000])]
