@@ -195,6 +195,8 @@ def parse_line(raw: str, lineno: int, file: str = "<trace>",
         if p is not None:
             pid = int(p)
         line = line[m.end():]
+    if "<" in line:
+        line = _undecorate(line, file, lineno)
     if line.startswith("#"):
         body = line[1:].strip()
         if body != "dump" and not body.startswith("dump "):
@@ -205,6 +207,78 @@ def parse_line(raw: str, lineno: int, file: str = "<trace>",
     if event is not None:
         event.prefix = pid
     return event
+
+
+# -T's time spent in the call, at the end of the line ("<0.000012>").
+_DURATION = re.compile(r"\s+<(?:[0-9]{1,20}\.[0-9]{1,9}|unavailable)>\Z", re.ASCII)
+_DECOR_SCAN = re.compile(r'"|/\*|<')
+_WORD_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+
+
+def _undecorate(line, file, lineno):
+    """The line without -T's duration and without the ``<...>`` -y/-yy put after a
+    descriptor (``3</etc/passwd>``, ``AT_FDCWD</home>``, ``5<pipe:[1234]>``,
+    ``4<TCP:[1.2.3.4:80->5.6.7.8:9]>``, ``11</dev/null<char 1:3>>``), as an argument
+    or as a result: what remains is the plain log's line.  A decoration's ``<`` follows
+    a number, a name or -X verbose's comment directly (``-100 /* AT_FDCWD */</>``;
+    ``1<<MAP_HUGE_SHIFT`` is a shift, ``<unfinished
+    ...>`` and ``<... name resumed>`` follow a space); strings and comments are skipped."""
+    m = _DURATION.search(line)
+    if m:
+        line = line[:m.start()]
+    pieces, start, pos, n = [], 0, 0, len(line)
+    while (m := _DECOR_SCAN.search(line, pos)) is not None:
+        pos = m.start()
+        tok = m.group()
+        if tok == '"':
+            pos = _skip_string(line, pos, file, lineno)
+            continue
+        if tok == "/*":
+            end = line.find("*/", pos + 2)
+            if end < 0:
+                break          # the parser reports the unterminated comment
+            pos = end + 2
+            continue
+        if (pos == 0 or line.startswith("<", pos + 1) or line[pos - 1] == "<"
+                or (line[pos - 1] not in _WORD_CHARS and line[pos - 2:pos] != "*/")):
+            pos += 1
+            continue
+        end = _decoration_end(line, pos, file, lineno)
+        pieces.append(line[start:pos])
+        start = pos = end
+    if not pieces:
+        return line
+    pieces.append(line[start:])
+    return "".join(pieces)
+
+
+def _decoration_end(line, pos, file, lineno):
+    """The index just past the decoration opening at ``line[pos] == "<"``: nested
+    ``<...>`` (a device's ``</dev/null<char 1:3>>``) counted, and a socket's
+    ``[...]`` (which may hold ``->``) and strings skipped whole; a path's own ``<``
+    and ``>`` are escaped (``\\74``, ``\\76``)."""
+    depth, square, i, n = 0, 0, pos, len(line)
+    while i < n:
+        c = line[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            i = _skip_string(line, i, file, lineno)
+            continue
+        if c == "[":
+            square += 1
+        elif c == "]" and square:
+            square -= 1
+        elif not square:
+            if c == "<":
+                depth += 1
+            elif c == ">":
+                depth -= 1
+                if not depth:
+                    return i + 1
+        i += 1
+    raise TraceError(file, lineno, f"unterminated descriptor decoration {line[pos:pos + 40]!r}")
 
 
 # Values of argument texts already evaluated ("PROT_READ|PROT_WRITE", "0x7f0000"...):
