@@ -154,9 +154,22 @@ def parse(text: str, file: str = "<trace>") -> list[Event]:
     slots = {}     # id(Event) -> where an unfinished fork goes in ``events``
     # Lines end at "\n" only (str.splitlines also cuts at \f, \v, \x1c-\x1e, \x85,
     # \u2028 and \u2029, which may sit inside a comment), so a line's number is an editor's.
-    for lineno, raw in enumerate(text.split("\n"), 1):
+    lines = text.split("\n")
+    table_end = 0
+    for lineno, raw in enumerate(lines, 1):
+        if lineno <= table_end:
+            continue
         before = len(pending)
-        event = parse_line(raw, lineno, file, pending)
+        try:
+            event = parse_line(raw, lineno, file, pending)
+        except TraceError:
+            table_end = _summary_table(lines, lineno)
+            if not table_end:
+                raise
+            if not events:
+                raise TraceError(file, lineno, "a strace -c summary table, not a log: record "
+                                 "without -c (with -C the log comes first)") from None
+            continue       # -C: the table after the log sums it up; the log replays
         if event is None:
             if len(pending) > before:
                 started = next(reversed(pending.values()))[0]
@@ -176,6 +189,24 @@ def parse(text: str, file: str = "<trace>") -> list[Event]:
         raise TraceError(file, ev.line, f"{ev.name}() is never resumed")
     check_pids(events, file)
     return events
+
+
+_TABLE_RULE = re.compile(r"\s*-{3,}(?:\s+-{3,})*\s*\Z", re.ASCII)
+
+
+def _summary_table(lines, lineno):
+    """The number of the last line of the strace -c table whose header is line
+    ``lineno`` (a header is what a dashed rule follows: ``% time     seconds ...``, or
+    -U's own columns; "System call usage summary for ..." may come first), else 0."""
+    i = lineno - 1
+    if lines[i].startswith("System call usage summary"):
+        i += 1
+    if i + 1 >= len(lines) or not _TABLE_RULE.match(lines[i + 1]):
+        return 0
+    i += 2
+    while i < len(lines) and not _TABLE_RULE.match(lines[i]):
+        i += 1
+    return min(i + 2, len(lines))     # the closing rule and the "total" row
 
 
 def parse_line(raw: str, lineno: int, file: str = "<trace>",

@@ -162,3 +162,48 @@ def test_decorated_resumed_and_unfinished_lines_join():
 def test_a_decoration_after_a_verbose_comment():
     assert one('openat(-100 /* AT_FDCWD */</home>, "/x", 0 /* O_RDONLY */) = 3</x> <0.00001>') \
         == one('openat(-100 /* AT_FDCWD */, "/x", 0 /* O_RDONLY */) = 3')
+
+
+def replay_cli(tmp_path, capsys, data, *opts):
+    path = tmp_path / "t.strace"
+    path.write_bytes(data)
+    status = cli.main(["replay", str(path), *opts])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "internal error" not in err, err
+    return status, out, err, str(path)
+
+
+def test_a_c_summary_table_is_rejected_as_no_log(tmp_path, capsys):
+    status, out, err, path = replay_cli(tmp_path, capsys, (FORMS / "c.strace").read_bytes())
+    assert status == 2 and out == ""
+    assert err.startswith(f"mmsim: {path}:1: a strace -c summary table, not a log"), err
+
+
+@pytest.mark.parametrize("table", [
+    "syscall              calls    errors\n---------------- --------- ---------\n"
+    "read                     1          \n---------------- --------- ---------\n"
+    "total                   29         1\n",
+    "System call usage summary for 32 bit mode:\n"
+    "% time     seconds  usecs/call     calls    errors syscall\n"
+    "------ ----------- ----------- --------- --------- ----------------\n",
+])
+def test_other_summary_tables_are_rejected(table):
+    with pytest.raises(TraceError, match="t:1: a strace -c summary table"):
+        parse(table, "t")
+
+
+def test_a_C_log_replays_and_its_table_is_ignored(tmp_path, capsys):
+    data = (FORMS / "fork_C.strace").read_bytes()
+    assert b"% time" in data and b"total" in data
+    status, out, err, _ = replay_cli(tmp_path, capsys, data)
+    assert status == 0, err
+    calls = [ev for ev in load("fork_C.strace") if ev.kind == "call"]
+    assert len(out.splitlines()) == len(calls) and "total" not in out
+    # a log line after the table is read as a log line
+    with pytest.raises(TraceError, match=r":\d+: unknown call bogus\(\)"):
+        parse(data.decode() + "bogus()\n")
+
+
+def test_a_table_without_its_rule_is_no_table():
+    with pytest.raises(TraceError, match="t:2: cannot parse '% time"):
+        parse("brk(NULL) = 0x1000\n% time     seconds  usecs/call     calls    errors syscall\n", "t")
