@@ -95,6 +95,10 @@ class Replayer:
             self._adopt(None, self.spawn_initial())
         out = []
         for ev in events:
+            if ev.pid not in self.procs and ev.kind in ("call", "dump"):
+                # A process whose fork a filtered log (-e trace=memory) hid: it starts
+                # as the initial process does, assuming nothing the log did not show.
+                self._adopt(ev.pid, self.spawn_initial())
             if ev.kind == "call":
                 out.append(Outcome(ev, self.call(ev), label=self._label(ev.pid)))
             elif ev.kind == "dump":

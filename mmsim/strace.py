@@ -726,17 +726,24 @@ FORKS = ("fork", "vfork", "clone", "clone3")
 def check_pids(events: list[Event], file: str = "<trace>") -> list[Event]:
     """Name every event's process: the initial process is ``None`` until its real pid
     shows up as a prefix no fork created; a child is the pid its fork returned.  A line
-    for a pid never created, or for a process that has exited, is an error."""
+    for a pid never created, or for a process that has exited, is an error; but in a
+    log with no fork at all (``-e trace=memory`` hides them) a new pid is a process of
+    its own, named by that pid."""
     initial = None          # the initial process' pid, once a prefix names it
     created = set()
     exited = set()
+    filtered = None         # no fork in the whole log: -e trace= hid them
     for ev in events:
         pid = ev.pid
         if pid is not None and pid not in created:
             if initial is None and None not in exited:
                 initial = pid
             elif pid != initial:
-                raise TraceError(file, ev.line, f"pid {pid} was never created")
+                if filtered is None:
+                    filtered = not any(e.kind == "call" and e.name in FORKS for e in events)
+                if not filtered:
+                    raise TraceError(file, ev.line, f"pid {pid} was never created")
+                created.add(pid)
         who = None if pid == initial else pid
         if who in exited and ev.kind != "exit":
             name = f"pid {pid}" if who is not None else "the initial process"
