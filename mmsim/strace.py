@@ -112,7 +112,7 @@ _RESUMED = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>\s*")
 _UNFINISHED = " <unfinished ...>"
 _RESULT = re.compile(
     r"\s*=\s*(?:(\?)(?:\s+E[A-Z0-9_]+)?|(-1)\s+(E[A-Z0-9]+)\s*(?:\(.*\))?|(-?[0-9][0-9a-zA-Z]*))"
-    r"(?:\s*<[^>]*>)?(?:\s*\(.*\))?\s*\Z", re.ASCII)
+    r"(?:\s*\(.*\))?\s*\Z", re.ASCII)
 _CLOSE = {"(": ")", "[": "]", "{": "}"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "a": "\a", "b": "\b",
             '"': '"', "\\": "\\", "'": "'", "?": "?"}
@@ -191,6 +191,7 @@ def parse(text: str, file: str = "<trace>") -> list[Event]:
     return events
 
 
+_TABLE_HEADER = re.compile(r"[%A-Za-z/ \t]+\Z", re.ASCII)
 _TABLE_RULE = re.compile(r"\s*-{3,}(?:\s+-{3,})*\s*\Z", re.ASCII)
 
 
@@ -201,7 +202,9 @@ def _summary_table(lines, lineno):
     i = lineno - 1
     if lines[i].startswith("System call usage summary"):
         i += 1
-    if i + 1 >= len(lines) or not _TABLE_RULE.match(lines[i + 1]):
+    if (i + 1 >= len(lines) or not _TABLE_HEADER.match(lines[i])
+            or not ("calls" in lines[i] or "syscall" in lines[i])
+            or not _TABLE_RULE.match(lines[i + 1])):
         return 0
     i += 2
     while i < len(lines) and not _TABLE_RULE.match(lines[i]):
@@ -241,7 +244,7 @@ def parse_line(raw: str, lineno: int, file: str = "<trace>",
 
 
 # -T's time spent in the call, at the end of the line ("<0.000012>").
-_DURATION = re.compile(r"\s+<(?:[0-9]{1,20}\.[0-9]{1,9}|unavailable)>\Z", re.ASCII)
+_DURATION = re.compile(r"<(?:[0-9]{1,20}\.[0-9]{1,9}|unavailable)>", re.ASCII)
 _DECOR_SCAN = re.compile(r'"|/\*|<')
 _WORD_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 
@@ -254,9 +257,11 @@ def _undecorate(line, file, lineno):
     a number, a name or -X verbose's comment directly (``-100 /* AT_FDCWD */</>``;
     ``1<<MAP_HUGE_SHIFT`` is a shift, ``<unfinished
     ...>`` and ``<... name resumed>`` follow a space); strings and comments are skipped."""
-    m = _DURATION.search(line)
-    if m:
-        line = line[:m.start()]
+    if line.endswith(">"):
+        # Found from the end (a regex search would retry at every blank: quadratic).
+        k = line.rfind("<")
+        if k > 0 and line[k - 1] in " \t" and _DURATION.fullmatch(line, k):
+            line = line[:k].rstrip()
     pieces, start, pos, n = [], 0, 0, len(line)
     while (m := _DECOR_SCAN.search(line, pos)) is not None:
         pos = m.start()

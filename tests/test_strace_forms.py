@@ -7,8 +7,11 @@ The fixtures in data/strace/forms/ are real logs (record.sh) of the same program
 setarch -R, one per form: each must parse to the events of the plain log."""
 
 import pathlib
+import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mmsim import cli
 from mmsim.strace import EXECUTED, FORKS, TraceError, parse, read_trace
@@ -231,3 +234,53 @@ def test_a_filtered_log_replays(tmp_path, capsys, log):
     assert len(brks) >= (2 if log.startswith("fork") else 1)
     for line in brks:
         assert f"{path}:{line}: " not in err, err
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"brk(NULL) <" + b" " * 500000 + b"x>\n", "cannot parse the result"),
+    (b"brk(3<" + b"<a" * 100000 + b")\n", "unterminated descriptor decoration"),
+    (b"close(3<" + b"[" * 100000 + b") = 0\n", "unterminated descriptor decoration"),
+    (b'close(3<"\\") = 0\n', "unterminated"),
+    (b"brk(NULL) = 0x1000</x\n", "unterminated descriptor decoration"),
+    (b"brk(NULL) = 0x1000 <0.1> <0.2>\n", "cannot parse the result"),
+    (b"12:34:56.1 [00007f0000000000]\n", "cannot parse"),
+    (b"x\n------ ---\n", "cannot parse 'x'"),
+    (b"% time\n", "cannot parse '% time'"),
+], ids=lambda v: repr(v[:24]) if isinstance(v, bytes) else None)
+def test_hostile_forms_are_malformed_lines(tmp_path, capsys, data, message):
+    status, out, err, path = replay_cli(tmp_path, capsys, data)
+    assert status == 2 and out == "", err
+    assert err.startswith(f"mmsim: {path}:1: "), err
+    assert message in err, err
+
+
+SEEDS = [(FORMS / n).read_bytes() for n in
+         ("true_tt.strace", "true_yy.strace", "true_k.strace", "true_xverbose.strace",
+          "true_i.strace", "fork_seccomp_r.strace", "c.strace")]
+SNIPPETS = [b"<", b">", b"<<", b"</x>", b"<pipe:[1]>", b"<TCP:[1->2]>", b" <0.000012>",
+            b"<unavailable>", b"[00007f0000001000] ", b"[????????????????] ", b"[  9] ",
+            b"12:34:56.123456 ", b"(+ 0.1) ", b"1700000000.1 ", b"\n > /lib/x.so(f+0x1) [0x1]\n",
+            b"/* x */", b"\n------ ---\n", b"% time calls syscall\n", b"\\76", b'"', b"\n",
+            b"7 ", b"fork() = 9\n", b"+++ exited with 0 +++\n", b"<unfinished ...>"]
+
+
+@st.composite
+def mutated(draw):
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data)))
+        if draw(st.booleans()):
+            data[at:at] = draw(st.sampled_from(SNIPPETS))
+        else:
+            data[at:at + draw(st.integers(1, 12))] = draw(st.sampled_from(SNIPPETS))
+    return bytes(data)
+
+
+@settings(max_examples=200, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=mutated())
+def test_mutated_form_logs_replay_or_exit_2(tmp_path, capsys, data):
+    status, out, err, path = replay_cli(tmp_path, capsys, data)
+    assert status in (0, 2), err
+    if status == 2:
+        assert re.match(rf"mmsim: {re.escape(path)}:\d+: ", err), err
