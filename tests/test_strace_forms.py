@@ -78,6 +78,7 @@ def test_a_filtered_form_parses_to_the_plain_events_it_kept(form, names):
 
 @pytest.mark.parametrize("form, names", [
     ("all", None),
+    ("every", None),
     ("tt_k", {"brk", "munmap", "clone", "wait4", "openat"}),
     ("memory", "memory"),
     ("seccomp_r", "memory"),
@@ -103,7 +104,8 @@ def one(text):
     "", "7 ", "[pid 7] ", "12:34:56 ", "12:34:56.123456 ", "1700000000.123456 ",
     "     0.000123 ", "12:34:56 (+     0.000123) ", "[00007f0123456789] ", "[  12] ",
     "7 1700000000.123456 [00007f0123456789] ", "[pid 7] 12:34:56.123456 [  12] ",
-    "7      0.000123 [????????????????] ",
+    "7      0.000123 [????????????????] ", "7 12:34:56 [  59] [00007ffff7e86ad7] ",
+    "[pid 7] 12:34:56 (+     0.000575) [  12] [00007ffff7fe9c47] ",
 ])
 def test_each_prefix_combination(head):
     ev = one(f"{head}brk(NULL) = 0x1000")

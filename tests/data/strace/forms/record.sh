@@ -26,6 +26,7 @@ one memory -e trace=memory
 one seccomp --seccomp-bpf -e trace=memory
 two plain
 two all -ttt -T -i -yy -X verbose
+two every -r -t -T -n -i -yy -X raw
 two tt_k -tt -k -y -e trace=brk,munmap,clone,wait4,openat
 two memory -e trace=memory
 two seccomp_r --seccomp-bpf -e trace=memory,process -r
