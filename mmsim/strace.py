@@ -107,6 +107,7 @@ _PREFIX = re.compile(
     r"(?:\(\+\s*[0-9]{1,20}\.[0-9]{1,9}\)\s+)?)?"
     r"(?:\[\s*[0-9]{1,5}\]\s+)?"
     r"(?:\[(?:[0-9a-f]{8,16}|\?{8,16})\]\s+)?", re.ASCII)
+_PREFIX_STARTS = frozenset("0123456789[")
 _CALL = re.compile(r"([a-z_][a-z0-9_]*)\(")
 _RESUMED = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>\s*")
 _UNFINISHED = " <unfinished ...>"
@@ -220,15 +221,17 @@ def parse_line(raw: str, lineno: int, file: str = "<trace>",
         return None
     if line.startswith("strace:"):
         return Event(lineno, "note", text=line[7:].strip())
-    if line[0] == ">":
-        return None      # a -k stack frame of the call above: " > /lib/...(func+0x1f) [0x...]"
     pid = None
-    m = _PREFIX.match(line)
-    if m.end():
-        p = m.group(1) or m.group(2)
-        if p is not None:
-            pid = int(p)
-        line = line[m.end():]
+    c = line[0]
+    if c in _PREFIX_STARTS:
+        m = _PREFIX.match(line)
+        if m.end():
+            p = m.group(1) or m.group(2)
+            if p is not None:
+                pid = int(p)
+            line = line[m.end():]
+    elif c == ">":
+        return None      # a -k stack frame of the call above: " > /lib/...(func+0x1f) [0x...]"
     if "<" in line:
         line = _undecorate(line, file, lineno)
     if line.startswith("#"):
