@@ -6,6 +6,8 @@ without -f; and strace -c / -C summary tables.
 The fixtures in data/strace/forms/ are real logs (record.sh) of the same program under
 setarch -R, one per form: each must parse to the events of the plain log."""
 
+import json
+import os
 import pathlib
 import re
 
@@ -286,3 +288,18 @@ def test_mutated_form_logs_replay_or_exit_2(tmp_path, capsys, data):
     assert status in (0, 2), err
     if status == 2:
         assert re.match(rf"mmsim: {re.escape(path)}:\d+: ", err), err
+
+
+MANIFEST = json.loads((FORMS.parent / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("log", [f"true_{f}.strace" for f in ["plain"] + TRUE_FORMS]
+                         + [f"fork_{f}.strace" for f in ("plain", "all", "every", "C")])
+def test_each_form_reproduces_every_recorded_result(log, capsys):
+    # The same programs as ../true.strace and ../sh_fork.strace: the same files opened.
+    for path, size in MANIFEST["true.strace" if log.startswith("true") else "sh_fork.strace"].items():
+        if not os.path.isfile(path) or os.path.getsize(path) != size:
+            pytest.skip(f"{path} differs from the machine the log was recorded on")
+    status = cli.main(["replay", str(FORMS / log), "--norandmaps", "--follow", "--check"])
+    err = capsys.readouterr().err
+    assert status == 0, err
