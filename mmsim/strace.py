@@ -232,14 +232,15 @@ def parse_line(raw: str, lineno: int, file: str = "<trace>",
             line = line[m.end():]
     elif c == ">":
         return None      # a -k stack frame of the call above: " > /lib/...(func+0x1f) [0x...]"
-    if "<" in line:
-        line = _undecorate(line, file, lineno)
     if line.startswith("#"):
         body = line[1:].strip()
         if body != "dump" and not body.startswith("dump "):
             return None
         event = Event(lineno, "dump", pid, text=body[4:].strip())
     else:
+        if "<" in line and line[0] not in "+-":
+            # (comments and +++/--- lines are free text: nothing to undecorate)
+            line = _undecorate(line, file, lineno)
         event = _parse_body(line, pid, lineno, file, pending)
     if event is not None:
         event.prefix = pid
@@ -257,15 +258,15 @@ def _undecorate(line, file, lineno):
     descriptor (``3</etc/passwd>``, ``AT_FDCWD</home>``, ``5<pipe:[1234]>``,
     ``4<TCP:[1.2.3.4:80->5.6.7.8:9]>``, ``11</dev/null<char 1:3>>``), as an argument
     or as a result: what remains is the plain log's line.  A decoration's ``<`` follows
-    a number, a name or -X verbose's comment directly (``-100 /* AT_FDCWD */</>``;
-    ``1<<MAP_HUGE_SHIFT`` is a shift, ``<unfinished
-    ...>`` and ``<... name resumed>`` follow a space); strings and comments are skipped."""
+    a number, a name or -X verbose's comment directly (``-100 /* AT_FDCWD */</>``);
+    ``1<<MAP_HUGE_SHIFT`` is a shift, and ``<unfinished ...>`` and ``<... name
+    resumed>`` follow a space.  Strings and comments are skipped."""
     if line.endswith(">"):
         # Found from the end (a regex search would retry at every blank: quadratic).
         k = line.rfind("<")
         if k > 0 and line[k - 1] in " \t" and _DURATION.fullmatch(line, k):
             line = line[:k].rstrip()
-    pieces, start, pos, n = [], 0, 0, len(line)
+    pieces, start, pos = [], 0, 0
     while (m := _DECOR_SCAN.search(line, pos)) is not None:
         pos = m.start()
         tok = m.group()

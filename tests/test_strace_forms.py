@@ -303,3 +303,11 @@ def test_each_form_reproduces_every_recorded_result(log, capsys):
     status = cli.main(["replay", str(FORMS / log), "--norandmaps", "--follow", "--check"])
     err = capsys.readouterr().err
     assert status == 0, err
+
+
+def test_comments_exits_and_signals_keep_their_angle_brackets_as_text():
+    events = parse("# a<b comment\n7 # dump x<y\n7 brk(NULL) = 0x1000\n"
+                   "7 --- SIGSEGV {si_addr=0x1<2} ---\n7 +++ exited with 0 <x +++\n", "t")
+    assert [(e.kind, e.text) for e in events] == [
+        ("dump", "x<y"), ("call", "NULL"), ("signal", "SIGSEGV {si_addr=0x1<2}"),
+        ("exit", "exited with 0 <x")]
