@@ -97,12 +97,13 @@ class Event:
 
 
 # What strace writes before the call, each part optional, in its order: the pid ("[pid
-# N] " on the terminal, "N " when strace -f writes to a file with -o); a timestamp (-t
+# N] " on the terminal, "N " when strace -f writes to a file with -o; -Y adds the
+# command, "N<sh> "); a timestamp (-t
 # "12:34:56", -tt "12:34:56.123456", -ttt "1700000000.123456", -r "0.000123", and -r
 # with -t "12:34:56 (+     0.000123)"); the syscall number (-n "[  9]"); the
 # instruction pointer (-i "[00007f...]", "[????????????????]" where there is none).
 _PREFIX = re.compile(
-    r"(?:(?:\[pid\s+([0-9]{1,10})\]|([0-9]{1,10}))\s+)?"
+    r"(?:(?:\[pid\s+([0-9]{1,10})(?:<[^>]{0,64}>)?\]|([0-9]{1,10})(?:<[^>]{0,64}>)?)\s+)?"
     r"(?:(?:[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?|[0-9]{1,20}\.[0-9]{1,9})\s+"
     r"(?:\(\+\s*[0-9]{1,20}\.[0-9]{1,9}\)\s+)?)?"
     r"(?:\[\s*[0-9]{1,5}\]\s+)?"

@@ -58,7 +58,7 @@ def normal(events, names=None):
 
 
 PID_RESULTS = FORKS + ("wait4", "set_tid_address", "getpid", "gettid", "getppid")
-TRUE_FORMS = ["t", "tt", "ttt", "r", "rt", "T", "i", "n", "y", "yy", "xraw", "xverbose"]
+TRUE_FORMS = ["t", "tt", "ttt", "r", "rt", "T", "i", "n", "Y", "y", "yy", "xraw", "xverbose"]
 
 
 @pytest.mark.parametrize("form", TRUE_FORMS)
@@ -107,7 +107,8 @@ def one(text):
     "     0.000123 ", "12:34:56 (+     0.000123) ", "[00007f0123456789] ", "[  12] ",
     "7 1700000000.123456 [00007f0123456789] ", "[pid 7] 12:34:56.123456 [  12] ",
     "7      0.000123 [????????????????] ", "7 12:34:56 [  59] [00007ffff7e86ad7] ",
-    "[pid 7] 12:34:56 (+     0.000575) [  12] [00007ffff7fe9c47] ",
+    "[pid 7] 12:34:56 (+     0.000575) [  12] [00007ffff7fe9c47] ", "7<sh> ", "[pid 7<a b>] ",
+    "7<strace> 12:34:56.123456 ",
 ])
 def test_each_prefix_combination(head):
     ev = one(f"{head}brk(NULL) = 0x1000")

@@ -17,6 +17,7 @@ one rt -r -t
 one T -T
 one i -i
 one n -n
+one Y -Y
 one y -y
 one yy -yy
 one k -k -e trace=brk,mprotect,munmap
