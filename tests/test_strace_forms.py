@@ -113,7 +113,7 @@ def one(text):
 def test_each_prefix_combination(head):
     ev = one(f"{head}brk(NULL) = 0x1000")
     assert (ev.name, ev.args, ev.result) == ("brk", [0], 0x1000)
-    assert ev.prefix == (7 if "7 " in head or "pid 7" in head else None)
+    assert ev.prefix == (7 if re.match(r"(\[pid )?7\b", head) else None)
 
 
 @pytest.mark.parametrize("text", [
