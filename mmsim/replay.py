@@ -123,6 +123,10 @@ class Replayer:
                     self._pending[split[k]] = events[split[k]]
                 k += 1
             self._pending.pop(i, None)
+            if ev.pid not in self.procs and ev.kind in ("call", "dump"):
+                # A process whose fork a filtered log (-e trace=memory) hid: it starts
+                # as the initial process does, assuming nothing the log did not show.
+                self._adopt(ev.pid, self.spawn_initial())
             if ev.kind == "call":
                 result = self._early.pop(i) if i in self._early else self.call(ev)
                 out.append(Outcome(ev, result, label=self._label(ev.pid)))

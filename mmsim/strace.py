@@ -99,14 +99,25 @@ class Event:
     start: int | None = None   # the line of its "<unfinished ...>" half, when split
 
 
-# "[pid N] " on the terminal; "N " when strace -f writes to a file (-o).
-_PREFIX = re.compile(r"(?:\[pid\s+([0-9]{1,10})\]|([0-9]{1,10}))\s+", re.ASCII)
+# What strace writes before the call, each part optional, in its order: the pid ("[pid
+# N] " on the terminal, "N " when strace -f writes to a file with -o; -Y adds the
+# command, "N<sh> "); a timestamp (-t
+# "12:34:56", -tt "12:34:56.123456", -ttt "1700000000.123456", -r "0.000123", and -r
+# with -t "12:34:56 (+     0.000123)"); the syscall number (-n "[  9]"); the
+# instruction pointer (-i "[00007f...]", "[????????????????]" where there is none).
+_PREFIX = re.compile(
+    r"(?:(?:\[pid\s+([0-9]{1,10})(?:<[^>]{0,64}>)?\]|([0-9]{1,10})(?:<[^>]{0,64}>)?)\s+)?"
+    r"(?:(?:[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?|[0-9]{1,20}\.[0-9]{1,9})\s+"
+    r"(?:\(\+\s*[0-9]{1,20}\.[0-9]{1,9}\)\s+)?)?"
+    r"(?:\[\s*[0-9]{1,5}\]\s+)?"
+    r"(?:\[(?:[0-9a-f]{8,16}|\?{8,16})\]\s+)?", re.ASCII)
+_PREFIX_STARTS = frozenset("0123456789[")
 _CALL = re.compile(r"([a-z_][a-z0-9_]*)\(")
 _RESUMED = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>\s*")
 _UNFINISHED = " <unfinished ...>"
 _RESULT = re.compile(
     r"\s*=\s*(?:(\?)(?:\s+E[A-Z0-9_]+)?|(-1)\s+(E[A-Z0-9]+)\s*(?:\(.*\))?|(-?[0-9][0-9a-zA-Z]*))"
-    r"(?:\s*<[^>]*>)?(?:\s*\(.*\))?\s*\Z", re.ASCII)
+    r"(?:\s*\(.*\))?\s*\Z", re.ASCII)
 _CLOSE = {"(": ")", "[": "]", "{": "}"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "a": "\a", "b": "\b",
             '"': '"', "\\": "\\", "'": "'", "?": "?"}
@@ -148,9 +159,22 @@ def parse(text: str, file: str = "<trace>") -> list[Event]:
     slots = {}     # id(Event) -> where an unfinished fork goes in ``events``
     # Lines end at "\n" only (str.splitlines also cuts at \f, \v, \x1c-\x1e, \x85,
     # \u2028 and \u2029, which may sit inside a comment), so a line's number is an editor's.
-    for lineno, raw in enumerate(text.split("\n"), 1):
+    lines = text.split("\n")
+    table_end = 0
+    for lineno, raw in enumerate(lines, 1):
+        if lineno <= table_end:
+            continue
         before = len(pending)
-        event = parse_line(raw, lineno, file, pending)
+        try:
+            event = parse_line(raw, lineno, file, pending)
+        except TraceError:
+            table_end = _summary_table(lines, lineno)
+            if not table_end:
+                raise
+            if not events:
+                raise TraceError(file, lineno, "a strace -c summary table, not a log: record "
+                                 "without -c (with -C the log comes first)") from None
+            continue       # -C: the table after the log sums it up; the log replays
         if event is None:
             if len(pending) > before:
                 started = next(reversed(pending.values()))[0]
@@ -172,6 +196,27 @@ def parse(text: str, file: str = "<trace>") -> list[Event]:
     return events
 
 
+_TABLE_HEADER = re.compile(r"[%A-Za-z/ \t]+\Z", re.ASCII)
+_TABLE_RULE = re.compile(r"\s*-{3,}(?:\s+-{3,})*\s*\Z", re.ASCII)
+
+
+def _summary_table(lines, lineno):
+    """The number of the last line of the strace -c table whose header is line
+    ``lineno`` (a header is what a dashed rule follows: ``% time     seconds ...``, or
+    -U's own columns; "System call usage summary for ..." may come first), else 0."""
+    i = lineno - 1
+    if lines[i].startswith("System call usage summary"):
+        i += 1
+    if (i + 1 >= len(lines) or not _TABLE_HEADER.match(lines[i])
+            or not ("calls" in lines[i] or "syscall" in lines[i])
+            or not _TABLE_RULE.match(lines[i + 1])):
+        return 0
+    i += 2
+    while i < len(lines) and not _TABLE_RULE.match(lines[i]):
+        i += 1
+    return min(i + 2, len(lines))     # the closing rule and the "total" row
+
+
 def parse_line(raw: str, lineno: int, file: str = "<trace>",
                pending: dict | None = None) -> Event | None:
     """Parse one line; None for a blank line or a comment."""
@@ -181,20 +226,103 @@ def parse_line(raw: str, lineno: int, file: str = "<trace>",
     if line.startswith("strace:"):
         return Event(lineno, "note", text=line[7:].strip())
     pid = None
-    m = _PREFIX.match(line)
-    if m:
-        pid = int(m.group(1) or m.group(2))
-        line = line[m.end():]
+    c = line[0]
+    if c in _PREFIX_STARTS:
+        m = _PREFIX.match(line)
+        if m.end():
+            p = m.group(1) or m.group(2)
+            if p is not None:
+                pid = int(p)
+            line = line[m.end():]
+    elif c == ">":
+        return None      # a -k stack frame of the call above: " > /lib/...(func+0x1f) [0x...]"
     if line.startswith("#"):
         body = line[1:].strip()
         if body != "dump" and not body.startswith("dump "):
             return None
         event = Event(lineno, "dump", pid, text=body[4:].strip())
     else:
+        if "<" in line and line[0] not in "+-":
+            # (comments and +++/--- lines are free text: nothing to undecorate)
+            line = _undecorate(line, file, lineno)
         event = _parse_body(line, pid, lineno, file, pending)
     if event is not None:
         event.prefix = pid
     return event
+
+
+# -T's time spent in the call, at the end of the line ("<0.000012>").
+_DURATION = re.compile(r"<(?:[0-9]{1,20}\.[0-9]{1,9}|unavailable)>", re.ASCII)
+_DECOR_SCAN = re.compile(r'"|/\*|<')
+_WORD_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+
+
+def _undecorate(line, file, lineno):
+    """The line without -T's duration and without the ``<...>`` -y/-yy put after a
+    descriptor (``3</etc/passwd>``, ``AT_FDCWD</home>``, ``5<pipe:[1234]>``,
+    ``4<TCP:[1.2.3.4:80->5.6.7.8:9]>``, ``11</dev/null<char 1:3>>``), as an argument
+    or as a result: what remains is the plain log's line.  A decoration's ``<`` follows
+    a number, a name or -X verbose's comment directly (``-100 /* AT_FDCWD */</>``);
+    ``1<<MAP_HUGE_SHIFT`` is a shift, and ``<unfinished ...>`` and ``<... name
+    resumed>`` follow a space.  Strings and comments are skipped."""
+    if line.endswith(">"):
+        # Found from the end (a regex search would retry at every blank: quadratic).
+        k = line.rfind("<")
+        if k > 0 and line[k - 1] in " \t" and _DURATION.fullmatch(line, k):
+            line = line[:k].rstrip()
+    pieces, start, pos = [], 0, 0
+    while (m := _DECOR_SCAN.search(line, pos)) is not None:
+        pos = m.start()
+        tok = m.group()
+        if tok == '"':
+            pos = _skip_string(line, pos, file, lineno)
+            continue
+        if tok == "/*":
+            end = line.find("*/", pos + 2)
+            if end < 0:
+                break          # the parser reports the unterminated comment
+            pos = end + 2
+            continue
+        if (pos == 0 or line.startswith("<", pos + 1) or line[pos - 1] == "<"
+                or (line[pos - 1] not in _WORD_CHARS and line[pos - 2:pos] != "*/")):
+            pos += 1
+            continue
+        end = _decoration_end(line, pos, file, lineno)
+        pieces.append(line[start:pos])
+        start = pos = end
+    if not pieces:
+        return line
+    pieces.append(line[start:])
+    return "".join(pieces)
+
+
+def _decoration_end(line, pos, file, lineno):
+    """The index just past the decoration opening at ``line[pos] == "<"``: nested
+    ``<...>`` (a device's ``</dev/null<char 1:3>>``) counted, and a socket's
+    ``[...]`` (which may hold ``->``) and strings skipped whole; a path's own ``<``
+    and ``>`` are escaped (``\\74``, ``\\76``)."""
+    depth, square, i, n = 0, 0, pos, len(line)
+    while i < n:
+        c = line[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            i = _skip_string(line, i, file, lineno)
+            continue
+        if c == "[":
+            square += 1
+        elif c == "]" and square:
+            square -= 1
+        elif not square:
+            if c == "<":
+                depth += 1
+            elif c == ">":
+                depth -= 1
+                if not depth:
+                    return i + 1
+        i += 1
+    raise TraceError(file, lineno, f"unterminated descriptor decoration {line[pos:pos + 40]!r}")
 
 
 # Values of argument texts already evaluated ("PROT_READ|PROT_WRITE", "0x7f0000"...):
@@ -618,17 +746,24 @@ FORKS = ("fork", "vfork", "clone", "clone3")
 def check_pids(events: list[Event], file: str = "<trace>") -> list[Event]:
     """Name every event's process: the initial process is ``None`` until its real pid
     shows up as a prefix no fork created; a child is the pid its fork returned.  A line
-    for a pid never created, or for a process that has exited, is an error."""
+    for a pid never created, or for a process that has exited, is an error; but in a
+    log with no fork at all (``-e trace=memory`` hides them) a new pid is a process of
+    its own, named by that pid."""
     initial = None          # the initial process' pid, once a prefix names it
     created = set()
     exited = set()
+    filtered = None         # no fork in the whole log: -e trace= hid them
     for ev in events:
         pid = ev.pid
         if pid is not None and pid not in created:
             if initial is None and None not in exited:
                 initial = pid
             elif pid != initial:
-                raise TraceError(file, ev.line, f"pid {pid} was never created")
+                if filtered is None:
+                    filtered = not any(e.kind == "call" and e.name in FORKS for e in events)
+                if not filtered:
+                    raise TraceError(file, ev.line, f"pid {pid} was never created")
+                created.add(pid)
         who = None if pid == initial else pid
         if who in exited and ev.kind != "exit":
             name = f"pid {pid}" if who is not None else "the initial process"
