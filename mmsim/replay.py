@@ -113,6 +113,7 @@ class Replayer:
                         if ev.kind == "call" and ev.start is not None and ev.name in EXECUTED),
                        key=lambda i: events[i].start)
         k = 0
+        forks = any(ev.kind == "call" and ev.name in FORKS for ev in events)
         out = []
         self._events = events
         for i, ev in enumerate(events):
@@ -123,9 +124,10 @@ class Replayer:
                     self._pending[split[k]] = events[split[k]]
                 k += 1
             self._pending.pop(i, None)
-            if ev.pid not in self.procs and ev.kind in ("call", "dump"):
+            if not forks and ev.pid not in self.procs and ev.kind in ("call", "dump"):
                 # A process whose fork a filtered log (-e trace=memory) hid: it starts
                 # as the initial process does, assuming nothing the log did not show.
+                # (Where the log shows forks, a pid whose fork failed here stays unknown.)
                 self._adopt(ev.pid, self.spawn_initial())
             if ev.kind == "call":
                 result = self._early.pop(i) if i in self._early else self.call(ev)
