@@ -23,7 +23,7 @@ from .strace import (EXECUTED, Event, Raw, Str, TraceError, _mm_map, iovecs, par
 FILE_CALLS = frozenset("""
     read readv write writev pwrite64 lseek ftruncate fallocate dup dup2 dup3 fcntl pipe
     pipe2 socket eventfd2 memfd_create chdir fchdir getcwd close_range mkdir mkdirat unlink
-    unlinkat
+    unlinkat creat truncate
 """.split())
 
 # The names those calls' flags are printed with (include/uapi/linux/*.h, x86-64).
@@ -357,6 +357,23 @@ class Replayer:
                     kernel.create_file(full, self._need.get(ev.line, 0))
         return self._new_fd(ev, proc.openat(dirfd, name, flags, mode or 0o666))
 
+    def _creat(self, proc, ev, path=None, mode=0o666, *rest):
+        return self._openat(proc, ev, uapi.AT_FDCWD, path,
+                            uapi.O_CREAT | uapi.O_WRONLY | uapi.O_TRUNC, _num(mode))
+
+    def _truncate(self, proc, ev, path=None, length=0, *rest):
+        """truncate(2): as an open for writing, ftruncate and close."""
+        if not isinstance(path, Str):
+            raise _Unmodelled
+        full = resolve_at(proc, uapi.AT_FDCWD, c_string(path))
+        if full not in self.kernel.files:
+            self._host_file(full)
+        fd = proc.open(c_string(path), uapi.O_WRONLY)
+        try:
+            return proc.ftruncate(fd, _num(length))
+        finally:
+            proc.close(fd)
+
     def _host_file(self, full):
         """Make the host file at ``full`` (under --root first) visible to open(), named
         in /proc/PID/maps by its resolved path, as the kernel prints it."""
@@ -416,6 +433,8 @@ class Replayer:
         f = proc._file(fd)
         if not f.readable:
             raise OSError(errno.EBADF, "not open for reading")
+        if isinstance(ev.result, int) and ev.result < 0:
+            return ev.result   # no data, an interrupted read: nothing a size decides
         n = self._count(ev, count)
         if f.inode.kind in (REG, DIR) and n > 0:
             proc.lseek(fd, n, 1)
@@ -427,6 +446,11 @@ class Replayer:
         fd = _num(fd)
         if self._unknown(proc, ev, fd):
             return ev.result
+        if isinstance(ev.result, int) and ev.result < 0:
+            # EPIPE, EAGAIN, ENOSPC: the far end and the disk are not modelled; the
+            # descriptor's own checks still run (an empty write changes nothing).
+            proc.write(fd, 0)
+            return ev.result
         return proc.write(fd, self._count(ev, count))
 
     _writev = _write
@@ -434,6 +458,9 @@ class Replayer:
     def _pwrite64(self, proc, ev, fd=None, buf=None, count=0, offset=0, *rest):
         fd = _num(fd)
         if self._unknown(proc, ev, fd):
+            return ev.result
+        if isinstance(ev.result, int) and ev.result < 0:
+            proc.pwrite(fd, 0, _num(offset))
             return ev.result
         return proc.pwrite(fd, self._count(ev, count), _num(offset))
 

@@ -45,6 +45,7 @@ IGNORED = frozenset("""
     getpriority setpriority ioprio_get ioprio_set getxattr lgetxattr fgetxattr listxattr
     llistxattr flistxattr timerfd_create timerfd_settime signalfd4 copy_file_range sendfile
     splice fallocate getcpu
+    creat
 """.split())
 
 KNOWN = EXECUTED | IGNORED
@@ -116,7 +117,10 @@ LOWEST, HIGHEST = -(1 << 63), (1 << 64) - 1
 MAX_DEPTH = 32
 # The longest line read (/dev/zero has none): strace's own are a few KiB at most.
 MAX_LINE = 1 << 20
-_ERRNO = {name: code for code, name in errno.errorcode.items()}
+# Every errno name, aliases included (errno.errorcode keeps one name per number, but
+# strace prints EOPNOTSUPP, EWOULDBLOCK and EDEADLOCK by those names).
+_ERRNO = {name: getattr(errno, name) for name in dir(errno)
+          if name.startswith("E") and isinstance(getattr(errno, name), int)}
 
 
 def read_trace(path: str) -> str:

@@ -461,3 +461,22 @@ def test_recorded_log_reproduces_every_file_result(log, tmp_path, capsys):
     first_file_call = next(i for i, ln in enumerate(lines, 1)
                            if ln.split(None, 1)[1].split("(")[0] in FILE_CALLS - {"read"})
     assert all(n < first_file_call for n in bad), err
+
+
+def test_creat_and_truncate_size_files_and_errno_aliases_parse():
+    text = ('creat("/w/new", 0644) = 3\n'
+            'write(3, "abc", 5000) = 5000\n'
+            'mmap(NULL, 8192, PROT_READ, MAP_SHARED, 3, 0) = -1 EACCES (Permission denied)\n'
+            'truncate("/w/new", 100) = 0\n'
+            'openat(AT_FDCWD, "/w/new", O_RDONLY) = 4\n'
+            'lseek(4, 0, SEEK_END) = 100\n'
+            'ioctl(4, BTRFS_IOC_CLONE or FICLONE, 3) = -1 EOPNOTSUPP (Operation not supported)\n'
+            'read(4, "", 10) = -1 EWOULDBLOCK (Resource temporarily unavailable)\n'
+            'pipe2([5, 6], 0) = 0\n'
+            'write(6, "x", 1) = -1 EPIPE (Broken pipe)\n'
+            'write(5, "x", 1) = -1 EBADF (Bad file descriptor)\n')
+    k = Kernel(seed=1)
+    k.make_dirs("/w")
+    outs = replay_trace(text, k)
+    assert all(o.matches() for o in outs), [o.line() for o in outs if not o.matches()]
+    assert k.files["/w/new"].size == 100
