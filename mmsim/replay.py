@@ -399,8 +399,13 @@ class Replayer:
         """A descriptor takes the number the trace recorded for it (the simulator may
         have picked another: a descriptor of a call it does not model was free)."""
         rec = ev.result
-        if isinstance(rec, int) and rec >= 0 and rec != fd:
-            self._move_fd(self.procs[ev.pid], fd, rec)
+        if isinstance(rec, int) and rec >= 0:
+            if rec != fd:
+                proc = self.procs[ev.pid]
+                if isinstance(proc, Process):
+                    self._move_fd(proc, fd, rec)
+                else:
+                    self.fds[(ev.pid, rec)] = fd   # a live process: its numbers are its own
             return rec
         return fd
 
