@@ -678,8 +678,11 @@ class Replayer:
         else:
             return -errno.EFAULT
         name = c_string(path)
-        full = name if name.startswith("/") else posixpath.normpath(proc.cwd + "/" + name)
-        if ev.result == 0 and name and self.kernel.host_path(full) is None:
+        full = name
+        if self.kernel is not None and not name.startswith("/"):
+            full = posixpath.normpath(proc.cwd + "/" + name)
+        if (self.kernel is not None and ev.result == 0 and name
+                and self.kernel.host_path(full) is None):
             where = f" nor under --root {self.kernel.root}" if self.kernel.root else ""
             hint = "" if name.startswith("/") else (
                 f" (looked up as {full}: give the directory the log started in with --cwd)")
