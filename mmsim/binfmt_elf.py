@@ -280,9 +280,19 @@ class ExecFile:
             self.fd = -1
 
 
-def _open_exec(kernel, path):
+def _open_exec(kernel, path, cwd=None):
     """open_exec: the checks made when a file is opened for execution, then a new open
-    file description (not yet visible to open(): exec registers it when it succeeds)."""
+    file description (not yet visible to open(): exec registers it when it succeeds).
+    With a ``root`` (a sysroot), an absolute path is looked up under it first."""
+    shown = path
+    root = kernel.root
+    lookup = os.fsdecode(path)
+    if cwd is not None and lookup and not lookup.startswith("/"):
+        # A relative name starts at the process' working directory, not the host's.
+        lookup = cwd.rstrip("/") + "/" + lookup
+    if lookup.startswith("/"):
+        host = kernel.host_path(lookup)
+        path = host if host is not None else lookup
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -304,9 +314,13 @@ def _open_exec(kernel, path):
     st = os.fstat(fd)
     # /proc/PID/maps shows d_path() of the opened file: symlinks resolved.
     name = os.fsdecode(os.path.realpath(path))
+    if root:
+        top = root.rstrip("/")
+        if name.startswith(top + "/"):
+            name = name[len(top):]
     file = OpenFile(_inode_for(kernel, name, st, register=False), readable=True,
                     writable=False)
-    return ExecFile(os.fsdecode(path), st, file, _fs_type(st.st_dev) in THP_AREA_FILESYSTEMS,
+    return ExecFile(os.fsdecode(shown), st, file, _fs_type(st.st_dev) in THP_AREA_FILESYSTEMS,
                     fd)
 
 
@@ -403,14 +417,15 @@ class Binprm:
     interp: ElfImage | None = None
 
 
-def prepare_exec(kernel, path, argv=None, envp=None, rlimit_stack=RLIMIT_STACK_DEFAULT):
+def prepare_exec(kernel, path, argv=None, envp=None, rlimit_stack=RLIMIT_STACK_DEFAULT,
+                 cwd=None):
     """Everything execve does before it throws the old address space away: open the
     file, copy the strings, find the handler (following "#!" lines to an ELF file) and
     read the ELF program and its interpreter.  Every failure raises here, and nothing
     is left behind: the files become visible to open() only when the exec is made."""
     opened = []
     try:
-        host = _open_exec(kernel, path)
+        host = _open_exec(kernel, path, cwd)
         opened.append(host)
         strings = _arg_strings(path, argv, envp, rlimit_stack)
         # bprm->interp: the name the next "#!" line passes as the script's path.
@@ -426,7 +441,7 @@ def prepare_exec(kernel, path, argv=None, envp=None, rlimit_stack=RLIMIT_STACK_D
             script_path = name
             # An empty name (a NUL right after "#!") is looked up as it stands, which
             # finds the current directory: EACCES, like any folder.
-            host = _open_exec(kernel, name or b".")
+            host = _open_exec(kernel, name or b".", cwd)
             opened.append(host)
         bprm = Binprm(strings, host, _read_image(host, head, errno.ENOEXEC, want_interp=True))
         if bprm.program.interp is not None:

@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(r)
     r.add_argument("--check", action="store_true",
                    help="exit 1 when an actual result differs from the recorded one")
+    r.add_argument("--root", metavar="DIR", default=None,
+                   help="look every absolute path up under DIR first (a sysroot: the "
+                        "recording machine's binaries and libraries)")
+    r.add_argument("--cwd", metavar="DIR", default=None,
+                   help="the directory the log started in (default: what its getcwd "
+                        "calls show, else the current one)")
     r.add_argument("--follow", action="store_true",
                    help="place non-fixed mmap/mremap calls at their recorded addresses "
                         "when free, take the recorded initial break, and work exec's layout "
@@ -119,10 +125,12 @@ def _common(p):
 
 
 def run_replay(text: str, name: str, thp: str, seed: int, follow: bool = False,
-               randomize: bool = True) -> list[Outcome]:
+               randomize: bool = True, root: str | None = None,
+               cwd: str | None = None) -> list[Outcome]:
     """Parse and replay; the Outcomes (TraceError for a malformed trace)."""
     events = parse(text, name)
-    return Replayer(Kernel(thp=thp, seed=seed, randomize=randomize), follow).run(events)
+    return Replayer(Kernel(thp=thp, seed=seed, randomize=randomize), follow, root,
+                    name, cwd).run(events)
 
 
 def render(outcomes: list[Outcome], as_json: bool, out: TextIO) -> None:
@@ -183,7 +191,7 @@ def _run(args, out):
             if text is None:
                 return 2
             outcomes = run_replay(text, args.trace, args.thp, args.seed, args.follow,
-                                  not args.norandmaps)
+                                  not args.norandmaps, args.root, args.cwd)
     except TraceError as e:
         print(f"mmsim: {e}", file=sys.stderr)
         return 2

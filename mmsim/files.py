@@ -4,6 +4,13 @@ file are two different ``file`` pointers and their mappings never merge."""
 
 import itertools
 
+# What an inode is: a regular file (shmem files included), a directory, or one of the
+# pseudo files a descriptor may refer to.  Only regular files have an mmap operation,
+# so mmap of any other kind fails with ENODEV (checked on Linux 6.18: pipes, Unix and
+# UDP sockets, eventfds and directories all give ENODEV).
+REG, DIR, PIPE, SOCKET, EVENTFD = "reg", "dir", "pipe", "socket", "eventfd"
+SEEKABLE = (REG, DIR)
+
 
 class Inode:
     """A file's identity and size (what /proc shows as dev, inode and path)."""
@@ -11,8 +18,9 @@ class Inode:
     _numbers = itertools.count(1000)
 
     def __init__(self, path, size, dev=(0xFE, 0x00), ino=None, deleted=False, mode=0o666,
-                 uid=0, gid=0):
+                 uid=0, gid=0, kind=REG):
         self.path = path
+        self.kind = kind   # REG, DIR, or a kind without a file system name (PIPE, ...)
         self.size = size
         self.mode, self.uid, self.gid = mode, uid, gid   # permission bits and owner
         self.dev = dev
@@ -26,19 +34,29 @@ class Inode:
 
 
 class OpenFile:
-    """An open file description: an inode plus the access mode it was opened with."""
+    """An open file description: an inode plus the access mode it was opened with, its
+    file offset (shared by every descriptor dup'ed or inherited from it), its O_APPEND
+    status flag and the path it was opened by (what openat and fchdir resolve
+    against)."""
 
-    mappable = True   # has an mmap file operation (a pidfd has none)
-
-    def __init__(self, inode, readable=True, writable=False, shmem=False):
+    def __init__(self, inode, readable=True, writable=False, shmem=False, append=False,
+                 name=None):
         self.inode = inode
         self.readable = readable
         self.writable = writable
         self.shmem = shmem
+        self.append = append
+        self.pos = 0
+        self.name = name
+
+    @property
+    def mappable(self):
+        """Whether the file has an mmap file operation (a pidfd, a pipe, ... has none)."""
+        return self.inode.kind == REG
 
     @property
     def path(self):
-        return self.inode.path
+        return self.name if self.name is not None else self.inode.path
 
     def __repr__(self):
         mode = ("r" if self.readable else "") + ("w" if self.writable else "")

@@ -131,7 +131,7 @@ def execve(proc, path, argv=None, envp=None):
     set-id file."""
     kernel = proc.kernel
     old = proc.mm
-    bprm = prepare_exec(kernel, path, argv, envp)
+    bprm = prepare_exec(kernel, path, argv, envp, cwd=proc.cwd)
     # The credentials come from the ELF file that runs (a script's interpreter): the
     # set-id bits of a script itself are ignored (bprm_creds_from_file).
     st = bprm.host.st

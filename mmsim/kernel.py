@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import errno
 import itertools
+import os
+import posixpath
 import random
 
 from . import overcommit, procfs
 from .cred import Cred
-from .files import Inode, OpenFile
+from .files import DIR, REG, Inode, OpenFile
 from .fork_exec import mm_init
 from .pagecache import FileLru
 from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE, RLIMIT_STACK_DEFAULT,
@@ -76,6 +78,11 @@ class Kernel:
         # through the pidfds that still refer to it).
         self.processes: dict[int, Process] = {}
         self.files: dict[str, Inode] = {}
+        # Directories that exist only in the simulation (the host's count too, looked
+        # up under ``root`` first: a sysroot for a log of another machine).
+        self.dirs: set[str] = {"/"}
+        self.root: str | None = None
+        self._pseudo_ino = itertools.count(200000)
         self._pids = itertools.count(1)
         self._shmem_ino = itertools.count(4)
         self.file_lru = FileLru()   # the page cache's LRU lists and vmstat counters
@@ -87,9 +94,50 @@ class Kernel:
         inode = self.files[path] = Inode(path, size, dev)
         return inode
 
-    def open_file(self, inode: Inode, readable: bool = True, writable: bool = False) -> OpenFile:
-        """A new open file description for ``inode``."""
-        return OpenFile(inode, readable, writable)
+    def open_file(self, inode: Inode, readable: bool = True, writable: bool = False,
+                  append: bool = False, name: str | None = None) -> OpenFile:
+        """A new open file description for ``inode`` (``name``: the path it was opened by)."""
+        return OpenFile(inode, readable, writable, shmem=inode.dev == (0x00, 0x01),
+                        append=append, name=name)
+
+    def host_path(self, path: str) -> str | None:
+        """Where the absolute ``path`` is on the host: under ``root`` when it exists
+        there, else ``path`` itself when it exists, else None."""
+        if self.root is not None:
+            under = self.root.rstrip("/") + path
+            if os.path.lexists(under):
+                return under
+        return path if os.path.lexists(path) else None
+
+    def is_dir(self, path: str) -> bool:
+        """Whether the absolute, normalised ``path`` names a directory: a simulated one,
+        the parent of a simulated file, or one on the host (under ``root`` first)."""
+        inode = self.files.get(path)
+        if inode is not None:
+            return inode.kind == DIR
+        if path in self.dirs:
+            return True
+        host = self.host_path(path)
+        return host is not None and os.path.isdir(host)
+
+    def make_dirs(self, path: str) -> None:
+        """Simulated directories for ``path`` and every parent of it that is missing."""
+        while path not in self.dirs and path != "/":
+            self.dirs.add(path)
+            path = posixpath.dirname(path)
+
+    def pseudo_file(self, kind: str, name: str) -> OpenFile:
+        """An open file on an inode no path names (a pipe, a socket, an eventfd), named
+        in /proc/PID/fd as ``name`` with its inode number in brackets."""
+        ino = next(self._pseudo_ino)
+        inode = Inode(name.format(ino=ino), 0, dev=(0x00, 0x0E), ino=ino, kind=kind)
+        return OpenFile(inode, readable=True, writable=True)
+
+    def memfd_file(self, name: str) -> OpenFile:
+        """memfd_create's file: an empty, unlinked shmem file named ``/memfd:NAME``."""
+        inode = Inode("/memfd:" + name, 0, dev=(0x00, 0x01), ino=next(self._shmem_ino),
+                      deleted=True, mode=0o777, kind=REG)
+        return OpenFile(inode, readable=True, writable=True, shmem=True)
 
     def shmem_file(self, length: int) -> OpenFile:
         """The shmem file behind a shared anonymous mapping (shmem_zero_setup)."""

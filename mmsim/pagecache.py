@@ -4,8 +4,8 @@ the active or the inactive list, and the vmstat events that move them.
 
 Cached folios are ``pages.Page`` objects kept in ``Inode.cache`` (file page index ->
 Page); every mapping of that file page maps the same object, so its ``mapcount``
-counts the mappings across all address spaces.  Cached pages are never reclaimed or
-truncated: nothing in mmsim creates memory pressure.
+counts the mappings across all address spaces.  Cached pages are never reclaimed (nothing in mmsim creates memory pressure); a
+truncation removes the pages past the new end (pages.truncate_pages).
 """
 
 INACTIVE, ACTIVE = 1, 2
@@ -29,6 +29,16 @@ class FileLru:
         page.lru = INACTIVE
         self.nr_inactive += 1
         self.nr_file_pages += 1
+
+    def remove(self, page):
+        """A folio truncated out of the cache leaves its LRU list."""
+        if page.lru == ACTIVE:
+            self.nr_active -= 1
+        elif page.lru == INACTIVE:
+            self.nr_inactive -= 1
+        self.nr_file_pages -= 1
+        page.lru = 0
+        page.cache = None
 
     def mark_accessed(self, page):
         """folio_mark_accessed: the first access sets PG_referenced, the second moves

@@ -472,6 +472,17 @@ def punch_hole(kernel, inode, lo, hi):
         del cache[index]
 
 
+def truncate_pages(kernel, inode, lo, hi=1 << 64):
+    """truncate_pagecache_range: file pages ``[lo, hi)`` leave every mapping (private
+    copies included) and then the page cache and its LRU."""
+    gone = [page for index, page in inode.cache.items() if lo <= index < hi]
+    if hi > lo:
+        punch_hole(kernel, inode, lo, hi)
+    for page in gone:
+        if page.cache is not None:
+            page.cache.remove(page)
+
+
 def anon_vma_prepare(vma):
     """Give ``vma`` an anon_vma on its first anonymous fault (anon_vma_prepare)."""
     if vma.anon_vma is None:

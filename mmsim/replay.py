@@ -4,15 +4,67 @@ per trace pid, each call's actual result next to the recorded one."""
 import errno
 import itertools
 import os
+import posixpath
+import stat
 
 import attrs
 
 from . import binfmt_elf, exec_follow, uapi
+from .files import DIR, REG
 from .kernel import Kernel
 from .defs import PAGE_SIZE, TASK_SIZE, page_align, page_align_down
-from .task import Process
-from .strace import (EXECUTED, FORKS, Event, Raw, Str, _mm_map, clone_args, iovecs, parse,
-                     read_trace)
+from .task import (F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, SEEK_DATA, SEEK_HOLE, Process,
+                   resolve_at)
+from .strace import (EXECUTED, FORKS, Event, Raw, Str, TraceError, _mm_map, clone_args,
+                     iovecs, parse, read_trace)
+
+# File calls the replayer runs although the parser keeps their arguments as written
+# (strace.IGNORED): a flag name the table below lacks then never rejects a log; the
+# call just returns its recorded result.
+FILE_CALLS = frozenset("""
+    read readv write writev pwrite64 lseek ftruncate fallocate dup dup2 dup3 fcntl pipe
+    pipe2 socket eventfd2 memfd_create chdir fchdir getcwd close_range mkdir mkdirat unlink
+    unlinkat creat truncate
+""".split())
+
+# The names those calls' flags are printed with (include/uapi/linux/*.h, x86-64).
+_FILE_NAMES = {
+    "SEEK_SET": 0, "SEEK_CUR": 1, "SEEK_END": 2, "SEEK_DATA": SEEK_DATA, "SEEK_HOLE": SEEK_HOLE,
+    "F_DUPFD": F_DUPFD, "F_DUPFD_CLOEXEC": F_DUPFD_CLOEXEC, "F_GETFD": F_GETFD,
+    "F_SETFD": F_SETFD, "FD_CLOEXEC": 1,
+    "AF_UNSPEC": 0, "AF_UNIX": 1, "AF_LOCAL": 1, "AF_INET": 2, "AF_INET6": 10,
+    "AF_NETLINK": 16, "AF_PACKET": 17, "AF_VSOCK": 40, "AF_ALG": 38,
+    "SOCK_STREAM": 1, "SOCK_DGRAM": 2, "SOCK_RAW": 3, "SOCK_RDM": 4, "SOCK_SEQPACKET": 5,
+    "SOCK_PACKET": 10, "SOCK_CLOEXEC": uapi.O_CLOEXEC, "SOCK_NONBLOCK": uapi.O_NONBLOCK,
+    "EFD_SEMAPHORE": 1, "EFD_CLOEXEC": uapi.O_CLOEXEC, "EFD_NONBLOCK": uapi.O_NONBLOCK,
+    "MFD_CLOEXEC": 1, "MFD_ALLOW_SEALING": 2, "MFD_HUGETLB": 4, "MFD_NOEXEC_SEAL": 8,
+    "MFD_EXEC": 0x10, "FALLOC_FL_KEEP_SIZE": 1, "FALLOC_FL_PUNCH_HOLE": 2,
+    "FALLOC_FL_ZERO_RANGE": 0x10, "O_DIRECT": 0o40000, "O_LARGEFILE": 0o100000,
+    "CLOSE_RANGE_UNSHARE": 2, "CLOSE_RANGE_CLOEXEC": 4,
+}
+
+
+class _Unmodelled(Exception):
+    """An argument the replayer cannot evaluate: the call keeps its recorded result."""
+
+
+def _num(arg):
+    """A file call's argument as a number: an int, or names and numbers ORed."""
+    if isinstance(arg, bool) or not isinstance(arg, (int, Raw)):
+        raise _Unmodelled
+    if isinstance(arg, int):
+        return arg
+    total = 0
+    for tok in arg.text.split("|"):
+        tok = tok.strip()
+        v = _FILE_NAMES.get(tok)
+        if v is None:
+            try:
+                v = uapi.value(tok)
+            except (KeyError, ValueError):
+                raise _Unmodelled from None
+        total |= v
+    return total
 
 ADDRESS_RESULTS = ("mmap", "mremap", "brk")
 # Calls whose recorded result is "?" when they succeed.
@@ -57,6 +109,14 @@ def format_result(name: str, result: int | str | None) -> str:
     return str(result)
 
 
+def proc_cwd_default() -> str:
+    """Where a replayed log starts when it does not say: the replayer's own directory."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return "/"
+
+
 def c_string(s: Str) -> str:
     """A string argument as the kernel reads it: up to its first NUL."""
     return s.value.split("\0", 1)[0]
@@ -80,9 +140,17 @@ class Replayer:
     or a moving mremap at its recorded address when that range is free, and the first
     recorded ``brk(NULL)`` sets the break, so a real program's layout reproduces."""
 
-    def __init__(self, kernel: Kernel | None, follow: bool = False) -> None:
+    def __init__(self, kernel: Kernel | None, follow: bool = False, root: str | None = None,
+                 file: str = "<trace>", cwd: str | None = None) -> None:
         self.kernel = kernel
         self.follow = follow
+        self.file = file
+        self.cwd = cwd   # where the log started, when the user says
+        if root is not None:
+            kernel.root = root
+        self._cwd_known = set()   # processes whose working directory the log showed
+        self._need = {}           # open event line -> bytes its later mappings need
+        self._hidden = {}         # (logical pid, fd) -> bytes mapped with no open seen
         self.procs = {}      # logical pid (None: initial) -> Process
         self.names = {}      # simulator pid -> logical pid
         self.fds = {}        # (table owner, trace fd) -> simulator fd
@@ -104,6 +172,10 @@ class Replayer:
                 break
         if None not in self.procs:
             self._adopt(None, self.spawn_initial())
+            self.procs[None].cwd = (
+                "/" + posixpath.normpath(self.cwd).lstrip("/") if self.cwd
+                else self._initial_cwd(events))
+        self._scan_mappings(events)
         # A process whose "+++ exited" line is in the trace exits there, not at its
         # exit call: it is a zombie from that line on, as wait4 saw it.
         self._exit_lines = {ev.pid for ev in events if ev.kind == "exit"}
@@ -191,6 +263,76 @@ class Replayer:
             init.fds[fd] = self.kernel.open_file(null, readable=True, writable=True)
         return init
 
+    def _initial_cwd(self, events):
+        """The initial process' working directory, worked out from its first ``getcwd``:
+        what it printed, less the relative ``chdir``/``fchdir`` steps taken before it.
+        Without such a witness, the replayer's own (simulator-defined: a log does not
+        record where it started)."""
+        rel = "."        # the working directory relative to the unknown start
+        dirs = {}        # descriptor -> directory relative to the start
+        for ev in events:
+            if ev.kind != "call" or ev.pid is not None:
+                continue
+            name, args, rec = ev.name, ev.args, ev.result
+            if not isinstance(rec, int) or rec < 0:
+                continue
+            if name in ("open", "openat"):
+                at = args[0] if name == "openat" else uapi.AT_FDCWD
+                path = args[1] if name == "openat" else args[0]
+                if isinstance(path, Str) and not c_string(path).startswith("/"):
+                    base = rel if at == uapi.AT_FDCWD else dirs.get(at)
+                    if base is not None:
+                        dirs[rec] = posixpath.normpath(base + "/" + c_string(path))
+            elif name == "chdir":
+                if not args or not isinstance(args[0], Str) or c_string(args[0]).startswith("/"):
+                    break
+                rel = posixpath.normpath(rel + "/" + c_string(args[0]))
+            elif name == "fchdir":
+                if not args or args[0] not in dirs:
+                    break
+                rel = dirs[args[0]]
+            elif name == "getcwd" and args and isinstance(args[0], Str) and rec > 0:
+                seen = "/" + posixpath.normpath(c_string(args[0])).lstrip("/")
+                if rel == ".":
+                    return seen
+                if rel.startswith(".."):
+                    break
+                if seen.endswith("/" + rel):
+                    return seen[:-len(rel) - 1] or "/"
+                break
+        return proc_cwd_default()
+
+    def _scan_mappings(self, events):
+        """For --follow: how large each successfully opened file must be for every later
+        mapping of its descriptor (until it is closed), so a file missing here can be
+        simulated; and the same for mappings of descriptors whose open is not in the
+        log (a filter hid it)."""
+        if not self.follow:
+            return
+        open_at = {}   # (pid, fd) -> line of the open that made it
+        for ev in events:
+            if ev.kind != "call" or not isinstance(ev.result, int):
+                continue
+            name, rec = ev.name, ev.result
+            if name in ("open", "openat") and rec >= 0:
+                open_at[(ev.pid, rec)] = ev.line
+            elif name == "close" and ev.args and isinstance(ev.args[0], int):
+                open_at.pop((ev.pid, ev.args[0]), None)
+            elif name in ("fork", "vfork", "clone", "clone3") and rec > 0:
+                for (who, fd), line in list(open_at.items()):
+                    if who == ev.pid:
+                        open_at[(rec, fd)] = line
+            elif (name == "mmap" and rec >= 0 and len(ev.args) == 6
+                  and all(isinstance(a, int) for a in ev.args)
+                  and not ev.args[3] & uapi.MAP_ANONYMOUS and ev.args[4] >= 0):
+                end = ev.args[5] + ev.args[1]
+                line = open_at.get((ev.pid, ev.args[4]))
+                if line is not None:
+                    self._need[line] = max(self._need.get(line, 0), end)
+                else:
+                    key = (ev.pid, ev.args[4])
+                    self._hidden[key] = max(self._hidden.get(key, 0), end)
+
     def _label(self, who):
         if who is not None:
             return who
@@ -216,7 +358,7 @@ class Replayer:
         """Run one call event; its actual result (negative errno on failure)."""
         proc = self.procs.get(ev.pid)
         name = ev.name
-        if name not in EXECUTED:
+        if name not in EXECUTED and name not in FILE_CALLS:
             return ev.result if ev.result is not None else 0
         if proc is None:
             return -errno.ESRCH   # the fork that made it failed here: no such process
@@ -236,6 +378,8 @@ class Replayer:
             return getattr(proc, name)(*ev.args)
         except OSError as e:
             return -e.errno
+        except _Unmodelled:
+            return ev.result if ev.result is not None else 0
 
     # Calls whose arguments or results need translating.
 
@@ -251,7 +395,16 @@ class Replayer:
         if (self.follow and not flags & uapi.MAP_FIXED and isinstance(rec, int) and rec > 0
                 and not addr and _free(proc.mm, rec, length)):
             addr = rec   # a hint the kernel takes when the range is free
-        return proc.mmap(addr, length, prot, flags, self._fd(ev, fd), off)
+        sim = self._fd(ev, fd)
+        if (self.follow and sim not in proc.fds and not flags & uapi.MAP_ANONYMOUS
+                and isinstance(rec, int) and rec >= 0 and (ev.pid, fd) in self._hidden):
+            # A filter hid the open: a simulated file as large as the log maps it.
+            path = f"/mmsim-hidden/pid{self._label(ev.pid)}-fd{fd}"
+            inode = self.kernel.files.get(path) or self.kernel.create_file(
+                path, self._hidden[(ev.pid, fd)])
+            proc.fds[sim] = self.kernel.open_file(inode, readable=True, writable=True,
+                                                  name=path)
+        return proc.mmap(addr, length, prot, flags, sim, off)
 
     def _mremap(self, proc, ev, old, old_size, new_size, flags=0, new_addr=0):
         rec = ev.result
@@ -279,17 +432,283 @@ class Replayer:
         if not isinstance(path, Str):
             return -errno.EFAULT     # strace shows a pointer it could not read as a number
         name = c_string(path)
-        if name not in self.kernel.files and os.path.exists(name):
-            # A host file a real program opened: visible to the simulator read-only.
-            binfmt_elf._inode_for(self.kernel, name, os.stat(name))
-        return self._new_fd(ev, proc.open(name, flags))
+        dirfd = self._fd(ev, dirfd)
+        try:
+            full = resolve_at(proc, dirfd, name)
+        except OSError as e:
+            return -e.errno
+        kernel = self.kernel
+        if full not in kernel.files:
+            self._host_file(full)
+        rec = ev.result
+        if (self.follow and isinstance(rec, int) and rec >= 0 and full not in kernel.files
+                and not kernel.is_dir(full)):
+            # The log opened it; this machine lacks it: simulate it as the log saw it.
+            if flags & uapi.O_DIRECTORY:
+                kernel.make_dirs(full)
+            else:
+                kernel.make_dirs(posixpath.dirname(full))
+                if not flags & uapi.O_CREAT:
+                    kernel.create_file(full, self._need.get(ev.line, 0))
+        return self._new_fd(ev, proc.openat(dirfd, name, flags, mode or 0o666))
+
+    def _creat(self, proc, ev, path=None, mode=0o666, *rest):
+        return self._openat(proc, ev, uapi.AT_FDCWD, path,
+                            uapi.O_CREAT | uapi.O_WRONLY | uapi.O_TRUNC, _num(mode))
+
+    def _truncate(self, proc, ev, path=None, length=0, *rest):
+        """truncate(2): as an open for writing, ftruncate and close."""
+        if not isinstance(path, Str):
+            raise _Unmodelled
+        full = resolve_at(proc, uapi.AT_FDCWD, c_string(path))
+        if full not in self.kernel.files:
+            self._host_file(full)
+        fd = proc.open(c_string(path), uapi.O_WRONLY)
+        try:
+            return proc.ftruncate(fd, _num(length))
+        finally:
+            proc.close(fd)
+
+    def _host_file(self, full):
+        """Make the host file at ``full`` (under --root first) visible to open(), named
+        in /proc/PID/maps by its resolved path, as the kernel prints it."""
+        kernel = self.kernel
+        host = kernel.host_path(full)
+        if host is None:
+            return
+        try:
+            st = os.stat(host)
+        except OSError:
+            return   # a dangling symlink: as missing as the kernel finds it
+        if stat.S_ISDIR(st.st_mode):
+            return   # Kernel.is_dir sees host directories
+        real = os.path.realpath(host)
+        root = kernel.root.rstrip("/") if kernel.root else None
+        if root and real.startswith(root + "/"):
+            real = real[len(root):]
+        # A host file a real program opened: visible to the simulator under the name it
+        # was opened by, its inode named by the resolved path.
+        kernel.files[full] = binfmt_elf._inode_for(kernel, real, st)
 
     def _new_fd(self, ev, fd):
-        """A descriptor is known by the number the trace recorded for it."""
-        if isinstance(ev.result, int) and ev.result >= 0:
-            self.fds[(self._table(ev.pid), ev.result)] = fd
-            return ev.result
+        """A descriptor takes the number the trace recorded for it (the simulator may
+        have picked another: a descriptor of a call it does not model was free)."""
+        rec = ev.result
+        if isinstance(rec, int) and rec >= 0:
+            if rec != fd:
+                proc = self.procs[ev.pid]
+                if isinstance(proc, Process):
+                    self._move_fd(proc, fd, rec)
+                else:
+                    # A live process: its numbers are its own.
+                    self.fds[(self._table(ev.pid), rec)] = fd
+            return rec
         return fd
+
+    @staticmethod
+    def _move_fd(proc, fd, to):
+        proc.fds[to] = proc.fds.pop(fd)
+        if fd in proc.cloexec:
+            proc.cloexec.discard(fd)
+            proc.cloexec.add(to)
+        else:
+            proc.cloexec.discard(to)
+
+    def _unknown(self, proc, ev, *fds):
+        """Whether a call uses a descriptor some unmodelled call made (the log shows it
+        worked): then it keeps its recorded result."""
+        return (isinstance(ev.result, int) and ev.result >= 0
+                and any(isinstance(fd, int) and fd not in proc.fds for fd in fds))
+
+    # File calls (FILE_CALLS): sizes, offsets, descriptors and the working directory.
+
+    def _count(self, ev, count):
+        """The bytes a read or write moved: the recorded result where there is one."""
+        rec = ev.result
+        return rec if isinstance(rec, int) and rec >= 0 else _num(count)
+
+    def _read(self, proc, ev, fd=None, buf=None, count=0, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        f = proc._file(fd)
+        if not f.readable:
+            raise OSError(errno.EBADF, "not open for reading")
+        if isinstance(ev.result, int) and ev.result < 0:
+            return ev.result   # no data, an interrupted read: nothing a size decides
+        n = self._count(ev, count)
+        if f.inode.kind in (REG, DIR) and n > 0:
+            proc.lseek(fd, n, 1)
+        return n
+
+    _readv = _read
+
+    def _write(self, proc, ev, fd=None, buf=None, count=0, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        if isinstance(ev.result, int) and ev.result < 0:
+            # EPIPE, EAGAIN, ENOSPC: the far end and the disk are not modelled; the
+            # descriptor's own checks still run (an empty write changes nothing).
+            proc.write(fd, 0)
+            return ev.result
+        return proc.write(fd, self._count(ev, count))
+
+    _writev = _write
+
+    def _pwrite64(self, proc, ev, fd=None, buf=None, count=0, offset=0, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        if isinstance(ev.result, int) and ev.result < 0:
+            proc.pwrite(fd, 0, _num(offset))
+            return ev.result
+        return proc.pwrite(fd, self._count(ev, count), _num(offset))
+
+    def _lseek(self, proc, ev, fd=None, offset=0, whence=0, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        return proc.lseek(fd, _num(offset), _num(whence))
+
+    def _ftruncate(self, proc, ev, fd=None, length=0, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        return proc.ftruncate(fd, _num(length))
+
+    def _fallocate(self, proc, ev, fd=None, mode=0, offset=0, length=0, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        return proc.fallocate(fd, _num(mode), _num(offset), _num(length))
+
+    def _dup(self, proc, ev, fd=None, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        return self._new_fd(ev, proc.dup(fd))
+
+    def _dup2(self, proc, ev, old=None, new=None, *rest):
+        old, new = _num(old), _num(new)
+        if self._unknown(proc, ev, old):
+            proc.fds.pop(new, None)   # whatever was there is closed
+            return ev.result
+        return proc.dup2(old, new)
+
+    def _dup3(self, proc, ev, old=None, new=None, flags=0, *rest):
+        old, new, flags = _num(old), _num(new), _num(flags)
+        if self._unknown(proc, ev, old):
+            proc.fds.pop(new, None)
+            return ev.result
+        return proc.dup3(old, new, flags)
+
+    def _fcntl(self, proc, ev, fd=None, cmd=None, arg=0, *rest):
+        fd, cmd = _num(fd), _num(cmd)
+        if cmd not in (F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD):
+            raise _Unmodelled   # locks, status flags, pipe sizes, seals: no memory effect
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        result = proc.fcntl(fd, cmd, _num(arg))
+        return self._new_fd(ev, result) if cmd in (F_DUPFD, F_DUPFD_CLOEXEC) else result
+
+    def _pipe2(self, proc, ev, fds=None, flags=0, *rest):
+        r, w = proc.pipe2(_num(flags))
+        if isinstance(fds, list) and len(fds) == 2 and all(isinstance(x, int) for x in fds):
+            # The recorded descriptors: the ends move where the log shows them.
+            ends = [(proc.fds.pop(fd), fd in proc.cloexec) for fd in (r, w)]
+            proc.cloexec -= {r, w}
+            for want, (f, cloexec) in zip(fds, ends):
+                proc.fds[want] = f
+                if cloexec:
+                    proc.cloexec.add(want)
+                else:
+                    proc.cloexec.discard(want)
+        return 0
+
+    _pipe = _pipe2
+
+    def _socket(self, proc, ev, family=None, type=None, protocol=0, *rest):
+        return self._new_fd(ev, proc.socket(_num(family), _num(type)))
+
+    def _eventfd2(self, proc, ev, count=0, flags=0, *rest):
+        return self._new_fd(ev, proc.eventfd2(_num(count), _num(flags)))
+
+    def _memfd_create(self, proc, ev, name=None, flags=0, *rest):
+        if not isinstance(name, Str):
+            raise _Unmodelled
+        return self._new_fd(ev, proc.memfd_create(c_string(name), _num(flags)))
+
+    def _chdir(self, proc, ev, path=None, *rest):
+        if not isinstance(path, Str):
+            raise _Unmodelled
+        name = c_string(path)
+        rec = ev.result
+        if self.follow and rec == 0 and name:
+            full = resolve_at(proc, uapi.AT_FDCWD, name)
+            if not self.kernel.is_dir(full) and full not in self.kernel.files:
+                self.kernel.make_dirs(full)   # a directory of the recording machine
+        result = proc.chdir(name)
+        self._cwd_known.add(proc)
+        return result
+
+    def _fchdir(self, proc, ev, fd=None, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        result = proc.fchdir(fd)
+        self._cwd_known.add(proc)
+        return result
+
+    def _getcwd(self, proc, ev, buf=None, size=0, *rest):
+        rec = ev.result
+        if proc not in self._cwd_known and isinstance(buf, Str) and isinstance(rec, int) \
+                and rec > 0 and buf.value.startswith("/"):
+            # Before any chdir the log is the only witness of where the process runs.
+            proc.cwd = "/" + posixpath.normpath(c_string(buf)).lstrip("/")
+            self._cwd_known.add(proc)
+        cwd = proc.getcwd()
+        if isinstance(size, int) and len(cwd) + 1 > size:
+            return -errno.ERANGE
+        return len(os.fsencode(cwd)) + 1
+
+    def _mkdirat(self, proc, ev, dirfd=None, path=None, *rest):
+        """A directory the log made: it exists for later lookups (its success is the
+        log's word: the simulation keeps no directory entries)."""
+        if not isinstance(path, Str) or ev.result != 0:
+            raise _Unmodelled
+        self.kernel.make_dirs(resolve_at(proc, self._fd(ev, _num(dirfd)), c_string(path)))
+        return 0
+
+    def _mkdir(self, proc, ev, path=None, *rest):
+        return self._mkdirat(proc, ev, uapi.AT_FDCWD, path)
+
+    def _unlinkat(self, proc, ev, dirfd=None, path=None, *rest):
+        """A file the log removed: later opens miss it, and its mappings show it as
+        ``(deleted)`` in /proc/PID/maps."""
+        if not isinstance(path, Str) or ev.result != 0:
+            raise _Unmodelled
+        full = resolve_at(proc, self._fd(ev, _num(dirfd)), c_string(path))
+        inode = self.kernel.files.pop(full, None)
+        if inode is not None and inode.kind == REG:
+            for name in [n for n, i in self.kernel.files.items() if i is inode]:
+                del self.kernel.files[name]
+            inode.deleted = True
+        return 0
+
+    def _unlink(self, proc, ev, path=None, *rest):
+        return self._unlinkat(proc, ev, uapi.AT_FDCWD, path)
+
+    def _close_range(self, proc, ev, first=0, last=0, flags=0, *rest):
+        first, last, flags = _num(first), _num(last), _num(flags)
+        if flags & ~6 or first > last:
+            return -errno.EINVAL
+        for fd in [fd for fd in proc.fds if first <= fd <= last]:
+            if flags & 4:
+                proc.cloexec.add(fd)
+            else:
+                proc.close(fd)
+        return 0
 
     def _close(self, proc, ev, fd):
         sim = self.fds.pop((self._table(ev.pid), fd), fd)
@@ -318,6 +737,8 @@ class Replayer:
     def _child(self, proc, ev, child, flags=0):
         who = ev.result if isinstance(ev.result, int) and ev.result > 0 else child.pid
         self._adopt(who, child)
+        if proc in self._cwd_known:
+            self._cwd_known.add(child)
         if flags & uapi.CLONE_FILES and child.fds is proc.fds:
             self._tables[who] = self._table(ev.pid)
             return who
@@ -362,8 +783,21 @@ class Replayer:
             argv = None              # NULL: the kernel takes it as an empty argv
         else:
             return -errno.EFAULT
+        name = c_string(path)
+        full = name
+        if self.kernel is not None and not name.startswith("/"):
+            full = posixpath.normpath(proc.cwd + "/" + name)
+        if (self.kernel is not None and ev.result == 0 and name
+                and self.kernel.host_path(full) is None):
+            where = f" nor under --root {self.kernel.root}" if self.kernel.root else ""
+            hint = "" if name.startswith("/") else (
+                f" (looked up as {full}: give the directory the log started in with --cwd)")
+            raise TraceError(self.file, ev.line,
+                             f"execve needs the real ELF file {name}{hint}, found neither on "
+                             f"this machine{where}; supply it with --root DIR (only execve "
+                             f"needs the real file: others are simulated under --follow)")
         if not (self.follow and ev.result == 0):
-            return proc.execve(c_string(path), argv)
+            return proc.execve(name, argv)
         # Under --follow, exec takes the draws that give the layout the calls after it
         # show (mmsim/exec_follow.py); the stack top stays a seeded draw.
         evidence = exec_follow.gather(itertools.islice(self._events, self._index + 1, None),
@@ -372,7 +806,7 @@ class Replayer:
         kernel.exec_layout = lambda bprm, drawn: exec_follow.solve(
             bprm.program, bprm.interp, bprm.strings, drawn, evidence)
         try:
-            return proc.execve(c_string(path), argv)
+            return proc.execve(name, argv)
         finally:
             kernel.exec_layout = None
 
@@ -471,16 +905,18 @@ def _mapped(mm, start, end):
 
 
 def replay_trace(text: str, kernel: Kernel | None = None, file: str = "<trace>",
-                 follow: bool = False) -> list[Outcome]:
+                 follow: bool = False, root: str | None = None) -> list[Outcome]:
     """Parse, check and replay a trace's text on ``kernel`` (a fresh ``Kernel()`` by
     default); the list of Outcomes.  TraceError for a malformed trace."""
-    return Replayer(kernel if kernel is not None else Kernel(), follow).run(parse(text, file))
+    return Replayer(kernel if kernel is not None else Kernel(), follow, root,
+                    file).run(parse(text, file))
 
 
-def replay_file(path: str, kernel: Kernel | None = None, follow: bool = False) -> list[Outcome]:
+def replay_file(path: str, kernel: Kernel | None = None, follow: bool = False,
+                root: str | None = None) -> list[Outcome]:
     """Read a trace file ('-': standard input) and replay it as ``replay_trace`` does;
     TraceError for a malformed trace, OSError when the file cannot be read."""
-    return replay_trace(read_trace(path), kernel, path, follow)
+    return replay_trace(read_trace(path), kernel, path, follow, root)
 
 
 __all__ = ["replay_file", "replay_trace", "Replayer", "Outcome", "format_result", "ADDRESS_RESULTS"]

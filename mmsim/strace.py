@@ -47,6 +47,7 @@ IGNORED = frozenset("""
     splice fallocate getcpu
     futex_wake futex_wait futex_requeue futex_waitv sched_get_priority_max
     sched_get_priority_min sched_getattr sched_setattr sched_rr_get_interval
+    creat
 """.split())
 
 KNOWN = EXECUTED | IGNORED
@@ -130,7 +131,10 @@ LOWEST, HIGHEST = -(1 << 63), (1 << 64) - 1
 MAX_DEPTH = 32
 # The longest line read (/dev/zero has none): strace's own are a few KiB at most.
 MAX_LINE = 1 << 20
-_ERRNO = {name: code for code, name in errno.errorcode.items()}
+# Every errno name, aliases included (errno.errorcode keeps one name per number, but
+# strace prints EOPNOTSUPP, EWOULDBLOCK and EDEADLOCK by those names).
+_ERRNO = {name: getattr(errno, name) for name in dir(errno)
+          if name.startswith("E") and isinstance(getattr(errno, name), int)}
 
 
 def read_trace(path: str) -> str:

@@ -13,23 +13,26 @@ import errno
 import functools
 import inspect
 import os
+import posixpath
 from collections.abc import Mapping
 
 from . import madvise as _madvise
 from . import mman, pages
+from .files import DIR, EVENTFD, PIPE, REG, SEEKABLE, SOCKET, Inode
 from .cred import (CAP_IPC_LOCK, CAP_SYS_ADMIN, CAP_SYS_NICE, CAP_SYS_RESOURCE,
                    PTRACE_MODE_READ_FSCREDS, Cred, capable, capget, capset, inode_permission,
                    ns_capable, ptrace_may_access, setgid, setresgid, setresuid, setuid,
                    unshare_user)
 from .defs import (PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE, U64, error, page_align,
-                   page_align_down)
+                   page_align_down, pfn_up)
 from .fork_exec import dup_mm, execve
 from .mctl import mctl
 from .prctl import PrctlMmMap, prctl
 from .uapi import (CLONE_DETACHED, CLONE_FILES, CLONE_FS, CLONE_NEWCGROUP, CLONE_NEWIPC,
                    CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS,
                    CLONE_PARENT_SETTID, CLONE_PIDFD, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD,
-                   CLONE_VFORK, CLONE_VM, MAP_ANONYMOUS, O_RDONLY, O_RDWR, O_WRONLY,
+                   CLONE_VFORK, CLONE_VM, MAP_ANONYMOUS, O_APPEND, O_CLOEXEC, O_CREAT,
+                   O_DIRECTORY, O_EXCL, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, AT_FDCWD,
                    PIDFD_NONBLOCK, PIDFD_SELF_THREAD, PIDFD_SELF_THREAD_GROUP, PIDFD_THREAD,
                    RLIMIT_MEMLOCK, RLIMIT_NOFILE, RLIM_NLIMITS, WALL, WCLONE, WCONTINUED, WNOHANG,
                    WUNTRACED)
@@ -198,6 +201,66 @@ def syscall(**types):
     return wrap
 
 
+# File-related constants (include/uapi/linux/*.h, x86-64).
+MAX_LFS_FILESIZE = (1 << 63) - 1
+SEEK_DATA, SEEK_HOLE = 3, 4
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
+O_DIRECT = 0o40000
+O_NOTIFICATION_PIPE = O_EXCL
+SOCK_NONBLOCK, SOCK_CLOEXEC = O_NONBLOCK, O_CLOEXEC
+AF_MAX, SOCK_MAX = 46, 11
+EFD_SEMAPHORE = 1
+MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_HUGETLB, MFD_NOEXEC_SEAL, MFD_EXEC = 1, 2, 4, 8, 0x10
+MFD_NAME_MAX = 255 - len("memfd:")
+PATH_MAX = 4096
+
+
+def _host_cwd():
+    """The host's working directory ("/" when it was removed)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return "/"
+
+
+def resolve_at(proc, dirfd, path):
+    """The absolute, lexically normalised path the kernel looks ``path`` up at for
+    ``proc``: a relative one starts at ``dirfd``'s directory (AT_FDCWD: the working
+    directory).  ENOENT for an empty path, ENAMETOOLONG past PATH_MAX, EBADF or
+    ENOTDIR for a ``dirfd`` that is no open directory, ENOTDIR when a component is a
+    simulated regular file."""
+    if not path:
+        raise error(errno.ENOENT, "empty path")
+    if len(os.fsencode(path)) >= PATH_MAX:
+        raise error(errno.ENAMETOOLONG)
+    if not path.startswith("/"):
+        if dirfd == AT_FDCWD:
+            base = proc.cwd
+        else:
+            f = proc.fds.get(dirfd)
+            if f is None:
+                raise error(errno.EBADF)
+            if f.inode.kind != DIR:
+                raise error(errno.ENOTDIR)
+            base = f.path
+        path = base.rstrip("/") + "/" + path
+    trailing = path.endswith("/")
+    name = "/" + posixpath.normpath(path).lstrip("/")
+    files = proc.kernel.files
+    parent = posixpath.dirname(name)
+    while parent != "/":
+        inode = files.get(parent)
+        if inode is not None and inode.kind != DIR:
+            raise error(errno.ENOTDIR, name)
+        parent = posixpath.dirname(parent)
+    if trailing:
+        inode = files.get(name)
+        if inode is not None and inode.kind != DIR:
+            raise error(errno.ENOTDIR, name)
+    return name
+
+
 class Pidfd:
     """An open pidfd: a reference to a process that outlives its exit (and its reaping:
     the object stays alive as long as the descriptor does)."""
@@ -231,6 +294,10 @@ class Process:
         self.no_new_privs = False    # PR_SET_NO_NEW_PRIVS
         self.keepcaps = False        # PR_SET_KEEPCAPS
         self.rlimits: dict = {}      # resource -> (soft, hard), set by Kernel.new_process
+        self.cloexec: set = set()    # descriptors with FD_CLOEXEC, closed by execve
+        # The working directory, an absolute normalised path: a spawned process starts
+        # in the host's (simulator-defined), a child in its parent's.
+        self.cwd = _host_cwd()
         if mm is not None and mm.user_ns is None:
             mm.user_ns = self.cred.user_ns
 
@@ -246,6 +313,8 @@ class Process:
         mm.user_ns = self.mm.user_ns
         child = self.kernel.new_process(mm, parent=self)
         child.fds = dict(self.fds)
+        child.cloexec = set(self.cloexec)
+        child.cwd = self.cwd
         child.no_new_privs = self.no_new_privs
         return child
 
@@ -275,8 +344,12 @@ class Process:
         self.mm.users += 1
         child = self.kernel.new_process(self.mm, parent=self)
         # CLONE_FILES shares the one table (a descriptor any of them opens or closes is
-        # everyone's); without it the child gets a copy.
-        child.fds = self.fds if flags & CLONE_FILES else dict(self.fds)
+        # everyone's, close-on-exec flags included); without it the child gets a copy.
+        if flags & CLONE_FILES:
+            child.fds, child.cloexec = self.fds, self.cloexec
+        else:
+            child.fds, child.cloexec = dict(self.fds), set(self.cloexec)
+        child.cwd = self.cwd
         child.no_new_privs = self.no_new_privs
         if flags & CLONE_THREAD:
             # A thread's parent is the thread group's parent, but only a group leader
@@ -296,7 +369,12 @@ class Process:
                envp: list[str] | None = None) -> int:
         """execve(2) of a real ELF file: a fresh address space built the way
         load_elf_binary does, keeping the mm flags that survive exec."""
-        return execve(self, path, argv, envp)
+        result = execve(self, path, argv, envp)
+        # unshare_files, then do_close_on_exec: once the new image is in, the FD_CLOEXEC
+        # descriptors go from this process' own copy of a table other threads shared.
+        self.fds = {fd: f for fd, f in self.fds.items() if fd not in self.cloexec}
+        self.cloexec = set()
+        return result
 
     def _threads(self):
         """The other running threads of this thread group."""
@@ -318,6 +396,7 @@ class Process:
             self.mm = None
         # A new empty table, not clear(): a table CLONE_FILES shares stays with the others.
         self.fds = {}
+        self.cloexec = set()
         self.state = ZOMBIE
         self.exit_status = status & 0xFF
         kernel = self.kernel
@@ -533,19 +612,84 @@ class Process:
 
     # ------------------------------------------------------------------ files
 
-    @syscall(path=PATH, flags=INT)
-    def open(self, path: str, flags: int = O_RDONLY) -> int:
-        """open(2) on a simulated file created with ``Kernel.create_file``."""
-        inode = self.kernel.files.get(path)
-        if inode is None:
-            raise error(errno.ENOENT, path)
+    def _alloc_fd(self, file, minfd=0, cloexec=False):
+        """alloc_fd: the lowest free descriptor at or above ``minfd`` (and above the
+        standard streams, which a simulated process notionally holds: docs/processes.md),
+        EMFILE at RLIMIT_NOFILE."""
+        fd = self._free_fd(minfd)
+        self._install(fd, file, cloexec)
+        return fd
+
+    def _free_fd(self, minfd=0, skip=None):
+        """The descriptor _alloc_fd would take (``skip``: one about to be taken)."""
+        fd = max(minfd, 3)
+        while fd in self.fds or fd == skip:
+            fd += 1
+        if fd >= self.rlimits[RLIMIT_NOFILE][0]:
+            raise error(errno.EMFILE)
+        return fd
+
+    def _install(self, fd, file, cloexec):
+        self.fds[fd] = file
+        if cloexec:
+            self.cloexec.add(fd)
+        else:
+            self.cloexec.discard(fd)
+
+    def _file(self, fd):
+        """The open file behind ``fd``, or EBADF."""
+        f = self.fds.get(fd)
+        if f is None:
+            raise error(errno.EBADF)
+        return f
+
+    @syscall(path=PATH, flags=INT, mode=UINT)
+    def open(self, path: str, flags: int = O_RDONLY, mode: int = 0o666) -> int:
+        """open(2): openat(AT_FDCWD, ...)."""
+        return self.openat(AT_FDCWD, path, flags, mode)
+
+    @syscall(dirfd=INT, path=PATH, flags=INT, mode=UINT)
+    def openat(self, dirfd: int, path: str, flags: int = O_RDONLY, mode: int = 0o666) -> int:
+        """openat(2) on a simulated file (``Kernel.create_file``), a directory, or, with
+        O_CREAT, a new empty simulated file; a relative path resolves against ``dirfd``
+        (AT_FDCWD: the working directory).  O_TRUNC empties a regular file."""
+        kernel = self.kernel
+        name = resolve_at(self, dirfd, path)
+        inode = kernel.files.get(name)
         acc = flags & O_ACCMODE
         readable, writable = acc in (O_RDONLY, O_RDWR), acc in (O_WRONLY, O_RDWR)
-        if not inode_permission(self.cred, inode, readable, writable):
-            raise error(errno.EACCES, path)
-        f = self.kernel.open_file(inode, readable=readable, writable=writable)
-        fd = next(n for n in range(len(self.fds) + 1) if n + 3 not in self.fds) + 3
-        self.fds[fd] = f
+        created = False
+        if inode is None and kernel.is_dir(name):
+            if writable or flags & O_CREAT:
+                raise error(errno.EISDIR, name)
+            inode = kernel.files[name] = Inode(name, 0, dev=(0xFE, 0x00), mode=0o755, kind=DIR)
+        if inode is None:
+            if not flags & O_CREAT:
+                raise error(errno.ENOENT, name)
+            if not kernel.is_dir(posixpath.dirname(name)):
+                raise error(errno.ENOENT, name)
+            created = True
+        elif flags & O_CREAT and flags & O_EXCL:
+            raise error(errno.EEXIST, name)
+        elif inode.kind == DIR and writable:
+            raise error(errno.EISDIR, name)
+        if not created and inode.kind != DIR and flags & O_DIRECTORY:
+            raise error(errno.ENOTDIR, name)
+        if not created and not inode_permission(self.cred, inode, readable,
+                                                writable or bool(flags & O_TRUNC)):
+            raise error(errno.EACCES, name)
+        fd = self._free_fd()
+        if created:
+            # Simulator-defined: no umask; the creator owns the file.
+            inode = kernel.create_file(name, 0)
+            inode.mode = mode & 0o7777 & ~0o022
+            inode.uid, inode.gid = self.cred.fsuid, self.cred.fsgid
+        elif flags & O_TRUNC and inode.kind == REG and inode.size:
+            inode.size = 0
+            pages.truncate_pages(kernel, inode, 0)
+        f = kernel.open_file(inode, readable=readable, writable=writable,
+                             append=bool(flags & O_APPEND), name=name)
+        self._install(fd, f, flags & O_CLOEXEC)
         return fd
 
     @syscall(fd=INT)
@@ -553,7 +697,240 @@ class Process:
         """close(2)."""
         if self.fds.pop(fd, None) is None:
             raise error(errno.EBADF)
+        self.cloexec.discard(fd)
         return 0
+
+    def _write_at(self, f, pos, count):
+        """What a write of ``count`` bytes at ``pos`` does to the file's size; the
+        bytes written (MAX_RW_COUNT at most)."""
+        count = min(count, MAX_RW_COUNT)
+        inode = f.inode
+        if inode.kind == EVENTFD:
+            if count < 8:
+                raise error(errno.EINVAL, "an eventfd takes 8-byte writes")
+            return 8
+        if inode.kind != REG:
+            return count
+        if count and pos >= MAX_LFS_FILESIZE:
+            raise error(errno.EFBIG)
+        count = min(count, MAX_LFS_FILESIZE - pos)
+        if count and pos + count > inode.size:
+            inode.size = pos + count
+        return count
+
+    @syscall(fd=INT, count=ULONG)
+    def write(self, fd: int, count: int) -> int:
+        """write(2) of ``count`` bytes (their contents are not modelled) at the file
+        offset, or at the end with O_APPEND; the offset moves past them."""
+        f = self._file(fd)
+        if not f.writable:
+            raise error(errno.EBADF)
+        if count >> 63:
+            raise error(errno.EINVAL, "count above SSIZE_MAX")
+        if f.inode.kind not in SEEKABLE:
+            return self._write_at(f, 0, count)
+        pos = f.inode.size if f.append else f.pos
+        n = self._write_at(f, pos, count)
+        f.pos = pos + n
+        return n
+
+    @syscall(fd=INT, count=ULONG, offset=ULONG)
+    def pwrite(self, fd: int, count: int, offset: int) -> int:
+        """pwrite64(2): ``count`` bytes at ``offset`` (at the end with O_APPEND, as
+        Linux does); the file offset stays."""
+        if offset >> 63:
+            raise error(errno.EINVAL, "negative offset")
+        f = self._file(fd)
+        if f.inode.kind not in SEEKABLE:
+            raise error(errno.ESPIPE)
+        if not f.writable:
+            raise error(errno.EBADF)
+        if count >> 63:
+            raise error(errno.EINVAL, "count above SSIZE_MAX")
+        return self._write_at(f, f.inode.size if f.append else offset, count)
+
+    @syscall(fd=INT, length=ULONG)
+    def ftruncate(self, fd: int, length: int) -> int:
+        """ftruncate(2): set a regular file's size; pages past a new end leave the page
+        cache and every mapping (a later access there is SIGBUS)."""
+        if length >> 63:
+            raise error(errno.EINVAL, "negative length")
+        f = self._file(fd)
+        if f.inode.kind != REG or not f.writable:
+            raise error(errno.EINVAL)
+        inode = f.inode
+        if length < inode.size:
+            pages.truncate_pages(self.kernel, inode, pfn_up(length))
+        inode.size = length
+        return 0
+
+    @syscall(fd=INT, mode=INT, offset=ULONG, length=ULONG)
+    def fallocate(self, fd: int, mode: int, offset: int, length: int) -> int:
+        """fallocate(2): mode 0 and FALLOC_FL_ZERO_RANGE extend the file to cover the
+        range unless FALLOC_FL_KEEP_SIZE; FALLOC_FL_PUNCH_HOLE (with KEEP_SIZE) drops the
+        range's pages.  The other modes are not modelled: EOPNOTSUPP."""
+        f = self._file(fd)
+        if offset >> 63 or length >> 63 or not length:
+            raise error(errno.EINVAL)
+        if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
+            raise error(errno.EOPNOTSUPP)
+        if mode & FALLOC_FL_PUNCH_HOLE and mode != FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE:
+            raise error(errno.EOPNOTSUPP)
+        if not f.writable:
+            raise error(errno.EBADF)
+        kind = f.inode.kind
+        if kind == PIPE:
+            raise error(errno.ESPIPE)
+        if kind == DIR:
+            raise error(errno.EISDIR)
+        if kind != REG:
+            raise error(errno.ENODEV)
+        if offset + length > MAX_LFS_FILESIZE:
+            raise error(errno.EFBIG)
+        inode = f.inode
+        if mode & FALLOC_FL_PUNCH_HOLE:
+            pages.truncate_pages(self.kernel, inode, pfn_up(offset), (offset + length) >> PAGE_SHIFT)
+        elif not mode & FALLOC_FL_KEEP_SIZE and offset + length > inode.size:
+            inode.size = offset + length
+        return 0
+
+    @syscall(fd=INT, offset=ULONG, whence=UINT)
+    def lseek(self, fd: int, offset: int, whence: int) -> int:
+        """lseek(2): the new file offset; SEEK_DATA and SEEK_HOLE see no holes."""
+        f = self._file(fd)
+        if f.inode.kind not in SEEKABLE:
+            raise error(errno.ESPIPE)
+        if whence > SEEK_HOLE:
+            raise error(errno.EINVAL)
+        if offset >> 63:
+            offset -= 1 << 64
+        size = f.inode.size
+        if whence in (SEEK_DATA, SEEK_HOLE):
+            if offset < 0 or offset >= size:
+                raise error(errno.ENXIO)
+            pos = offset if whence == SEEK_DATA else size
+        else:
+            pos = offset + (0, f.pos, size)[whence]
+        if pos < 0 or pos > MAX_LFS_FILESIZE:
+            raise error(errno.EINVAL)
+        f.pos = pos
+        return pos
+
+    @syscall(fd=UINT)
+    def dup(self, fd: int) -> int:
+        """dup(2): the lowest free descriptor, sharing the open file description."""
+        return self._alloc_fd(self._file(fd))
+
+    @syscall(oldfd=UINT, newfd=UINT)
+    def dup2(self, oldfd: int, newfd: int) -> int:
+        """dup2(2): ``newfd`` (closed first if open) refers to ``oldfd``'s file."""
+        if oldfd == newfd:
+            self._file(oldfd)
+            return newfd
+        return self.dup3(oldfd, newfd, 0)
+
+    @syscall(oldfd=UINT, newfd=UINT, flags=INT)
+    def dup3(self, oldfd: int, newfd: int, flags: int) -> int:
+        """dup3(2): dup2 that refuses ``oldfd == newfd`` and takes O_CLOEXEC."""
+        if flags & ~O_CLOEXEC:
+            raise error(errno.EINVAL)
+        if oldfd == newfd:
+            raise error(errno.EINVAL)
+        if newfd >= self.rlimits[RLIMIT_NOFILE][0]:
+            raise error(errno.EBADF)
+        self._install(newfd, self._file(oldfd), flags & O_CLOEXEC)
+        return newfd
+
+    @syscall(fd=UINT, cmd=UINT, arg=ULONG)
+    def fcntl(self, fd: int, cmd: int, arg: int = 0) -> int:
+        """fcntl(2) for the descriptor commands: F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD,
+        F_SETFD; F_GETFL and F_SETFL for the access mode and O_APPEND.  Other commands
+        are not modelled: EINVAL."""
+        f = self._file(fd)
+        if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
+            if arg & 0xFFFFFFFF >= self.rlimits[RLIMIT_NOFILE][0]:
+                raise error(errno.EINVAL)
+            return self._alloc_fd(f, arg & 0xFFFFFFFF, cmd == F_DUPFD_CLOEXEC)
+        if cmd == F_GETFD:
+            return int(fd in self.cloexec)
+        if cmd == F_SETFD:
+            self._install(fd, f, arg & 1)
+            return 0
+        if cmd == F_GETFL:
+            acc = O_RDWR if f.readable and f.writable else O_WRONLY if f.writable else O_RDONLY
+            return acc | (O_APPEND if f.append else 0)
+        if cmd == F_SETFL:
+            f.append = bool(arg & O_APPEND)
+            return 0
+        raise error(errno.EINVAL, "fcntl command not modelled")
+
+    @syscall(flags=INT)
+    def pipe2(self, flags: int = 0) -> tuple[int, int]:
+        """pipe2(2): ``(read end, write end)``, like os.pipe."""
+        if flags & ~(O_CLOEXEC | O_NONBLOCK | O_DIRECT | O_NOTIFICATION_PIPE):
+            raise error(errno.EINVAL)
+        r = self._free_fd()
+        w = self._free_fd(skip=r)
+        pipe = self.kernel.pseudo_file(PIPE, "pipe:[{ino}]")
+        self._install(r, type(pipe)(pipe.inode, readable=True, writable=False), flags & O_CLOEXEC)
+        self._install(w, type(pipe)(pipe.inode, readable=False, writable=True), flags & O_CLOEXEC)
+        return r, w
+
+    @syscall(family=INT, type=INT, protocol=INT)
+    def socket(self, family: int, type: int, protocol: int = 0) -> int:
+        """socket(2): a descriptor on a socket (no network is modelled; a socket has no
+        mmap, except TCP's, which is not modelled either: docs/processes.md)."""
+        if not 0 <= family < AF_MAX:
+            raise error(errno.EAFNOSUPPORT)
+        if type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK | 0xF) or not 0 < type & 0xF < SOCK_MAX:
+            raise error(errno.EINVAL)
+        return self._alloc_fd(self.kernel.pseudo_file(SOCKET, "socket:[{ino}]"), 0,
+                              type & SOCK_CLOEXEC)
+
+    @syscall(count=UINT, flags=INT)
+    def eventfd2(self, count: int = 0, flags: int = 0) -> int:
+        """eventfd2(2)."""
+        if flags & ~(EFD_SEMAPHORE | O_CLOEXEC | O_NONBLOCK):
+            raise error(errno.EINVAL)
+        return self._alloc_fd(self.kernel.pseudo_file(EVENTFD, "anon_inode:[eventfd]"), 0,
+                              flags & O_CLOEXEC)
+
+    @syscall(name=PATH, flags=UINT)
+    def memfd_create(self, name: str, flags: int = 0) -> int:
+        """memfd_create(2): an empty shmem file; mmap of it shares its pages, ftruncate
+        sizes it.  MFD_HUGETLB (hugetlbfs is not modelled) is EINVAL."""
+        if flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL | MFD_EXEC):
+            raise error(errno.EINVAL)
+        if flags & MFD_NOEXEC_SEAL and flags & MFD_EXEC:
+            raise error(errno.EINVAL)
+        if len(os.fsencode(name)) > MFD_NAME_MAX:
+            raise error(errno.EINVAL)
+        return self._alloc_fd(self.kernel.memfd_file(name), 0, flags & MFD_CLOEXEC)
+
+    @syscall(path=PATH)
+    def chdir(self, path: str) -> int:
+        """chdir(2) to a directory (a simulated one or the host's)."""
+        name = resolve_at(self, AT_FDCWD, path)
+        if not self.kernel.is_dir(name):
+            inode = self.kernel.files.get(name)
+            raise error(errno.ENOTDIR if inode is not None else errno.ENOENT, name)
+        self.cwd = name
+        return 0
+
+    @syscall(fd=UINT)
+    def fchdir(self, fd: int) -> int:
+        """fchdir(2) to an open directory."""
+        f = self._file(fd)
+        if f.inode.kind != DIR:
+            raise error(errno.ENOTDIR)
+        self.cwd = f.path
+        return 0
+
+    @syscall()
+    def getcwd(self) -> str:
+        """getcwd(2): the working directory, like os.getcwd."""
+        return self.cwd
+
 
     # ------------------------------------------------------------------ memory syscalls
 

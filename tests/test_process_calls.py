@@ -26,7 +26,11 @@ ARGS = {
     "madvise": (0x10000, P, 0), "mremap": (0x10000, P, P), "mlock": (0x10000, P),
     "mlock2": (0x10000, P, 0), "munlock": (0x10000, P), "brk": (0,), "touch": (0x10000, P),
     "getrlimit": (0,), "setrlimit": (0, (0, 0)), "prlimit": (0, 0), "mlockall": (1,),
-    "munlockall": (),
+    "munlockall": (), "openat": (-100, "/f"), "write": (3, 1), "pwrite": (3, 1, 0),
+    "ftruncate": (3, 0), "fallocate": (3, 0, 0, P), "lseek": (3, 0, 0), "dup": (3,),
+    "dup2": (3, 9), "dup3": (3, 9, 0), "fcntl": (3, 0, 0), "pipe2": (0,), "socket": (1, 1, 0),
+    "eventfd2": (0, 0), "memfd_create": ("m", 0), "chdir": ("/",), "fchdir": (3,),
+    "getcwd": (),
 }
 
 
