@@ -48,11 +48,11 @@ def maps_line(mm, vma):
 
 
 def maps(proc):
-    """/proc/PID/maps."""
+    """/proc/PID/maps (the vsyscall gate area last)."""
     mm = proc.mm
     if mm is None:
         return ""
-    return "".join(maps_line(mm, vma) + "\n" for vma in mm.vmas())
+    return "".join(maps_line(mm, vma) + "\n" for vma in mm.vmas()) + VSYSCALL_LINE + "\n"
 
 
 PSS_SHIFT = 12
@@ -64,6 +64,22 @@ def _kb(label, pages_4k):
 
 def _line_kb(label, kb):
     return f"{label:<16}{kb:>8} kB\n"
+
+
+# The x86-64 vsyscall page (vsyscall=xonly, the 6.18 default): the gate area, which is
+# no VMA of the mm (not in map_count or VmSize) but which every 64-bit address space
+# shows last in maps and smaps, execute-only, with nothing resident.
+VSYSCALL_START, VSYSCALL_END = 0xFFFFFFFFFF600000, 0xFFFFFFFFFF601000
+VSYSCALL_LINE = (f"{VSYSCALL_START:08x}-{VSYSCALL_END:08x} --xp 00000000 00:00 0"
+                 .ljust(HEADER_WIDTH) + " [vsyscall]")
+_VSYSCALL_FIELDS = ("Rss:", "Pss:", "Pss_Dirty:", "Shared_Clean:", "Shared_Dirty:",
+                    "Private_Clean:", "Private_Dirty:", "Referenced:", "Anonymous:", "KSM:",
+                    "LazyFree:", "AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:",
+                    "Shared_Hugetlb:", "Private_Hugetlb:", "Swap:", "SwapPss:", "Locked:")
+VSYSCALL_SMAPS = (VSYSCALL_LINE + "\n" + _line_kb("Size:", 4)
+                  + _line_kb("KernelPageSize:", 4) + _line_kb("MMUPageSize:", 4)
+                  + "".join(_line_kb(f, 0) for f in _VSYSCALL_FIELDS)
+                  + f"{'THPeligible:':<16}{0:>8}\n" + "VmFlags: ex \n")
 
 
 def vma_memory(vma):
@@ -134,7 +150,7 @@ def smaps(proc):
     mm = proc.mm
     if mm is None:
         return ""
-    return "".join(smaps_block(mm, vma) for vma in mm.vmas())
+    return "".join(smaps_block(mm, vma) for vma in mm.vmas()) + VSYSCALL_SMAPS
 
 
 def _status_kb(label, pages_4k):
