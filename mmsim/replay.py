@@ -83,6 +83,9 @@ class Replayer:
         self.names = {}      # simulator pid -> logical pid
         self.fds = {}        # (logical pid, trace fd) -> simulator fd
         self.initial_label = None
+        # The address spaces whose first brk has been seen, by the Mm object itself: an
+        # id() is reused once an exited process' Mm is freed, so a later process would
+        # wrongly count as seen.  Torn-down ones (no users) are dropped as it grows.
         self._brk_set = set()
 
     def run(self, events: list[Event]) -> list[Outcome]:
@@ -171,9 +174,11 @@ class Replayer:
         rec = ev.result
         mm = proc.mm
         if (self.follow and addr == 0 and isinstance(rec, int) and rec > 0
-                and id(mm) not in self._brk_set and mm.brk == mm.start_brk):
+                and mm not in self._brk_set and mm.brk == mm.start_brk):
             mm.start_brk = mm.brk = rec
-        self._brk_set.add(id(mm))
+        if mm not in self._brk_set:
+            self._brk_set = {m for m in self._brk_set if m.users > 0}
+            self._brk_set.add(mm)
         return proc.brk(addr)
 
     def _open(self, proc, ev, path, flags=0, mode=0):
