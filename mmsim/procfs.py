@@ -205,3 +205,48 @@ def _pte_pages(mm):
         for vpn in vma.pages or ():
             tables.add(vpn >> 9)
     return len(tables)
+
+
+def parse_smaps(text):
+    """/proc/PID/smaps text as a list of dicts, one per VMA: ``start``, ``end``,
+    ``offset`` and ``inode`` as ints, ``perms``, ``dev`` and ``name`` (None when the
+    line has none) as strings, every ``kB`` field as an int of kB (named as the file
+    names it, without the colon), ``THPeligible`` as an int, ``VmFlags`` as a list."""
+    vmas = []
+    for line in text.splitlines():
+        head, _, rest = line.partition(" ")
+        if "-" in head and not head.endswith(":"):
+            lo, _, hi = head.partition("-")
+            parts = rest.split(None, 4)
+            vmas.append({"start": int(lo, 16), "end": int(hi, 16), "perms": parts[0],
+                         "offset": int(parts[1], 16), "dev": parts[2], "inode": int(parts[3]),
+                         "name": parts[4].strip() if len(parts) > 4 else None})
+        elif head == "VmFlags:":
+            vmas[-1]["VmFlags"] = rest.split()
+        elif head.endswith(":") and vmas:
+            value = rest.split()
+            vmas[-1][head[:-1]] = int(value[0]) if value else 0
+    return vmas
+
+
+def parse_fields(text):
+    """A ``Name: value`` /proc file (meminfo, status) or a ``name value`` one (vmstat)
+    as a dict; values that are numbers (``kB`` ones in kB) become ints, others stay
+    strings, several numbers (Uid:) a list."""
+    out = {}
+    for line in text.splitlines():
+        if ":" in line:
+            name, _, value = line.partition(":")
+        else:
+            name, _, value = line.partition(" ")
+        words = value.split()
+        if words and words[-1] == "kB":
+            words = words[:-1]
+        # "0022" (Umask) is octal text, not the number 22
+        nums = [int(w) for w in words if w.lstrip("-").isdigit() and not
+                (len(w) > 1 and w.startswith("0"))]
+        if words and len(nums) == len(words):
+            out[name.strip()] = nums[0] if len(nums) == 1 else nums
+        else:
+            out[name.strip()] = value.strip()
+    return out

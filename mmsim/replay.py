@@ -13,6 +13,10 @@ from .task import Process
 from .strace import EXECUTED, Event, Raw, Str, _mm_map, iovecs, parse, read_trace
 
 ADDRESS_RESULTS = ("mmap", "mremap", "brk")
+# Calls after which a process' address space may be gone (--dump-at-exit).
+TEARDOWN = ("exit", "exit_group", "execve", "execveat")
+# How far ahead the initial process' pid is looked for (Replayer.stream).
+LOOKAHEAD = 4096
 
 
 
@@ -32,7 +36,9 @@ class Outcome:
         ev = self.event
         prefix = f"[pid {self.label}] " if ev.prefix is not None else ""
         if ev.kind == "dump":
-            return f"# dump pid {self.label}"
+            return f"# dump pid {self.label}" + (" (at exit)" if ev.name == "at exit" else "")
+        if ev.kind == "show":
+            return f"# {ev.name}" + (f" pid {self.label}" if ev.name == "status" else "")
         return f"{prefix}{ev.name}({ev.text}) = {format_result(ev.name, self.result)}"
 
     def matches(self) -> bool:
@@ -76,9 +82,11 @@ class Replayer:
     or a moving mremap at its recorded address when that range is free, and the first
     recorded ``brk(NULL)`` sets the break, so a real program's layout reproduces."""
 
-    def __init__(self, kernel: Kernel | None, follow: bool = False) -> None:
+    def __init__(self, kernel: Kernel | None, follow: bool = False,
+                 dump_at_exit: bool = False) -> None:
         self.kernel = kernel
         self.follow = follow
+        self.dump_at_exit = dump_at_exit
         self.procs = {}      # logical pid (None: initial) -> Process
         self.names = {}      # simulator pid -> logical pid
         self.fds = {}        # (logical pid, trace fd) -> simulator fd
@@ -94,15 +102,60 @@ class Replayer:
             if ev.pid is None and ev.prefix is not None:
                 self.initial_label = ev.prefix
                 break
+        return list(self.stream(events))
+
+    def stream(self, events):
+        """Replay an iterable of events (from ``parse`` or ``iter_parse``), yielding each
+        Outcome as soon as it is known: memory stays flat in the trace's length.
+
+        Simulator-defined: the initial process' pid as the trace names it is looked
+        for in the first LOOKAHEAD events only (strace -f prefixes every line once
+        there are two processes); before it is known, the simulator's pid labels it."""
+        events = iter(events)
+        head = []
+        if self.initial_label is None:
+            for ev in events:
+                head.append(ev)
+                if ev.pid is None and ev.prefix is not None:
+                    self.initial_label = ev.prefix
+                if self.initial_label is not None or len(head) >= LOOKAHEAD:
+                    break
+        self.start()
+        for chain in (head, events):
+            for ev in chain:
+                yield from self.step(ev)
+
+    def start(self) -> None:
+        """Make the initial process, unless it exists."""
         if None not in self.procs:
             self._adopt(None, self.spawn_initial())
-        out = []
-        for ev in events:
-            if ev.kind == "call":
-                out.append(Outcome(ev, self.call(ev), label=self._label(ev.pid)))
-            elif ev.kind == "dump":
-                out.append(self.dump(ev))
-        return out
+
+    def step(self, ev: Event):
+        """The Outcomes of one event (a call at a process' end may first give that
+        process' smaps, with ``dump_at_exit``)."""
+        if ev.kind == "call":
+            proc = self.procs[ev.pid]
+            mm = proc.mm if self.dump_at_exit else None
+            before = (self.kernel.proc_read(f"/proc/{proc.pid}/smaps")
+                      if mm is not None and ev.name in TEARDOWN else None)
+            result = self.call(ev)
+            if before is not None and mm.users == 0:
+                # The address space just went (exit, exec): show it as it was.
+                at = Event(ev.line, "dump", ev.pid, name="at exit", prefix=ev.prefix)
+                yield Outcome(at, smaps=before, label=self._label(ev.pid))
+            yield Outcome(ev, result, label=self._label(ev.pid))
+        elif ev.kind == "dump":
+            yield self.dump(ev)
+        elif ev.kind == "show":
+            yield self.show(ev)
+
+    def show(self, ev: Event) -> Outcome:
+        """``# meminfo``, ``# vmstat`` or ``# status``: that /proc file's text."""
+        if ev.name == "status":
+            path = f"/proc/{self.procs[ev.pid].pid}/status"
+        else:
+            path = f"/proc/{ev.name}"
+        return Outcome(ev, smaps=self.kernel.proc_read(path), label=self._label(ev.pid))
 
     def spawn_initial(self) -> Process:
         """The initial process: like a program started from a shell, it has standard
