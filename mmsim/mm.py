@@ -382,7 +382,7 @@ class Mm:
             found = addr
         elif file is None and not (flags & MAP_SHARED) and not addr and length % PMD_SIZE == 0:
             found = self._thp_area(addr, length, pgoff << PAGE_SHIFT, flags)
-        elif file is not None and file.inode.thp_area:
+        elif file is not None and file.mappable and file.inode.thp_area:
             # The filesystem's get_unmapped_area is thp_get_unmapped_area (ext4, xfs).
             found = self._thp_area(addr, length, pgoff << PAGE_SHIFT, flags)
         else:
