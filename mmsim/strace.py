@@ -161,7 +161,7 @@ def iter_lines(path: str):
 
 def iter_parse(lines, file: str = "<trace>"):
     """``parse`` as a generator over an iterable of lines: the same Events (pids named
-    as ``check_pids`` names them) and the same TraceErrors, but each as soon as it is
+    as ``check_pids`` names them) and the same errors (TraceError), each as soon as it is
     known, so a long trace is never held in memory.  Events after an unfinished fork
     wait until it resumes (the fork runs where it started)."""
     pending = {}   # as in parse

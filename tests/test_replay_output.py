@@ -280,3 +280,21 @@ def test_memory_stays_flat_in_the_trace_length(tmp_path, fmt):
         tracemalloc.stop()
     assert status == 0 and sink.lines >= 24000
     assert peak < 6 << 20, peak
+
+
+def test_lazy_parser_gives_what_parse_gives(tmp_path):
+    """iter_parse(iter_lines(path)) yields exactly parse(read_trace(path)): every trace
+    in tests/data, an unfinished fork whose child's lines come before it resumes, and a
+    non-UTF-8 byte."""
+    import glob
+    from mmsim.strace import iter_lines, iter_parse, parse, read_trace
+    root = os.path.join(os.path.dirname(__file__), "data")
+    paths = sorted(glob.glob(os.path.join(root, "**", "*.strace"), recursive=True))
+    extra = tmp_path / "fork.strace"
+    extra.write_bytes(b"100 fork( <unfinished ...>\n101 mmap(NULL, 4096, PROT_READ, "
+                      b"MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000\n"
+                      b"100 <... fork resumed>) = 101\n# caf\xe9\n100 exit_group(0) = ?\n")
+    paths.append(str(extra))
+    assert len(paths) > 5
+    for path in paths:
+        assert list(iter_parse(iter_lines(path), path)) == parse(read_trace(path), path), path
