@@ -150,7 +150,10 @@ class Replayer:
             yield self.show(ev)
 
     def show(self, ev: Event) -> Outcome:
-        """``# meminfo``, ``# vmstat`` or ``# status``: that /proc file's text."""
+        """``# meminfo``, ``# vmstat`` or ``# status``: that /proc file's text (none
+        without a simulated kernel: the live replayer)."""
+        if self.kernel is None:
+            return Outcome(ev, label=self._label(ev.pid))
         if ev.name == "status":
             path = f"/proc/{self.procs[ev.pid].pid}/status"
         else:

@@ -298,3 +298,17 @@ def test_lazy_parser_gives_what_parse_gives(tmp_path):
     assert len(paths) > 5
     for path in paths:
         assert list(iter_parse(iter_lines(path), path)) == parse(read_trace(path), path), path
+
+
+@pytest.mark.live
+def test_diff_accepts_show_lines(tmp_path, capsys):
+    """``mmsim diff`` on a trace with ``# meminfo``/``# status`` lines: they show
+    nothing on the live side, and are no difference."""
+    from mmsim.live import available
+    ok, why = available()
+    if not ok:
+        pytest.skip(why)
+    path = _trace(tmp_path, f"mmap({W:#x}, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|"
+                            f"MAP_FIXED_NOREPLACE, -1, 0) = {W:#x}\n# meminfo\n# status\n# dump\n")
+    status, out, err = _run(capsys, ["diff", path])
+    assert status == 0, out + err
