@@ -11,6 +11,7 @@ from typing import TextIO
 from .kernel import Kernel
 from .live import available, diff_trace
 from . import procfs
+from .defs import PAGE_SIZE
 from .replay import Outcome, Replayer, format_result
 from .strace import TraceError, iter_lines, iter_parse, parse, parse_line, read_trace
 from .thp import MODES
@@ -277,7 +278,10 @@ class LayoutWatch:
             what = (f"a mapping placed at {ev.result:#x} in the trace, below an mmap_base "
                     "that exec chose")
         elif (ev.name in ADDRESS_ARGS and ev.args and isinstance(ev.args[0], int)
-              and ev.args[0] and not self._logged(ev.args[0])):
+              and ev.args[0] and not ev.args[0] % PAGE_SIZE
+              and isinstance(ev.result, int) and ev.result >= 0
+              and not self._logged(ev.args[0])):
+            # The trace's call worked on memory the log never showed being made.
             what = (f"{ev.args[0]:#x}, in no mapping the log shows being made (the program, "
                     "its interpreter, the vdso or the stack, which exec mapped)")
         if what is None:
