@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay TRACE (strace -f syntax, one call per line) in the simulator. "
                     "Each call is printed as strace would print it, with the simulator's "
                     "result; '# dump' or 'dump()' lines print that process' smaps and its "
-                    "THP_enabled line.  Exit status: 0, 1 with --check when a result "
+                    "THP_enabled line, '# meminfo', '# vmstat' and '# status' those files.  "
+                    "The trace is checked whole first, then each result is written as it "
+                    "comes (memory stays flat in the trace's length).  Exit status: 0, 1 with --check when a result "
                     "differs from the trace's, 2 for a malformed trace, 3 for an internal "
                     "error (a bug in mmsim).")
     r.add_argument("trace", help="the trace file ('-' for standard input)")
@@ -318,7 +320,8 @@ def replay_streamed(args, out: TextIO) -> int:
             path = f"/proc/self/fd/{spool.fileno()}"
         return _replay_checked(args, path, out)
     except OSError as e:
-        print(f"mmsim: {args.trace}: {e.strerror}", file=sys.stderr)
+        print(f"mmsim: {e.filename if e.filename and spool is None else args.trace}: "
+              f"{e.strerror}", file=sys.stderr)
         return 2
     finally:
         if spool is not None:

@@ -117,7 +117,8 @@ def test_help_documents_every_option(capsys):
     with pytest.raises(SystemExit):
         cli.main(["replay", "--help"])
     out = capsys.readouterr().out
-    for opt in ("--thp", "--seed", "--check", "--follow", "--json", "--norandmaps"):
+    for opt in ("--thp", "--seed", "--check", "--follow", "--json", "--norandmaps",
+                "--dump-at-exit", "--before", "--prctl", "--mctl"):
         assert opt in out
 
 
