@@ -40,12 +40,11 @@ import attrs
 
 from . import binfmt_script, mman, overcommit, pages
 from .files import Inode, OpenFile
-from .defs import (ELF_ET_DYN_BASE, MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT,
-                   PAGE_SIZE, PMD_SIZE, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, U64, align_up,
+from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT,
+                   PAGE_SIZE, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, U64,
                    error, page_align)
 from .defs import offset_in_page as _pageoff
 from .defs import page_align_down as _pagestart
-from .mm import MMF_TOPDOWN, thp_aligned
 from .uapi import MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE
 from .vma import (VM_ACCOUNT, VM_DONTDUMP,
                   VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO, VM_LOCKED, VM_LOCKED_MASK,
@@ -246,7 +245,8 @@ def _inode_for(kernel, name, st, register=True):
     inode = kernel.files.get(name)
     if inode is None or inode.ino != st.st_ino or tuple(inode.dev) != dev:
         inode = Inode(name, st.st_size, dev=dev, ino=st.st_ino, mode=st.st_mode & 0o7777,
-                      uid=st.st_uid, gid=st.st_gid)
+                      uid=st.st_uid, gid=st.st_gid,
+                      thp_area=_fs_type(st.st_dev) in THP_AREA_FILESYSTEMS)
         if register:
             kernel.files[name] = inode
     return inode
@@ -486,33 +486,12 @@ def maximum_alignment(loads):
     return page_align(alignment)
 
 
-def _thp_file_area(mm, image, addr, length, pgoff):
-    """thp_get_unmapped_area for a file: a mapping that covers a whole 2 MiB-aligned
-    stretch of the file is placed so that stretch is PMD-aligned in memory.  Returns
-    None when the ordinary search applies."""
-    off = pgoff << PAGE_SHIFT
-    off_end = off + length
-    off_align = align_up(off, PMD_SIZE)
-    if off_end <= off_align or off_end - off_align < PMD_SIZE:
-        return None
-    try:
-        ret = mm.get_unmapped_area(addr, length + PMD_SIZE, pgoff, MAP_PRIVATE, image.file)
-    except OSError:
-        return None
-    return thp_aligned(ret, addr, off, mm.flags & MMF_TOPDOWN)
-
-
 def _vm_mmap(mm, image, addr, length, prot, flags, offset):
     """vm_mmap of the image file (MAP_PRIVATE), with the filesystem's placement rule."""
     if offset < 0 or _pageoff(offset):
         raise error(errno.EINVAL, "segment offset and address disagree within a page")
-    if image.thp_area and not flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
-        hint = addr
-        if hint and hint < MMAP_MIN_ADDR:
-            hint = page_align(MMAP_MIN_ADDR)   # round_hint_to_min, as do_mmap does
-        placed = _thp_file_area(mm, image, hint, page_align(length), offset >> PAGE_SHIFT)
-        if placed is not None and placed <= TASK_SIZE - page_align(length):
-            addr, flags = placed, flags | MAP_FIXED
+    # The filesystem's placement rule (thp_get_unmapped_area on ext4/xfs) is the
+    # inode's: do_mmap applies it.
     return mman.mmap(mm, addr, length, prot, flags, image.file, offset)
 
 

@@ -2,14 +2,18 @@
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import traceback
 from typing import TextIO
 
 from .kernel import Kernel
 from .live import available, diff_trace
-from .replay import Outcome, Replayer
-from .strace import TraceError, parse, read_trace
+from . import procfs
+from .defs import PAGE_SIZE
+from .replay import Outcome, Replayer, format_result
+from .strace import TraceError, iter_lines, iter_parse, parse, parse_line, read_trace
 from .thp import MODES
 
 DEMO = """\
@@ -51,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay TRACE (strace -f syntax, one call per line) in the simulator. "
                     "Each call is printed as strace would print it, with the simulator's "
                     "result; '# dump' or 'dump()' lines print that process' smaps and its "
-                    "THP_enabled line.  Exit status: 0, 1 with --check when a result "
+                    "THP_enabled line, '# meminfo', '# vmstat' and '# status' those files.  "
+                    "The trace is checked whole first, then each result is written as it "
+                    "comes (memory stays flat in the trace's length).  Exit status: 0, 1 with --check when a result "
                     "differs from the trace's, 2 for a malformed trace, 3 for an internal "
                     "error (a bug in mmsim).")
     r.add_argument("trace", help="the trace file ('-' for standard input)")
@@ -69,7 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "when free, take the recorded initial break, and work exec's layout "
                         "under ASLR (program, interpreter, vDSO, break) out of the calls "
                         "after each execve")
-    r.add_argument("--json", action="store_true", help="write one JSON document")
+    r.add_argument("--json", action="store_true",
+                   help="write one JSON document (smaps and /proc fields parsed into "
+                        "numbers, and the --check diagnostics)")
+    r.add_argument("--dump-at-exit", action="store_true",
+                   help="print each process' smaps just before its address space is torn "
+                        "down (exit, exit_group, exec)")
+    r.add_argument("--before", metavar="FILE", action="append", default=[],
+                   help="replay the trace FILE first, as the initial process, before the "
+                        "first line of TRACE (repeatable)")
+    r.add_argument("--prctl", metavar="OPTION,ARG...", action="append", default=[],
+                   help="call prctl(OPTION, ARG...) in the initial process before the first "
+                        "line, e.g. PR_SET_THP_DISABLE,1 (repeatable)")
+    r.add_argument("--mctl", metavar="ACTION[,FLAG...]", action="append", default=[],
+                   help="call mctl(PIDFD_SELF, ACTION, FLAG|...) in the initial process "
+                        "before the first line, e.g. MCTL_SET_NOHUGEPAGE,MCTL_SET_DEFAULT_EXEC "
+                        "(repeatable)")
     f = sub.add_parser(
         "diff", help="run a trace in the simulator and on the live kernel; print differences",
         description="Run TRACE in the simulator (with the host's THP mode and no layout "
@@ -135,26 +156,231 @@ def run_replay(text: str, name: str, thp: str, seed: int, follow: bool = False,
 
 def render(outcomes: list[Outcome], as_json: bool, out: TextIO) -> None:
     """Write the outcomes as text or as one JSON document."""
-    if as_json:
-        doc = []
-        for o in outcomes:
-            ev = o.event
-            if ev.kind == "dump":
-                doc.append({"type": "dump", "line": ev.line, "pid": o.label,
-                            "smaps": o.smaps, "thp_enabled": o.thp_enabled})
-            else:
-                doc.append({"type": "call", "line": ev.line, "pid": o.label, "call": ev.name,
-                            "text": o.line(), "result": o.result, "recorded": ev.result,
-                            "matches": o.matches()})
-        json.dump({"events": doc, "mismatches": sum(not o.matches() for o in outcomes)},
-                  out, indent=1)
-        out.write("\n")
-        return
+    writer = Writer(out, as_json)
     for o in outcomes:
-        out.write(o.line() + "\n")
-        if o.event.kind == "dump":
-            out.write(o.smaps)
-            out.write(o.thp_enabled + "\n")
+        writer.outcome(o)
+    writer.close()
+
+
+# Mismatch diagnostics kept for the JSON document (all go to standard error with --check).
+MAX_DIAGNOSTICS = 1000
+ADDRESS_ARGS = ("munmap", "mprotect", "madvise", "mlock", "mlock2", "munlock", "mremap")
+
+
+class Writer:
+    """Writes Outcomes as they come: a line each (text), or one JSON document written
+    piece by piece, so memory stays flat in the trace's length."""
+
+    def __init__(self, out: TextIO, as_json: bool, check: bool = False,
+                 file: str = "<trace>", follow: bool = False) -> None:
+        self.out, self.as_json, self.check, self.file = out, as_json, check, file
+        self.mismatches = 0
+        self.diagnostics = []
+        self.layout = LayoutWatch(follow)
+        self._first = True
+        if as_json:
+            out.write('{"events": [')
+
+    def outcome(self, o: Outcome) -> None:
+        """Write one Outcome (and report it when it is a mismatch)."""
+        if o.event.kind == "call":
+            self.layout.seen(o)
+            if not o.matches():
+                self._mismatch(o)
+        if not self.as_json:
+            self.out.write(o.line() + "\n")
+            if o.event.kind == "dump":
+                self.out.write(o.smaps)
+                if o.thp_enabled:
+                    self.out.write(o.thp_enabled + "\n")
+            elif o.event.kind == "show":
+                self.out.write(o.smaps)
+            return
+        self.out.write(("\n " if self._first else ",\n ") + json.dumps(self._doc(o)))
+        self._first = False
+
+    def _doc(self, o):
+        ev = o.event
+        if ev.kind == "dump":
+            doc = {"type": "dump", "line": ev.line, "pid": o.label,
+                   "smaps": procfs.parse_smaps(o.smaps)}
+            if ev.name == "at exit":
+                doc["at_exit"] = True
+            if o.thp_enabled:
+                doc["thp_enabled"] = int(o.thp_enabled.split("\t")[-1])
+            return doc
+        if ev.kind == "show":
+            return {"type": ev.name, "line": ev.line, "pid": o.label,
+                    "fields": procfs.parse_fields(o.smaps)}
+        return {"type": "call", "line": ev.line, "pid": o.label, "call": ev.name,
+                "text": o.line(), "result": o.result, "recorded": ev.result,
+                "recorded_text": None if ev.result is None else
+                format_result(ev.name, ev.result), "matches": o.matches()}
+
+    def _mismatch(self, o):
+        self.mismatches += 1
+        ev = o.event
+        msgs = [f"{self.file}:{ev.line}: {o.line()}, but the trace recorded "
+                f"{format_result(ev.name, ev.result)}"]
+        if self.mismatches == 1:
+            advice = self.layout.advice(o)
+            if advice:
+                msgs.append(f"{self.file}:{ev.line}: {advice}")
+        for msg in msgs:
+            if self.check:
+                print(f"mmsim: {msg}", file=sys.stderr)
+            if len(self.diagnostics) < MAX_DIAGNOSTICS:
+                self.diagnostics.append(msg)
+
+    def close(self) -> None:
+        """End the output (the JSON document's closing part)."""
+        if self.as_json:
+            self.out.write(f'\n], "mismatches": {self.mismatches}, "diagnostics": '
+                           + json.dumps(self.diagnostics, indent=1))
+            if len(self.diagnostics) >= MAX_DIAGNOSTICS:
+                self.out.write(', "diagnostics_truncated": true')
+            self.out.write("}\n")
+
+
+class LayoutWatch:
+    """Whether the first mismatch comes from the exec layout: the ranges the log showed
+    being made (recorded mmap/mremap results, and the heap from the first recorded
+    break), kept until the first mismatch."""
+
+    def __init__(self, follow: bool) -> None:
+        self.follow = follow
+        self.made = {}       # start -> end of a range a logged call made
+        self.brk0 = {}       # pid -> first recorded break
+        self.done = False
+
+    def seen(self, o: Outcome) -> None:
+        """Note what a call the trace recorded made (until the first mismatch)."""
+        if self.done:
+            return
+        if not o.matches():
+            self.done = True
+            return
+        ev, rec = o.event, o.event.result
+        if not isinstance(rec, int) or rec <= 0:
+            return
+        if ev.name == "mmap" and len(ev.args) > 1 and isinstance(ev.args[1], int):
+            self._add(rec, rec + ev.args[1])
+        elif ev.name == "mremap" and len(ev.args) > 2 and isinstance(ev.args[2], int):
+            self._add(rec, rec + ev.args[2])
+        elif ev.name == "brk":
+            start = self.brk0.setdefault(ev.pid, rec)
+            if rec > start:
+                self._add(start, rec)
+
+    def _add(self, start, end):
+        if end > self.made.get(start, 0):
+            self.made[start] = end
+
+    def _logged(self, addr):
+        return any(start <= addr < end for start, end in self.made.items())
+
+    def advice(self, o: Outcome) -> str | None:
+        """What to do when ``o``, the first mismatch, is an exec-layout one."""
+        ev = o.event
+        what = None
+        if ev.name == "brk":
+            what = "the break, which exec placed"
+        elif (ev.name in ("mmap", "mremap") and isinstance(ev.result, int) and ev.result > 0
+              and isinstance(o.result, int) and o.result > 0):
+            what = (f"a mapping placed at {ev.result:#x} in the trace, below an mmap_base "
+                    "that exec chose")
+        elif (ev.name in ADDRESS_ARGS and ev.args and isinstance(ev.args[0], int)
+              and ev.args[0] and not ev.args[0] % PAGE_SIZE
+              and isinstance(ev.result, int) and ev.result >= 0
+              and not self._logged(ev.args[0])):
+            # The trace's call worked on memory the log never showed being made.
+            what = (f"{ev.args[0]:#x}, in no mapping the log shows being made (the program, "
+                    "its interpreter, the vdso or the stack, which exec mapped)")
+        if what is None:
+            return None
+        fix = ("record under 'setarch -R' and replay with --norandmaps" if self.follow else
+               "replay with --follow to work the layout out from the log, or record under "
+               "'setarch -R' and replay with --norandmaps")
+        return f"this mismatch is about {what}: the log was recorded with another layout; {fix}"
+
+
+def _policy_event(flag, text, call):
+    """The call a --mctl/--prctl value stands for, parsed as a trace line."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(parts):
+        raise TraceError(flag, 1, f"bad value {text!r}")
+    if call == "mctl":
+        line = f"mctl(PIDFD_SELF, {parts[0]}, {'|'.join(parts[1:]) or '0'})"
+    else:
+        line = f"prctl({', '.join(parts)})"
+    return parse_line(line, 1, flag)
+
+
+def replay_streamed(args, out: TextIO) -> int:
+    """``mmsim replay``: check the whole trace, then replay it line by line, writing
+    each result as it comes; the exit status."""
+    spool = None
+    path = args.trace
+    try:
+        if path == "-":
+            # Read twice (checked first, then replayed): standard input goes to a file.
+            spool = tempfile.TemporaryFile()
+            shutil.copyfileobj(sys.stdin.buffer, spool)
+            spool.flush()
+            path = f"/proc/self/fd/{spool.fileno()}"
+        return _replay_checked(args, path, out)
+    except OSError as e:
+        print(f"mmsim: {e.filename if e.filename and spool is None else args.trace}: "
+              f"{e.strerror}", file=sys.stderr)
+        return 2
+    finally:
+        if spool is not None:
+            spool.close()
+
+
+def _events(path, name):
+    return iter_parse(iter_lines(path), name)
+
+
+def _replay_checked(args, path, out):
+    name = args.trace
+    replayer = Replayer(Kernel(thp=args.thp, seed=args.seed, randomize=not args.norandmaps),
+                        args.follow, args.root, name, args.cwd, dump_at_exit=args.dump_at_exit)
+    try:
+        for before in args.before:
+            for _ in _events(before, before):
+                pass
+        # The main trace's pass over everything: a malformed line stops it here,
+        # before anything runs.
+        replayer.prescan(_events(path, name))
+        policies = ([_policy_event("--prctl", t, "prctl") for t in args.prctl]
+                    + [_policy_event("--mctl", t, "mctl") for t in args.mctl])
+    except TraceError as e:
+        print(f"mmsim: {e}", file=sys.stderr)
+        return 2
+    writer = Writer(out, args.json, args.check, name, args.follow)
+    facts = replayer.facts()
+    for before in args.before:
+        writer.file = replayer.file = before
+        replayer.prescan(_events(before, before))
+        for o in replayer.stream(_events(before, before)):
+            writer.outcome(o)
+    replayer.restore(facts)
+    replayer.file = name
+    replayer.start()
+    for ev in policies:
+        result = replayer.call(ev)
+        if isinstance(result, int) and result < 0:
+            writer.close()
+            flag = "--mctl" if ev.name == "mctl" else "--prctl"
+            print(f"mmsim: {flag}: {ev.name}({ev.text}) = {format_result(ev.name, result)}",
+                  file=sys.stderr)
+            return 2
+    writer.file = name
+    for o in replayer.stream(_events(path, name)):
+        writer.outcome(o)
+    writer.close()
+    return 1 if args.check and writer.mismatches else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,21 +413,11 @@ def _run(args, out):
                 return 0
             outcomes = run_replay(DEMO, "<demo>", "always", 0)
         else:
-            text = _read(args.trace)
-            if text is None:
-                return 2
-            outcomes = run_replay(text, args.trace, args.thp, args.seed, args.follow,
-                                  not args.norandmaps, args.root, args.cwd)
+            return replay_streamed(args, out)
     except TraceError as e:
         print(f"mmsim: {e}", file=sys.stderr)
         return 2
     render(outcomes, args.json, out)
-    if args.command == "replay" and args.check:
-        bad = [o for o in outcomes if not o.matches()]
-        for o in bad:
-            print(f"mmsim: {args.trace}:{o.event.line}: result {o.result!r}, "
-                  f"trace recorded {o.event.result!r}", file=sys.stderr)
-        return 1 if bad else 0
     return 0
 
 

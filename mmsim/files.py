@@ -18,9 +18,11 @@ class Inode:
     _numbers = itertools.count(1000)
 
     def __init__(self, path, size, dev=(0xFE, 0x00), ino=None, deleted=False, mode=0o666,
-                 uid=0, gid=0, kind=REG):
+                 uid=0, gid=0, kind=REG, thp_area=False):
         self.path = path
         self.kind = kind   # REG, DIR, or a kind without a file system name (PIPE, ...)
+        # Its filesystem places mappings with thp_get_unmapped_area (ext4, xfs).
+        self.thp_area = thp_area
         self.size = size
         self.mode, self.uid, self.gid = mode, uid, gid   # permission bits and owner
         self.dev = dev

@@ -382,6 +382,9 @@ class Mm:
             found = addr
         elif file is None and not (flags & MAP_SHARED) and not addr and length % PMD_SIZE == 0:
             found = self._thp_area(addr, length, pgoff << PAGE_SHIFT, flags)
+        elif file is not None and file.mappable and file.inode.thp_area:
+            # The filesystem's get_unmapped_area is thp_get_unmapped_area (ext4, xfs).
+            found = self._thp_area(addr, length, pgoff << PAGE_SHIFT, flags)
         else:
             found = self._arch_area(addr, length, flags)
         if found > self.task_size - length:
@@ -391,7 +394,12 @@ class Mm:
         return found
 
     def _thp_area(self, addr, length, off, flags):
-        """__thp_get_unmapped_area: search with a PMD of padding, then align the start."""
+        """__thp_get_unmapped_area: search with a PMD of padding, then align the start;
+        the ordinary search when the mapping covers no whole PMD-aligned 2 MiB of the
+        file (anonymous memory: offset 0, a PMD multiple long, always does)."""
+        off_align = (off + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+        if off + length <= off_align or off + length - off_align < PMD_SIZE:
+            return self._arch_area(addr, length, flags)
         padded = length + PMD_SIZE
         try:
             ret = self._arch_area(addr, padded, flags)

@@ -48,11 +48,11 @@ def maps_line(mm, vma):
 
 
 def maps(proc):
-    """/proc/PID/maps."""
+    """/proc/PID/maps (the vsyscall gate area last)."""
     mm = proc.mm
     if mm is None:
         return ""
-    return "".join(maps_line(mm, vma) + "\n" for vma in mm.vmas())
+    return "".join(maps_line(mm, vma) + "\n" for vma in mm.vmas()) + VSYSCALL_LINE + "\n"
 
 
 PSS_SHIFT = 12
@@ -64,6 +64,22 @@ def _kb(label, pages_4k):
 
 def _line_kb(label, kb):
     return f"{label:<16}{kb:>8} kB\n"
+
+
+# The x86-64 vsyscall page (vsyscall=xonly, the 6.18 default): the gate area, which is
+# no VMA of the mm (not in map_count or VmSize) but which every 64-bit address space
+# shows last in maps and smaps, execute-only, with nothing resident.
+VSYSCALL_START, VSYSCALL_END = 0xFFFFFFFFFF600000, 0xFFFFFFFFFF601000
+VSYSCALL_LINE = (f"{VSYSCALL_START:08x}-{VSYSCALL_END:08x} --xp 00000000 00:00 0"
+                 .ljust(HEADER_WIDTH) + " [vsyscall]")
+_VSYSCALL_FIELDS = ("Rss:", "Pss:", "Pss_Dirty:", "Shared_Clean:", "Shared_Dirty:",
+                    "Private_Clean:", "Private_Dirty:", "Referenced:", "Anonymous:", "KSM:",
+                    "LazyFree:", "AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:",
+                    "Shared_Hugetlb:", "Private_Hugetlb:", "Swap:", "SwapPss:", "Locked:")
+VSYSCALL_SMAPS = (VSYSCALL_LINE + "\n" + _line_kb("Size:", 4)
+                  + _line_kb("KernelPageSize:", 4) + _line_kb("MMUPageSize:", 4)
+                  + "".join(_line_kb(f, 0) for f in _VSYSCALL_FIELDS)
+                  + f"{'THPeligible:':<16}{0:>8}\n" + "VmFlags: ex \n")
 
 
 def vma_memory(vma):
@@ -134,7 +150,7 @@ def smaps(proc):
     mm = proc.mm
     if mm is None:
         return ""
-    return "".join(smaps_block(mm, vma) for vma in mm.vmas())
+    return "".join(smaps_block(mm, vma) for vma in mm.vmas()) + VSYSCALL_SMAPS
 
 
 def _status_kb(label, pages_4k):
@@ -189,3 +205,48 @@ def _pte_pages(mm):
         for vpn in vma.pages or ():
             tables.add(vpn >> 9)
     return len(tables)
+
+
+def parse_smaps(text):
+    """/proc/PID/smaps text as a list of dicts, one per VMA: ``start``, ``end``,
+    ``offset`` and ``inode`` as ints, ``perms``, ``dev`` and ``name`` (None when the
+    line has none) as strings, every ``kB`` field as an int of kB (named as the file
+    names it, without the colon), ``THPeligible`` as an int, ``VmFlags`` as a list."""
+    vmas = []
+    for line in text.splitlines():
+        head, _, rest = line.partition(" ")
+        if "-" in head and not head.endswith(":"):
+            lo, _, hi = head.partition("-")
+            parts = rest.split(None, 4)
+            vmas.append({"start": int(lo, 16), "end": int(hi, 16), "perms": parts[0],
+                         "offset": int(parts[1], 16), "dev": parts[2], "inode": int(parts[3]),
+                         "name": parts[4].strip() if len(parts) > 4 else None})
+        elif head == "VmFlags:":
+            vmas[-1]["VmFlags"] = rest.split()
+        elif head.endswith(":") and vmas:
+            value = rest.split()
+            vmas[-1][head[:-1]] = int(value[0]) if value else 0
+    return vmas
+
+
+def parse_fields(text):
+    """A ``Name: value`` /proc file (meminfo, status) or a ``name value`` one (vmstat)
+    as a dict; values that are numbers (``kB`` ones in kB) become ints, others stay
+    strings, several numbers (Uid:) a list."""
+    out = {}
+    for line in text.splitlines():
+        if ":" in line:
+            name, _, value = line.partition(":")
+        else:
+            name, _, value = line.partition(" ")
+        words = value.split()
+        if words and words[-1] == "kB":
+            words = words[:-1]
+        # "0022" (Umask) is octal text, not the number 22
+        nums = [int(w) for w in words if w.lstrip("-").isdigit() and not
+                (len(w) > 1 and w.startswith("0"))]
+        if words and len(nums) == len(words):
+            out[name.strip()] = nums[0] if len(nums) == 1 else nums
+        else:
+            out[name.strip()] = value.strip()
+    return out

@@ -1,11 +1,15 @@
 """Replaying a parsed trace (mmsim.strace) on a simulated Kernel: one simulated process
 per trace pid, each call's actual result next to the recorded one."""
 
+import collections
 import errno
+import heapq
 import itertools
 import os
 import posixpath
 import stat
+
+from collections.abc import Iterable, Iterator
 
 import attrs
 
@@ -69,6 +73,13 @@ def _num(arg):
 ADDRESS_RESULTS = ("mmap", "mremap", "brk")
 # Calls whose recorded result is "?" when they succeed.
 NO_RETURN = ("exit", "exit_group", "execve")
+# Calls after which a process' address space may be gone (--dump-at-exit).
+TEARDOWN = ("exit", "exit_group", "execve", "execveat")
+# How far ahead the initial process' pid is looked for (Replayer.stream).
+LOOKAHEAD = 4096
+# How many events past the running one the replayer keeps at hand: --follow's look-ahead
+# after an execve (exec_follow.LOOKAHEAD lines) and calls split by strace -f.
+AHEAD = 20000
 
 
 
@@ -88,7 +99,9 @@ class Outcome:
         ev = self.event
         prefix = f"[pid {self.label}] " if ev.prefix is not None else ""
         if ev.kind == "dump":
-            return f"# dump pid {self.label}"
+            return f"# dump pid {self.label}" + (" (at exit)" if ev.name == "at exit" else "")
+        if ev.kind == "show":
+            return f"# {ev.name}" + (f" pid {self.label}" if ev.name == "status" else "")
         return f"{prefix}{ev.name}({ev.text}) = {format_result(ev.name, self.result)}"
 
     def matches(self) -> bool:
@@ -129,6 +142,52 @@ def _free(mm, addr, length):
     return end <= TASK_SIZE and mm.tree.find(addr, end) is None
 
 
+class CwdWitness:
+    """The initial process' working directory, worked out from its first ``getcwd`` as
+    the trace's calls are fed in: what it printed, less the relative ``chdir``/``fchdir``
+    steps taken before it.  ``cwd`` stays None without such a witness (the replayer then
+    starts in its own: simulator-defined, a log does not record where it started)."""
+
+    def __init__(self):
+        self.cwd = None
+        self.done = False
+        self.rel = "."       # the working directory relative to the unknown start
+        self.dirs = {}       # descriptor -> directory relative to the start
+
+    def feed(self, ev: Event) -> None:
+        """One call of the trace, in order."""
+        if self.done or ev.pid is not None:
+            return
+        name, args, rec = ev.name, ev.args, ev.result
+        if not isinstance(rec, int) or rec < 0:
+            return
+        if name in ("open", "openat"):
+            at = args[0] if name == "openat" and args else uapi.AT_FDCWD
+            path = args[1] if name == "openat" and len(args) > 1 else (args[0] if args else None)
+            if isinstance(path, Str) and not c_string(path).startswith("/"):
+                base = self.rel if at == uapi.AT_FDCWD else self.dirs.get(at)
+                if base is not None:
+                    self.dirs[rec] = posixpath.normpath(base + "/" + c_string(path))
+        elif name == "chdir":
+            if not args or not isinstance(args[0], Str) or c_string(args[0]).startswith("/"):
+                self.done = True
+                return
+            self.rel = posixpath.normpath(self.rel + "/" + c_string(args[0]))
+        elif name == "fchdir":
+            if not args or args[0] not in self.dirs:
+                self.done = True
+                return
+            self.rel = self.dirs[args[0]]
+        elif name == "getcwd" and args and isinstance(args[0], Str) and rec > 0:
+            self.done = True
+            seen = "/" + posixpath.normpath(c_string(args[0])).lstrip("/")
+            rel = self.rel
+            if rel == ".":
+                self.cwd = seen
+            elif not rel.startswith("..") and seen.endswith("/" + rel):
+                self.cwd = seen[:-len(rel) - 1] or "/"
+
+
 class Replayer:
     """Runs checked events on a Kernel, one logical process per trace pid.
 
@@ -141,11 +200,13 @@ class Replayer:
     recorded ``brk(NULL)`` sets the break, so a real program's layout reproduces."""
 
     def __init__(self, kernel: Kernel | None, follow: bool = False, root: str | None = None,
-                 file: str = "<trace>", cwd: str | None = None) -> None:
+                 file: str = "<trace>", cwd: str | None = None,
+                 dump_at_exit: bool = False) -> None:
         self.kernel = kernel
         self.follow = follow
         self.file = file
         self.cwd = cwd   # where the log started, when the user says
+        self.dump_at_exit = dump_at_exit
         if root is not None:
             kernel.root = root
         self._cwd_known = set()   # processes whose working directory the log showed
@@ -156,9 +217,14 @@ class Replayer:
         self.fds = {}        # (table owner, trace fd) -> simulator fd
         self._tables = {}    # logical pid -> the pid whose fd table it shares (CLONE_FILES)
         self.initial_label = None
+        # The address spaces whose first brk has been seen, by the Mm object itself: an
+        # id() is reused once an exited process' Mm is freed, so a later process would
+        # wrongly count as seen.  Torn-down ones (no users) are dropped as it grows.
         self._brk_set = set()
-        self._events = ()    # the trace being run, and the index of the event running:
-        self._index = 0      # --follow looks ahead from an execve for its layout
+        self._window = ()    # the event running and the AHEAD after it (stream)
+        self._base = 0       # the index of the event running
+        self._forks = True   # whether the trace shows forks (prescan)
+        self._cwd_seen = None  # the initial directory the trace shows (prescan)
         self._exit_lines = set()  # logical pids whose "+++ exited" line is in the trace
         self._exits = {}          # logical pid -> (call, status) deferred to "+++"
         self._pending = {}        # index -> Event: split calls started, not yet run
@@ -166,49 +232,138 @@ class Replayer:
 
     def run(self, events: list[Event]) -> list[Outcome]:
         """Replay ``events`` (from ``parse``); a list of Outcomes, in trace order."""
+        self.prescan(events)
+        return list(self.stream(events))
+
+    def prescan(self, events: Iterable[Event]) -> None:
+        """Read the whole trace once before any of it runs (when ``events`` parses
+        lazily, a malformed line stops it here): what replaying needs to know of the
+        trace as a whole.  That is the initial process' pid as the trace names it, the
+        processes whose ``+++ exited`` line is in it (they exit there), whether it shows
+        forks at all, where the initial process started, and under --follow how large
+        each file must be for its later mappings."""
+        self.initial_label = None
+        self._exit_lines = set()
+        self._forks = False
+        cwd = CwdWitness()
+        open_at = {}   # (pid, fd) -> line of the open that made it
         for ev in events:
-            if ev.pid is None and ev.prefix is not None:
+            if ev.kind == "exit":
+                self._exit_lines.add(ev.pid)
+                continue
+            if self.initial_label is None and ev.pid is None and ev.prefix is not None:
                 self.initial_label = ev.prefix
-                break
-        if None not in self.procs:
-            self._adopt(None, self.spawn_initial())
-            self.procs[None].cwd = (
-                "/" + posixpath.normpath(self.cwd).lstrip("/") if self.cwd
-                else self._initial_cwd(events))
-        self._scan_mappings(events)
-        # A process whose "+++ exited" line is in the trace exits there, not at its
-        # exit call: it is a zombie from that line on, as wait4 saw it.
-        self._exit_lines = {ev.pid for ev in events if ev.kind == "exit"}
-        # Calls split by strace -f ("<unfinished ...>" ... "resumed"), by start line:
-        # the ones still pending where each event runs (see _run_pinned).
-        split = sorted((i for i, ev in enumerate(events)
-                        if ev.kind == "call" and ev.start is not None and ev.name in EXECUTED),
-                       key=lambda i: events[i].start)
-        k = 0
-        forks = any(ev.kind == "call" and ev.name in FORKS for ev in events)
-        out = []
-        self._events = events
-        for i, ev in enumerate(events):
-            self._index = i
+            if ev.kind != "call":
+                continue
+            if ev.name in FORKS:
+                self._forks = True
+            cwd.feed(ev)
+            if self.follow:
+                self._scan_mapping(ev, open_at)
+        self._cwd_seen = cwd.cwd
+
+    def facts(self) -> tuple:
+        """What ``prescan`` learnt of the trace (to ``restore`` after running another)."""
+        return self.initial_label, self._exit_lines, self._forks, self._cwd_seen
+
+    def restore(self, facts: tuple) -> None:
+        """Take back what ``facts`` returned."""
+        self.initial_label, self._exit_lines, self._forks, self._cwd_seen = facts
+
+    def stream(self, events: Iterable[Event]) -> Iterator[Outcome]:
+        """Replay events that ``prescan`` has read, yielding each Outcome as soon as it
+        is known.  Only the running event and the AHEAD events after it are held (what
+        --follow and split calls look ahead at), so memory stays flat in the trace's
+        length."""
+        source = iter(events)
+        window = self._window = collections.deque()
+        self._base = 0
+        split = []   # heap of (start line, index): calls strace -f split, in the window
+        exhausted = False
+        self.start()
+        while True:
+            while not exhausted and len(window) <= AHEAD:
+                ev = next(source, None)
+                if ev is None:
+                    exhausted = True
+                    break
+                if ev.kind == "call" and ev.start is not None and ev.name in EXECUTED:
+                    heapq.heappush(split, (ev.start, self._base + len(window)))
+                window.append(ev)
+            if not window:
+                return
+            ev, i = window[0], self._base
+            # The split calls started before this event and not run yet are pending
+            # here (see _run_pinned).
             at = _placed(ev)
-            while k < len(split) and events[split[k]].start < at:
-                if split[k] > i:
-                    self._pending[split[k]] = events[split[k]]
-                k += 1
+            while split and split[0][0] < at:
+                j = heapq.heappop(split)[1]
+                if j > i:
+                    self._pending[j] = window[j - i]
             self._pending.pop(i, None)
-            if not forks and ev.pid not in self.procs and ev.kind in ("call", "dump"):
+            if not self._forks and ev.pid not in self.procs and ev.kind in ("call", "dump"):
                 # A process whose fork a filtered log (-e trace=memory) hid: it starts
                 # as the initial process does, assuming nothing the log did not show.
                 # (Where the log shows forks, a pid whose fork failed here stays unknown.)
                 self._adopt(ev.pid, self.spawn_initial())
-            if ev.kind == "call":
-                result = self._early.pop(i) if i in self._early else self.call(ev)
-                out.append(Outcome(ev, result, label=self._label(ev.pid)))
-            elif ev.kind == "dump":
-                out.append(self.dump(ev))
-            elif ev.kind == "exit":
-                self._exited(ev)
-        return out
+            yield from self.step(ev, i)
+            window.popleft()
+            self._base += 1
+
+    def start(self) -> None:
+        """Make the initial process, unless it exists."""
+        if None not in self.procs:
+            self._adopt(None, self.spawn_initial())
+            self.procs[None].cwd = (
+                "/" + posixpath.normpath(self.cwd).lstrip("/") if self.cwd
+                else self._cwd_seen or proc_cwd_default())
+
+    def step(self, ev: Event, index: int | None = None) -> Iterator[Outcome]:
+        """The Outcomes of one event: a call (run now, or earlier when another thread's
+        result pinned it), a dump or /proc line, or a ``+++`` exit; with
+        ``dump_at_exit``, a call or exit that tears an address space down gives its
+        smaps first."""
+        if ev.kind == "call":
+            before = self._smaps_before_teardown(ev)
+            result = self._early.pop(index) if index in self._early else self.call(ev)
+            yield from self._at_exit(ev, before)
+            yield Outcome(ev, result, label=self._label(ev.pid))
+        elif ev.kind == "dump":
+            yield self.dump(ev)
+        elif ev.kind == "show":
+            yield self.show(ev)
+        elif ev.kind == "exit":
+            before = self._smaps_before_teardown(ev)
+            self._exited(ev)
+            yield from self._at_exit(ev, before)
+
+    def _smaps_before_teardown(self, ev):
+        """With ``dump_at_exit``: (mm, its smaps) when ``ev`` may tear an address space
+        down (an exit, an exec, a ``+++`` line), else None."""
+        if not self.dump_at_exit or (ev.kind == "call" and ev.name not in TEARDOWN):
+            return None
+        proc = self.procs.get(ev.pid)
+        mm = getattr(proc, "mm", None)
+        if mm is None:
+            return None
+        return mm, self.kernel.proc_read(f"/proc/{proc.pid}/smaps")
+
+    def _at_exit(self, ev, before):
+        if before is not None and before[0].users == 0:
+            # The address space just went (exit, exec): show it as it was.
+            at = Event(ev.line, "dump", ev.pid, name="at exit", prefix=ev.prefix)
+            yield Outcome(at, smaps=before[1], label=self._label(ev.pid))
+
+    def show(self, ev: Event) -> Outcome:
+        """``# meminfo``, ``# vmstat`` or ``# status``: that /proc file's text (none
+        without a simulated kernel: the live replayer)."""
+        if self.kernel is None:
+            return Outcome(ev, label=self._label(ev.pid))
+        if ev.name == "status":
+            path = f"/proc/{self.procs[ev.pid].pid}/status"
+        else:
+            path = f"/proc/{ev.name}"
+        return Outcome(ev, smaps=self.kernel.proc_read(path), label=self._label(ev.pid))
 
     def _exited(self, ev):
         """``+++ exited with N +++`` / ``+++ killed by SIG +++``: the process exits now
@@ -263,75 +418,32 @@ class Replayer:
             init.fds[fd] = self.kernel.open_file(null, readable=True, writable=True)
         return init
 
-    def _initial_cwd(self, events):
-        """The initial process' working directory, worked out from its first ``getcwd``:
-        what it printed, less the relative ``chdir``/``fchdir`` steps taken before it.
-        Without such a witness, the replayer's own (simulator-defined: a log does not
-        record where it started)."""
-        rel = "."        # the working directory relative to the unknown start
-        dirs = {}        # descriptor -> directory relative to the start
-        for ev in events:
-            if ev.kind != "call" or ev.pid is not None:
-                continue
-            name, args, rec = ev.name, ev.args, ev.result
-            if not isinstance(rec, int) or rec < 0:
-                continue
-            if name in ("open", "openat"):
-                at = args[0] if name == "openat" else uapi.AT_FDCWD
-                path = args[1] if name == "openat" else args[0]
-                if isinstance(path, Str) and not c_string(path).startswith("/"):
-                    base = rel if at == uapi.AT_FDCWD else dirs.get(at)
-                    if base is not None:
-                        dirs[rec] = posixpath.normpath(base + "/" + c_string(path))
-            elif name == "chdir":
-                if not args or not isinstance(args[0], Str) or c_string(args[0]).startswith("/"):
-                    break
-                rel = posixpath.normpath(rel + "/" + c_string(args[0]))
-            elif name == "fchdir":
-                if not args or args[0] not in dirs:
-                    break
-                rel = dirs[args[0]]
-            elif name == "getcwd" and args and isinstance(args[0], Str) and rec > 0:
-                seen = "/" + posixpath.normpath(c_string(args[0])).lstrip("/")
-                if rel == ".":
-                    return seen
-                if rel.startswith(".."):
-                    break
-                if seen.endswith("/" + rel):
-                    return seen[:-len(rel) - 1] or "/"
-                break
-        return proc_cwd_default()
-
-    def _scan_mappings(self, events):
-        """For --follow: how large each successfully opened file must be for every later
-        mapping of its descriptor (until it is closed), so a file missing here can be
-        simulated; and the same for mappings of descriptors whose open is not in the
-        log (a filter hid it)."""
-        if not self.follow:
+    def _scan_mapping(self, ev, open_at):
+        """For --follow, one call of the trace: how large each successfully opened file
+        must be for every later mapping of its descriptor (until it is closed), so a
+        file missing here can be simulated; and the same for mappings of descriptors
+        whose open is not in the log (a filter hid it)."""
+        if not isinstance(ev.result, int):
             return
-        open_at = {}   # (pid, fd) -> line of the open that made it
-        for ev in events:
-            if ev.kind != "call" or not isinstance(ev.result, int):
-                continue
-            name, rec = ev.name, ev.result
-            if name in ("open", "openat") and rec >= 0:
-                open_at[(ev.pid, rec)] = ev.line
-            elif name == "close" and ev.args and isinstance(ev.args[0], int):
-                open_at.pop((ev.pid, ev.args[0]), None)
-            elif name in ("fork", "vfork", "clone", "clone3") and rec > 0:
-                for (who, fd), line in list(open_at.items()):
-                    if who == ev.pid:
-                        open_at[(rec, fd)] = line
-            elif (name == "mmap" and rec >= 0 and len(ev.args) == 6
-                  and all(isinstance(a, int) for a in ev.args)
-                  and not ev.args[3] & uapi.MAP_ANONYMOUS and ev.args[4] >= 0):
-                end = ev.args[5] + ev.args[1]
-                line = open_at.get((ev.pid, ev.args[4]))
-                if line is not None:
-                    self._need[line] = max(self._need.get(line, 0), end)
-                else:
-                    key = (ev.pid, ev.args[4])
-                    self._hidden[key] = max(self._hidden.get(key, 0), end)
+        name, rec = ev.name, ev.result
+        if name in ("open", "openat") and rec >= 0:
+            open_at[(ev.pid, rec)] = ev.line
+        elif name == "close" and ev.args and isinstance(ev.args[0], int):
+            open_at.pop((ev.pid, ev.args[0]), None)
+        elif name in FORKS and rec > 0:
+            for (who, fd), line in list(open_at.items()):
+                if who == ev.pid:
+                    open_at[(rec, fd)] = line
+        elif (name == "mmap" and rec >= 0 and len(ev.args) == 6
+              and all(isinstance(a, int) for a in ev.args)
+              and not ev.args[3] & uapi.MAP_ANONYMOUS and ev.args[4] >= 0):
+            end = ev.args[5] + ev.args[1]
+            line = open_at.get((ev.pid, ev.args[4]))
+            if line is not None:
+                self._need[line] = max(self._need.get(line, 0), end)
+            else:
+                key = (ev.pid, ev.args[4])
+                self._hidden[key] = max(self._hidden.get(key, 0), end)
 
     def _label(self, who):
         if who is not None:
@@ -420,9 +532,11 @@ class Replayer:
         mm = proc.mm
         if (self.follow and addr == 0 and isinstance(rec, int) and 0 < rec < TASK_SIZE
                 and not rec % PAGE_SIZE
-                and id(mm) not in self._brk_set and mm.brk == mm.start_brk):
+                and mm not in self._brk_set and mm.brk == mm.start_brk):
             mm.start_brk = mm.brk = rec
-        self._brk_set.add(id(mm))
+        if mm not in self._brk_set:
+            self._brk_set = {m for m in self._brk_set if m.users > 0}
+            self._brk_set.add(mm)
         return proc.brk(addr)
 
     def _open(self, proc, ev, path, flags=0, mode=0):
@@ -800,8 +914,7 @@ class Replayer:
             return proc.execve(name, argv)
         # Under --follow, exec takes the draws that give the layout the calls after it
         # show (mmsim/exec_follow.py); the stack top stays a seeded draw.
-        evidence = exec_follow.gather(itertools.islice(self._events, self._index + 1, None),
-                                      ev.pid)
+        evidence = exec_follow.gather(itertools.islice(self._window, 1, None), ev.pid)
         kernel = self.kernel
         kernel.exec_layout = lambda bprm, drawn: exec_follow.solve(
             bprm.program, bprm.interp, bprm.strings, drawn, evidence)

@@ -156,6 +156,94 @@ def read_trace(path: str) -> str:
     return b"".join(chunks).decode("utf-8", errors="replace")
 
 
+# Comment lines that print a /proc file: "# meminfo" and "# vmstat" (the machine's),
+# "# status" (the process').
+SHOW_FILES = ("meminfo", "vmstat", "status")
+
+
+def iter_lines(path: str):
+    """A trace file's lines ('-': standard input), one at a time, without their "\\n",
+    bytes that are not UTF-8 replaced by U+FFFD; TraceError for a line longer than
+    MAX_LINE, OSError when the file cannot be read.  Memory stays flat in the length."""
+    lineno = 0
+    with (open(sys.stdin.fileno(), "rb", closefd=False) if path == "-" else open(path, "rb")) as f:
+        while True:
+            raw = f.readline(MAX_LINE + 2)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_LINE + (raw.endswith(b"\n")):
+                raise TraceError(path, lineno, f"a line longer than {MAX_LINE} bytes: not a trace")
+            yield raw.rstrip(b"\n").decode("utf-8", errors="replace")
+
+
+def iter_parse(lines, file: str = "<trace>"):
+    """``parse`` as a generator over an iterable of lines: the same Events (pids named
+    as ``check_pids`` names them) and the same errors (TraceError), each as soon as it is
+    known, so a long trace is never held in memory.  Events after an unfinished fork
+    wait until it resumes (the fork runs where it started)."""
+    pending = {}   # as in parse
+    held = []      # events from an unfinished fork's start on: [fork slot or Event]
+    slots = {}     # id(Event) -> index in ``held``
+    namer = _PidNamer(file)
+    for lineno, raw in enumerate(lines, 1):
+        before = len(pending)
+        event = parse_line(raw, lineno, file, pending)
+        if event is None:
+            if len(pending) > before:
+                started = next(reversed(pending.values()))[0]
+                if started.name in FORKS:
+                    slots[id(started)] = len(held)
+                    held.append(None)
+            continue
+        slot = slots.pop(id(event), None)
+        if slot is not None:
+            held[slot] = event
+        else:
+            held.append(event)
+        if not slots:
+            for ev in held:
+                yield namer.name(ev)
+            held.clear()
+    if pending:
+        ev, _ = next(iter(pending.values()))
+        raise TraceError(file, ev.line, f"{ev.name}() is never resumed")
+    for ev in held:
+        yield namer.name(ev)
+
+
+class _PidNamer:
+    """check_pids one event at a time."""
+
+    def __init__(self, file):
+        self.file = file
+        self.initial = None
+        self.created = set()
+        self.exited = set()
+
+    def name(self, ev):
+        """Name ``ev``'s process (as check_pids does); ``ev``."""
+        pid = ev.pid
+        if pid is not None and pid not in self.created:
+            if self.initial is None and None not in self.exited:
+                self.initial = pid
+            elif pid != self.initial:
+                raise TraceError(self.file, ev.line, f"pid {pid} was never created")
+        who = None if pid == self.initial else pid
+        if who in self.exited and ev.kind != "exit":
+            name = f"pid {pid}" if who is not None else "the initial process"
+            raise TraceError(self.file, ev.line, f"{name} has exited")
+        if ev.kind == "call":
+            if ev.name in FORKS and isinstance(ev.result, int) and ev.result > 0:
+                self.created.add(ev.result)
+            elif ev.name in ("exit", "exit_group"):
+                self.exited.add(who)
+        elif ev.kind == "exit":
+            self.exited.add(who)
+        ev.pid = who
+        return ev
+
+
 def parse(text: str, file: str = "<trace>") -> list[Event]:
     """Parse a whole trace; a list of Events, or TraceError at the first bad line."""
     events = []
@@ -242,6 +330,11 @@ def parse_line(raw: str, lineno: int, file: str = "<trace>",
         return None      # a -k stack frame of the call above: " > /lib/...(func+0x1f) [0x...]"
     if line.startswith("#"):
         body = line[1:].strip()
+        word = body.split(None, 1)[0] if body else ""
+        if word in SHOW_FILES:
+            # "# meminfo", "# vmstat", "# status": print that /proc file here.
+            return Event(lineno, "show", pid, name=word, text=body[len(word):].strip(),
+                         prefix=pid)
         if body != "dump" and not body.startswith("dump "):
             return None
         event = Event(lineno, "dump", pid, text=body[4:].strip())

@@ -28,7 +28,7 @@ from mmsim.binfmt_elf import (AT_BASE, AT_ENTRY, AT_EXECFN, AT_PAGESZ, AT_PHDR, 
                               ELF_ET_DYN_BASE, load_elf)
 from mmsim.kernel import Kernel
 from mmsim.mm import MMF_TOPDOWN, STACK_TOP
-from mmsim.procfs import maps_line, smaps_block
+from mmsim.procfs import VSYSCALL_LINE, VSYSCALL_SMAPS, maps_line, smaps_block
 from mmsim.uapi import PROT_READ
 from mmsim.vma import PAGE_SIZE, PMD_SIZE, VM_GROWSDOWN, vmflags_mnemonics
 
@@ -127,7 +127,7 @@ def live_exec(path, argv=None, env=None, trace=True, on_stop=None, rlimit_stack=
     stat_field = {n: int(fields[n - 3]) for n in (26, 27, 28, 45, 46, 47, 48, 49, 50, 51)}
     words = struct.unpack(f"<{len(out['auxv']) // 8}Q", out["auxv"])
     auxv = dict(zip(words[::2], words[1::2]))
-    maps = [line for line in out["maps"].decode().splitlines() if "[vsyscall]" not in line]
+    maps = out["maps"].decode().splitlines()
     return {"maps": maps, "smaps": _smaps_blocks(out["smaps"].decode()), "stat": stat_field,
             "auxv": auxv}
 
@@ -141,16 +141,19 @@ def _smaps_blocks(text):
         cur.append(line)
     if cur:
         blocks.append("".join(cur))
-    return [b for b in blocks if "[vsyscall]" not in b.splitlines()[0]]
+    return blocks
 
 
 def assert_same_exec_state(mm, result, live):
     """maps, smaps, /proc/PID/stat layout fields and auxv all as the live kernel's."""
     vmas = mm.vmas()
-    sim = [maps_line(mm, vma) for vma in vmas]
+    # The vsyscall gate area is no VMA, but the kernel shows it last.
+    sim = [maps_line(mm, vma) for vma in vmas] + [VSYSCALL_LINE]
     assert sim == live["maps"], "\n".join(["sim:"] + sim + ["live:"] + live["maps"])
+    assert len(live["smaps"]) == len(vmas) + 1
     for vma, block in zip(vmas, live["smaps"]):
         assert smaps_block(mm, vma) == block
+    assert live["smaps"][-1] == VSYSCALL_SMAPS
     st = live["stat"]
     assert (result["start_code"], result["end_code"], result["start_stack"]) == \
         (st[26], st[27], st[28])

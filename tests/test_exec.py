@@ -3,6 +3,7 @@ survives exec (kernel-semantics.md section 1.4's table, each row checked live on
 
 import errno
 import os
+import platform
 import shutil
 
 import pytest
@@ -125,6 +126,25 @@ def test_spawn_maps_match_the_live_kernel():
     proc = k.spawn(CAT, argv=[CAT], envp=[])
     lines = k.proc_read(f"/proc/{proc.pid}/maps").splitlines()
     assert lines == live["maps"]
+    assert lines[-1].endswith(" [vsyscall]")   # the gate area, last as on x86-64
+
+
+def test_every_address_space_shows_the_vsyscall_page():
+    """The vsyscall gate area is no VMA (not counted in VmSize) but every x86-64
+    process' maps and smaps end with it, a synthetic spawn() too; its smaps block is
+    this machine's, byte for byte."""
+    k = Kernel()
+    proc = k.spawn()
+    maps = k.proc_read(f"/proc/{proc.pid}/maps")
+    assert maps == ("ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0"
+                    + " " * 18 + "[vsyscall]\n")
+    smaps = k.proc_read(f"/proc/{proc.pid}/smaps")
+    if os.path.exists("/proc/self/smaps") and platform.machine() == "x86_64":
+        with open("/proc/self/smaps") as fh:
+            live = fh.read()
+        if "[vsyscall]" in live:
+            assert smaps == live[live.index("ffffffffff600000-"):]
+    assert "VmSize:\t       0 kB" in k.proc_read(f"/proc/{proc.pid}/status")
 
 
 def test_one_elf_et_dyn_base():

@@ -74,7 +74,8 @@ def test_a_form_feed_in_a_comment_is_one_line(tmp_path, capsys):
     text = (f"{MAP} = {W:#x}\nmunmap({W:#x}, /* a\fb\x1cc\u2028d */ 4096) = 0\n"
             "munmap(0x1001, 1) = 0\n")
     status, out, err, path = replay_bytes(tmp_path, capsys, text.encode(), "--check")
-    assert status == 1 and f"{path}:3: result -22" in err, err
+    assert status == 1 and f"{path}:3: munmap(0x1001, 1) = -1 EINVAL" in err, err
+    assert "setarch" not in err     # an unaligned address is no exec-layout mismatch
 
 
 def test_non_utf8_in_comments_and_strings_replays(tmp_path, capsys):
