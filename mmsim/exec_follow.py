@@ -40,7 +40,11 @@ class ExecEvidence:
     mprotects: tuple = ()
 
 
-def gather(events, pid, limit=20_000):
+# How many events after an execve its evidence is looked for in.
+LOOKAHEAD = 20_000
+
+
+def gather(events, pid, limit=LOOKAHEAD):
     """The ExecEvidence of the events that follow an execve by ``pid`` (up to its next
     execve or exit, at most ``limit`` events looked at)."""
     mapped = []

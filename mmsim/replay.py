@@ -77,9 +77,10 @@ NO_RETURN = ("exit", "exit_group", "execve")
 TEARDOWN = ("exit", "exit_group", "execve", "execveat")
 # How far ahead the initial process' pid is looked for (Replayer.stream).
 LOOKAHEAD = 4096
-# How many events past the running one the replayer keeps at hand: --follow's look-ahead
-# after an execve (exec_follow.LOOKAHEAD lines) and calls split by strace -f.
-AHEAD = 20000
+# How many events past the running one the replayer keeps at hand: enough for a call
+# strace -f split to be seen resumed, and under --follow exec_follow's look-ahead after
+# an execve.
+AHEAD = 1000
 
 
 
@@ -279,10 +280,11 @@ class Replayer:
         window = self._window = collections.deque()
         self._base = 0
         split = []   # heap of (start line, index): calls strace -f split, in the window
+        ahead = max(AHEAD, exec_follow.LOOKAHEAD) if self.follow else AHEAD
         exhausted = False
         self.start()
         while True:
-            while not exhausted and len(window) <= AHEAD:
+            while not exhausted and len(window) <= ahead:
                 ev = next(source, None)
                 if ev is None:
                     exhausted = True

@@ -7,9 +7,12 @@ anything executes; each problem is a ``TraceError`` naming the file, the line an
 is wrong.  A call that fails in the simulator is not bad input: its errno is its result.
 """
 
+import collections
 import errno
+import itertools
 import re
 import sys
+from collections.abc import Iterable, Iterator
 
 import attrs
 
@@ -177,22 +180,33 @@ def iter_lines(path: str):
             yield raw.rstrip(b"\n").decode("utf-8", errors="replace")
 
 
-def iter_parse(lines, file: str = "<trace>"):
-    """``parse`` as a generator over an iterable of lines: the same Events (pids named
-    as ``check_pids`` names them) and the same errors (TraceError), each as soon as it is
-    known, so a long trace is never held in memory.  Events after an unfinished fork
-    wait until it resumes (the fork runs where it started)."""
-    pending = {}   # as in parse
+def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
+    """Parse a trace given as an iterable of lines (without their "\\n"), yielding each
+    Event (its process named as ``check_pids`` names it) as soon as it is known, so a
+    long trace is never held in memory; TraceError at the first bad line.  Events after
+    an unfinished fork wait until it resumes (the fork runs where it started)."""
+    pending = {}   # pid -> (Event, argument text so far) of an <unfinished ...> call
     held = []      # events from an unfinished fork's start on: [fork slot or Event]
     slots = {}     # id(Event) -> index in ``held``
     namer = _PidNamer(file)
-    for lineno, raw in enumerate(lines, 1):
+    lines = _Lines(lines)
+    for lineno, raw in lines:
         before = len(pending)
-        event = parse_line(raw, lineno, file, pending)
+        try:
+            event = parse_line(raw, lineno, file, pending)
+        except TraceError:
+            if not _skip_summary_table(raw, lines):
+                raise
+            if not namer.seen:
+                raise TraceError(file, lineno, "a strace -c summary table, not a log: record "
+                                 "without -c (with -C the log comes first)") from None
+            continue       # -C: the table after the log sums it up; the log replays
         if event is None:
             if len(pending) > before:
                 started = next(reversed(pending.values()))[0]
                 if started.name in FORKS:
+                    # The child exists from the moment the fork starts: its lines may
+                    # come before the parent's "resumed" line, so the fork runs here.
                     slots[id(started)] = len(held)
                     held.append(None)
             continue
@@ -212,30 +226,103 @@ def iter_parse(lines, file: str = "<trace>"):
         yield namer.name(ev)
 
 
+class _Lines:
+    """Numbered lines with a look at the next few (a summary table is known by the
+    lines after its header)."""
+
+    def __init__(self, lines):
+        self._it = iter(lines)
+        self._ahead = collections.deque()
+        self.lineno = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self._ahead.popleft() if self._ahead else next(self._it)
+        self.lineno += 1
+        return self.lineno, line
+
+    def peek(self, n):
+        """The next ``n`` lines (fewer at the end), still to be read."""
+        while len(self._ahead) < n:
+            line = next(self._it, None)
+            if line is None:
+                break
+            self._ahead.append(line)
+        return list(itertools.islice(self._ahead, n))
+
+
+_TABLE_HEADER = re.compile(r"[%A-Za-z/ \t]+\Z", re.ASCII)
+_TABLE_RULE = re.compile(r"\s*-{3,}(?:\s+-{3,})*\s*\Z", re.ASCII)
+
+
+def _skip_summary_table(line, lines):
+    """Whether ``line`` starts a strace -c table (a header that a dashed rule follows:
+    ``% time     seconds ...``, or -U's own columns; "System call usage summary for ..."
+    may come first); if so the table, up to its closing rule and "total" row, is read
+    past."""
+    header, *rest = [line, *lines.peek(2)]
+    if header.startswith("System call usage summary"):
+        header, *rest = rest or [""]
+        skip = 2
+    else:
+        skip = 1
+    if (not rest or not _TABLE_HEADER.match(header)
+            or not ("calls" in header or "syscall" in header)
+            or not _TABLE_RULE.match(rest[0])):
+        return False
+    for _ in range(skip):
+        next(lines)
+    for _, row in lines:
+        if _TABLE_RULE.match(row):
+            next(lines, None)   # the "total" row
+            break
+    return True
+
+
 class _PidNamer:
-    """check_pids one event at a time."""
+    """Names each event's process, one event at a time: the initial process is ``None``
+    until its real pid shows up as a prefix no fork created; a child is the pid its fork
+    returned.  A line for a pid never created, or for a process that has exited, is an
+    error; but in a log with no fork at all (``-e trace=memory`` hides them) a new pid
+    is a process of its own, named by that pid (so such a pid is an error only once a
+    fork shows up: at its own line)."""
 
     def __init__(self, file):
         self.file = file
         self.initial = None
         self.created = set()
         self.exited = set()
+        self.forks = False
+        self.unforked = None    # (line, pid) of the first pid no fork created
+        self.seen = False       # whether any event was named yet
 
     def name(self, ev):
-        """Name ``ev``'s process (as check_pids does); ``ev``."""
+        """Name ``ev``'s process; ``ev``."""
+        self.seen = True
         pid = ev.pid
         if pid is not None and pid not in self.created:
             if self.initial is None and None not in self.exited:
                 self.initial = pid
             elif pid != self.initial:
-                raise TraceError(self.file, ev.line, f"pid {pid} was never created")
+                if self.forks:
+                    raise TraceError(self.file, ev.line, f"pid {pid} was never created")
+                if self.unforked is None:
+                    self.unforked = (ev.line, pid)
+                self.created.add(pid)
         who = None if pid == self.initial else pid
         if who in self.exited and ev.kind != "exit":
             name = f"pid {pid}" if who is not None else "the initial process"
             raise TraceError(self.file, ev.line, f"{name} has exited")
         if ev.kind == "call":
-            if ev.name in FORKS and isinstance(ev.result, int) and ev.result > 0:
-                self.created.add(ev.result)
+            if ev.name in FORKS:
+                self.forks = True
+                if self.unforked is not None:
+                    line, unknown = self.unforked
+                    raise TraceError(self.file, line, f"pid {unknown} was never created")
+                if isinstance(ev.result, int) and ev.result > 0:
+                    self.created.add(ev.result)
             elif ev.name in ("exit", "exit_group"):
                 self.exited.add(who)
         elif ev.kind == "exit":
@@ -244,69 +331,21 @@ class _PidNamer:
         return ev
 
 
-def parse(text: str, file: str = "<trace>") -> list[Event]:
-    """Parse a whole trace; a list of Events, or TraceError at the first bad line."""
-    events = []
-    pending = {}   # pid -> (Event, argument text so far) of an <unfinished ...> call
-    slots = {}     # id(Event) -> where an unfinished fork goes in ``events``
-    # Lines end at "\n" only (str.splitlines also cuts at \f, \v, \x1c-\x1e, \x85,
-    # \u2028 and \u2029, which may sit inside a comment), so a line's number is an editor's.
-    lines = text.split("\n")
-    table_end = 0
-    for lineno, raw in enumerate(lines, 1):
-        if lineno <= table_end:
-            continue
-        before = len(pending)
-        try:
-            event = parse_line(raw, lineno, file, pending)
-        except TraceError:
-            table_end = _summary_table(lines, lineno)
-            if not table_end:
-                raise
-            if not events:
-                raise TraceError(file, lineno, "a strace -c summary table, not a log: record "
-                                 "without -c (with -C the log comes first)") from None
-            continue       # -C: the table after the log sums it up; the log replays
-        if event is None:
-            if len(pending) > before:
-                started = next(reversed(pending.values()))[0]
-                if started.name in FORKS:
-                    # The child exists from the moment the fork starts: its lines may
-                    # come before the parent's "resumed" line, so the fork runs here.
-                    slots[id(started)] = len(events)
-                    events.append(None)
-            continue
-        slot = slots.pop(id(event), None)
-        if slot is None:
-            events.append(event)
-        else:
-            events[slot] = event
-    if pending:
-        ev, _ = next(iter(pending.values()))
-        raise TraceError(file, ev.line, f"{ev.name}() is never resumed")
-    check_pids(events, file)
+def check_pids(events: list[Event], file: str = "<trace>") -> list[Event]:
+    """Name every event's process in a list of events parsed line by line (as
+    ``iter_parse`` does on the way); ``events``."""
+    namer = _PidNamer(file)
+    for ev in events:
+        namer.name(ev)
     return events
 
 
-_TABLE_HEADER = re.compile(r"[%A-Za-z/ \t]+\Z", re.ASCII)
-_TABLE_RULE = re.compile(r"\s*-{3,}(?:\s+-{3,})*\s*\Z", re.ASCII)
-
-
-def _summary_table(lines, lineno):
-    """The number of the last line of the strace -c table whose header is line
-    ``lineno`` (a header is what a dashed rule follows: ``% time     seconds ...``, or
-    -U's own columns; "System call usage summary for ..." may come first), else 0."""
-    i = lineno - 1
-    if lines[i].startswith("System call usage summary"):
-        i += 1
-    if (i + 1 >= len(lines) or not _TABLE_HEADER.match(lines[i])
-            or not ("calls" in lines[i] or "syscall" in lines[i])
-            or not _TABLE_RULE.match(lines[i + 1])):
-        return 0
-    i += 2
-    while i < len(lines) and not _TABLE_RULE.match(lines[i]):
-        i += 1
-    return min(i + 2, len(lines))     # the closing rule and the "total" row
+def parse(text: str, file: str = "<trace>") -> list[Event]:
+    """Parse a whole trace; a list of Events, or TraceError at the first bad line.
+    Lines end at "\\n" only (str.splitlines also cuts at \\f, \\v, \\x1c-\\x1e, \\x85,
+    \\u2028 and \\u2029, which may sit inside a comment), so a line's number is an
+    editor's."""
+    return list(iter_parse(text.split("\n"), file))
 
 
 def parse_line(raw: str, lineno: int, file: str = "<trace>",
@@ -838,42 +877,6 @@ def iovecs(items: list, file: str = "<trace>", lineno: int = 0) -> list[tuple[in
 
 
 FORKS = ("fork", "vfork", "clone", "clone3")
-
-
-def check_pids(events: list[Event], file: str = "<trace>") -> list[Event]:
-    """Name every event's process: the initial process is ``None`` until its real pid
-    shows up as a prefix no fork created; a child is the pid its fork returned.  A line
-    for a pid never created, or for a process that has exited, is an error; but in a
-    log with no fork at all (``-e trace=memory`` hides them) a new pid is a process of
-    its own, named by that pid."""
-    initial = None          # the initial process' pid, once a prefix names it
-    created = set()
-    exited = set()
-    filtered = None         # no fork in the whole log: -e trace= hid them
-    for ev in events:
-        pid = ev.pid
-        if pid is not None and pid not in created:
-            if initial is None and None not in exited:
-                initial = pid
-            elif pid != initial:
-                if filtered is None:
-                    filtered = not any(e.kind == "call" and e.name in FORKS for e in events)
-                if not filtered:
-                    raise TraceError(file, ev.line, f"pid {pid} was never created")
-                created.add(pid)
-        who = None if pid == initial else pid
-        if who in exited and ev.kind != "exit":
-            name = f"pid {pid}" if who is not None else "the initial process"
-            raise TraceError(file, ev.line, f"{name} has exited")
-        if ev.kind == "call":
-            if ev.name in FORKS and isinstance(ev.result, int) and ev.result > 0:
-                created.add(ev.result)
-            elif ev.name in ("exit", "exit_group"):
-                exited.add(who)
-        elif ev.kind == "exit":
-            exited.add(who)
-        ev.pid = who
-    return events
 
 
 _CLONE3_KEEP = ("flags", "exit_signal")
