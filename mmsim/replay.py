@@ -75,8 +75,6 @@ ADDRESS_RESULTS = ("mmap", "mremap", "brk")
 NO_RETURN = ("exit", "exit_group", "execve")
 # Calls after which a process' address space may be gone (--dump-at-exit).
 TEARDOWN = ("exit", "exit_group", "execve", "execveat")
-# How far ahead the initial process' pid is looked for (Replayer.stream).
-LOOKAHEAD = 4096
 # How many events past the running one the replayer keeps at hand: enough for a call
 # strace -f split to be seen resumed, and under --follow exec_follow's look-ahead after
 # an execve.
