@@ -47,7 +47,7 @@ IGNORED = frozenset("""
     restart_syscall sched_getparam sched_setparam sched_getscheduler sched_setscheduler
     getpriority setpriority ioprio_get ioprio_set getxattr lgetxattr fgetxattr listxattr
     llistxattr flistxattr timerfd_create timerfd_settime signalfd4 copy_file_range sendfile
-    splice fallocate getcpu
+    splice fallocate getcpu getrusage
     futex_wake futex_wait futex_requeue futex_waitv sched_get_priority_max
     sched_get_priority_min sched_getattr sched_setattr sched_rr_get_interval
     creat

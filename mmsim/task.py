@@ -655,6 +655,10 @@ class Process:
         (AT_FDCWD: the working directory).  O_TRUNC empties a regular file."""
         kernel = self.kernel
         name = resolve_at(self, dirfd, path)
+        if name == "/dev/tty":
+            # Simulator-defined: no simulated process has a controlling terminal, and
+            # /dev/tty without one is ENXIO (tty_open_current_tty).
+            raise error(errno.ENXIO, name)
         inode = kernel.files.get(name)
         acc = flags & O_ACCMODE
         readable, writable = acc in (O_RDONLY, O_RDWR), acc in (O_WRONLY, O_RDWR)

@@ -480,3 +480,23 @@ def test_creat_and_truncate_size_files_and_errno_aliases_parse():
     outs = replay_trace(text, k)
     assert all(o.matches() for o in outs), [o.line() for o in outs if not o.matches()]
     assert k.files["/w/new"].size == 100
+
+
+def test_dev_tty_is_enxio_without_a_controlling_terminal():
+    """A simulated process has no controlling terminal: /dev/tty is ENXIO, as for a
+    process started without one (python3 under strace probes it)."""
+    k = Kernel()
+    p = k.spawn()
+    with pytest.raises(OSError) as exc:
+        p.open("/dev/tty", os.O_RDWR)
+    assert exc.value.errno == errno.ENXIO
+    outs = replay_trace('openat(AT_FDCWD, "/dev/tty", O_RDWR|O_NONBLOCK) = -1 ENXIO '
+                        '(No such device or address)\n', Kernel())
+    assert outs[0].matches()
+
+
+def test_a_gcc_compile_log_needs_getrusage_accepted():
+    """gcc's driver asks getrusage for each pass it ran: the call is accepted."""
+    outs = replay_trace("getrusage(RUSAGE_CHILDREN, {ru_utime={tv_sec=0, tv_usec=1}, "
+                        "...}) = 0\n", Kernel())
+    assert outs[0].matches()

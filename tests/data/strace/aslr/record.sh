@@ -21,6 +21,19 @@ rec git /usr/bin/git --version
 rec ldso /lib64/ld-linux-x86-64.so.2 /usr/bin/true
 rec ldconfig /sbin/ldconfig -p
 rec sh /bin/sh -c '/usr/bin/true; /usr/bin/ls / >/dev/null'
+# Real work: a compile, git in a repository, sort of a large file, a pipeline and a
+# threaded Python program.  Their inputs are removed afterwards: under --follow a file a
+# log opened that is missing where it replays is simulated, so the tests need none.
+printf 'int main(void) { return 0; }\n' > $work/prog.c
+seq 1 200000 | sort -R --random-source=/dev/zero > $work/numbers.txt
+rm -rf $work/repo && git init -q $work/repo
+git -C $work/repo -c user.email=u@example.org -c user.name=u commit -q --allow-empty -m one
+rec gcc_compile /usr/bin/gcc -O2 -o $work/prog $work/prog.c
+rec git_log /usr/bin/git -C $work/repo log --oneline
+rec sort_large /usr/bin/sort -n $work/numbers.txt
+rec pipeline /bin/sh -c "/usr/bin/cat $work/numbers.txt | /usr/bin/grep 7 | /usr/bin/wc -l"
+rec python_threads /usr/bin/python3.11 -c 'import threading; t = [threading.Thread(target=lambda: bytearray(1 << 22)) for _ in range(3)]; [x.start() for x in t]; [x.join() for x in t]'
+rm -rf $work/prog.c $work/prog $work/numbers.txt $work/repo
 # The real final layout: a destructor copies /proc/self/maps as the program exits
 # (the preload is built where the log names it; the tests rebuild it there).
 gcc -shared -fPIC -O2 -o $work/maps_preload.so maps_preload.c
