@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from mmsim import cli
 from mmsim.strace import EXECUTED, FORKS, TraceError, parse, read_trace
+from test_hostile_traces import replay_bytes as replay_cli
 
 FORMS = pathlib.Path(__file__).parent / "data" / "strace" / "forms"
 
@@ -170,15 +171,6 @@ def test_decorated_resumed_and_unfinished_lines_join():
 def test_a_decoration_after_a_verbose_comment():
     assert one('openat(-100 /* AT_FDCWD */</home>, "/x", 0 /* O_RDONLY */) = 3</x> <0.00001>') \
         == one('openat(-100 /* AT_FDCWD */, "/x", 0 /* O_RDONLY */) = 3')
-
-
-def replay_cli(tmp_path, capsys, data, *opts):
-    path = tmp_path / "t.strace"
-    path.write_bytes(data)
-    status = cli.main(["replay", str(path), *opts])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "internal error" not in err, err
-    return status, out, err, str(path)
 
 
 def test_a_c_summary_table_is_rejected_as_no_log(tmp_path, capsys):
