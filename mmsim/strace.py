@@ -624,10 +624,7 @@ def _split_args(body, file, lineno):
             i = _skip_string(body, i, file, lineno)
             continue
         if c == "/" and body.startswith("/*", i):
-            end = body.find("*/", i + 2)
-            if end < 0:
-                raise TraceError(file, lineno, "unterminated comment")
-            i = end + 2
+            i = _comment_end(body, i, file, lineno)
             continue
         if c in "([{":
             stack.append(_CLOSE[c])
@@ -660,6 +657,14 @@ def _skip_string(s, i, file, lineno):
     raise TraceError(file, lineno, "unterminated string")
 
 
+def _comment_end(s, i, file, lineno):
+    """The index just past the ``/* comment */`` starting at ``s[i]``."""
+    end = s.find("*/", i + 2)
+    if end < 0:
+        raise TraceError(file, lineno, "unterminated comment")
+    return end + 2
+
+
 def _split_top(text, file, lineno):
     """Split the argument text at its top-level commas, comments dropped."""
     out, start, i, n = [], 0, 0, len(text)
@@ -671,11 +676,8 @@ def _split_top(text, file, lineno):
             i = _skip_string(text, i, file, lineno)
             continue
         if c == "/" and text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            if end < 0:
-                raise TraceError(file, lineno, "unterminated comment")
             pieces.append(text[start:i])
-            i = start = end + 2
+            i = start = _comment_end(text, i, file, lineno)
             continue
         if c in "([{":
             depth += 1
