@@ -219,26 +219,41 @@ def _smaps_template():
             ("AnonHugePages:", var), ("ShmemPmdMapped:", var), ("FilePmdMapped:", 0),
             ("Shared_Hugetlb:", 0), ("Private_Hugetlb:", 0), ("Swap:", 0), ("SwapPss:", 0),
             ("Locked:", var)]
-    text = "%s\n" + "".join(f"{label:<16}%8d kB\n" if value is None else _line_kb(label, value)
+    text = "".join(f"{label:<16}%8d kB\n" if value is None else _line_kb(label, value)
                             for label, value in rows)
     return text + f"{'THPeligible:':<16}%8d\n%s"
 
 
 _SMAPS_TEMPLATE = _smaps_template()
+# Block text after the maps line, keyed by every number and flag it shows: VMAs of one
+# address space mostly repeat a few of them, and a lookup is cheaper than formatting.
+_body_cache = {}
+
+
+def _smaps_body(npages, counts, flags, eligible):
+    """The smaps block after its maps line for these numbers (cached)."""
+    key = (npages, counts, flags, eligible)
+    text = _body_cache.get(key)
+    if text is None:
+        (rss, pss2, pss_dirty, shared_clean, shared_dirty, private_clean, private_dirty,
+         referenced, anon, anon_huge, shmem_huge) = counts
+        pss_kb = pss2 >> PSS_SHIFT >> 10
+        text = _SMAPS_TEMPLATE % (
+            npages * 4, rss * 4, pss_kb, pss_dirty >> PSS_SHIFT >> 10, shared_clean * 4,
+            shared_dirty * 4, private_clean * 4, private_dirty * 4, referenced * 4, anon * 4,
+            anon_huge * 4, shmem_huge * 4, pss_kb if flags & VM_LOCKED else 0, eligible,
+            _vmflags_text(flags))
+        if len(_body_cache) >= _CACHE_LIMIT:
+            _body_cache.clear()
+        _body_cache[key] = text
+    return text
 
 
 def _smaps_block(mm, vma, start_brk, brk, start_stack, thp_policy):
     """smaps_block with the mm's bounds and the THP policy read once by the caller."""
-    (rss, pss2, pss_dirty, shared_clean, shared_dirty, private_clean, private_dirty,
-     referenced, anon, anon_huge, shmem_huge) = _counts(vma)
-    flags = vma.vm_flags
-    pss_kb = pss2 >> PSS_SHIFT >> 10
-    return _SMAPS_TEMPLATE % (
-        _maps_line(vma, start_brk, brk, start_stack), vma.npages * 4, rss * 4, pss_kb,
-        pss_dirty >> PSS_SHIFT >> 10, shared_clean * 4, shared_dirty * 4, private_clean * 4,
-        private_dirty * 4, referenced * 4, anon * 4, anon_huge * 4, shmem_huge * 4,
-        pss_kb if flags & VM_LOCKED else 0,
-        thp.allowed(vma, mm.flags, thp_policy, thp.TVA_SMAPS), _vmflags_text(flags))
+    return (_maps_line(vma, start_brk, brk, start_stack) + "\n"
+            + _smaps_body(vma.npages, _counts(vma), vma.vm_flags,
+                          int(thp.allowed(vma, mm.flags, thp_policy, thp.TVA_SMAPS))))
 
 
 def smaps_block(mm, vma):
