@@ -4,6 +4,7 @@ PKU; no soft-dirty; no anon names)."""
 
 from . import pages, thp
 from .defs import PAGE_SHIFT, PAGE_SIZE
+from .pages import PMD_PAGES
 from .mm import MMF_DISABLE_THP_COMPLETELY
 from .vma import (VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_WRITE, vmflags_mnemonics)
@@ -29,22 +30,66 @@ def vma_name(mm, vma):
 
 def maps_line(mm, vma):
     """One /proc/PID/maps line (show_map_vma), without the newline."""
-    flags = vma.vm_flags
-    perms = (("r" if flags & VM_READ else "-") + ("w" if flags & VM_WRITE else "-")
-             + ("x" if flags & VM_EXEC else "-") + ("s" if flags & VM_MAYSHARE else "p"))
-    if vma.file is not None:
-        pgoff = vma.pgoff << PAGE_SHIFT
-        major, minor = vma.file.inode.dev
-        ino = vma.file.inode.ino
+    return _maps_line(vma, mm.start_brk, mm.brk, mm.start_stack)
+
+
+_PERM_BITS = VM_READ | VM_WRITE | VM_EXEC | VM_MAYSHARE
+# Caches keyed by flag words: an address space holds few distinct ones, so text built
+# once per value is reused for every VMA; bounded so odd flag mixes cannot grow it.
+_CACHE_LIMIT = 4096
+_perms_cache = {}
+_vmflags_cache = {}
+
+
+def _perms(flags):
+    """The maps permission column for ``flags`` (cached)."""
+    key = flags & _PERM_BITS
+    text = _perms_cache.get(key)
+    if text is None:
+        text = (("r" if key & VM_READ else "-") + ("w" if key & VM_WRITE else "-")
+                + ("x" if key & VM_EXEC else "-") + ("s" if key & VM_MAYSHARE else "p"))
+        _perms_cache[key] = text
+    return text
+
+
+def _vmflags_text(flags):
+    """The smaps VmFlags line for ``flags`` (cached)."""
+    text = _vmflags_cache.get(flags)
+    if text is None:
+        if len(_vmflags_cache) >= _CACHE_LIMIT:
+            _vmflags_cache.clear()
+        text = "VmFlags: " + "".join(name + " " for name in vmflags_mnemonics(flags)) + "\n"
+        _vmflags_cache[flags] = text
+    return text
+
+
+def _maps_line(vma, start_brk, brk, start_stack):
+    """maps_line with the mm's heap and stack bounds read once by the caller."""
+    file = vma.file
+    start = vma.start
+    end = vma.end
+    if file is not None:
+        inode = file.inode
+        major, minor = inode.dev
+        line = "%08x-%08x %s %08x %02x:%02x %d " % (
+            start, end, _perms(vma.vm_flags), vma.pgoff << PAGE_SHIFT, major, minor, inode.ino)
+        name = inode.display_name()
+        if name is None:
+            return line
     else:
-        pgoff = major = minor = ino = 0
-    line = f"{vma.start:08x}-{vma.end:08x} {perms} {pgoff:08x} {major:02x}:{minor:02x} {ino} "
-    name = vma_name(mm, vma)
-    if name is None:
-        return line
-    if len(line) < HEADER_WIDTH:
-        line += " " * (HEADER_WIDTH - len(line))
-    return line + " " + name
+        line = "%08x-%08x %s 00000000 00:00 0 " % (start, end, _perms(vma.vm_flags))
+        # vma_name() for a VMA without a file, in its order.
+        name = vma.special
+        if name is None:
+            if start < brk and end > start_brk:
+                name = "[heap]"
+            elif start_stack and start <= start_stack <= end:
+                name = "[stack]"
+            elif vma.anon_name:
+                name = f"[anon:{vma.anon_name}]"
+            else:
+                return line
+    return line.ljust(HEADER_WIDTH) + " " + name
 
 
 def maps(proc):
@@ -52,7 +97,11 @@ def maps(proc):
     mm = proc.mm
     if mm is None:
         return ""
-    return "".join(maps_line(mm, vma) + "\n" for vma in mm.vmas()) + VSYSCALL_LINE + "\n"
+    start_brk, brk, start_stack = mm.start_brk, mm.brk, mm.start_stack
+    lines = [_maps_line(vma, start_brk, brk, start_stack) for vma in mm.vmas()]
+    lines.append(VSYSCALL_LINE)
+    lines.append("")
+    return "\n".join(lines)
 
 
 PSS_SHIFT = 12
@@ -82,38 +131,72 @@ VSYSCALL_SMAPS = (VSYSCALL_LINE + "\n" + _line_kb("Size:", 4)
                   + f"{'THPeligible:':<16}{0:>8}\n" + "VmFlags: ex \n")
 
 
+def _counts(vma):
+    """smaps_pte_range/smaps_account totals of one VMA as a tuple: rss, pss << PSS_SHIFT,
+    pss_dirty << PSS_SHIFT, shared_clean, shared_dirty, private_clean, private_dirty,
+    referenced, anon, anon_huge, shmem_huge (page counts in 4 KiB pages)."""
+    pss2 = pss_dirty = shared_clean = shared_dirty = private_clean = private_dirty = 0
+    referenced = anon = anon_huge = shmem_huge = 0
+    # Not young only where a PTE is old (pages.is_young).
+    old = vma.old or ()
+    base = vma.pages
+    rss = 0
+    if base:
+        rss = len(base)
+        unit = PAGE_SIZE << PSS_SHIFT
+        for vpn, page in base.items():
+            mapcount = page.mapcount
+            if page.referenced or vpn not in old:
+                referenced += 1
+            # smaps_account(): bytes << PSS_SHIFT, divided by the mapcount, then summed.
+            share = unit // mapcount
+            pss2 += share
+            if page.dirty:
+                pss_dirty += share
+                if mapcount > 1:
+                    shared_dirty += 1
+                else:
+                    private_dirty += 1
+            elif mapcount > 1:
+                shared_clean += 1
+            else:
+                private_clean += 1
+            if page.anon:
+                anon += 1
+    huge = vma.huge
+    if huge:
+        n = PMD_PAGES
+        unit = (n * PAGE_SIZE) << PSS_SHIFT
+        for vpn, page in huge.items():
+            rss += n
+            mapcount = page.mapcount
+            if page.referenced or vpn not in old:
+                referenced += n
+            share = unit // mapcount
+            pss2 += share
+            if page.dirty:
+                pss_dirty += share
+                if mapcount > 1:
+                    shared_dirty += n
+                else:
+                    private_dirty += n
+            elif mapcount > 1:
+                shared_clean += n
+            else:
+                private_clean += n
+            if page.anon:
+                anon += n
+                anon_huge += n
+            else:
+                shmem_huge += n
+    return (rss, pss2, pss_dirty, shared_clean, shared_dirty, private_clean, private_dirty,
+            referenced, anon, anon_huge, shmem_huge)
+
+
 def vma_memory(vma):
     """Per-VMA page counts for smaps (in 4 KiB pages)."""
-    rss = pss2 = shared_clean = shared_dirty = private_clean = private_dirty = referenced = 0
-    anon = anon_huge = shmem_huge = 0
-    items = [(vpn, p, 1) for vpn, p in (vma.pages or {}).items()]
-    items += [(vpn, p, 512) for vpn, p in (vma.huge or {}).items()]
-    pss_dirty = 0
-    for vpn, page, n in items:
-        rss += n
-        if page.referenced or pages.is_young(vma, vpn):
-            referenced += n
-        shared = page.mapcount > 1
-        # smaps_account(): bytes << PSS_SHIFT, divided by the mapcount, then summed.
-        share = ((n * PAGE_SIZE) << PSS_SHIFT) // page.mapcount
-        pss2 += share
-        if page.dirty:
-            pss_dirty += share
-        if shared:
-            if page.dirty:
-                shared_dirty += n
-            else:
-                shared_clean += n
-        elif page.dirty:
-            private_dirty += n
-        else:
-            private_clean += n
-        if page.anon:
-            anon += n
-            if n == 512:
-                anon_huge += n
-        elif n == 512:
-            shmem_huge += n
+    (rss, pss2, pss_dirty, shared_clean, shared_dirty, private_clean, private_dirty,
+     referenced, anon, anon_huge, shmem_huge) = _counts(vma)
     return {"rss": rss, "pss": pss2, "shared_clean": shared_clean, "shared_dirty": shared_dirty,
             "private_clean": private_clean, "private_dirty": private_dirty, "anon": anon,
             "anon_huge": anon_huge, "shmem_huge": shmem_huge, "referenced": referenced,
@@ -125,24 +208,57 @@ def thp_eligible(mm, vma):
     return int(thp.allowed(vma, mm.flags, mm.kernel.thp, thp.TVA_SMAPS))
 
 
+def _smaps_template():
+    """The text of a smaps block after its maps line, with a %d for every number
+    that depends on the VMA and the constant lines written out."""
+    var = None
+    rows = [("Size:", var), ("KernelPageSize:", 4), ("MMUPageSize:", 4), ("Rss:", var),
+            ("Pss:", var), ("Pss_Dirty:", var), ("Shared_Clean:", var),
+            ("Shared_Dirty:", var), ("Private_Clean:", var), ("Private_Dirty:", var),
+            ("Referenced:", var), ("Anonymous:", var), ("KSM:", 0), ("LazyFree:", 0),
+            ("AnonHugePages:", var), ("ShmemPmdMapped:", var), ("FilePmdMapped:", 0),
+            ("Shared_Hugetlb:", 0), ("Private_Hugetlb:", 0), ("Swap:", 0), ("SwapPss:", 0),
+            ("Locked:", var)]
+    text = "".join(f"{label:<16}%8d kB\n" if value is None else _line_kb(label, value)
+                            for label, value in rows)
+    return text + f"{'THPeligible:':<16}%8d\n%s"
+
+
+_SMAPS_TEMPLATE = _smaps_template()
+# Block text after the maps line, keyed by every number and flag it shows: VMAs of one
+# address space mostly repeat a few of them, and a lookup is cheaper than formatting.
+_body_cache = {}
+
+
+def _smaps_body(npages, counts, flags, eligible):
+    """The smaps block after its maps line for these numbers (cached)."""
+    key = (npages, counts, flags, eligible)
+    text = _body_cache.get(key)
+    if text is None:
+        (rss, pss2, pss_dirty, shared_clean, shared_dirty, private_clean, private_dirty,
+         referenced, anon, anon_huge, shmem_huge) = counts
+        pss_kb = pss2 >> PSS_SHIFT >> 10
+        text = _SMAPS_TEMPLATE % (
+            npages * 4, rss * 4, pss_kb, pss_dirty >> PSS_SHIFT >> 10, shared_clean * 4,
+            shared_dirty * 4, private_clean * 4, private_dirty * 4, referenced * 4, anon * 4,
+            anon_huge * 4, shmem_huge * 4, pss_kb if flags & VM_LOCKED else 0, eligible,
+            _vmflags_text(flags))
+        if len(_body_cache) >= _CACHE_LIMIT:
+            _body_cache.clear()
+        _body_cache[key] = text
+    return text
+
+
+def _smaps_block(mm, vma, start_brk, brk, start_stack, thp_policy):
+    """smaps_block with the mm's bounds and the THP policy read once by the caller."""
+    return (_maps_line(vma, start_brk, brk, start_stack) + "\n"
+            + _smaps_body(vma.npages, _counts(vma), vma.vm_flags,
+                          int(thp.allowed(vma, mm.flags, thp_policy, thp.TVA_SMAPS))))
+
+
 def smaps_block(mm, vma):
     """One VMA's /proc/PID/smaps block."""
-    m = vma_memory(vma)
-    size = vma.npages
-    out = [maps_line(mm, vma) + "\n",
-           _kb("Size:", size), _kb("KernelPageSize:", 1), _kb("MMUPageSize:", 1),
-           _kb("Rss:", m["rss"]), _line_kb("Pss:", m["pss_kb"]),
-           _line_kb("Pss_Dirty:", m["pss_dirty_kb"]),
-           _kb("Shared_Clean:", m["shared_clean"]), _kb("Shared_Dirty:", m["shared_dirty"]),
-           _kb("Private_Clean:", m["private_clean"]), _kb("Private_Dirty:", m["private_dirty"]),
-           _kb("Referenced:", m["referenced"]), _kb("Anonymous:", m["anon"]), _kb("KSM:", 0),
-           _kb("LazyFree:", 0), _kb("AnonHugePages:", m["anon_huge"]), _kb("ShmemPmdMapped:", m["shmem_huge"]),
-           _kb("FilePmdMapped:", 0), _kb("Shared_Hugetlb:", 0), _kb("Private_Hugetlb:", 0),
-           _kb("Swap:", 0), _kb("SwapPss:", 0),
-           _line_kb("Locked:", m["pss_kb"] if vma.vm_flags & VM_LOCKED else 0),
-           f"{'THPeligible:':<16}{thp_eligible(mm, vma):>8}\n",
-           "VmFlags: " + "".join(name + " " for name in vmflags_mnemonics(vma.vm_flags)) + "\n"]
-    return "".join(out)
+    return _smaps_block(mm, vma, mm.start_brk, mm.brk, mm.start_stack, mm.kernel.thp)
 
 
 def smaps(proc):
@@ -150,7 +266,10 @@ def smaps(proc):
     mm = proc.mm
     if mm is None:
         return ""
-    return "".join(smaps_block(mm, vma) for vma in mm.vmas()) + VSYSCALL_SMAPS
+    start_brk, brk, start_stack, policy = mm.start_brk, mm.brk, mm.start_stack, mm.kernel.thp
+    blocks = [_smaps_block(mm, vma, start_brk, brk, start_stack, policy) for vma in mm.vmas()]
+    blocks.append(VSYSCALL_SMAPS)
+    return "".join(blocks)
 
 
 def _status_kb(label, pages_4k):
