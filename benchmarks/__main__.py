@@ -6,7 +6,7 @@ import platform
 import sys
 import time
 
-from . import fork, mctl_walk, mm_memory, replay, store, store_floor, store_mmap
+from . import fork, kernel, mctl_walk, mm_memory, replay, store, store_floor, store_mmap
 
 
 def _log(msg):
@@ -47,6 +47,12 @@ def main(argv=None):
     rp = sub.add_parser("replay", help="trace replay speed against the Python API")
     rp.add_argument("--lines", type=int, default=100_000)
     rp.add_argument("--repeats", type=int, default=3)
+    kb = sub.add_parser("kernel", help="issue 13's Goals table: mmsim against the live "
+                                       "kernel, same work, CPU time")
+    kb.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    kb.add_argument("--big", action="store_true",
+                    help="run the 64 GiB row at 64 GiB (minutes; else 1 GiB, scaled)")
+    kb.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
     cmd = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -86,6 +92,16 @@ def main(argv=None):
     if args.cmd == "fork":
         print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
         print(fork.table(fork.run(args.vmas, args.repeats)))
+        return 0
+    if args.cmd == "kernel":
+        if kernel.find_compiler() is None:
+            print("benchmarks kernel: skipped, no C compiler (cc or gcc) to build the live "
+                  "side's helper")
+            return 0
+        print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}, "
+              f"Linux {platform.release()})\n")
+        rows = kernel.run(quick=args.quick, big=args.big, repeats=args.repeats, log=_log)
+        print(kernel.table(rows))
         return 0
     if args.cmd == "width":
         print(store.width_table(args.sizes, args.widths, args.repeats, _log))

@@ -148,3 +148,30 @@ def test_store_mmap_peers_place_every_mapping_alike():
     rows = store_mmap.run(sizes=(300,), repeats=1, tree_only_sizes=(500,))
     assert [r["n"] for r in rows] == [300, 500]
     assert "VmaTree / SortedDict" in store_mmap.table(rows)
+
+
+def test_kernel_benchmark_quick_prints_every_goal_row(capsys):
+    from benchmarks import __main__ as bench_main
+    from benchmarks import kernel
+    if kernel.find_compiler() is None:
+        pytest.skip("no C compiler for the live side's helper")
+    assert bench_main.main(["kernel", "--quick", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| work")]
+    works = ["write-fault touch", "fork, per resident page", "exit teardown, per page",
+             "fork, per VMA", "mctl SET walk", "/proc/PID/smaps, per VMA", "replay of a mixed",
+             "fork + exec + exit + wait", "Python memory per resident base page",
+             "64 GiB private memory"]
+    assert len(rows) == len(works)
+    for work, line in zip(works, rows):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert len(cells) == 6 and cells[0].startswith(work) and cells[5] in ("yes", "no")
+        sim = float(cells[1].split()[0].replace(",", ""))
+        # The per-VMA rows are slopes between 1 and N VMAs: at quick sizes noise may
+        # push them below zero, so only their sign is left unchecked.
+        slope = work in ("fork, per VMA", "mctl SET walk")
+        assert slope or sim > 0
+        if work != "64 GiB private memory":
+            live = float(cells[2].split()[0].replace(",", ""))
+            assert slope or live > 0
+            assert cells[3].endswith("x")
