@@ -664,7 +664,7 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     if vma.is_anonymous() and vma.anon_vma is None:
         pgoff = dest >> PAGE_SHIFT  # an unfaulted VMA takes the new address' pgoff
     delta = dest - old_addr
-    moved_pages, moved_huge, moved_guards, moved_old = _take(vma, old_addr, old_end)
+    moved, moved_guards = pages.take_range(vma, old_addr, old_end)
     # copy_vma: the whole new length at the destination merges with a neighbour or is a
     # copy of the source.
     new_end = dest + new_len
@@ -673,12 +673,7 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     copy = dup_vma(vma)
     copy.start, copy.end, copy.pgoff = dest, new_end, pgoff
     target = mm.merge_or_insert(prop, mm.prev_of(dest), mm.next_of(new_end), vma=copy)
-    _rekey(target, moved_pages, moved_huge, delta >> PAGE_SHIFT)
-    shift = delta >> PAGE_SHIFT
-    if moved_guards:
-        pages.merge_guards(target, moved_guards.shifted(shift))
-    if moved_old:
-        target.old = (target.old or set()) | {vpn + shift for vpn in moved_old}
+    pages.put_range(target, moved, moved_guards, delta >> PAGE_SHIFT)
     if dontunmap:
         # The source stays mapped, emptied over the range.  The whole VMA loses its
         # lock (dontunmap_complete clears VM_LOCKED without splitting), and its
@@ -720,40 +715,6 @@ def _move_multi(mm, old_addr, length, new_addr, flags):
         vma = mm.vma_lookup(start)
         _move(mm, vma, start, end - start, end - start, dest, flags)
     return new_addr
-
-
-def _take(vma, start, end):
-    """Remove and return the pages, THPs, guard markers and old-PTE marks of ``vma`` in
-    ``[start, end)`` (THPs there must lie wholly inside)."""
-    if start == vma.start and end == vma.end:
-        taken = (vma.pages, vma.huge, vma.guards, vma.old)
-        vma.pages = vma.huge = vma.guards = vma.old = None
-        return taken
-    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
-    out = []
-    for name in ("pages", "huge"):
-        held = getattr(vma, name)
-        part = {k: held.pop(k) for k in [k for k in held if lo <= k < hi]} if held else None
-        out.append(part or None)
-    out.append(vma.guards.take(lo, hi) if vma.guards else None)
-    held = vma.old
-    part = {k for k in held if lo <= k < hi} if held else None
-    if part:
-        held -= part
-    out.append(part or None)
-    return tuple(out)
-
-
-def _rekey(vma, moved_pages, moved_huge, shift):
-    """Add the moved pages and THPs to ``vma``, ``shift`` pages from where they were."""
-    for name, moved in (("pages", moved_pages), ("huge", moved_huge)):
-        if moved:
-            held = getattr(vma, name)
-            if held is None:
-                held = {}
-                setattr(vma, name, held)
-            for vpn, page in moved.items():
-                held[vpn + shift] = page
 
 
 # ---------------------------------------------------------------------- brk

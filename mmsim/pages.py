@@ -1,13 +1,27 @@
 """The memory model: resident pages behind each VMA, page faults, zapping, and the
 bookkeeping that keeps pages with their VMA when VMAs split, merge or move.
 
-A VMA keeps PTE-mapped pages in ``vma.pages`` (page number -> Page) and PMD-mapped
-THPs in ``vma.huge`` (page number of the first page -> Page).  A Page shared with
-other address spaces (after fork) carries a ``mapcount`` above one.  Guard markers
-(``vma.guards``) are page ranges, so a guard region costs the same at any size.
+Resident memory is kept as ranges, not pages.  A VMA's ``pages`` is a ``PageMap``:
+sorted, disjoint extents of page numbers, each with a ``Span`` saying what every page
+of the extent maps, so a run of pages in the same state costs one extent whatever its
+length, and faults, zaps, fork and COW cost O(extents touched).  A Span is one of:
+
+- private: pages this mapping alone maps (mapcount 1), their folio state in the Span;
+- pooled: folios shared with other mappings since a fork.  Their folio state
+  (mapcount, anon, dirty, PG_referenced) lives in a ``Pool``, itself runs of indices in
+  the same state, which every mapper reads; the Span says where its pages sit in the
+  pool (``delta``: page number minus pool index);
+- a cached folio: one page-cache or shmem ``Page`` (file pages stay one object each).
+
+Every Span also carries what belongs to the mapping rather than to the folio: whether
+the PTE (or PMD) is young, and whether the pages are PMD-mapped THPs (``pmd``: each
+aligned 512-page block of such an extent is one THP).  Spans are interned, so equal
+neighbours are recognised by identity and coalesce.  Guard markers (``vma.guards``) are
+page ranges, so a guard region costs the same at any size.
 """
 
 import errno
+from array import array
 from bisect import bisect_left, bisect_right
 
 from . import pagecache, thp
@@ -17,10 +31,13 @@ from .vma import (VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
 PMD_PAGES = HPAGE_PMD_NR
+_PMD_MASK = ~(PMD_PAGES - 1)
+
+PRIVATE, POOLED, CACHED = 0, 1, 2
 
 
 class Page:
-    """A folio mapped somewhere: base (order 0) or a PMD-sized THP (order 9)."""
+    """A folio of the page cache (a regular file's) or of a shmem file."""
 
     __slots__ = ("mapcount", "anon", "dirty", "order", "referenced", "lru", "cache")
 
@@ -35,6 +52,270 @@ class Page:
         # A page-cache folio of a regular file: its LRU list and the FileLru holding it.
         self.lru = None
         self.cache = None
+
+
+class Span:
+    """What every page of an extent maps (see the module's docstring); interned."""
+
+    __slots__ = ("kind", "pool", "delta", "young", "pmd", "anon", "dirty", "referenced")
+
+    def __init__(self, kind, pool, delta, young, pmd, anon, dirty, referenced):
+        self.kind = kind
+        self.pool = pool
+        self.delta = delta
+        self.young = young
+        self.pmd = pmd
+        self.anon = anon
+        self.dirty = dirty
+        self.referenced = referenced
+
+    def __repr__(self):
+        where = ("private", "pooled", "cached")[self.kind]
+        return (f"<Span {where} young={self.young} pmd={self.pmd} anon={self.anon} "
+                f"dirty={self.dirty} referenced={self.referenced} delta={self.delta}>")
+
+
+_PRIVATE_SPANS = {}
+
+
+def private_span(young, pmd, anon, dirty, referenced):
+    """The interned Span of private pages in this state."""
+    key = (young, pmd, anon, dirty, referenced)
+    span = _PRIVATE_SPANS.get(key)
+    if span is None:
+        span = _PRIVATE_SPANS[key] = Span(PRIVATE, None, 0, young, pmd, anon, dirty,
+                                          referenced)
+    return span
+
+
+def pooled_span(pool, delta, young, pmd):
+    """The interned Span of pages of ``pool`` at page number = index + ``delta``."""
+    key = (delta, young, pmd)
+    span = pool.spans.get(key)
+    if span is None:
+        span = pool.spans[key] = Span(POOLED, pool, delta, young, pmd, None, None, None)
+    return span
+
+
+def cached_span(page, young):
+    """A Span mapping the single cached folio ``page``."""
+    return Span(CACHED, page, 0, young, False, None, None, None)
+
+
+def _with(span, young=None, pmd=None, referenced=None):
+    """``span`` with the mapping's young or PMD bit, or a private span's PG_referenced,
+    changed (None leaves a field as it is)."""
+    y = span.young if young is None else young
+    p = span.pmd if pmd is None else pmd
+    kind = span.kind
+    if kind == PRIVATE:
+        r = span.referenced if referenced is None else referenced
+        return private_span(y, p, span.anon, span.dirty, r)
+    if kind == POOLED:
+        return pooled_span(span.pool, span.delta, y, p)
+    if y == span.young:
+        return span
+    return cached_span(span.pool, y)
+
+
+# The state of pooled folios: (mapcount, anon, dirty, referenced), interned.
+_STATES = {}
+
+
+def folio_state(mapcount, anon, dirty, referenced):
+    """The interned pool state tuple."""
+    key = (mapcount, anon, dirty, referenced)
+    st = _STATES.get(key)
+    if st is None:
+        st = _STATES[key] = key
+    return st
+
+
+class RangeMap:
+    """Sorted, disjoint half-open ranges ``[lo, hi)`` of page numbers, each with a tag;
+    neighbours that touch and have the same tag coalesce (see ``joinable``)."""
+
+    __slots__ = ("lo", "hi", "tag")
+
+    def __init__(self):
+        self.lo = array("q")
+        self.hi = array("q")
+        self.tag = []
+
+    def __len__(self):
+        return len(self.tag)
+
+    def __bool__(self):
+        return bool(self.tag)
+
+    def npages(self):
+        """Pages covered by every range."""
+        return sum(self.hi) - sum(self.lo)
+
+    def items(self):
+        """``(lo, hi, tag)`` of every range, in order."""
+        return zip(self.lo, self.hi, self.tag)
+
+    def index(self, v):
+        """The range holding ``v``, or -1."""
+        i = bisect_right(self.lo, v) - 1
+        return i if i >= 0 and v < self.hi[i] else -1
+
+    def overlap(self, a, b):
+        """``(i, j)``: ranges ``i .. j-1`` are those meeting ``[a, b)``."""
+        return bisect_right(self.hi, a), bisect_left(self.lo, b)
+
+    def cut(self, v):
+        """Split the range that has ``v`` strictly inside it at ``v``."""
+        i = bisect_right(self.lo, v) - 1
+        if i >= 0 and v < self.hi[i] and self.lo[i] != v:
+            self.lo.insert(i + 1, v)
+            self.hi.insert(i + 1, self.hi[i])
+            self.hi[i] = v
+            self.tag.insert(i + 1, self.tag[i])
+
+    def carve(self, a, b):
+        """Cut at ``a`` and ``b``; return ``(i, j)``: the ranges inside ``[a, b)``."""
+        self.cut(a)
+        self.cut(b)
+        return self.overlap(a, b)
+
+    def replace(self, i, j, los, his, tags):
+        """Put the ranges of ``los``/``his``/``tags`` in the place of ranges ``i .. j-1``
+        and coalesce around them."""
+        self.lo[i:j] = array("q", los)
+        self.hi[i:j] = array("q", his)
+        self.tag[i:j] = tags
+        self.join(i - 1, i + len(tags) + 1)
+
+    def insert(self, a, b, tag):
+        """Add ``[a, b)`` (free of ranges) with ``tag``, coalescing with neighbours."""
+        i = bisect_left(self.lo, a)
+        self.lo.insert(i, a)
+        self.hi.insert(i, b)
+        self.tag.insert(i, tag)
+        self.join(i - 1, i + 2)
+
+    def delete(self, i, j):
+        """Drop ranges ``i .. j-1``."""
+        del self.lo[i:j]
+        del self.hi[i:j]
+        del self.tag[i:j]
+
+    def joinable(self, tag):
+        """Whether ranges with this tag coalesce with equal touching neighbours."""
+        return True
+
+    def join(self, i, j):
+        """Coalesce equal touching neighbours among ranges ``i .. j-1``."""
+        i = max(i, 0)
+        j = min(j, len(self.tag))
+        lo, hi, tag = self.lo, self.hi, self.tag
+        k = i + 1
+        while k < j:
+            t = tag[k]
+            if t is tag[k - 1] and hi[k - 1] == lo[k] and self.joinable(t):
+                hi[k - 1] = hi[k]
+                del lo[k], hi[k], tag[k]
+                j -= 1
+            else:
+                k += 1
+
+    def take(self, a, b):
+        """Remove the ranges inside ``[a, b)`` (cut at its ends) and return them as a
+        new map."""
+        i, j = self.carve(a, b)
+        part = type(self)()
+        part.lo = self.lo[i:j]
+        part.hi = self.hi[i:j]
+        part.tag = self.tag[i:j]
+        self.delete(i, j)
+        return part
+
+    def put(self, part, shift=0, retag=None):
+        """Add every range of ``part`` (free of ranges here), moved by ``shift``, each
+        tag passed through ``retag`` when given."""
+        if not part:
+            return
+        los = [v + shift for v in part.lo] if shift else part.lo
+        his = [v + shift for v in part.hi] if shift else part.hi
+        tags = [retag(t) for t in part.tag] if retag is not None else part.tag
+        i = bisect_left(self.lo, los[0])
+        self.lo[i:i] = array("q", los)
+        self.hi[i:i] = array("q", his)
+        self.tag[i:i] = tags
+        self.join(i - 1, i + len(tags) + 1)
+
+
+class PageMap(RangeMap):
+    """The resident pages of one VMA: extents of page numbers tagged with Spans."""
+
+    __slots__ = ()
+
+    def joinable(self, tag):
+        return tag.kind != CACHED
+
+
+class Pool(RangeMap):
+    """Folios shared by several mappings since a fork: runs of pool indices tagged with
+    their state tuple ``(mapcount, anon, dirty, referenced)``."""
+
+    __slots__ = ("spans",)
+
+    def __init__(self):
+        super().__init__()
+        self.spans = {}
+
+    def append(self, a, b, st):
+        """Add ``[a, b)`` above every run."""
+        if self.tag and self.hi[-1] == a and self.tag[-1] is st:
+            self.hi[-1] = b
+        else:
+            self.lo.append(a)
+            self.hi.append(b)
+            self.tag.append(st)
+
+    def runs(self, a, b):
+        """``(x, y, state)`` of the runs in ``[a, b)``, clipped to it."""
+        i, j = self.overlap(a, b)
+        lo, hi, tag = self.lo, self.hi, self.tag
+        return [(max(lo[k], a), min(hi[k], b), tag[k]) for k in range(i, j)]
+
+    def apply(self, a, b, fn):
+        """Give every run in ``[a, b)`` the state ``fn(state)``; a run whose new state is
+        None leaves the pool (its folios are freed)."""
+        i, j = self.carve(a, b)
+        los, his, tags = [], [], []
+        lo, hi, tag = self.lo, self.hi, self.tag
+        for k in range(i, j):
+            st = fn(tag[k])
+            if st is not None:
+                los.append(lo[k])
+                his.append(hi[k])
+                tags.append(st)
+        self.replace(i, j, los, his, tags)
+
+
+def _inc(st):
+    return folio_state(st[0] + 1, st[1], st[2], st[3])
+
+
+def _dec(st):
+    if st[0] == 1:
+        return None
+    return folio_state(st[0] - 1, st[1], st[2], st[3])
+
+
+def _set_dirty(st):
+    return st if st[2] else folio_state(st[0], st[1], True, st[3])
+
+
+def _set_referenced(st):
+    return st if st[3] else folio_state(st[0], st[1], st[2], True)
+
+
+def _clear_referenced(st):
+    return folio_state(st[0], st[1], st[2], False) if st[3] else st
 
 
 class GuardRanges:
@@ -146,44 +427,161 @@ def merge_guards(dst, marks):
         dst.guards.update(marks)
 
 
-def _pages(vma):
-    if vma.pages is None:
-        vma.pages = {}
-    return vma.pages
+def _map(vma):
+    pm = vma.pages
+    if pm is None:
+        pm = vma.pages = PageMap()
+    return pm
 
 
-def _huge(vma):
-    if vma.huge is None:
-        vma.huge = {}
-    return vma.huge
+def span_pieces(span, a, b):
+    """``(x, y, mapcount, anon, dirty, referenced)`` for the folio state of the pages
+    ``[a, b)`` of an extent tagged ``span``."""
+    kind = span.kind
+    if kind == PRIVATE:
+        return ((a, b, 1, span.anon, span.dirty, span.referenced),)
+    if kind == CACHED:
+        page = span.pool
+        return ((a, b, page.mapcount, page.anon, page.dirty, page.referenced),)
+    d = span.delta
+    return [(x + d, y + d, st[0], st[1], st[2], st[3])
+            for x, y, st in span.pool.runs(a - d, b - d)]
+
+
+def _shared_in(span, a, b):
+    """Whether any folio of ``[a, b)`` (an extent tagged ``span``) has other mappers."""
+    kind = span.kind
+    if kind == PRIVATE:
+        return False
+    if kind == CACHED:
+        return span.pool.mapcount > 1
+    d = span.delta
+    return any(st[0] > 1 for _, _, st in span.pool.runs(a - d, b - d))
+
+
+def page_states(vma):
+    """Every resident folio of ``vma`` as ``(vpn, npages, mapcount, anon, dirty,
+    referenced, young, pmd)``: one row per base page and one per THP whose pages share
+    one state (a checking aid, O(pages))."""
+    rows = []
+    for x, y, span in (vma.pages.items() if vma.pages else ()):
+        for a, b, mapcount, anon, dirty, referenced in span_pieces(span, x, y):
+            # A THP whose pages differ (some lost a mapper to COW) is shown page by page.
+            step = PMD_PAGES if span.pmd and not a % PMD_PAGES and not b % PMD_PAGES else 1
+            for vpn in range(a, b, step):
+                rows.append((vpn, step, mapcount, anon, dirty, referenced, span.young,
+                             span.pmd))
+    return rows
 
 
 def rss_pages(vma):
     """Resident pages of ``vma``, a THP counting 512."""
-    n = len(vma.pages) if vma.pages else 0
-    if vma.huge:
-        n += len(vma.huge) * PMD_PAGES
-    return n
+    return vma.pages.npages() if vma.pages else 0
+
+
+def thp_count(vma):
+    """PMD-mapped THPs of ``vma``."""
+    pm = vma.pages
+    if not pm:
+        return 0
+    return sum(y - x for x, y, span in pm.items() if span.pmd) // PMD_PAGES
+
+
+def _count(mm, vma, anon, n):
+    """Charge ``n`` pages (uncharge when negative) to the rss counter of their kind."""
+    if anon:
+        mm.rss_anon += n
+    elif vma.file is not None and vma.file.shmem:
+        mm.rss_shmem += n
+    else:
+        mm.rss_file += n
+    mm.kernel.nr_resident += n
+    if n > 0:
+        total = mm.rss_anon + mm.rss_file + mm.rss_shmem
+        if total > mm.hiwater_rss:
+            mm.hiwater_rss = total
+
+
+def _drop_page(mm, vma, page):
+    """A cached folio loses this mapping."""
+    page.mapcount -= 1
+    if page.mapcount == 0 and page.cache is not None:
+        page.cache.nr_mapped -= 1
+    _count(mm, vma, page.anon, -1)
+
+
+def _map_cached(page):
+    page.mapcount += 1
+    if page.mapcount == 1 and page.cache is not None:
+        page.cache.nr_mapped += 1
+
+
+def _unmap(mm, vma, x, y, span):
+    """The pages ``[x, y)`` of an extent tagged ``span`` lose this mapping."""
+    kind = span.kind
+    if kind == PRIVATE:
+        _count(mm, vma, span.anon, x - y)
+    elif kind == CACHED:
+        _drop_page(mm, vma, span.pool)
+    else:
+        d = span.delta
+        pool = span.pool
+        for a, b, st in pool.runs(x - d, y - d):
+            _count(mm, vma, st[1], a - b)
+        pool.apply(x - d, y - d, _dec)
+
+
+def _touch(page):
+    """FOLL_TOUCH's folio_mark_accessed (only the page cache has LRU lists here)."""
+    if page.cache is not None:
+        page.cache.mark_accessed(page)
+    else:
+        page.referenced = True
+
+
+def has_recency(vma):
+    """vma_has_recency: MADV_SEQUENTIAL and MADV_RANDOM mappings do not age the LRU."""
+    return not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ)
+
+
+def _split_pmd(pm, head):
+    """split_huge_pmd of the THP at page ``head`` (if that block is PMD-mapped): its 512
+    pages become PTE-mapped, keeping their folio state and young bit."""
+    i = pm.index(head)
+    if i < 0 or not pm.tag[i].pmd:
+        return
+    i, _ = pm.carve(head, head + PMD_PAGES)
+    pm.tag[i] = _with(pm.tag[i], pmd=False)
+    pm.join(i - 1, i + 2)
 
 
 def split_huge_at(vma, addr):
     """split_huge_pmd: a THP straddling ``addr`` becomes 512 PTE-mapped pages."""
-    if not vma.huge or not addr % PMD_SIZE:
+    if not vma.pages or not addr % PMD_SIZE:
         return
-    head = align_down(addr, PMD_SIZE) >> PAGE_SHIFT
-    page = vma.huge.pop(head, None)
-    if page is None:
-        return
-    _remap_as_base(vma, head, page)
+    _split_pmd(vma.pages, (addr >> PAGE_SHIFT) & _PMD_MASK)
 
 
-def _remap_as_base(vma, head, page):
-    base = _pages(vma)
-    for vpn in range(head, head + PMD_PAGES):
-        small = base[vpn] = Page(page.anon, page.dirty, 0, page.mapcount)
-        small.referenced = page.referenced
-    if vma.old and head in vma.old:
-        vma.old.update(range(head, head + PMD_PAGES))
+def _widen(pm, a, b):
+    """``[a, b)`` grown to whole THPs where its ends fall inside PMD-mapped blocks."""
+    i = pm.index(a)
+    if i >= 0 and pm.tag[i].pmd:
+        a &= _PMD_MASK
+    i = pm.index(b - 1)
+    if i >= 0 and pm.tag[i].pmd:
+        b = ((b - 1) & _PMD_MASK) + PMD_PAGES
+    return a, b
+
+
+def _narrow(pm, a, b):
+    """``[a, b)`` shrunk to leave out THPs it only partly covers."""
+    i = pm.index(a)
+    if i >= 0 and pm.tag[i].pmd and a & (PMD_PAGES - 1):
+        a = (a & _PMD_MASK) + PMD_PAGES
+    i = pm.index(b - 1)
+    if i >= 0 and pm.tag[i].pmd and b & (PMD_PAGES - 1):
+        b &= _PMD_MASK
+    return a, b
 
 
 def move_range(src, dst, start, end):
@@ -191,44 +589,43 @@ def move_range(src, dst, start, end):
     have been split already)."""
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
     if src.pages:
-        if hi - lo < len(src.pages):
-            keys = [vpn for vpn in range(lo, hi) if vpn in src.pages]
-        else:
-            keys = [vpn for vpn in src.pages if lo <= vpn < hi]
-        if keys:
-            d = _pages(dst)
-            for vpn in keys:
-                d[vpn] = src.pages.pop(vpn)
-    if src.huge:
-        keys = [vpn for vpn in src.huge if lo <= vpn < hi]
-        if keys:
-            d = _huge(dst)
-            for vpn in keys:
-                d[vpn] = src.huge.pop(vpn)
+        part = src.pages.take(lo, hi)
+        if part:
+            _map(dst).put(part)
     if src.guards:
         merge_guards(dst, src.guards.take(lo, hi))
-    marks = src.old
-    if marks:
-        keys = {vpn for vpn in marks if lo <= vpn < hi}
-        if keys:
-            marks -= keys
-            dst.old = (dst.old or set()) | keys
 
 
 def move_all(src, dst):
     """Hand every page (and guard marker) of ``src`` to ``dst`` (a merge)."""
     if src.pages:
-        _pages(dst).update(src.pages)
-        src.pages = None
-    if src.huge:
-        _huge(dst).update(src.huge)
-        src.huge = None
+        _map(dst).put(src.pages)
+    src.pages = None
     if src.guards:
         merge_guards(dst, src.guards)
         src.guards = None
-    if src.old:
-        dst.old = (dst.old or set()) | src.old
-        src.old = None
+
+
+def take_range(vma, start, end):
+    """Remove and return ``(pages, guards)`` of ``vma`` in ``[start, end)`` for a move
+    (THPs there must lie wholly inside); either may be None."""
+    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+    part = vma.pages.take(lo, hi) if vma.pages else None
+    marks = vma.guards.take(lo, hi) if vma.guards else None
+    return part or None, marks
+
+
+def put_range(vma, part, marks, shift):
+    """Give ``vma`` pages and guard markers taken by ``take_range``, ``shift`` pages
+    from where they were."""
+    if part:
+        def moved(span):
+            if span.kind == POOLED:
+                return pooled_span(span.pool, span.delta + shift, span.young, span.pmd)
+            return span
+        _map(vma).put(part, shift, moved)
+    if marks:
+        merge_guards(vma, marks.shifted(shift))
 
 
 def install_guards(mm, vma, start, end):
@@ -262,32 +659,21 @@ def guarded(vma, start, end):
 
 def resident_in(vma, start, end):
     """Pages of ``vma`` resident in ``[start, end)`` (a THP counts the pages it has
-    there), found in time proportional to the smaller of the range and the pages."""
+    there), in time proportional to the extents there."""
+    pm = vma.pages
+    if not pm:
+        return 0
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
-    n = 0
-    if vma.pages:
-        if hi - lo < len(vma.pages):
-            n += sum(1 for vpn in range(lo, hi) if vpn in vma.pages)
-        else:
-            n += sum(1 for vpn in vma.pages if lo <= vpn < hi)
-    for head in vma.huge or ():
-        n += max(0, min(hi, head + PMD_PAGES) - max(lo, head))
+    i, j = pm.overlap(lo, hi)
+    if i >= j:
+        return 0
+    los, his = pm.lo, pm.hi
+    n = sum(his[i:j]) - sum(los[i:j])
+    if los[i] < lo:
+        n -= lo - los[i]
+    if his[j - 1] > hi:
+        n -= his[j - 1] - hi
     return n
-
-
-def _resident_vpns(vma, lo, hi):
-    """One page number inside each resident page or THP of ``vma`` in ``[lo, hi)``."""
-    found = []
-    if vma.pages:
-        if hi - lo < len(vma.pages):
-            found += [vpn for vpn in range(lo, hi) if vpn in vma.pages]
-        else:
-            found += [vpn for vpn in vma.pages if lo <= vpn < hi]
-    for head in vma.huge or ():
-        if head < hi and head + PMD_PAGES > lo:
-            found.append(max(head, lo))
-    found.sort()
-    return found
 
 
 def zero_page_read(vma, write):
@@ -323,17 +709,19 @@ def machine_resident(kernel):
     return kernel.nr_resident
 
 
-def resident_by_mms(kernel):
-    """``machine_resident`` recomputed from the live address spaces (a checking aid)."""
+def _live_mms(kernel):
     seen = set()
-    n = 0
     for proc in kernel.processes.values():
         mm = proc.mm
         if mm is None or id(mm) in seen:
             continue
         seen.add(id(mm))
-        n += mm.rss_anon + mm.rss_file + mm.rss_shmem
-    return n
+        yield mm
+
+
+def resident_by_mms(kernel):
+    """``machine_resident`` recomputed from the live address spaces (a checking aid)."""
+    return sum(mm.rss_anon + mm.rss_file + mm.rss_shmem for mm in _live_mms(kernel))
 
 
 def check_room(mm, need):
@@ -344,121 +732,337 @@ def check_room(mm, need):
         raise error(errno.ENOMEM, "more than the machine's memory")
 
 
+def _check_access(vma, write, force):
+    need = VM_WRITE if write else VM_READ
+    if (not vma.vm_flags & need and not force) or vma.special is not None:
+        raise OSError(errno.EFAULT, "fault on a page without access")
+
+
+def _private_anon(vma):
+    return vma.file is None and not vma.vm_flags & VM_MAYSHARE
+
+
 def populate(mm, vma, start, end, write, force=False, touch=False):
     """Fault every page of ``[start, end)`` in ``vma`` in order (GUP, or a loop of
-    accesses).  Where a missing page would only map the zero page, only the resident
-    pages are visited, so a huge read of untouched anonymous memory costs nothing."""
+    accesses), stopping with EFAULT at the first guard page.  Private anonymous memory
+    is faulted a range at a time; file pages one by one."""
     policy = mm.kernel.thp
-    if not zero_page_read(vma, write):
-        addr = start
-        while addr < end:
-            fault(mm, vma, addr, write, policy, force, touch)
-            head = (addr >> PAGE_SHIFT) & ~(PMD_PAGES - 1)
-            if vma.huge and head in vma.huge:
-                # The other faults inside a PMD-mapped THP would repeat what this one
-                # did (young, accessed, dirty): go on after it.
-                addr = max(addr + PAGE_SIZE, (head + PMD_PAGES) << PAGE_SHIFT)
-            else:
-                addr += PAGE_SIZE
+    if _private_anon(vma):
+        _check_access(vma, write, force)
+        lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+        stop = first_guard(vma, start, end)
+        top = hi if stop is None else stop >> PAGE_SHIFT
+        if top > lo:
+            _anon_fault(mm, vma, lo, top, write, touch, policy)
+        if stop is not None:
+            raise OSError(errno.EFAULT, "fault on a guard page")
         return
-    fault(mm, vma, start, write, policy, force, touch)   # the access checks, once
-    stop = first_guard(vma, start, end)
-    lo = (start >> PAGE_SHIFT) + 1
-    hi = (stop if stop is not None else end) >> PAGE_SHIFT
-    for vpn in _resident_vpns(vma, lo, hi):
-        fault(mm, vma, vpn << PAGE_SHIFT, write, policy, force, touch)
-    if stop is not None and stop > start:
-        fault(mm, vma, stop, write, policy, force, touch)   # EFAULT on the guard page
+    addr = start
+    while addr < end:
+        fault(mm, vma, addr, write, policy, force, touch)
+        vpn = addr >> PAGE_SHIFT
+        pm = vma.pages
+        i = pm.index(vpn) if pm else -1
+        if i >= 0 and pm.tag[i].pmd:
+            # The other faults inside a PMD-mapped THP would repeat what this one
+            # did (young, accessed, dirty): go on after it.
+            addr = max(addr + PAGE_SIZE, ((vpn & _PMD_MASK) + PMD_PAGES) << PAGE_SHIFT)
+        else:
+            addr += PAGE_SIZE
 
 
-def _kind(vma, page):
-    """Which rss counter a page is charged to: anon, shmem or file."""
-    if page.anon:
-        return "rss_anon"
-    return "rss_shmem" if vma.file is not None and vma.file.shmem else "rss_file"
+def anon_vma_prepare(vma):
+    """Give ``vma`` an anon_vma on its first anonymous fault (anon_vma_prepare)."""
+    if vma.anon_vma is None:
+        vma.anon_vma = AnonVma()
+        vma.forked = False
+    return vma.anon_vma
 
 
-def _charge(mm, vma, page, n):
-    counter = _kind(vma, page)
-    setattr(mm, counter, getattr(mm, counter) + n)
-    mm.kernel.nr_resident += n
-    if n > 0:
-        total = mm.rss_anon + mm.rss_file + mm.rss_shmem
-        if total > mm.hiwater_rss:
-            mm.hiwater_rss = total
+def _access(mm, vma, a, b, write, touch):
+    """An access to every resident page of ``[a, b)`` (no PMD-mapped block may be cut
+    by its ends, and none inside it may be shared when ``write``): the PTEs become
+    young, FOLL_TOUCH marks the folios accessed, and a write dirties the folio or
+    breaks COW (a private anonymous copy replaces a folio that is shared, or that is
+    not anonymous in a private mapping)."""
+    pm = vma.pages
+    i, j = pm.carve(a, b)
+    if i >= j:
+        return
+    shared_vma = vma.vm_flags & VM_SHARED
+    los, his, tags = [], [], []
+    lo, hi, tag = pm.lo, pm.hi, pm.tag
+    fresh = private_span(True, False, True, True, touch)
+    for k in range(i, j):
+        x, y, span = lo[k], hi[k], tag[k]
+        kind = span.kind
+        if kind == PRIVATE:
+            if write and not span.pmd and not span.anon and not shared_vma:
+                _count(mm, vma, False, x - y)
+                anon_vma_prepare(vma)
+                _count(mm, vma, True, y - x)
+                new = fresh
+            else:
+                new = private_span(True, span.pmd, span.anon, span.dirty or bool(write),
+                                   span.referenced or touch)
+            los.append(x)
+            his.append(y)
+            tags.append(new)
+        elif kind == CACHED:
+            page = span.pool
+            if touch:
+                _touch(page)
+            if write and (page.mapcount > 1 or not page.anon and not shared_vma):
+                _drop_page(mm, vma, page)
+                anon_vma_prepare(vma)
+                _count(mm, vma, True, 1)
+                new = fresh
+            else:
+                if write:
+                    page.dirty = True
+                new = _with(span, young=True)
+            los.append(x)
+            his.append(y)
+            tags.append(new)
+        else:
+            pool = span.pool
+            d = span.delta
+            kept = pooled_span(pool, d, True, span.pmd)
+            for px, py, st in pool.runs(x - d, y - d):
+                if write and not span.pmd and (st[0] > 1 or not st[1] and not shared_vma):
+                    # Copy on write: the mapping gets copies; the pool's folios lose
+                    # it (FOLL_TOUCH marked them accessed first).
+                    pool.apply(px, py, (lambda s: _dec(_set_referenced(s))) if touch
+                               else _dec)
+                    _count(mm, vma, st[1], px - py)
+                    anon_vma_prepare(vma)
+                    _count(mm, vma, True, py - px)
+                    new = fresh
+                else:
+                    if touch or write:
+                        pool.apply(px, py, _touch_state(touch, write))
+                    new = kept
+                los.append(px + d)
+                his.append(py + d)
+                tags.append(new)
+    pm.replace(i, j, los, his, tags)
 
 
-def _drop(mm, vma, page, n=1):
-    page.mapcount -= 1
-    if page.mapcount == 0 and page.cache is not None:
-        page.cache.nr_mapped -= 1
-    _charge(mm, vma, page, -n)
+def _touch_state(touch, write):
+    if touch and write:
+        return lambda st: _set_dirty(_set_referenced(st))
+    return _set_referenced if touch else _set_dirty
 
 
-def _map_cached(page):
-    page.mapcount += 1
-    if page.mapcount == 1 and page.cache is not None:
-        page.cache.nr_mapped += 1
+def _anon_fault(mm, vma, lo, hi, write, touch, policy):
+    """Fault the pages ``[lo, hi)`` of a private anonymous VMA in order, as one range
+    (access checked, no guard page inside).  A read maps the zero page where nothing
+    is resident.  A write allocates a PMD THP for every empty aligned block inside the
+    VMA when THP is allowed (the whole block, even the part outside the range), base
+    pages elsewhere, and breaks COW on shared pages.  Returns the new pages."""
+    pm = _map(vma)
+    if not write:
+        if pm:
+            a, b = _widen(pm, lo, hi)
+            _access(mm, vma, a, b, False, touch)
+        return 0
+    thp_ok = thp.allowed(vma, mm.flags, policy, thp.TVA_PAGEFAULT)
+    vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
+    new = 0
+    v = lo
+    while v < hi:
+        k = bisect_right(pm.hi, v)
+        n = len(pm.tag)
+        if k < n and pm.lo[k] <= v:
+            span = pm.tag[k]
+            e = pm.hi[k]
+            if span.pmd:
+                head = v & _PMD_MASK
+                top = min(e, ((hi - 1) & _PMD_MASK) + PMD_PAGES)
+                if not _shared_in(span, head, top):
+                    _access(mm, vma, head, top, True, touch)
+                    v = top
+                    continue
+                # A write to a shared THP splits the PMD, then copies page by page.
+                _split_pmd(pm, head)
+                top = min(hi, head + PMD_PAGES)
+            else:
+                top = min(hi, e)
+            _access(mm, vma, v, top, True, touch)
+            v = top
+            continue
+        nxt = pm.lo[k] if k < n else vhi
+        gap_end = min(hi, nxt)
+        anon_vma_prepare(vma)
+        if thp_ok:
+            prev_end = pm.hi[k - 1] if k > 0 else vlo
+            head = v & _PMD_MASK
+            first = head if head >= prev_end and head >= vlo else head + PMD_PAGES
+            last = min(min(nxt, vhi) & _PMD_MASK, ((hi - 1) & _PMD_MASK) + PMD_PAGES)
+            if last > first:
+                if first > v:
+                    pm.insert(v, first, private_span(True, False, True, True, touch))
+                    _count(mm, vma, True, first - v)
+                    new += first - v
+                pm.insert(first, last, private_span(True, True, True, True, touch))
+                _count(mm, vma, True, last - first)
+                new += last - first
+                v = last
+                continue
+        pm.insert(v, gap_end, private_span(True, False, True, True, touch))
+        _count(mm, vma, True, gap_end - v)
+        new += gap_end - v
+        v = gap_end
+    return new
 
 
-def _touch(page):
-    """FOLL_TOUCH's folio_mark_accessed (only the page cache has LRU lists here)."""
-    if page.cache is not None:
-        page.cache.mark_accessed(page)
+def fault(mm, vma, addr, write, policy, force=False, touch=False):
+    """Handle a fault at ``addr`` inside ``vma``: raise EFAULT where the kernel would
+    deliver SIGSEGV, else make the page resident.  Returns the number of new pages.
+    ``force`` is FOLL_FORCE: populate through missing read or write permission;
+    ``touch`` is FOLL_TOUCH: the folio is marked accessed (PG_referenced)."""
+    _check_access(vma, write, force)
+    vpn = addr >> PAGE_SHIFT
+    if vma.guards and vpn in vma.guards:
+        raise OSError(errno.EFAULT, "fault on a guard page")
+    if _private_anon(vma):
+        return _anon_fault(mm, vma, vpn, vpn + 1, write, touch, policy)
+    pm = _map(vma)
+    i = pm.index(vpn)
+    if i >= 0:
+        span = pm.tag[i]
+        if span.pmd:
+            head = vpn & _PMD_MASK
+            if write and _shared_in(span, head, head + PMD_PAGES):
+                _split_pmd(pm, head)
+                _access(mm, vma, vpn, vpn + 1, True, touch)
+            else:
+                _access(mm, vma, head, head + PMD_PAGES, write, touch)
+        else:
+            _access(mm, vma, vpn, vpn + 1, write, touch)
+        return 0
+    shared = vma.vm_flags & VM_MAYSHARE
+    # File or shared memory.  A regular file's page comes from the page cache (read
+    # into it on first use); a private write maps a copy of it instead.
+    cached = None
+    if vma.file is not None:
+        shmem = vma.file.shmem
+        if not write:
+            n = _fault_around(mm, vma, vpn, shmem)
+            i = pm.index(vpn)
+            if i >= 0:
+                if touch:
+                    _touch(pm.tag[i].pool)
+                return n
+        index = vma.pgoff + vpn - (vma.start >> PAGE_SHIFT)
+        if index << PAGE_SHIFT >= vma.file.inode.size:
+            # filemap_fault / shmem_fault: a page wholly past EOF is SIGBUS (after the
+            # fault-around above has mapped what lies below EOF).
+            raise OSError(errno.EFAULT, "SIGBUS: page beyond the end of the file")
+        if shmem:
+            # shmem_fault: the file's folio, allocated (even for a read) if not there;
+            # it stays in the shmem cache when unmapped, for every mapper to find.
+            if shared or not write:
+                cache = vma.file.inode.cache
+                cached = cache.get(index)
+                if cached is None:
+                    cached = cache[index] = Page(anon=False, dirty=False, mapcount=0)
+        else:
+            cached = pagecache.find_or_read(mm.kernel.file_lru, vma.file.inode, index, Page)
+    if write and not shared:
+        anon_vma_prepare(vma)
+        pm.insert(vpn, vpn + 1, private_span(True, False, True, True, touch))
+        _count(mm, vma, True, 1)
+    elif cached is not None:
+        _map_cached(cached)
+        if write:
+            cached.dirty = True
+        if touch:
+            _touch(cached)
+        pm.insert(vpn, vpn + 1, cached_span(cached, True))
+        _count(mm, vma, cached.anon, 1)
     else:
-        page.referenced = True
+        pm.insert(vpn, vpn + 1, private_span(True, False, False, bool(write), touch))
+        _count(mm, vma, False, 1)
+    return 1
 
 
-def has_recency(vma):
-    """vma_has_recency: MADV_SEQUENTIAL and MADV_RANDOM mappings do not age the LRU."""
-    return not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ)
+FAULT_AROUND_PAGES = 16   # fault_around_bytes, 64 KiB by default, in pages
+
+
+def _fault_around(mm, vma, vpn, shmem=False):
+    """do_fault_around + filemap_map_pages: a read fault on a file also maps the file's
+    cached pages in the aligned 16-page block around it, inside the VMA and the page
+    table.  A regular file's every page below EOF counts as cached (docs/mm.md); shmem
+    has only the pages written or faulted so far.  Returns how many pages it mapped."""
+    inode = vma.file.inode
+    npages = pfn_up(inode.size)
+    cache = inode.cache
+    first = vma.start >> PAGE_SHIFT
+    pte = vpn & (PMD_PAGES - 1)
+    lo = max(pte & ~(FAULT_AROUND_PAGES - 1), pte - min(pte, vpn - first))
+    hi = min(lo + FAULT_AROUND_PAGES, PMD_PAGES, pte + (vma.end >> PAGE_SHIFT) - vpn)
+    base = vpn - pte
+    pm = _map(vma)
+    guards = vma.guards
+    lru = mm.kernel.file_lru
+    n = 0
+    for v in range(base + lo, base + hi):
+        index = vma.pgoff + v - first
+        if index >= npages or pm.index(v) >= 0 or (guards and v in guards):
+            continue
+        if shmem:
+            page = cache.get(index)
+            if page is None:
+                continue
+        else:
+            page = pagecache.find_or_read(lru, inode, index, Page)
+        pm.insert(v, v + 1, cached_span(page, True))
+        _map_cached(page)
+        _count(mm, vma, page.anon, 1)
+        n += 1
+    return n
 
 
 def zap_vma(mm, vma, start, end):
     """Unmap the pages of ``vma`` in ``[start, end)`` (zap_page_range_single)."""
+    pm = vma.pages
+    if not pm:
+        return
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
-    if vma.huge:
-        for head in [h for h in vma.huge if h < hi and h + PMD_PAGES > lo]:
-            if head < lo or head + PMD_PAGES > hi:
-                # A partial zap splits the PMD first, then drops the covered pages.
-                _remap_as_base(vma, head, vma.huge.pop(head))
-            else:
-                _drop(mm, vma, vma.huge.pop(head), PMD_PAGES)
-    if vma.pages:
-        if hi - lo < len(vma.pages):
-            keys = [vpn for vpn in range(lo, hi) if vpn in vma.pages]
-        else:
-            keys = [vpn for vpn in vma.pages if lo <= vpn < hi]
-        # Zapping a young PTE of a page-cache folio marks it accessed, unless the mm is
-        # being torn down with FADE_ON_DEATH on: then the folio is not promoted, and
-        # one this mapping alone maps goes to the inactive list.
-        fade = mm.users == 0 and mm.fade_on_death
-        recency = not fade and has_recency(vma)
-        pop = vma.pages.pop
-        for vpn in keys:
-            page = pop(vpn)
-            lru = page.cache
-            if lru is None:
-                _drop(mm, vma, page)
-            elif fade:
-                _drop(mm, vma, page)
-                if page.mapcount == 0:
-                    lru.deactivate_file(page)
-            else:
-                if recency and is_young(vma, vpn):
-                    lru.mark_accessed(page)
-                _drop(mm, vma, page)
+    # A partial zap of a THP splits its PMD first, then drops the covered pages.
+    if lo & (PMD_PAGES - 1):
+        _split_pmd(pm, lo & _PMD_MASK)
+    if hi & (PMD_PAGES - 1):
+        _split_pmd(pm, hi & _PMD_MASK)
+    i, j = pm.carve(lo, hi)
+    if i >= j:
+        return
+    # Zapping a young PTE of a page-cache folio marks it accessed, unless the mm is
+    # being torn down with FADE_ON_DEATH on: then the folio is not promoted, and one
+    # this mapping alone maps goes to the inactive list.
+    fade = mm.users == 0 and mm.fade_on_death
+    recency = not fade and has_recency(vma)
+    lo_, hi_, tag = pm.lo, pm.hi, pm.tag
+    for k in range(i, j):
+        span = tag[k]
+        if span.kind != CACHED:
+            _unmap(mm, vma, lo_[k], hi_[k], span)
+            continue
+        page = span.pool
+        lru = page.cache
+        if lru is not None and not fade and recency and span.young:
+            lru.mark_accessed(page)
+        _drop_page(mm, vma, page)
+        if lru is not None and fade and page.mapcount == 0:
+            lru.deactivate_file(page)
+    pm.delete(i, j)
 
 
 def punch_hole(kernel, inode, lo, hi):
     """shmem_fallocate(PUNCH_HOLE) for file pages ``[lo, hi)``: every mapping of them
     in every address space loses them (unmap_mapping_range), then the cache does."""
-    seen = set()
-    for proc in kernel.processes.values():
-        mm = proc.mm
-        if mm is None or id(mm) in seen:
-            continue
-        seen.add(id(mm))
+    for mm in _live_mms(kernel):
         for vma in mm.tree.values():
             if vma.file is None or vma.file.inode is not inode:
                 continue
@@ -483,259 +1087,214 @@ def truncate_pages(kernel, inode, lo, hi=1 << 64):
             page.cache.remove(page)
 
 
-def anon_vma_prepare(vma):
-    """Give ``vma`` an anon_vma on its first anonymous fault (anon_vma_prepare)."""
-    if vma.anon_vma is None:
-        vma.anon_vma = AnonVma()
-        vma.forked = False
-    return vma.anon_vma
-
-
-def fault(mm, vma, addr, write, policy, force=False, touch=False):
-    """Handle a fault at ``addr`` inside ``vma``: raise EFAULT where the kernel would
-    deliver SIGSEGV, else make the page resident.  Returns the number of new pages.
-    ``force`` is FOLL_FORCE: populate through missing read or write permission;
-    ``touch`` is FOLL_TOUCH: the folio is marked accessed (PG_referenced)."""
-    vm_flags = vma.vm_flags
-    need = VM_WRITE if write else VM_READ
-    if (not vm_flags & need and not force) or vma.special is not None:
-        raise OSError(errno.EFAULT, "fault on a page without access")
-    vpn = addr >> PAGE_SHIFT
-    if vma.guards and vpn in vma.guards:
-        raise OSError(errno.EFAULT, "fault on a guard page")
-    head = vpn & ~(PMD_PAGES - 1)
-    # Any access makes the PTE young; a page faulted anew starts young.
-    _make_young(vma, vpn)
-    if vma.huge and head in vma.huge:
-        page = vma.huge[head]
-        if write and page.mapcount > 1:
-            # A write to a shared THP: the kernel splits the PMD and copies one page.
-            _remap_as_base(vma, head, vma.huge.pop(head))
-        else:
-            _make_young(vma, head)
-            if touch:
-                _touch(page)
-            if write:
-                page.dirty = True
-            return 0
-    if vma.pages and vpn in vma.pages:
-        page = vma.pages[vpn]
-        _make_young(vma, vpn)
-        if touch:
-            _touch(page)
-        if write:
-            if page.mapcount > 1 or not page.anon and not vm_flags & VM_SHARED:
-                # Copy on write: a private copy replaces the shared page.
-                _drop(mm, vma, page)
-                anon_vma_prepare(vma)
-                new = vma.pages[vpn] = Page(anon=True, dirty=True)
-                new.referenced = touch
-                _charge(mm, vma, new, 1)
-            else:
-                page.dirty = True
-        return 0
-    shared = vm_flags & VM_MAYSHARE
-    if vma.file is None and not shared:
-        if not write:
-            return 0  # the shared zero page: nothing resident, no anon_vma
-        anon_vma_prepare(vma)
-        if (thp.allowed(vma, mm.flags, policy, thp.TVA_PAGEFAULT)
-                and head << PAGE_SHIFT >= vma.start
-                and (head + PMD_PAGES) << PAGE_SHIFT <= vma.end
-                and not _any_base_in(vma, head)):
-            page = _huge(vma)[head] = Page(anon=True, dirty=True, order=9)
-            _make_young(vma, head)
-            page.referenced = touch
-            _charge(mm, vma, page, PMD_PAGES)
-            return PMD_PAGES
-        page = _pages(vma)[vpn] = Page(anon=True, dirty=True)
-        page.referenced = touch
-        _charge(mm, vma, page, 1)
-        return 1
-    # File or shared memory.  A regular file's page comes from the page cache (read
-    # into it on first use); a private write maps a copy of it instead.
-    cached = None
-    if vma.file is not None:
-        shmem = vma.file.shmem
-        if not write:
-            n = _fault_around(mm, vma, vpn, shmem)
-            page = vma.pages.get(vpn) if vma.pages else None
-            if page is not None:
-                if touch:
-                    _touch(page)
-                return n
-        index = vma.pgoff + vpn - (vma.start >> PAGE_SHIFT)
-        if index << PAGE_SHIFT >= vma.file.inode.size:
-            # filemap_fault / shmem_fault: a page wholly past EOF is SIGBUS (after the
-            # fault-around above has mapped what lies below EOF).
-            raise OSError(errno.EFAULT, "SIGBUS: page beyond the end of the file")
-        if shmem:
-            # shmem_fault: the file's folio, allocated (even for a read) if not there;
-            # it stays in the shmem cache when unmapped, for every mapper to find.
-            if shared or not write:
-                cache = vma.file.inode.cache
-                cached = cache.get(index)
-                if cached is None:
-                    cached = cache[index] = Page(anon=False, dirty=False, mapcount=0)
-        else:
-            cached = pagecache.find_or_read(mm.kernel.file_lru, vma.file.inode, index, Page)
-    if write and not shared:
-        anon_vma_prepare(vma)
-        page = _pages(vma)[vpn] = Page(anon=True, dirty=True)
-        page.referenced = touch
-    elif cached is not None:
-        page = _pages(vma)[vpn] = cached
-        _map_cached(page)
-        if write:
-            page.dirty = True
-        if touch:
-            _touch(page)
-    else:
-        page = _pages(vma)[vpn] = Page(anon=False, dirty=bool(write))
-        page.referenced = touch
-    _charge(mm, vma, page, 1)
-    return 1
-
-
-FAULT_AROUND_PAGES = 16   # fault_around_bytes, 64 KiB by default, in pages
-
-
-def _fault_around(mm, vma, vpn, shmem=False):
-    """do_fault_around + filemap_map_pages: a read fault on a file also maps the file's
-    cached pages in the aligned 16-page block around it, inside the VMA and the page
-    table.  A regular file's every page below EOF counts as cached (docs/mm.md); shmem
-    has only the pages written or faulted so far.  Returns how many pages it mapped."""
-    inode = vma.file.inode
-    npages = pfn_up(inode.size)
-    cache = inode.cache
-    first = vma.start >> PAGE_SHIFT
-    pte = vpn & (PMD_PAGES - 1)
-    lo = max(pte & ~(FAULT_AROUND_PAGES - 1), pte - min(pte, vpn - first))
-    hi = min(lo + FAULT_AROUND_PAGES, PMD_PAGES, pte + (vma.end >> PAGE_SHIFT) - vpn)
-    base = vpn - pte
-    pages = _pages(vma)
-    guards = vma.guards
-    lru = mm.kernel.file_lru
-    n = 0
-    for v in range(base + lo, base + hi):
-        index = vma.pgoff + v - first
-        if v in pages or index >= npages or (guards and v in guards):
-            continue
-        if shmem:
-            page = cache.get(index)
-            if page is None:
-                continue
-            pages[v] = page
-        else:
-            page = pages[v] = pagecache.find_or_read(lru, inode, index, Page)
-        _map_cached(page)
-        _charge(mm, vma, page, 1)
-        _make_young(vma, v)
-        n += 1
-    return n
-
-
-def _make_young(vma, vpn):
-    if vma.old:
-        vma.old.discard(vpn)
-
-
-def _any_base_in(vma, head):
-    pages = vma.pages
-    if not pages:
-        return False
-    if len(pages) < PMD_PAGES:
-        return any(head <= vpn < head + PMD_PAGES for vpn in pages)
-    return any(vpn in pages for vpn in range(head, head + PMD_PAGES))
-
-
 def collapse(mm, vma, start, end):
     """MADV_COLLAPSE over ``[start, end)``: every aligned 2 MiB block inside it that has
     at least one resident page becomes one THP.  Returns True when every block did;
     a range inside a single block, with no block in it, fails like the kernel's
     ``thps == (hend - hstart) >> HPAGE_PMD_SHIFT`` test with hstart past hend."""
-    ok = True
     first = align_up(start, PMD_SIZE)
     last = align_down(end, PMD_SIZE)
     if first > last:
         return False
-    anon = vma.file is None
+    lo, hi = first >> PAGE_SHIFT, last >> PAGE_SHIFT
+    pm = vma.pages
     # Only blocks holding something need work; any other block fails the call
     # (SCAN_PMD_NULL: nothing to collapse), however large the range.
-    lo, hi = first >> PAGE_SHIFT, last >> PAGE_SHIFT
-    held = {vpn & ~(PMD_PAGES - 1) for vpn in _resident_vpns(vma, lo, hi)}
-    if len(held) < (hi - lo) // PMD_PAGES:
-        ok = False
-    for head in sorted(held):
-        if vma.huge and head in vma.huge:
+    held = []
+    if pm:
+        i, j = pm.overlap(lo, hi)
+        for k in range(i, j):
+            b = max(pm.lo[k], lo) & _PMD_MASK
+            if held and held[-1] >= b:
+                b = held[-1] + PMD_PAGES
+            held.extend(range(b, min(pm.hi[k], hi), PMD_PAGES))
+    ok = len(held) == (hi - lo) // PMD_PAGES
+    anon = vma.file is None
+    thp_span = private_span(True, True, anon, True, False)
+    for head in held:
+        i = pm.index(head)
+        if i >= 0 and pm.tag[i].pmd:
             continue
-        present = [vpn for vpn in range(head, head + PMD_PAGES) if vma.pages and vpn in vma.pages]
-        for vpn in present:
-            _drop(mm, vma, vma.pages.pop(vpn))
-        page = _huge(vma)[head] = Page(anon=anon, dirty=True, order=9)
-        _charge(mm, vma, page, PMD_PAGES)
+        i, j = pm.carve(head, head + PMD_PAGES)
+        for k in range(i, j):
+            _unmap(mm, vma, pm.lo[k], pm.hi[k], pm.tag[k])
+        pm.delete(i, j)
+        pm.insert(head, head + PMD_PAGES, thp_span)
+        _count(mm, vma, anon, PMD_PAGES)
     return ok
 
 
 def deactivate(vma, start, end):
     """MADV_COLD: make the PTEs old and clear PG_referenced for the pages in
     ``[start, end)``; an active page-cache folio moves to the inactive list (the
-    anonymous LRU is not modelled)."""
-    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
-    old = vma.old if vma.old is not None else set()
-    # Folios other mappings share are left alone altogether: PTE, flag and list.
-    for vpn, page in (vma.pages or {}).items():
-        if lo <= vpn < hi and page.mapcount == 1:
-            page.referenced = False
-            if page.cache is not None:
-                page.cache.deactivate(page)
-            old.add(vpn)
-    for head, page in (vma.huge or {}).items():
-        if lo <= head and head + PMD_PAGES <= hi and page.mapcount == 1:
-            page.referenced = False
-            old.add(head)
-    vma.old = old
+    anonymous LRU is not modelled).  Folios other mappings share are left alone
+    altogether, and a THP unless the range covers all of it."""
+    pm = vma.pages
+    if not pm:
+        return
+    a, b = _narrow(pm, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
+    if a >= b:
+        return
+    i, j = pm.carve(a, b)
+    los, his, tags = [], [], []
+    lo, hi, tag = pm.lo, pm.hi, pm.tag
+    for k in range(i, j):
+        x, y, span = lo[k], hi[k], tag[k]
+        kind = span.kind
+        if kind == PRIVATE:
+            new = _with(span, young=False, referenced=False)
+        elif kind == CACHED:
+            page = span.pool
+            new = span
+            if page.mapcount == 1:
+                page.referenced = False
+                if page.cache is not None:
+                    page.cache.deactivate(page)
+                new = cached_span(page, False)
+        else:
+            pool = span.pool
+            d = span.delta
+            cold = pooled_span(pool, d, False, span.pmd)
+            for px, py, st in pool.runs(x - d, y - d):
+                new = span
+                if st[0] == 1:
+                    pool.apply(px, py, _clear_referenced)
+                    new = cold
+                los.append(px + d)
+                his.append(py + d)
+                tags.append(new)
+            continue
+        los.append(x)
+        his.append(y)
+        tags.append(new)
+    pm.replace(i, j, los, his, tags)
 
 
 def is_young(vma, vpn):
     """The mapping's PTE (or PMD) for page ``vpn`` has its accessed bit set."""
-    return not vma.old or vpn not in vma.old
+    pm = vma.pages
+    i = pm.index(vpn) if pm else -1
+    return i < 0 or pm.tag[i].young
 
 
 def share_pages(mm, src, dst):
-    """copy_page_range for fork: the child maps the very same pages (copy on write for
-    private memory), each one's mapcount going up by one."""
-    if src.pages:
-        dst.pages = dict(src.pages)
-        for page in dst.pages.values():
-            page.mapcount += 1
-            _charge(mm, dst, page, 1)
-    if src.huge:
-        dst.huge = dict(src.huge)
-        for page in dst.huge.values():
-            page.mapcount += 1
-            _charge(mm, dst, page, PMD_PAGES)
+    """copy_page_range for fork: the child maps the very same folios (copy on write for
+    private memory), each one's mapcount going up by one, and its PTEs start out old.
+    The parent's private pages move into a pool both now read their state from."""
     if src.guards:
         dst.guards = src.guards.copy()
-    # copy_present_pte(): the child's PTEs start out old.
-    dst.old = set(dst.pages or ()) | set(dst.huge or ())
+    pm = src.pages
+    if not pm:
+        return
+    child = PageMap()
+    child.lo = array("q", pm.lo)
+    child.hi = array("q", pm.hi)
+    ptags = pm.tag
+    ctags = [None] * len(ptags)
+    pool = None
+    anon = other = 0
+    for k, (x, y, span) in enumerate(pm.items()):
+        kind = span.kind
+        if kind == PRIVATE:
+            if pool is None:
+                pool = Pool()
+            pool.append(x, y, folio_state(2, span.anon, span.dirty, span.referenced))
+            ptags[k] = pooled_span(pool, 0, span.young, span.pmd)
+            ctags[k] = pooled_span(pool, 0, False, span.pmd)
+            if span.anon:
+                anon += y - x
+            else:
+                other += y - x
+        elif kind == POOLED:
+            d = span.delta
+            for a, b, st in span.pool.runs(x - d, y - d):
+                if st[1]:
+                    anon += b - a
+                else:
+                    other += b - a
+            span.pool.apply(x - d, y - d, _inc)
+            ctags[k] = pooled_span(span.pool, d, False, span.pmd)
+        else:
+            page = span.pool
+            page.mapcount += 1
+            ctags[k] = cached_span(page, False)
+            if page.anon:
+                anon += 1
+            else:
+                other += 1
+    child.tag = ctags
+    pm.join(0, len(ptags))
+    child.join(0, len(ctags))
+    dst.pages = child
+    if anon:
+        _count(mm, dst, True, anon)
+    if other:
+        _count(mm, dst, False, other)
 
 
 def check_vma(vma):
-    """Pages lie inside their VMA and THPs are aligned and do not overlap base pages."""
+    """Extents are sorted, disjoint, coalesced and inside their VMA, THPs are aligned,
+    pooled pages are in their pool, and guard markers lie inside the VMA."""
     lo, hi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
-    for vpn in vma.pages or ():
-        if not lo <= vpn < hi:
-            raise AssertionError(f"page {vpn:#x} lies outside {vma!r}")
+    pm = vma.pages
+    prev_end, prev_span = lo, None
+    for x, y, span in (pm.items() if pm else ()):
+        if not prev_end <= x < y <= hi:
+            raise AssertionError(f"extent [{x:#x}, {y:#x}) out of order or outside {vma!r}")
+        if span.pmd and (x % PMD_PAGES or y % PMD_PAGES):
+            raise AssertionError(f"THP extent [{x:#x}, {y:#x}) is not aligned in {vma!r}")
+        if span.kind == CACHED and y - x != 1:
+            raise AssertionError(f"cached folio extent [{x:#x}, {y:#x}) in {vma!r}")
+        if span is prev_span and x == prev_end and span.kind != CACHED:
+            raise AssertionError(f"equal extents not coalesced at {x:#x} in {vma!r}")
+        if span.kind == POOLED:
+            d = span.delta
+            if sum(b - a for a, b, _ in span.pool.runs(x - d, y - d)) != y - x:
+                raise AssertionError(f"pages [{x:#x}, {y:#x}) missing from their pool")
+        prev_end, prev_span = y, span
     for first, last in vma.guards.ranges() if vma.guards else ():
         if not lo <= first < last <= hi:
             raise AssertionError(f"guard markers [{first:#x}, {last:#x}) lie outside {vma!r}")
-    for head in vma.huge or ():
-        if head % PMD_PAGES or head < lo or head + PMD_PAGES > hi:
-            raise AssertionError(f"THP at page {head:#x} does not fit {vma!r}")
-        if vma.pages and any(head <= vpn < head + PMD_PAGES for vpn in vma.pages):
-            raise AssertionError(f"THP at page {head:#x} overlaps base pages")
 
 
-__all__ = ["Page", "fault", "zap_vma", "move_range", "move_all", "split_huge_at", "collapse",
-           "rss_pages", "check_vma", "PAGE_SIZE"]
+def check_pools(kernel):
+    """Every pool's mapcounts equal the number of mappings of each folio across the
+    live address spaces, and no pool keeps a folio nobody maps (a checking aid)."""
+    events = {}
+    pools = {}
+    for mm in _live_mms(kernel):
+        for vma in mm.vmas():
+            for x, y, span in (vma.pages.items() if vma.pages else ()):
+                if span.kind == POOLED:
+                    d = span.delta
+                    pools[id(span.pool)] = span.pool
+                    ev = events.setdefault(id(span.pool), {})
+                    ev[x - d] = ev.get(x - d, 0) + 1
+                    ev[y - d] = ev.get(y - d, 0) - 1
+    for key, pool in pools.items():
+        ev = events[key]
+        points = sorted(ev)
+        depth = 0
+        want = []
+        for a, b in zip(points, points[1:]):
+            depth += ev[a]
+            if depth:
+                want.append((a, b, depth))
+        have = [(a, b, st[0]) for a, b, st in pool.items()]
+        if _flat(want) != _flat(have):
+            raise AssertionError(f"pool mapcounts {have[:8]} != mappings {want[:8]}")
+
+
+def _flat(runs):
+    """Runs ``(a, b, n)`` with equal touching neighbours merged."""
+    out = []
+    for a, b, n in runs:
+        if out and out[-1][1] == a and out[-1][2] == n:
+            out[-1] = (out[-1][0], b, n)
+        else:
+            out.append((a, b, n))
+    return out
+
+
+__all__ = ["Page", "Span", "PageMap", "Pool", "fault", "zap_vma", "move_range", "move_all",
+           "split_huge_at", "collapse", "rss_pages", "check_vma", "PAGE_SIZE"]

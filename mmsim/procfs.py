@@ -136,45 +136,29 @@ def _counts(vma):
     pss_dirty << PSS_SHIFT, shared_clean, shared_dirty, private_clean, private_dirty,
     referenced, anon, anon_huge, shmem_huge (page counts in 4 KiB pages)."""
     pss2 = pss_dirty = shared_clean = shared_dirty = private_clean = private_dirty = 0
-    referenced = anon = anon_huge = shmem_huge = 0
-    # Not young only where a PTE is old (pages.is_young).
-    old = vma.old or ()
-    base = vma.pages
-    rss = 0
-    if base:
-        rss = len(base)
-        unit = PAGE_SIZE << PSS_SHIFT
-        for vpn, page in base.items():
-            mapcount = page.mapcount
-            if page.referenced or vpn not in old:
-                referenced += 1
-            # smaps_account(): bytes << PSS_SHIFT, divided by the mapcount, then summed.
-            share = unit // mapcount
-            pss2 += share
-            if page.dirty:
-                pss_dirty += share
-                if mapcount > 1:
-                    shared_dirty += 1
-                else:
-                    private_dirty += 1
-            elif mapcount > 1:
-                shared_clean += 1
-            else:
-                private_clean += 1
-            if page.anon:
-                anon += 1
-    huge = vma.huge
-    if huge:
-        n = PMD_PAGES
-        unit = (n * PAGE_SIZE) << PSS_SHIFT
-        for vpn, page in huge.items():
-            rss += n
-            mapcount = page.mapcount
-            if page.referenced or vpn not in old:
+    rss = referenced = anon = anon_huge = shmem_huge = 0
+    pm = vma.pages
+    if not pm:
+        return _NOTHING
+    unit = PAGE_SIZE << PSS_SHIFT
+    unit_thp = unit * PMD_PAGES
+    pieces = pages.span_pieces
+    for x, y, span in pm.items():
+        rss += y - x
+        young = span.young
+        pmd = span.pmd
+        for a, b, mapcount, is_anon, dirty, ref in pieces(span, x, y):
+            n = b - a
+            if ref or young:
                 referenced += n
-            share = unit // mapcount
+            # smaps_account(): bytes << PSS_SHIFT divided by the mapcount, per folio
+            # (per page where a THP's pages have different mapcounts).
+            if pmd and not n % PMD_PAGES and not a % PMD_PAGES:
+                share = (n // PMD_PAGES) * (unit_thp // mapcount)
+            else:
+                share = n * (unit // mapcount)
             pss2 += share
-            if page.dirty:
+            if dirty:
                 pss_dirty += share
                 if mapcount > 1:
                     shared_dirty += n
@@ -184,13 +168,17 @@ def _counts(vma):
                 shared_clean += n
             else:
                 private_clean += n
-            if page.anon:
+            if is_anon:
                 anon += n
-                anon_huge += n
-            else:
+                if pmd:
+                    anon_huge += n
+            elif pmd:
                 shmem_huge += n
     return (rss, pss2, pss_dirty, shared_clean, shared_dirty, private_clean, private_dirty,
             referenced, anon, anon_huge, shmem_huge)
+
+
+_NOTHING = (0,) * 11
 
 
 def vma_memory(vma):
@@ -319,11 +307,19 @@ def status(proc):
 
 def _pte_pages(mm):
     """Simulator-defined VmPTE: one 4 KiB page table per 2 MiB region holding PTEs."""
-    tables = set()
+    n = 0
+    last = -1   # the last table counted: VMAs and their extents come in address order
     for vma in mm.vmas():
-        for vpn in vma.pages or ():
-            tables.add(vpn >> 9)
-    return len(tables)
+        for x, y, span in (vma.pages.items() if vma.pages else ()):
+            if span.pmd:
+                continue
+            first, final = x >> 9, (y - 1) >> 9
+            if first <= last:
+                first = last + 1
+            if final >= first:
+                n += final - first + 1
+                last = final
+    return n
 
 
 def parse_smaps(text):

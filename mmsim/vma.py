@@ -128,16 +128,12 @@ class Vma:
     close_hook: bool = False     # vm_ops->close: such a VMA is never removed by a merge
     uffd_ctx: object = None
     policy: object = None
-    # Resident pages: PTE-mapped pages by page number, and PMD-mapped THPs by the page
-    # number of their first page.  None until the first fault, to keep VMAs small.
-    pages: dict | None = None
-    huge: dict | None = None
+    # Resident pages as extents of page numbers in the same state (a pages.PageMap:
+    # PTE- and PMD-mapped, young or old).  None until the first fault, to keep VMAs small.
+    pages: object = None
     # Page ranges carrying a guard marker (MADV_GUARD_INSTALL, a pages.GuardRanges):
     # touching one faults.
     guards: object = None
-    # Page numbers (a THP by its first page) whose PTE is old: not accessed since fork
-    # or MADV_COLD.  A PTE is young otherwise; smaps counts young ones as Referenced.
-    old: set | None = None
 
     def __repr__(self):
         flags = " ".join(vmflags_mnemonics(self.vm_flags))

@@ -83,10 +83,8 @@ def unreferenced_pages(proc):
     out = set()
     lo, hi = live.WINDOW
     for vma in proc.mm.vmas(lo, hi):
-        items = [(vpn, page, 1) for vpn, page in (vma.pages or {}).items()]
-        items += [(vpn, page, 512) for vpn, page in (vma.huge or {}).items()]
-        for vpn, page, n in items:
-            if not page.referenced and not pages.is_young(vma, vpn):
+        for vpn, n, _, _, _, referenced, young, _ in pages.page_states(vma):
+            if not referenced and not young:
                 out.update((vpn + i) * P for i in range(n))
     return out
 

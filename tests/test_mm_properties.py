@@ -123,9 +123,8 @@ class SyscallMachine(RuleBasedStateMachine):
         assert mm.map_count == len(vmas)
         resident = {"anon": 0, "file": 0, "shmem": 0}
         for vma in vmas:
-            for page, n in [(p, 1) for p in (vma.pages or {}).values()] + \
-                           [(p, 512) for p in (vma.huge or {}).values()]:
-                kind = "anon" if page.anon else ("shmem" if vma.file and vma.file.shmem else "file")
+            for _, n, _, anon, *_ in pages.page_states(vma):
+                kind = "anon" if anon else ("shmem" if vma.file and vma.file.shmem else "file")
                 resident[kind] += n
         assert (mm.rss_anon, mm.rss_file, mm.rss_shmem) == (
             resident["anon"], resident["file"], resident["shmem"])

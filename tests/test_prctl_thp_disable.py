@@ -8,6 +8,7 @@ import errno
 
 import pytest
 
+from mmsim import pages
 from mmsim.kernel import Kernel
 from mmsim.uapi import (MADV_COLLAPSE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MAP_ANONYMOUS, MAP_PRIVATE,
                         PR_GET_THP_DISABLE, PR_SET_THP_DISABLE, PR_THP_DISABLE_EXCEPT_ADVISED,
@@ -43,8 +44,7 @@ def test_mmap_thp(proc, advice):
             assert exc.errno == errno.EINVAL
     proc.mprotect(window, PMD, PROT_READ)          # a VMA of its own
     vma = proc.mm.vma_lookup(window)
-    huge = vma.huge or {}
-    result = int(len(huge) == 1 and not vma.pages)
+    result = int(pages.thp_count(vma) == 1 and pages.rss_pages(vma) == PMD >> 12)
     proc.munmap(mem, 2 * PMD)
     return result
 

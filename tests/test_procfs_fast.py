@@ -2,6 +2,7 @@
 counters) equals, byte for byte, the straightforward per-field implementation it
 replaced, which is kept below as the reference, on random address spaces."""
 
+import collections
 import errno
 
 from hypothesis import HealthCheck, settings
@@ -89,15 +90,17 @@ REF_VSYSCALL_SMAPS = (REF_VSYSCALL_LINE + "\n" + ref_line_kb("Size:", 4)
                       + f"{'THPeligible:':<16}{0:>8}\n" + "VmFlags: ex \n")
 
 
+FolioView = collections.namedtuple("FolioView", "mapcount anon dirty referenced")
+
+
 def ref_vma_memory(vma):
     rss = pss2 = shared_clean = shared_dirty = private_clean = private_dirty = referenced = 0
     anon = anon_huge = shmem_huge = 0
-    items = [(vpn, p, 1) for vpn, p in (vma.pages or {}).items()]
-    items += [(vpn, p, 512) for vpn, p in (vma.huge or {}).items()]
     pss_dirty = 0
-    for vpn, page, n in items:
+    for vpn, n, mapcount, is_anon, dirty, referenced_bit, young, pmd in pages.page_states(vma):
+        page = FolioView(mapcount, is_anon, dirty, referenced_bit)
         rss += n
-        if page.referenced or pages.is_young(vma, vpn):
+        if page.referenced or young:
             referenced += n
         shared = page.mapcount > 1
         share = ((n * PAGE_SIZE) << REF_PSS_SHIFT) // page.mapcount
@@ -115,9 +118,9 @@ def ref_vma_memory(vma):
             private_clean += n
         if page.anon:
             anon += n
-            if n == 512:
+            if pmd:
                 anon_huge += n
-        elif n == 512:
+        elif pmd:
             shmem_huge += n
     return {"rss": rss, "pss": pss2, "shared_clean": shared_clean, "shared_dirty": shared_dirty,
             "private_clean": private_clean, "private_dirty": private_dirty, "anon": anon,
@@ -264,7 +267,8 @@ def test_reference_detects_a_difference():
     assert text == ref_smaps(proc)
     assert "Shared_Dirty:          8 kB" in text
     vma = next(iter(proc.mm.vmas()))
-    page = next(iter(vma.pages.values()))
-    page.dirty = False
+    span = vma.pages.tag[0]     # the pages the fork put in a pool: make the first clean
+    span.pool.apply(span.pool.lo[0], span.pool.lo[0] + 1,
+                    lambda st: pages.folio_state(st[0], st[1], False, st[3]))
     assert procfs.smaps(proc) == ref_smaps(proc)
     assert "Shared_Clean:          4 kB" in procfs.smaps(proc)

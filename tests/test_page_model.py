@@ -1,0 +1,316 @@
+"""The range page model (extents, pools, PMD spans) against a per-page reference.
+
+Random faults, MADV_POPULATE_*, DONTNEED, COLD, COLLAPSE, mprotect splits and merges,
+fork and exit run through real processes; the same page-level operations run on a
+plain model that keeps one record per page and per mapping, written from the rules
+alone.  After every step every page of every process must agree: resident or not,
+mapcount, dirty, PG_referenced, young PTE and PMD mapping, and the rss counters.
+The VMA layout is the simulator's (the reference asks the mm for VMA bounds and THP
+eligibility): this tests the pages, not the merge rules."""
+
+import errno
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from mmsim import pages, thp
+from mmsim.kernel import Kernel
+from mmsim.uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_POPULATE_READ,
+                        MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC,
+                        PROT_READ, PROT_WRITE)
+
+P = 4096
+BLOCK = 512
+BASE = 0x7f0000000000
+NPAGES = 3 * BLOCK
+VLO = BASE // P
+RW = PROT_READ | PROT_WRITE
+
+
+class Folio:
+    """One page's folio state in the reference."""
+
+    __slots__ = ("mapcount", "referenced")
+
+    def __init__(self, referenced):
+        self.mapcount = 1
+        self.referenced = referenced
+
+
+class Pte:
+    """One mapping of one page in the reference."""
+
+    __slots__ = ("folio", "young", "pmd")
+
+    def __init__(self, folio, young=True, pmd=False):
+        self.folio = folio
+        self.young = young
+        self.pmd = pmd
+
+
+class Reference:
+    """Per-page private anonymous memory: each process maps vpn -> Pte."""
+
+    def __init__(self):
+        self.maps = {}
+
+    def split(self, m, vpn):
+        """split_huge_pmd of the block holding ``vpn`` in mapping ``m``."""
+        head = vpn - vpn % BLOCK
+        if head in m and m[head].pmd:
+            for v in range(head, head + BLOCK):
+                m[v].pmd = False
+
+    def fault(self, proc, lo, hi, write, touch):
+        m = self.maps[proc.pid]
+        v = lo
+        while v < hi:
+            pte = m.get(v)
+            head = v - v % BLOCK
+            if pte is not None and pte.pmd:
+                block = range(head, head + BLOCK)
+                if write and any(m[u].folio.mapcount > 1 for u in block):
+                    self.split(m, v)
+                else:
+                    for u in block:
+                        m[u].young = True
+                        if touch:
+                            m[u].folio.referenced = True
+                    v = head + BLOCK
+                    continue
+            if pte is not None:
+                pte.young = True
+                if touch:
+                    pte.folio.referenced = True
+                if write and pte.folio.mapcount > 1:
+                    pte.folio.mapcount -= 1
+                    m[v] = Pte(Folio(touch))
+                v += 1
+                continue
+            if write:
+                vma = proc.mm.vma_lookup(v * P)
+                if (thp.allowed(vma, proc.mm.flags, proc.kernel.thp, thp.TVA_PAGEFAULT)
+                        and head * P >= vma.start and (head + BLOCK) * P <= vma.end
+                        and not any(u in m for u in range(head, head + BLOCK))):
+                    for u in range(head, head + BLOCK):
+                        m[u] = Pte(Folio(touch), pmd=True)
+                    v = head + BLOCK
+                    continue
+                m[v] = Pte(Folio(touch))
+            v += 1
+
+    def zap(self, m, lo, hi):
+        if lo % BLOCK:
+            self.split(m, lo)
+        if hi % BLOCK:
+            self.split(m, hi)
+        for v in range(lo, hi):
+            pte = m.pop(v, None)
+            if pte is not None:
+                pte.folio.mapcount -= 1
+
+    def cold(self, m, lo, hi):
+        for v in range(lo, hi):
+            pte = m.get(v)
+            if pte is None or pte.folio.mapcount != 1:
+                continue
+            if pte.pmd:
+                head = v - v % BLOCK
+                if head < lo or head + BLOCK > hi:
+                    continue       # a THP only partly in the range is left alone
+            pte.folio.referenced = False
+            pte.young = False
+
+    def collapse(self, m, lo, hi):
+        first = -(-lo // BLOCK) * BLOCK
+        last = hi // BLOCK * BLOCK
+        if first > last:
+            return False
+        ok = True
+        for head in range(first, last, BLOCK):
+            block = range(head, head + BLOCK)
+            if not any(u in m for u in block):
+                ok = False
+                continue
+            if m.get(head) is not None and m[head].pmd:
+                continue
+            self.zap(m, head, head + BLOCK)
+            for u in block:
+                m[u] = Pte(Folio(False), pmd=True)
+        return ok
+
+    def fork(self, parent, child):
+        m = self.maps[parent.pid]
+        for pte in m.values():
+            pte.folio.mapcount += 1
+        self.maps[child.pid] = {v: Pte(p.folio, False, p.pmd) for v, p in m.items()}
+
+
+def observed(proc):
+    """vpn -> (mapcount, referenced, young, pmd) of the range model."""
+    out = {}
+    for vma in proc.mm.vmas(BASE, BASE + NPAGES * P):
+        for vpn, n, mapcount, anon, dirty, referenced, young, pmd in pages.page_states(vma):
+            assert anon and dirty
+            for v in range(vpn, vpn + n):
+                out[v] = (mapcount, referenced, young, pmd)
+    return out
+
+
+def expected(m):
+    return {v: (p.folio.mapcount, p.folio.referenced, p.young, p.pmd) for v, p in m.items()}
+
+
+def call(fn, *args):
+    try:
+        fn(*args)
+        return 0
+    except OSError as exc:
+        return exc.errno
+
+
+ranges = st.tuples(st.integers(0, NPAGES - 1), st.integers(1, 2 * BLOCK))
+
+
+class PageModelMachine(RuleBasedStateMachine):
+    """Every step runs on mmsim and on the reference; their pages must agree."""
+
+    @initialize(policy=st.sampled_from(["always", "never"]))
+    def setup(self, policy):
+        self.kernel = Kernel(thp=policy)
+        proc = self.kernel.spawn()
+        proc.mmap(BASE, NPAGES * P, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        self.procs = [proc]
+        self.ref = Reference()
+        self.ref.maps[proc.pid] = {}
+
+    def pick(self, who, rng):
+        proc = self.procs[who % len(self.procs)]
+        start, n = rng
+        return proc, VLO + start, VLO + min(start + n, NPAGES)
+
+    def pieces(self, proc, lo, hi):
+        """The VMA pieces of ``[lo, hi)``, in order."""
+        return [(max(v.start // P, lo), min(v.end // P, hi))
+                for v in proc.mm.vmas(lo * P, hi * P)]
+
+    @rule(who=st.integers(0, 3), rng=ranges, write=st.booleans())
+    def touch(self, who, rng, write):
+        proc, lo, hi = self.pick(who, rng)
+        assert call(proc.touch, lo * P, (hi - lo) * P, write) == 0
+        self.ref.fault(proc, lo, hi, write, False)
+
+    @rule(who=st.integers(0, 3), rng=ranges, write=st.booleans())
+    def populate(self, who, rng, write):
+        proc, lo, hi = self.pick(who, rng)
+        advice = MADV_POPULATE_WRITE if write else MADV_POPULATE_READ
+        assert call(proc.madvise, lo * P, (hi - lo) * P, advice) == 0
+        self.ref.fault(proc, lo, hi, write, True)
+
+    @rule(who=st.integers(0, 3), rng=ranges)
+    def dontneed(self, who, rng):
+        proc, lo, hi = self.pick(who, rng)
+        pieces = self.pieces(proc, lo, hi)
+        assert call(proc.madvise, lo * P, (hi - lo) * P, MADV_DONTNEED) == 0
+        for a, b in pieces:
+            self.ref.zap(self.ref.maps[proc.pid], a, b)
+
+    @rule(who=st.integers(0, 3), rng=ranges)
+    def cold(self, who, rng):
+        proc, lo, hi = self.pick(who, rng)
+        pieces = self.pieces(proc, lo, hi)
+        assert call(proc.madvise, lo * P, (hi - lo) * P, MADV_COLD) == 0
+        for a, b in pieces:
+            self.ref.cold(self.ref.maps[proc.pid], a, b)
+
+    @rule(who=st.integers(0, 3), rng=ranges)
+    def collapse(self, who, rng):
+        proc, lo, hi = self.pick(who, rng)
+        pieces = [(proc.mm.vma_lookup(a * P), a, b) for a, b in self.pieces(proc, lo, hi)]
+        got = call(proc.madvise, lo * P, (hi - lo) * P, MADV_COLLAPSE)
+        want = 0
+        for vma, a, b in pieces:
+            if not thp.allowed(vma, proc.mm.flags, proc.kernel.thp, thp.TVA_FORCED_COLLAPSE):
+                want = errno.EINVAL
+                break
+            if not self.ref.collapse(self.ref.maps[proc.pid], a, b):
+                want = errno.EINVAL
+                break
+        assert got == want
+
+    @rule(who=st.integers(0, 3), rng=ranges, exe=st.booleans())
+    def mprotect(self, who, rng, exe):
+        """Split and merge VMAs: a THP across a new VMA boundary is PTE-mapped."""
+        proc, lo, hi = self.pick(who, rng)
+        before = {b for v in proc.mm.vmas() for b in (v.start, v.end)}
+        assert call(proc.mprotect, lo * P, (hi - lo) * P, RW | (PROT_EXEC if exe else 0)) == 0
+        after = {b for v in proc.mm.vmas() for b in (v.start, v.end)}
+        for b in after - before:
+            if b % (BLOCK * P):
+                self.ref.split(self.ref.maps[proc.pid], b // P)
+
+    @rule(who=st.integers(0, 3))
+    def fork(self, who):
+        if len(self.procs) < 4:
+            parent = self.procs[who % len(self.procs)]
+            child = parent.fork()
+            self.ref.fork(parent, child)
+            self.procs.append(child)
+
+    @rule(who=st.integers(1, 3))
+    def exit(self, who):
+        if who < len(self.procs):
+            proc = self.procs.pop(who)
+            proc.exit(0)
+            m = self.ref.maps.pop(proc.pid)
+            self.ref.zap(m, VLO, VLO + NPAGES)
+
+    @invariant()
+    def same_pages(self):
+        for proc in self.procs:
+            m = self.ref.maps[proc.pid]
+            assert observed(proc) == expected(m)
+            assert proc.mm.rss_anon == len(m)
+            for vma in proc.mm.vmas():
+                pages.check_vma(vma)
+        pages.check_pools(self.kernel)
+
+
+PageModelMachine.TestCase.settings = settings(
+    max_examples=120, stateful_step_count=30, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+TestPageModel = PageModelMachine.TestCase
+
+
+def test_reference_detects_a_difference():
+    """The comparison can fail: one page's PG_referenced changed behind the model's
+    back shows up."""
+    kernel = Kernel(thp="never")
+    proc = kernel.spawn()
+    proc.mmap(BASE, 8 * P, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    proc.touch(BASE, 8 * P, True)
+    ref = Reference()
+    ref.maps[proc.pid] = {}
+    ref.fault(proc, VLO, VLO + 8, True, False)
+    assert observed(proc) == expected(ref.maps[proc.pid])
+    ref.maps[proc.pid][VLO + 3].folio.referenced = True
+    assert observed(proc) != expected(ref.maps[proc.pid])
+
+
+def test_uniform_ranges_stay_one_extent():
+    """A GiB touched, forked and written by the child stays a handful of extents."""
+    kernel = Kernel(thp="never", memory=16 << 30)
+    proc = kernel.spawn()
+    size = 1 << 30
+    proc.mmap(BASE, size, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    proc.touch(BASE, size, True)
+    vma = proc.mm.vma_lookup(BASE)
+    assert len(vma.pages) == 1 and pages.rss_pages(vma) == size // P
+    child = proc.fork()
+    child.touch(BASE + size // 2, P, True)
+    assert len(child.mm.vma_lookup(BASE).pages) == 3
+    assert len(vma.pages) == 1
+    assert len(vma.pages.tag[0].pool) == 3       # mapcount 2, 1, 2
+    child.exit(0)
+    assert len(vma.pages.tag[0].pool) == 1
