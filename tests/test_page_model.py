@@ -8,19 +8,24 @@ mapcount, dirty, PG_referenced, young PTE and PMD mapping, and the rss counters.
 The VMA layout is the simulator's (the reference asks the mm for VMA bounds and THP
 eligibility): this tests the pages, not the merge rules."""
 
+import ctypes
 import errno
+import os
+import re
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from mmsim import pages, thp
+from mmsim import live, pages, thp
 from mmsim.kernel import Kernel
-from mmsim.uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_POPULATE_READ,
+from mmsim.uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_POPULATE_READ,
                         MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC,
                         PROT_READ, PROT_WRITE)
 
 P = 4096
+PMD = 2 << 20
 BLOCK = 512
 BASE = 0x7f0000000000
 NPAGES = 3 * BLOCK
@@ -314,3 +319,64 @@ def test_uniform_ranges_stay_one_extent():
     assert len(vma.pages.tag[0].pool) == 3       # mapcount 2, 1, 2
     child.exit(0)
     assert len(vma.pages.tag[0].pool) == 1
+
+
+# ------------------------------------------------------------ against the live kernel
+
+THP_FIELDS = ("Rss", "Pss", "Shared_Dirty", "Private_Dirty", "AnonHugePages")
+
+
+def _fields(text, start):
+    """The THP_FIELDS of the smaps block holding ``start``, as ints of kB."""
+    for block in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", text):
+        lo, hi = (int(x, 16) for x in block.split(None, 1)[0].split("-"))
+        if lo <= start < hi:
+            return {k: int(v) for k, v in re.findall(r"^(\w+): +(\d+) kB$", block, re.M)
+                    if k in THP_FIELDS}
+    return None
+
+
+def _live_thp_cow():
+    """On the live kernel: a THP, a fork, the parent writes one page of it; both views."""
+    libc = live.load_libc()
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    raw = libc.mmap(None, 2 * PMD, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    start = -(-raw // PMD) * PMD
+    if libc.madvise(ctypes.c_void_p(start), PMD, MADV_HUGEPAGE):
+        return None
+    ctypes.memset(start, 1, PMD)
+    if _fields(open("/proc/self/smaps").read(), start)["AnonHugePages"] != PMD >> 10:
+        return None                       # no THP to be had right now
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.read(r, 1)
+        os._exit(0)
+    ctypes.memset(start, 2, 1)
+    views = [_fields(open(f"/proc/{p}/smaps").read(), start) for p in (os.getpid(), pid)]
+    os.write(w, b"x")
+    os.waitpid(pid, 0)
+    return views
+
+
+@pytest.mark.live
+def test_thp_written_after_fork_matches_live_kernel():
+    """The writer's THP is split and one page copied; the other process still maps the
+    THP by PMD, its pages now with different mapcounts: both smaps views as on Linux."""
+    if live.host_thp() == "never":
+        pytest.skip("THP is off on this host")
+    want = live.in_child(_live_thp_cow)
+    if want is None:
+        pytest.skip("the live kernel gave no THP for the probe")
+    kernel = Kernel(thp="madvise")
+    proc = kernel.spawn()
+    proc.mmap(BASE, PMD, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    proc.madvise(BASE, PMD, MADV_HUGEPAGE)
+    proc.touch(BASE, PMD, True)
+    child = proc.fork()
+    proc.touch(BASE, 1, True)
+    got = [_fields(kernel.proc_read(f"/proc/{p.pid}/smaps"), BASE) for p in (proc, child)]
+    assert got == want
+    assert got[1]["AnonHugePages"] == 2048 and got[1]["Pss"] == 1026
