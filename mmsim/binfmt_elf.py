@@ -906,8 +906,7 @@ def load_binprm(kernel, mm, bprm, *, randomize=None, rlimit_stack=RLIMIT_STACK_D
         raise error(errno.EINVAL, "entry point outside the user address space")
     vdso = map_vdso(mm)
     # Everything from the new stack pointer up was written by the kernel: resident.
-    for addr in range(_pagestart(st.start_stack), stack.end, PAGE_SIZE):
-        pages.fault(mm, stack, addr, True, kernel.thp)
+    pages.populate(mm, stack, _pagestart(st.start_stack), stack.end, True)
 
     start_code, end_code, start_data, end_data, phdr = (
         (x + bias) & U64 for x in (prog.start_code, prog.end_code, prog.start_data,

@@ -166,9 +166,23 @@ def _prctl_arg(value):
     return _u64(value)
 
 
+def _addrs(value):
+    """An access stream: an iterable of addresses, each an unsigned long, read lazily so
+    a stream of any length costs no memory (an element that is no integer raises EFAULT
+    when the stream reaches it); anything not iterable is EFAULT at once."""
+    if isinstance(value, (str, bytes)):
+        raise error(errno.EFAULT, "an access stream is an iterable of addresses")
+    try:
+        it = iter(value)
+    except TypeError:
+        raise error(errno.EFAULT, "an access stream is an iterable of addresses") from None
+    return (_int(a, errno.EFAULT) & U64 for a in it)
+
+
 # The ABI types a syscall argument can be declared with.
-ULONG, INT, UINT, FLAG, PATH, STRINGS, ENVIRON, IOVEC, RLIMIT, PRCTL_ARG = (
-    _u64, _cint, _uint, _flag, _path, _strings, _environ, _iovec, _rlimit_pair, _prctl_arg)
+ULONG, INT, UINT, FLAG, PATH, STRINGS, ENVIRON, IOVEC, RLIMIT, PRCTL_ARG, ADDRS = (
+    _u64, _cint, _uint, _flag, _path, _strings, _environ, _iovec, _rlimit_pair, _prctl_arg,
+    _addrs)
 
 # Every public syscall method of Process: name -> {argument: converter}.
 SYSCALLS: dict[str, dict] = {}
@@ -1063,9 +1077,55 @@ class Process:
         anything if any page is unmapped, lacks the access, is a guard page or lies
         wholly past the end of a mapped file; ENOMEM, also before touching anything,
         when the pages would not fit in the machine's memory (docs/mm.md)."""
+        self._touch(page_align_down(addr), page_align(addr + length), write)
+        return 0
+
+    @syscall(addrs=ADDRS, write=FLAG)
+    def access(self, addrs, write: bool = True) -> int:
+        """Access the byte at each address of ``addrs`` in order, as a stream of loads
+        (or stores) would, each faulting its page as ``touch`` does; returns how many.
+
+        A run of addresses each on the page of the one before or the next page is
+        faulted as one range, so a sequential stream costs what one ``touch`` does.  The
+        first access that faults raises (EFAULT, ENOMEM) after every one before it."""
+        n = 0
+        lo = hi = -1
+        it = iter(addrs)
+        while True:
+            try:
+                addr = next(it)
+            except StopIteration:
+                break
+            except OSError:
+                if lo >= 0:
+                    self._touch_run(lo, hi, write)   # the accesses before the bad element
+                raise
+            vpn = addr >> PAGE_SHIFT
+            if vpn == hi:
+                hi += 1
+            elif vpn != hi - 1:
+                if lo >= 0:
+                    self._touch_run(lo, hi, write)
+                lo, hi = vpn, vpn + 1
+            n += 1
+        if lo >= 0:
+            self._touch_run(lo, hi, write)
+        return n
+
+    def _touch_run(self, lo, hi, write):
+        """Fault pages ``lo .. hi-1`` in order: as one range, or, where the range fails,
+        page by page so the pages before the failing one still take effect."""
+        try:
+            self._touch(lo << PAGE_SHIFT, hi << PAGE_SHIFT, write)
+        except OSError:
+            if hi - lo == 1:
+                raise
+            for vpn in range(lo, hi):
+                self._touch(vpn << PAGE_SHIFT, (vpn + 1) << PAGE_SHIFT, write)
+
+    def _touch(self, start, end, write):
+        """touch's work on the page-aligned ``[start, end)``."""
         mm = self.mm
-        start = page_align_down(addr)
-        end = page_align(addr + length)
         if end > mm.task_size:
             raise error(errno.EFAULT, "beyond the user address space")
         need = VM_WRITE if write else VM_READ
@@ -1087,4 +1147,3 @@ class Process:
         pages.check_room(mm, sum(pages.populate_cost(vma, s, e, write) for vma, s, e in pieces))
         for vma, s, e in pieces:
             pages.populate(mm, vma, s, e, write)
-        return 0

@@ -68,6 +68,10 @@ IOVECS = st.one_of(
     st.lists(st.tuples(ints(), ints()), max_size=4),
     st.lists(st.tuples(ints(), ints()), min_size=1025, max_size=1025),
     st.sampled_from([None, 5, "x", [1], [(1,)], [(1, 2, 3)], [(None, P)], [("a", P)]]))
+ADDR_STREAMS = st.one_of(
+    st.lists(ints(), max_size=8), st.lists(st.one_of(ints(), st.sampled_from(NOT_INTS)),
+                                           max_size=4),
+    st.sampled_from([None, 5, "x", b"x", 1.5, object()]))
 PRCTL_ARGS = st.one_of(anything(), st.sampled_from(["name", b"n\0x", PrctlMmMap()]))
 
 def map_flags():
@@ -90,7 +94,7 @@ BY_NAME = {
     "arg2": PRCTL_ARGS, "arg3": PRCTL_ARGS, "arg4": PRCTL_ARGS, "arg5": PRCTL_ARGS,
     "fd": FDS, "pidfd": FDS, "path": PATHS,
     "argv": st.sampled_from([None, [], ["a"], "a", [None], ["a\0"], 5]),
-    "envp": st.sampled_from([None, [], ["A=1"], 5]), "iovec": IOVECS,
+    "envp": st.sampled_from([None, [], ["A=1"], 5]), "iovec": IOVECS, "addrs": ADDR_STREAMS,
     "options": flag_bits("W"), "write": anything(),
     "length": LENGTHS, "old_size": LENGTHS, "new_size": LENGTHS,
 }
@@ -105,7 +109,8 @@ FLAGS_BY_METHOD = {"mmap": map_flags(), "clone": flag_bits("CLONE_"), "unshare":
 PARTIAL = {"mprotect": {errno.ENOMEM, errno.EACCES, errno.EPERM},
            "madvise": None, "process_madvise": None, "mctl": None,
            "mlock": {errno.ENOMEM, errno.EAGAIN}, "mlock2": {errno.ENOMEM, errno.EAGAIN},
-           "munlock": {errno.ENOMEM}, "mremap": {errno.ENOMEM, errno.EFAULT}}
+           "munlock": {errno.ENOMEM}, "mremap": {errno.ENOMEM, errno.EFAULT},
+           "access": {errno.EFAULT, errno.ENOMEM}}
 
 METHODS = sorted(set(SYSCALLS) | {"exit_group"})
 

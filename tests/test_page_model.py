@@ -14,7 +14,7 @@ import os
 import re
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -380,3 +380,55 @@ def test_thp_written_after_fork_matches_live_kernel():
     got = [_fields(kernel.proc_read(f"/proc/{p.pid}/smaps"), BASE) for p in (proc, child)]
     assert got == want
     assert got[1]["AnonHugePages"] == 2048 and got[1]["Pss"] == 1026
+
+
+# ------------------------------------------------------------ the access stream
+
+def _two_machines(policy):
+    out = []
+    for _ in range(2):
+        kernel = Kernel(thp=policy, seed=3)
+        proc = kernel.spawn()
+        proc.mmap(BASE, 2 * BLOCK * P, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        proc.mmap(BASE + 2 * BLOCK * P + 8 * P, 8 * P, PROT_READ,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        out.append((kernel, proc))
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(policy=st.sampled_from(["always", "never"]), write=st.booleans(),
+       stream=st.lists(st.one_of(
+           st.integers(0, 2 * BLOCK + 20),                       # pages, holes included
+           st.tuples(st.integers(0, 2 * BLOCK), st.integers(1, 600))), max_size=12))
+def test_access_stream_equals_page_by_page_touches(policy, write, stream):
+    """Process.access over a stream leaves exactly the pages, counters and errno a
+    touch of each address in turn leaves: runs are only a shortcut."""
+    addrs = []
+    for item in stream:
+        first, n = (item, 1) if isinstance(item, int) else item
+        addrs += [BASE + (first + i) * P + 8 * (i % 3) for i in range(n)]
+    (k1, fast), (k2, slow) = _two_machines(policy)
+    got = call(fast.access, addrs, write)
+    want = 0
+    for addr in addrs:
+        want = call(slow.touch, addr, 1, write)
+        if want:
+            break
+    assert got == want
+    assert k1.proc_read(f"/proc/{fast.pid}/smaps") == k2.proc_read(f"/proc/{slow.pid}/smaps")
+    assert observed(fast) == observed(slow)
+    assert (fast.mm.rss_anon, fast.mm.hiwater_rss) == (slow.mm.rss_anon, slow.mm.hiwater_rss)
+
+
+def test_access_stream_is_read_lazily():
+    """A stream is consumed as it runs: a bad element raises EFAULT after the accesses
+    before it, and a generator of a GiB of addresses runs in one range."""
+    kernel = Kernel(thp="never", memory=16 << 30)
+    proc = kernel.spawn()
+    proc.mmap(BASE, 1 << 30, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    with pytest.raises(OSError) as exc:
+        proc.access([BASE, BASE + P, "x", BASE + 2 * P])
+    assert exc.value.errno == errno.EFAULT and proc.mm.rss_anon == 2
+    assert proc.access(BASE + i * P for i in range((1 << 30) // P)) == (1 << 30) // P
+    assert proc.mm.rss_anon == (1 << 30) // P and len(proc.mm.vma_lookup(BASE).pages) == 1
