@@ -939,8 +939,8 @@ class Process:
     def fchdir(self, fd: int) -> int:
         """fchdir(2) to an open directory."""
         f = self._file(fd)
-        if f.inode.kind != DIR:
-            raise error(errno.ENOTDIR)
+        if isinstance(f, Pidfd) or f.inode.kind != DIR:
+            raise error(errno.ENOTDIR)    # a pidfd's anonymous inode is no directory
         self.cwd = f.path
         return 0
 

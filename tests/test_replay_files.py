@@ -219,6 +219,8 @@ def _cases(tmp):
     sro = proc.open(str(tmp / "f"), O_RDONLY)
     sd = proc.open(str(tmp), O_RDONLY)
     sr, sw = proc.pipe2(0)
+    pidfd = os.pidfd_open(os.getpid())
+    spidfd = proc.pidfd_open(proc.pid)
     return [
         ("ftruncate ro", lambda: os.ftruncate(ro, 0), lambda: proc.ftruncate(sro, 0)),
         ("ftruncate negative", lambda: os.ftruncate(f, -1), lambda: proc.ftruncate(sf, -1)),
@@ -243,6 +245,7 @@ def _cases(tmp):
          lambda: proc.fcntl(sf, 0, -1)),
         ("fchdir file", lambda: os.fchdir(f), lambda: proc.fchdir(sf)),
         ("fchdir bad", lambda: os.fchdir(999), lambda: proc.fchdir(999)),
+        ("fchdir pidfd", lambda: os.fchdir(pidfd), lambda: proc.fchdir(spidfd)),
         ("chdir file", lambda: os.chdir(tmp / "f"), lambda: proc.chdir(str(tmp / "f"))),
         ("chdir missing", lambda: os.chdir(tmp / "nope"), lambda: proc.chdir(str(tmp / "nope"))),
         ("chdir empty", lambda: os.chdir(""), lambda: proc.chdir("")),
@@ -262,7 +265,7 @@ def _cases(tmp):
          lambda: proc.openat(sf, "x")),
         ("openat bad dirfd", lambda: os.open("x", 0, dir_fd=999),
          lambda: proc.openat(999, "x")),
-    ], [f, ro, d, r, w]
+    ], [f, ro, d, r, w, pidfd]
 
 
 @pytest.mark.skipif(not LIVE, reason="needs a Linux 6.x kernel")
