@@ -50,8 +50,6 @@ def main(argv=None):
     kb = sub.add_parser("kernel", help="issue 13's Goals table: mmsim against the live "
                                        "kernel, same work, CPU time")
     kb.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    kb.add_argument("--big", action="store_true",
-                    help="run the 64 GiB row at 64 GiB (minutes; else 1 GiB, scaled)")
     kb.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
@@ -100,7 +98,7 @@ def main(argv=None):
             return 0
         print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}, "
               f"Linux {platform.release()})\n")
-        rows = kernel.run(quick=args.quick, big=args.big, repeats=args.repeats, log=_log)
+        rows = kernel.run(quick=args.quick, repeats=args.repeats, log=_log)
         print(kernel.table(rows))
         return 0
     if args.cmd == "width":

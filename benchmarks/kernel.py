@@ -195,14 +195,14 @@ def sim_big(pages):
     return float(out[0]), int(out[1])
 
 
-def run(quick=False, big=False, repeats=3, log=lambda msg: None):
+def run(quick=False, repeats=3, log=lambda msg: None):
     """Every row of the Goals table: a list of dicts (work, sim, live, unit, ratio, goal, met)."""
     pages = 1024 if quick else 262_144                     # 1 GiB of 4 KiB pages
     vmas = 2_000 if quick else 65_530
     lines = 2_000 if quick else 100_000
     procs = 20 if quick else 200
     mem_pages = 2_000 if quick else 100_000
-    big_pages = 4096 if quick else (16 << 20 if big else 262_144)   # 64 GiB with --big
+    big_pages = 4096 if quick else 16 << 20                # 64 GiB
     rows = []
 
     def row(work, sim, live, unit, goal, limit, scale=1e9, note=""):
@@ -262,8 +262,7 @@ def run(quick=False, big=False, repeats=3, log=lambda msg: None):
     label = f"{size >> 30} GiB" if size >= 1 << 30 else f"{size >> 20} MiB"
     scale = (64 << 30) / size
     note = "" if size == 64 << 30 else (
-        f"measured at {label}; CPU scaled x{scale:g} to 64 GiB, RSS as measured "
-        "(run with --big for 64 GiB)")
+        f"measured at {label}; CPU scaled x{scale:g} to 64 GiB, RSS as measured")
     rows.append({"work": f"64 GiB private memory: touch, fork, child exit ({label} run)",
                  "sim": cpu * scale, "live": None, "unit": "s CPU", "ratio": None,
                  "goal": "<= 10 s CPU, <= 1 GB peak RSS",
