@@ -213,21 +213,15 @@ class PageModelMachine(RuleBasedStateMachine):
         assert call(proc.madvise, lo * P, (hi - lo) * P, advice) == 0
         self.ref.fault(proc, lo, hi, write, True)
 
-    @rule(who=st.integers(0, 3), rng=ranges)
-    def dontneed(self, who, rng):
+    @rule(who=st.integers(0, 3), rng=ranges, cold=st.booleans())
+    def dontneed_or_cold(self, who, rng, cold):
+        """MADV_DONTNEED zaps, MADV_COLD ages: each VMA piece of the range in turn."""
         proc, lo, hi = self.pick(who, rng)
         pieces = self.pieces(proc, lo, hi)
-        assert call(proc.madvise, lo * P, (hi - lo) * P, MADV_DONTNEED) == 0
+        advice, step = (MADV_COLD, self.ref.cold) if cold else (MADV_DONTNEED, self.ref.zap)
+        assert call(proc.madvise, lo * P, (hi - lo) * P, advice) == 0
         for a, b in pieces:
-            self.ref.zap(self.ref.maps[proc.pid], a, b)
-
-    @rule(who=st.integers(0, 3), rng=ranges)
-    def cold(self, who, rng):
-        proc, lo, hi = self.pick(who, rng)
-        pieces = self.pieces(proc, lo, hi)
-        assert call(proc.madvise, lo * P, (hi - lo) * P, MADV_COLD) == 0
-        for a, b in pieces:
-            self.ref.cold(self.ref.maps[proc.pid], a, b)
+            step(self.ref.maps[proc.pid], a, b)
 
     @rule(who=st.integers(0, 3), rng=ranges)
     def collapse(self, who, rng):
