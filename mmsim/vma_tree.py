@@ -53,17 +53,28 @@ DEFAULT_WIDTH = 256
 _NEAR = 4
 _SCAN_CHUNK = 32
 
+# A leaf's largest gap when it is not known: above any real gap, so every store's
+# bookkeeping leaves it alone (no gap equals it or exceeds it) and every gap search
+# reads the leaf rather than skip it.  Ancestors carry it up like any gap.  A store that
+# would have to rescan the leaf marks it so instead and lists it in the tree's
+# ``_stale``; the next gap search rescans the listed leaves first (``_settle``).
+_STALE = 1 << 65
+
 
 class _Leaf:
     """A leaf: interleaved bounds, entries and its largest inner gap with its count."""
 
     __slots__ = ("b", "v", "mg", "mgc", "sec", "parent", "dirty", "sor", "sand")
 
-    def __init__(self, b, v, parent=None):
+    def __init__(self, b, v, parent=None, stale=False):
         self.b = b          # [s0, e0, s1, e1, ...], sorted, ranges disjoint
         self.v = v          # entries, one per range
-        # Largest gap, how many gaps have that size, and a bound on every smaller gap.
-        self.mg, self.mgc, self.sec = _leaf_max(b)
+        # Largest gap, how many gaps have that size, and a bound on every smaller gap;
+        # ``(_STALE, 1, 0)`` until a gap search needs them, for a ``stale`` leaf.
+        if stale:
+            self.mg, self.mgc, self.sec = _STALE, 1, 0
+        else:
+            self.mg, self.mgc, self.sec = _leaf_max(b)
         self.parent = parent
         # Summary of the entries' keys (OR and AND), valid only while not dirty.
         self.dirty = True
@@ -154,7 +165,7 @@ class VmaTree:
     change to the tree; ``values()`` returns a list, so a walk may change the tree.
     """
 
-    __slots__ = ("_root", "_height", "_len", "_width", "_min", "_lf", "_ll", "_key")
+    __slots__ = ("_root", "_height", "_len", "_width", "_min", "_lf", "_ll", "_key", "_stale")
 
     def __init__(self, width=DEFAULT_WIDTH):
         """Create an empty tree whose nodes hold at most ``width`` ranges or children."""
@@ -171,6 +182,7 @@ class VmaTree:
         self._lf = []   # first start of every non-empty leaf, in address order
         self._ll = []   # those leaves
         self._key = None  # the key of the last summarized_walk (for check())
+        self._stale = []  # leaves whose largest gap may be _STALE (see _settle)
 
     @classmethod
     def from_sorted(cls, items, width=DEFAULT_WIDTH):
@@ -400,6 +412,8 @@ class VmaTree:
             return None
         if self._len == 0:
             return low
+        if self._stale:
+            self._settle()
         root = self._root
         first, last = _span(root)
         if low + size <= first:
@@ -423,6 +437,8 @@ class VmaTree:
             return None
         if self._len == 0:
             return high - size
+        if self._stale:
+            self._settle()
         root = self._root
         first, last = _span(root)
         if high - size >= last:
@@ -499,7 +515,9 @@ class VmaTree:
             if lost and lost == old_gap:
                 leaf.mgc -= 1
                 if not leaf.mgc:
-                    leaf.mg, leaf.mgc, leaf.sec = _leaf_max(b)
+                    leaf.mg = _STALE
+                    leaf.mgc = 1
+                    self._stale.append(leaf)
         self._len -= 1
         n = len(v)
         if n < self._min and (self._height or not n):
@@ -588,7 +606,9 @@ class VmaTree:
                     elif h > leaf.sec:
                         leaf.sec = h
                 else:
-                    leaf.mg, leaf.mgc, leaf.sec = _leaf_max(b)
+                    # Which gap is largest now needs a rescan: leave it to a gap search.
+                    leaf.mg = _STALE
+                    self._stale.append(leaf)
         else:
             moved = True
             b[p:p] = (start, end)
@@ -742,9 +762,28 @@ class VmaTree:
                 return
             parent = parent.parent
 
+    def _settle(self):
+        """Rescan every stale leaf and carry its largest gap up (before a gap search)."""
+        for leaf in self._stale:
+            # A leaf may be listed twice, or made exact again by a rebalance.
+            if leaf.mg == _STALE:
+                b = leaf.b
+                leaf.mg, leaf.mgc, leaf.sec = _leaf_max(b)
+                if leaf.parent is not None:
+                    self._propagate(leaf, b[0], b[0], b[-1], leaf.mg)
+        del self._stale[:]
+
     def _fix(self, leaf, li, old_first):
         """``leaf`` (flat index ``li``, pivot ``old_first`` in its parent) changed size or
         content: restore its fill, the flat index and every summary above it."""
+        if len(self._stale) > 2 * len(self._ll) + 64:
+            # Long without a gap search: drop the entries that are no longer stale and
+            # the repeats, so the list stays within the number of leaves.
+            seen = {}
+            for stale in self._stale:
+                if stale.mg == _STALE:
+                    seen[id(stale)] = stale
+            self._stale[:] = seen.values()
         ll = self._ll
         lf = self._lf
         n = len(leaf.v)
@@ -752,6 +791,8 @@ class VmaTree:
         if parent is None:
             if n > self._width:
                 right = _split(leaf)
+                if right.mg:
+                    self._stale += (leaf, right)
                 ll.insert(li + 1, right)
                 lf.insert(li + 1, right.b[0])
                 lf[li] = leaf.b[0]
@@ -763,13 +804,19 @@ class VmaTree:
                 del ll[:], lf[:]
             return
         if n > self._width:
-            # Bring the parent's record of the leaf up to date, then hand the upper half
-            # to a new sibling.  The gaps under the parent stay the same multiset, so
-            # nothing above the parent changes unless it overflows in turn.
+            # Both halves go stale (unless the leaf has no gap): mark the leaf so and
+            # bring the parent's record of it up to date, then hand the upper half to a
+            # new sibling.  The parent's largest gap stays _STALE (or 0), so nothing
+            # above the parent changes unless it overflows in turn.
             b = leaf.b
+            if leaf.mg:
+                leaf.mg = _STALE
+                leaf.mgc = 1
             self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
             i = bisect_left(parent.firsts, b[0])
             right = _split(leaf)
+            if right.mg:
+                self._stale += (leaf, right)
             ll.insert(li + 1, right)
             lf.insert(li + 1, right.b[0])
             lf[li] = b[0]
@@ -872,6 +919,11 @@ class VmaTree:
                 if k and b[2 * k - 1] > s:
                     raise AssertionError(f"range [{s:#x}, {e:#x}) is out of order or overlaps")
             top, count, second = _leaf_max(b)
+            if (node.mg, node.mgc) == (_STALE, 1):
+                # Not known until the next gap search, which has to find it listed.
+                if not any(x is node for x in self._stale):
+                    raise AssertionError("a leaf's largest gap is stale but not listed")
+                top, count, second = _STALE, 1, 0
             if (node.mg, node.mgc) != (top, count):
                 raise AssertionError(f"leaf largest gap and count {(node.mg, node.mgc)} "
                                      f"should be {(top, count)}")
@@ -1190,24 +1242,15 @@ def _replace(leaf, k, m, new_b, new_v):
 def _split(node):
     """Move the upper half of ``node`` into a new right sibling (same parent) and return it."""
     if type(node) is _Leaf:
+        # Which half holds the largest gap takes a rescan: both halves go stale, for
+        # the caller to list in the tree's ``_stale``, unless the leaf has no gap.
         half = len(node.v) // 2
         b = node.b
-        right = _Leaf(b[2 * half:], node.v[half:], node.parent)
-        # The left half keeps the largest gap if any gap of that size is left in it
-        # once the right half's and the one between the halves are counted out.
-        top = node.mg
-        count = node.mgc
-        if right.mg == top:
-            count -= right.mgc
-        if b[2 * half] - b[2 * half - 1] == top:
-            count -= 1
+        right = _Leaf(b[2 * half:], node.v[half:], node.parent, node.mg != 0)
         del b[2 * half:], node.v[half:]
-        if not top:
-            node.mg = node.mgc = node.sec = 0
-        elif count <= 0:
-            node.mg, node.mgc, node.sec = _leaf_max(b)
-        else:
-            node.mgc = count   # ``mg`` and the bound ``sec`` still hold for a subset
+        if node.mg:
+            node.mg = _STALE
+            node.mgc = 1
         return right
     half = len(node.children) // 2
     right = _Node(node.firsts[half:], node.lasts[half:], node.children[half:], node.parent)
@@ -1304,4 +1347,6 @@ def _rebalance(parent, i, width):
     merged = total <= most
     if merged:
         del children[j + 1]
+        if type(right) is _Leaf:
+            right.mg = 0   # out of the tree: if listed as stale, it is passed over
     return j, merged
