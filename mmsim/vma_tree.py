@@ -52,6 +52,9 @@ DEFAULT_WIDTH = 256
 # can hold the fit.
 _NEAR = 4
 _SCAN_CHUNK = 32
+# A leaf's gap list is read this many gaps at a time (one C ``max`` over a slice).
+_GAP_CHUNK = 64
+_GAP_FINE = 8
 
 # A leaf's largest gap when it is not known: above any real gap, so every store's
 # bookkeeping leaves it alone (no gap equals it or exceeds it) and every gap search
@@ -64,7 +67,7 @@ _STALE = 1 << 65
 class _Leaf:
     """A leaf: interleaved bounds, entries and its largest inner gap with its count."""
 
-    __slots__ = ("b", "v", "mg", "mgc", "sec", "parent", "dirty", "sor", "sand")
+    __slots__ = ("b", "v", "mg", "mgc", "sec", "gl", "parent", "dirty", "sor", "sand")
 
     def __init__(self, b, v, parent=None, stale=False):
         self.b = b          # [s0, e0, s1, e1, ...], sorted, ranges disjoint
@@ -75,6 +78,10 @@ class _Leaf:
             self.mg, self.mgc, self.sec = _STALE, 1, 0
         else:
             self.mg, self.mgc, self.sec = _leaf_max(b)
+        # Every inner gap in order, ``gl[j] = b[2j+2] - b[2j+1]``, once a gap search has
+        # read the leaf (None before): the common stores keep it up to date, the rare
+        # ones drop it, and a search reads it at C speed a chunk at a time.
+        self.gl = None
         self.parent = parent
         # Summary of the entries' keys (OR and AND), valid only while not dirty.
         self.dirty = True
@@ -407,7 +414,9 @@ class VmaTree:
 
     def empty_area(self, low, high, size):
         """Lowest ``s`` with ``[s, s + size)`` free and inside ``[low, high)``, or ``None``."""
-        self._check_area(low, high, size)
+        if (type(low) is not int or type(high) is not int or type(size) is not int
+                or not 0 <= low <= high <= INDEX_LIMIT or size <= 0):
+            self._check_area(low, high, size)
         if high - low < size:
             return None
         if self._len == 0:
@@ -432,7 +441,9 @@ class VmaTree:
 
         The block is placed at the top of the highest free range that can hold it.
         """
-        self._check_area(low, high, size)
+        if (type(low) is not int or type(high) is not int or type(size) is not int
+                or not 0 <= low <= high <= INDEX_LIMIT or size <= 0):
+            self._check_area(low, high, size)
         if high - low < size:
             return None
         if self._len == 0:
@@ -508,10 +519,16 @@ class VmaTree:
             elif g > leaf.sec:
                 leaf.sec = g
             del b[p - 1:p + 1], v[k]
+            gl = leaf.gl
+            if gl is not None:
+                gl[k - 1:k + 1] = (g,)
         else:
             # The first or last range: the gap beside it, if any, goes.
             lost = start - b[p - 2] if p > 1 else b[p + 1] - end if p + 1 < nb else 0
             del b[p - 1:p + 1], v[k]
+            gl = leaf.gl
+            if gl:
+                del gl[0 if p == 1 else -1]
             if lost and lost == old_gap:
                 leaf.mgc -= 1
                 if not leaf.mgc:
@@ -561,16 +578,23 @@ class VmaTree:
             s = b[p - 1]
             e = b[p]
             old = v[k]
+            gl = leaf.gl
             if s < start:
                 if end < e:
                     b[p:p] = (start, start, end, end)
                     v[k + 1:k + 1] = (entry, old)
+                    if gl is not None:
+                        gl[k:k] = (0, 0)
                 else:
                     b[p:p] = (start, start)
                     v.insert(k + 1, entry)
+                    if gl is not None:
+                        gl.insert(k, 0)
             elif end < e:
                 b[p:p] = (end, end)
                 v.insert(k, entry)
+                if gl is not None:
+                    gl.insert(k, 0)
             else:
                 v[k] = entry
                 return
@@ -588,6 +612,9 @@ class VmaTree:
             moved = b[p] - b[p - 1] == leaf.mg
             b[p:p] = (start, end)
             leaf.v.insert(p >> 1, entry)
+            gl = leaf.gl
+            if gl is not None:
+                gl[(p >> 1) - 1:p >> 1] = (start - b[p - 1], b[p + 2] - end)
             if moved:
                 g = start - b[p - 1]
                 h = b[p + 2] - end
@@ -615,9 +642,13 @@ class VmaTree:
             leaf.v.insert(p >> 1, entry)
             if p:
                 g = start - b[p - 1]
+                if leaf.gl is not None:
+                    leaf.gl.append(g)
             else:
                 g = b[2] - end
                 lf[li] = start
+                if leaf.gl is not None:
+                    leaf.gl.insert(0, g)
             if g:
                 _leaf_add_gap(leaf, g)
         self._len += 1
@@ -631,6 +662,7 @@ class VmaTree:
         root = self._root
         root.b[:] = (start, end)
         root.v[:] = (entry,)
+        root.gl = None
         self._lf.append(start)
         self._ll.append(root)
         self._len = 1
@@ -918,6 +950,8 @@ class VmaTree:
                     raise AssertionError(f"range [{s:#x}, {e:#x}) stores None")
                 if k and b[2 * k - 1] > s:
                     raise AssertionError(f"range [{s:#x}, {e:#x}) is out of order or overlaps")
+            if node.gl is not None and node.gl != list(map(sub, b[2::2], b[1:-1:2])):
+                raise AssertionError(f"leaf gap list {node.gl} is stale")
             top, count, second = _leaf_max(b)
             if (node.mg, node.mgc) == (_STALE, 1):
                 # Not known until the next gap search, which has to find it listed.
@@ -985,7 +1019,7 @@ def _lowest(node, low, high, size):
         near = q + 2 * _NEAR
         while q <= last:
             if q == near:
-                return _lowest_far(b, q, top, size)
+                return _lowest_far(node, q, top, size)
             s = b[q]
             if s < low:
                 s = low
@@ -1038,29 +1072,43 @@ def _lowest(node, low, high, size):
     return None
 
 
-def _lowest_far(b, q, top, size):
-    """Lowest fit in leaf bounds ``b`` from gap ``q`` up, where no gap starts below the
-    window: read the gaps a chunk at a time at C speed."""
+def _gap_list(leaf):
+    """``leaf``'s inner gaps in order, built once and kept up to date by the stores."""
+    gl = leaf.gl
+    if gl is None:
+        b = leaf.b
+        gl = leaf.gl = list(map(sub, islice(b, 2, None, 2), islice(b, 1, len(b) - 1, 2)))
+    return gl
+
+
+def _lowest_far(leaf, q, top, size):
+    """Lowest fit in ``leaf`` from gap ``q`` (of its bounds) up, where no gap starts
+    below the window: rule its gap list out a chunk at a time at C speed."""
+    b = leaf.b
+    gl = _gap_list(leaf)
     r = bisect_right(b, top)
     stop = r - 2 if r & 1 else r - 1   # the last gap starting at ``top`` or below
     if stop > len(b) - 3:
         stop = len(b) - 3
-    while q <= stop:
-        hi = q + 2 * (_SCAN_CHUNK - 1)
-        if hi > stop:
-            hi = stop
-        tops = b[q + 1:hi + 2:2]
-        bottoms = b[q:hi + 1:2]
-        # Equal slices: every gap in the chunk is empty (adjacent VMAs), found by one
-        # C-level comparison without computing a single difference.
-        if tops != bottoms:
-            chunk = list(map(sub, tops, bottoms))
-            if max(chunk) >= size:
-                j = 0
-                while chunk[j] < size:
-                    j += 1
-                return b[q + 2 * j]
-        q = hi + 2
+    j = q >> 1          # gap q of the bounds is gl[q >> 1]
+    last = stop >> 1
+    while j <= last:
+        hi = j + _GAP_CHUNK
+        if hi > last + 1:
+            hi = last + 1
+        if max(gl[j:hi]) >= size:
+            # The fit is in this chunk: narrow it down a few gaps at a time.
+            while True:
+                k = j + _GAP_FINE
+                if k > hi:
+                    k = hi
+                if max(gl[j:k]) >= size:
+                    break
+                j = k
+            while gl[j] < size:
+                j += 1
+            return b[2 * j + 1]
+        j = hi
     return None
 
 
@@ -1076,7 +1124,7 @@ def _highest(node, low, high, size):
         near = q - 2 * _NEAR
         while q > 0:
             if q == near:
-                return _highest_far(b, q, floor, size)
+                return _highest_far(node, q, floor, size)
             e = b[q + 1]
             if e > high:
                 e = high
@@ -1126,27 +1174,34 @@ def _highest(node, low, high, size):
     return None
 
 
-def _highest_far(b, q, floor, size):
-    """Highest fit in leaf bounds ``b`` from gap ``q`` down, where no gap ends above the
-    window: read the gaps a chunk at a time at C speed."""
+def _highest_far(leaf, q, floor, size):
+    """Highest fit in ``leaf`` from gap ``q`` (of its bounds) down, where no gap ends
+    above the window: rule its gap list out a chunk at a time at C speed."""
+    b = leaf.b
+    gl = _gap_list(leaf)
     r = bisect_left(b, floor)
     stop = r if r & 1 else r - 1   # the lowest gap ending at ``floor`` or above
     if stop < 1:
         stop = 1
-    while q >= stop:
-        lo = q - 2 * (_SCAN_CHUNK - 1)
-        if lo < stop:
-            lo = stop
-        tops = b[lo + 1:q + 2:2]
-        bottoms = b[lo:q + 1:2]
-        if tops != bottoms:
-            chunk = list(map(sub, tops, bottoms))
-            if max(chunk) >= size:
-                j = len(chunk) - 1
-                while chunk[j] < size:
-                    j -= 1
-                return b[lo + 2 * j + 1] - size
-        q = lo - 2
+    j = q >> 1          # gap q of the bounds is gl[q >> 1]
+    first = stop >> 1
+    while j >= first:
+        lo = j - _GAP_CHUNK + 1
+        if lo < first:
+            lo = first
+        if max(gl[lo:j + 1]) >= size:
+            # The fit is in this chunk: narrow it down a few gaps at a time.
+            while True:
+                k = j - _GAP_FINE + 1
+                if k < lo:
+                    k = lo
+                if max(gl[k:j + 1]) >= size:
+                    break
+                j = k - 1
+            while gl[j] < size:
+                j -= 1
+            return b[2 * j + 2] - size
+        j = lo - 1
     return None
 
 
@@ -1219,6 +1274,7 @@ def _replace(leaf, k, m, new_b, new_v):
                 count -= 1
     b[2 * k:2 * m] = new_b
     leaf.v[k:m] = new_v
+    leaf.gl = None
     n = len(b) >> 1
     for q in range(2 * k - 1 if k else 1, min(2 * k + len(new_b), 2 * n - 1), 2):
         g = b[q + 1] - b[q]
@@ -1248,6 +1304,7 @@ def _split(node):
         b = node.b
         right = _Leaf(b[2 * half:], node.v[half:], node.parent, node.mg != 0)
         del b[2 * half:], node.v[half:]
+        node.gl = None
         if node.mg:
             node.mg = _STALE
             node.mgc = 1
@@ -1305,6 +1362,8 @@ def _rebalance(parent, i, width):
     left = children[j]
     right = children[j + 1]
     left.dirty = right.dirty = True   # their contents change (the parent already is)
+    if type(left) is _Leaf:
+        left.gl = right.gl = None
     most = 3 * width // 4
     if type(left) is _Leaf:
         total = len(left.v) + len(right.v)
