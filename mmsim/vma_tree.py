@@ -172,13 +172,15 @@ class VmaTree:
     change to the tree; ``values()`` returns a list, so a walk may change the tree.
     """
 
-    __slots__ = ("_root", "_height", "_len", "_width", "_min", "_lf", "_ll", "_key", "_stale")
+    __slots__ = ("_root", "_height", "_len", "_width", "_bcap", "_min", "_lf", "_ll", "_key",
+                 "_stale")
 
     def __init__(self, width=DEFAULT_WIDTH):
         """Create an empty tree whose nodes hold at most ``width`` ranges or children."""
         if isinstance(width, bool) or not isinstance(width, int) or width < 4:
             raise ValueError("width must be an int >= 4")
         self._width = width
+        self._bcap = 2 * width   # bounds in a full leaf
         # A quarter full at least; a pair is merged only when the result is at most
         # three quarters full, so an erase after a merge or a split after an insert
         # is never one operation away.
@@ -602,10 +604,12 @@ class VmaTree:
             if len(v) > self._width:
                 self._fix(leaf, li, b[0])
             return
-        if not (end <= b[p] if p < nb else li + 1 == len(lf) or end <= lf[li + 1]):
+        if p < nb:
+            if end > b[p]:
+                return self._overwrite(leaf, li, p, start, end, entry)
+        elif li + 1 < len(lf) and end > lf[li + 1]:
             return self._overwrite(leaf, li, p, start, end, entry)
         # ``[start, end)`` is free: a pure insertion (the common case for mmap).
-        old_first = b[0]
         if 0 < p < nb:
             # The two new gaps are smaller than the one they cut, which was at most
             # ``sec`` unless it was one of the largest.
@@ -615,6 +619,7 @@ class VmaTree:
             gl = leaf.gl
             if gl is not None:
                 gl[(p >> 1) - 1:p >> 1] = (start - b[p - 1], b[p + 2] - end)
+            self._len += 1
             if moved:
                 g = start - b[p - 1]
                 h = b[p + 2] - end
@@ -636,25 +641,30 @@ class VmaTree:
                     # Which gap is largest now needs a rescan: leave it to a gap search.
                     leaf.mg = _STALE
                     self._stale.append(leaf)
+            # The first start stays as it was.
+            if nb >= self._bcap:
+                self._fix(leaf, li, b[0])
+            elif moved and self._height:
+                self._propagate(leaf, b[0], b[0], b[-1], leaf.mg)
+            return
+        old_first = b[0]
+        b[p:p] = (start, end)
+        leaf.v.insert(p >> 1, entry)
+        if p:
+            g = start - b[p - 1]
+            if leaf.gl is not None:
+                leaf.gl.append(g)
         else:
-            moved = True
-            b[p:p] = (start, end)
-            leaf.v.insert(p >> 1, entry)
-            if p:
-                g = start - b[p - 1]
-                if leaf.gl is not None:
-                    leaf.gl.append(g)
-            else:
-                g = b[2] - end
-                lf[li] = start
-                if leaf.gl is not None:
-                    leaf.gl.insert(0, g)
-            if g:
-                _leaf_add_gap(leaf, g)
+            g = b[2] - end
+            lf[li] = start
+            if leaf.gl is not None:
+                leaf.gl.insert(0, g)
+        if g:
+            _leaf_add_gap(leaf, g)
         self._len += 1
-        if nb >= 2 * self._width:
+        if nb >= self._bcap:
             self._fix(leaf, li, old_first)
-        elif moved and self._height:
+        elif self._height:
             self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
 
     def _store_first(self, start, end, entry):
