@@ -19,8 +19,13 @@ in pure Python, shaped for CPython speed:
   freeing a range makes a gap larger than either of its neighbours, and cutting the
   last gap of the largest size leaves the larger piece as the new largest whenever it
   is above ``sec`` (as a top-down mmap does to the hole below the mappings).  Only
-  otherwise does the leaf rescan its bounds (C-level ``map``/``max``), so the largest
-  gap stays exact on every store without a per-leaf ordered structure to keep up.
+  otherwise, and on a leaf split, is a rescan needed: the leaf then marks its largest
+  gap unknown (``_STALE``, above any real gap, so no search skips it) and the next gap
+  search rescans it first.  A random-order build never pays for a rescan it does not
+  use, and every search answers exactly as if no rescan had been put off.
+* A leaf that a gap search has read keeps its gaps in a list beside the bounds, which
+  the common stores and erases update in place; a search rules that list out a chunk
+  at a time with one C ``max`` per chunk.
 * An internal node keeps a sorted multiset ``gaps`` of the positive free ranges it
   accounts for (its children's largest and those between children); its largest gap is
   ``gaps[-1]``, kept exact with a few C-level bisects.
