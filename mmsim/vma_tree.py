@@ -514,21 +514,23 @@ class VmaTree:
         old_gap = leaf.mg
         if p > 1 and p + 1 < nb:
             # Its two neighbouring gaps join into one larger than either.
-            # (_leaf_add_gap, written out: this is every interior erase.)
-            g = b[p + 1] - b[p - 2]
-            if g > old_gap:
-                if old_gap > leaf.sec:
-                    leaf.sec = old_gap
-                leaf.mg = g
-                leaf.mgc = 1
-            elif g == old_gap:
-                leaf.mgc += 1
-            elif g > leaf.sec:
-                leaf.sec = g
+            # (_leaf_add_gap, written out: this is every interior erase.)  A stale
+            # leaf's gaps wait for the rescan.
+            if old_gap != _STALE:
+                g = b[p + 1] - b[p - 2]
+                if g > old_gap:
+                    if old_gap > leaf.sec:
+                        leaf.sec = old_gap
+                    leaf.mg = g
+                    leaf.mgc = 1
+                elif g == old_gap:
+                    leaf.mgc += 1
+                elif g > leaf.sec:
+                    leaf.sec = g
             del b[p - 1:p + 1], v[k]
             gl = leaf.gl
             if gl is not None:
-                gl[k - 1:k + 1] = (g,)
+                gl[k - 1:k + 1] = (b[p - 1] - b[p - 2],)
         else:
             # The first or last range: the gap beside it, if any, goes.
             lost = start - b[p - 2] if p > 1 else b[p + 1] - end if p + 1 < nb else 0
@@ -618,7 +620,8 @@ class VmaTree:
         if 0 < p < nb:
             # The two new gaps are smaller than the one they cut, which was at most
             # ``sec`` unless it was one of the largest.
-            moved = b[p] - b[p - 1] == leaf.mg
+            mg = leaf.mg
+            moved = mg != _STALE and b[p] - b[p - 1] == mg
             b[p:p] = (start, end)
             leaf.v.insert(p >> 1, entry)
             gl = leaf.gl
