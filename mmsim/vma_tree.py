@@ -19,8 +19,13 @@ in pure Python, shaped for CPython speed:
   freeing a range makes a gap larger than either of its neighbours, and cutting the
   last gap of the largest size leaves the larger piece as the new largest whenever it
   is above ``sec`` (as a top-down mmap does to the hole below the mappings).  Only
-  otherwise does the leaf rescan its bounds (C-level ``map``/``max``), so the largest
-  gap stays exact on every store without a per-leaf ordered structure to keep up.
+  otherwise, and on a leaf split, is a rescan needed: the leaf then marks its largest
+  gap unknown (``_STALE``, above any real gap, so no search skips it) and the next gap
+  search rescans it first.  A random-order build never pays for a rescan it does not
+  use, and every search answers exactly as if no rescan had been put off.
+* A leaf that a gap search has read keeps its gaps in a list beside the bounds, which
+  the common stores and erases update in place; a search rules that list out a chunk
+  at a time with one C ``max`` per chunk.
 * An internal node keeps a sorted multiset ``gaps`` of the positive free ranges it
   accounts for (its children's largest and those between children); its largest gap is
   ``gaps[-1]``, kept exact with a few C-level bisects.
@@ -52,18 +57,36 @@ DEFAULT_WIDTH = 256
 # can hold the fit.
 _NEAR = 4
 _SCAN_CHUNK = 32
+# A leaf's gap list is read this many gaps at a time (one C ``max`` over a slice).
+_GAP_CHUNK = 64
+_GAP_FINE = 8
+
+# A leaf's largest gap when it is not known: above any real gap, so every store's
+# bookkeeping leaves it alone (no gap equals it or exceeds it) and every gap search
+# reads the leaf rather than skip it.  Ancestors carry it up like any gap.  A store that
+# would have to rescan the leaf marks it so instead and lists it in the tree's
+# ``_stale``; the next gap search rescans the listed leaves first (``_settle``).
+_STALE = 1 << 65
 
 
 class _Leaf:
     """A leaf: interleaved bounds, entries and its largest inner gap with its count."""
 
-    __slots__ = ("b", "v", "mg", "mgc", "sec", "parent", "dirty", "sor", "sand")
+    __slots__ = ("b", "v", "mg", "mgc", "sec", "gl", "parent", "dirty", "sor", "sand")
 
-    def __init__(self, b, v, parent=None):
+    def __init__(self, b, v, parent=None, stale=False):
         self.b = b          # [s0, e0, s1, e1, ...], sorted, ranges disjoint
         self.v = v          # entries, one per range
-        # Largest gap, how many gaps have that size, and a bound on every smaller gap.
-        self.mg, self.mgc, self.sec = _leaf_max(b)
+        # Largest gap, how many gaps have that size, and a bound on every smaller gap;
+        # ``(_STALE, 1, 0)`` until a gap search needs them, for a ``stale`` leaf.
+        if stale:
+            self.mg, self.mgc, self.sec = _STALE, 1, 0
+        else:
+            self.mg, self.mgc, self.sec = _leaf_max(b)
+        # Every inner gap in order, ``gl[j] = b[2j+2] - b[2j+1]``, once a gap search has
+        # read the leaf (None before): the common stores keep it up to date, the rare
+        # ones drop it, and a search reads it at C speed a chunk at a time.
+        self.gl = None
         self.parent = parent
         # Summary of the entries' keys (OR and AND), valid only while not dirty.
         self.dirty = True
@@ -154,13 +177,15 @@ class VmaTree:
     change to the tree; ``values()`` returns a list, so a walk may change the tree.
     """
 
-    __slots__ = ("_root", "_height", "_len", "_width", "_min", "_lf", "_ll", "_key")
+    __slots__ = ("_root", "_height", "_len", "_width", "_bcap", "_min", "_lf", "_ll", "_key",
+                 "_stale")
 
     def __init__(self, width=DEFAULT_WIDTH):
         """Create an empty tree whose nodes hold at most ``width`` ranges or children."""
         if isinstance(width, bool) or not isinstance(width, int) or width < 4:
             raise ValueError("width must be an int >= 4")
         self._width = width
+        self._bcap = 2 * width   # bounds in a full leaf
         # A quarter full at least; a pair is merged only when the result is at most
         # three quarters full, so an erase after a merge or a split after an insert
         # is never one operation away.
@@ -171,6 +196,7 @@ class VmaTree:
         self._lf = []   # first start of every non-empty leaf, in address order
         self._ll = []   # those leaves
         self._key = None  # the key of the last summarized_walk (for check())
+        self._stale = []  # leaves whose largest gap may be _STALE (see _settle)
 
     @classmethod
     def from_sorted(cls, items, width=DEFAULT_WIDTH):
@@ -395,11 +421,15 @@ class VmaTree:
 
     def empty_area(self, low, high, size):
         """Lowest ``s`` with ``[s, s + size)`` free and inside ``[low, high)``, or ``None``."""
-        self._check_area(low, high, size)
+        if (type(low) is not int or type(high) is not int or type(size) is not int
+                or not 0 <= low <= high <= INDEX_LIMIT or size <= 0):
+            self._check_area(low, high, size)
         if high - low < size:
             return None
         if self._len == 0:
             return low
+        if self._stale:
+            self._settle()
         root = self._root
         first, last = _span(root)
         if low + size <= first:
@@ -418,11 +448,15 @@ class VmaTree:
 
         The block is placed at the top of the highest free range that can hold it.
         """
-        self._check_area(low, high, size)
+        if (type(low) is not int or type(high) is not int or type(size) is not int
+                or not 0 <= low <= high <= INDEX_LIMIT or size <= 0):
+            self._check_area(low, high, size)
         if high - low < size:
             return None
         if self._len == 0:
             return high - size
+        if self._stale:
+            self._settle()
         root = self._root
         first, last = _span(root)
         if high - size >= last:
@@ -480,26 +514,36 @@ class VmaTree:
         old_gap = leaf.mg
         if p > 1 and p + 1 < nb:
             # Its two neighbouring gaps join into one larger than either.
-            # (_leaf_add_gap, written out: this is every interior erase.)
-            g = b[p + 1] - b[p - 2]
-            if g > old_gap:
-                if old_gap > leaf.sec:
-                    leaf.sec = old_gap
-                leaf.mg = g
-                leaf.mgc = 1
-            elif g == old_gap:
-                leaf.mgc += 1
-            elif g > leaf.sec:
-                leaf.sec = g
+            # (_leaf_add_gap, written out: this is every interior erase.)  A stale
+            # leaf's gaps wait for the rescan.
+            if old_gap != _STALE:
+                g = b[p + 1] - b[p - 2]
+                if g > old_gap:
+                    if old_gap > leaf.sec:
+                        leaf.sec = old_gap
+                    leaf.mg = g
+                    leaf.mgc = 1
+                elif g == old_gap:
+                    leaf.mgc += 1
+                elif g > leaf.sec:
+                    leaf.sec = g
             del b[p - 1:p + 1], v[k]
+            gl = leaf.gl
+            if gl is not None:
+                gl[k - 1:k + 1] = (b[p - 1] - b[p - 2],)
         else:
             # The first or last range: the gap beside it, if any, goes.
             lost = start - b[p - 2] if p > 1 else b[p + 1] - end if p + 1 < nb else 0
             del b[p - 1:p + 1], v[k]
+            gl = leaf.gl
+            if gl:
+                del gl[0 if p == 1 else -1]
             if lost and lost == old_gap:
                 leaf.mgc -= 1
                 if not leaf.mgc:
-                    leaf.mg, leaf.mgc, leaf.sec = _leaf_max(b)
+                    leaf.mg = _STALE
+                    leaf.mgc = 1
+                    self._stale.append(leaf)
         self._len -= 1
         n = len(v)
         if n < self._min and (self._height or not n):
@@ -543,16 +587,23 @@ class VmaTree:
             s = b[p - 1]
             e = b[p]
             old = v[k]
+            gl = leaf.gl
             if s < start:
                 if end < e:
                     b[p:p] = (start, start, end, end)
                     v[k + 1:k + 1] = (entry, old)
+                    if gl is not None:
+                        gl[k:k] = (0, 0)
                 else:
                     b[p:p] = (start, start)
                     v.insert(k + 1, entry)
+                    if gl is not None:
+                        gl.insert(k, 0)
             elif end < e:
                 b[p:p] = (end, end)
                 v.insert(k, entry)
+                if gl is not None:
+                    gl.insert(k, 0)
             else:
                 v[k] = entry
                 return
@@ -560,16 +611,23 @@ class VmaTree:
             if len(v) > self._width:
                 self._fix(leaf, li, b[0])
             return
-        if not (end <= b[p] if p < nb else li + 1 == len(lf) or end <= lf[li + 1]):
+        if p < nb:
+            if end > b[p]:
+                return self._overwrite(leaf, li, p, start, end, entry)
+        elif li + 1 < len(lf) and end > lf[li + 1]:
             return self._overwrite(leaf, li, p, start, end, entry)
         # ``[start, end)`` is free: a pure insertion (the common case for mmap).
-        old_first = b[0]
         if 0 < p < nb:
             # The two new gaps are smaller than the one they cut, which was at most
             # ``sec`` unless it was one of the largest.
-            moved = b[p] - b[p - 1] == leaf.mg
+            mg = leaf.mg
+            moved = mg != _STALE and b[p] - b[p - 1] == mg
             b[p:p] = (start, end)
             leaf.v.insert(p >> 1, entry)
+            gl = leaf.gl
+            if gl is not None:
+                gl[(p >> 1) - 1:p >> 1] = (start - b[p - 1], b[p + 2] - end)
+            self._len += 1
             if moved:
                 g = start - b[p - 1]
                 h = b[p + 2] - end
@@ -588,22 +646,33 @@ class VmaTree:
                     elif h > leaf.sec:
                         leaf.sec = h
                 else:
-                    leaf.mg, leaf.mgc, leaf.sec = _leaf_max(b)
+                    # Which gap is largest now needs a rescan: leave it to a gap search.
+                    leaf.mg = _STALE
+                    self._stale.append(leaf)
+            # The first start stays as it was.
+            if nb >= self._bcap:
+                self._fix(leaf, li, b[0])
+            elif moved and self._height:
+                self._propagate(leaf, b[0], b[0], b[-1], leaf.mg)
+            return
+        old_first = b[0]
+        b[p:p] = (start, end)
+        leaf.v.insert(p >> 1, entry)
+        if p:
+            g = start - b[p - 1]
+            if leaf.gl is not None:
+                leaf.gl.append(g)
         else:
-            moved = True
-            b[p:p] = (start, end)
-            leaf.v.insert(p >> 1, entry)
-            if p:
-                g = start - b[p - 1]
-            else:
-                g = b[2] - end
-                lf[li] = start
-            if g:
-                _leaf_add_gap(leaf, g)
+            g = b[2] - end
+            lf[li] = start
+            if leaf.gl is not None:
+                leaf.gl.insert(0, g)
+        if g:
+            _leaf_add_gap(leaf, g)
         self._len += 1
-        if nb >= 2 * self._width:
+        if nb >= self._bcap:
             self._fix(leaf, li, old_first)
-        elif moved and self._height:
+        elif self._height:
             self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
 
     def _store_first(self, start, end, entry):
@@ -611,6 +680,7 @@ class VmaTree:
         root = self._root
         root.b[:] = (start, end)
         root.v[:] = (entry,)
+        root.gl = None
         self._lf.append(start)
         self._ll.append(root)
         self._len = 1
@@ -742,9 +812,28 @@ class VmaTree:
                 return
             parent = parent.parent
 
+    def _settle(self):
+        """Rescan every stale leaf and carry its largest gap up (before a gap search)."""
+        for leaf in self._stale:
+            # A leaf may be listed twice, or made exact again by a rebalance.
+            if leaf.mg == _STALE:
+                b = leaf.b
+                leaf.mg, leaf.mgc, leaf.sec = _leaf_max(b)
+                if leaf.parent is not None:
+                    self._propagate(leaf, b[0], b[0], b[-1], leaf.mg)
+        del self._stale[:]
+
     def _fix(self, leaf, li, old_first):
         """``leaf`` (flat index ``li``, pivot ``old_first`` in its parent) changed size or
         content: restore its fill, the flat index and every summary above it."""
+        if len(self._stale) > 2 * len(self._ll) + 64:
+            # Long without a gap search: drop the entries that are no longer stale and
+            # the repeats, so the list stays within the number of leaves.
+            seen = {}
+            for stale in self._stale:
+                if stale.mg == _STALE:
+                    seen[id(stale)] = stale
+            self._stale[:] = seen.values()
         ll = self._ll
         lf = self._lf
         n = len(leaf.v)
@@ -752,6 +841,8 @@ class VmaTree:
         if parent is None:
             if n > self._width:
                 right = _split(leaf)
+                if right.mg:
+                    self._stale += (leaf, right)
                 ll.insert(li + 1, right)
                 lf.insert(li + 1, right.b[0])
                 lf[li] = leaf.b[0]
@@ -763,13 +854,19 @@ class VmaTree:
                 del ll[:], lf[:]
             return
         if n > self._width:
-            # Bring the parent's record of the leaf up to date, then hand the upper half
-            # to a new sibling.  The gaps under the parent stay the same multiset, so
-            # nothing above the parent changes unless it overflows in turn.
+            # Both halves go stale (unless the leaf has no gap): mark the leaf so and
+            # bring the parent's record of it up to date, then hand the upper half to a
+            # new sibling.  The parent's largest gap stays _STALE (or 0), so nothing
+            # above the parent changes unless it overflows in turn.
             b = leaf.b
+            if leaf.mg:
+                leaf.mg = _STALE
+                leaf.mgc = 1
             self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
             i = bisect_left(parent.firsts, b[0])
             right = _split(leaf)
+            if right.mg:
+                self._stale += (leaf, right)
             ll.insert(li + 1, right)
             lf.insert(li + 1, right.b[0])
             lf[li] = b[0]
@@ -871,7 +968,14 @@ class VmaTree:
                     raise AssertionError(f"range [{s:#x}, {e:#x}) stores None")
                 if k and b[2 * k - 1] > s:
                     raise AssertionError(f"range [{s:#x}, {e:#x}) is out of order or overlaps")
+            if node.gl is not None and node.gl != list(map(sub, b[2::2], b[1:-1:2])):
+                raise AssertionError(f"leaf gap list {node.gl} is stale")
             top, count, second = _leaf_max(b)
+            if (node.mg, node.mgc) == (_STALE, 1):
+                # Not known until the next gap search, which has to find it listed.
+                if not any(x is node for x in self._stale):
+                    raise AssertionError("a leaf's largest gap is stale but not listed")
+                top, count, second = _STALE, 1, 0
             if (node.mg, node.mgc) != (top, count):
                 raise AssertionError(f"leaf largest gap and count {(node.mg, node.mgc)} "
                                      f"should be {(top, count)}")
@@ -933,7 +1037,7 @@ def _lowest(node, low, high, size):
         near = q + 2 * _NEAR
         while q <= last:
             if q == near:
-                return _lowest_far(b, q, top, size)
+                return _lowest_far(node, q, top, size)
             s = b[q]
             if s < low:
                 s = low
@@ -986,29 +1090,43 @@ def _lowest(node, low, high, size):
     return None
 
 
-def _lowest_far(b, q, top, size):
-    """Lowest fit in leaf bounds ``b`` from gap ``q`` up, where no gap starts below the
-    window: read the gaps a chunk at a time at C speed."""
+def _gap_list(leaf):
+    """``leaf``'s inner gaps in order, built once and kept up to date by the stores."""
+    gl = leaf.gl
+    if gl is None:
+        b = leaf.b
+        gl = leaf.gl = list(map(sub, islice(b, 2, None, 2), islice(b, 1, len(b) - 1, 2)))
+    return gl
+
+
+def _lowest_far(leaf, q, top, size):
+    """Lowest fit in ``leaf`` from gap ``q`` (of its bounds) up, where no gap starts
+    below the window: rule its gap list out a chunk at a time at C speed."""
+    b = leaf.b
+    gl = _gap_list(leaf)
     r = bisect_right(b, top)
     stop = r - 2 if r & 1 else r - 1   # the last gap starting at ``top`` or below
     if stop > len(b) - 3:
         stop = len(b) - 3
-    while q <= stop:
-        hi = q + 2 * (_SCAN_CHUNK - 1)
-        if hi > stop:
-            hi = stop
-        tops = b[q + 1:hi + 2:2]
-        bottoms = b[q:hi + 1:2]
-        # Equal slices: every gap in the chunk is empty (adjacent VMAs), found by one
-        # C-level comparison without computing a single difference.
-        if tops != bottoms:
-            chunk = list(map(sub, tops, bottoms))
-            if max(chunk) >= size:
-                j = 0
-                while chunk[j] < size:
-                    j += 1
-                return b[q + 2 * j]
-        q = hi + 2
+    j = q >> 1          # gap q of the bounds is gl[q >> 1]
+    last = stop >> 1
+    while j <= last:
+        hi = j + _GAP_CHUNK
+        if hi > last + 1:
+            hi = last + 1
+        if max(gl[j:hi]) >= size:
+            # The fit is in this chunk: narrow it down a few gaps at a time.
+            while True:
+                k = j + _GAP_FINE
+                if k > hi:
+                    k = hi
+                if max(gl[j:k]) >= size:
+                    break
+                j = k
+            while gl[j] < size:
+                j += 1
+            return b[2 * j + 1]
+        j = hi
     return None
 
 
@@ -1024,7 +1142,7 @@ def _highest(node, low, high, size):
         near = q - 2 * _NEAR
         while q > 0:
             if q == near:
-                return _highest_far(b, q, floor, size)
+                return _highest_far(node, q, floor, size)
             e = b[q + 1]
             if e > high:
                 e = high
@@ -1074,27 +1192,34 @@ def _highest(node, low, high, size):
     return None
 
 
-def _highest_far(b, q, floor, size):
-    """Highest fit in leaf bounds ``b`` from gap ``q`` down, where no gap ends above the
-    window: read the gaps a chunk at a time at C speed."""
+def _highest_far(leaf, q, floor, size):
+    """Highest fit in ``leaf`` from gap ``q`` (of its bounds) down, where no gap ends
+    above the window: rule its gap list out a chunk at a time at C speed."""
+    b = leaf.b
+    gl = _gap_list(leaf)
     r = bisect_left(b, floor)
     stop = r if r & 1 else r - 1   # the lowest gap ending at ``floor`` or above
     if stop < 1:
         stop = 1
-    while q >= stop:
-        lo = q - 2 * (_SCAN_CHUNK - 1)
-        if lo < stop:
-            lo = stop
-        tops = b[lo + 1:q + 2:2]
-        bottoms = b[lo:q + 1:2]
-        if tops != bottoms:
-            chunk = list(map(sub, tops, bottoms))
-            if max(chunk) >= size:
-                j = len(chunk) - 1
-                while chunk[j] < size:
-                    j -= 1
-                return b[lo + 2 * j + 1] - size
-        q = lo - 2
+    j = q >> 1          # gap q of the bounds is gl[q >> 1]
+    first = stop >> 1
+    while j >= first:
+        lo = j - _GAP_CHUNK + 1
+        if lo < first:
+            lo = first
+        if max(gl[lo:j + 1]) >= size:
+            # The fit is in this chunk: narrow it down a few gaps at a time.
+            while True:
+                k = j - _GAP_FINE + 1
+                if k < lo:
+                    k = lo
+                if max(gl[k:j + 1]) >= size:
+                    break
+                j = k - 1
+            while gl[j] < size:
+                j -= 1
+            return b[2 * j + 2] - size
+        j = lo - 1
     return None
 
 
@@ -1167,6 +1292,7 @@ def _replace(leaf, k, m, new_b, new_v):
                 count -= 1
     b[2 * k:2 * m] = new_b
     leaf.v[k:m] = new_v
+    leaf.gl = None
     n = len(b) >> 1
     for q in range(2 * k - 1 if k else 1, min(2 * k + len(new_b), 2 * n - 1), 2):
         g = b[q + 1] - b[q]
@@ -1190,24 +1316,16 @@ def _replace(leaf, k, m, new_b, new_v):
 def _split(node):
     """Move the upper half of ``node`` into a new right sibling (same parent) and return it."""
     if type(node) is _Leaf:
+        # Which half holds the largest gap takes a rescan: both halves go stale, for
+        # the caller to list in the tree's ``_stale``, unless the leaf has no gap.
         half = len(node.v) // 2
         b = node.b
-        right = _Leaf(b[2 * half:], node.v[half:], node.parent)
-        # The left half keeps the largest gap if any gap of that size is left in it
-        # once the right half's and the one between the halves are counted out.
-        top = node.mg
-        count = node.mgc
-        if right.mg == top:
-            count -= right.mgc
-        if b[2 * half] - b[2 * half - 1] == top:
-            count -= 1
+        right = _Leaf(b[2 * half:], node.v[half:], node.parent, node.mg != 0)
         del b[2 * half:], node.v[half:]
-        if not top:
-            node.mg = node.mgc = node.sec = 0
-        elif count <= 0:
-            node.mg, node.mgc, node.sec = _leaf_max(b)
-        else:
-            node.mgc = count   # ``mg`` and the bound ``sec`` still hold for a subset
+        node.gl = None
+        if node.mg:
+            node.mg = _STALE
+            node.mgc = 1
         return right
     half = len(node.children) // 2
     right = _Node(node.firsts[half:], node.lasts[half:], node.children[half:], node.parent)
@@ -1262,6 +1380,8 @@ def _rebalance(parent, i, width):
     left = children[j]
     right = children[j + 1]
     left.dirty = right.dirty = True   # their contents change (the parent already is)
+    if type(left) is _Leaf:
+        left.gl = right.gl = None
     most = 3 * width // 4
     if type(left) is _Leaf:
         total = len(left.v) + len(right.v)
@@ -1304,4 +1424,6 @@ def _rebalance(parent, i, width):
     merged = total <= most
     if merged:
         del children[j + 1]
+        if type(right) is _Leaf:
+            right.mg = 0   # out of the tree: if listed as stale, it is passed over
     return j, merged

@@ -694,3 +694,42 @@ def test_summarized_walk_skips_clean_subtrees():
     visited = sum(len(leaf) for leaf in tree.summarized_walk(key, lambda o, a: a & 1))
     assert 0 < visited <= 4
     tree.check()
+
+
+@pytest.mark.parametrize("width", [8, 64])
+def test_deferred_rescans_and_gap_lists_follow_mmap_churn(width):
+    """Top-down mmaps, munmaps and random-order stores: leaves whose largest gap waits
+    for a rescan, and the gap lists that searched leaves keep, must leave every search
+    answering as the model does and check() passing throughout."""
+    import random
+
+    rnd = random.Random(width)
+    tree, model = VmaTree(width), Model()
+    top = 1 << 24
+    live = []
+    for step in range(1500):
+        r = rnd.random()
+        if live and r < 0.2:
+            start, end = live.pop(rnd.randrange(len(live)))
+            tree.erase(start, end)
+            model.store(start, end, None)
+        elif r < 0.4:
+            # A store anywhere, free or not, as a random-order build or MAP_FIXED does.
+            start = rnd.randrange(top)
+            end = start + rnd.randint(1, 16)
+            tree.store(start, end, step)
+            model.store(start, end, step)
+        else:
+            size = rnd.randint(1, 8)
+            low = rnd.randrange(top // 2) if r < 0.5 else 0
+            want = model.highest(low, top, size)
+            assert tree.empty_area_rev(low, top, size) == want
+            assert tree.empty_area(low, top, size) == model.lowest(low, top, size)
+            tree.store(want, want + size, step)
+            model.store(want, want + size, step)
+            live.append((want, want + size))
+        if step % 50 == 0:
+            tree.check()
+            assert list(tree.items()) == model.ranges
+    tree.check()
+    assert list(tree.items()) == model.ranges
