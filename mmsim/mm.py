@@ -19,7 +19,7 @@ from .defs import (MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE,  # noqa:
 from .uapi import MAP_32BIT, MAP_FIXED, MAP_SHARED
 from .vma import (VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED_MASK, VM_MERGE_MASK, VM_SHADOW_STACK, VM_SPECIAL,
                   MergeProposal, Vma, dup_vma)
-from .vma_tree import VmaTree
+from .vma_tree import INDEX_LIMIT, VmaTree
 
 # mm->flags bits (include/linux/mm_types.h, 6.18).
 MMF_DUMPABLE_MASK = 0x3
@@ -349,6 +349,9 @@ class Mm:
         vma = self.find_vma_intersection(start, end)
         if vma is None:
             return
+        if vma.start >= start and self.tree.find_prev(INDEX_LIMIT)[1] <= end:
+            self._unmap_all()
+            return
         if start > vma.start:
             # Only a split that leaves a VMA on both sides is charged against the limit.
             if end < vma.end and self.map_count >= self._max_map_count():
@@ -369,6 +372,26 @@ class Mm:
         self.tree.erase(start, end)
         # vms_complete_munmap_vmas: the commitment of accounted VMAs goes back.
         overcommit.vm_unacct_memory(self.kernel, unacct)
+
+    def _unmap_all(self):
+        """unmap of a range that holds every VMA (exit_mmap, exec's old mm): no split,
+        and a new empty tree instead of erasing the old one range by range."""
+        victims = self.tree.values()
+        if self.total_vm > self.hiwater_vm:
+            self.hiwater_vm = self.total_vm   # update_hiwater_vm, before total_vm drops
+        zap = pages.zap_vma
+        account = VM_ACCOUNT
+        size = unacct = 0
+        for victim in victims:
+            start = victim.start
+            end = victim.end
+            size += end - start
+            if victim.vm_flags & account:
+                unacct += end - start
+            zap(self, victim, start, end)
+        self.total_vm -= size >> PAGE_SHIFT
+        self.tree = VmaTree()
+        overcommit.vm_unacct_memory(self.kernel, unacct >> PAGE_SHIFT)
 
     # ------------------------------------------------------------------ placement
 
