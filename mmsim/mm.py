@@ -19,7 +19,7 @@ from .defs import (MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE,  # noqa:
 from .uapi import MAP_32BIT, MAP_FIXED, MAP_SHARED
 from .vma import (VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED_MASK, VM_MERGE_MASK, VM_SHADOW_STACK, VM_SPECIAL,
                   MergeProposal, Vma, dup_vma)
-from .vma_tree import INDEX_LIMIT, VmaTree
+from .vma_tree import VmaTree
 
 # mm->flags bits (include/linux/mm_types.h, 6.18).
 MMF_DUMPABLE_MASK = 0x3
@@ -346,22 +346,30 @@ class Mm:
     def unmap(self, start, end):
         """do_vmi_munmap on page-aligned ``[start, end)``: split the VMAs at the edges,
         zap and drop everything inside.  Holes are fine."""
-        vma = self.find_vma_intersection(start, end)
-        if vma is None:
-            return
-        if vma.start >= start and self.tree.find_prev(INDEX_LIMIT)[1] <= end:
+        victims = self.tree.values(start, end)
+        if victims:
+            self.unmap_vmas(victims, start, end)
+
+    def unmap_vmas(self, victims, start, end):
+        """unmap of ``[start, end)`` given ``victims``, every VMA overlapping it, in
+        order (the edge ones may reach past it).  Returns the VMAs the edge splits left
+        below ``start`` and above ``end`` (None where there was no split), which are the
+        neighbours a new mapping of the range sees."""
+        vma = victims[0]
+        last = victims[-1]
+        if vma.start >= start and last.end <= end and len(victims) == len(self.tree):
             self._unmap_all()
-            return
+            return None, None
+        below = above = None
         if start > vma.start:
             # Only a split that leaves a VMA on both sides is charged against the limit.
             if end < vma.end and self.map_count >= self._max_map_count():
                 raise error(errno.ENOMEM, "munmap would exceed max_map_count")
-            self.split(vma, start, new_below=True, check_limit=False)
-        last = self.vma_lookup(end - 1)
-        if last is not None and last.end > end:
-            self.split(last, end, new_below=False, check_limit=False)
-        victims = self.vmas(start, end)
-        if victims and self.total_vm > self.hiwater_vm:
+            below = self.split(vma, start, new_below=True, check_limit=False)
+        if last.end > end:
+            # (After the split above, ``last`` may be ``vma``: it now starts at ``start``.)
+            above = self.split(last, end, new_below=False, check_limit=False)
+        if self.total_vm > self.hiwater_vm:
             self.hiwater_vm = self.total_vm   # update_hiwater_vm, before total_vm drops
         unacct = 0
         for victim in victims:
@@ -372,6 +380,7 @@ class Mm:
         self.tree.erase(start, end)
         # vms_complete_munmap_vmas: the commitment of accounted VMAs goes back.
         overcommit.vm_unacct_memory(self.kernel, unacct)
+        return below, above
 
     def _unmap_all(self):
         """unmap of a range that holds every VMA (exit_mmap, exec's old mm): no split,
