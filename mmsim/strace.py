@@ -464,7 +464,13 @@ def _decoration_end(line, pos, file, lineno):
 # Values of argument texts already evaluated ("PROT_READ|PROT_WRITE", "0x7f0000"...):
 # traces repeat the same few constants, and a lookup is far cheaper than a parse.
 _VALUES = {"NULL": 0}
-_SIMPLE_BREAKERS = ('"', "[", "{", "<", "/*", "=")
+# Results already read ("0", "0x7f0000"...), each an int in a register's range; cleared
+# when it grows past _RESULTS_MAX, so a trace of ever-new addresses keeps memory flat.
+_RESULTS = {"?": "?"}
+_RESULTS_MAX = 1 << 16
+# What sends an argument list to the general parser: strings, arrays, structures,
+# decorations, comments, name=value arguments and nested parentheses.
+_NOT_SIMPLE = re.compile(r'["\[{<=()]|/\*')
 
 
 def _fast_call(line, pid, lineno, file):
@@ -478,36 +484,40 @@ def _fast_call(line, pid, lineno, file):
     if name not in EXECUTED:
         return None
     args_text = line[p + 1:close]
-    if "(" in args_text or ")" in args_text:
+    if _NOT_SIMPLE.search(args_text):
         return None
-    for c in _SIMPLE_BREAKERS:
-        if c in args_text:
-            return None
     rest = line[close + 1:].strip()
     result = None
     if rest:
         if not rest.startswith("="):
             return None
         value = rest[1:].strip()
-        if value == "?":
-            result = "?"
-        elif len(value) < 24 and _NUMBER.match(value):
-            result = _c_int(value)
-            if not LOWEST <= result <= HIGHEST:
-                return None
-        else:
-            return None
-    args = []
-    values = _VALUES
-    if args_text.strip():
-        for a in args_text.split(","):
-            a = a.strip()
-            v = values.get(a)
-            if v is None:
-                if not a:
+        result = _RESULTS.get(value)
+        if result is None:
+            if len(value) < 24 and _NUMBER.match(value):
+                result = _c_int(value)
+                if not LOWEST <= result <= HIGHEST:
                     return None
-                v = values[a] = _expr(a, file, lineno)
-            args.append(v)
+            else:
+                return None
+            if len(_RESULTS) >= _RESULTS_MAX:
+                _RESULTS.clear()
+                _RESULTS["?"] = "?"
+            _RESULTS[value] = result
+    values = _VALUES
+    # strace separates arguments with ", ": every one already seen is one lookup each.
+    args = list(map(values.get, args_text.split(", "))) if args_text else []
+    if None in args:
+        args = []
+        if args_text.strip():
+            for a in args_text.split(","):
+                a = a.strip()
+                v = values.get(a)
+                if v is None:
+                    if not a:
+                        return None
+                    v = values[a] = _expr(a, file, lineno)
+                args.append(v)
     counts = ARITY.get(name)
     if counts is not None and len(args) not in counts:
         return None
