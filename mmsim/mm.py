@@ -321,6 +321,14 @@ class Mm:
         if vma.special is not None:
             # special_mapping_split(): the vdso and friends may not be split.
             raise error(errno.EINVAL, "cannot split a special mapping")
+        new = self._cut(vma, addr, new_below)
+        self._store(new)
+        return new
+
+    @staticmethod
+    def _cut(vma, addr, new_below):
+        """split's work on the VMAs and their pages, leaving the tree to the caller: the
+        new VMA, not linked yet."""
         pages.split_huge_at(vma, addr)
         new = dup_vma(vma)
         if new_below:
@@ -333,7 +341,6 @@ class Mm:
             new.pgoff += (addr - vma.start) >> PAGE_SHIFT
             pages.move_range(vma, new, addr, vma.end)
             vma.end = addr
-        self._store(new)
         return new
 
     def insert(self, vma):
@@ -350,25 +357,38 @@ class Mm:
         if victims:
             self.unmap_vmas(victims, start, end)
 
-    def unmap_vmas(self, victims, start, end):
+    def unmap_vmas(self, victims, start, end, overwrite=False):
         """unmap of ``[start, end)`` given ``victims``, every VMA overlapping it, in
         order (the edge ones may reach past it).  Returns the VMAs the edge splits left
         below ``start`` and above ``end`` (None where there was no split), which are the
-        neighbours a new mapping of the range sees."""
+        neighbours a new mapping of the range sees.
+
+        With ``overwrite`` (mmap over mapped space) the range is left in the tree: the
+        caller's store of the new mapping over it must follow, then ``relink`` of the
+        two VMAs returned, so the whole replacement costs one tree store.  Until then
+        the tree still shows the old VMAs there (prev_of(start) and next_of(end) still
+        find the right neighbours when there was no split on that side)."""
         vma = victims[0]
         last = victims[-1]
-        if vma.start >= start and last.end <= end and len(victims) == len(self.tree):
+        if (not overwrite and vma.start >= start and last.end <= end
+                and len(victims) == len(self.tree)):
             self._unmap_all()
             return None, None
-        below = above = None
-        if start > vma.start:
-            # Only a split that leaves a VMA on both sides is charged against the limit.
-            if end < vma.end and self.map_count >= self._max_map_count():
-                raise error(errno.ENOMEM, "munmap would exceed max_map_count")
-            below = self.split(vma, start, new_below=True, check_limit=False)
-        if last.end > end:
-            # (After the split above, ``last`` may be ``vma``: it now starts at ``start``.)
-            above = self.split(last, end, new_below=False, check_limit=False)
+        cut_below = start > vma.start
+        cut_above = last.end > end
+        # Only a split that leaves a VMA on both sides is charged against the limit.
+        if cut_below and end < vma.end and self.map_count >= self._max_map_count():
+            raise error(errno.ENOMEM, "munmap would exceed max_map_count")
+        if (cut_below and vma.special is not None) or (cut_above and last.special is not None):
+            # A split refused (special_mapping_split): as in the kernel, a split made
+            # before it stays.
+            if cut_below:
+                self.split(vma, start, new_below=True, check_limit=False)
+            self.split(last, end, new_below=False, check_limit=False)
+        # The splits, done on the VMAs only: the tree learns of them in relink().
+        # (After the first, ``last`` may be ``vma``: it now starts at ``start``.)
+        below = self._cut(vma, start, True) if cut_below else None
+        above = self._cut(last, end, False) if cut_above else None
         if self.total_vm > self.hiwater_vm:
             self.hiwater_vm = self.total_vm   # update_hiwater_vm, before total_vm drops
         unacct = 0
@@ -377,10 +397,23 @@ class Mm:
             if victim.vm_flags & VM_ACCOUNT:
                 unacct += victim.npages
             self._remove(victim)
-        self.tree.erase(start, end)
+        if not overwrite:
+            self.tree.erase(start, end)
+            self.relink(below, above)
         # vms_complete_munmap_vmas: the commitment of accounted VMAs goes back.
         overcommit.vm_unacct_memory(self.kernel, unacct)
         return below, above
+
+    def relink(self, below, above, new=None):
+        """After ``unmap_vmas``: the tree keeps the split VMAs' old entries on either
+        side of the freed (or overwritten) range; put ``below`` and ``above`` there, the
+        ones not merged into ``new`` (the VMA stored over the range, if any).  Each is
+        an exact overwrite of one range: the cheapest store there is."""
+        tree = self.tree
+        if below is not None and below is not new:
+            tree.store(below.start, below.end, below)
+        if above is not None and above is not new and (new is None or new.end <= above.start):
+            tree.store(above.start, above.end, above)
 
     def _unmap_all(self):
         """unmap of a range that holds every VMA (exit_mmap, exec's old mm): no split,

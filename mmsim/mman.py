@@ -212,10 +212,12 @@ def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False):
         except OSError:
             overcommit.vm_unacct_memory(mm.kernel, charged)
             raise
-    prev = nxt = None
+    below = above = None
     if existing:
         try:
-            prev, nxt = mm.unmap_vmas(existing, addr, end)
+            # The MAP_FIXED fast path: the range stays in the tree until the store of
+            # the new mapping below overwrites it.
+            below, above = mm.unmap_vmas(existing, addr, end, overwrite=True)
         except OSError:
             overcommit.vm_unacct_memory(mm.kernel, charged + shmem_pages)
             raise
@@ -228,11 +230,11 @@ def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False):
         if shmem_pages:
             overcommit.shmem_held(mm.kernel, file.inode, shmem_pages)
     # The neighbours: what the unmap's edge splits left, else a lookup.
-    if prev is None:
-        prev = mm.prev_of(addr)
-    if nxt is None:
-        nxt = mm.next_of(end)
-    mm.merge_or_insert(MergeProposal(addr, end, vm_flags, pgoff, file), prev, nxt)
+    prev = below if below is not None else mm.prev_of(addr)
+    nxt = above if above is not None else mm.next_of(end)
+    new = mm.merge_or_insert(MergeProposal(addr, end, vm_flags, pgoff, file), prev, nxt)
+    if existing:
+        mm.relink(below, above, new)
     return addr
 
 
