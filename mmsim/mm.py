@@ -8,6 +8,7 @@ syscall layer above.
 """
 
 import errno
+from itertools import chain, islice
 
 from . import overcommit, pages
 # The layout constants, page_align and error are re-exported for code that imports them
@@ -152,30 +153,30 @@ class Mm:
         neighbour is adjacent with flags a merge accepts.  Until then vma_modify would
         neither merge nor split.  Returns the index it stopped at, or ``len(leaf)``."""
         mask = VM_MERGE_MASK
-        before = prev
         before_flags = prev.vm_flags if prev is not None else 0
-        last = len(leaf) - 1
-        i = -1
-        for i, vma in enumerate(leaf):
+        # Each VMA beside the one after it (``nxt`` after the last), unchanged yet.
+        afters = chain(islice(leaf, 1, None), (nxt,))
+        stop = len(leaf)
+        for vma, after in zip(leaf, afters):
             old = vma.vm_flags
             new = old & keep | add
             if new != old:
                 # Cheapest first: adjacent neighbours usually differ in flags.
-                if (not (before_flags ^ new) & mask and before is not None
-                        and before.end == vma.start):
-                    break
-                after = leaf[i + 1] if i < last else nxt
+                if not (before_flags ^ new) & mask:
+                    i = leaf.index(vma)
+                    before = leaf[i - 1] if i else prev
+                    if before is not None and before.end == vma.start:
+                        stop = i
+                        break
                 if (after is not None and not (after.vm_flags ^ new) & mask
                         and after.start == vma.end):
+                    stop = leaf.index(vma)
                     break
                 vma.vm_flags = new
-            before = vma
             before_flags = new
-        else:
-            i = last + 1
-        if i > 0:
+        if stop > 0:
             self.tree.touch(leaf[0].start)
-        return i
+        return stop
 
     def _max_map_count(self):
         return self.kernel.max_map_count
