@@ -358,6 +358,8 @@ def mprotect(mm: Mm, addr, length, prot):
         # carried it past ``end`` or into the next VMA (vma_iter_end).
         tmp = mprotect_fixup(mm, vma, nstart, tmp, newflags).end
         nstart = tmp
+        if tmp >= end:
+            break   # done: the loop would look the next VMA up only to stop
         vma = mm.find_vma(tmp)
     if tmp < end:
         raise error(errno.ENOMEM, "hole at end of range")
