@@ -152,27 +152,31 @@ class Mm:
         stop before the first change that may merge with a neighbour: one where a
         neighbour is adjacent with flags a merge accepts.  Until then vma_modify would
         neither merge nor split.  Returns the index it stopped at, or ``len(leaf)``."""
-        mask = VM_MERGE_MASK
+        mask = _MERGE_BITS
         before_flags = prev.vm_flags if prev is not None else 0
-        # Each VMA beside the one after it (``nxt`` after the last), unchanged yet.
-        afters = chain(islice(leaf, 1, None), (nxt,))
+        # Each VMA beside the one after it (``nxt`` after the last, or a stand-in whose
+        # flags match none), unchanged yet.
+        afters = chain(islice(leaf, 1, None), (nxt if nxt is not None else _NO_VMA,))
         stop = len(leaf)
         for vma, after in zip(leaf, afters):
             old = vma.vm_flags
             new = old & keep | add
             if new != old:
                 # Cheapest first: adjacent neighbours usually differ in flags.
-                if not (before_flags ^ new) & mask:
+                if (before_flags ^ new) & mask and (after.vm_flags ^ new) & mask:
+                    vma.vm_flags = new
+                else:
                     i = leaf.index(vma)
                     before = leaf[i - 1] if i else prev
-                    if before is not None and before.end == vma.start:
+                    if (not (before_flags ^ new) & mask and before is not None
+                            and before.end == vma.start):
                         stop = i
                         break
-                if (after is not None and not (after.vm_flags ^ new) & mask
-                        and after.start == vma.end):
-                    stop = leaf.index(vma)
-                    break
-                vma.vm_flags = new
+                    if (after is not _NO_VMA and not (after.vm_flags ^ new) & mask
+                            and after.start == vma.end):
+                        stop = i
+                        break
+                    vma.vm_flags = new
             before_flags = new
         if stop > 0:
             self.tree.touch(leaf[0].start)
@@ -561,6 +565,22 @@ class Mm:
             total += (end - start) >> PAGE_SHIFT
         if total != self.total_vm:
             raise AssertionError(f"total_vm is {self.total_vm} pages, the VMAs hold {total}")
+
+
+# VM_MERGE_MASK as a non-negative int (flags are below 2**64): & on it is cheaper.
+_MERGE_BITS = VM_MERGE_MASK & ((1 << 64) - 1)
+
+
+class _NoVma:
+    """What set_flags_until_merge puts after the last VMA when nothing follows: flags
+    with a merge-relevant bit no VMA has (bit 63), so they never match.  (Were one to
+    match, the careful path, which knows this stand-in, would take the VMA.)"""
+
+    __slots__ = ()
+    vm_flags = 1 << 63
+
+
+_NO_VMA = _NoVma()
 
 
 def _anon_compatible(prev, nxt):
