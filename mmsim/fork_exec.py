@@ -1,7 +1,6 @@
 """fork: duplicating an address space by the kernel's rules (kernel/fork.c dup_mm and
 mm_init, mm/mmap.c dup_mmap).  Exec arrives with the ELF loader."""
 
-import gc
 import os
 import stat
 from itertools import compress, count, repeat
@@ -10,7 +9,7 @@ from operator import attrgetter, is_not
 from . import mctl, overcommit, pages
 from .binfmt_elf import load_binprm, prepare_exec
 from .cred import CAP_FULL_SET
-from .defs import PAGE_SHIFT, error
+from .defs import PAGE_SHIFT, bulk_build, error
 from .mm import (MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
                  MMF_HAS_MDWE_NO_INHERIT, MMF_TOPDOWN, MMF_VM_MERGE_ANY, Mm)
 from .vma_tree import VmaTree
@@ -49,13 +48,10 @@ def dup_mm(kernel, oldmm):
     """fork's copy of ``oldmm`` (dup_mm + dup_mmap)."""
     # Fork of a large address space is a hot path (benchmarks/fork.py): one pass makes
     # the copies (unlinked, so nothing is observable yet) and sums what the charge
-    # needs, with the cyclic collector paused (tens of thousands of new objects would
-    # otherwise trigger full collections); the few VMAs needing more than a field copy
-    # are fixed up once the charge has gone through.
+    # needs, kept from the cyclic collector (bulk_build); the few VMAs needing more
+    # than a field copy are fixed up once the charge has gone through.
     olds = oldmm.vmas()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with bulk_build():
         bounds, copies, seen, total, biggest = _copy_vmas(olds)
         if seen & VM_DONTCOPY:
             keep = [not old.vm_flags & VM_DONTCOPY for old in olds]
@@ -69,9 +65,6 @@ def dup_mm(kernel, oldmm):
         for name in LAYOUT_FIELDS:
             setattr(mm, name, getattr(oldmm, name))
         _fix_copies(mm, olds, copies, seen)
-    finally:
-        if was_enabled:
-            gc.enable()
     # The parent's tree is already in order: build the child's in one pass (__mt_dup).
     mm.tree = VmaTree.from_parts(bounds, copies, check=False)
     # dup_mm starts the child's high-water marks at what it holds.

@@ -9,7 +9,6 @@ is wrong.  A call that fails in the simulator is not bad input: its errno is its
 
 import collections
 import errno
-import gc
 import itertools
 import re
 import sys
@@ -18,6 +17,7 @@ from collections.abc import Iterable, Iterator
 import attrs
 
 from . import uapi
+from .defs import bulk_build
 from .errors import TraceError
 from .prctl import PrctlMmMap
 
@@ -346,16 +346,10 @@ def parse(text: str, file: str = "<trace>") -> list[Event]:
     Lines end at "\\n" only (str.splitlines also cuts at \\f, \\v, \\x1c-\\x1e, \\x85,
     \\u2028 and \\u2029, which may sit inside a comment), so a line's number is an
     editor's."""
-    # The events are all kept, so the cyclic collector would only walk them again and
-    # again as the list grows (a third of the time of a long trace): it waits until
-    # the list is made, as fork's copy of the VMAs does.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    # The events are all kept: the cyclic collector, which would walk them again and
+    # again as the list grows (a third of a long trace's parse), leaves them be.
+    with bulk_build():
         return list(iter_parse(text.split("\n"), file))
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def parse_line(raw: str, lineno: int, file: str = "<trace>",
