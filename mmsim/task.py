@@ -195,6 +195,8 @@ def syscall(**types):
                 # A list comprehension: the cheapest per-call loop CPython has here.
                 converted = [a if c is None else c(a) for c, a in zip(convs, args)]
                 args = converted if len(args) <= nconvs else converted + list(args[nconvs:])
+            if not kwargs:
+                return fn(self, *args)
             for name in kwargs:
                 conv = types.get(name)
                 if conv is not None:
