@@ -1,19 +1,20 @@
 """fork: duplicating an address space by the kernel's rules (kernel/fork.c dup_mm and
 mm_init, mm/mmap.c dup_mmap).  Exec arrives with the ELF loader."""
 
-import gc
 import os
 import stat
+from itertools import compress, count, repeat
+from operator import attrgetter, is_not
 
 from . import mctl, overcommit, pages
 from .binfmt_elf import load_binprm, prepare_exec
 from .cred import CAP_FULL_SET
-from .defs import PAGE_SHIFT, error
+from .defs import PAGE_SHIFT, bulk_build, error
 from .mm import (MMF_DISABLE_THP_MASK, MMF_DUMP_FILTER_DEFAULT, MMF_DUMPABLE_MASK, MMF_HAS_MDWE,
                  MMF_HAS_MDWE_NO_INHERIT, MMF_TOPDOWN, MMF_VM_MERGE_ANY, Mm)
 from .vma_tree import VmaTree
-from .vma import VM_ACCOUNT, VM_DONTCOPY, VM_INIT_DEF_MASK, VM_LOCKED_MASK, VM_MIXEDMAP, VM_PFNMAP, VM_WIPEONFORK, \
-    AnonVma, Vma
+from .vma import (VM_ACCOUNT, VM_DONTCOPY, VM_INIT_DEF_MASK, VM_LOCKED_MASK, VM_MIXEDMAP,
+                  VM_PFNMAP, VM_WIPEONFORK, AnonVma, Vma)
 
 # The mm flags a new mm takes over from the one it is made from (MMF_INIT_LEGACY_MASK).
 MMF_DUMP_FILTER_MASK = 0x1FF << 2
@@ -45,27 +46,25 @@ LAYOUT_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_brk"
 
 def dup_mm(kernel, oldmm):
     """fork's copy of ``oldmm`` (dup_mm + dup_mmap)."""
-    _charge_copies(oldmm)
-    mm = mm_init(kernel, oldmm)
-    mctl.inherit(oldmm, mm)
-    mm.task_size = oldmm.task_size
-    mm.mmap_base = oldmm.mmap_base
-    for name in LAYOUT_FIELDS:
-        setattr(mm, name, getattr(oldmm, name))
-    bounds = []
-    copies = []
-    add_bounds = bounds.extend
-    append = copies.append
-    # One pass over the parent's VMAs, written out flat, with the cyclic collector
-    # paused: fork of a large address space is a hot path (benchmarks/fork.py), and
-    # tens of thousands of new objects would otherwise trigger full collections.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        _copy_vmas(mm, oldmm, add_bounds, append)
-    finally:
-        if was_enabled:
-            gc.enable()
+    # Fork of a large address space is a hot path (benchmarks/fork.py): one pass makes
+    # the copies (unlinked, so nothing is observable yet) and sums what the charge
+    # needs, kept from the cyclic collector (bulk_build); the few VMAs needing more
+    # than a field copy are fixed up once the charge has gone through.
+    olds = oldmm.vmas()
+    with bulk_build():
+        bounds, copies, seen, total, biggest = _copy_vmas(olds)
+        if seen & VM_DONTCOPY:
+            keep = [not old.vm_flags & VM_DONTCOPY for old in olds]
+            olds = list(compress(olds, keep))
+            bounds, copies, seen, total, biggest = _copy_vmas(olds)
+        _charge_copies(oldmm, total >> PAGE_SHIFT, biggest >> PAGE_SHIFT)
+        mm = mm_init(kernel, oldmm)
+        mctl.inherit(oldmm, mm)
+        mm.task_size = oldmm.task_size
+        mm.mmap_base = oldmm.mmap_base
+        for name in LAYOUT_FIELDS:
+            setattr(mm, name, getattr(oldmm, name))
+        _fix_copies(mm, olds, copies, seen)
     # The parent's tree is already in order: build the child's in one pass (__mt_dup).
     mm.tree = VmaTree.from_parts(bounds, copies, check=False)
     # dup_mm starts the child's high-water marks at what it holds.
@@ -75,18 +74,39 @@ def dup_mm(kernel, oldmm):
     return mm
 
 
-def _charge_copies(oldmm):
-    """dup_mmap charges every accounted VMA the child gets, each checked on its own;
-    ENOMEM (and nothing charged) when the overcommit policy refuses one.  Checked in
-    aggregate: the heuristic refuses only a VMA larger than RAM, and the strict limit
-    is crossed by some prefix of the VMAs exactly when it is crossed by all of them."""
-    total = biggest = 0
-    for old in oldmm.vmas():
-        if old.vm_flags & VM_ACCOUNT and not old.vm_flags & VM_DONTCOPY:
-            n = (old.end - old.start) >> PAGE_SHIFT
+def _copy_vmas(olds):
+    """dup_mmap's loop, first half: a copy of every VMA of ``olds`` with no anon_vma,
+    their bounds interleaved, the OR of their flags, and the bytes of the accounted
+    ones, in total and the largest."""
+    bounds = []
+    copies = []
+    add_bounds = bounds.extend
+    append = copies.append
+    new_vma = Vma
+    accounted = VM_ACCOUNT
+    seen = total = biggest = 0
+    for old in olds:
+        flags = old.vm_flags
+        seen |= flags
+        start = old.start
+        end = old.end
+        if flags & accounted:
+            n = end - start
             total += n
             if n > biggest:
                 biggest = n
+        add_bounds((start, end))
+        append(new_vma(start, end, flags, old.pgoff, old.file, None, False, old.anon_name,
+                       old.special, old.close_hook, old.uffd_ctx, old.policy))
+    return bounds, copies, seen, total, biggest
+
+
+def _charge_copies(oldmm, total, biggest):
+    """dup_mmap charges every accounted VMA the child gets (``total`` pages, the largest
+    ``biggest``), each checked on its own; ENOMEM (and nothing charged) when the
+    overcommit policy refuses one.  Checked in aggregate: the heuristic refuses only a
+    VMA larger than RAM, and the strict limit is crossed by some prefix of the VMAs
+    exactly when it is crossed by all of them."""
     if oldmm.kernel.overcommit_memory == overcommit.OVERCOMMIT_GUESS:
         overcommit.charge(oldmm, biggest)   # the heuristic's test, on the largest one
         overcommit.vm_acct_memory(oldmm.kernel, total - biggest)
@@ -94,35 +114,35 @@ def _charge_copies(oldmm):
         overcommit.charge(oldmm, total)
 
 
-def _copy_vmas(mm, oldmm, add_bounds, append):
-    """dup_mmap's loop: a copy of every VMA the child keeps, with its pages."""
-    skip = VM_DONTCOPY
-    keep = ~VM_LOCKED_MASK
-    wipe = VM_WIPEONFORK
+_anon_vma = attrgetter("anon_vma")
+
+
+def _fix_copies(mm, olds, copies, seen):
+    """dup_mmap's loop, second half: mlock is not inherited, and a VMA with an anon_vma
+    (unless wiped on fork) or raw page frames shares its pages."""
+    if seen & VM_LOCKED_MASK:
+        keep = ~VM_LOCKED_MASK
+        for new in copies:
+            new.vm_flags &= keep
+    todo = compress(count(), map(is_not, map(_anon_vma, olds), repeat(None)))
     raw = VM_PFNMAP | VM_MIXEDMAP
+    if seen & raw:
+        todo = sorted(set(todo).union(i for i, old in enumerate(olds) if old.vm_flags & raw))
+    wipe = VM_WIPEONFORK
     share = pages.share_pages
-    new_vma = Vma
-    for old in oldmm.vmas():
-        flags = old.vm_flags
-        if flags & skip:
+    for i in todo:
+        old = olds[i]
+        if old.vm_flags & wipe:
             continue
-        start = old.start
-        end = old.end
-        new = new_vma(start, end, flags & keep, old.pgoff, old.file, None, False,
-                      old.anon_name, old.special, old.close_hook, old.uffd_ctx, old.policy)
-        if not flags & wipe:
-            if old.anon_vma is not None:
-                # anon_vma_fork: a new anon_vma of the child's own, chained to the
-                # parent's: the VMA now has unCoWed parents, which the merge rules read.
-                new.anon_vma = AnonVma()
-                new.forked = True
-                share(mm, old, new)
-            elif flags & raw:
-                # copy_page_range runs only where there is private anonymous memory or
-                # raw page frames: shared file and shmem pages fault back in on demand.
-                share(mm, old, new)
-        add_bounds((start, end))
-        append(new)
+        new = copies[i]
+        if old.anon_vma is not None:
+            # anon_vma_fork: a new anon_vma of the child's own, chained to the
+            # parent's: the VMA now has unCoWed parents, which the merge rules read.
+            new.anon_vma = AnonVma()
+            new.forked = True
+        # copy_page_range runs only where there is private anonymous memory or raw
+        # page frames: shared file and shmem pages fault back in on demand.
+        share(mm, old, new)
 
 
 def execve(proc, path, argv=None, envp=None):

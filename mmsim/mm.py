@@ -8,6 +8,7 @@ syscall layer above.
 """
 
 import errno
+from itertools import chain, islice
 
 from . import overcommit, pages
 # The layout constants, page_align and error are re-exported for code that imports them
@@ -151,31 +152,35 @@ class Mm:
         stop before the first change that may merge with a neighbour: one where a
         neighbour is adjacent with flags a merge accepts.  Until then vma_modify would
         neither merge nor split.  Returns the index it stopped at, or ``len(leaf)``."""
-        mask = VM_MERGE_MASK
-        before = prev
+        mask = _MERGE_BITS
         before_flags = prev.vm_flags if prev is not None else 0
-        last = len(leaf) - 1
-        i = -1
-        for i, vma in enumerate(leaf):
+        # Each VMA beside the one after it (``nxt`` after the last, or a stand-in whose
+        # flags match none), unchanged yet.
+        afters = chain(islice(leaf, 1, None), (nxt if nxt is not None else _NO_VMA,))
+        stop = len(leaf)
+        for vma, after in zip(leaf, afters):
             old = vma.vm_flags
             new = old & keep | add
             if new != old:
                 # Cheapest first: adjacent neighbours usually differ in flags.
-                if (not (before_flags ^ new) & mask and before is not None
-                        and before.end == vma.start):
-                    break
-                after = leaf[i + 1] if i < last else nxt
-                if (after is not None and not (after.vm_flags ^ new) & mask
-                        and after.start == vma.end):
-                    break
-                vma.vm_flags = new
-            before = vma
+                if (before_flags ^ new) & mask and (after.vm_flags ^ new) & mask:
+                    vma.vm_flags = new
+                else:
+                    i = leaf.index(vma)
+                    before = leaf[i - 1] if i else prev
+                    if (not (before_flags ^ new) & mask and before is not None
+                            and before.end == vma.start):
+                        stop = i
+                        break
+                    if (after is not _NO_VMA and not (after.vm_flags ^ new) & mask
+                            and after.start == vma.end):
+                        stop = i
+                        break
+                    vma.vm_flags = new
             before_flags = new
-        else:
-            i = last + 1
-        if i > 0:
+        if stop > 0:
             self.tree.touch(leaf[0].start)
-        return i
+        return stop
 
     def _max_map_count(self):
         return self.kernel.max_map_count
@@ -321,6 +326,14 @@ class Mm:
         if vma.special is not None:
             # special_mapping_split(): the vdso and friends may not be split.
             raise error(errno.EINVAL, "cannot split a special mapping")
+        new = self._cut(vma, addr, new_below)
+        self._store(new)
+        return new
+
+    @staticmethod
+    def _cut(vma, addr, new_below):
+        """split's work on the VMAs and their pages, leaving the tree to the caller: the
+        new VMA, not linked yet."""
         pages.split_huge_at(vma, addr)
         new = dup_vma(vma)
         if new_below:
@@ -333,7 +346,6 @@ class Mm:
             new.pgoff += (addr - vma.start) >> PAGE_SHIFT
             pages.move_range(vma, new, addr, vma.end)
             vma.end = addr
-        self._store(new)
         return new
 
     def insert(self, vma):
@@ -346,19 +358,43 @@ class Mm:
     def unmap(self, start, end):
         """do_vmi_munmap on page-aligned ``[start, end)``: split the VMAs at the edges,
         zap and drop everything inside.  Holes are fine."""
-        vma = self.find_vma_intersection(start, end)
-        if vma is None:
-            return
-        if start > vma.start:
-            # Only a split that leaves a VMA on both sides is charged against the limit.
-            if end < vma.end and self.map_count >= self._max_map_count():
-                raise error(errno.ENOMEM, "munmap would exceed max_map_count")
-            self.split(vma, start, new_below=True, check_limit=False)
-        last = self.vma_lookup(end - 1)
-        if last is not None and last.end > end:
+        victims = self.tree.values(start, end)
+        if victims:
+            self.unmap_vmas(victims, start, end)
+
+    def unmap_vmas(self, victims, start, end, overwrite=False):
+        """unmap of ``[start, end)`` given ``victims``, every VMA overlapping it, in
+        order (the edge ones may reach past it).  Returns the VMAs the edge splits left
+        below ``start`` and above ``end`` (None where there was no split), which are the
+        neighbours a new mapping of the range sees.
+
+        With ``overwrite`` (mmap over mapped space) the range is left in the tree: the
+        caller's store of the new mapping over it must follow, then ``relink`` of the
+        two VMAs returned, so the whole replacement costs one tree store.  Until then
+        the tree still shows the old VMAs there (prev_of(start) and next_of(end) still
+        find the right neighbours when there was no split on that side)."""
+        vma = victims[0]
+        last = victims[-1]
+        if (not overwrite and vma.start >= start and last.end <= end
+                and len(victims) == len(self.tree)):
+            self._unmap_all()
+            return None, None
+        cut_below = start > vma.start
+        cut_above = last.end > end
+        # Only a split that leaves a VMA on both sides is charged against the limit.
+        if cut_below and end < vma.end and self.map_count >= self._max_map_count():
+            raise error(errno.ENOMEM, "munmap would exceed max_map_count")
+        if (cut_below and vma.special is not None) or (cut_above and last.special is not None):
+            # A split refused (special_mapping_split): as in the kernel, a split made
+            # before it stays.
+            if cut_below:
+                self.split(vma, start, new_below=True, check_limit=False)
             self.split(last, end, new_below=False, check_limit=False)
-        victims = self.vmas(start, end)
-        if victims and self.total_vm > self.hiwater_vm:
+        # The splits, done on the VMAs only: the tree learns of them in relink().
+        # (After the first, ``last`` may be ``vma``: it now starts at ``start``.)
+        below = self._cut(vma, start, True) if cut_below else None
+        above = self._cut(last, end, False) if cut_above else None
+        if self.total_vm > self.hiwater_vm:
             self.hiwater_vm = self.total_vm   # update_hiwater_vm, before total_vm drops
         unacct = 0
         for victim in victims:
@@ -366,9 +402,43 @@ class Mm:
             if victim.vm_flags & VM_ACCOUNT:
                 unacct += victim.npages
             self._remove(victim)
-        self.tree.erase(start, end)
+        if not overwrite:
+            self.tree.erase(start, end)
+            self.relink(below, above)
         # vms_complete_munmap_vmas: the commitment of accounted VMAs goes back.
         overcommit.vm_unacct_memory(self.kernel, unacct)
+        return below, above
+
+    def relink(self, below, above, new=None):
+        """After ``unmap_vmas``: the tree keeps the split VMAs' old entries on either
+        side of the freed (or overwritten) range; put ``below`` and ``above`` there, the
+        ones not merged into ``new`` (the VMA stored over the range, if any).  Each is
+        an exact overwrite of one range: the cheapest store there is."""
+        tree = self.tree
+        if below is not None and below is not new:
+            tree.store(below.start, below.end, below)
+        if above is not None and above is not new and (new is None or new.end <= above.start):
+            tree.store(above.start, above.end, above)
+
+    def _unmap_all(self):
+        """unmap of a range that holds every VMA (exit_mmap, exec's old mm): no split,
+        and a new empty tree instead of erasing the old one range by range."""
+        victims = self.tree.values()
+        if self.total_vm > self.hiwater_vm:
+            self.hiwater_vm = self.total_vm   # update_hiwater_vm, before total_vm drops
+        zap = pages.zap_vma
+        account = VM_ACCOUNT
+        size = unacct = 0
+        for victim in victims:
+            start = victim.start
+            end = victim.end
+            size += end - start
+            if victim.vm_flags & account:
+                unacct += end - start
+            zap(self, victim, start, end)
+        self.total_vm -= size >> PAGE_SHIFT
+        self.tree = VmaTree()
+        overcommit.vm_unacct_memory(self.kernel, unacct >> PAGE_SHIFT)
 
     # ------------------------------------------------------------------ placement
 
@@ -495,6 +565,22 @@ class Mm:
             total += (end - start) >> PAGE_SHIFT
         if total != self.total_vm:
             raise AssertionError(f"total_vm is {self.total_vm} pages, the VMAs hold {total}")
+
+
+# VM_MERGE_MASK as a non-negative int (flags are below 2**64): & on it is cheaper.
+_MERGE_BITS = VM_MERGE_MASK & ((1 << 64) - 1)
+
+
+class _NoVma:
+    """What set_flags_until_merge puts after the last VMA when nothing follows: flags
+    with a merge-relevant bit no VMA has (bit 63), so they never match.  (Were one to
+    match, the careful path, which knows this stand-in, would take the VMA.)"""
+
+    __slots__ = ()
+    vm_flags = 1 << 63
+
+
+_NO_VMA = _NoVma()
 
 
 def _anon_compatible(prev, nxt):

@@ -190,12 +190,15 @@ def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False):
     """__mmap_region: clear what was there, then merge with a neighbour or insert."""
     end = addr + length
     old_accounted = charged = 0
-    existing = mm.find_vma_intersection(addr, end)
+    # Every VMA the mapping replaces, in one lookup: the charge, the unmap and the
+    # neighbours of the new mapping all come from it.
+    existing = mm.tree.values(addr, end)
     if accountable_mapping(file, vm_flags):
         # Charged before anything is unmapped; what this mapping replaces was charged
         # already and is carried over rather than charged twice.
-        if existing is not None:
-            old_accounted = overcommit.accounted_pages(mm, addr, end)
+        for vma in existing:
+            if vma.vm_flags & VM_ACCOUNT:
+                old_accounted += (min(vma.end, end) - max(vma.start, addr)) >> PAGE_SHIFT
         charged = (length >> PAGE_SHIFT) - old_accounted
         overcommit.charge(mm, charged)
         vm_flags |= VM_ACCOUNT
@@ -209,9 +212,12 @@ def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False):
         except OSError:
             overcommit.vm_unacct_memory(mm.kernel, charged)
             raise
-    if existing is not None:
+    below = above = None
+    if existing:
         try:
-            mm.unmap(addr, end)
+            # The MAP_FIXED fast path: the range stays in the tree until the store of
+            # the new mapping below overwrites it.
+            below, above = mm.unmap_vmas(existing, addr, end, overwrite=True)
         except OSError:
             overcommit.vm_unacct_memory(mm.kernel, charged + shmem_pages)
             raise
@@ -223,8 +229,12 @@ def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False):
         file = mm.kernel.shmem_file(length)
         if shmem_pages:
             overcommit.shmem_held(mm.kernel, file.inode, shmem_pages)
-    mm.merge_or_insert(MergeProposal(addr, end, vm_flags, pgoff, file), mm.prev_of(addr),
-                       mm.next_of(end))
+    # The neighbours: what the unmap's edge splits left, else a lookup.
+    prev = below if below is not None else mm.prev_of(addr)
+    nxt = above if above is not None else mm.next_of(end)
+    new = mm.merge_or_insert(MergeProposal(addr, end, vm_flags, pgoff, file), prev, nxt)
+    if existing:
+        mm.relink(below, above, new)
     return addr
 
 
@@ -348,6 +358,8 @@ def mprotect(mm: Mm, addr, length, prot):
         # carried it past ``end`` or into the next VMA (vma_iter_end).
         tmp = mprotect_fixup(mm, vma, nstart, tmp, newflags).end
         nstart = tmp
+        if tmp >= end:
+            break   # done: the loop would look the next VMA up only to stop
         vma = mm.find_vma(tmp)
     if tmp < end:
         raise error(errno.ENOMEM, "hole at end of range")

@@ -228,6 +228,7 @@ class Replayer:
         self._exits = {}          # logical pid -> (call, status) deferred to "+++"
         self._pending = {}        # index -> Event: split calls started, not yet run
         self._early = {}          # index -> result of a call run before its line
+        self._handlers = {}       # call name -> its _name method (None: none), as looked up
 
     def run(self, events: list[Event]) -> list[Outcome]:
         """Replay ``events`` (from ``parse``); a list of Outcomes, in trace order."""
@@ -281,6 +282,9 @@ class Replayer:
         ahead = max(AHEAD, exec_follow.LOOKAHEAD) if self.follow else AHEAD
         exhausted = False
         self.start()
+        pending = self._pending
+        early = self._early
+        procs = self.procs
         while True:
             while not exhausted and len(window) <= ahead:
                 ev = next(source, None)
@@ -295,18 +299,27 @@ class Replayer:
             ev, i = window[0], self._base
             # The split calls started before this event and not run yet are pending
             # here (see _run_pinned).
-            at = _placed(ev)
-            while split and split[0][0] < at:
-                j = heapq.heappop(split)[1]
-                if j > i:
-                    self._pending[j] = window[j - i]
-            self._pending.pop(i, None)
-            if not self._forks and ev.pid not in self.procs and ev.kind in ("call", "dump"):
+            if split:
+                at = _placed(ev)
+                while split and split[0][0] < at:
+                    j = heapq.heappop(split)[1]
+                    if j > i:
+                        self._pending[j] = window[j - i]
+            if pending:
+                pending.pop(i, None)
+            if not self._forks and ev.pid not in procs and ev.kind in ("call", "dump"):
                 # A process whose fork a filtered log (-e trace=memory) hid: it starts
                 # as the initial process does, assuming nothing the log did not show.
                 # (Where the log shows forks, a pid whose fork failed here stays unknown.)
                 self._adopt(ev.pid, self.spawn_initial())
-            yield from self.step(ev, i)
+            if ev.kind == "call" and not self.dump_at_exit:
+                # step() for the common event, written out: a call whose Outcome is
+                # all it gives.
+                result = early.pop(i) if early and i in early else self.call(ev)
+                pid = ev.pid
+                yield Outcome(ev, result, "", "", pid if pid is not None else self._label(pid))
+            else:
+                yield from self.step(ev, i)
             window.popleft()
             self._base += 1
 
@@ -482,8 +495,11 @@ class Replayer:
         if getattr(proc, "state", "running") != "running":
             # Its group is gone (another thread's exit_group): as a Process answers.
             return -errno.ESRCH
-        self._run_pinned(proc, ev)
-        handler = getattr(self, "_" + name, None)
+        if self._pending:
+            self._run_pinned(proc, ev)
+        handler = self._handlers.get(name, _UNKNOWN)
+        if handler is _UNKNOWN:
+            handler = self._handlers[name] = getattr(self, "_" + name, None)
         try:
             if handler is not None:
                 return handler(proc, ev, *ev.args)
@@ -935,6 +951,9 @@ class Replayer:
     def _process_madvise(self, proc, ev, pidfd, iov, vlen, advice, flags=0):
         pairs = iovecs(iov, lineno=ev.line) if isinstance(iov, list) else []
         return proc.process_madvise(self._fd(ev, pidfd), pairs[:max(vlen, 0)], advice, flags)
+
+
+_UNKNOWN = object()   # a call name not looked up in Replayer._handlers yet
 
 
 def _placed(ev):

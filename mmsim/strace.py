@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 import attrs
 
 from . import uapi
+from .defs import bulk_build
 from .errors import TraceError
 from .prctl import PrctlMmMap
 
@@ -345,7 +346,10 @@ def parse(text: str, file: str = "<trace>") -> list[Event]:
     Lines end at "\\n" only (str.splitlines also cuts at \\f, \\v, \\x1c-\\x1e, \\x85,
     \\u2028 and \\u2029, which may sit inside a comment), so a line's number is an
     editor's."""
-    return list(iter_parse(text.split("\n"), file))
+    # The events are all kept: the cyclic collector, which would walk them again and
+    # again as the list grows (a third of a long trace's parse), leaves them be.
+    with bulk_build():
+        return list(iter_parse(text.split("\n"), file))
 
 
 def parse_line(raw: str, lineno: int, file: str = "<trace>",
@@ -464,7 +468,10 @@ def _decoration_end(line, pos, file, lineno):
 # Values of argument texts already evaluated ("PROT_READ|PROT_WRITE", "0x7f0000"...):
 # traces repeat the same few constants, and a lookup is far cheaper than a parse.
 _VALUES = {"NULL": 0}
-_SIMPLE_BREAKERS = ('"', "[", "{", "<", "/*", "=")
+# Results already read ("0", "0x7f0000"...), each an int in a register's range; cleared
+# when it grows past _RESULTS_MAX, so a trace of ever-new addresses keeps memory flat.
+_RESULTS = {"?": "?"}
+_RESULTS_MAX = 1 << 16
 
 
 def _fast_call(line, pid, lineno, file):
@@ -478,36 +485,45 @@ def _fast_call(line, pid, lineno, file):
     if name not in EXECUTED:
         return None
     args_text = line[p + 1:close]
-    if "(" in args_text or ")" in args_text:
+    # Strings, arrays, structures, decorations, comments, name=value arguments and
+    # nested parentheses go to the general parser.  (Each "in" is a C-speed scan; one
+    # regex search for these alternatives costs several times all of them.)
+    if ('"' in args_text or "[" in args_text or "{" in args_text or "<" in args_text
+            or "=" in args_text or "(" in args_text or ")" in args_text
+            or "/*" in args_text):
         return None
-    for c in _SIMPLE_BREAKERS:
-        if c in args_text:
-            return None
     rest = line[close + 1:].strip()
     result = None
     if rest:
         if not rest.startswith("="):
             return None
         value = rest[1:].strip()
-        if value == "?":
-            result = "?"
-        elif len(value) < 24 and _NUMBER.match(value):
-            result = _c_int(value)
-            if not LOWEST <= result <= HIGHEST:
-                return None
-        else:
-            return None
-    args = []
-    values = _VALUES
-    if args_text.strip():
-        for a in args_text.split(","):
-            a = a.strip()
-            v = values.get(a)
-            if v is None:
-                if not a:
+        result = _RESULTS.get(value)
+        if result is None:
+            if len(value) < 24 and _NUMBER.match(value):
+                result = _c_int(value)
+                if not LOWEST <= result <= HIGHEST:
                     return None
-                v = values[a] = _expr(a, file, lineno)
-            args.append(v)
+            else:
+                return None
+            if len(_RESULTS) >= _RESULTS_MAX:
+                _RESULTS.clear()
+                _RESULTS["?"] = "?"
+            _RESULTS[value] = result
+    values = _VALUES
+    # strace separates arguments with ", ": every one already seen is one lookup each.
+    args = list(map(values.get, args_text.split(", "))) if args_text else []
+    if None in args:
+        args = []
+        if args_text.strip():
+            for a in args_text.split(","):
+                a = a.strip()
+                v = values.get(a)
+                if v is None:
+                    if not a:
+                        return None
+                    v = values[a] = _expr(a, file, lineno)
+                args.append(v)
     counts = ARITY.get(name)
     if counts is not None and len(args) not in counts:
         return None
