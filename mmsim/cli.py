@@ -466,7 +466,9 @@ def run_conform(args: argparse.Namespace, out: TextIO) -> int:
     if window is None:
         return 2
     lo, hi = window
-    from . import testing       # here, not at the top: hypothesis is an optional extra
+    # Here, not at the top: hypothesis and tqdm come with the optional test extra.
+    from tqdm import tqdm
+    from . import testing
     calls = tuple(args.calls) if args.calls else testing.CALLS
     unknown = [c for c in calls if c not in testing.CALLS]
     if unknown:
@@ -474,13 +476,11 @@ def run_conform(args: argparse.Namespace, out: TextIO) -> int:
               f"{' '.join(testing.CALLS)}", file=sys.stderr)
         return 2
 
+    bar = tqdm(total=args.examples, unit="seq", file=sys.stderr, leave=True)
+
     def progress(i, n):
         # hypothesis may run a few more examples than asked (ones it discards): cap.
-        i = min(i, n)
-        width = 30
-        done = width * i // max(n, 1)
-        sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{n}")
-        sys.stderr.flush()
+        bar.update(min(i, n) - bar.n)
 
     try:
         diff = testing.run(lambda: testing.SimBackend(window=(lo, hi)),
@@ -488,7 +488,7 @@ def run_conform(args: argparse.Namespace, out: TextIO) -> int:
                            examples=args.examples, seed=args.seed, window=(lo, hi),
                            calls=calls, progress=progress)
     finally:
-        sys.stderr.write("\n")    # end the progress bar, before any error message too
+        bar.close()    # end the progress bar, before any error message too
     if diff is None:
         out.write(f"# {args.examples} sequences: no difference from the live kernel\n")
         return 0
