@@ -1238,7 +1238,9 @@ def _highest_far(leaf, q, floor, size):
 def _summarize(node, key):
     """Recompute ``node``'s OR/AND summary (from its children's, which must be clean)."""
     if type(node) is _Leaf:
-        keys = list(map(key, node.v))
+        # Entries share few distinct keys: a set of them is built at C speed, and
+        # the reductions then read only those.
+        keys = set(map(key, node.v))
         node.sor = reduce(or_, keys, 0)
         node.sand = reduce(and_, keys, -1)
     else:
