@@ -130,7 +130,8 @@ def walk(mm, prop, turn_on):
 
     MADV_[NO]HUGEPAGE refuses no VMA (hugepage_madvise has no type check), so each is
     a plain bit change.  The tree keeps an OR/AND summary of its VMAs' flags per node,
-    so subtrees with nothing to change are skipped without reading them.  Each leaf's
+    so subtrees with nothing to change are skipped without reading them, and a leaf
+    whose every VMA changed the same way gets its summary from the old one.  Each leaf's
     changes go to the engine's set_flags_until_merge: up to the first change that may
     merge with a neighbour, vma_modify would neither merge nor split, so the flags
     change in place.  The first change that may merge ends the fast walk: from there on
@@ -141,7 +142,8 @@ def walk(mm, prop, turn_on):
     else:
         clear, add = flag, 0
     keep = ~clear
-    sweep = mm.tree.summarized_walk(_vm_flags, lambda o, a: a & add == add and not o & clear)
+    tree = mm.tree
+    sweep = tree.summarized_walk(_vm_flags, lambda o, a: a & add == add and not o & clear)
     for leaf in sweep:
         stop = mm.set_flags_until_merge(leaf, keep, add, mm.prev_of(leaf[0].start),
                                         mm.next_of(leaf[-1].end))
@@ -149,6 +151,8 @@ def walk(mm, prop, turn_on):
             sweep.close()
             _walk_merging(mm, leaf[stop].start, keep, add)
             return
+        # Every flag of the leaf went the same way: its summary follows without a reread.
+        tree.keys_mapped(keep, add)
 
 
 def _walk_merging(mm, start, keep, add):

@@ -178,7 +178,7 @@ class VmaTree:
     """
 
     __slots__ = ("_root", "_height", "_len", "_width", "_bcap", "_min", "_lf", "_ll", "_key",
-                 "_stale")
+                 "_stale", "_mapped")
 
     def __init__(self, width=DEFAULT_WIDTH):
         """Create an empty tree whose nodes hold at most ``width`` ranges or children."""
@@ -197,6 +197,7 @@ class VmaTree:
         self._ll = []   # those leaves
         self._key = None  # the key of the last summarized_walk (for check())
         self._stale = []  # leaves whose largest gap may be _STALE (see _settle)
+        self._mapped = None  # (keep, add) from keys_mapped, for the leaf a walk handed out
 
     @classmethod
     def from_sorted(cls, items, width=DEFAULT_WIDTH):
@@ -380,7 +381,15 @@ class VmaTree:
         self._key = key
         if not self._len:
             return iter(())
-        return _sweep(self._root, key, skip)
+        return _sweep(self, self._root, key, skip)
+
+    def keys_mapped(self, keep, add):
+        """Say that the caller of ``summarized_walk`` gave every entry of the leaf it was
+        last handed the key ``old & keep | add`` (``old`` that entry's key before) and
+        changed the keys no other way.  The leaf's summary then follows from its old
+        one, if it had one, without reading the entries: OR and AND both commute with
+        that map, bit by bit."""
+        self._mapped = (keep, add)
 
     def _slices(self, start, end):
         """Yield ``(bounds, entries)`` of the ranges overlapping ``[start, end)``, leaf by leaf."""
@@ -1229,7 +1238,9 @@ def _highest_far(leaf, q, floor, size):
 def _summarize(node, key):
     """Recompute ``node``'s OR/AND summary (from its children's, which must be clean)."""
     if type(node) is _Leaf:
-        keys = list(map(key, node.v))
+        # Entries share few distinct keys: a set of them is built at C speed, and
+        # the reductions then read only those.
+        keys = set(map(key, node.v))
         node.sor = reduce(or_, keys, 0)
         node.sand = reduce(and_, keys, -1)
     else:
@@ -1239,22 +1250,32 @@ def _summarize(node, key):
     node.dirty = False
 
 
-def _sweep(node, key, skip):
+def _sweep(tree, node, key, skip):
     # Whatever is handed out, or entered, is dirty until the walk has finished with it,
     # so a walk abandoned half way never leaves a stale summary that looks valid.
     if type(node) is _Leaf:
         # A dirty leaf has to be read anyway: hand it out and summarize it afterwards.
-        if not node.dirty and skip(node.sor, node.sand):
+        clean = not node.dirty
+        if clean and skip(node.sor, node.sand):
             return
         node.dirty = True
+        tree._mapped = None
         yield node.v
-        _summarize(node, key)
+        mapped = tree._mapped
+        if clean and mapped is not None:
+            # The caller mapped every key the same way (keys_mapped): so are OR and AND.
+            keep, add = mapped
+            node.sor = node.sor & keep | add
+            node.sand = node.sand & keep | add
+            node.dirty = False
+        else:
+            _summarize(node, key)
         return
     if not node.dirty and skip(node.sor, node.sand):
         return
     node.dirty = True
     for child in list(node.children):
-        yield from _sweep(child, key, skip)
+        yield from _sweep(tree, child, key, skip)
     _summarize(node, key)
 
 
