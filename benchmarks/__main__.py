@@ -6,7 +6,8 @@ import platform
 import sys
 import time
 
-from . import fork, kernel, mctl_walk, mm_memory, replay, store, store_floor, store_mmap
+from . import (fork, kernel, mctl_walk, mm_memory, replay, replay_floor, store, store_floor,
+               store_mmap)
 
 
 def _log(msg):
@@ -47,6 +48,10 @@ def main(argv=None):
     rp = sub.add_parser("replay", help="trace replay speed against the Python API")
     rp.add_argument("--lines", type=int, default=100_000)
     rp.add_argument("--repeats", type=int, default=3)
+    rf = sub.add_parser("replay-floor", help="the replay row's floor: the least parse + "
+                                             "apply of its trace, against mmsim and the kernel")
+    rf.add_argument("--lines", type=int, default=100_000)
+    rf.add_argument("--repeats", type=int, default=3)
     kb = sub.add_parser("kernel", help="issue 13's Goals table: mmsim against the live "
                                        "kernel, same work, CPU time")
     kb.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
@@ -71,6 +76,11 @@ def main(argv=None):
         result = replay.run(args.lines, args.repeats)
         print(replay.table(result))
         return 0 if replay.criterion(result) else 1
+    if args.cmd == "replay-floor":
+        print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
+        result = replay_floor.run(args.lines, args.repeats)
+        print(replay_floor.table(result))
+        return 0 if result["same"] else 1
     if args.cmd == "store-floor":
         print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
         print(store_floor.table(store_floor.run(args.size, args.repeats), args.size))

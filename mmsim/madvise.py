@@ -84,8 +84,16 @@ def walk(mm, start, end, visit):
     return 0
 
 
+# The advice new_flags answers (any other changes no flag).
+FLAG_ADVICE = frozenset((MADV_NORMAL, MADV_SEQUENTIAL, MADV_RANDOM, MADV_DONTFORK, MADV_DOFORK,
+                         MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_DONTDUMP, MADV_DODUMP,
+                         MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_HUGEPAGE, MADV_NOHUGEPAGE))
+
+
 def new_flags(vma, advice):
     """The flags ``advice`` gives ``vma``, or None for advice that changes no flag."""
+    if advice not in FLAG_ADVICE:
+        return None   # the memory-side advice, without going through the list below
     flags = vma.vm_flags
     if advice == MADV_NORMAL:
         return flags & ~(VM_RAND_READ | VM_SEQ_READ)

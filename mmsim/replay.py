@@ -16,7 +16,7 @@ import attrs
 from . import binfmt_elf, exec_follow, uapi
 from .files import DIR, REG
 from .kernel import Kernel
-from .defs import PAGE_SIZE, TASK_SIZE, page_align, page_align_down
+from .defs import PAGE_SIZE, TASK_SIZE, U64, bulk_build, page_align, page_align_down
 from .task import (F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, SEEK_DATA, SEEK_HOLE, Process,
                    resolve_at)
 from .strace import (EXECUTED, FORKS, Event, Raw, Str, TraceError, _mm_map, clone_args,
@@ -233,7 +233,11 @@ class Replayer:
     def run(self, events: list[Event]) -> list[Outcome]:
         """Replay ``events`` (from ``parse``); a list of Outcomes, in trace order."""
         self.prescan(events)
-        return list(self.stream(events))
+        # Every Outcome is kept and a replay leaves little cyclic garbage: the cyclic
+        # collector, which would walk the trace's events and the growing list again and
+        # again (about a tenth of a long replay), waits until the end.
+        with bulk_build():
+            return list(self.stream(events))
 
     def prescan(self, events: Iterable[Event]) -> None:
         """Read the whole trace once before any of it runs (when ``events`` parses
@@ -499,7 +503,7 @@ class Replayer:
             self._run_pinned(proc, ev)
         handler = self._handlers.get(name, _UNKNOWN)
         if handler is _UNKNOWN:
-            handler = self._handlers[name] = getattr(self, "_" + name, None)
+            handler = self._handlers[name] = self._handler(name)
         try:
             if handler is not None:
                 return handler(proc, ev, *ev.args)
@@ -508,6 +512,25 @@ class Replayer:
             return -e.errno
         except _Unmodelled:
             return ev.result if ev.result is not None else 0
+
+    def _handler(self, name):
+        """How ``call`` runs a call named ``name``: the replayer's own ``_name`` method
+        (None: the process' method of that name, as it is), or for the commonest memory
+        calls on a simulated process a direct one (_DIRECT)."""
+        own = getattr(self, "_" + name, None)
+        make = _DIRECT.get(name)
+        if make is None or self.follow or self.kernel is None:
+            return own
+        method = getattr(Process, name)
+        # The syscall body under its @syscall wrapper (none: something replaced the
+        # method, which then runs as it is).
+        body = getattr(method, "__wrapped__", None)
+        if body is None:
+            return own
+        if own is None:
+            def own(proc, ev, *args):
+                return getattr(proc, name)(*args)
+        return make(body, own)
 
     # Calls whose arguments or results need translating.
 
@@ -954,6 +977,62 @@ class Replayer:
 
 
 _UNKNOWN = object()   # a call name not looked up in Replayer._handlers yet
+
+# The direct handlers: a simulated Process' syscall body called with its arguments
+# converted in line, as its @syscall wrapper converts them (ULONG: the low 64 bits; an
+# INT already in range is itself), skipping the wrapper's generic loop.  The process is
+# running (``call`` checked it).  Anything else (an argument that is no int, an INT out
+# of range, a file mapping, whose descriptor needs translating) takes the ``slow`` path,
+# called as a handler is: the replayer's own one, or the process' method.
+_INT_MIN, _INT_END = -(1 << 31), 1 << 31
+
+
+def _direct_mmap(body, slow):
+    def mmap(proc, ev, *args):
+        if type(proc) is Process and len(args) == 6:
+            addr, length, prot, flags, fd, off = args
+            if (type(addr) is int and type(length) is int and type(prot) is int
+                    and type(flags) is int and type(fd) is int and type(off) is int
+                    and flags & uapi.MAP_ANONYMOUS and _INT_MIN <= fd < _INT_END):
+                return body(proc, addr & U64, length & U64, prot & U64, flags & U64, fd,
+                            off & U64)
+        return slow(proc, ev, *args)
+    return mmap
+
+
+def _direct_munmap(body, slow):
+    def munmap(proc, ev, *args):
+        if type(proc) is Process and len(args) == 2:
+            addr, length = args
+            if type(addr) is int and type(length) is int:
+                return body(proc, addr & U64, length & U64)
+        return slow(proc, ev, *args)
+    return munmap
+
+
+def _direct_mprotect(body, slow):
+    def mprotect(proc, ev, *args):
+        if type(proc) is Process and len(args) == 3:
+            addr, length, prot = args
+            if type(addr) is int and type(length) is int and type(prot) is int:
+                return body(proc, addr & U64, length & U64, prot & U64)
+        return slow(proc, ev, *args)
+    return mprotect
+
+
+def _direct_madvise(body, slow):
+    def madvise(proc, ev, *args):
+        if type(proc) is Process and len(args) == 3:
+            addr, length, advice = args
+            if (type(addr) is int and type(length) is int and type(advice) is int
+                    and _INT_MIN <= advice < _INT_END):
+                return body(proc, addr & U64, length & U64, advice)
+        return slow(proc, ev, *args)
+    return madvise
+
+
+_DIRECT = {"mmap": _direct_mmap, "munmap": _direct_munmap, "mprotect": _direct_mprotect,
+           "madvise": _direct_madvise}
 
 
 def _placed(ev):

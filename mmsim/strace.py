@@ -211,6 +211,13 @@ def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
                     slots[id(started)] = len(held)
                     held.append(None)
             continue
+        if not slots:
+            # Nothing held back (the common case): the event goes out at once.
+            for ev in held:
+                yield namer.name(ev)
+            held.clear()
+            yield namer.name(event)
+            continue
         slot = slots.pop(id(event), None)
         if slot is not None:
             held[slot] = event

@@ -358,6 +358,24 @@ class VmaTree:
             for leaf in self._ll:
                 out += leaf.v
             return out
+        if type(start) is int and type(end) is int and 0 <= start < end <= INDEX_LIMIT:
+            # _slices_gen's walk written out, with no generator: the common case.
+            ll = self._ll
+            li = bisect_right(self._lf, start) - 1
+            if li < 0:
+                li = k = 0
+            else:
+                k = bisect_right(ll[li].b, start) >> 1
+            for li in range(li, len(ll)):
+                leaf = ll[li]
+                b = leaf.b
+                m = (bisect_left(b, end, 2 * k) + 1) >> 1   # ranges k..m-1 start below end
+                if k < m:
+                    out += leaf.v[k:m]
+                if 2 * m < len(b):
+                    break
+                k = 0
+            return out
         for _, v in self._slices(start, end):
             out += v
         return out

@@ -104,6 +104,12 @@ def test_mctl_walk_benchmark_runs():
     assert first > 0 and again > 0
 
 
+def test_replay_floor_does_the_replays_address_space_work():
+    from benchmarks import replay, replay_floor
+    text, _ = replay.workload(3000, seed=5)
+    assert replay_floor.same_as_mmsim(text)
+
+
 def test_replay_benchmark_runs_and_agrees_with_the_api():
     from benchmarks import replay
     r = replay.run(lines=500, repeats=1)
