@@ -20,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from mmsim import live, pages, thp
 from mmsim.kernel import Kernel
+from mmsim.testing import errno_of
 from mmsim.uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_POPULATE_READ,
                         MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC,
                         PROT_READ, PROT_WRITE)
@@ -167,14 +168,6 @@ def expected(m):
     return {v: (p.folio.mapcount, p.folio.referenced, p.young, p.pmd) for v, p in m.items()}
 
 
-def call(fn, *args):
-    try:
-        fn(*args)
-        return 0
-    except OSError as exc:
-        return exc.errno
-
-
 ranges = st.tuples(st.integers(0, NPAGES - 1), st.integers(1, 2 * BLOCK))
 
 
@@ -203,14 +196,14 @@ class PageModelMachine(RuleBasedStateMachine):
     @rule(who=st.integers(0, 3), rng=ranges, write=st.booleans())
     def touch(self, who, rng, write):
         proc, lo, hi = self.pick(who, rng)
-        assert call(proc.touch, lo * P, (hi - lo) * P, write) == 0
+        assert errno_of(proc.touch, lo * P, (hi - lo) * P, write) == 0
         self.ref.fault(proc, lo, hi, write, False)
 
     @rule(who=st.integers(0, 3), rng=ranges, write=st.booleans())
     def populate(self, who, rng, write):
         proc, lo, hi = self.pick(who, rng)
         advice = MADV_POPULATE_WRITE if write else MADV_POPULATE_READ
-        assert call(proc.madvise, lo * P, (hi - lo) * P, advice) == 0
+        assert errno_of(proc.madvise, lo * P, (hi - lo) * P, advice) == 0
         self.ref.fault(proc, lo, hi, write, True)
 
     @rule(who=st.integers(0, 3), rng=ranges, cold=st.booleans())
@@ -219,7 +212,7 @@ class PageModelMachine(RuleBasedStateMachine):
         proc, lo, hi = self.pick(who, rng)
         pieces = self.pieces(proc, lo, hi)
         advice, step = (MADV_COLD, self.ref.cold) if cold else (MADV_DONTNEED, self.ref.zap)
-        assert call(proc.madvise, lo * P, (hi - lo) * P, advice) == 0
+        assert errno_of(proc.madvise, lo * P, (hi - lo) * P, advice) == 0
         for a, b in pieces:
             step(self.ref.maps[proc.pid], a, b)
 
@@ -227,7 +220,7 @@ class PageModelMachine(RuleBasedStateMachine):
     def collapse(self, who, rng):
         proc, lo, hi = self.pick(who, rng)
         pieces = [(proc.mm.vma_lookup(a * P), a, b) for a, b in self.pieces(proc, lo, hi)]
-        got = call(proc.madvise, lo * P, (hi - lo) * P, MADV_COLLAPSE)
+        got = errno_of(proc.madvise, lo * P, (hi - lo) * P, MADV_COLLAPSE)
         want = 0
         for vma, a, b in pieces:
             if not thp.allowed(vma, proc.mm.flags, proc.kernel.thp, thp.TVA_FORCED_COLLAPSE):
@@ -243,7 +236,7 @@ class PageModelMachine(RuleBasedStateMachine):
         """Split and merge VMAs: a THP across a new VMA boundary is PTE-mapped."""
         proc, lo, hi = self.pick(who, rng)
         before = {b for v in proc.mm.vmas() for b in (v.start, v.end)}
-        assert call(proc.mprotect, lo * P, (hi - lo) * P, RW | (PROT_EXEC if exe else 0)) == 0
+        assert errno_of(proc.mprotect, lo * P, (hi - lo) * P, RW | (PROT_EXEC if exe else 0)) == 0
         after = {b for v in proc.mm.vmas() for b in (v.start, v.end)}
         for b in after - before:
             if b % (BLOCK * P):
@@ -403,10 +396,10 @@ def test_access_stream_equals_page_by_page_touches(policy, write, stream):
         first, n = (item, 1) if isinstance(item, int) else item
         addrs += [BASE + (first + i) * P + 8 * (i % 3) for i in range(n)]
     (k1, fast), (k2, slow) = _two_machines(policy)
-    got = call(fast.access, addrs, write)
+    got = errno_of(fast.access, addrs, write)
     want = 0
     for addr in addrs:
-        want = call(slow.touch, addr, 1, write)
+        want = errno_of(slow.touch, addr, 1, write)
         if want:
             break
     assert got == want
