@@ -25,4 +25,13 @@ class NotComparable(MmsimError):
     cannot make safely (brk would move the helper's own heap)."""
 
 
-__all__ = ["MmsimError", "TraceError", "NotComparable"]
+class Killed(MmsimError):
+    """The calling process was killed during its call (the OOM killer's SIGKILL): the
+    call never returns, and the process is a zombie for its parent to reap."""
+
+    def __init__(self, pid: int, signal: int) -> None:
+        super().__init__(f"process {pid} was killed by signal {signal} (out of memory)")
+        self.pid, self.signal = pid, signal
+
+
+__all__ = ["MmsimError", "TraceError", "NotComparable", "Killed"]

@@ -29,6 +29,7 @@ class Inode:
         self.ino = next(self._numbers) if ino is None else ino
         self.deleted = deleted
         self.cache = {}   # the page cache: file page index -> Page
+        self.shadows = {}   # evicted pages' shadow entries: file page index -> shadow
 
     def display_name(self):
         """The name /proc/PID/maps prints for mappings of this inode."""

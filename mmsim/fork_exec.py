@@ -33,8 +33,10 @@ def mm_init(kernel, oldmm):
     """A new, empty mm whose flags and def_flags come from ``oldmm`` (mm_init)."""
     if oldmm is None:
         return Mm(kernel, flags=MMF_DUMP_FILTER_DEFAULT | 1)
-    return Mm(kernel, flags=mmf_init_legacy_flags(oldmm.flags),
-              def_flags=oldmm.def_flags & VM_INIT_DEF_MASK)
+    mm = Mm(kernel, flags=mmf_init_legacy_flags(oldmm.flags),
+            def_flags=oldmm.def_flags & VM_INIT_DEF_MASK)
+    mm.memcg = oldmm.memcg
+    return mm
 
 
 # The mm fields dup_mm copies with the rest of the struct: where the image and the break

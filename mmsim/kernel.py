@@ -8,12 +8,16 @@ import itertools
 import os
 import posixpath
 import random
+from math import isqrt
 
-from . import overcommit, procfs
+from . import memcg as memcg_mod
+from . import oom, overcommit, procfs, vmscan
 from .cred import Cred
 from .files import DIR, REG, Inode, OpenFile
 from .fork_exec import mm_init
-from .pagecache import FileLru
+from .errors import Killed
+from .memcg import MemCgroup
+from .pagecache import Node
 from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE, RLIMIT_STACK_DEFAULT,
                    SIZE_128M, STACK_GUARD_GAP, STACK_RND_PAGES, STACK_TOP, TASK_SIZE, error,
                    page_align, page_align_down)
@@ -27,6 +31,21 @@ from .uapi import (RLIM_INFINITY, RLIMIT_AS, RLIMIT_CORE, RLIMIT_CPU, RLIMIT_DAT
 
 # The synthetic program's first page: where a PIE with page-aligned segments is loaded.
 IMAGE_BASE = page_align_down(ELF_ET_DYN_BASE)
+
+
+def default_min_free_kbytes(memory: int, thp: str) -> int:
+    """vm.min_free_kbytes after boot: sqrt(16 x RAM in KiB) clamped to [128, 262144]
+    (calculate_min_free_kbytes); with THP enabled khugepaged raises it to eleven
+    pageblocks per zone for three zones (set_recommended_min_free_kbytes), capped at
+    5% of RAM.  Simulator-defined: three zones (DMA, DMA32, Normal), as on the
+    reference machine."""
+    kbytes = min(max(isqrt((memory >> 10) * 16), 128), 262144)
+    if thp != "never":
+        zones, pageblock = 3, 512
+        recommended = pageblock * zones * 2 + pageblock * zones * 3 * 3
+        recommended = min(recommended, (memory >> PAGE_SHIFT) // 20) << (PAGE_SHIFT - 10)
+        kbytes = max(kbytes, recommended)
+    return kbytes
 
 
 class Kernel:
@@ -57,6 +76,18 @@ class Kernel:
         if type(overcommit_kbytes) is not int or overcommit_kbytes < 0:
             raise ValueError(f"overcommit_kbytes must be an int >= 0, not {overcommit_kbytes!r}")
         self.memory = memory & ~(PAGE_SIZE - 1)
+        # The node's page counts and vm events, and the memory cgroup tree (its root
+        # first: every address space is charged to a cgroup from its creation).
+        self.node = Node()
+        self.root_memcg = MemCgroup("", node=self.node)
+        self.memcgs: dict[str, MemCgroup] = {"": self.root_memcg}
+        self.pressure = False   # an allocation went past a limit or a watermark
+        self.current = None     # the process whose syscall runs (set by @syscall)
+        # vm.min_free_kbytes as boot sets it (and khugepaged raises it while THP is
+        # enabled), vm.watermark_scale_factor, vm.swappiness.
+        self.min_free_kbytes = default_min_free_kbytes(self.memory, thp)
+        self.watermark_scale_factor = 10
+        self.swappiness = 60
         self.overcommit_memory = overcommit_memory
         self.overcommit_ratio = overcommit_ratio
         self.overcommit_kbytes = overcommit_kbytes
@@ -85,7 +116,6 @@ class Kernel:
         self._pseudo_ino = itertools.count(200000)
         self._pids = itertools.count(1)
         self._shmem_ino = itertools.count(4)
-        self.file_lru = FileLru()   # the page cache's LRU lists and vmstat counters
 
     # ------------------------------------------------------------------ files
 
@@ -189,11 +219,16 @@ class Kernel:
         self.processes[pid] = proc
         if parent is not None:
             parent.children[pid] = proc
+            proc.memcg = parent.memcg
+        proc.memcg.procs.add(pid)
+        if mm is not None and parent is None:
+            mm.memcg = proc.memcg
         return proc
 
     def release(self, proc: Process) -> None:
         """release_task(): ``proc`` is reaped and leaves the pid table."""
         proc.state = "reaped"
+        proc.memcg.procs.discard(proc.pid)
         if self.processes.get(proc.pid) is proc:
             del self.processes[proc.pid]
 
@@ -224,16 +259,162 @@ class Kernel:
                 raise
         return proc
 
+    # ------------------------------------------------------------------ memory
+
+    def free_pages(self) -> int:
+        """NR_FREE_PAGES: RAM not holding anonymous or page-cache pages."""
+        node = self.node
+        return (self.memory >> PAGE_SHIFT) - node.nr_anon - node.nr_file_pages
+
+    def watermarks(self) -> tuple[int, int, int]:
+        """The zone's (min, low, high) watermarks in pages (__setup_per_zone_wmarks,
+        one zone holding all the memory)."""
+        wmin = self.min_free_kbytes >> (PAGE_SHIFT - 10)
+        step = max(wmin >> 2, (self.memory >> PAGE_SHIFT) * self.watermark_scale_factor // 10000)
+        return wmin, wmin + step, wmin + 2 * step
+
+    def swap_total_pages(self) -> int:
+        """total_swap_pages (no swap device until swapon)."""
+        return 0
+
+    def note_alloc(self, memcg: MemCgroup) -> None:
+        """Pages were charged to ``memcg`` without a check: balance at the call's end
+        when that took it past a limit or the machine below its low watermark."""
+        if (memcg_mod.first_over(memcg, 0) is not None or memcg_mod.over_high(memcg)
+                or self.free_pages() < self.watermarks()[1]):
+            self.pressure = True
+
+    def try_charge(self, memcg: MemCgroup, nr: int) -> None:
+        """Charge ``nr`` new pages to ``memcg``, reclaiming first where its limits or
+        the min watermark require, and OOM-killing when reclaim cannot make room."""
+        self._limit(memcg, nr)
+        memcg_mod.charge(memcg, nr)
+        wmin, low, _ = self.watermarks()
+        free = self.free_pages() - nr
+        if free < low:
+            self.pressure = True
+            if free < wmin:
+                self._direct_reclaim(nr)
+
+    def uncharge(self, memcg: MemCgroup, nr: int) -> None:
+        """Give ``nr`` pages back to ``memcg`` (the node's counts are the caller's)."""
+        memcg_mod.uncharge(memcg, nr)
+
+    def _limit(self, memcg, nr):
+        """try_charge_memcg's loop: reclaim the cgroup whose memory.max ``nr`` pages
+        would pass, up to MAX_RECLAIM_RETRIES times, then its OOM killer."""
+        retries = vmscan.MAX_RECLAIM_RETRIES
+        while True:
+            over = memcg_mod.first_over(memcg, nr)
+            if over is None:
+                return
+            memcg_mod.memory_event(over, "max")
+            vmscan.try_to_free_mem_cgroup_pages(self, over, nr)
+            if memcg_mod.first_over(memcg, nr) is None:
+                return
+            if retries:
+                retries -= 1
+                continue
+            memcg_mod.memory_event(over, "oom")
+            self._oom(over)
+            retries = vmscan.MAX_RECLAIM_RETRIES
+
+    def _oom(self, memcg):
+        """Run the OOM killer for ``memcg`` (None: the machine); raise Killed when the
+        current process is the victim, ENOMEM when nobody can be killed."""
+        victim = oom.out_of_memory(self, memcg)
+        if victim is None:
+            raise error(errno.ENOMEM, "out of memory and no process to kill")
+        current = self.current
+        if current is not None and current.tgid == victim.tgid:
+            raise Killed(victim.pid, oom.SIGKILL)
+
+    def _direct_reclaim(self, nr):
+        """__alloc_pages_slowpath: reclaim the machine until free memory is back above
+        the min watermark; the OOM killer when that fails."""
+        wmin = self.watermarks()[0]
+        retries = vmscan.MAX_RECLAIM_RETRIES
+        while self.free_pages() - nr < wmin:
+            if vmscan.try_to_free_pages(self, nr):
+                continue
+            if retries:
+                retries -= 1
+                continue
+            self._oom(None)
+            retries = vmscan.MAX_RECLAIM_RETRIES
+
+    def balance(self, proc=None) -> None:
+        """What waits for a call's end: reclaim and OOM for cgroups past memory.max,
+        reclaim above memory.high, direct reclaim below the min watermark, and kswapd
+        below the low one."""
+        self.pressure = False
+        memcg = proc.memcg if proc is not None else self.root_memcg
+        mm = proc.mm if proc is not None else None
+        if mm is not None:
+            memcg = mm.memcg
+        self._limit(memcg, 0)
+        for m in memcg_mod.over_high(memcg):
+            memcg_mod.memory_event(m, "high")
+            vmscan.try_to_free_mem_cgroup_pages(self, m, m.current - m.high)
+        wmin, low, _ = self.watermarks()
+        if self.free_pages() < wmin:
+            self._direct_reclaim(0)
+        if self.free_pages() < low:
+            vmscan.balance_pgdat(self)
+
     # ------------------------------------------------------------------ /proc
 
     def meminfo(self) -> str:
         """/proc/meminfo: the lines this model keeps, in the kernel's order and format."""
-        rows = [("MemTotal:", self.memory >> 12)]
-        rows += self.file_lru.meminfo_rows()
-        rows[4:4] = [("SwapTotal:", 0), ("SwapFree:", 0)]
-        rows += [("CommitLimit:", overcommit.commit_limit(self)),
-                 ("Committed_AS:", overcommit.committed(self))]
-        return "".join(f"{name:<16}{n * 4:8d} kB\n" for name, n in rows)
+        node = self.node
+        root = self.root_memcg
+        from_lru = [root.lru_total(lru) for lru in range(4)]
+        ia, aa, if_, af = from_lru
+        free = self.free_pages()
+        wmin, low, high = self.watermarks()
+        cache = if_ + af
+        available = max(0, free - high + cache - min(cache // 2, low))
+        rows = [("MemTotal", self.memory >> PAGE_SHIFT), ("MemFree", free),
+                ("MemAvailable", available), ("Buffers", 0), ("Cached", node.nr_file_pages),
+                ("SwapCached", 0), ("Active", aa + af), ("Inactive", ia + if_),
+                ("Active(anon)", aa), ("Inactive(anon)", ia), ("Active(file)", af),
+                ("Inactive(file)", if_), ("SwapTotal", self.swap_total_pages()),
+                ("SwapFree", self.swap_total_pages()), ("Dirty", node.nr_dirty),
+                ("Writeback", node.nr_writeback), ("AnonPages", node.nr_anon),
+                ("Mapped", node.nr_mapped), ("Shmem", node.nr_shmem),
+                ("CommitLimit", overcommit.commit_limit(self)),
+                ("Committed_AS", overcommit.committed(self))]
+        return "".join(f"{name + ':':<16}{n * 4:8d} kB\n" for name, n in rows)
+
+    def vmstat(self) -> str:
+        """/proc/vmstat: the counters this model keeps, in the kernel's order."""
+        node = self.node
+        root = self.root_memcg
+        ev = node.events
+        lru = [root.lru_total(i) for i in range(4)]
+        scan_file = ev["pgscan_kswapd"] + ev["pgscan_direct"]
+        steal_file = ev["pgsteal_kswapd"] + ev["pgsteal_direct"]
+        rows = [("nr_free_pages", self.free_pages()),
+                ("nr_inactive_anon", lru[0]), ("nr_active_anon", lru[1]),
+                ("nr_inactive_file", lru[2]), ("nr_active_file", lru[3]),
+                ("workingset_nodes", 0)]
+        rows += [(name, ev[name]) for name in (
+            "workingset_refault_anon", "workingset_refault_file", "workingset_activate_anon",
+            "workingset_activate_file", "workingset_restore_anon", "workingset_restore_file",
+            "workingset_nodereclaim")]
+        rows += [("nr_anon_pages", node.nr_anon), ("nr_mapped", node.nr_mapped),
+                 ("nr_file_pages", node.nr_file_pages), ("nr_dirty", node.nr_dirty),
+                 ("nr_writeback", node.nr_writeback), ("nr_shmem", node.nr_shmem),
+                 ("nr_dirtied", ev["nr_dirtied"]), ("nr_written", ev["nr_written"])]
+        rows += [(name, ev[name]) for name in (
+            "pgpgin", "pswpin", "pswpout", "pgactivate", "pgdeactivate", "pglazyfree",
+            "pgfault", "pgmajfault", "pglazyfreed", "pgrefill", "pgsteal_kswapd",
+            "pgsteal_direct", "pgsteal_khugepaged", "pgsteal_proactive", "pgscan_kswapd",
+            "pgscan_direct", "pgscan_khugepaged", "pgscan_proactive")]
+        rows += [("pgscan_anon", 0), ("pgscan_file", scan_file), ("pgsteal_anon", 0),
+                 ("pgsteal_file", steal_file), ("pgrotated", ev["pgrotated"]),
+                 ("oom_kill", ev["oom_kill"])]
+        return "".join(f"{name} {n}\n" for name, n in rows)
 
     def proc_read(self, path: str) -> str:
         """The text of ``/proc/PID/{maps,smaps,status}``, or of the page-cache lines
@@ -243,7 +424,7 @@ class Kernel:
         if path == "/proc/meminfo":
             return self.meminfo()
         if path == "/proc/vmstat":
-            return self.file_lru.vmstat()
+            return self.vmstat()
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != "proc":
             raise error(errno.ENOENT, path)

@@ -68,7 +68,8 @@ class Mm:
                  "brk", "start_stack", "start_code", "end_code", "start_data", "end_data",
                  "arg_start", "arg_end", "env_start", "env_end", "users", "user_ns",
                  "total_vm", "hiwater_vm", "rss_anon", "rss_file", "rss_shmem", "hiwater_rss",
-                 "exe_file", "vdso", "fade_on_death", "mctl", "mctl_bits")
+                 "exe_file", "vdso", "fade_on_death", "mctl", "mctl_bits", "memcg",
+                 "maj_flt", "min_flt", "swap_pages")
 
     def __init__(self, kernel, flags=MMF_DUMP_FILTER_DEFAULT | 1, def_flags=0):
         self.kernel = kernel
@@ -95,6 +96,10 @@ class Mm:
         self.fade_on_death = False   # MMF_FADE_ON_DEATH: set through mctl
         self.mctl = None       # mctl's property states, made on first use (mctl.states)
         self.mctl_bits = 0     # the def_flags bits mctl put there (mctl.sync_def_flags)
+        # The memory cgroup its anonymous pages are charged to (its owner's).
+        self.memcg = kernel.root_memcg
+        self.maj_flt = self.min_flt = 0   # page faults, major and minor
+        self.swap_pages = 0   # MM_SWAPENTS: its pages out on swap
 
     # ------------------------------------------------------------------ lookups
 

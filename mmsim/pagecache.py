@@ -1,102 +1,270 @@
-"""The page cache of regular files and the file LRU (the classic two-list LRU, as on
-a kernel without multi-generational LRU): which file folios are cached, which are on
-the active or the inactive list, and the vmstat events that move them.
+"""The page cache (mm/filemap.c, mm/swap.c): folios of regular files and shmem files,
+the file LRU lists they sit on (the classic two-list LRU, as on a kernel without
+multi-generational LRU), the node-wide counters /proc/meminfo and /proc/vmstat show,
+and the moves between lists that accesses and madvise make.
 
-Cached folios are ``pages.Page`` objects kept in ``Inode.cache`` (file page index ->
-Page); every mapping of that file page maps the same object, so its ``mapcount``
-counts the mappings across all address spaces.  Cached pages are never reclaimed (nothing in mmsim creates memory pressure); a
-truncation removes the pages past the new end (pages.truncate_pages).
+A cached folio is a ``Page`` kept in ``Inode.cache`` (file page index -> Page); every
+mapping of that file page maps the same object, so its ``mapcount`` counts mappings
+across address spaces.  A regular file's folio is charged to a memory cgroup and sits
+on one of its lruvec's file lists (``lru``: INACTIVE or ACTIVE); a shmem folio is
+charged too but, being swap-backed, counts on the anon lists.  When reclaim evicts a
+folio it leaves a shadow entry in ``Inode.shadows`` (``workingset.eviction``); adding
+the page again consults it (``workingset.refault``).
+
+Allocation goes through the ``Kernel`` (``try_charge``/``uncharge``), which may
+reclaim to make room; this module only keeps the lists and counters.
 """
 
+from . import workingset
+from .memcg import (EVENTS, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE,
+                    count_event)
+
 INACTIVE, ACTIVE = 1, 2
+_LIST = {INACTIVE: LRU_INACTIVE_FILE, ACTIVE: LRU_ACTIVE_FILE}
 
 
-class FileLru:
-    """The machine's file LRU lists and page-cache counters (in pages)."""
+class Page:
+    """A folio of the page cache (a regular file's) or of a shmem file."""
 
-    __slots__ = ("nr_inactive", "nr_active", "nr_file_pages", "nr_mapped",
-                 "pgactivate", "pgdeactivate", "pgrotated")
+    __slots__ = ("mapcount", "anon", "dirty", "order", "referenced", "lru", "memcg",
+                 "inode", "index", "workingset", "readahead")
+
+    def __init__(self, anon=True, dirty=True, order=0, mapcount=1):
+        self.mapcount = mapcount
+        self.anon = anon
+        self.dirty = dirty
+        self.order = order
+        # PG_referenced: set by folio_mark_accessed's first call; counts as
+        # Referenced through any mapping, old PTE or not.
+        self.referenced = False
+        self.lru = 0           # INACTIVE or ACTIVE for a regular file's folio on the LRU
+        self.memcg = None      # the cgroup charged for it
+        self.inode = None
+        self.index = 0
+        self.workingset = False   # PG_workingset
+        self.readahead = False    # PG_readahead: reading it starts async readahead
+
+
+class Node:
+    """The machine's one NUMA node (``pglist_data``): page counts by kind and the
+    vm event counters, as /proc/meminfo and /proc/vmstat show them."""
+
+    __slots__ = ("nr_inactive", "nr_active", "nr_file_pages", "nr_mapped", "nr_dirty",
+                 "nr_writeback", "nr_shmem", "nr_anon", "events")
 
     def __init__(self):
-        self.nr_inactive = self.nr_active = 0
-        self.nr_file_pages = self.nr_mapped = 0
-        self.pgactivate = self.pgdeactivate = self.pgrotated = 0
+        self.nr_inactive = self.nr_active = 0      # the file lists, in pages
+        self.nr_file_pages = self.nr_mapped = 0    # page cache (shmem included), mapped
+        self.nr_dirty = self.nr_writeback = self.nr_shmem = self.nr_anon = 0
+        self.events = dict.fromkeys(EVENTS + ("nr_dirtied", "nr_written", "pgpgin", "oom_kill"), 0)
 
-    def add(self, page):
-        """A folio read into the cache joins the inactive list (workingset refault
-        detection is not modelled: no page ever leaves the cache)."""
-        page.cache = self
-        page.lru = INACTIVE
-        self.nr_inactive += 1
-        self.nr_file_pages += 1
+    @property
+    def pgactivate(self):
+        return self.events["pgactivate"]
 
-    def remove(self, page):
-        """A folio truncated out of the cache leaves its LRU list."""
-        if page.lru == ACTIVE:
-            self.nr_active -= 1
-        elif page.lru == INACTIVE:
-            self.nr_inactive -= 1
-        self.nr_file_pages -= 1
-        page.lru = 0
-        page.cache = None
+    @property
+    def pgdeactivate(self):
+        return self.events["pgdeactivate"]
 
-    def mark_accessed(self, page):
-        """folio_mark_accessed: the first access sets PG_referenced, the second moves
-        an inactive folio to the active list and clears it again."""
-        if not page.referenced:
-            page.referenced = True
-        elif page.lru == INACTIVE:
-            page.lru = ACTIVE
-            self.nr_inactive -= 1
-            self.nr_active += 1
-            self.pgactivate += 1
-            page.referenced = False
-
-    def deactivate(self, page):
-        """folio_deactivate (MADV_COLD): an active folio moves to the inactive list."""
-        if page.lru == ACTIVE:
-            page.lru = INACTIVE
-            self.nr_active -= 1
-            self.nr_inactive += 1
-            self.pgdeactivate += 1
-        page.referenced = False
-
-    def deactivate_file(self, page):
-        """deactivate_file_folio: an unmapped folio goes to the inactive list with its
-        referenced bit cleared; a clean one to the tail, next in line for reclaim."""
-        if page.mapcount:
-            return  # someone still maps it: left alone
-        if not page.dirty:
-            self.pgrotated += 1
-        self.deactivate(page)
-
-    def meminfo_rows(self):
-        """The /proc/meminfo rows this model keeps, ``(label, pages)`` in the kernel's order."""
-        return [("Cached:", self.nr_file_pages), ("Active(file):", self.nr_active),
-                ("Inactive(file):", self.nr_inactive), ("Mapped:", self.nr_mapped)]
-
-    def meminfo(self):
-        """The /proc/meminfo lines this model keeps, in the kernel's order and format."""
-        return "".join(f"{name:<16}{n * 4:8d} kB\n" for name, n in self.meminfo_rows())
-
-    def vmstat(self):
-        """The /proc/vmstat lines this model keeps, in the kernel's order and format."""
-        rows = (("nr_inactive_file", self.nr_inactive), ("nr_active_file", self.nr_active),
-                ("nr_mapped", self.nr_mapped), ("nr_file_pages", self.nr_file_pages),
-                ("pgactivate", self.pgactivate), ("pgdeactivate", self.pgdeactivate),
-                ("pgrotated", self.pgrotated))
-        return "".join(f"{name} {n}\n" for name, n in rows)
+    @property
+    def pgrotated(self):
+        return self.events["pgrotated"]
 
 
-def find_or_read(lru, inode, index, page_factory):
-    """filemap_fault's lookup: the cached folio for file page ``index``, read into the
-    cache (and onto the inactive list) when it is not there yet."""
-    cache = inode.cache
-    page = cache.get(index)
-    if page is None:
-        page = cache[index] = page_factory(anon=False, dirty=False, mapcount=0)
-        lru.add(page)
+def lookup(inode, index):
+    """filemap_get_folio: the cached folio of page ``index`` of ``inode``, or None."""
+    return inode.cache.get(index)
+
+
+def _lru_add(page, lru, tail=False):
+    lruvec = page.memcg.lruvec
+    page.lru = lru
+    lst = _LIST[lru]
+    d = lruvec.lists[lst]
+    d[page] = None
+    if tail:
+        d.move_to_end(page, last=False)
+    lruvec.nr[lst] += 1
+    node = page.memcg.node
+    if lru == ACTIVE:
+        node.nr_active += 1
+    else:
+        node.nr_inactive += 1
+
+
+def _lru_del(page):
+    lruvec = page.memcg.lruvec
+    lst = _LIST[page.lru]
+    del lruvec.lists[lst][page]
+    lruvec.nr[lst] -= 1
+    node = page.memcg.node
+    if page.lru == ACTIVE:
+        node.nr_active -= 1
+    else:
+        node.nr_inactive -= 1
+    page.lru = 0
+
+
+def lru_move(page, lru, tail=False):
+    """Move a file folio to the head (or the tail) of list ``lru`` of its lruvec."""
+    _lru_del(page)
+    _lru_add(page, lru, tail)
+
+
+def add(kernel, memcg, inode, index, can_swap=False):
+    """filemap_add_folio: charge ``memcg`` for a new folio of page ``index`` of a
+    regular file, put it in the cache and on the file LRU: the inactive list, or the
+    active one when its shadow entry says it refaulted within the workingset."""
+    kernel.try_charge(memcg, 1)
+    page = Page(anon=False, dirty=False, mapcount=0)
+    page.memcg = memcg
+    page.inode = inode
+    page.index = index
+    inode.cache[index] = page
+    node = memcg.node
+    node.nr_file_pages += 1
+    memcg.stat["file"] += 1
+    lru = INACTIVE
+    shadows = inode.shadows
+    if shadows:
+        shadow = shadows.pop(index, None)
+        if shadow is not None:
+            activate, restore = workingset.refault(memcg, 1, shadow, True, can_swap)
+            if activate:
+                lru = ACTIVE
+            page.workingset = restore
+    _lru_add(page, lru)
     return page
 
 
-__all__ = ["FileLru", "find_or_read", "INACTIVE", "ACTIVE"]
+def add_shmem(kernel, memcg, inode, index):
+    """shmem_alloc_and_add_folio: charge ``memcg`` for a new shmem folio (swap-backed,
+    so it counts on the inactive anon list) and put it in the file's cache."""
+    kernel.try_charge(memcg, 1)
+    page = Page(anon=False, dirty=False, mapcount=0)
+    page.memcg = memcg
+    page.inode = inode
+    page.index = index
+    inode.cache[index] = page
+    node = memcg.node
+    node.nr_file_pages += 1
+    node.nr_shmem += 1
+    memcg.stat["file"] += 1
+    memcg.stat["shmem"] += 1
+    memcg.lruvec.nr[LRU_INACTIVE_ANON] += 1
+    return page
+
+
+def _remove(kernel, page):
+    """Take a folio out of its file's cache, its LRU list and its cgroup's charge."""
+    memcg = page.memcg
+    node = memcg.node
+    if page.lru:
+        _lru_del(page)
+    elif memcg is not None and page.inode is not None:
+        node.nr_shmem -= 1
+        memcg.stat["shmem"] -= 1
+        memcg.lruvec.nr[LRU_INACTIVE_ANON] -= 1
+    if page.dirty:
+        set_clean(page)
+    del page.inode.cache[page.index]
+    node.nr_file_pages -= 1
+    memcg.stat["file"] -= 1
+    kernel.uncharge(memcg, 1)
+
+
+def delete(kernel, page):
+    """Truncation or invalidation: the folio leaves the cache without a shadow."""
+    _remove(kernel, page)
+    page.memcg = None
+
+
+def evict(kernel, page):
+    """__remove_mapping for reclaim: the folio leaves the cache and a shadow entry
+    takes its place (workingset_eviction)."""
+    memcg = page.memcg
+    _remove(kernel, page)
+    page.inode.shadows[page.index] = workingset.eviction(memcg, 1, page.workingset)
+    page.memcg = None
+
+
+def mark_accessed(page):
+    """folio_mark_accessed: the first access sets PG_referenced; the next moves an
+    inactive folio to the active list (pgactivate, and the workingset clock ticks)
+    and clears PG_referenced again."""
+    if not page.referenced:
+        page.referenced = True
+    elif page.lru == INACTIVE:
+        lru_move(page, ACTIVE)
+        memcg = page.memcg
+        count_event(memcg, "pgactivate", 1)
+        workingset.age_nonresident(memcg, 1)
+        page.referenced = False
+
+
+def deactivate(page):
+    """folio_deactivate (MADV_COLD): an active folio moves to the head of the
+    inactive list; PG_referenced is cleared."""
+    if page.lru == ACTIVE:
+        lru_move(page, INACTIVE)
+        count_event(page.memcg, "pgdeactivate", 1)
+    page.referenced = False
+
+
+def deactivate_file(page):
+    """deactivate_file_folio: an unmapped folio goes to the inactive list with its
+    referenced bit cleared; a clean one to the tail, next in line for reclaim."""
+    if page.mapcount or not page.lru:
+        return  # someone still maps it: left alone
+    was_active = page.lru == ACTIVE
+    page.referenced = False
+    if page.dirty:
+        lru_move(page, INACTIVE)
+    else:
+        lru_move(page, INACTIVE, tail=True)
+        count_event(page.memcg, "pgrotated", 1)
+    if was_active:
+        count_event(page.memcg, "pgdeactivate", 1)
+
+
+def set_dirty(page):
+    """folio_mark_dirty: count a newly dirty folio (nr_dirty, file_dirty)."""
+    if not page.dirty:
+        page.dirty = True
+        memcg = page.memcg
+        if memcg is not None:
+            memcg.node.nr_dirty += 1
+            memcg.node.events["nr_dirtied"] += 1
+            memcg.stat["file_dirty"] += 1
+
+
+def set_clean(page):
+    """Writeback of a dirty folio, simulated as done at once (nr_written)."""
+    if page.dirty:
+        page.dirty = False
+        memcg = page.memcg
+        if memcg is not None:
+            memcg.node.nr_dirty -= 1
+            memcg.node.events["nr_written"] += 1
+            memcg.stat["file_dirty"] -= 1
+
+
+def note_mapped(page, delta):
+    """A folio gained its first mapping (+1) or lost its last one (-1): NR_FILE_MAPPED."""
+    memcg = page.memcg
+    if memcg is not None:
+        memcg.node.nr_mapped += delta
+        memcg.stat["file_mapped"] += delta
+
+
+def drop_shadows(inode, lo, hi):
+    """Truncation also removes the shadow entries of pages ``[lo, hi)``."""
+    shadows = inode.shadows
+    if shadows:
+        for index in [i for i in shadows if lo <= i < hi]:
+            del shadows[index]
+
+
+__all__ = ["Page", "Node", "lookup", "add", "add_shmem", "delete", "evict",
+           "mark_accessed", "deactivate", "deactivate_file", "set_dirty", "set_clean",
+           "note_mapped", "lru_move", "drop_shadows", "INACTIVE", "ACTIVE"]

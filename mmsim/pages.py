@@ -24,9 +24,12 @@ import errno
 from array import array
 from bisect import bisect_left, bisect_right
 
+from . import memcg as memcg_mod
 from . import pagecache, thp
 from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, error,
                    pfn_up)
+from .pagecache import Page
+from .memcg import LRU_INACTIVE_ANON
 from .vma import (VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
@@ -34,24 +37,6 @@ PMD_PAGES = HPAGE_PMD_NR
 _PMD_MASK = ~(PMD_PAGES - 1)
 
 PRIVATE, POOLED, CACHED = 0, 1, 2
-
-
-class Page:
-    """A folio of the page cache (a regular file's) or of a shmem file."""
-
-    __slots__ = ("mapcount", "anon", "dirty", "order", "referenced", "lru", "cache")
-
-    def __init__(self, anon=True, dirty=True, order=0, mapcount=1):
-        self.mapcount = mapcount
-        self.anon = anon
-        self.dirty = dirty
-        self.order = order
-        # PG_referenced: set when a FOLL_TOUCH populate (mlock, MAP_POPULATE) marks the
-        # folio accessed; counts as Referenced through any mapping, old PTE or not.
-        self.referenced = False
-        # A page-cache folio of a regular file: its LRU list and the FileLru holding it.
-        self.lru = None
-        self.cache = None
 
 
 class Span:
@@ -491,6 +476,19 @@ def _count(mm, vma, anon, n):
     """Charge ``n`` pages (uncharge when negative) to the rss counter of their kind."""
     if anon:
         mm.rss_anon += n
+        # Simulator-defined: anonymous memory is charged per mapper (a page shared
+        # after fork is charged to each address space that maps it).
+        memcg = mm.memcg
+        if n > 0:
+            memcg_mod.charge(memcg, n)
+        else:
+            memcg_mod.uncharge(memcg, -n)
+        memcg.stat["anon"] += n
+        memcg.lruvec.nr[LRU_INACTIVE_ANON] += n
+        node = memcg.node
+        node.nr_anon += n
+        if n > 0:
+            mm.kernel.note_alloc(memcg)
     elif vma.file is not None and vma.file.shmem:
         mm.rss_shmem += n
     else:
@@ -505,15 +503,15 @@ def _count(mm, vma, anon, n):
 def _drop_page(mm, vma, page):
     """A cached folio loses this mapping."""
     page.mapcount -= 1
-    if page.mapcount == 0 and page.cache is not None:
-        page.cache.nr_mapped -= 1
+    if page.mapcount == 0:
+        pagecache.note_mapped(page, -1)
     _count(mm, vma, page.anon, -1)
 
 
 def _map_cached(page):
     page.mapcount += 1
-    if page.mapcount == 1 and page.cache is not None:
-        page.cache.nr_mapped += 1
+    if page.mapcount == 1:
+        pagecache.note_mapped(page, 1)
 
 
 def _unmap(mm, vma, x, y, span):
@@ -532,11 +530,8 @@ def _unmap(mm, vma, x, y, span):
 
 
 def _touch(page):
-    """FOLL_TOUCH's folio_mark_accessed (only the page cache has LRU lists here)."""
-    if page.cache is not None:
-        page.cache.mark_accessed(page)
-    else:
-        page.referenced = True
+    """FOLL_TOUCH's folio_mark_accessed."""
+    pagecache.mark_accessed(page)
 
 
 def has_recency(vma):
@@ -688,6 +683,9 @@ def populate_cost(vma, start, end, write):
     private anonymous memory."""
     if zero_page_read(vma, write):
         return 0
+    f = vma.file
+    if f is not None and not f.shmem and (not write or vma.vm_flags & VM_SHARED):
+        return 0   # page cache: reclaim makes room for it
     if vma.file is not None:
         if not write:
             # A read fault maps the cached pages of its fault-around window too: the
@@ -725,10 +723,14 @@ def resident_by_mms(kernel):
 
 
 def check_room(mm, need):
-    """Raise ENOMEM when ``need`` more resident pages would take the machine past its
-    memory (``Kernel(memory=...)``): where the kernel would start the OOM killer, the
-    simulator refuses before doing anything (docs/mm.md)."""
-    if need and machine_resident(mm.kernel) + need > mm.kernel.memory >> PAGE_SHIFT:
+    """Raise ENOMEM when ``need`` more unreclaimable pages (anonymous and shmem) would
+    take the machine past its memory (``Kernel(memory=...)``) less the min watermark:
+    where the kernel would start the OOM killer, the simulator refuses before doing
+    anything (docs/mm.md)."""
+    kernel = mm.kernel
+    node = kernel.node
+    room = (kernel.memory >> PAGE_SHIFT) - kernel.watermarks()[0]
+    if need and node.nr_anon + node.nr_shmem + need > room:
         raise error(errno.ENOMEM, "more than the machine's memory")
 
 
@@ -916,6 +918,15 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
     return new
 
 
+def file_page(mm, inode, index):
+    """The page-cache folio of page ``index`` of a regular file, read in (and charged
+    to the faulting mm's cgroup) when it is not cached."""
+    page = inode.cache.get(index)
+    if page is None:
+        page = pagecache.add(mm.kernel, mm.memcg, inode, index)
+    return page
+
+
 def fault(mm, vma, addr, write, policy, force=False, touch=False):
     """Handle a fault at ``addr`` inside ``vma``: raise EFAULT where the kernel would
     deliver SIGSEGV, else make the page resident.  Returns the number of new pages.
@@ -963,12 +974,12 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
             # shmem_fault: the file's folio, allocated (even for a read) if not there;
             # it stays in the shmem cache when unmapped, for every mapper to find.
             if shared or not write:
-                cache = vma.file.inode.cache
-                cached = cache.get(index)
+                inode = vma.file.inode
+                cached = inode.cache.get(index)
                 if cached is None:
-                    cached = cache[index] = Page(anon=False, dirty=False, mapcount=0)
+                    cached = pagecache.add_shmem(mm.kernel, mm.memcg, inode, index)
         else:
-            cached = pagecache.find_or_read(mm.kernel.file_lru, vma.file.inode, index, Page)
+            cached = file_page(mm, vma.file.inode, index)
     if write and not shared:
         anon_vma_prepare(vma)
         pm.insert(vpn, vpn + 1, private_span(True, False, True, True, touch))
@@ -976,7 +987,7 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
     elif cached is not None:
         _map_cached(cached)
         if write:
-            cached.dirty = True
+            pagecache.set_dirty(cached)
         if touch:
             _touch(cached)
         pm.insert(vpn, vpn + 1, cached_span(cached, True))
@@ -1005,7 +1016,6 @@ def _fault_around(mm, vma, vpn, shmem=False):
     base = vpn - pte
     pm = _map(vma)
     guards = vma.guards
-    lru = mm.kernel.file_lru
     n = 0
     for v in range(base + lo, base + hi):
         index = vma.pgoff + v - first
@@ -1016,7 +1026,7 @@ def _fault_around(mm, vma, vpn, shmem=False):
             if page is None:
                 continue
         else:
-            page = pagecache.find_or_read(lru, inode, index, Page)
+            page = file_page(mm, inode, index)
         pm.insert(v, v + 1, cached_span(page, True))
         _map_cached(page)
         _count(mm, vma, page.anon, 1)
@@ -1050,12 +1060,12 @@ def zap_vma(mm, vma, start, end):
             _unmap(mm, vma, lo_[k], hi_[k], span)
             continue
         page = span.pool
-        lru = page.cache
-        if lru is not None and not fade and recency and span.young:
-            lru.mark_accessed(page)
+        lru = page.lru
+        if lru and not fade and recency and span.young:
+            pagecache.mark_accessed(page)
         _drop_page(mm, vma, page)
-        if lru is not None and fade and page.mapcount == 0:
-            lru.deactivate_file(page)
+        if lru and fade and page.mapcount == 0:
+            pagecache.deactivate_file(page)
     pm.delete(i, j)
 
 
@@ -1073,18 +1083,15 @@ def punch_hole(kernel, inode, lo, hi):
                         vma.start + (min(hi, last) - first) * PAGE_SIZE)
     cache = inode.cache
     for index in [i for i in cache if lo <= i < hi]:
-        del cache[index]
+        pagecache.delete(kernel, cache[index])
+    pagecache.drop_shadows(inode, lo, hi)
 
 
 def truncate_pages(kernel, inode, lo, hi=1 << 64):
     """truncate_pagecache_range: file pages ``[lo, hi)`` leave every mapping (private
     copies included) and then the page cache and its LRU."""
-    gone = [page for index, page in inode.cache.items() if lo <= index < hi]
     if hi > lo:
         punch_hole(kernel, inode, lo, hi)
-    for page in gone:
-        if page.cache is not None:
-            page.cache.remove(page)
 
 
 def collapse(mm, vma, start, end):
@@ -1148,8 +1155,8 @@ def deactivate(vma, start, end):
             new = span
             if page.mapcount == 1:
                 page.referenced = False
-                if page.cache is not None:
-                    page.cache.deactivate(page)
+                if page.lru:
+                    pagecache.deactivate(page)
                 new = cached_span(page, False)
         else:
             pool = span.pool

@@ -205,17 +205,22 @@ def syscall(**types):
         def call(self, *args, **kwargs):
             if self.state != RUNNING:
                 raise error(errno.ESRCH, "the process has exited")
+            kernel = self.kernel
+            kernel.current = self
             if args:
                 # A list comprehension: the cheapest per-call loop CPython has here.
                 converted = [a if c is None else c(a) for c, a in zip(convs, args)]
                 args = converted if len(args) <= nconvs else converted + list(args[nconvs:])
-            if not kwargs:
-                return fn(self, *args)
-            for name in kwargs:
-                conv = types.get(name)
-                if conv is not None:
-                    kwargs[name] = conv(kwargs[name])
-            return fn(self, *args, **kwargs)
+            if kwargs:
+                for name in kwargs:
+                    conv = types.get(name)
+                    if conv is not None:
+                        kwargs[name] = conv(kwargs[name])
+            result = fn(self, *args, **kwargs)
+            if kernel.pressure:
+                # Reclaim, OOM kills and kswapd wait for the call's end (vmscan.py).
+                kernel.balance(self)
+            return result
         SYSCALLS[fn.__name__] = dict(types)
         return call
     return wrap
@@ -308,6 +313,9 @@ class Process:
         self.cred = cred if cred is not None else Cred()
         self.state = RUNNING         # then ZOMBIE after exit, REAPED after wait
         self.exit_status: int | None = None
+        self.term_sig = 0            # the signal that killed it (SIGKILL from the OOM killer)
+        self.memcg = kernel.root_memcg   # its memory cgroup (Kernel.new_process sets it)
+        self.oom_score_adj = 0       # /proc/PID/oom_score_adj
         # The children this process may wait for, by pid (kernel: task->children).
         self.children: dict[int, Process] = {}
         self.pdeath_signal = 0       # PR_SET_PDEATHSIG
@@ -483,7 +491,7 @@ class Process:
             if child.state == ZOMBIE and not child._threads():
                 del owner.children[child.pid]
                 self.kernel.release(child)
-                return child.pid, child.exit_status << 8
+                return child.pid, child.term_sig or child.exit_status << 8
         if options & WNOHANG:
             return 0, 0
         raise error(errno.EDEADLK, "would block forever: no child can exit in a simulation")

@@ -54,7 +54,7 @@ def test_zap_of_young_pte_promotes_in_two_steps():
         seen.append(state(inode.cache[0]))
     # referenced, then active (referenced cleared), then referenced again while active
     assert seen == [{"ref": 1, "active": 0}, {"ref": 0, "active": 1}, {"ref": 1, "active": 1}]
-    lru = k.file_lru
+    lru = k.node
     assert (lru.nr_active, lru.nr_inactive, lru.pgactivate) == (1, 0, 1)
     assert lru.nr_mapped == 0 and lru.nr_file_pages == 1
 
@@ -64,7 +64,7 @@ def test_sequential_mapping_has_no_recency():
     for _ in range(3):
         read_once(proc, fd, advice=MADV_SEQUENTIAL)
     assert state(inode.cache[0]) == {"ref": 0, "active": 0}
-    assert k.file_lru.pgactivate == 0
+    assert k.node.pgactivate == 0
 
 
 def test_old_pte_does_not_promote():
@@ -87,7 +87,7 @@ def test_mappings_share_the_cached_folio():
     b = proc.mmap(0, P, RW, MAP_PRIVATE, fd, P)
     proc.touch(a, 2 * P, write=False)
     proc.touch(b, P, write=False)
-    assert inode.cache[1].mapcount == 2 and k.file_lru.nr_mapped == 2
+    assert inode.cache[1].mapcount == 2 and k.node.nr_mapped == 2
     proc.touch(b, P, write=True)        # copy on write: the cache folio loses a mapping
     assert inode.cache[1].mapcount == 1 and proc.mm.rss_anon == 1
 
@@ -100,7 +100,7 @@ def test_madv_cold_deactivates_an_active_folio():
     proc.touch(a, P, write=False)
     assert inode.cache[0].lru == ACTIVE
     proc.madvise(a, P, MADV_COLD)
-    assert inode.cache[0].lru == INACTIVE and k.file_lru.pgdeactivate == 1
+    assert inode.cache[0].lru == INACTIVE and k.node.pgdeactivate == 1
 
 
 def test_meminfo_and_vmstat_report_the_lists():
@@ -169,14 +169,14 @@ def test_exit_promotes_without_fade_and_deactivates_with_it(prior_reads, without
     assert state(page) == without
     k, page, _ = fade_scenario(True, prior_reads)
     assert state(page) == with_fade
-    assert k.file_lru.pgdeactivate == (1 if prior_reads >= 2 else 0)
+    assert k.node.pgdeactivate == (1 if prior_reads >= 2 else 0)
 
 
 def test_fade_leaves_a_folio_another_mm_maps():
     k, page, other = fade_scenario(True, prior_reads=2, sharer=True)
     # not promoted by the dying mm, not deactivated either: the other mapping keeps it
     assert state(page) == {"ref": 0, "active": 1} and page.mapcount == 1
-    assert k.file_lru.pgdeactivate == 0
+    assert k.node.pgdeactivate == 0
 
 
 def test_fade_applies_only_at_teardown():
@@ -199,7 +199,7 @@ def test_fade_leaves_anonymous_memory_and_the_lists_alone():
     a = proc.mmap(0, 8 * P, RW, MAP_PRIVATE | MAP_ANONYMOUS)
     proc.touch(a, 8 * P)
     proc.exit(0)
-    lru = k.file_lru
+    lru = k.node
     assert (lru.nr_active, lru.nr_inactive, lru.nr_file_pages, lru.pgdeactivate) == (0, 0, 0, 0)
 
 
@@ -296,7 +296,7 @@ def test_promotion_matches_the_live_kernel(tmp_path, advice):
 def lru_consistent(k):
     """The counters agree with the folios in every inode's cache."""
     cached = [p for inode in k.files.values() for p in inode.cache.values()]
-    lru = k.file_lru
+    lru = k.node
     assert lru.nr_file_pages == len(cached)
     assert lru.nr_active == sum(p.lru == ACTIVE for p in cached)
     assert lru.nr_inactive == sum(p.lru == INACTIVE for p in cached)
@@ -338,7 +338,7 @@ def test_lru_counters_follow_the_cache(script):
     for proc, _, _ in procs:
         proc.exit(0)
     lru_consistent(k)
-    assert k.file_lru.nr_mapped == 0
+    assert k.node.nr_mapped == 0
 
 
 def test_madv_cold_leaves_a_shared_folio_on_its_list():
@@ -351,4 +351,4 @@ def test_madv_cold_leaves_a_shared_folio_on_its_list():
     proc.touch(a, P, write=False)
     proc.touch(b, P, write=False)
     proc.madvise(a, P, MADV_COLD)
-    assert inode.cache[0].lru == ACTIVE and k.file_lru.pgdeactivate == 0
+    assert inode.cache[0].lru == ACTIVE and k.node.pgdeactivate == 0

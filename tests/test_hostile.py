@@ -141,7 +141,7 @@ def fixture():
 
 def snapshot(k, procs):
     """Everything a failed call must leave as it was."""
-    out = {"table": sorted(k.processes), "lru": (k.file_lru.meminfo(), k.file_lru.vmstat()),
+    out = {"table": sorted(k.processes), "lru": (k.meminfo(), k.vmstat()),
            "cache": sorted((path, sorted(ino.cache)) for path, ino in k.files.items())}
     for who, p in procs.items():
         cred = p.cred

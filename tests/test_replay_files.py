@@ -71,10 +71,10 @@ def test_ftruncate_shrinking_drops_the_pages_past_the_end_from_every_mapping():
     proc.touch(shared, 4 * P)
     proc.touch(private, 4 * P)                   # private copies of every page
     assert proc.mm.rss_file + proc.mm.rss_anon == 8
-    cached = k.file_lru.nr_file_pages
+    cached = k.node.nr_file_pages
     proc.ftruncate(fd, P)
     assert proc.mm.rss_file + proc.mm.rss_anon == 2
-    assert k.file_lru.nr_file_pages == cached - 3
+    assert k.node.nr_file_pages == cached - 3
     assert errno_of(proc.touch, shared + P, 1, False) == errno.EFAULT
     assert errno_of(proc.touch, private + 3 * P, 1, False) == errno.EFAULT
     proc.mm.check()

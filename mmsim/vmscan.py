@@ -1,0 +1,292 @@
+"""Page reclaim (mm/vmscan.c, the classic two-list LRU): kswapd, direct reclaim at
+the min watermark, reclaim at a memory cgroup's limit, and the list scans they share.
+
+A reclaim pass walks priorities from DEF_PRIORITY (12) down; at each one every cgroup
+in the target's subtree has ``size >> priority`` pages of each file list scanned, 32 at
+a time.  The active list is only aged (``shrink_active_list``) when the inactive one
+is too small for its size (``inactive_is_low``) or when file pages refaulted into the
+active list since the last pass; an aged folio goes to the inactive list with
+PG_workingset set unless it is mapped, referenced and executable.  The inactive scan
+(``shrink_folio_list``) gives a second chance to folios referenced through a mapping,
+activates those referenced twice or mapped executable, and evicts the rest, leaving
+shadow entries for workingset detection.
+
+Without swap (the machine has none until ``Kernel.swapon``), anonymous memory is not
+scanned at all (get_scan_count's SCAN_FILE), as on the reference machine.
+"""
+
+import itertools
+from math import isqrt
+
+from . import pagecache, pages
+from .defs import PAGE_SHIFT, PAGE_SIZE
+from .memcg import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, count_event, memory_event
+from .pagecache import ACTIVE, INACTIVE
+from .vma import VM_EXEC
+
+SWAP_CLUSTER_MAX = 32
+DEF_PRIORITY = 12
+MAX_RECLAIM_RETRIES = 16
+
+
+class ScanControl:
+    """struct scan_control: one reclaim invocation's goal, progress and choices."""
+
+    __slots__ = ("nr_to_reclaim", "nr_reclaimed", "nr_scanned", "priority", "kswapd",
+                 "target", "may_deactivate", "skipped_deactivate", "force_deactivate",
+                 "cgroup", "rmap", "memcg_low_reclaim", "memcg_low_skipped")
+
+    def __init__(self, target, nr_to_reclaim, kswapd=False, cgroup=False):
+        self.target = target          # the cgroup whose subtree is reclaimed
+        self.nr_to_reclaim = nr_to_reclaim
+        self.nr_reclaimed = self.nr_scanned = 0
+        self.priority = DEF_PRIORITY
+        self.kswapd = kswapd
+        self.cgroup = cgroup          # reclaim at a cgroup's limit (cgroup_reclaim)
+        self.may_deactivate = False
+        self.skipped_deactivate = self.force_deactivate = False
+        self.memcg_low_reclaim = self.memcg_low_skipped = False
+        self.rmap = None              # inode -> [(mm, vma)], built on first need
+
+
+def inactive_is_low(memcg):
+    """inactive_is_low for the file lists of ``memcg``'s subtree: the inactive list
+    should hold at least 1/sqrt(10 * GiB of file pages) of them."""
+    inactive = memcg.lru_total(LRU_INACTIVE_FILE)
+    active = memcg.lru_total(LRU_ACTIVE_FILE)
+    gb = (inactive + active) >> (30 - PAGE_SHIFT)
+    ratio = isqrt(10 * gb) if gb else 1
+    return inactive * ratio < active
+
+
+def _rmap(kernel, sc):
+    """The file mappings of every live address space, by inode (the i_mmap trees)."""
+    if sc.rmap is None:
+        rmap = {}
+        for mm in pages._live_mms(kernel):
+            for vma in mm.tree.values():
+                f = vma.file
+                if f is not None and vma.pages:
+                    rmap.setdefault(f.inode, []).append((mm, vma))
+        sc.rmap = rmap
+    return sc.rmap
+
+
+def _mappings(kernel, sc, page):
+    """Each ``(mm, vma, vpn)`` whose page table maps ``page``."""
+    out = []
+    index = page.index
+    for mm, vma in _rmap(kernel, sc).get(page.inode, ()):
+        first = vma.pgoff
+        if not first <= index < first + ((vma.end - vma.start) >> PAGE_SHIFT):
+            continue
+        vpn = (vma.start >> PAGE_SHIFT) + index - first
+        pm = vma.pages
+        i = pm.index(vpn) if pm else -1
+        if i >= 0 and pm.tag[i].pool is page:
+            out.append((mm, vma, vpn))
+    return out
+
+
+def folio_referenced(kernel, sc, page):
+    """folio_referenced: how many mappings had the folio's PTE young (clearing them),
+    and whether one of those is executable."""
+    if not page.mapcount:
+        return 0, False
+    n, exec_ = 0, False
+    for mm, vma, vpn in _mappings(kernel, sc, page):
+        pm = vma.pages
+        i = pm.index(vpn)
+        span = pm.tag[i]
+        if span.young and pages.has_recency(vma):
+            pm.tag[i] = pages.cached_span(page, False)
+            n += 1
+            if vma.vm_flags & VM_EXEC:
+                exec_ = True
+    return n, exec_
+
+
+def _try_to_unmap(kernel, sc, page):
+    for mm, vma, vpn in _mappings(kernel, sc, page):
+        addr = vpn << PAGE_SHIFT
+        pages.zap_vma(mm, vma, addr, addr + PAGE_SIZE)
+
+
+def _count(memcg, sc, base, nr):
+    count_event(memcg, base, nr)
+    count_event(memcg, base + ("_kswapd" if sc.kswapd else "_direct"), nr)
+
+
+def shrink_active_list(kernel, memcg, nr_to_scan, sc):
+    """Age up to ``nr_to_scan`` folios off the tail of the active file list."""
+    lst = memcg.lruvec.lists[LRU_ACTIVE_FILE]
+    taken = list(itertools.islice(lst, nr_to_scan))
+    if not taken:
+        return
+    count_event(memcg, "pgrefill", len(taken))
+    deactivated = 0
+    for page in taken:
+        refs, exec_ = folio_referenced(kernel, sc, page)
+        if refs and exec_:
+            pagecache.lru_move(page, ACTIVE)   # mapped executable text stays active
+            continue
+        page.workingset = True
+        pagecache.lru_move(page, INACTIVE)
+        deactivated += 1
+    if deactivated:
+        count_event(memcg, "pgdeactivate", deactivated)
+
+
+def shrink_inactive_list(kernel, memcg, nr_to_scan, sc):
+    """Scan up to ``nr_to_scan`` folios off the tail of the inactive file list and
+    reclaim what shrink_folio_list allows; returns the pages reclaimed."""
+    lst = memcg.lruvec.lists[LRU_INACTIVE_FILE]
+    taken = list(itertools.islice(lst, nr_to_scan))
+    if not taken:
+        return 0
+    sc.nr_scanned += len(taken)
+    _count(memcg, sc, "pgscan", len(taken))
+    reclaimed = activated = 0
+    for page in taken:
+        refs, exec_ = folio_referenced(kernel, sc, page)
+        referenced = page.referenced
+        page.referenced = False
+        if refs:
+            page.referenced = True
+            if referenced or refs > 1 or exec_:
+                pagecache.lru_move(page, ACTIVE)
+                activated += 1
+            else:
+                pagecache.lru_move(page, INACTIVE)   # second chance
+            continue
+        if page.dirty:
+            if referenced:
+                pagecache.lru_move(page, INACTIVE)   # FOLIOREF_RECLAIM_CLEAN keeps it
+                continue
+            # Simulator-defined: writeback is immediate, so the folio the kernel
+            # would activate and hand to the flushers comes back clean to the tail.
+            pagecache.set_clean(page)
+            pagecache.lru_move(page, INACTIVE, tail=True)
+            count_event(memcg, "pgactivate", 1)
+            count_event(memcg, "pgrotated", 1)
+            continue
+        if page.mapcount:
+            _try_to_unmap(kernel, sc, page)
+        pagecache.evict(kernel, page)
+        reclaimed += 1
+    if activated:
+        count_event(memcg, "pgactivate", activated)
+    if reclaimed:
+        _count(memcg, sc, "pgsteal", reclaimed)
+    return reclaimed
+
+
+def _protected(memcg, sc):
+    """memory.low: a cgroup within its protection is skipped until nothing else is left."""
+    if memcg.low and memcg.current <= memcg.low:
+        if not sc.memcg_low_reclaim:
+            sc.memcg_low_skipped = True
+            return True
+        memory_event(memcg, "low")
+    return False
+
+
+def shrink_lruvec(kernel, memcg, sc):
+    """One cgroup's share of a reclaim pass at ``sc.priority`` (SCAN_FILE)."""
+    lruvec = memcg.lruvec
+    nr = [0, 0, lruvec.nr[LRU_INACTIVE_FILE] >> sc.priority,
+          lruvec.nr[LRU_ACTIVE_FILE] >> sc.priority]
+    proportional = not sc.cgroup and not sc.kswapd and sc.priority == DEF_PRIORITY
+    reclaimed = 0
+    start = sc.nr_reclaimed
+    while nr[LRU_INACTIVE_FILE] or nr[LRU_ACTIVE_FILE]:
+        for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
+            n = min(nr[lru], SWAP_CLUSTER_MAX)
+            if not n:
+                continue
+            nr[lru] -= n
+            if lru == LRU_ACTIVE_FILE:
+                if sc.may_deactivate:
+                    shrink_active_list(kernel, memcg, n, sc)
+                else:
+                    sc.skipped_deactivate = True
+            else:
+                reclaimed += shrink_inactive_list(kernel, memcg, n, sc)
+        if start + reclaimed < sc.nr_to_reclaim or proportional:
+            continue
+        break   # only file lists are scanned: nothing to rebalance
+    sc.nr_reclaimed += reclaimed
+
+
+def shrink_node(kernel, sc):
+    """One pass over the target's subtree at ``sc.priority``."""
+    target = sc.target
+    refaults = target.total("workingset_activate_file")
+    sc.may_deactivate = (sc.force_deactivate or refaults != target.lruvec.refaults[1]
+                         or inactive_is_low(target))
+    for memcg in target.subtree():
+        if _protected(memcg, sc):
+            continue
+        shrink_lruvec(kernel, memcg, sc)
+
+
+def do_try_to_free_pages(kernel, sc):
+    """Reclaim passes at falling priority until ``sc.nr_to_reclaim`` pages are freed;
+    retried once forcing deactivation, and once into memory.low protection, when a
+    full round freed nothing.  Returns the pages reclaimed."""
+    initial = sc.priority
+    while True:
+        while sc.priority >= 0:
+            shrink_node(kernel, sc)
+            if sc.nr_reclaimed >= sc.nr_to_reclaim:
+                break
+            sc.priority -= 1
+        target = sc.target
+        target.lruvec.refaults[1] = target.total("workingset_activate_file")
+        if sc.nr_reclaimed:
+            return sc.nr_reclaimed
+        if sc.skipped_deactivate:
+            sc.priority, sc.force_deactivate, sc.skipped_deactivate = initial, True, False
+            continue
+        if sc.memcg_low_skipped and not sc.memcg_low_reclaim:
+            sc.priority, sc.memcg_low_reclaim = initial, True
+            continue
+        return 0
+
+
+def try_to_free_mem_cgroup_pages(kernel, memcg, nr_pages):
+    """Reclaim at a cgroup's limit: at least SWAP_CLUSTER_MAX pages from its subtree."""
+    sc = ScanControl(memcg, max(nr_pages, SWAP_CLUSTER_MAX), cgroup=True)
+    return do_try_to_free_pages(kernel, sc)
+
+
+def try_to_free_pages(kernel, nr_pages=SWAP_CLUSTER_MAX):
+    """Direct reclaim of the whole machine (an allocation below the min watermark)."""
+    sc = ScanControl(kernel.root_memcg, max(nr_pages, SWAP_CLUSTER_MAX))
+    return do_try_to_free_pages(kernel, sc)
+
+
+def balance_pgdat(kernel):
+    """kswapd: reclaim until free memory is back above the high watermark, or every
+    priority has been tried.  Returns the pages reclaimed."""
+    total = 0
+    sc = ScanControl(kernel.root_memcg, 0, kswapd=True)
+    while sc.priority >= 1:
+        free = kernel.free_pages()
+        high = kernel.watermarks()[2]
+        if free >= high:
+            break
+        sc.nr_to_reclaim = max(SWAP_CLUSTER_MAX, high - free)
+        sc.nr_reclaimed = 0
+        shrink_node(kernel, sc)
+        total += sc.nr_reclaimed
+        if not sc.nr_reclaimed:
+            sc.priority -= 1
+    kernel.root_memcg.lruvec.refaults[1] = kernel.root_memcg.total("workingset_activate_file")
+    return total
+
+
+__all__ = ["ScanControl", "inactive_is_low", "shrink_active_list", "shrink_inactive_list",
+           "shrink_lruvec", "shrink_node", "do_try_to_free_pages",
+           "try_to_free_mem_cgroup_pages", "try_to_free_pages", "balance_pgdat",
+           "SWAP_CLUSTER_MAX", "DEF_PRIORITY", "MAX_RECLAIM_RETRIES"]
