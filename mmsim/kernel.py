@@ -295,6 +295,8 @@ class Kernel:
             if free < wmin:
                 self._direct_reclaim(nr)
         memcg_mod.charge(memcg, nr)
+        if memcg_mod.over_high(memcg):
+            self.pressure = True   # memory.high is enforced at the call's end
 
     def uncharge(self, memcg: MemCgroup, nr: int) -> None:
         """Give ``nr`` pages back to ``memcg`` (the node's counts are the caller's)."""
@@ -309,9 +311,12 @@ class Kernel:
             if over is None:
                 return
             memcg_mod.memory_event(over, "max")
-            vmscan.try_to_free_mem_cgroup_pages(self, over, nr)
+            got = vmscan.try_to_free_mem_cgroup_pages(self, over,
+                                                      max(nr, over.current + nr - over.max))
             if memcg_mod.first_over(memcg, nr) is None:
                 return
+            if got and nr <= 8:
+                continue   # progress on a small charge: retry without counting it
             if retries:
                 retries -= 1
                 continue
@@ -355,7 +360,8 @@ class Kernel:
         self._limit(memcg, 0)
         for m in memcg_mod.over_high(memcg):
             memcg_mod.memory_event(m, "high")
-            vmscan.try_to_free_mem_cgroup_pages(self, m, m.current - m.high)
+            vmscan.try_to_free_mem_cgroup_pages(self, m, max(vmscan.SWAP_CLUSTER_MAX,
+                                                             m.current - m.high))
         wmin, low, _ = self.watermarks()
         if self.free_pages() < wmin:
             self._direct_reclaim(0)

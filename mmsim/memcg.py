@@ -39,7 +39,7 @@ class Lruvec:
     counts, as nothing ages anonymous memory without swap.  ``nonresident_age`` is
     workingset.c's clock, ``refaults`` its snapshot at the last reclaim."""
 
-    __slots__ = ("memcg", "lists", "nr", "nonresident_age", "refaults")
+    __slots__ = ("memcg", "lists", "nr", "nonresident_age", "refaults", "iter_pos")
 
     def __init__(self, memcg):
         self.memcg = memcg
@@ -47,6 +47,7 @@ class Lruvec:
         self.nr = [0, 0, 0, 0]
         self.nonresident_age = 0
         self.refaults = [0, 0]   # workingset_activate_{anon,file} at the last reclaim
+        self.iter_pos = 0        # where the next partial reclaim walk of this subtree starts
 
 
 class MemCgroup:

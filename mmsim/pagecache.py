@@ -180,12 +180,11 @@ def delete(kernel, page):
     page.memcg = None
 
 
-def evict(kernel, page):
-    """__remove_mapping for reclaim: the folio leaves the cache and a shadow entry
-    takes its place (workingset_eviction)."""
-    memcg = page.memcg
+def evict(kernel, page, target):
+    """__remove_mapping for reclaim of ``target``'s subtree: the folio leaves the cache
+    and a shadow entry takes its place (workingset_eviction)."""
     _remove(kernel, page)
-    page.inode.shadows[page.index] = workingset.eviction(memcg, 1, page.workingset)
+    page.inode.shadows[page.index] = workingset.eviction(target, 1, page.workingset)
     page.memcg = None
 
 

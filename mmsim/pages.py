@@ -881,6 +881,8 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
             if span.pmd:
                 head = v & _PMD_MASK
                 top = min(e, ((hi - 1) & _PMD_MASK) + PMD_PAGES)
+                if _shared_in(span, head, top):
+                    top = head + PMD_PAGES   # then one THP at a time
                 if not _shared_in(span, head, top):
                     _access(mm, vma, head, top, True, touch)
                     v = top
@@ -1162,6 +1164,22 @@ def deactivate(vma, start, end):
             pool = span.pool
             d = span.delta
             cold = pooled_span(pool, d, False, span.pmd)
+            if span.pmd:
+                # A PMD-mapped THP is aged whole, or left alone whole when any of its
+                # pages has another mapper.
+                whole = not _shared_in(span, x, y)
+                step = y - x if whole else PMD_PAGES
+                for bx in range(x, y, step):
+                    by = bx + step
+                    if whole or not _shared_in(span, bx, by):
+                        pool.apply(bx - d, by - d, _clear_referenced)
+                        new = cold
+                    else:
+                        new = span
+                    los.append(bx)
+                    his.append(by)
+                    tags.append(new)
+                continue
             for px, py, st in pool.runs(x - d, y - d):
                 new = span
                 if st[0] == 1:

@@ -18,11 +18,11 @@ scanned at all (get_scan_count's SCAN_FILE), as on the reference machine.
 import itertools
 from math import isqrt
 
-from . import pagecache, pages
+from . import pagecache, pages, workingset
 from .defs import PAGE_SHIFT, PAGE_SIZE
 from .memcg import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, count_event, memory_event
 from .pagecache import ACTIVE, INACTIVE
-from .vma import VM_EXEC
+from .vma import VM_EXEC, VM_LOCKED
 
 SWAP_CLUSTER_MAX = 32
 DEF_PRIORITY = 12
@@ -34,7 +34,8 @@ class ScanControl:
 
     __slots__ = ("nr_to_reclaim", "nr_reclaimed", "nr_scanned", "priority", "kswapd",
                  "target", "may_deactivate", "skipped_deactivate", "force_deactivate",
-                 "cgroup", "rmap", "memcg_low_reclaim", "memcg_low_skipped")
+                 "cgroup", "rmap", "memcg_low_reclaim", "memcg_low_skipped", "full_walk",
+                 "writeback", "inside")
 
     def __init__(self, target, nr_to_reclaim, kswapd=False, cgroup=False):
         self.target = target          # the cgroup whose subtree is reclaimed
@@ -46,7 +47,11 @@ class ScanControl:
         self.may_deactivate = False
         self.skipped_deactivate = self.force_deactivate = False
         self.memcg_low_reclaim = self.memcg_low_skipped = False
+        self.full_walk = kswapd       # walk every cgroup of the subtree in each pass
         self.rmap = None              # inode -> [(mm, vma)], built on first need
+        self.writeback = []           # dirty folios written back during this reclaim
+        # Cgroup reclaim only looks at the young bits of the target's own mappings.
+        self.inside = {id(m) for m in target.subtree()} if cgroup else None
 
 
 def inactive_is_low(memcg):
@@ -90,11 +95,18 @@ def _mappings(kernel, sc, page):
 
 def folio_referenced(kernel, sc, page):
     """folio_referenced: how many mappings had the folio's PTE young (clearing them),
-    and whether one of those is executable."""
+    whether one of those is executable, and whether a mapping is mlocked.  Mappings
+    without recency (MADV_SEQUENTIAL/RANDOM) and, for cgroup reclaim, mappings of
+    address spaces outside the target are not looked at."""
     if not page.mapcount:
-        return 0, False
+        return 0, False, False
     n, exec_ = 0, False
+    inside = sc.inside
     for mm, vma, vpn in _mappings(kernel, sc, page):
+        if inside is not None and id(mm.memcg) not in inside:
+            continue
+        if vma.vm_flags & VM_LOCKED:
+            return n, exec_, True
         pm = vma.pages
         i = pm.index(vpn)
         span = pm.tag[i]
@@ -103,7 +115,13 @@ def folio_referenced(kernel, sc, page):
             n += 1
             if vma.vm_flags & VM_EXEC:
                 exec_ = True
-    return n, exec_
+    return n, exec_, False
+
+
+def _activate(page, memcg):
+    """move_folios_to_lru of a folio put back active: the workingset clock ticks."""
+    pagecache.lru_move(page, ACTIVE)
+    workingset.age_nonresident(memcg, 1)
 
 
 def _try_to_unmap(kernel, sc, page):
@@ -131,12 +149,14 @@ def shrink_active_list(kernel, memcg, nr_to_scan, sc):
     taken = list(itertools.islice(lst, nr_to_scan))
     if not taken:
         return
-    count_event(memcg, "pgrefill", len(taken))
+    memcg.stat["pgrefill"] += len(taken)
+    if not sc.cgroup:
+        memcg.node.events["pgrefill"] += len(taken)
     deactivated = 0
     for page in taken:
-        refs, exec_ = folio_referenced(kernel, sc, page)
-        if refs and exec_:
-            pagecache.lru_move(page, ACTIVE)   # mapped executable text stays active
+        refs, exec_, locked = folio_referenced(kernel, sc, page)
+        if (refs and exec_) or locked:
+            _activate(page, memcg)   # mapped executable text stays active
             continue
         page.workingset = True
         pagecache.lru_move(page, INACTIVE)
@@ -155,32 +175,36 @@ def shrink_inactive_list(kernel, memcg, nr_to_scan, sc):
     sc.nr_scanned += len(taken)
     _count(memcg, sc, "pgscan", len(taken))
     reclaimed = activated = 0
+    target = sc.target
     for page in taken:
-        refs, exec_ = folio_referenced(kernel, sc, page)
+        refs, exec_, locked = folio_referenced(kernel, sc, page)
+        if locked:
+            # Simulator-defined: an mlocked folio goes back to the active list (the
+            # kernel culls it to the unevictable list); it is never evicted.
+            _activate(page, memcg)
+            continue
         referenced = page.referenced
         page.referenced = False
         if refs:
             page.referenced = True
             if referenced or refs > 1 or exec_:
-                pagecache.lru_move(page, ACTIVE)
+                _activate(page, memcg)
                 activated += 1
             else:
                 pagecache.lru_move(page, INACTIVE)   # second chance
             continue
         if page.dirty:
-            if referenced:
-                pagecache.lru_move(page, INACTIVE)   # FOLIOREF_RECLAIM_CLEAN keeps it
-                continue
-            # Simulator-defined: writeback is immediate, so the folio the kernel
-            # would activate and hand to the flushers comes back clean to the tail.
+            # The kernel activates a dirty file folio and has the flushers write it;
+            # when writeback ends it rotates to the inactive tail.  Simulator-defined:
+            # the writeback ends when this reclaim does (finish_writeback).
             pagecache.set_clean(page)
-            pagecache.lru_move(page, INACTIVE, tail=True)
-            count_event(memcg, "pgactivate", 1)
-            count_event(memcg, "pgrotated", 1)
+            _activate(page, memcg)
+            activated += 1
+            sc.writeback.append(page)
             continue
         if page.mapcount:
             _try_to_unmap(kernel, sc, page)
-        pagecache.evict(kernel, page)
+        pagecache.evict(kernel, page, target)
         reclaimed += 1
     if activated:
         count_event(memcg, "pgactivate", activated)
@@ -206,7 +230,6 @@ def shrink_lruvec(kernel, memcg, sc):
           lruvec.nr[LRU_ACTIVE_FILE] >> sc.priority]
     proportional = not sc.cgroup and not sc.kswapd and sc.priority == DEF_PRIORITY
     reclaimed = 0
-    start = sc.nr_reclaimed
     while nr[LRU_INACTIVE_FILE] or nr[LRU_ACTIVE_FILE]:
         for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
             n = min(nr[lru], SWAP_CLUSTER_MAX)
@@ -220,7 +243,7 @@ def shrink_lruvec(kernel, memcg, sc):
                     sc.skipped_deactivate = True
             else:
                 reclaimed += shrink_inactive_list(kernel, memcg, n, sc)
-        if start + reclaimed < sc.nr_to_reclaim or proportional:
+        if reclaimed < sc.nr_to_reclaim or proportional:
             continue
         break   # only file lists are scanned: nothing to rebalance
     sc.nr_reclaimed += reclaimed
@@ -232,10 +255,30 @@ def shrink_node(kernel, sc):
     refaults = target.total("workingset_activate_file")
     sc.may_deactivate = (sc.force_deactivate or refaults != target.lruvec.refaults[1]
                          or inactive_is_low(target))
-    for memcg in target.subtree():
-        if _protected(memcg, sc):
-            continue
-        shrink_lruvec(kernel, memcg, sc)
+    subtree = target.subtree()
+    lruvec = target.lruvec
+    # A partial walk (direct and cgroup reclaim) goes on from where the last one
+    # stopped and ends once the goal is met; kswapd walks every cgroup.
+    start = 0 if sc.full_walk or lruvec.iter_pos >= len(subtree) else lruvec.iter_pos
+    for i in range(start, len(subtree)):
+        memcg = subtree[i]
+        if memcg is target or not _protected(memcg, sc):
+            shrink_lruvec(kernel, memcg, sc)
+        if not sc.full_walk:
+            lruvec.iter_pos = i + 1
+            if sc.nr_reclaimed >= sc.nr_to_reclaim:
+                return
+    lruvec.iter_pos = 0
+
+
+def finish_writeback(sc):
+    """The writeback started by this reclaim ends: each folio still active and clean
+    rotates to the tail of the inactive list (folio_rotate_reclaimable)."""
+    for page in sc.writeback:
+        if page.lru == ACTIVE and not page.dirty:
+            pagecache.lru_move(page, INACTIVE, tail=True)
+            count_event(page.memcg, "pgrotated", 1)
+    sc.writeback = []
 
 
 def do_try_to_free_pages(kernel, sc):
@@ -251,13 +294,17 @@ def do_try_to_free_pages(kernel, sc):
             sc.priority -= 1
         target = sc.target
         target.lruvec.refaults[1] = target.total("workingset_activate_file")
+        finish_writeback(sc)
         if sc.nr_reclaimed:
             return sc.nr_reclaimed
+        if not sc.full_walk:
+            sc.priority, sc.full_walk = initial, True
+            continue
         if sc.skipped_deactivate:
             sc.priority, sc.force_deactivate, sc.skipped_deactivate = initial, True, False
             continue
         if sc.memcg_low_skipped and not sc.memcg_low_reclaim:
-            sc.priority, sc.memcg_low_reclaim = initial, True
+            sc.priority, sc.memcg_low_reclaim, sc.force_deactivate = initial, True, False
             continue
         return 0
 
@@ -277,24 +324,25 @@ def try_to_free_pages(kernel, nr_pages=SWAP_CLUSTER_MAX):
 def balance_pgdat(kernel):
     """kswapd: reclaim until free memory is back above the high watermark, or every
     priority has been tried.  Returns the pages reclaimed."""
-    total = 0
     sc = ScanControl(kernel.root_memcg, 0, kswapd=True)
     while sc.priority >= 1:
-        free = kernel.free_pages()
         high = kernel.watermarks()[2]
-        if free >= high:
+        if kernel.free_pages() >= high:
             break
-        sc.nr_to_reclaim = max(SWAP_CLUSTER_MAX, high - free)
-        sc.nr_reclaimed = 0
+        # kswapd_shrink_node: the goal is the high watermark itself; the priority
+        # rises unless a round scanned that much and reclaimed something.
+        sc.nr_to_reclaim = max(SWAP_CLUSTER_MAX, high)
+        sc.nr_scanned = 0
+        before = sc.nr_reclaimed
         shrink_node(kernel, sc)
-        total += sc.nr_reclaimed
-        if not sc.nr_reclaimed:
+        if sc.nr_scanned < sc.nr_to_reclaim or sc.nr_reclaimed == before:
             sc.priority -= 1
     kernel.root_memcg.lruvec.refaults[1] = kernel.root_memcg.total("workingset_activate_file")
-    return total
+    finish_writeback(sc)
+    return sc.nr_reclaimed
 
 
 __all__ = ["ScanControl", "inactive_is_low", "shrink_active_list", "shrink_inactive_list",
-           "shrink_lruvec", "shrink_node", "do_try_to_free_pages",
+           "shrink_lruvec", "shrink_node", "do_try_to_free_pages", "finish_writeback",
            "try_to_free_mem_cgroup_pages", "try_to_free_pages", "balance_pgdat",
            "SWAP_CLUSTER_MAX", "DEF_PRIORITY", "MAX_RECLAIM_RETRIES"]

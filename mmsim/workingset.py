@@ -3,8 +3,10 @@ folio leaves behind, and the refault distance that decides, when the page is rea
 again, whether it would have stayed resident had the active list given it room.
 
 The clock is ``Lruvec.nonresident_age``: it ticks once per page evicted and once
-per page activated, in the evicting cgroup and every ancestor.  A shadow is the
-tuple ``(memcg, age at eviction, PG_workingset)``.  On a refault the distance is the
+per page activated, in the cgroup and every ancestor.  A shadow is the tuple
+``(reclaim target, its clock at eviction, PG_workingset)``: distances and the
+workingset are measured on the cgroup whose reclaim evicted the page (the root for
+the machine's reclaim).  On a refault the distance is the
 clock's advance since the eviction; the page is activated when the distance is at
 most the workingset it competed with: the active file list, plus the anon lists
 when anon can be swapped (and the inactive file list for an anon refault).
@@ -22,10 +24,12 @@ def age_nonresident(memcg, nr):
         m = m.parent
 
 
-def eviction(memcg, nr, workingset):
-    """workingset_eviction: the shadow of ``nr`` pages evicted from ``memcg``."""
-    age_nonresident(memcg, nr)
-    return (memcg, memcg.lruvec.nonresident_age, workingset)
+def eviction(target, nr, workingset):
+    """workingset_eviction: the shadow of ``nr`` pages evicted by reclaim of ``target``'s
+    subtree: the target's clock before this eviction ticks it."""
+    when = target.lruvec.nonresident_age
+    age_nonresident(target, nr)
+    return (target, when, workingset)
 
 
 def refault(memcg, nr, shadow, file, can_swap):

@@ -63,15 +63,16 @@ def test_inactive_is_low(inactive, active, low):
 
 @pytest.mark.parametrize("active,distance,ws,expect", [
     (10, 10, False, (True, False)), (10, 11, False, (False, False)),
-    (0, 0, True, (True, True)), (0, 1, True, (False, False)), (50, 3, True, (True, True))])
+    (1, 1, True, (True, True)), (1, 2, True, (False, False)), (50, 3, True, (True, True))])
 def test_refault_distance_against_the_active_list(active, distance, ws, expect):
     """A refault activates when the clock advanced by at most the active file list's
-    size since the eviction; it restores when the page was in the workingset."""
+    size since the eviction (which ticks it first); it restores when the page was in
+    the workingset."""
     k = Kernel()
     m = cgroup(k, "t")
     m.lruvec.nr[LRU_ACTIVE_FILE] = active
     shadow = workingset.eviction(m, 1, ws)
-    workingset.age_nonresident(m, distance)
+    workingset.age_nonresident(m, distance - 1)   # the eviction itself ticked once
     assert workingset.refault(m, 1, shadow, True, can_swap=False) == expect
     assert m.stat["workingset_refault_file"] == 1
     assert m.stat["workingset_activate_file"] == int(expect[0])
