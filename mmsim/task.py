@@ -316,6 +316,7 @@ class Process:
         self.term_sig = 0            # the signal that killed it (SIGKILL from the OOM killer)
         self.memcg = kernel.root_memcg   # its memory cgroup (Kernel.new_process sets it)
         self.oom_score_adj = 0       # /proc/PID/oom_score_adj
+        self.oom_score_adj_min = 0   # the lowest value a writer without CAP_SYS_RESOURCE may set
         # The children this process may wait for, by pid (kernel: task->children).
         self.children: dict[int, Process] = {}
         self.pdeath_signal = 0       # PR_SET_PDEATHSIG
