@@ -57,6 +57,12 @@ def oom_score(proc, totalpages):
     badness = oom_badness(proc, totalpages)
     if badness is None:
         return 0
+    return score_points(badness, totalpages)
+
+
+def score_points(badness, totalpages):
+    """proc_oom_score's scaling of a badness: 1000 plus its thousandths of the memory
+    (C division, truncating towards zero), times two thirds."""
     return (1000 + _cdiv(badness * 1000, max(totalpages, 1))) * 2 // 3
 
 
@@ -181,6 +187,6 @@ def kill(victim):
     kernel.oom_killed.append(victim.tgid)
 
 
-__all__ = ["oom_badness", "oom_score", "select_bad_process", "out_of_memory",
+__all__ = ["oom_badness", "oom_score", "score_points", "select_bad_process", "out_of_memory",
            "oom_kill_process", "oom_group_of", "kill", "task_mm", "totalpages_of",
            "is_global_init", "OOM_SCORE_ADJ_MIN", "OOM_SCORE_ADJ_MAX"]
