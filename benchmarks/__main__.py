@@ -6,8 +6,8 @@ import platform
 import sys
 import time
 
-from . import (fork, kernel, mctl_walk, mm_memory, replay, replay_floor, store, store_floor,
-               store_mmap)
+from . import (fork, kernel, mctl_walk, mm_memory, reclaim, replay, replay_floor, store,
+               store_floor, store_mmap)
 
 
 def _log(msg):
@@ -56,6 +56,11 @@ def main(argv=None):
                                        "kernel, same work, CPU time")
     kb.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     kb.add_argument("--repeats", type=int, default=3)
+    rc = sub.add_parser("reclaim", help="pages scanned and reclaimed per CPU second: a 4 GiB "
+                                        "read through a 1 GiB cgroup, mmsim and the kernel")
+    rc.add_argument("--cache-mib", type=int, default=4096)
+    rc.add_argument("--limit-mib", type=int, default=1024)
+    rc.add_argument("--no-live", action="store_true", help="mmsim only")
     args = ap.parse_args(argv)
 
     cmd = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -110,6 +115,15 @@ def main(argv=None):
               f"Linux {platform.release()})\n")
         rows = kernel.run(quick=args.quick, repeats=args.repeats, log=_log)
         print(kernel.table(rows))
+        return 0
+    if args.cmd == "reclaim":
+        print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}, "
+              f"Linux {platform.release()})\n")
+        cache, limit = args.cache_mib << 20, args.limit_mib << 20
+        rows, why = reclaim.run(cache, limit, live=not args.no_live)
+        print(reclaim.table(rows, cache, limit))
+        if why and not args.no_live:
+            print(f"\nkernel side skipped: {why}")
         return 0
     if args.cmd == "width":
         print(store.width_table(args.sizes, args.widths, args.repeats, _log))

@@ -304,13 +304,13 @@ class Kernel:
         """Charge ``nr`` new pages to ``memcg``, reclaiming first where its limits or
         the min watermark require, and OOM-killing when reclaim cannot make room."""
         self._limit(memcg, nr)
-        memcg_mod.charge(memcg, nr)
         wmin, low, _ = self.watermarks()
         free = self.free_pages() - nr
         if free < low:
             self.pressure = True
             if free < wmin:
                 self._direct_reclaim(nr)
+        memcg_mod.charge(memcg, nr)
 
     def uncharge(self, memcg: MemCgroup, nr: int) -> None:
         """Give ``nr`` pages back to ``memcg`` (the node's counts are the caller's)."""
@@ -410,8 +410,6 @@ class Kernel:
         root = self.root_memcg
         ev = node.events
         lru = [root.lru_total(i) for i in range(4)]
-        scan_file = ev["pgscan_kswapd"] + ev["pgscan_direct"]
-        steal_file = ev["pgsteal_kswapd"] + ev["pgsteal_direct"]
         rows = [("nr_free_pages", self.free_pages()),
                 ("nr_inactive_anon", lru[0]), ("nr_active_anon", lru[1]),
                 ("nr_inactive_file", lru[2]), ("nr_active_file", lru[3]),
@@ -429,8 +427,8 @@ class Kernel:
             "pgfault", "pgmajfault", "pglazyfreed", "pgrefill", "pgsteal_kswapd",
             "pgsteal_direct", "pgsteal_khugepaged", "pgsteal_proactive", "pgscan_kswapd",
             "pgscan_direct", "pgscan_khugepaged", "pgscan_proactive")]
-        rows += [("pgscan_anon", 0), ("pgscan_file", scan_file), ("pgsteal_anon", 0),
-                 ("pgsteal_file", steal_file), ("pgrotated", ev["pgrotated"]),
+        rows += [("pgscan_anon", 0), ("pgscan_file", ev["pgscan_file"]), ("pgsteal_anon", 0),
+                 ("pgsteal_file", ev["pgsteal_file"]), ("pgrotated", ev["pgrotated"]),
                  ("oom_kill", ev["oom_kill"])]
         return "".join(f"{name} {n}\n" for name, n in rows)
 

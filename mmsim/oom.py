@@ -21,9 +21,12 @@ def _cdiv(a, b):
     return q if (a < 0) == (b < 0) else -q
 
 
-def is_global_init(proc):
-    """The thread group of pid 1, which the OOM killer never picks."""
-    return proc.tgid == 1
+def is_global_init(proc, memcg=None):
+    """The thread group of pid 1, which the machine's OOM killer never picks.
+    Simulator-defined: a cgroup's OOM killer (``memcg`` not None) may pick it, as it
+    may pick a container's pid 1 (the first process spawned is pid 1, and an
+    experiment that puts it in a limited cgroup expects it to be killable)."""
+    return proc.tgid == 1 and memcg is None
 
 
 def task_mm(proc):
@@ -37,10 +40,11 @@ def task_mm(proc):
     return None
 
 
-def oom_badness(proc, totalpages):
+def oom_badness(proc, totalpages, memcg=None):
     """The victim score of ``proc``, or None (the kernel's LONG_MIN) when it may not be
-    killed: global init, no address space left, or oom_score_adj -1000."""
-    if is_global_init(proc):
+    killed: global init (for the machine's OOM killer: ``memcg`` None), no address
+    space left, or oom_score_adj -1000."""
+    if is_global_init(proc, memcg):
         return None
     mm = task_mm(proc)
     if mm is None or proc.oom_score_adj == OOM_SCORE_ADJ_MIN:
@@ -89,7 +93,7 @@ def select_bad_process(kernel, memcg, totalpages):
     looked at on a tie (a later task replaces the chosen one at equal points)."""
     chosen, best = None, None
     for proc in _candidates(kernel, memcg):
-        points = oom_badness(proc, totalpages)
+        points = oom_badness(proc, totalpages, memcg)
         if points is None:
             continue
         if best is None or points >= best:
@@ -132,22 +136,23 @@ def out_of_memory(kernel, memcg):
     if victim is None:
         return None
     group = oom_group_of(victim, memcg)
-    oom_kill_process(victim)
+    oom_kill_process(victim, memcg)
     if group is not None:
         memory_event(group, "oom_group_kill")
         inside = {id(m) for m in group.subtree()}
         for proc in sorted(kernel.processes.values(), key=lambda p: p.pid):
-            if (proc.pid == proc.tgid and id(proc.memcg) in inside and not is_global_init(proc)
+            if (proc.pid == proc.tgid and id(proc.memcg) in inside
+                    and not is_global_init(proc, memcg)
                     and proc.oom_score_adj != OOM_SCORE_ADJ_MIN):
-                oom_kill_process(proc)
+                oom_kill_process(proc, memcg)
     return victim
 
 
-def oom_kill_process(victim):
+def oom_kill_process(victim, memcg=None):
     """__oom_kill_process: count the kill (/proc/vmstat oom_kill, and memory.events
     oom_kill of the cgroup its address space is charged to) and SIGKILL its thread
-    group and every other process sharing its address space (global init aside).  A
-    group already gone is skipped."""
+    group and every other process sharing its address space (global init aside, for
+    the machine's OOM killer: ``memcg`` None).  A group already gone is skipped."""
     kernel = victim.kernel
     mm = task_mm(victim)
     if mm is None:
@@ -156,7 +161,7 @@ def oom_kill_process(victim):
     memory_event(mm.memcg, "oom_kill")
     kill(victim)
     for proc in sorted(kernel.processes.values(), key=lambda p: p.pid):
-        if proc.mm is mm and proc.pid == proc.tgid and not is_global_init(proc):
+        if proc.mm is mm and proc.pid == proc.tgid and not is_global_init(proc, memcg):
             kill(proc)
 
 

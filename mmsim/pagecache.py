@@ -56,7 +56,8 @@ class Node:
         self.nr_inactive = self.nr_active = 0      # the file lists, in pages
         self.nr_file_pages = self.nr_mapped = 0    # page cache (shmem included), mapped
         self.nr_dirty = self.nr_writeback = self.nr_shmem = self.nr_anon = 0
-        self.events = dict.fromkeys(EVENTS + ("nr_dirtied", "nr_written", "pgpgin", "oom_kill"), 0)
+        self.events = dict.fromkeys(EVENTS + ("nr_dirtied", "nr_written", "pgpgin", "oom_kill",
+                                                 "pgscan_file", "pgsteal_file"), 0)
 
     @property
     def pgactivate(self):
@@ -265,6 +266,36 @@ def drop_shadows(inode, lo, hi):
             del shadows[index]
 
 
-__all__ = ["Page", "Node", "lookup", "add", "add_shmem", "delete", "evict",
+def check(kernel):
+    """Assert that the LRU lists, the cgroups' charges and counters and the node's
+    counts agree with each other (a checking aid for tests)."""
+    node = kernel.node
+    memcgs = list(kernel.root_memcg.subtree())
+    sums = dict.fromkeys(("anon", "file", "shmem", "file_mapped", "file_dirty"), 0)
+    lru_sums = [0, 0, 0, 0]
+    for m in memcgs:
+        lruvec = m.lruvec
+        for lst, lru in ((LRU_INACTIVE_FILE, INACTIVE), (LRU_ACTIVE_FILE, ACTIVE)):
+            pages = lruvec.lists[lst]
+            assert len(pages) == lruvec.nr[lst], (m.name, lst, len(pages), lruvec.nr[lst])
+            for page in pages:
+                assert page.memcg is m and page.lru == lru, (m.name, page.index)
+                assert page.inode.cache.get(page.index) is page
+                assert page.index not in page.inode.shadows
+        for i in range(4):
+            lru_sums[i] += lruvec.nr[i]
+        for name in sums:
+            assert m.stat[name] >= 0, (m.name, name, m.stat[name])
+            sums[name] += m.stat[name]
+        subtree = sum(c.stat["anon"] + c.stat["file"] for c in m.subtree())
+        assert m.current == subtree, (m.name, m.current, subtree)
+    assert (node.nr_inactive, node.nr_active) == (lru_sums[2], lru_sums[3])
+    assert lru_sums[0] + lru_sums[1] == sums["anon"] + sums["shmem"]
+    assert (node.nr_anon, node.nr_file_pages, node.nr_shmem, node.nr_mapped, node.nr_dirty) == (
+        sums["anon"], sums["file"], sums["shmem"], sums["file_mapped"], sums["file_dirty"]), (
+        node.nr_anon, node.nr_file_pages, node.nr_shmem, node.nr_mapped, node.nr_dirty, sums)
+
+
+__all__ = ["Page", "check", "Node", "lookup", "add", "add_shmem", "delete", "evict",
            "mark_accessed", "deactivate", "deactivate_file", "set_dirty", "set_clean",
            "note_mapped", "lru_move", "drop_shadows", "INACTIVE", "ACTIVE"]

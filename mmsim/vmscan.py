@@ -113,8 +113,16 @@ def _try_to_unmap(kernel, sc, page):
 
 
 def _count(memcg, sc, base, nr):
-    count_event(memcg, base, nr)
-    count_event(memcg, base + ("_kswapd" if sc.kswapd else "_direct"), nr)
+    """pgscan/pgsteal: the cgroup counts every scan; /proc/vmstat's per-reclaimer
+    counters leave out reclaim at a cgroup's limit, its _file ones do not."""
+    stat = memcg.stat
+    which = base + ("_kswapd" if sc.kswapd else "_direct")
+    stat[base] += nr
+    stat[which] += nr
+    events = memcg.node.events
+    events[base + "_file"] += nr
+    if not sc.cgroup:
+        events[which] += nr
 
 
 def shrink_active_list(kernel, memcg, nr_to_scan, sc):

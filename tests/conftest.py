@@ -14,7 +14,7 @@
 
 import pytest
 
-from mmsim import live
+from mmsim import live, pagecache
 from mmsim.kernel import Kernel
 
 LIVE_OK, LIVE_WHY = live.available()
@@ -53,9 +53,15 @@ def host_thp():
 
 
 def check_kernels(kernels):
-    """Check each distinct live mm of every process in ``kernels`` once."""
+    """Check each distinct live mm of every process in ``kernels`` once, and each
+    kernel's page cache, LRU lists and cgroup charges."""
     seen = set()
     for kernel in kernels:
+        try:
+            pagecache.check(kernel)
+        except AssertionError as exc:
+            raise AssertionError(f"page cache or cgroup books inconsistent after the test: "
+                                 f"{exc}") from exc
         for proc in list(kernel.processes.values()):
             mm = getattr(proc, "mm", None)
             if mm is None or id(mm) in seen:

@@ -4,7 +4,7 @@ These assert no times; performance lives in BENCHMARKS.md."""
 
 import pytest
 
-from benchmarks import store
+from benchmarks import reclaim, store
 from benchmarks.peers import PlainListFloor, TreePeer
 from benchmarks.workload import HOLE_PAGES, PAGE, Workload
 
@@ -181,3 +181,19 @@ def test_kernel_benchmark_quick_prints_every_goal_row(capsys):
             live = float(cells[2].split()[0].replace(",", ""))
             assert slope or live > 0
             assert cells[3].endswith("x")
+
+
+def test_reclaim_benchmark_reclaims_what_the_limit_leaves_out():
+    rows, _ = reclaim.run(8 << 20, 2 << 20, live=False)
+    (sim,) = rows
+    assert sim["reclaimed"] >= (6 << 20) // 4096 - 64
+    assert sim["cached_at_end"] <= (2 << 20) // 4096
+    assert "mmsim" in reclaim.table(rows, 8 << 20, 2 << 20)
+
+
+@pytest.mark.live
+def test_reclaim_benchmark_runs_on_the_live_kernel():
+    if reclaim.live_available():
+        pytest.skip(reclaim.live_available())
+    row = reclaim.live_run(64 << 20, 16 << 20)
+    assert row["reclaimed"] > 0 and row["cached_at_end"] <= (16 << 20) // 4096
