@@ -3,6 +3,7 @@ several oom_score_adj values, against mmsim's for the same memory on a Kernel as
 large as this machine.  Only the children's own oom_score_adj is written; they are
 killed at the end."""
 
+import errno
 import mmap
 import os
 import subprocess
@@ -123,6 +124,76 @@ def test_oom_score_matches_the_live_kernel(mib):
                 assert got == live, (adj, got, live)
             else:
                 assert abs(got - live) <= 1, (adj, got, live)
+    finally:
+        child.kill()
+        child.wait()
+
+
+# The numbers the kernel's parsers take: page_counter_memparse through cgroup v1's
+# memory.soft_limit_in_bytes on this host (the same parser as v2's memory.max, with
+# "-1" for "max"; setting a soft limit reclaims nothing), and kstrtoint through a
+# child's own oom_score_adj.
+SIZES = ["0", "4096", "8191", "1k", "4K", "8M", "8m\n", "  1G  ", "1T", "0x2000", "020000",
+         "k", "m", "9223372036854775807", "64E", "100E", "-2", "8MB", "8 M", "1.5G", "abc",
+         "0x", "09", "max", "1KK", "\n"]
+V1 = "/sys/fs/cgroup/memory"
+
+
+def _write(path, text):
+    """0 or the errno of writing ``text`` in one write(2)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    except OSError as e:
+        return e.errno
+    finally:
+        os.close(fd)
+    return 0
+
+
+@pytest.mark.skipif(not os.path.isdir(V1) or os.geteuid() != 0,
+                    reason="needs root and the cgroup v1 memory controller")
+def test_limit_parsing_matches_page_counter_memparse():
+    from mmsim import cgroup
+    path = f"{V1}/mmsim-memparse-{os.getpid()}"
+    os.mkdir(path)
+    try:
+        knob = f"{path}/memory.soft_limit_in_bytes"
+        for text in SIZES:
+            _write(knob, "0")
+            err = _write(knob, text)
+            live = err or int(open(knob).read())
+            try:
+                sim = cgroup.page_counter_memparse(text) * 4096
+                if text.strip() == "max":
+                    sim = errno.EINVAL   # v1 calls it "-1"
+            except OSError as e:
+                sim = e.errno
+            assert sim == live, (text, sim, live)
+    finally:
+        os.rmdir(path)
+
+
+ADJ_TEXTS = [" 300\n", "0x12c", "+300", "0300", "1001", "-1001", "abc", "", "99999999999",
+             "3 00", "300abc", "1000", "   1000000000000   "]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="writing another process' oom_score_adj")
+def test_oom_score_adj_parsing_matches_the_live_kernel():
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        k = Kernel()
+        k.spawn()
+        sim = k.spawn()
+        for text in ADJ_TEXTS:
+            err = _write(f"/proc/{child.pid}/oom_score_adj", text)
+            live = err or int(open(f"/proc/{child.pid}/oom_score_adj").read())
+            try:
+                k.proc_write(f"/proc/{sim.pid}/oom_score_adj", text)
+                got = int(k.proc_read(f"/proc/{sim.pid}/oom_score_adj"))
+            except OSError as e:
+                got = e.errno
+            assert got == live, (text, got, live)
     finally:
         child.kill()
         child.wait()
