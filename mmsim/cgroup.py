@@ -25,6 +25,7 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 # cgroup whose parent enables it in cgroup.subtree_control.  memory.stat is on the
 # root too.
 CORE_FILES = ("cgroup.controllers", "cgroup.procs", "cgroup.subtree_control")
+CHILD_CORE_FILES = CORE_FILES + ("cgroup.events",)
 MEMORY_FILES = ("memory.current", "memory.events", "memory.events.local", "memory.high",
                 "memory.low", "memory.max", "memory.min", "memory.oom.group", "memory.peak",
                 "memory.stat", "memory.swap.current", "memory.swap.max")
@@ -87,8 +88,8 @@ def files_of(memcg):
     if memcg.parent is None:
         return CORE_FILES + ROOT_MEMORY_FILES
     if memcg.parent.subtree_memory:
-        return CORE_FILES + MEMORY_FILES
-    return CORE_FILES
+        return CHILD_CORE_FILES + MEMORY_FILES
+    return CHILD_CORE_FILES
 
 
 def _walk(kernel, parts):
@@ -330,6 +331,11 @@ def read(kernel, path):
         return "memory\n" if on else "\n"
     if file == "cgroup.subtree_control":
         return "memory\n" if memcg.subtree_memory else "\n"
+    if file == "cgroup.events":
+        inside = {id(m) for m in memcg.subtree()}
+        populated = any(p.state == "running" and id(p.memcg) in inside
+                        for p in kernel.processes.values())
+        return f"populated {int(populated)}\nfrozen 0\n"
     if file == "memory.stat":
         return memory_stat(kernel, memcg)
     if file == "memory.current":

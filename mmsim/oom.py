@@ -40,14 +40,21 @@ def task_mm(proc):
     return None
 
 
+def in_vfork(proc):
+    """A vfork child still borrowing its parent's address space (until it execs or
+    exits): killing it would free nothing of its own."""
+    parent = proc.vfork_parent
+    return parent is not None and proc.mm is not None and parent.mm is proc.mm
+
+
 def oom_badness(proc, totalpages, memcg=None):
     """The victim score of ``proc``, or None (the kernel's LONG_MIN) when it may not be
     killed: global init (for the machine's OOM killer: ``memcg`` None), no address
-    space left, or oom_score_adj -1000."""
+    space left, oom_score_adj -1000, or a vfork child before its exec."""
     if is_global_init(proc, memcg):
         return None
     mm = task_mm(proc)
-    if mm is None or proc.oom_score_adj == OOM_SCORE_ADJ_MIN:
+    if mm is None or proc.oom_score_adj == OOM_SCORE_ADJ_MIN or in_vfork(proc):
         return None
     # get_mm_rss + MM_SWAPENTS + mm_pgtables_bytes in pages (the page tables counted
     # as /proc/PID/status's VmPTE counts them).
@@ -194,4 +201,4 @@ def kill(victim):
 
 __all__ = ["oom_badness", "oom_score", "score_points", "select_bad_process", "out_of_memory",
            "oom_kill_process", "oom_group_of", "kill", "task_mm", "totalpages_of",
-           "is_global_init", "OOM_SCORE_ADJ_MIN", "OOM_SCORE_ADJ_MAX"]
+           "is_global_init", "in_vfork", "OOM_SCORE_ADJ_MIN", "OOM_SCORE_ADJ_MAX"]

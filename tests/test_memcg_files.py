@@ -144,7 +144,7 @@ def test_read_only_files_directories_and_unknown_files():
     k = Kernel()
     box(k)
     for name in ("memory.current", "memory.stat", "memory.events", "memory.events.local",
-                 "memory.swap.current", "cgroup.controllers"):
+                 "memory.swap.current", "cgroup.controllers", "cgroup.events"):
         assert errno_of(k.proc_write, f"{CG}/box/{name}", "0") == errno.EACCES, name
     assert errno_of(read, k, f"{CG}/box") == errno.EISDIR
     assert errno_of(k.proc_write, f"{CG}/box", "0") == errno.EISDIR
@@ -303,11 +303,33 @@ def test_oom_score_follows_proc_oom_score(adj, score):
     assert read(k, f"/proc/{p.pid}/oom_score_adj") == f"{adj}\n"
 
 
-def test_init_and_exited_processes_score_zero():
+def test_init_exited_processes_and_vfork_children_score_zero():
     k = Kernel()
     init = k.spawn()
     anon(init, MiB)
     assert read(k, f"/proc/{init.pid}/oom_score") == "0\n"
+    p = init.fork()   # a child of a running parent stays a zombie until reaped
+    anon(p, MiB)
+    child = p.vfork()   # borrows p's address space until it execs or exits
+    assert read(k, f"/proc/{child.pid}/oom_score") == "0\n"
+    assert int(read(k, f"/proc/{p.pid}/oom_score")) > 0
+    child.exit(0)
+    p.exit_group(0)
+    assert read(k, f"/proc/{p.pid}/oom_score") == "0\n"   # a zombie
+
+
+def test_cgroup_events_populated():
+    k = Kernel()
+    k.spawn()
+    box(k, "a")
+    k.proc_write(f"{CG}/a/cgroup.subtree_control", "+memory")
+    box(k, "a/b")
+    assert read(k, f"{CG}/a/cgroup.events") == "populated 0\nfrozen 0\n"
+    p = k.spawn(cgroup="a/b")
+    assert read(k, f"{CG}/a/cgroup.events") == "populated 1\nfrozen 0\n"
+    assert errno_of(read, k, f"{CG}/cgroup.events") == errno.ENOENT
+    p.exit_group(0)
+    assert read(k, f"{CG}/a/b/cgroup.events") == "populated 0\nfrozen 0\n"
 
 
 def test_victim_choice():
