@@ -573,3 +573,27 @@ def test_cgroup_accounting_stays_consistent(ops):
 
 def test_killed_is_public():
     assert mmsim.Killed is Killed and issubclass(Killed, mmsim.MmsimError)
+
+
+KNOB_PATHS = ([f"/proc/sys/vm/{n}" for n in ("swappiness", "min_free_kbytes", "overcommit_kbytes")]
+              + ["/sys/kernel/mm/transparent_hugepage/enabled"]
+              + [f"{CG}/box/{n}" for n in ("memory.max", "memory.high", "memory.oom.group",
+                                           "cgroup.procs", "cgroup.subtree_control",
+                                           "memory.stat")]
+              + ["/proc/2/oom_score_adj", f"{CG}/box/../box/memory.low", f"{CG}/\0"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(KNOB_PATHS), st.text(max_size=40))
+def test_any_text_written_is_taken_or_refused_with_an_errno(path, text):
+    k = Kernel()
+    k.spawn()
+    box(k)
+    k.spawn(cgroup="box")
+    try:
+        k.proc_write(path, text)
+    except OSError as e:
+        assert e.errno in (errno.EINVAL, errno.ERANGE, errno.ESRCH, errno.EBUSY, errno.ENOENT,
+                           errno.EACCES), e
+    for p in KNOB_PATHS[:4] + KNOB_PATHS[4:9]:
+        k.proc_read(p)
