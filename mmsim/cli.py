@@ -212,6 +212,8 @@ class Writer:
         if ev.kind == "show":
             return {"type": ev.name, "line": ev.line, "pid": o.label,
                     "fields": procfs.parse_fields(o.smaps)}
+        if ev.kind == "exit":
+            return {"type": "exit", "line": ev.line, "pid": o.label, "text": o.line()}
         return {"type": "call", "line": ev.line, "pid": o.label, "call": ev.name,
                 "text": o.line(), "result": o.result, "recorded": ev.result,
                 "recorded_text": None if ev.result is None else

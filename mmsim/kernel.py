@@ -11,11 +11,13 @@ import random
 from math import isqrt
 
 from . import memcg as memcg_mod
-from . import oom, overcommit, procfs, vmscan
-from .cred import Cred
+from . import cgroup as cgroup_mod
+from . import oom, overcommit, procfs, sysctl, vmscan
+from .cred import CAP_DAC_OVERRIDE, CAP_SYS_RESOURCE, Cred, capable
 from .files import DIR, REG, Inode, OpenFile
 from .fork_exec import mm_init
 from .errors import Killed
+from .kstrtox import kstrtoint, strstrip
 from .memcg import MemCgroup
 from .pagecache import Node
 from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE, RLIMIT_STACK_DEFAULT,
@@ -23,7 +25,7 @@ from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE, RLIMIT
                    page_align, page_align_down)
 from .mm import MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, Mm
 from .task import Process
-from .thp import MODES
+from .thp import MODES, recommended_min_free_kbytes
 from .uapi import (RLIM_INFINITY, RLIMIT_AS, RLIMIT_CORE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE,
                    RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE, RLIMIT_NOFILE,
                    RLIMIT_NPROC, RLIMIT_RSS, RLIMIT_RTPRIO, RLIMIT_RTTIME, RLIMIT_SIGPENDING,
@@ -41,10 +43,7 @@ def default_min_free_kbytes(memory: int, thp: str) -> int:
     reference machine."""
     kbytes = min(max(isqrt((memory >> 10) * 16), 128), 262144)
     if thp != "never":
-        zones, pageblock = 3, 512
-        recommended = pageblock * zones * 2 + pageblock * zones * 3 * 3
-        recommended = min(recommended, (memory >> PAGE_SHIFT) // 20) << (PAGE_SHIFT - 10)
-        kbytes = max(kbytes, recommended)
+        kbytes = max(kbytes, recommended_min_free_kbytes(memory))
     return kbytes
 
 
@@ -97,6 +96,11 @@ class Kernel:
         self.shmem_committed = {}   # shmem inode -> pages charged for it (shmem_acct_size)
         self.nr_resident = 0   # the RSS of every address space, summed (pages.machine_resident)
         self.thp = thp
+        # /sys/kernel/mm/transparent_hugepage/{defrag,shmem_enabled}: kept and shown,
+        # not consulted (faults model the reference machine's settings).
+        self.thp_defrag = "madvise"
+        self.shmem_enabled = "never"
+        self.oom_killed: list[int] = []   # pids of the groups the OOM killer killed, in order
         # mctl's permission rule: the proposal's ("strict") or the relaxed alternative.
         self.mctl_policy = mctl_policy
         self.max_map_count = max_map_count
@@ -220,6 +224,9 @@ class Kernel:
         if parent is not None:
             parent.children[pid] = proc
             proc.memcg = parent.memcg
+            # copy_signal: the OOM adjustment is inherited.
+            proc.oom_score_adj = parent.oom_score_adj
+            proc.oom_score_adj_min = parent.oom_score_adj_min
         proc.memcg.procs.add(pid)
         if mm is not None and parent is None:
             mm.memcg = proc.memcg
@@ -247,10 +254,19 @@ class Kernel:
                 RLIMIT_NICE: (0, 0), RLIMIT_RTPRIO: (0, 0), RLIMIT_RTTIME: (inf, inf)}
 
     def spawn(self, path: str | None = None, argv: list[str] | None = None,
-              envp: list[str] | None = None, uid: int = 0, gid: int = 0) -> Process:
-        """A new process running as ``uid``/``gid`` (root by default): exec of the real
-        ELF file ``path``, or, without a path, a synthetic empty address space."""
+              envp: list[str] | None = None, uid: int = 0, gid: int = 0,
+              cgroup: str | None = None) -> Process:
+        """A new process running as ``uid``/``gid`` (root by default), in the cgroup
+        ``cgroup`` ("NAME" below /sys/fs/cgroup; None: the root): exec of the real ELF
+        file ``path``, or, without a path, a synthetic empty address space."""
+        target = None if cgroup is None else cgroup_mod.find(self, cgroup)
         proc = self.new_process(self.new_mm(), cred=Cred(uid, gid))
+        if target is not None:
+            try:
+                cgroup_mod.attach(self, proc, target)
+            except OSError:
+                self.release(proc)
+                raise
         if path is not None:
             try:
                 proc.execve(path, argv, envp)
@@ -331,8 +347,10 @@ class Kernel:
         if victim is None:
             raise error(errno.ENOMEM, "out of memory and no process to kill")
         current = self.current
-        if current is not None and current.tgid == victim.tgid:
-            raise Killed(victim.pid, oom.SIGKILL)
+        if current is not None and current.state != "running":
+            # Killed as the victim, as a member of its oom.group cgroup, or as a
+            # process sharing its address space.
+            raise Killed(current.pid, oom.SIGKILL)
 
     def _direct_reclaim(self, nr):
         """__alloc_pages_slowpath: reclaim the machine until free memory is back above
@@ -421,14 +439,34 @@ class Kernel:
         return "".join(f"{name} {n}\n" for name, n in rows)
 
     def proc_read(self, path: str) -> str:
-        """The text of ``/proc/PID/{maps,smaps,status}``, or of the page-cache lines
-        of ``/proc/meminfo`` and ``/proc/vmstat``, in the kernel's format."""
+        """The text of ``/proc/PID/{maps,smaps,status,cgroup,oom_score,oom_score_adj}``,
+        of the page-cache lines of ``/proc/meminfo`` and ``/proc/vmstat``, of the vm
+        sysctls and THP knobs, and of the cgroup files under /sys/fs/cgroup, in the
+        kernel's format."""
         if not isinstance(path, str):
             raise error(errno.EFAULT, "a path must be a str")
         if path == "/proc/meminfo":
             return self.meminfo()
         if path == "/proc/vmstat":
             return self.vmstat()
+        if sysctl.is_knob(path):
+            return sysctl.read(self, path)
+        if cgroup_mod.is_cgroupfs(path):
+            return cgroup_mod.read(self, path)
+        proc, name = self._proc_file(path)
+        if name == "cgroup":
+            return cgroup_mod.proc_cgroup(proc)
+        if name == "oom_score":
+            return f"{oom.oom_score(proc, oom.totalpages_of(self, None))}\n"
+        if name == "oom_score_adj":
+            return f"{proc.oom_score_adj}\n"
+        view = {"maps": procfs.maps, "smaps": procfs.smaps, "status": procfs.status}.get(name)
+        if view is None:
+            raise error(errno.ENOENT, path)
+        return view(proc)
+
+    def _proc_file(self, path):
+        """(process, file name) for /proc/PID/NAME; ENOENT when there is no such pid."""
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != "proc":
             raise error(errno.ENOENT, path)
@@ -437,7 +475,58 @@ class Kernel:
                 else None)
         if proc is None:
             raise error(errno.ENOENT, path)
-        view = {"maps": procfs.maps, "smaps": procfs.smaps, "status": procfs.status}.get(parts[2])
-        if view is None:
-            raise error(errno.ENOENT, path)
-        return view(proc)
+        return proc, parts[2]
+
+    def proc_write(self, path: str, text: str, writer: Process | None = None) -> None:
+        """Write ``text`` to a vm sysctl, a THP knob, a cgroup file or
+        /proc/PID/oom_score_adj, as the kernel's handler takes it (OSError with its
+        errno otherwise).  ``writer`` is the simulated process writing (its
+        credentials decide what is allowed); None is root outside the simulation."""
+        if not isinstance(path, str):
+            raise error(errno.EFAULT, "a path must be a str")
+        if not isinstance(text, str):
+            raise error(errno.EINVAL, "the text must be a str")
+        if sysctl.is_knob(path):
+            sysctl.write(self, path, text)
+            return
+        if cgroup_mod.is_cgroupfs(path):
+            cgroup_mod.write(self, path, text, writer)
+            return
+        proc, name = self._proc_file(path)
+        if name == "oom_score_adj":
+            self._oom_score_adj_write(proc, text, writer)
+            return
+        if name in ("maps", "smaps", "status", "cgroup", "oom_score"):
+            raise error(errno.EACCES, f"/proc/PID/{name} is read-only")
+        raise error(errno.ENOENT, path)
+
+    def _oom_score_adj_write(self, proc, text, writer):
+        """oom_score_adj_write: an int in -1000..1000 (of the first 12 bytes written);
+        going below the group's oom_score_adj_min needs CAP_SYS_RESOURCE (EACCES), and
+        a writer with it sets that minimum too.  Every thread of the group and every
+        process sharing its address space gets the value."""
+        cred = writer.cred if writer is not None else Cred()
+        if cred.fsuid != proc.cred.euid and not capable(cred, CAP_DAC_OVERRIDE):
+            raise error(errno.EACCES, "the file is 0644, owned by the process' user")
+        value = kstrtoint(strstrip(text[:12]), 0)
+        if not oom.OOM_SCORE_ADJ_MIN <= value <= oom.OOM_SCORE_ADJ_MAX:
+            raise error(errno.EINVAL, "oom_score_adj is in -1000..1000")
+        privileged = capable(cred, CAP_SYS_RESOURCE)
+        if value < proc.oom_score_adj_min and not privileged:
+            raise error(errno.EACCES, "lowering oom_score_adj needs CAP_SYS_RESOURCE")
+        mm = oom.task_mm(proc)
+        for p in self.processes.values():
+            if p.tgid == proc.tgid or (mm is not None and p.mm is mm):
+                p.oom_score_adj = value
+                if privileged:
+                    p.oom_score_adj_min = value
+
+    def mkdir(self, path: str) -> None:
+        """mkdir under /sys/fs/cgroup: a new cgroup (EEXIST, ENOENT, ENOTDIR as the
+        kernel answers)."""
+        cgroup_mod.mkdir(self, path)
+
+    def rmdir(self, path: str) -> None:
+        """rmdir under /sys/fs/cgroup: remove a cgroup without processes or children
+        (EBUSY otherwise)."""
+        cgroup_mod.rmdir(self, path)

@@ -56,7 +56,8 @@ class MemCgroup:
 
     __slots__ = ("name", "parent", "children", "max", "high", "low", "min", "swap_max",
                  "current", "peak", "swap_current", "lruvec", "stat", "events",
-                 "local_events", "procs", "oom_group", "id", "node")
+                 "local_events", "procs", "oom_group", "id", "node", "subtree_memory",
+                 "dying")
 
     _ids = [0]
 
@@ -77,6 +78,10 @@ class MemCgroup:
         self.local_events = dict.fromkeys(MEMORY_EVENTS, 0)   # memory.events.local
         self.procs = set()   # pids of the processes in this cgroup
         self.oom_group = False
+        # "memory" in cgroup.subtree_control: the root's is on from the start (as
+        # systemd leaves it), a new cgroup's off.  ``dying``: removed, still charged.
+        self.subtree_memory = parent is None
+        self.dying = False
         self._ids[0] += 1
         self.id = self._ids[0]
         if parent is not None:

@@ -296,7 +296,7 @@ def status(proc):
                   _status_kb("RssAnon:", mm.rss_anon), _status_kb("RssFile:", mm.rss_file),
                   _status_kb("RssShmem:", mm.rss_shmem), _status_kb("VmData:", data),
                   _status_kb("VmStk:", stack), _status_kb("VmExe:", 0), _status_kb("VmLib:", exe),
-                  _status_kb("VmPTE:", _pte_pages(mm)), _status_kb("VmSwap:", 0),
+                  _status_kb("VmPTE:", pte_pages(mm)), _status_kb("VmSwap:", 0),
                   _status_kb("HugetlbPages:", 0), "CoreDumping:\t0\n",
                   f"THP_enabled:\t{0 if mm.flags & MMF_DISABLE_THP_COMPLETELY else 1}\n"]
     group = [p for p in proc.kernel.processes.values()
@@ -305,8 +305,9 @@ def status(proc):
     return "".join(lines)
 
 
-def _pte_pages(mm):
-    """Simulator-defined VmPTE: one 4 KiB page table per 2 MiB region holding PTEs."""
+def pte_pages(mm):
+    """Simulator-defined VmPTE (mm_pgtables_bytes in pages): one 4 KiB page table per
+    2 MiB region holding PTEs."""
     n = 0
     last = -1   # the last table counted: VMAs and their extents come in address order
     for vma in mm.vmas():

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 import attrs
 
 from . import binfmt_elf, exec_follow, uapi
+from .errors import Killed
 from .files import DIR, REG
 from .kernel import Kernel
 from .defs import PAGE_SIZE, TASK_SIZE, U64, bulk_build, page_align, page_align_down
@@ -99,6 +100,8 @@ class Outcome:
         prefix = f"[pid {self.label}] " if ev.prefix is not None else ""
         if ev.kind == "dump":
             return f"# dump pid {self.label}" + (" (at exit)" if ev.name == "at exit" else "")
+        if ev.kind == "exit":
+            return f"{prefix}+++ {ev.text} +++"
         if ev.kind == "show":
             return f"# {ev.name}" + (f" pid {self.label}" if ev.name == "status" else "")
         return f"{prefix}{ev.name}({ev.text}) = {format_result(ev.name, self.result)}"
@@ -213,6 +216,7 @@ class Replayer:
         self._hidden = {}         # (logical pid, fd) -> bytes mapped with no open seen
         self.procs = {}      # logical pid (None: initial) -> Process
         self.names = {}      # simulator pid -> logical pid
+        self.cgroup = None   # the cgroup the initial process starts in (None: the root)
         self.fds = {}        # (table owner, trace fd) -> simulator fd
         self._tables = {}    # logical pid -> the pid whose fd table it shares (CLONE_FILES)
         self.initial_label = None
@@ -289,6 +293,7 @@ class Replayer:
         pending = self._pending
         early = self._early
         procs = self.procs
+        killed = self.kernel.oom_killed if self.kernel is not None else None
         while True:
             while not exhausted and len(window) <= ahead:
                 ev = next(source, None)
@@ -322,6 +327,8 @@ class Replayer:
                 result = early.pop(i) if early and i in early else self.call(ev)
                 pid = ev.pid
                 yield Outcome(ev, result, "", "", pid if pid is not None else self._label(pid))
+                if killed:
+                    yield from self._killed(ev)
             else:
                 yield from self.step(ev, i)
             window.popleft()
@@ -345,6 +352,8 @@ class Replayer:
             result = self._early.pop(index) if index in self._early else self.call(ev)
             yield from self._at_exit(ev, before)
             yield Outcome(ev, result, label=self._label(ev.pid))
+            if self.kernel is not None and self.kernel.oom_killed:
+                yield from self._killed(ev)
         elif ev.kind == "dump":
             yield self.dump(ev)
         elif ev.kind == "show":
@@ -353,6 +362,20 @@ class Replayer:
             before = self._smaps_before_teardown(ev)
             self._exited(ev)
             yield from self._at_exit(ev, before)
+
+    def _killed(self, ev):
+        """``+++ killed by SIGKILL +++`` for each process the OOM killer killed during
+        ``ev``, as strace shows a process dying of a signal."""
+        killed = self.kernel.oom_killed
+        pids, killed[:] = list(killed), []
+        for pid in pids:
+            if pid not in self.names:
+                continue   # not a process of the trace
+            who = self.names[pid]
+            label = self._label(who)
+            prefix = label if ev.prefix is not None or who is not None else None
+            yield Outcome(Event(ev.line, "exit", who, text="killed by SIGKILL", prefix=prefix),
+                          label=label)
 
     def _smaps_before_teardown(self, ev):
         """With ``dump_at_exit``: (mm, its smaps) when ``ev`` may tear an address space
@@ -427,7 +450,7 @@ class Replayer:
     def spawn_initial(self) -> Process:
         """The initial process: like a program started from a shell, it has standard
         input, output and error open (on a simulated /dev/null)."""
-        init = self.kernel.spawn()
+        init = self.kernel.spawn(cgroup=self.cgroup)
         null = self.kernel.files.get("/dev/null")
         if null is None:
             null = self.kernel.create_file("/dev/null", 0, dev=(0x00, 0x05))
@@ -506,10 +529,20 @@ class Replayer:
             handler = self._handlers[name] = self._handler(name)
         try:
             if handler is not None:
-                return handler(proc, ev, *ev.args)
-            return getattr(proc, name)(*ev.args)
+                result = handler(proc, ev, *ev.args)
+            else:
+                result = getattr(proc, name)(*ev.args)
+            kernel = self.kernel
+            if kernel is not None and kernel.pressure:
+                # A direct handler ran the call without its syscall wrapper: what waits
+                # for the call's end (reclaim, OOM kills) runs here.
+                kernel.current = proc
+                kernel.balance(proc)
+            return result
         except OSError as e:
             return -e.errno
+        except Killed:
+            return "?"   # the call never returns: the OOM killer killed its process
         except _Unmodelled:
             return ev.result if ev.result is not None else 0
 

@@ -316,6 +316,8 @@ class Process:
         self.term_sig = 0            # the signal that killed it (SIGKILL from the OOM killer)
         self.memcg = kernel.root_memcg   # its memory cgroup (Kernel.new_process sets it)
         self.oom_score_adj = 0       # /proc/PID/oom_score_adj
+        self.oom_score_adj_min = 0   # the lowest value a writer without CAP_SYS_RESOURCE may set
+        self.vfork_parent = None     # the parent a CLONE_VFORK child borrows the mm of
         # The children this process may wait for, by pid (kernel: task->children).
         self.children: dict[int, Process] = {}
         self.pdeath_signal = 0       # PR_SET_PDEATHSIG
@@ -371,6 +373,8 @@ class Process:
             return self.fork()
         self.mm.users += 1
         child = self.kernel.new_process(self.mm, parent=self)
+        if flags & CLONE_VFORK:
+            child.vfork_parent = self
         # CLONE_FILES shares the one table (a descriptor any of them opens or closes is
         # everyone's, close-on-exec flags included); without it the child gets a copy.
         if flags & CLONE_FILES:

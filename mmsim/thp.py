@@ -21,6 +21,14 @@ MMF_DISABLE_THP_EXCEPT_ADVISED = 1 << 23
 MMF_DISABLE_THP_COMPLETELY = 1 << 24
 
 
+def recommended_min_free_kbytes(memory):
+    """set_recommended_min_free_kbytes: what khugepaged raises vm.min_free_kbytes to
+    (eleven pageblocks for each of three zones, capped at 5% of RAM), in KiB."""
+    zones, pageblock = 3, 512
+    recommended = pageblock * zones * 2 + pageblock * zones * 3 * 3
+    return min(recommended, (memory >> PAGE_SHIFT) // 20) << (PAGE_SHIFT - 10)
+
+
 def vma_thp_disabled(vm_flags, mm_flags, forced_collapse):
     """The per-VMA and per-process switches, first match wins (vma_thp_disabled)."""
     if vm_flags & VM_NOHUGEPAGE:

@@ -15,18 +15,19 @@ DIFF = pathlib.Path(__file__).parent / "data" / "diff"
 
 def test_the_top_level_names():
     for name in ("Kernel", "Process", "replay_trace", "replay_file", "Outcome",
-                 "MmsimError", "TraceError", "NotComparable"):
+                 "MmsimError", "TraceError", "NotComparable", "Killed"):
         assert name in mmsim.__all__ and hasattr(mmsim, name), name
     k = mmsim.Kernel()
     assert isinstance(k.spawn(), mmsim.Process)
 
 
 def test_one_base_class_for_mmsims_own_exceptions():
-    for exc in (mmsim.TraceError, mmsim.NotComparable, testing.Difference):
+    for exc in (mmsim.TraceError, mmsim.NotComparable, mmsim.Killed, testing.Difference):
         assert issubclass(exc, mmsim.MmsimError), exc
     # the same classes wherever they are imported from
     assert strace.TraceError is mmsim.TraceError is errors.TraceError
     assert live.NotComparable is mmsim.NotComparable
+    assert errors.Killed is mmsim.Killed
     # a malformed trace is still a ValueError, as before
     assert issubclass(mmsim.TraceError, ValueError)
 

@@ -1,0 +1,102 @@
+"""The vm sysctls (/proc/sys/vm/*, kernel/sysctl.c and mm/*) and the transparent huge
+page knobs (/sys/kernel/mm/transparent_hugepage/*, mm/huge_memory.c) the simulator
+keeps, read and written as the kernel's handlers do: the accepted values and ranges,
+EINVAL otherwise, and the read-back format.  Each knob is an attribute of the
+``Kernel``; the watermarks are computed from ``min_free_kbytes`` and
+``watermark_scale_factor`` when asked, so a write takes effect at once."""
+
+import errno
+
+from .defs import error
+from .kstrtox import proc_get_long
+from .thp import recommended_min_free_kbytes
+
+INT_MAX = (1 << 31) - 1
+ULONG_MAX = (1 << 64) - 1
+
+# name -> (Kernel attribute, kind, min, max); kind "int" is proc_dointvec_minmax,
+# "ulong" proc_doulongvec_minmax.
+VM_SYSCTLS = {
+    "swappiness": ("swappiness", "int", 0, 200),
+    "min_free_kbytes": ("min_free_kbytes", "int", 0, INT_MAX),
+    "watermark_scale_factor": ("watermark_scale_factor", "int", 1, 3000),
+    "overcommit_memory": ("overcommit_memory", "int", 0, 2),
+    "overcommit_ratio": ("overcommit_ratio", "int", -INT_MAX - 1, INT_MAX),
+    "overcommit_kbytes": ("overcommit_kbytes", "ulong", 0, ULONG_MAX),
+    "max_map_count": ("max_map_count", "int", 0, INT_MAX),
+    "admin_reserve_kbytes": ("admin_reserve_kbytes", "ulong", 0, ULONG_MAX),
+    "user_reserve_kbytes": ("user_reserve_kbytes", "ulong", 0, ULONG_MAX),
+}
+
+# /sys/kernel/mm/transparent_hugepage/NAME -> (Kernel attribute, the accepted values
+# in the order the file lists them).
+THP_KNOBS = {
+    "enabled": ("thp", ("always", "madvise", "never")),
+    "defrag": ("thp_defrag", ("always", "defer", "defer+madvise", "madvise", "never")),
+    "shmem_enabled": ("shmem_enabled", ("always", "within_size", "advise", "never", "deny",
+                                        "force")),
+}
+
+SYSCTL_DIR = "/proc/sys/vm/"
+THP_DIR = "/sys/kernel/mm/transparent_hugepage/"
+
+
+def is_knob(path):
+    """Whether ``path`` names one of the files this module answers."""
+    if path.startswith(SYSCTL_DIR):
+        return path[len(SYSCTL_DIR):] in VM_SYSCTLS
+    if path.startswith(THP_DIR):
+        return path[len(THP_DIR):] in THP_KNOBS
+    return False
+
+
+def read(kernel, path):
+    """The text of a knob file."""
+    if path.startswith(SYSCTL_DIR):
+        attr = VM_SYSCTLS[path[len(SYSCTL_DIR):]][0]
+        return f"{getattr(kernel, attr)}\n"
+    attr, values = THP_KNOBS[path[len(THP_DIR):]]
+    current = getattr(kernel, attr)
+    return " ".join(f"[{v}]" if v == current else v for v in values) + "\n"
+
+
+def _sysfs_streq(a, b):
+    """sysfs_streq: equal but for one trailing newline on either."""
+    return a.removesuffix("\n") == b.removesuffix("\n")
+
+
+def write(kernel, path, text):
+    """Write ``text`` to a knob file: the new value takes effect, or OSError(EINVAL)
+    leaves everything as it was."""
+    if path.startswith(SYSCTL_DIR):
+        name = path[len(SYSCTL_DIR):]
+        attr, kind, lo, hi = VM_SYSCTLS[name]
+        value = proc_get_long(text, unsigned=kind == "ulong")
+        if kind == "int" and not -INT_MAX - 1 <= value <= INT_MAX:
+            raise error(errno.EINVAL, "not an int")
+        if not lo <= value <= hi:
+            raise error(errno.EINVAL, f"{name} must be in {lo}..{hi}")
+        setattr(kernel, attr, value)
+        # overcommit_ratio_handler and overcommit_kbytes_handler: setting one clears
+        # the other, so that the one written last rules.
+        if name == "overcommit_ratio":
+            kernel.overcommit_kbytes = 0
+        elif name == "overcommit_kbytes":
+            kernel.overcommit_ratio = 0
+        return
+    name = path[len(THP_DIR):]
+    attr, values = THP_KNOBS[name]
+    for v in values:
+        if _sysfs_streq(text, v):
+            break
+    else:
+        raise error(errno.EINVAL, f"{name} takes one of {' '.join(values)}")
+    setattr(kernel, attr, v)
+    if name == "enabled" and v != "never":
+        # start_stop_khugepaged: a running khugepaged raises min_free_kbytes to its
+        # recommendation (never lowers it) each time the knob is written.
+        kernel.min_free_kbytes = max(kernel.min_free_kbytes,
+                                     recommended_min_free_kbytes(kernel.memory))
+
+
+__all__ = ["VM_SYSCTLS", "THP_KNOBS", "is_knob", "read", "write"]
