@@ -91,7 +91,17 @@ def test_within_and_spread():
     assert within("refault", 0, 0, 0)
     assert not within("refault", 0, 0, 1)          # an event where live had none
     assert within("cache", 0, 0, 10)               # a size: the slack applies
+    # /proc/vmstat's counters are host-wide: a few events elsewhere still count as zero
+    assert within("activate", 0, 0, pressure.OUTSIDE_SLACK)
+    assert not within("activate", 0, 0, pressure.OUTSIDE_SLACK + 1)
     assert within("cached:ws", 10, 10, 10)
+
+
+def test_every_metric_has_a_tolerance():
+    snap = {"stat": {}, "usage": 0, "failcnt": 0, "oom_kill": 0,
+            "vm": dict.fromkeys(pressure.VMSTAT, 0), "files": {"ws": [1, 2, 3]}}
+    for metric in pressure.metrics(snap, snap):
+        assert within(metric, 0, 0, 0), metric
 
 
 def _snap(failcnt, cached):
