@@ -71,8 +71,8 @@ NR_CACHESTAT = 451            # x86-64
 # How long the runner waits before a settled reading: /proc/vmstat's node counters fold
 # their per-CPU deltas once a second and the memcg statistics flush every two seconds.
 SETTLE = 2.2
-# File refaults elsewhere on the host a run tolerates (plus 1% of its own): each could
-# be an activation /proc/vmstat counts that is not the cgroup's.
+# File refaults elsewhere on the host a run tolerates: each could be an activation
+# /proc/vmstat counts that is not the cgroup's.
 OUTSIDE_SLACK = 16
 
 # Each step's name and the names of its fields after the name.
@@ -472,7 +472,7 @@ def _disturbances(sc, start, records, final):
     own = final["stat"].get("workingset_refault_file", 0) - start["stat"].get(
         "workingset_refault_file", 0)
     host = final["vm"]["workingset_refault_file"] - start["vm"]["workingset_refault_file"]
-    if host - own > OUTSIDE_SLACK + own // 100:
+    if host - own > OUTSIDE_SLACK:
         why.append(f"{host - own} file refaults outside the cgroup during the run "
                    f"(workingset_activate_file is host-wide)")
     return why
