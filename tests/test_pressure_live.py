@@ -98,7 +98,7 @@ def test_within_and_spread():
 
 
 def test_every_metric_has_a_tolerance():
-    snap = {"stat": {}, "usage": 0, "failcnt": 0, "oom_kill": 0,
+    snap = {"stat": {}, "usage": 0, "kmem": 0, "failcnt": 0, "oom_kill": 0,
             "vm": dict.fromkeys(pressure.VMSTAT, 0), "files": {"ws": [1, 2, 3]}}
     for metric in pressure.metrics(snap, snap):
         assert within(metric, 0, 0, 0), metric

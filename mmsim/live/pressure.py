@@ -269,6 +269,7 @@ def _snapshot(cg, libc, fds):
     vm = _kv(_read("/proc/vmstat"))
     return {"stat": _kv(_read(os.path.join(cg, "memory.stat"))),
             "usage": int(_read(os.path.join(cg, "memory.usage_in_bytes"))),
+            "kmem": int(_read(os.path.join(cg, "memory.kmem.usage_in_bytes"))),
             "failcnt": int(_read(os.path.join(cg, "memory.failcnt"))),
             "oom_kill": oom.get("oom_kill", 0), "under_oom": oom.get("under_oom", 0),
             "vm": {key: vm.get(key, 0) for key in VMSTAT},
@@ -295,6 +296,7 @@ def metrics(prev: dict, cur: dict) -> dict:
     out["restore"] = vm["workingset_restore_file"] - pv["workingset_restore_file"]
     out["host_refault"] = vm["workingset_refault_file"] - pv["workingset_refault_file"]
     out["usage"] = cur["usage"] // PAGE
+    out["kmem"] = cur.get("kmem", 0) // PAGE
     out["failcnt"] = cur["failcnt"] - prev["failcnt"]
     out["oom_kill"] = cur["oom_kill"] - prev["oom_kill"]
     for name, (cached, shadows, _) in cur["files"].items():
@@ -575,6 +577,7 @@ SHOWN = ("cache", "active_file", "inactive_file", "mapped_file", "rss", "refault
 TOLERANCE = {
     "cache": (0.05, 160), "active_file": (0.15, 160), "inactive_file": (0.15, 160),
     "mapped_file": (0.0, 16), "rss": (0.05, 256), "usage": (0.05, 256),
+    "kmem": (1.0, 256),
     "refault": (0.10, 128), "activate": (0.25, 80), "restore": (0.25, 80),
     "pgmajfault": (1.0, 2), "failcnt": (1.0, 64), "oom_kill": (0.0, 0),
     "host_refault": (0.10, 128), "cached": (0.10, 160), "shadows": (0.25, 160),
