@@ -212,3 +212,20 @@ def test_a_failing_runner_still_removes_what_it_made(workdir, monkeypatch):
     with pytest.raises(RuntimeError, match="injected"):
         run_live(sc, repeats=1, retries=0, workdir=workdir)
     assert _leftovers(sc.name) == [] and os.listdir(workdir) == []
+
+
+@live
+def test_a_failing_step_is_reported_and_cleaned_up(workdir, monkeypatch):
+    sc = SMALL["control"]
+    real = pressure._do_step
+
+    def failing(step, *args):
+        # Runs in the forked scenario process, which inherits the patch.
+        if step[0] == "mmap_read":
+            raise OSError(12, "injected")
+        return real(step, *args)
+
+    monkeypatch.setattr(pressure, "_do_step", failing)
+    with pytest.raises(RuntimeError, match=r"(?s)step 2 .*injected"):
+        run_live(sc, repeats=1, retries=0, workdir=workdir)
+    assert _leftovers(sc.name) == [] and os.listdir(workdir) == []

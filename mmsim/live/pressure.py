@@ -56,6 +56,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 
 from .child import available, load_libc
@@ -378,7 +379,12 @@ def _child(steps, paths, sizes, go_r, rep_w):
             return
         r0, c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
             resource.RUSAGE_CHILDREN)
-        _do_step(step, paths, sizes, kept)
+        try:
+            _do_step(step, paths, sizes, kept)
+        except OSError:
+            # A failed syscall is the scenario's fault or the host's, not a kill: say so.
+            os.write(rep_w, (json.dumps({"error": traceback.format_exc()}) + "\n").encode())
+            return
         r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
             resource.RUSAGE_CHILDREN)
         majflt = r1.ru_majflt - r0.ru_majflt + c1.ru_majflt - c0.ru_majflt
@@ -431,6 +437,9 @@ def _run_process(cg, steps, paths, sizes, libc, fds, prev, records, settle_steps
         for index, step in steps:
             os.write(go_w, b"g")
             line = reports.readline()
+            if line and "error" in json.loads(line):
+                raise RuntimeError(f"scenario process failed in step {index} {step!r}:\n"
+                                   f"{json.loads(line)['error']}")
             killed = 0
             if not line or step[0] == "exit":
                 _, status = os.waitpid(pid, 0)
@@ -650,9 +659,12 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"wait {SETTLE} s before each step's reading (folded counters)")
     ap.add_argument("--load", action="append", default=[], metavar="JSON",
                     help="print the runs saved by --json in these files instead of running")
-    ap.add_argument("scenario", nargs="*", choices=[[]] + list(SCENARIOS),
-                    help="scenarios to run (default: all)")
+    ap.add_argument("scenario", nargs="*",
+                    help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}")
     args = ap.parse_args(argv)
+    unknown = [name for name in args.scenario if name not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     if args.load:
         saved = {}
         for path in args.load:
