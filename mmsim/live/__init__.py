@@ -1,7 +1,9 @@
 """The live kernel, for comparing the simulator with it: smaps parsing (``smaps``), the
 child runner that makes calls in a forked child (``child``), the helper processes one
-per trace pid and their protocol (``helper``), and ``mmsim diff`` (``diff``).  The
-names tests and benchmarks use are here too: ``from mmsim.live import run``."""
+per trace pid and their protocol (``helper``), ``mmsim diff`` (``diff``), and the
+memory-pressure scenarios run in a cgroup v1 memory cgroup (``pressure``, imported on
+its own).  The names tests and benchmarks use are here too: ``from mmsim.live import
+run``."""
 
 from .child import available, host_thp, in_child, load_libc, run
 from .diff import diff_trace
