@@ -4,6 +4,8 @@ file are two different ``file`` pointers and their mappings never merge."""
 
 import itertools
 
+from .readahead import DEFAULT_BDI, FileRaState
+
 # What an inode is: a regular file (shmem files included), a directory, or one of the
 # pseudo files a descriptor may refer to.  Only regular files have an mmap operation,
 # so mmap of any other kind fails with ENODEV (checked on Linux 6.18: pipes, Unix and
@@ -30,6 +32,9 @@ class Inode:
         self.deleted = deleted
         self.cache = {}   # the page cache: file page index -> Page
         self.shadows = {}   # evicted pages' shadow entries: file page index -> shadow
+        # Its backing device's readahead limits (read_ahead_kb, max_sectors_kb) and the
+        # largest folio order its file system caches in (readahead.BackingDev).
+        self.bdi = DEFAULT_BDI
 
     def display_name(self):
         """The name /proc/PID/maps prints for mappings of this inode."""
@@ -39,8 +44,9 @@ class Inode:
 class OpenFile:
     """An open file description: an inode plus the access mode it was opened with, its
     file offset (shared by every descriptor dup'ed or inherited from it), its O_APPEND
-    status flag and the path it was opened by (what openat and fchdir resolve
-    against)."""
+    status flag, the path it was opened by (what openat and fchdir resolve
+    against), its readahead state (``ra``, f_ra) and the FMODE_RANDOM and
+    FMODE_NOREUSE modes posix_fadvise sets."""
 
     def __init__(self, inode, readable=True, writable=False, shmem=False, append=False,
                  name=None):
@@ -51,6 +57,9 @@ class OpenFile:
         self.append = append
         self.pos = 0
         self.name = name
+        self.ra = FileRaState(inode.bdi.ra_pages)
+        self.random = False    # FMODE_RANDOM: POSIX_FADV_RANDOM
+        self.noreuse = False   # FMODE_NOREUSE: POSIX_FADV_NOREUSE
 
     @property
     def mappable(self):

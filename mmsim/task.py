@@ -17,7 +17,7 @@ import posixpath
 from collections.abc import Mapping
 
 from . import madvise as _madvise
-from . import mman, pages
+from . import filemap, mman, pages
 from .files import DIR, EVENTFD, PIPE, REG, SEEKABLE, SOCKET, Inode
 from .cred import (CAP_IPC_LOCK, CAP_SYS_ADMIN, CAP_SYS_NICE, CAP_SYS_RESOURCE,
                    PTRACE_MODE_READ_FSCREDS, Cred, capable, capget, capset, inode_permission,
@@ -750,9 +750,18 @@ class Process:
         if count and pos >= MAX_LFS_FILESIZE:
             raise error(errno.EFBIG)
         count = min(count, MAX_LFS_FILESIZE - pos)
-        if count and pos + count > inode.size:
-            inode.size = pos + count
-        return count
+        if f.shmem:
+            # Simulator-defined: a write to a shmem file allocates nothing (its pages
+            # come from faults).
+            if count and pos + count > inode.size:
+                inode.size = pos + count
+            return count
+        return filemap.write(self.kernel, self._memcg(), inode, pos, count)
+
+    def _memcg(self):
+        """The memory cgroup this process charges page cache to."""
+        mm = self.mm
+        return mm.memcg if mm is not None else self.kernel.root_memcg
 
     @syscall(fd=INT, count=ULONG)
     def write(self, fd: int, count: int) -> int:
@@ -784,6 +793,110 @@ class Process:
         if count >> 63:
             raise error(errno.EINVAL, "count above SSIZE_MAX")
         return self._write_at(f, f.inode.size if f.append else offset, count)
+
+    def _readable(self, fd):
+        """The open file behind ``fd`` if it may be read (vfs_read's FMODE_READ check)."""
+        f = self._file(fd)
+        if not f.readable:
+            raise error(errno.EBADF, "not open for reading")
+        return f
+
+    def _read_at(self, f, pos, count):
+        """What a read of ``count`` bytes at ``pos`` returns: a regular file's bytes up to
+        EOF, read through its page cache (a shmem file's without allocating: holes
+        read as zeroes); EISDIR for a directory."""
+        if isinstance(f, Pidfd):
+            raise error(errno.EINVAL, "a pidfd has no read operation")
+        count = min(count, MAX_RW_COUNT)
+        inode = f.inode
+        if inode.kind == DIR:
+            raise error(errno.EISDIR)
+        if inode.kind == EVENTFD:
+            if count < 8:
+                raise error(errno.EINVAL, "an eventfd takes 8-byte reads")
+            raise error(errno.EAGAIN, "the eventfd counter is not modelled")
+        if inode.kind != REG:
+            # Simulator-defined: no data is modelled in pipes and sockets.
+            return 0
+        if f.shmem:
+            return max(0, min(count, inode.size - pos))
+        return filemap.read(self.kernel, self._memcg(), f, pos, count)
+
+    @syscall(fd=INT, count=ULONG)
+    def read(self, fd: int, count: int) -> int:
+        """read(2) of ``count`` bytes at the file offset (their contents are not
+        modelled), through the page cache with readahead; the offset moves past them."""
+        f = self._readable(fd)
+        if count >> 63:
+            raise error(errno.EINVAL, "count above SSIZE_MAX")
+        if isinstance(f, Pidfd) or f.inode.kind not in SEEKABLE:
+            return self._read_at(f, 0, count)
+        n = self._read_at(f, f.pos, count)
+        f.pos += n
+        return n
+
+    @syscall(fd=INT, count=ULONG, offset=ULONG)
+    def pread(self, fd: int, count: int, offset: int) -> int:
+        """pread64(2): ``count`` bytes at ``offset``; the file offset stays."""
+        if offset >> 63:
+            raise error(errno.EINVAL, "negative offset")
+        f = self._file(fd)
+        if isinstance(f, Pidfd):
+            raise error(errno.EINVAL, "a pidfd has no read operation")
+        if f.inode.kind not in SEEKABLE:
+            raise error(errno.ESPIPE)
+        if not f.readable:
+            raise error(errno.EBADF, "not open for reading")
+        if count >> 63:
+            raise error(errno.EINVAL, "count above SSIZE_MAX")
+        return self._read_at(f, offset, count)
+
+    def _advise(self, f, offset, length, advice):
+        """vfs_fadvise on ``f``: the checks of generic_fadvise, then the advice on a
+        regular file; a file without a real backing device (shmem, sockets, eventfds,
+        directories and pidfds here) takes valid advice and ignores it."""
+        if not isinstance(f, Pidfd) and f.inode.kind == PIPE:
+            raise error(errno.ESPIPE)
+        if length >> 63:
+            raise error(errno.EINVAL, "negative length")
+        if advice not in filemap.FADVICES:
+            raise error(errno.EINVAL, "unknown advice")
+        if isinstance(f, Pidfd) or f.inode.kind != REG or f.shmem:
+            return 0
+        if offset >> 63:
+            offset -= 1 << 64
+        return filemap.fadvise(self.kernel, self._memcg(), f, offset, length, advice)
+
+    @syscall(fd=INT, offset=ULONG, length=ULONG, advice=INT)
+    def fadvise(self, fd: int, offset: int, length: int, advice: int) -> int:
+        """posix_fadvise (fadvise64): advice on how ``[offset, offset + length)`` of the
+        file will be read (length 0: to the end); see ``filemap.fadvise``."""
+        return self._advise(self._file(fd), offset, length, advice)
+
+    @syscall(fd=INT, offset=ULONG, count=ULONG)
+    def readahead(self, fd: int, offset: int, count: int) -> int:
+        """readahead(2): POSIX_FADV_WILLNEED on a regular file open for reading."""
+        f = self._readable(fd)
+        if isinstance(f, Pidfd) or f.inode.kind != REG:
+            raise error(errno.EINVAL, "not a regular file")
+        return self._advise(f, offset, count, filemap.POSIX_FADV_WILLNEED)
+
+    @syscall(fd=INT)
+    def fsync(self, fd: int) -> int:
+        """fsync(2): the file's dirty pages are written back (at once); EINVAL for a
+        file without an fsync operation (pipes, sockets, eventfds)."""
+        f = self._file(fd)
+        kind = None if isinstance(f, Pidfd) else f.inode.kind
+        if kind not in (REG, DIR):
+            raise error(errno.EINVAL)
+        if kind == REG and not f.shmem:
+            filemap.writeback(f.inode)
+        return 0
+
+    @syscall(fd=INT)
+    def fdatasync(self, fd: int) -> int:
+        """fdatasync(2): as fsync here (metadata is not modelled)."""
+        return self.fsync(fd)
 
     @syscall(fd=INT, length=ULONG)
     def ftruncate(self, fd: int, length: int) -> int:

@@ -30,7 +30,8 @@ ARGS = {
     "ftruncate": (3, 0), "fallocate": (3, 0, 0, P), "lseek": (3, 0, 0), "dup": (3,),
     "dup2": (3, 9), "dup3": (3, 9, 0), "fcntl": (3, 0, 0), "pipe2": (0,), "socket": (1, 1, 0),
     "eventfd2": (0, 0), "memfd_create": ("m", 0), "chdir": ("/",), "fchdir": (3,),
-    "getcwd": (), "access": ([0x10000],),
+    "getcwd": (), "access": ([0x10000],), "read": (3, 1), "pread": (3, 1, 0),
+    "readahead": (3, 0, P), "fadvise": (3, 0, 0, 0), "fsync": (3,), "fdatasync": (3,),
 }
 
 

@@ -1,0 +1,278 @@
+"""File I/O through the page cache (mm/filemap.c, mm/fadvise.c, mm/truncate.c,
+generic_perform_write): read(2) with readahead, write(2) into cached dirty pages,
+fsync's writeback, and posix_fadvise.  It runs the plans of ``readahead`` on a file's
+``Inode.cache`` through ``pagecache``: the pages a plan reads are added (charged to
+the reader's memory cgroup, counted in pgpgin) and the folio it marks carries
+PG_readahead.
+
+A marked folio is modelled on base pages: each page of it holds, in ``page.readahead``,
+the folio's size in pages (0 when unmarked), so a read reaching any of them starts the
+next readahead and clears the mark on all of them.  Writeback is immediate: a dirty
+page becomes clean at fsync (or when fadvise(DONTNEED) starts writeback).
+"""
+
+import errno
+
+from . import pagecache, readahead
+from .defs import PAGE_SHIFT, PAGE_SIZE
+from .readahead import (POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE, POSIX_FADV_NORMAL,
+                        POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL, POSIX_FADV_WILLNEED)
+
+#: /proc/vmstat's pgpgin counts KiB read from storage.
+_KB_PER_PAGE = PAGE_SIZE >> 10
+#: sb->s_maxbytes of the simulated file systems (MAX_LFS_FILESIZE).
+MAX_BYTES = (1 << 63) - 1
+_LLONG_MAX = (1 << 63) - 1
+FADVICES = (POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL,
+            POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE)
+
+
+def count_pgpgin(memcg, nr):
+    """Count ``nr`` pages read from storage in /proc/vmstat's pgpgin (KiB)."""
+    memcg.node.events["pgpgin"] += nr * _KB_PER_PAGE
+
+
+def read_page(kernel, memcg, inode, index):
+    """Read page ``index`` into the cache (filemap_create_folio, or one page of a
+    readahead): a new folio on the LRU, counted as read from storage."""
+    page = pagecache.add(kernel, memcg, inode, index)
+    count_pgpgin(memcg, 1)
+    return page
+
+
+def run_plan(kernel, memcg, inode, plan):
+    """Read what a readahead ``plan`` decided and set its marker.  Readahead is best
+    effort, as ``ra_alloc_folio`` failing stops it: the first page the cgroup cannot
+    get (ENOMEM) ends the plan there.  Returns the pages read."""
+    cache = inode.cache
+    n = 0
+    try:
+        for lo, hi in plan.ranges:
+            for index in range(lo, hi):
+                if index not in cache:
+                    read_page(kernel, memcg, inode, index)
+                    n += 1
+    except OSError as exc:
+        if exc.errno != errno.ENOMEM:
+            raise
+    if plan.mark is not None:
+        head, nr = plan.mark
+        pages = [cache.get(i) for i in range(head, head + nr)]
+        if all(p is not None for p in pages):
+            for p in pages:
+                p.readahead = nr
+    return n
+
+
+def marked_folio(inode, index):
+    """``(head, nr)`` of the marked folio page ``index`` belongs to, or None."""
+    page = inode.cache.get(index)
+    if page is None or not page.readahead:
+        return None
+    nr = int(page.readahead)
+    return index & ~(nr - 1), nr
+
+
+def clear_mark(inode, head, nr):
+    """folio_clear_readahead on every page of the folio."""
+    cache = inode.cache
+    for i in range(head, head + nr):
+        p = cache.get(i)
+        if p is not None:
+            p.readahead = 0
+
+
+def _bdi(inode):
+    return getattr(inode, "bdi", readahead.DEFAULT_BDI)
+
+
+def _get_pages(kernel, memcg, f, pos, count):
+    """filemap_get_pages: the cached pages from ``pos`` on, up to the end of the
+    request, the first gap, or a marked folio (which starts async readahead); a miss
+    at ``pos`` runs sync readahead first, then reads the page alone if still needed."""
+    inode = f.inode
+    cache = inode.cache
+    ra = f.ra
+    index = pos >> PAGE_SHIFT
+    last_index = -(-(pos + count) // PAGE_SIZE)
+    if index not in cache:
+        plan = readahead.sync_ra(cache, inode.size, _bdi(inode), ra, index,
+                                 last_index - index, f.random)
+        run_plan(kernel, memcg, inode, plan)
+        if index not in cache:
+            read_page(kernel, memcg, inode, index)
+    batch = []
+    i = index
+    while i < last_index:
+        page = cache.get(i)
+        if page is None:
+            break
+        batch.append(page)
+        i += 1
+        if page.readahead:
+            head, nr = marked_folio(inode, i - 1)
+            clear_mark(inode, head, nr)
+            plan = readahead.async_ra(cache, inode.size, _bdi(inode), ra, head, nr,
+                                      last_index - head)
+            run_plan(kernel, memcg, inode, plan)
+            break
+    return batch
+
+
+def read(kernel, memcg, f, pos, count):
+    """filemap_read: read ``count`` bytes at ``pos`` of regular file ``f`` through the
+    page cache; returns the bytes read (none at or past EOF).  Each page touched is
+    marked accessed, except the first of a read that stays in the page where the
+    previous read ended (ra->prev_pos)."""
+    if count <= 0 or pos >= MAX_BYTES:
+        return 0
+    count = min(count, MAX_BYTES - pos)
+    inode = f.inode
+    ra = f.ra
+    last_pos = ra.prev_pos
+    done = 0
+    try:
+        while done < count and pos < inode.size:
+            batch = _get_pages(kernel, memcg, f, pos, count - done)
+            isize = inode.size
+            if pos >= isize:
+                break
+            end = min(isize, pos + count - done)
+            # pos_same_folio on base pages: the same page as the previous read's end
+            if pos >> PAGE_SHIFT != (last_pos - 1) >> PAGE_SHIFT:
+                pagecache.mark_accessed(batch[0])
+            first = pos >> PAGE_SHIFT
+            for k, page in enumerate(batch):
+                if end < (first + k) << PAGE_SHIFT:
+                    break
+                if k:
+                    pagecache.mark_accessed(page)
+                n = min(end - pos, PAGE_SIZE - (pos & (PAGE_SIZE - 1)))
+                pos += n
+                done += n
+                last_pos = pos
+    except OSError as exc:
+        if exc.errno != errno.ENOMEM or not done:
+            raise
+    finally:
+        ra.prev_pos = last_pos
+    return done
+
+
+def write(kernel, memcg, inode, pos, count):
+    """generic_perform_write of ``count`` bytes at ``pos`` (already clamped): every page
+    written is cached and dirty; a page written only in part that held data below the
+    old EOF is read first (pgpgin, not a major fault); a page wholly overwritten, or
+    past EOF, is not.  Writes do not mark pages accessed.  The size grows with the bytes
+    written; returns them (short when the cgroup runs out of memory part-way)."""
+    if count <= 0:
+        return 0
+    cache = inode.cache
+    done = 0
+    end = pos + count
+    try:
+        while pos < end:
+            index = pos >> PAGE_SHIFT
+            off = pos & (PAGE_SIZE - 1)
+            n = min(PAGE_SIZE - off, end - pos)
+            page = cache.get(index)
+            if page is None:
+                partial = n < PAGE_SIZE
+                if partial and index << PAGE_SHIFT < inode.size:
+                    page = read_page(kernel, memcg, inode, index)
+                else:
+                    page = pagecache.add(kernel, memcg, inode, index)
+            pagecache.set_dirty(page)
+            pos += n
+            done += n
+            if pos > inode.size:
+                inode.size = pos
+    except OSError as exc:
+        if exc.errno != errno.ENOMEM or not done:
+            raise
+    return done
+
+
+def writeback(inode, lo=0, hi=None):
+    """Write back (at once) the dirty pages ``[lo, hi)`` of ``inode``; returns them."""
+    n = 0
+    for index, page in list(inode.cache.items()):
+        if page.dirty and index >= lo and (hi is None or index < hi):
+            pagecache.set_clean(page)
+            n += 1
+    return n
+
+
+def invalidate(kernel, inode, lo, hi, under_writeback=()):
+    """mapping_try_invalidate over pages ``[lo, hi]`` (inclusive): each clean, unmapped
+    page not under writeback leaves the cache without a shadow; a mapped (or dirty)
+    one is deactivated instead (deactivate_file_folio, which leaves a mapped one
+    alone).  The shadow entries in the range go too.  Returns the pages dropped."""
+    cache = inode.cache
+    n = 0
+    for index in sorted(i for i in cache if lo <= i <= hi):
+        page = cache[index]
+        if page.mapcount or page.dirty or index in under_writeback:
+            if index not in under_writeback:
+                pagecache.deactivate_file(page)
+            continue
+        pagecache.delete(kernel, page)
+        n += 1
+    pagecache.drop_shadows(inode, lo, hi + 1)
+    return n
+
+
+def fadvise(kernel, memcg, f, offset, length, advice):
+    """generic_fadvise on regular file ``f`` (checked by the caller: not a pipe,
+    ``length`` not negative, ``advice`` valid): NORMAL, RANDOM, SEQUENTIAL and
+    NOREUSE set the file's readahead mode; WILLNEED reads the range ahead (forced
+    readahead, at most the device's larger of io_pages and ra_pages); DONTNEED writes
+    the range back and drops its clean, unmapped whole pages.  Pages still under
+    writeback stay: writeback is immediate in mmsim, so a page DONTNEED itself found
+    dirty is taken as still being written (on the live kernel the I/O it starts has
+    not finished when invalidation runs)."""
+    inode = f.inode
+    bdi = _bdi(inode)
+    if length == 0 or offset + length > _LLONG_MAX:
+        endbyte = _LLONG_MAX
+    else:
+        endbyte = offset + length - 1
+    if advice == POSIX_FADV_NORMAL:
+        f.ra.ra_pages = bdi.ra_pages
+        f.random = f.noreuse = False
+    elif advice == POSIX_FADV_RANDOM:
+        f.random = True
+    elif advice == POSIX_FADV_SEQUENTIAL:
+        f.ra.ra_pages = bdi.ra_pages * 2
+        f.random = False
+    elif advice == POSIX_FADV_NOREUSE:
+        f.noreuse = True
+    elif advice == POSIX_FADV_WILLNEED:
+        if offset < 0:
+            return 0   # a negative start index is far past any EOF
+        start = offset >> PAGE_SHIFT
+        nr = (endbyte >> PAGE_SHIFT) - start + 1
+        plan = readahead.force_page_cache_ra(inode.cache, inode.size, bdi, f.ra, start, nr)
+        run_plan(kernel, memcg, inode, plan)
+    elif advice == POSIX_FADV_DONTNEED:
+        if offset < 0:
+            return 0
+        first = offset >> PAGE_SHIFT
+        last = endbyte >> PAGE_SHIFT
+        written = {i for i, p in inode.cache.items() if p.dirty and first <= i <= last}
+        for i in written:
+            pagecache.set_clean(inode.cache[i])
+        start = (offset + PAGE_SIZE - 1) >> PAGE_SHIFT
+        end = endbyte >> PAGE_SHIFT
+        if endbyte & (PAGE_SIZE - 1) != PAGE_SIZE - 1 and endbyte != inode.size - 1:
+            # the partial last page stays, unless it is the file's last
+            if end == 0:
+                return 0
+            end -= 1
+        if end >= start:
+            invalidate(kernel, inode, start, end, written)
+    return 0
+
+
+__all__ = ["read", "write", "writeback", "invalidate", "fadvise", "run_plan", "read_page",
+           "marked_folio", "clear_mark", "count_pgpgin", "FADVICES"]
