@@ -38,7 +38,7 @@ import struct
 
 import attrs
 
-from . import binfmt_script, mman, overcommit, pages
+from . import binfmt_script, filemap, mman, overcommit, pages
 from .files import Inode, OpenFile
 from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT,
                    PAGE_SIZE, RLIMIT_STACK_DEFAULT, STACK_TOP, TASK_SIZE, U64,
@@ -247,6 +247,8 @@ def _inode_for(kernel, name, st, register=True):
         inode = Inode(name, st.st_size, dev=dev, ino=st.st_ino, mode=st.st_mode & 0o7777,
                       uid=st.st_uid, gid=st.st_gid,
                       thp_area=_fs_type(st.st_dev) in THP_AREA_FILESYSTEMS)
+        # Simulator-defined: a host file starts fully cached (docs/pressure.md).
+        filemap.warm(kernel, inode)
         if register:
             kernel.files[name] = inode
     return inode

@@ -64,6 +64,18 @@ def run_plan(kernel, memcg, inode, plan):
     return n
 
 
+def warm(kernel, inode, memcg=None):
+    """Cache every page of ``inode`` below EOF that is not cached, without I/O or
+    readahead marks: the state of a host file that programs used before (what
+    ``mmsim.live`` prepares with a read of the whole file before a differential run).
+    The pages are charged to ``memcg`` (the root cgroup by default)."""
+    memcg = kernel.root_memcg if memcg is None else memcg
+    cache = inode.cache
+    for index in range(-(-inode.size // PAGE_SIZE)):
+        if index not in cache:
+            pagecache.add(kernel, memcg, inode, index)
+
+
 def marked_folio(inode, index):
     """``(head, nr)`` of the marked folio page ``index`` belongs to, or None."""
     page = inode.cache.get(index)
@@ -275,4 +287,4 @@ def fadvise(kernel, memcg, f, offset, length, advice):
 
 
 __all__ = ["read", "write", "writeback", "invalidate", "fadvise", "run_plan", "read_page",
-           "marked_folio", "clear_mark", "count_pgpgin", "FADVICES"]
+           "marked_folio", "clear_mark", "warm", "count_pgpgin", "FADVICES"]

@@ -25,7 +25,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 
 from . import memcg as memcg_mod
-from . import pagecache, thp
+from . import filemap, pagecache, readahead, thp
 from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, error,
                    pfn_up)
 from .pagecache import Page
@@ -535,8 +535,12 @@ def _touch(page):
 
 
 def has_recency(vma):
-    """vma_has_recency: MADV_SEQUENTIAL and MADV_RANDOM mappings do not age the LRU."""
-    return not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ)
+    """vma_has_recency: MADV_SEQUENTIAL and MADV_RANDOM mappings, and mappings of a file
+    advised POSIX_FADV_NOREUSE (FMODE_NOREUSE), do not age the LRU."""
+    if vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ):
+        return False
+    f = vma.file
+    return f is None or not getattr(f, "noreuse", False)
 
 
 def _split_pmd(pm, head):
@@ -929,6 +933,43 @@ def file_page(mm, inode, index):
     return page
 
 
+def _filemap_fault(mm, vma, vpn, index, write):
+    """filemap_fault for page ``index`` of a regular file.  A cached page runs the async
+    mmap readahead (a hit lowers mmap_miss; a PG_readahead folio starts the next
+    window).  A page not in the cache is a major fault (pgmajfault, maj_flt): the sync
+    mmap readahead (read-around, sequential or none) reads it in, then the fault is
+    retried, and a read fault's retry maps the cached pages around it first.  Returns
+    ``(page, 0)`` for the caller to map, or ``(None, n)`` when the retry's
+    fault-around mapped it among ``n`` pages."""
+    f = vma.file
+    inode = f.inode
+    cache = inode.cache
+    kernel, memcg = mm.kernel, mm.memcg
+    rand = bool(vma.vm_flags & VM_RAND_READ)
+    page = cache.get(index)
+    if page is not None:
+        mark = filemap.marked_folio(inode, index)
+        if mark is not None:
+            filemap.clear_mark(inode, *mark)
+        plan = readahead.async_mmap_ra(cache, inode.size, inode.bdi, f.ra, index,
+                                       mark[1] if mark else 1, mark is not None, rand)
+        filemap.run_plan(kernel, memcg, inode, plan)
+        return page, 0
+    memcg_mod.count_event(memcg, "pgmajfault", 1)
+    mm.maj_flt += 1
+    plan = readahead.sync_mmap_ra(cache, inode.size, inode.bdi, f.ra, index,
+                                  seq=bool(vma.vm_flags & VM_SEQ_READ), rand=rand)
+    filemap.run_plan(kernel, memcg, inode, plan)
+    page = cache.get(index)
+    if page is None:
+        page = filemap.read_page(kernel, memcg, inode, index)
+    if not write:
+        n = _fault_around(mm, vma, vpn)
+        if vma.pages.index(vpn) >= 0:
+            return None, n
+    return page, 0
+
+
 def fault(mm, vma, addr, write, policy, force=False, touch=False):
     """Handle a fault at ``addr`` inside ``vma``: raise EFAULT where the kernel would
     deliver SIGSEGV, else make the page resident.  Returns the number of new pages.
@@ -981,7 +1022,11 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
                 if cached is None:
                     cached = pagecache.add_shmem(mm.kernel, mm.memcg, inode, index)
         else:
-            cached = file_page(mm, vma.file.inode, index)
+            cached, n = _filemap_fault(mm, vma, vpn, index, write)
+            if cached is None:
+                if touch:
+                    _touch(pm.tag[pm.index(vpn)].pool)
+                return n
     if write and not shared:
         anon_vma_prepare(vma)
         pm.insert(vpn, vpn + 1, private_span(True, False, True, True, touch))
@@ -1006,8 +1051,10 @@ FAULT_AROUND_PAGES = 16   # fault_around_bytes, 64 KiB by default, in pages
 def _fault_around(mm, vma, vpn, shmem=False):
     """do_fault_around + filemap_map_pages: a read fault on a file also maps the file's
     cached pages in the aligned 16-page block around it, inside the VMA and the page
-    table.  A regular file's every page below EOF counts as cached (docs/mm.md); shmem
-    has only the pages written or faulted so far.  Returns how many pages it mapped."""
+    table and below EOF.  It never reads a page in, and it skips a page carrying the
+    PG_readahead mark (left for a fault to find and start the next readahead); each
+    page it maps that is not PG_workingset lowers the file's mmap_miss.  Returns how
+    many pages it mapped."""
     inode = vma.file.inode
     npages = pfn_up(inode.size)
     cache = inode.cache
@@ -1018,21 +1065,23 @@ def _fault_around(mm, vma, vpn, shmem=False):
     base = vpn - pte
     pm = _map(vma)
     guards = vma.guards
-    n = 0
+    n = hits = 0
     for v in range(base + lo, base + hi):
         index = vma.pgoff + v - first
         if index >= npages or pm.index(v) >= 0 or (guards and v in guards):
             continue
-        if shmem:
-            page = cache.get(index)
-            if page is None:
-                continue
-        else:
-            page = file_page(mm, inode, index)
+        page = cache.get(index)
+        if page is None or page.readahead:
+            continue
         pm.insert(v, v + 1, cached_span(page, True))
         _map_cached(page)
         _count(mm, vma, page.anon, 1)
         n += 1
+        if not page.workingset:
+            hits += 1
+    if hits and not shmem:
+        ra = vma.file.ra
+        ra.mmap_miss = max(0, ra.mmap_miss - hits)
     return n
 
 
