@@ -247,8 +247,10 @@ def _inode_for(kernel, name, st, register=True):
         inode = Inode(name, st.st_size, dev=dev, ino=st.st_ino, mode=st.st_mode & 0o7777,
                       uid=st.st_uid, gid=st.st_gid,
                       thp_area=_fs_type(st.st_dev) in THP_AREA_FILESYSTEMS)
-        # Simulator-defined: a host file starts fully cached (docs/pressure.md).
-        filemap.warm(kernel, inode)
+        # Simulator-defined: a host file starts fully cached, as mmsim.live's side
+        # warms it (docs/pressure.md).
+        if inode.size <= filemap.WARM_LIMIT:
+            filemap.warm(kernel, inode)
         if register:
             kernel.files[name] = inode
     return inode

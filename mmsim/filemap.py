@@ -64,6 +64,10 @@ def run_plan(kernel, memcg, inode, plan):
     return n
 
 
+#: Host files up to this size start cached (as mmsim.live warms them on its side).
+WARM_LIMIT = 64 << 20
+
+
 def warm(kernel, inode, memcg=None):
     """Cache every page of ``inode`` below EOF that is not cached, without I/O or
     readahead marks: the state of a host file that programs used before (what

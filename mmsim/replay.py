@@ -29,7 +29,7 @@ from .strace import (EXECUTED, FORKS, Event, Raw, Str, TraceError, _mm_map, clon
 FILE_CALLS = frozenset("""
     read readv write writev pwrite64 lseek ftruncate fallocate dup dup2 dup3 fcntl pipe
     pipe2 socket eventfd2 memfd_create chdir fchdir getcwd close_range mkdir mkdirat unlink
-    unlinkat creat truncate
+    unlinkat creat truncate pread64 readahead fadvise64 fsync fdatasync
 """.split())
 
 # The names those calls' flags are printed with (include/uapi/linux/*.h, x86-64).
@@ -46,7 +46,15 @@ _FILE_NAMES = {
     "MFD_EXEC": 0x10, "FALLOC_FL_KEEP_SIZE": 1, "FALLOC_FL_PUNCH_HOLE": 2,
     "FALLOC_FL_ZERO_RANGE": 0x10, "O_DIRECT": 0o40000, "O_LARGEFILE": 0o100000,
     "CLOSE_RANGE_UNSHARE": 2, "CLOSE_RANGE_CLOEXEC": 4,
+    "POSIX_FADV_NORMAL": 0, "POSIX_FADV_RANDOM": 1, "POSIX_FADV_SEQUENTIAL": 2,
+    "POSIX_FADV_WILLNEED": 3, "POSIX_FADV_DONTNEED": 4, "POSIX_FADV_NOREUSE": 5,
 }
+
+
+def _regular(f):
+    """Whether open file ``f`` is a regular file read through the page cache."""
+    inode = getattr(f, "inode", None)
+    return inode is not None and inode.kind == REG and not f.shmem
 
 
 class _Unmodelled(Exception):
@@ -723,11 +731,44 @@ class Replayer:
         if isinstance(ev.result, int) and ev.result < 0:
             return ev.result   # no data, an interrupted read: nothing a size decides
         n = self._count(ev, count)
+        if _regular(f):
+            # Through the page cache: the bytes the log read (what a request reaching
+            # EOF returns; readahead never reads past EOF either).
+            return proc.read(fd, n)
         if f.inode.kind in (REG, DIR) and n > 0:
             proc.lseek(fd, n, 1)
         return n
 
     _readv = _read
+
+    def _pread64(self, proc, ev, fd=None, buf=None, count=0, offset=0, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        if isinstance(ev.result, int) and ev.result < 0:
+            proc.pread(fd, 0, _num(offset))
+            return ev.result
+        return proc.pread(fd, self._count(ev, count), _num(offset))
+
+    def _readahead(self, proc, ev, fd=None, offset=0, count=0, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        return proc.readahead(fd, _num(offset), _num(count))
+
+    def _fadvise64(self, proc, ev, fd=None, offset=0, length=0, advice=0, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        return proc.fadvise(fd, _num(offset), _num(length), _num(advice))
+
+    def _fsync(self, proc, ev, fd=None, *rest):
+        fd = _num(fd)
+        if self._unknown(proc, ev, fd):
+            return ev.result
+        return proc.fsync(fd)
+
+    _fdatasync = _fsync
 
     def _write(self, proc, ev, fd=None, buf=None, count=0, *rest):
         fd = _num(fd)

@@ -51,7 +51,7 @@ IGNORED = frozenset("""
     splice fallocate getcpu getrusage
     futex_wake futex_wait futex_requeue futex_waitv sched_get_priority_max
     sched_get_priority_min sched_getattr sched_setattr sched_rr_get_interval
-    creat
+    creat readahead
 """.split())
 
 KNOWN = EXECUTED | IGNORED

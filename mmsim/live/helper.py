@@ -304,8 +304,9 @@ WARM_LIMIT = 64 << 20
 
 def _warm(path):
     """Read a host file through once, so that all its pages sit in the page cache,
-    uptodate and without readahead marks, as mmsim takes every file page to be: a file
-    mapping's fault-around then maps the same pages on both sides."""
+    uptodate and without readahead marks, as mmsim starts a host file (filemap.warm,
+    up to the same size): a file mapping's fault-around then maps the same pages on
+    both sides."""
     try:
         with open(path, "rb", buffering=0) as f:
             if os.fstat(f.fileno()).st_size <= WARM_LIMIT:
