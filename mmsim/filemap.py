@@ -55,6 +55,11 @@ def run_plan(kernel, memcg, inode, plan):
     except OSError as exc:
         if exc.errno != errno.ENOMEM:
             raise
+    for head, order in plan.folios:
+        for i in range(head, head + (1 << order)):
+            page = cache.get(i)
+            if page is not None:
+                page.order = order
     if plan.mark is not None:
         head, nr = plan.mark
         pages = [cache.get(i) for i in range(head, head + nr)]
@@ -220,14 +225,21 @@ def writeback(inode, lo=0, hi=None):
 
 
 def invalidate(kernel, inode, lo, hi, under_writeback=()):
-    """mapping_try_invalidate over pages ``[lo, hi]`` (inclusive): each clean, unmapped
-    page not under writeback leaves the cache without a shadow; a mapped (or dirty)
+    """mapping_try_invalidate over pages ``[lo, hi]`` (inclusive), folio by folio (one
+    partly outside the range is skipped): each clean, unmapped page not under
+    writeback leaves the cache without a shadow; a mapped (or dirty)
     one is deactivated instead (deactivate_file_folio, which leaves a mapped one
     alone).  The shadow entries in the range go too.  Returns the pages dropped."""
     cache = inode.cache
     n = 0
     for index in sorted(i for i in cache if lo <= i <= hi):
-        page = cache[index]
+        page = cache.get(index)
+        if page is None:
+            continue
+        nr = 1 << page.order
+        head = index & ~(nr - 1)
+        if head < lo or head + nr - 1 > hi:
+            continue   # find_lock_entries: a folio partly outside the range is left
         if page.mapcount or page.dirty or index in under_writeback:
             if index not in under_writeback:
                 pagecache.deactivate_file(page)

@@ -14,8 +14,10 @@ pages (docs/pressure.md).
 
 Every function that reads returns a ``Plan``: ``ranges``, a list of ``(lo, hi)`` page
 index ranges, every page of which was not cached when planned and should be added in
-order; and ``mark``, ``(head, nr)`` of the folio to mark with PG_readahead (inside the
-ranges), or None.
+order; ``folios``, the ``(head, order)`` of each large folio among them (the caller
+records the order on each of its pages: ``Page.order``, which the page-cache walks
+below read); and ``mark``, ``(head, nr)`` of the folio to mark with PG_readahead
+(inside the ranges), or None.
 """
 
 from .defs import PAGE_SHIFT, PAGE_SIZE, U64
@@ -86,11 +88,12 @@ class FileRaState:
 class Plan:
     """What one readahead decided: page ranges to add and the folio to mark."""
 
-    __slots__ = ("ranges", "mark")
+    __slots__ = ("ranges", "mark", "folios")
 
     def __init__(self):
         self.ranges = []
         self.mark = None
+        self.folios = []   # (head, order) of each large folio read
 
     def _add(self, lo, hi):
         r = self.ranges
@@ -191,6 +194,8 @@ def _ra_order(plan, ra, cache, isize, bdi, start):
             if any(i in cache for i in range(index, index + n)):
                 break   # filemap_add_folio: EEXIST
             plan._add(index, index + n)
+            if o:
+                plan.folios.append((index, o))
             if index == mark & ~(n - 1):
                 plan.mark = (index, n)
             index += n
@@ -224,28 +229,68 @@ def force_page_cache_ra(cache, isize, bdi, ra, index, nr):
     return plan
 
 
+#: XA_CHUNK_SHIFT: an xarray node holds 64 slots.
+_XA_CHUNK = 64
+
+
+def folio_order(cache, index):
+    """The order of the cached folio holding page ``index`` (0 without folio sizes:
+    a ``cache`` that is a plain set of indexes, or a page not cached)."""
+    get = getattr(cache, "get", None)
+    if get is None:
+        return 0
+    page = get(index)
+    return getattr(page, "order", 0) if page is not None else 0
+
+
+def _skew(cache, index):
+    """How far into its large folio page ``index`` lies, when that folio sits in a leaf
+    xarray node (order below 6): an xarray walk that starts there loads the folio's
+    head slot but keeps ``index``, so it reports every later slot that many pages
+    off, until it crosses into another node."""
+    order = folio_order(cache, index)
+    if 0 < order < 6:
+        return index & ((1 << order) - 1)
+    return 0
+
+
 def _prev_miss(cache, index, max_scan):
     """page_cache_prev_miss: scanning down from ``index`` (included) at most
-    ``max_scan`` slots, the first index not cached; when all are, the last one
-    scanned; U64 (ULONG_MAX) when the scan runs below page 0."""
-    i = index
-    while max_scan > 0:
-        max_scan -= 1
-        if i < 0:
+    ``max_scan`` slots, the index of the first gap; when there is none, the last index
+    scanned; U64 (ULONG_MAX) when the scan runs below page 0.  The index is reported
+    the way the kernel's walk reports it, skewed when the walk starts inside a large
+    folio (``_skew``)."""
+    if max_scan <= 0:
+        return index
+    if index not in cache:
+        return index
+    x, slot = index, index - _skew(cache, index)
+    for _ in range(max_scan - 1):
+        x -= 1
+        if x < 0:
             return U64
-        if i not in cache:
-            return i
-        if max_scan:
-            i -= 1
-    return i if i >= 0 else U64
+        slot = x if slot % _XA_CHUNK == 0 else slot - 1
+        if slot not in cache:
+            return x
+    return x
 
 
 def _next_miss(cache, index, max_scan):
     """page_cache_next_miss: scanning up from ``index`` (included) at most
-    ``max_scan`` slots, the first index not cached, else ``index + max_scan``."""
-    for i in range(index, index + max_scan):
-        if i not in cache:
-            return i
+    ``max_scan`` slots, the index of the first gap, else ``index + max_scan``; skewed
+    like ``_prev_miss`` when the walk starts inside a large folio (on Linux 6.18 a
+    read hitting a mark in the middle of a folio so starts its window a few pages past
+    the first page not cached)."""
+    if max_scan <= 0:
+        return index + max_scan
+    if index not in cache:
+        return index
+    x, slot = index, index - _skew(cache, index)
+    for _ in range(max_scan - 1):
+        x += 1
+        slot = x if slot % _XA_CHUNK == _XA_CHUNK - 1 else slot + 1
+        if slot not in cache:
+            return x
     return index + max_scan
 
 
@@ -359,7 +404,7 @@ def fadvise_range(offset, length):
 
 __all__ = ["FileRaState", "BackingDev", "DEFAULT_BDI", "Plan", "get_init_ra_size",
            "get_next_ra_size", "sync_ra", "async_ra", "force_page_cache_ra",
-           "do_page_cache_ra", "sync_mmap_ra", "async_mmap_ra", "fadvise_range",
+           "do_page_cache_ra", "folio_order", "sync_mmap_ra", "async_mmap_ra", "fadvise_range",
            "VM_READAHEAD_PAGES", "MMAP_LOTSAMISS", "POSIX_FADV_NORMAL",
            "POSIX_FADV_RANDOM", "POSIX_FADV_SEQUENTIAL", "POSIX_FADV_WILLNEED",
            "POSIX_FADV_DONTNEED", "POSIX_FADV_NOREUSE"]
