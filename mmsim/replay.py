@@ -731,9 +731,11 @@ class Replayer:
         if isinstance(ev.result, int) and ev.result < 0:
             return ev.result   # no data, an interrupted read: nothing a size decides
         n = self._count(ev, count)
-        if _regular(f):
+        if _regular(f) and f.pos + n <= f.inode.size:
             # Through the page cache: the bytes the log read (what a request reaching
-            # EOF returns; readahead never reads past EOF either).
+            # EOF returns; readahead never reads past EOF either).  Bytes past the
+            # size known here (a /proc file, a file another program grew) are the
+            # log's: the offset just moves past them.
             return proc.read(fd, n)
         if f.inode.kind in (REG, DIR) and n > 0:
             proc.lseek(fd, n, 1)
@@ -745,10 +747,16 @@ class Replayer:
         fd = _num(fd)
         if self._unknown(proc, ev, fd):
             return ev.result
+        offset = _num(offset)
         if isinstance(ev.result, int) and ev.result < 0:
-            proc.pread(fd, 0, _num(offset))
+            proc.pread(fd, 0, offset)
             return ev.result
-        return proc.pread(fd, self._count(ev, count), _num(offset))
+        n = self._count(ev, count)
+        f = proc._file(fd)
+        if _regular(f) and offset + n > f.inode.size:
+            proc.pread(fd, 0, offset)    # the descriptor's checks; the bytes are the log's
+            return n
+        return proc.pread(fd, n, offset)
 
     def _readahead(self, proc, ev, fd=None, offset=0, count=0, *rest):
         fd = _num(fd)
