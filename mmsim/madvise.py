@@ -4,8 +4,8 @@ flag changes through the merge engine, and the memory-side advice."""
 
 import errno
 
-from . import pages, thp
-from .defs import PAGE_SIZE, error, offset_in_page, page_align
+from . import filemap, pages, thp
+from .defs import PAGE_SHIFT, PAGE_SIZE, error, offset_in_page, page_align
 from .uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP,
                    MADV_DONTFORK, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
                    MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_HUGEPAGE,
@@ -13,6 +13,7 @@ from .uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DODUMP, MADV_DOFORK, MADV_DONT
                    MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_RANDOM, MADV_REMOVE,
                    MADV_SEQUENTIAL, MADV_UNMERGEABLE, MADV_WILLNEED,
                    MADV_WIPEONFORK)
+from .files import REG
 from .vma import (VM_DONTCOPY, VM_DONTDUMP, VM_DONTEXPAND, VM_DROPPABLE, VM_HUGEPAGE,
                   VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYBE_GUARD, VM_MAYSHARE, VM_MERGEABLE,
                   VM_MIXEDMAP, VM_NOHUGEPAGE, VM_PFNMAP, VM_RAND_READ, VM_SEQ_READ, VM_SHARED,
@@ -180,6 +181,13 @@ def vma_behavior(mm, vma, start, end, advice):
             pages.deactivate(vma, start, end)
         return vma  # no swap, so MADV_PAGEOUT reclaims nothing anonymous
     if advice == MADV_WILLNEED:
+        f = vma.file
+        if f is not None and not f.shmem and f.inode.kind == REG:
+            # madvise_willneed: POSIX_FADV_WILLNEED on the file range behind it (the
+            # anonymous and shmem cases read from swap, which holds nothing here).
+            offset = start - vma.start + (vma.pgoff << PAGE_SHIFT)
+            filemap.fadvise(mm.kernel, mm.memcg, f, offset, end - start,
+                            filemap.POSIX_FADV_WILLNEED)
         return vma
     if advice == MADV_COLLAPSE:
         if not thp.allowed(vma, mm.flags, mm.kernel.thp, thp.TVA_FORCED_COLLAPSE):

@@ -15,8 +15,8 @@ from mmsim.readahead import (POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE, POSIX_FADV
                              BackingDev)
 from mmsim.replay import replay_trace
 from mmsim.testing import errno_of
-from mmsim.uapi import (MADV_RANDOM, MADV_SEQUENTIAL, MAP_PRIVATE, MAP_SHARED, O_RDWR,
-                        PROT_READ)
+from mmsim.uapi import (MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MAP_PRIVATE, MAP_SHARED,
+                        O_RDWR, PROT_READ)
 
 P = 4096
 
@@ -183,9 +183,7 @@ def test_mmap_miss_is_a_major_fault_with_read_around():
 
 def test_fault_around_maps_only_cached_pages():
     k, proc, fd, inode = machine()
-    proc.pread(fd, P, 40 * P)              # only page 40 (a small random read? no: page 40
-    proc.fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
-    proc.readahead(fd, 33 * P, 2 * P)      # pages 33, 34
+    proc.readahead(fd, 33 * P, 2 * P)      # pages 33, 34, unmarked
     a = proc.mmap(0, 64 * P, PROT_READ, MAP_PRIVATE, fd, 0)
     proc.touch(a + 34 * P, 1, write=False)       # cached: minor, maps 33 and 34 only
     assert proc.mm.maj_flt == 0
@@ -306,3 +304,13 @@ def test_page_cache_invariants(ops, ra_pages, max_order):
                 head = i & ~(nr - 1)
                 assert all(inode.cache.get(j) is not None and inode.cache[j].readahead == nr
                            for j in range(head, head + nr))
+
+
+def test_madvise_willneed_reads_the_file_range_ahead():
+    k, proc, fd, inode = machine(npages=4096)
+    a = proc.mmap(0, 4096 * P, PROT_READ, MAP_SHARED, fd, 0)
+    proc.madvise(a + 10 * P, 10 * P + 5, MADV_WILLNEED)
+    assert cached(inode) == list(range(10, 21))
+    proc.madvise(a + 1000 * P, 3000 * P, MADV_WILLNEED)    # at most io_pages
+    assert cached(inode) == list(range(10, 21)) + list(range(1000, 1320))
+    assert proc.mm.maj_flt == 0 and not any(p.readahead for p in inode.cache.values())

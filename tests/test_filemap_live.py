@@ -7,6 +7,8 @@ every step the pages cached (mincore on a mapping of the whole file, once the I/
 settled) and the major faults the mmap touches took (getrusage's ru_majflt) must be the
 same.  The simulated file gets the live device's read_ahead_kb and max_sectors_kb.
 
+MADV_WILLNEED on a file mapping is POSIX_FADV_WILLNEED on the range behind it.
+
 This host runs a DAMON pageout scheme that may evict cold page cache in the background:
 a live run in which a cached page vanished without a DONTNEED step is disturbed and is
 repeated (a few times) before the test fails.  The file is removed afterwards."""
@@ -20,7 +22,8 @@ import pytest
 
 from mmsim.kernel import Kernel
 from mmsim.readahead import BackingDev
-from mmsim.uapi import MADV_RANDOM, MADV_SEQUENTIAL, MAP_SHARED, O_RDWR, PROT_READ
+from mmsim.uapi import (MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MAP_SHARED, O_RDWR,
+                        PROT_READ)
 
 P = 4096
 NPAGES = 16384
@@ -54,6 +57,8 @@ SCENARIOS = {
         ("readahead", 990 * P, 10 * P), ("pread", 1000 * P, P), ("pread", 7000 * P, P)],
     "interleaved_streams": [step for i in range(40)
                             for step in (("pread", i * P, P), ("pread", (8000 + i) * P, P))],
+    "madvise_willneed": [("willneed", 10 * P, 10 * P + 5), ("willneed", 1000 * P, 3000 * P),
+                         ("touch", [1500, 2990], None)],
     "writes": [("pwrite", 10 * P + 5, 100), ("pwrite", 20 * P, P), ("fsync",),
                ("pread", 10 * P, P), ("fadvise", 0, 0, "dontneed")],
 }
@@ -137,6 +142,11 @@ class Live:
             os.posix_fadvise(fd, args[0], args[1], FADV[args[2]])
         elif op == "readahead":
             assert libc.readahead(fd, args[0], args[1]) == 0
+        elif op == "willneed":
+            length = NPAGES * P
+            addr = libc.mmap(None, length, PROT_READ, MAP_SHARED, fd, 0)
+            assert libc.madvise(ctypes.c_void_p(addr + args[0]), args[1], 3) == 0
+            libc.munmap(ctypes.c_void_p(addr), length)
         elif op == "touch":
             pages, advice = args
             length = NPAGES * P
@@ -187,6 +197,11 @@ def simulate(steps, size, ra_pages, io_pages):
             proc.fadvise(fd, args[0], args[1], FADV[args[2]])
         elif op == "readahead":
             proc.readahead(fd, args[0], args[1])
+        elif op == "willneed":
+            length = NPAGES * P
+            addr = proc.mmap(0, length, PROT_READ, MAP_SHARED, fd, 0)
+            proc.madvise(addr + args[0], args[1], MADV_WILLNEED)
+            proc.munmap(addr, length)
         elif op == "touch":
             pages, advice = args
             length = NPAGES * P
