@@ -6,6 +6,8 @@ POSIX_FADV_DONTNEED on that file only) and, with the same sequence, on mmsim; af
 every step the pages cached (mincore on a mapping of the whole file, once the I/O has
 settled) and the major faults the mmap touches took (getrusage's ru_majflt) must be the
 same.  The simulated file gets the live device's read_ahead_kb and max_sectors_kb.
+Beside them, PG_referenced and PG_active (/proc/kpageflags) after a few preads check
+folio_mark_accessed's rule for read(2).
 
 MADV_WILLNEED on a file mapping is POSIX_FADV_WILLNEED on the range behind it.
 
@@ -16,11 +18,14 @@ repeated (a few times) before the test fails.  The file is removed afterwards.""
 import ctypes
 import os
 import resource
+import struct
 import time
 
 import pytest
 
+from mmsim import live
 from mmsim.kernel import Kernel
+from mmsim.pagecache import ACTIVE
 from mmsim.readahead import BackingDev
 from mmsim.uapi import (MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MAP_SHARED, O_RDWR,
                         PROT_READ)
@@ -228,9 +233,9 @@ def ranges(pages):
 
 @pytest.fixture(scope="module")
 def live_file():
-    from conftest import LIVE_OK, LIVE_WHY
-    if not LIVE_OK:
-        pytest.skip(f"live kernel unavailable: {LIVE_WHY}")
+    ok, why = live.available()
+    if not ok:
+        pytest.skip(f"live kernel unavailable: {why}")
     os.makedirs(DIRECTORY, exist_ok=True)
     path = os.path.join(DIRECTORY, f"mmsim-filemap-live-{os.getpid()}.bin")
     with open(path, "wb") as f:
@@ -264,3 +269,59 @@ def test_page_cache_matches_the_live_kernel(name, live_file):
         pytest.fail(f"{name}: every live run lost cached pages to background reclaim")
     for i, (step, (lc, lm), (sc, sm)) in enumerate(zip(steps, got, sim)):
         assert (i, step, ranges(sc), sm) == (i, step, ranges(lc), lm)
+
+
+# (preads as (offset, bytes), page) -> the page's PG_referenced after them.  Pages 0-3
+# come in order-0 folios from the first window.
+ACCESS_CASES = {
+    "two_reads_in_one_page": ([(0, 100), (100, 100)], 0),
+    "same_position_twice": ([(0, 100), (0, 100)], 0),
+    "read_over_two_pages_then_the_second": ([(0, 2 * P), (P, 10)], 1),
+    "back_to_the_first_page": ([(0, 100), (P, 100), (0, 100)], 0),
+}
+
+
+def _kpageflags(libc, path, page):
+    """(PG_referenced, PG_active) of a cached page, through a mapping of it."""
+    fd = os.open(path, os.O_RDONLY)
+    length = (page + 1) * P
+    addr = libc.mmap(None, length, PROT_READ, MAP_SHARED, fd, 0)
+    os.close(fd)
+    try:
+        ctypes.c_char.from_address(addr + page * P).value   # maps it; marks nothing
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(((addr >> 12) + page) * 8)
+            pfn = struct.unpack("Q", f.read(8))[0] & ((1 << 55) - 1)
+        with open("/proc/kpageflags", "rb") as f:
+            f.seek(pfn * 8)
+            flags = struct.unpack("Q", f.read(8))[0]
+    finally:
+        libc.munmap(ctypes.c_void_p(addr), length)
+    return (flags >> 2) & 1, (flags >> 6) & 1
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("name", sorted(ACCESS_CASES))
+def test_read_marks_pages_accessed_as_the_live_kernel(name, live_file):
+    if not os.access("/proc/kpageflags", os.R_OK):
+        pytest.skip("/proc/kpageflags needs root")
+    reads, page = ACCESS_CASES[name]
+    libc = _libc()
+    fd = os.open(live_file, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    for off, n in reads:
+        os.pread(fd, n, off)
+    os.close(fd)
+    ref, active = _kpageflags(libc, live_file, page)
+    k = Kernel(seed=1)
+    inode = k.create_file("/data", NPAGES * P)
+    proc = k.spawn()
+    sfd = proc.open("/data")
+    for off, n in reads:
+        proc.pread(sfd, n, off)
+    sim = inode.cache[page]
+    assert ref == int(sim.referenced)
+    # An activation waits in a per-CPU batch on the live kernel (PG_active not yet set,
+    # PG_referenced already cleared): PG_active is compared where none is pending.
+    if not (sim.lru == ACTIVE and not ref):
+        assert active == int(sim.lru == ACTIVE)
