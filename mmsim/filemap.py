@@ -132,7 +132,8 @@ def _get_pages(kernel, memcg, f, pos, count):
         i += 1
         if page.readahead:
             head, nr = marked_folio(inode, i - 1)
-            clear_mark(inode, head, nr)
+            if ra.ra_pages:
+                clear_mark(inode, head, nr)   # page_cache_async_ra clears it
             plan = readahead.async_ra(cache, inode.size, _bdi(inode), ra, head, nr,
                                       last_index - head)
             run_plan(kernel, memcg, inode, plan)

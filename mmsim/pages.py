@@ -949,8 +949,8 @@ def _filemap_fault(mm, vma, vpn, index, write):
     page = cache.get(index)
     if page is not None:
         mark = filemap.marked_folio(inode, index)
-        if mark is not None:
-            filemap.clear_mark(inode, *mark)
+        if mark is not None and not rand and f.ra.ra_pages:
+            filemap.clear_mark(inode, *mark)   # page_cache_async_ra clears it
         plan = readahead.async_mmap_ra(cache, inode.size, inode.bdi, f.ra, index,
                                        mark[1] if mark else 1, mark is not None, rand)
         filemap.run_plan(kernel, memcg, inode, plan)

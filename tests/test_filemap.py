@@ -314,3 +314,14 @@ def test_madvise_willneed_reads_the_file_range_ahead():
     proc.madvise(a + 1000 * P, 3000 * P, MADV_WILLNEED)    # at most io_pages
     assert cached(inode) == list(range(10, 21)) + list(range(1000, 1320))
     assert proc.mm.maj_flt == 0 and not any(p.readahead for p in inode.cache.values())
+
+
+def test_a_mark_stays_where_no_async_readahead_runs():
+    k, proc, fd, inode = machine(npages=256)
+    assert mmap_touch(proc, fd, 256, [100]) == 1
+    assert inode.cache[108].readahead
+    # VM_RAND_READ: do_async_mmap_readahead returns before page_cache_async_ra
+    mmap_touch(proc, fd, 256, [108], MADV_RANDOM)
+    assert inode.cache[108].readahead and 116 not in inode.cache
+    mmap_touch(proc, fd, 256, [108])
+    assert not inode.cache[108].readahead and 116 in inode.cache

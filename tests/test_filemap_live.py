@@ -51,6 +51,8 @@ SCENARIOS = {
                          ("touch", [5512], None), ("touch", [10000], MADV_RANDOM),
                          ("touch", [12000], MADV_SEQUENTIAL), ("touch", [12001], None),
                          ("touch", [3000, 3001, 3002], MADV_RANDOM)],
+    "mark_left_by_a_random_mapping": [("touch", [5000], None), ("touch", [5512], MADV_RANDOM),
+                                      ("touch", [5512], None)],
     "mmap_sequential_scan": [("touch", list(range(0, 3000, 7)), None)],
     "willneed_readahead_dontneed": [
         ("fadvise", 100 * P, 5000 * P, "willneed"), ("readahead", 3 * P + 5, 10 * P),
