@@ -85,6 +85,29 @@ def warm(kernel, inode, memcg=None):
             pagecache.add(kernel, memcg, inode, index)
 
 
+def split_at(inode, edge):
+    """Split the large folio that page ``edge`` cuts (truncate_inode_partial_folio's
+    split): its cached pages become base pages, keeping any readahead mark."""
+    cache = inode.cache
+    page = cache.get(edge)
+    if page is None:
+        page = cache.get(edge - 1)
+    order = page.order if page is not None else 0
+    if not order:
+        return
+    nr = 1 << order
+    index = edge if edge in cache else edge - 1
+    head = index & ~(nr - 1)
+    if head == edge:
+        return   # the folio starts at the edge: nothing is cut
+    for i in range(head, head + nr):
+        p = cache.get(i)
+        if p is not None:
+            p.order = 0
+            if p.readahead:
+                p.readahead = 1 if i == head else 0
+
+
 def marked_folio(inode, index):
     """``(head, nr)`` of the marked folio page ``index`` belongs to, or None."""
     page = inode.cache.get(index)
@@ -304,4 +327,4 @@ def fadvise(kernel, memcg, f, offset, length, advice):
 
 
 __all__ = ["read", "write", "writeback", "invalidate", "fadvise", "run_plan", "read_page",
-           "marked_folio", "clear_mark", "warm", "count_pgpgin", "FADVICES"]
+           "marked_folio", "clear_mark", "warm", "split_at", "count_pgpgin", "FADVICES"]

@@ -1140,8 +1140,12 @@ def punch_hole(kernel, inode, lo, hi):
 
 def truncate_pages(kernel, inode, lo, hi=1 << 64):
     """truncate_pagecache_range: file pages ``[lo, hi)`` leave every mapping (private
-    copies included) and then the page cache and its LRU."""
+    copies included) and then the page cache and its LRU; a large folio the range cuts
+    is split first."""
     if hi > lo:
+        filemap.split_at(inode, lo)
+        if hi < 1 << 64:
+            filemap.split_at(inode, hi)
         punch_hole(kernel, inode, lo, hi)
 
 

@@ -325,3 +325,16 @@ def test_a_mark_stays_where_no_async_readahead_runs():
     assert inode.cache[108].readahead and 116 not in inode.cache
     mmap_touch(proc, fd, 256, [108])
     assert not inode.cache[108].readahead and 116 in inode.cache
+
+
+def test_truncation_splits_the_large_folio_it_cuts():
+    k, proc, fd, inode = machine(npages=2048, ra_pages=32)
+    for i in range(13):
+        proc.pread(fd, P, i * P)
+    # pages 12..15 came in one order-2 folio
+    assert [inode.cache[i].order for i in range(12, 16)] == [2, 2, 2, 2]
+    proc.ftruncate(fd, 14 * P)
+    assert [inode.cache[i].order for i in (12, 13)] == [0, 0]
+    # DONTNEED of page 13 alone now drops it
+    proc.fadvise(fd, 13 * P, P, POSIX_FADV_DONTNEED)
+    assert 13 not in inode.cache and 12 in inode.cache
