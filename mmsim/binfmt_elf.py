@@ -248,9 +248,8 @@ def _inode_for(kernel, name, st, register=True):
                       uid=st.st_uid, gid=st.st_gid,
                       thp_area=_fs_type(st.st_dev) in THP_AREA_FILESYSTEMS)
         # Simulator-defined: a host file starts fully cached, as mmsim.live's side
-        # warms it (docs/pressure.md).
-        if inode.size <= filemap.WARM_LIMIT:
-            filemap.warm(kernel, inode)
+        # warms it (docs/pressure.md); the pages join at its first use.
+        inode.warm = inode.size <= filemap.WARM_LIMIT
         if register:
             kernel.files[name] = inode
     return inode

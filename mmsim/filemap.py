@@ -108,6 +108,14 @@ def split_at(inode, edge):
                 p.readahead = 1 if i == head else 0
 
 
+def warm_pending(kernel, inode):
+    """Cache a host file taken to be fully cached (``Inode.warm``) at its first
+    page-cache access: a call that fails before using the file changes nothing."""
+    if inode.warm:
+        inode.warm = False
+        warm(kernel, inode)
+
+
 def marked_folio(inode, index):
     """``(head, nr)`` of the marked folio page ``index`` belongs to, or None."""
     page = inode.cache.get(index)
@@ -173,6 +181,7 @@ def read(kernel, memcg, f, pos, count):
         return 0
     count = min(count, MAX_BYTES - pos)
     inode = f.inode
+    warm_pending(kernel, inode)
     ra = f.ra
     last_pos = ra.prev_pos
     done = 0
@@ -212,6 +221,7 @@ def write(kernel, memcg, inode, pos, count):
     written; returns them (short when the cgroup runs out of memory part-way)."""
     if count <= 0:
         return 0
+    warm_pending(kernel, inode)
     cache = inode.cache
     done = 0
     end = pos + count
@@ -284,6 +294,7 @@ def fadvise(kernel, memcg, f, offset, length, advice):
     dirty is taken as still being written (on the live kernel the I/O it starts has
     not finished when invalidation runs)."""
     inode = f.inode
+    warm_pending(kernel, inode)
     bdi = _bdi(inode)
     if length == 0 or offset + length > _LLONG_MAX:
         endbyte = _LLONG_MAX
@@ -327,4 +338,4 @@ def fadvise(kernel, memcg, f, offset, length, advice):
 
 
 __all__ = ["read", "write", "writeback", "invalidate", "fadvise", "run_plan", "read_page",
-           "marked_folio", "clear_mark", "warm", "split_at", "count_pgpgin", "FADVICES"]
+           "marked_folio", "clear_mark", "warm", "warm_pending", "split_at", "count_pgpgin", "FADVICES"]

@@ -35,6 +35,9 @@ class Inode:
         # Its backing device's readahead limits (read_ahead_kb, max_sectors_kb) and the
         # largest folio order its file system caches in (readahead.BackingDev).
         self.bdi = DEFAULT_BDI
+        # A host file taken to be fully cached already: its pages join the cache at
+        # its first page-cache access (filemap.warm_pending).
+        self.warm = False
 
     def display_name(self):
         """The name /proc/PID/maps prints for mappings of this inode."""

@@ -943,8 +943,9 @@ def _filemap_fault(mm, vma, vpn, index, write):
     fault-around mapped it among ``n`` pages."""
     f = vma.file
     inode = f.inode
-    cache = inode.cache
     kernel, memcg = mm.kernel, mm.memcg
+    filemap.warm_pending(kernel, inode)
+    cache = inode.cache
     rand = bool(vma.vm_flags & VM_RAND_READ)
     page = cache.get(index)
     if page is not None:
@@ -1056,6 +1057,8 @@ def _fault_around(mm, vma, vpn, shmem=False):
     page it maps that is not PG_workingset lowers the file's mmap_miss.  Returns how
     many pages it mapped."""
     inode = vma.file.inode
+    if not shmem:
+        filemap.warm_pending(mm.kernel, inode)
     npages = pfn_up(inode.size)
     cache = inode.cache
     first = vma.start >> PAGE_SHIFT
@@ -1143,6 +1146,7 @@ def truncate_pages(kernel, inode, lo, hi=1 << 64):
     copies included) and then the page cache and its LRU; a large folio the range cuts
     is split first."""
     if hi > lo:
+        filemap.warm_pending(kernel, inode)
         filemap.split_at(inode, lo)
         if hi < 1 << 64:
             filemap.split_at(inode, hi)

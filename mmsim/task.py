@@ -266,7 +266,7 @@ def resolve_at(proc, dirfd, path):
             f = proc.fds.get(dirfd)
             if f is None:
                 raise error(errno.EBADF)
-            if f.inode.kind != DIR:
+            if isinstance(f, Pidfd) or f.inode.kind != DIR:
                 raise error(errno.ENOTDIR)
             base = f.path
         path = base.rstrip("/") + "/" + path
@@ -770,6 +770,8 @@ class Process:
         f = self._file(fd)
         if not f.writable:
             raise error(errno.EBADF)
+        if isinstance(f, Pidfd):
+            raise error(errno.EINVAL, "a pidfd has no write operation")
         if count >> 63:
             raise error(errno.EINVAL, "count above SSIZE_MAX")
         if f.inode.kind not in SEEKABLE:
@@ -786,6 +788,8 @@ class Process:
         if offset >> 63:
             raise error(errno.EINVAL, "negative offset")
         f = self._file(fd)
+        if isinstance(f, Pidfd):
+            raise error(errno.EINVAL, "a pidfd has no write operation")
         if f.inode.kind not in SEEKABLE:
             raise error(errno.ESPIPE)
         if not f.writable:
@@ -905,6 +909,8 @@ class Process:
         if length >> 63:
             raise error(errno.EINVAL, "negative length")
         f = self._file(fd)
+        if isinstance(f, Pidfd):
+            raise error(errno.EOPNOTSUPP, "pidfs has no setattr of the size")
         if f.inode.kind != REG or not f.writable:
             raise error(errno.EINVAL)
         inode = f.inode
@@ -927,6 +933,8 @@ class Process:
             raise error(errno.EOPNOTSUPP)
         if not f.writable:
             raise error(errno.EBADF)
+        if isinstance(f, Pidfd):
+            raise error(errno.EOPNOTSUPP, "a pidfd has no fallocate operation")
         kind = f.inode.kind
         if kind == PIPE:
             raise error(errno.ESPIPE)
@@ -947,7 +955,7 @@ class Process:
     def lseek(self, fd: int, offset: int, whence: int) -> int:
         """lseek(2): the new file offset; SEEK_DATA and SEEK_HOLE see no holes."""
         f = self._file(fd)
-        if f.inode.kind not in SEEKABLE:
+        if isinstance(f, Pidfd) or f.inode.kind not in SEEKABLE:
             raise error(errno.ESPIPE)
         if whence > SEEK_HOLE:
             raise error(errno.EINVAL)

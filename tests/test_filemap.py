@@ -3,6 +3,7 @@
 the replayer's file calls, and invariants of the page cache under random file I/O."""
 
 import errno
+import shutil
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -338,3 +339,31 @@ def test_truncation_splits_the_large_folio_it_cuts():
     # DONTNEED of page 13 alone now drops it
     proc.fadvise(fd, 13 * P, P, POSIX_FADV_DONTNEED)
     assert 13 not in inode.cache and 12 in inode.cache
+
+
+def test_pidfd_file_calls_answer_as_6_18():
+    # Found by the hostile-argument fuzzer: these raised AttributeError on a pidfd.
+    k, proc, fd, inode = machine()
+    pidfd = proc.pidfd_open(proc.pid)
+    assert errno_of(proc.lseek, pidfd, 0, 0) == errno.ESPIPE
+    assert errno_of(proc.write, pidfd, 8) == errno.EINVAL
+    assert errno_of(proc.pwrite, pidfd, 8, 0) == errno.EINVAL
+    assert errno_of(proc.ftruncate, pidfd, 0) == errno.EOPNOTSUPP
+    assert errno_of(proc.fallocate, pidfd, 0, 0, P) == errno.EOPNOTSUPP
+    assert errno_of(proc.read, pidfd, 8) == errno.EINVAL
+    assert errno_of(proc.pread, pidfd, 8, 0) == errno.EINVAL
+    assert errno_of(proc.readahead, pidfd, 0, P) == errno.EINVAL
+    assert errno_of(proc.fsync, pidfd) == errno.EINVAL
+    assert proc.fadvise(pidfd, 0, 0, POSIX_FADV_WILLNEED) == 0
+    assert errno_of(proc.openat, pidfd, "x") == errno.ENOTDIR
+
+
+def test_a_host_file_is_cached_at_its_first_use_only():
+    true = shutil.which("true") or "/usr/bin/true"
+    k = Kernel(seed=1)
+    proc = k.spawn()
+    before = k.node.nr_file_pages
+    assert errno_of(proc.execve, "/etc/hostname") == errno.ENOEXEC
+    assert k.node.nr_file_pages == before      # a failed exec read nothing in
+    proc.execve(true)
+    assert k.node.nr_file_pages > before and k.node.events["pgmajfault"] == 0
