@@ -47,16 +47,18 @@ def map_and_read(proc, path, size):
 
 
 def repeated_readers(fade_every_process, scale=1, runs=10):
-    """Experiment 1: a shell in a cgroup of 48 MiB runs `git log` (reads 32 MiB of
+    """Experiment 1: a shell in a cgroup of 50 MiB runs `git log` (reads 32 MiB of
     pack files through mappings, then exits) ``runs`` times, with 16 MiB of other file
-    data streamed by another short-lived process between runs."""
+    data streamed by another short-lived process between runs.  The 2 MiB above the
+    48 MiB both need hold what readahead reads past the stream's mapping: without
+    them the stream evicts the packs whatever their exit did."""
     k = mmsim.Kernel(seed=1)
     k.make_dirs("/repo")
     packs = [f"/repo/pack{i}" for i in range(4)]
     for path in packs:
         k.create_file(path, 8 * MiB // scale)
     k.create_file("/repo/other", runs * 16 * MiB // scale)
-    new_cgroup(k, "git", 48 * MiB // scale)
+    new_cgroup(k, "git", 50 * MiB // scale)
     shell = k.spawn()
     k.proc_write("/sys/fs/cgroup/git/cgroup.procs", str(shell.pid))
     other = 16 * MiB // scale
