@@ -30,7 +30,7 @@ from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, al
                    pfn_up)
 from .pagecache import Page
 from .memcg import LRU_INACTIVE_ANON
-from .vma import (VM_MAYSHARE, VM_READ, VM_SHARED,
+from .vma import (VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
 PMD_PAGES = HPAGE_PMD_NR
@@ -727,15 +727,32 @@ def resident_by_mms(kernel):
 
 
 def check_room(mm, need):
-    """Raise ENOMEM when ``need`` more unreclaimable pages (anonymous and shmem) would
-    take the machine past its memory (``Kernel(memory=...)``) less the min watermark:
+    """Raise ENOMEM when ``need`` more unreclaimable pages (anonymous and shmem, beside
+    the mlocked page cache) would take the machine past its memory (``Kernel(memory=...)``) less the min watermark:
     where the kernel would start the OOM killer, the simulator refuses before doing
     anything (docs/mm.md)."""
     kernel = mm.kernel
     node = kernel.node
     room = (kernel.memory >> PAGE_SHIFT) - kernel.watermarks()[0]
-    if need and node.nr_anon + node.nr_shmem + need > room:
+    used = node.nr_anon + node.nr_shmem + need
+    if need and used > room:
         raise error(errno.ENOMEM, "more than the machine's memory")
+    # Page cache mapped by an mlocked VMA is never reclaimed either; it is counted only
+    # when mapped page cache could matter at all, as finding it walks the VMAs.
+    if need and used + node.nr_mapped > room and used + _mlocked_cache(kernel) > room:
+        raise error(errno.ENOMEM, "more than the machine's memory")
+
+
+def _mlocked_cache(kernel):
+    """The page-cache folios some VM_LOCKED mapping of a regular file maps."""
+    seen = set()
+    for mm in _live_mms(kernel):
+        for vma in mm.tree.values():
+            f = vma.file
+            if not vma.vm_flags & VM_LOCKED or f is None or f.shmem or not vma.pages:
+                continue
+            seen.update(id(span.pool) for span in vma.pages.tag if span.kind == CACHED)
+    return len(seen)
 
 
 def _check_access(vma, write, force):
