@@ -112,19 +112,24 @@ def lru_move(page, lru, tail=False):
     _lru_add(page, lru, tail)
 
 
-def add(kernel, memcg, inode, index, can_swap=False):
-    """filemap_add_folio: charge ``memcg`` for a new folio of page ``index`` of a
-    regular file, put it in the cache and on the file LRU: the inactive list, or the
-    active one when its shadow entry says it refaulted within the workingset."""
+def _new_folio(kernel, memcg, inode, index):
+    """Charge ``memcg`` for a new folio of page ``index`` and put it in the cache."""
     kernel.try_charge(memcg, 1)
     page = Page(anon=False, dirty=False, mapcount=0)
     page.memcg = memcg
     page.inode = inode
     page.index = index
     inode.cache[index] = page
-    node = memcg.node
-    node.nr_file_pages += 1
+    memcg.node.nr_file_pages += 1
     memcg.stat["file"] += 1
+    return page
+
+
+def add(kernel, memcg, inode, index, can_swap=False):
+    """filemap_add_folio: charge ``memcg`` for a new folio of page ``index`` of a
+    regular file, put it in the cache and on the file LRU: the inactive list, or the
+    active one when its shadow entry says it refaulted within the workingset."""
+    page = _new_folio(kernel, memcg, inode, index)
     lru = INACTIVE
     shadows = inode.shadows
     if shadows:
@@ -141,16 +146,8 @@ def add(kernel, memcg, inode, index, can_swap=False):
 def add_shmem(kernel, memcg, inode, index):
     """shmem_alloc_and_add_folio: charge ``memcg`` for a new shmem folio (swap-backed,
     so it counts on the inactive anon list) and put it in the file's cache."""
-    kernel.try_charge(memcg, 1)
-    page = Page(anon=False, dirty=False, mapcount=0)
-    page.memcg = memcg
-    page.inode = inode
-    page.index = index
-    inode.cache[index] = page
-    node = memcg.node
-    node.nr_file_pages += 1
-    node.nr_shmem += 1
-    memcg.stat["file"] += 1
+    page = _new_folio(kernel, memcg, inode, index)
+    memcg.node.nr_shmem += 1
     memcg.stat["shmem"] += 1
     memcg.lruvec.nr[LRU_INACTIVE_ANON] += 1
     return page
