@@ -112,12 +112,14 @@ def lru_move(page, lru, tail=False):
     _lru_add(page, lru, tail)
 
 
-def add(kernel, memcg, inode, index, can_swap=False):
+def add(kernel, memcg, inode, index, can_swap=False, charged=False, order=0):
     """filemap_add_folio: charge ``memcg`` for a new folio of page ``index`` of a
-    regular file, put it in the cache and on the file LRU: the inactive list, or the
-    active one when its shadow entry says it refaulted within the workingset."""
-    kernel.try_charge(memcg, 1)
-    page = Page(anon=False, dirty=False, mapcount=0)
+    regular file (unless the caller ``charged`` its whole folio already), put it in
+    the cache and on the file LRU: the inactive list, or the active one when its
+    shadow entry says it refaulted within the workingset."""
+    if not charged:
+        kernel.try_charge(memcg, 1)
+    page = Page(anon=False, dirty=False, mapcount=0, order=order)
     page.memcg = memcg
     page.inode = inode
     page.index = index

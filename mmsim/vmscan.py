@@ -15,7 +15,6 @@ Without swap (the machine has none until ``Kernel.swapon``), anonymous memory is
 scanned at all (get_scan_count's SCAN_FILE), as on the reference machine.
 """
 
-import itertools
 from math import isqrt
 
 from . import pagecache, pages, workingset
@@ -62,6 +61,33 @@ def inactive_is_low(memcg):
     gb = (inactive + active) >> (30 - PAGE_SHIFT)
     ratio = isqrt(10 * gb) if gb else 1
     return inactive * ratio < active
+
+
+def isolate(memcg, lst, nr_to_scan):
+    """isolate_lru_folios: folios off the tail of list ``lst`` until ``nr_to_scan``
+    pages were taken; a large folio is taken whole (every page of it on that list),
+    so one scan takes at least one folio whatever its size."""
+    pages_ = memcg.lruvec.lists[lst]
+    taken, seen = [], set()
+    for page in pages_:
+        if len(taken) >= nr_to_scan:
+            break
+        if page in seen:
+            continue
+        if page.order:
+            nr = 1 << page.order
+            head = page.index & ~(nr - 1)
+            cache = page.inode.cache
+            folio = [p for p in (cache.get(i) for i in range(head, head + nr))
+                     if p is not None and p.order == page.order and p.memcg is memcg
+                     and p.lru == page.lru]
+        else:
+            folio = [page]
+        for p in folio:
+            if p not in seen:
+                seen.add(p)
+                taken.append(p)
+    return taken
 
 
 def _rmap(kernel, sc):
@@ -145,8 +171,7 @@ def _count(memcg, sc, base, nr):
 
 def shrink_active_list(kernel, memcg, nr_to_scan, sc):
     """Age up to ``nr_to_scan`` folios off the tail of the active file list."""
-    lst = memcg.lruvec.lists[LRU_ACTIVE_FILE]
-    taken = list(itertools.islice(lst, nr_to_scan))
+    taken = isolate(memcg, LRU_ACTIVE_FILE, nr_to_scan)
     if not taken:
         return
     memcg.stat["pgrefill"] += len(taken)
@@ -168,8 +193,7 @@ def shrink_active_list(kernel, memcg, nr_to_scan, sc):
 def shrink_inactive_list(kernel, memcg, nr_to_scan, sc):
     """Scan up to ``nr_to_scan`` folios off the tail of the inactive file list and
     reclaim what shrink_folio_list allows; returns the pages reclaimed."""
-    lst = memcg.lruvec.lists[LRU_INACTIVE_FILE]
-    taken = list(itertools.islice(lst, nr_to_scan))
+    taken = isolate(memcg, LRU_INACTIVE_FILE, nr_to_scan)
     if not taken:
         return 0
     sc.nr_scanned += len(taken)
