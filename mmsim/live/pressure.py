@@ -653,8 +653,7 @@ def format_table(sc: Scenario, runs: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mmsim.live.pressure [--repeats N] [--json FILE] [--load JSON]
-    [--sim] [SCENARIO...]``."""
+    """``python -m mmsim.live.pressure [--repeats N] [--json FILE] [SCENARIO...]``."""
     ap = argparse.ArgumentParser(prog="python -m mmsim.live.pressure",
                                  description="run the memory-pressure scenarios live")
     ap.add_argument("--repeats", type=int, default=5)
@@ -664,18 +663,12 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"wait {SETTLE} s before each step's reading (folded counters)")
     ap.add_argument("--load", action="append", default=[], metavar="JSON",
                     help="print the runs saved by --json in these files instead of running")
-    ap.add_argument("--sim", action="store_true",
-                    help="run the scenarios on the simulator and compare them with the "
-                         "live runs of --load (without: the recorded spread)")
     ap.add_argument("scenario", nargs="*",
                     help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}")
     args = ap.parse_args(argv)
     unknown = [name for name in args.scenario if name not in SCENARIOS]
     if unknown:
         ap.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
-    if args.sim:
-        from .pressure_sim import main_sim
-        return main_sim(args.scenario, args.load)
     if args.load:
         saved = {}
         for path in args.load:

@@ -9,8 +9,10 @@ live runner's process structure, and records after every step the metrics
 simulated value beside the live [min..max] with ``within``.
 """
 
+import argparse
 import json
 import os
+import sys
 
 from ..errors import Killed
 from ..kernel import Kernel
@@ -309,4 +311,27 @@ def main_sim(names: list[str], loads: list[str]) -> int:
     return 1 if bad else 0
 
 
-__all__ += ["KNOWN", "disagreements", "load_known", "load_fixture", "main_sim", "NOT_COMPARED", "COUNTERS"]
+__all__ += ["main", "KNOWN", "disagreements", "load_known", "load_fixture", "main_sim",
+            "NOT_COMPARED"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mmsim.live.pressure_sim [--load JSON]... [SCENARIO...]``."""
+    ap = argparse.ArgumentParser(prog="python -m mmsim.live.pressure_sim",
+                                 description="run the memory-pressure scenarios on the "
+                                             "simulator and compare them with live runs")
+    ap.add_argument("--load", action="append", default=[], metavar="JSON",
+                    help="live runs saved by python -m mmsim.live.pressure --json "
+                         "(default: the recorded spread, tests/data/pressure)")
+    ap.add_argument("scenario", nargs="*",
+                    help=f"scenarios (default: all): {', '.join(SCENARIOS)}")
+    args = ap.parse_args(argv)
+    unknown = [name for name in args.scenario if name not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    return main_sim(args.scenario, args.load)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
