@@ -53,11 +53,16 @@ class ScanControl:
         self.inside = {id(m) for m in target.subtree()} if cgroup else None
 
 
-def inactive_is_low(memcg):
+def inactive_is_low(memcg, sizes=None):
     """inactive_is_low for the file lists of ``memcg``'s subtree: the inactive list
-    should hold at least 1/sqrt(10 * GiB of file pages) of them."""
-    inactive = memcg.lru_total(LRU_INACTIVE_FILE)
-    active = memcg.lru_total(LRU_ACTIVE_FILE)
+    should hold at least 1/sqrt(10 * GiB of file pages) of them.  ``sizes``: the
+    four LRU sizes to judge by (reclaim passes the flushed ones); by default the
+    current ones."""
+    if sizes is None:
+        inactive = memcg.lru_total(LRU_INACTIVE_FILE)
+        active = memcg.lru_total(LRU_ACTIVE_FILE)
+    else:
+        inactive, active = sizes[LRU_INACTIVE_FILE], sizes[LRU_ACTIVE_FILE]
     gb = (inactive + active) >> (30 - PAGE_SHIFT)
     ratio = isqrt(10 * gb) if gb else 1
     return inactive * ratio < active
@@ -276,9 +281,13 @@ def shrink_lruvec(kernel, memcg, sc):
 def shrink_node(kernel, sc):
     """One pass over the target's subtree at ``sc.priority``."""
     target = sc.target
-    refaults = target.total("workingset_activate_file")
+    # prepare_scan_control reads the cgroup statistics as last flushed (only the
+    # rate-limited flush, two seconds late, would refresh them here): during a burst
+    # of reclaim the list sizes and activations it judges by are those of before it.
+    flushed = target.flushed
+    refaults = flushed["workingset_activate_file"]
     sc.may_deactivate = (sc.force_deactivate or refaults != target.lruvec.refaults[1]
-                         or inactive_is_low(target))
+                         or inactive_is_low(target, flushed["lru"]))
     subtree = target.subtree()
     lruvec = target.lruvec
     # A partial walk (direct and cgroup reclaim) goes on from where the last one
@@ -317,7 +326,7 @@ def do_try_to_free_pages(kernel, sc):
                 break
             sc.priority -= 1
         target = sc.target
-        target.lruvec.refaults[1] = target.total("workingset_activate_file")
+        target.lruvec.refaults[1] = target.flushed["workingset_activate_file"]
         finish_writeback(sc)
         if sc.nr_reclaimed:
             return sc.nr_reclaimed
@@ -361,7 +370,8 @@ def balance_pgdat(kernel):
         shrink_node(kernel, sc)
         if sc.nr_scanned < sc.nr_to_reclaim or sc.nr_reclaimed == before:
             sc.priority -= 1
-    kernel.root_memcg.lruvec.refaults[1] = kernel.root_memcg.total("workingset_activate_file")
+    root = kernel.root_memcg
+    root.lruvec.refaults[1] = root.flushed["workingset_activate_file"]
     finish_writeback(sc)
     return sc.nr_reclaimed
 

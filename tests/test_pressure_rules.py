@@ -63,3 +63,42 @@ def test_isolate_takes_a_large_folio_whole():
     taken = vmscan.isolate(box, LRU_INACTIVE_FILE, 1)
     assert big in taken and len(taken) == 1 << big.order
     assert {p.index >> big.order for p in taken} == {big.index >> big.order}
+
+
+def stat(k, name="box"):
+    return dict((key, int(v)) for key, v in (
+        line.split() for line in k.proc_read(f"/sys/fs/cgroup/{name}/memory.stat").splitlines()))
+
+
+def two_reads_then_stream(flush_before_stream):
+    k, proc, inode = setup(limit=16 * MiB, size=8 * MiB)
+    k.create_file("/big", 48 * MiB).bdi = inode.bdi
+    read_all(proc, "/f", 8 * MiB)
+    read_all(proc, "/f", 8 * MiB)
+    if flush_before_stream:
+        assert stat(k)["active_file"] == 8 * MiB      # the read flushes the statistics
+    child = proc.fork()
+    read_all(child, "/big", 48 * MiB)
+    return k, inode
+
+
+def test_reclaim_judges_the_lists_by_the_last_flushed_statistics():
+    # prepare_scan_control reads the cgroup's LRU sizes as last flushed; during a
+    # stream (well within the two seconds of the periodic flush) they still say the
+    # inactive list is empty, so every reclaim deactivates: the working set the
+    # stream competes with is all deactivated and mostly evicted (the live
+    # read_pressure scenario: active_file 0 after the stream).
+    k, inode = two_reads_then_stream(flush_before_stream=True)
+    st = stat(k)
+    assert st["active_file"] == 0
+    assert len(inode.cache) < 8 * MiB // P // 2
+
+
+def test_statistics_never_flushed_keep_the_active_list():
+    # Simulator-defined: without a memory.stat read or Kernel.flush_stats the
+    # statistics stay as the cgroup was made (empty lists): the inactive list never
+    # looks low and the active working set is not aged.
+    k, inode = two_reads_then_stream(flush_before_stream=False)
+    assert len(inode.cache) == 8 * MiB // P
+    k.flush_stats()
+    assert k.memcgs["box"].flushed["lru"][3] == 8 * MiB // P
