@@ -10,7 +10,7 @@ import pytest
 
 from mmsim.live import pressure
 from mmsim.live.pressure import MiB, PAGE, SCENARIOS, Scenario, run_live
-from mmsim.live.pressure_sim import (HOST_BDI, compare, disagreements, live_spread,
+from mmsim.live.pressure_sim import (HOST_BDI, LIVE_OVERHEAD, compare, disagreements, live_spread,
                                      load_fixture, load_known, run_sim)
 
 FIXTURE = load_fixture()
@@ -53,11 +53,35 @@ def test_scenario_agrees_with_the_live_spread(name):
                                  for r in rows if f"{r['step']}:{r['metric']}" in new))
 
 
-@pytest.mark.parametrize("name", ["control", "anon_oom"])
+@pytest.mark.parametrize("name", sorted(set(SCENARIOS) - {"anon_beside_cache"}))
 def test_scenarios_without_known_disagreements_agree_fully(name):
     assert KNOWN[name] == set()
     rows = compare(SCENARIOS[name], run_sim(SCENARIOS[name]), FIXTURE[name])
     assert all(r["ok"] for r in rows)
+
+
+def test_the_live_overhead_is_what_the_live_processes_had_charged():
+    # usage - cache - the anon step's pages, after the first step of every scenario
+    first = [FIXTURE[n]["0"]["usage"][1] - FIXTURE[n]["0"]["cache"][1]
+             - sum(s[1] for s in SCENARIOS[n].steps[:1] if s[0] == "anon") // PAGE
+             for n in SCENARIOS]
+    assert sorted(first)[len(first) // 2] == LIVE_OVERHEAD
+    run = run_sim(SCENARIOS["short_readers_read"])
+    assert [r["m"]["rss"] for r in run["records"][:2]] == [LIVE_OVERHEAD] * 2
+
+
+def test_anon_beside_cache_disagrees_only_in_its_forked_stream():
+    # The known disagreement's cause (docs/pressure.md): the stream's forked reader
+    # is charged again for the 24 MiB its parent maps (simulator-defined per-mapper
+    # anon charge); the kernel charges a page once.  The same read without a fork
+    # agrees in every value.
+    sc = SCENARIOS["anon_beside_cache"]
+    bad = disagreements(compare(sc, run_sim(sc), FIXTURE[sc.name]))
+    assert bad and {b.split(":")[0] for b in bad} <= {"3", "4", "total"}
+    unforked = Scenario(sc.name, sc.limit, sc.files,
+                        tuple(("read", s[1], 0, dict(sc.files)[s[1]], s[2])
+                              if s[0] == "stream" else s for s in sc.steps))
+    assert disagreements(compare(unforked, run_sim(unforked), FIXTURE[sc.name])) == []
 
 
 def test_compare_flags_a_value_outside_the_tolerance():
