@@ -7,6 +7,8 @@ simulator's public API only (no live machinery: the scenario is plain data), wit
 live runner's process structure, and records after every step the metrics
 ``run_live`` records, under the same (cgroup v1) names, so ``compare`` can put each
 simulated value beside the live [min..max] with ``within``.
+``python -m mmsim.live.pressure_sim [--load JSON]... [SCENARIO...]`` prints the
+comparison (exit status 1 if anything disagrees).
 """
 
 import argparse
@@ -18,7 +20,7 @@ from ..errors import Killed
 from ..kernel import Kernel
 from ..readahead import MAX_PAGECACHE_ORDER, BackingDev
 from ..uapi import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
-from .pressure import (COUNTERS, MiB, PAGE, SCENARIOS, SHOWN, VMSTAT, Scenario,
+from .pressure import (MiB, PAGE, SCENARIOS, SHOWN, VMSTAT, Scenario,
                        check_scenario, metrics, spread, within)
 
 __all__ = ["HOST_BDI", "HOST_MEMORY", "LIVE_OVERHEAD", "run_sim", "compare", "format_comparison",
