@@ -282,7 +282,9 @@ def _anon_thp_pages(kernel, memcg):
 
 
 def memory_stat(kernel, memcg):
-    """memory.stat: the subtree's page states (in bytes) and events (counts)."""
+    """memory.stat: the subtree's page states (in bytes) and events (counts); reading
+    it flushes the subtree's statistics (memory_stat_show)."""
+    memcg_mod.flush_stats(memcg)
     sub = memcg.subtree()
 
     def total(key):

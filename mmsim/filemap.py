@@ -32,10 +32,10 @@ def count_pgpgin(memcg, nr):
     memcg.node.events["pgpgin"] += nr * _KB_PER_PAGE
 
 
-def read_page(kernel, memcg, inode, index):
+def read_page(kernel, memcg, inode, index, charged=False, order=0):
     """Read page ``index`` into the cache (filemap_create_folio, or one page of a
     readahead): a new folio on the LRU, counted as read from storage."""
-    page = pagecache.add(kernel, memcg, inode, index)
+    page = pagecache.add(kernel, memcg, inode, index, charged=charged, order=order)
     count_pgpgin(memcg, 1)
     return page
 
@@ -46,12 +46,26 @@ def run_plan(kernel, memcg, inode, plan):
     get (ENOMEM) ends the plan there.  Returns the pages read."""
     cache = inode.cache
     n = 0
+    heads = dict(plan.folios)
     try:
         for lo, hi in plan.ranges:
-            for index in range(lo, hi):
+            index = lo
+            while index < hi:
+                order = heads.get(index, 0)
+                nr = 1 << order
+                if order and not any(i in cache for i in range(index, index + nr)):
+                    # A large folio is charged whole (mem_cgroup_charge of the folio),
+                    # so a charge at the limit reclaims at least its size.
+                    kernel.try_charge(memcg, nr)
+                    for i in range(index, index + nr):
+                        read_page(kernel, memcg, inode, i, charged=True, order=order)
+                    n += nr
+                    index += nr
+                    continue
                 if index not in cache:
                     read_page(kernel, memcg, inode, index)
                     n += 1
+                index += 1
     except OSError as exc:
         if exc.errno != errno.ENOMEM:
             raise

@@ -366,6 +366,11 @@ class Kernel:
             self._oom(None)
             retries = vmscan.MAX_RECLAIM_RETRIES
 
+    def flush_stats(self) -> None:
+        """The memory cgroup statistics' periodic flush (every two seconds on Linux:
+        flush_memcg_stats_dwork), which simulated time never triggers by itself."""
+        memcg_mod.flush_stats(self.root_memcg)
+
     def balance(self, proc=None) -> None:
         """What waits for a call's end: reclaim and OOM for cgroups past memory.max,
         reclaim above memory.high, direct reclaim below the min watermark, and kswapd

@@ -57,7 +57,7 @@ class MemCgroup:
     __slots__ = ("name", "parent", "children", "max", "high", "low", "min", "swap_max",
                  "current", "peak", "swap_current", "lruvec", "stat", "events",
                  "local_events", "procs", "oom_group", "id", "node", "subtree_memory",
-                 "dying")
+                 "dying", "flushed")
 
     _ids = [0]
 
@@ -74,6 +74,10 @@ class MemCgroup:
         self.stat = dict.fromkeys(("anon", "file", "shmem", "file_mapped", "file_dirty",
                                    "file_writeback", "swapcached", "swap"), 0)
         self.stat.update(dict.fromkeys(EVENTS, 0))
+        # The subtree's statistics as of the last flush (``flush_stats``): what the
+        # kernel's lruvec_page_state reads for reclaim's heuristics.
+        self.flushed = {"lru": [0, 0, 0, 0], "workingset_activate_file": 0,
+                        "workingset_activate_anon": 0}
         self.events = dict.fromkeys(MEMORY_EVENTS, 0)         # hierarchical
         self.local_events = dict.fromkeys(MEMORY_EVENTS, 0)   # memory.events.local
         self.procs = set()   # pids of the processes in this cgroup
@@ -112,6 +116,21 @@ class MemCgroup:
     def lru_total(self, lru):
         """The subtree's pages on LRU list ``lru``."""
         return sum(m.lruvec.nr[lru] for m in self.subtree())
+
+
+def flush_stats(memcg):
+    """mem_cgroup_flush_stats: fold the statistics of ``memcg``'s subtree, so that
+    the values reclaim reads (``MemCgroup.flushed``: the LRU sizes and the refault
+    activations, each summed over a cgroup's subtree) are current again.  Reclaim
+    itself only flushes when the periodic flusher is a cycle late (two seconds:
+    mem_cgroup_flush_stats_ratelimited), which, as simulated time does not pass,
+    it never is: a flush happens when a cgroup's memory.stat is read
+    (memory_stat_show) or ``Kernel.flush_stats`` runs the periodic flusher."""
+    for m in memcg.subtree():
+        sub = m.subtree()
+        m.flushed = {"lru": [sum(c.lruvec.nr[i] for c in sub) for i in range(4)],
+                     "workingset_activate_file": m.total("workingset_activate_file"),
+                     "workingset_activate_anon": m.total("workingset_activate_anon")}
 
 
 def charge(memcg, nr):
@@ -165,7 +184,7 @@ def memory_event(memcg, name):
         m.events[name] += 1
 
 
-__all__ = ["MemCgroup", "Lruvec", "charge", "uncharge", "first_over", "over_high",
+__all__ = ["MemCgroup", "Lruvec", "flush_stats", "charge", "uncharge", "first_over", "over_high",
            "count_event", "memory_event", "LRU_INACTIVE_ANON", "LRU_ACTIVE_ANON",
            "LRU_INACTIVE_FILE", "LRU_ACTIVE_FILE", "PAGE_COUNTER_MAX", "EVENTS",
            "MEMORY_EVENTS"]

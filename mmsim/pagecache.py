@@ -112,10 +112,12 @@ def lru_move(page, lru, tail=False):
     _lru_add(page, lru, tail)
 
 
-def _new_folio(kernel, memcg, inode, index):
-    """Charge ``memcg`` for a new folio of page ``index`` and put it in the cache."""
-    kernel.try_charge(memcg, 1)
-    page = Page(anon=False, dirty=False, mapcount=0)
+def _new_folio(kernel, memcg, inode, index, charged=False, order=0):
+    """Charge ``memcg`` for a new folio of page ``index`` (unless the caller
+    ``charged`` its whole folio already) and put it in the cache."""
+    if not charged:
+        kernel.try_charge(memcg, 1)
+    page = Page(anon=False, dirty=False, mapcount=0, order=order)
     page.memcg = memcg
     page.inode = inode
     page.index = index
@@ -125,11 +127,12 @@ def _new_folio(kernel, memcg, inode, index):
     return page
 
 
-def add(kernel, memcg, inode, index, can_swap=False):
+def add(kernel, memcg, inode, index, can_swap=False, charged=False, order=0):
     """filemap_add_folio: charge ``memcg`` for a new folio of page ``index`` of a
-    regular file, put it in the cache and on the file LRU: the inactive list, or the
-    active one when its shadow entry says it refaulted within the workingset."""
-    page = _new_folio(kernel, memcg, inode, index)
+    regular file (unless the caller ``charged`` its whole folio already), put it in
+    the cache and on the file LRU: the inactive list, or the active one when its
+    shadow entry says it refaulted within the workingset."""
+    page = _new_folio(kernel, memcg, inode, index, charged, order)
     lru = INACTIVE
     shadows = inode.shadows
     if shadows:

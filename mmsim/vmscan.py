@@ -15,7 +15,6 @@ Without swap (the machine has none until ``Kernel.swapon``), anonymous memory is
 scanned at all (get_scan_count's SCAN_FILE), as on the reference machine.
 """
 
-import itertools
 from math import isqrt
 
 from . import pagecache, pages, workingset
@@ -54,14 +53,46 @@ class ScanControl:
         self.inside = {id(m) for m in target.subtree()} if cgroup else None
 
 
-def inactive_is_low(memcg):
+def inactive_is_low(memcg, sizes=None):
     """inactive_is_low for the file lists of ``memcg``'s subtree: the inactive list
-    should hold at least 1/sqrt(10 * GiB of file pages) of them."""
-    inactive = memcg.lru_total(LRU_INACTIVE_FILE)
-    active = memcg.lru_total(LRU_ACTIVE_FILE)
+    should hold at least 1/sqrt(10 * GiB of file pages) of them.  ``sizes``: the
+    four LRU sizes to judge by (reclaim passes the flushed ones); by default the
+    current ones."""
+    if sizes is None:
+        inactive = memcg.lru_total(LRU_INACTIVE_FILE)
+        active = memcg.lru_total(LRU_ACTIVE_FILE)
+    else:
+        inactive, active = sizes[LRU_INACTIVE_FILE], sizes[LRU_ACTIVE_FILE]
     gb = (inactive + active) >> (30 - PAGE_SHIFT)
     ratio = isqrt(10 * gb) if gb else 1
     return inactive * ratio < active
+
+
+def isolate(memcg, lst, nr_to_scan):
+    """isolate_lru_folios: folios off the tail of list ``lst`` until ``nr_to_scan``
+    pages were taken; a large folio is taken whole (every page of it on that list),
+    so one scan takes at least one folio whatever its size."""
+    pages_ = memcg.lruvec.lists[lst]
+    taken, seen = [], set()
+    for page in pages_:
+        if len(taken) >= nr_to_scan:
+            break
+        if page in seen:
+            continue
+        if page.order:
+            nr = 1 << page.order
+            head = page.index & ~(nr - 1)
+            cache = page.inode.cache
+            folio = [p for p in (cache.get(i) for i in range(head, head + nr))
+                     if p is not None and p.order == page.order and p.memcg is memcg
+                     and p.lru == page.lru]
+        else:
+            folio = [page]
+        for p in folio:
+            if p not in seen:
+                seen.add(p)
+                taken.append(p)
+    return taken
 
 
 def _rmap(kernel, sc):
@@ -145,8 +176,7 @@ def _count(memcg, sc, base, nr):
 
 def shrink_active_list(kernel, memcg, nr_to_scan, sc):
     """Age up to ``nr_to_scan`` folios off the tail of the active file list."""
-    lst = memcg.lruvec.lists[LRU_ACTIVE_FILE]
-    taken = list(itertools.islice(lst, nr_to_scan))
+    taken = isolate(memcg, LRU_ACTIVE_FILE, nr_to_scan)
     if not taken:
         return
     memcg.stat["pgrefill"] += len(taken)
@@ -168,8 +198,7 @@ def shrink_active_list(kernel, memcg, nr_to_scan, sc):
 def shrink_inactive_list(kernel, memcg, nr_to_scan, sc):
     """Scan up to ``nr_to_scan`` folios off the tail of the inactive file list and
     reclaim what shrink_folio_list allows; returns the pages reclaimed."""
-    lst = memcg.lruvec.lists[LRU_INACTIVE_FILE]
-    taken = list(itertools.islice(lst, nr_to_scan))
+    taken = isolate(memcg, LRU_INACTIVE_FILE, nr_to_scan)
     if not taken:
         return 0
     sc.nr_scanned += len(taken)
@@ -252,9 +281,13 @@ def shrink_lruvec(kernel, memcg, sc):
 def shrink_node(kernel, sc):
     """One pass over the target's subtree at ``sc.priority``."""
     target = sc.target
-    refaults = target.total("workingset_activate_file")
+    # prepare_scan_control reads the cgroup statistics as last flushed (only the
+    # rate-limited flush, two seconds late, would refresh them here): during a burst
+    # of reclaim the list sizes and activations it judges by are those of before it.
+    flushed = target.flushed
+    refaults = flushed["workingset_activate_file"]
     sc.may_deactivate = (sc.force_deactivate or refaults != target.lruvec.refaults[1]
-                         or inactive_is_low(target))
+                         or inactive_is_low(target, flushed["lru"]))
     subtree = target.subtree()
     lruvec = target.lruvec
     # A partial walk (direct and cgroup reclaim) goes on from where the last one
@@ -293,7 +326,7 @@ def do_try_to_free_pages(kernel, sc):
                 break
             sc.priority -= 1
         target = sc.target
-        target.lruvec.refaults[1] = target.total("workingset_activate_file")
+        target.lruvec.refaults[1] = target.flushed["workingset_activate_file"]
         finish_writeback(sc)
         if sc.nr_reclaimed:
             return sc.nr_reclaimed
@@ -337,7 +370,8 @@ def balance_pgdat(kernel):
         shrink_node(kernel, sc)
         if sc.nr_scanned < sc.nr_to_reclaim or sc.nr_reclaimed == before:
             sc.priority -= 1
-    kernel.root_memcg.lruvec.refaults[1] = kernel.root_memcg.total("workingset_activate_file")
+    root = kernel.root_memcg
+    root.lruvec.refaults[1] = root.flushed["workingset_activate_file"]
     finish_writeback(sc)
     return sc.nr_reclaimed
 
