@@ -79,12 +79,12 @@ def repeated_readers(fade_every_process, scale=1, runs=10):
     return memory_stat(k, "git")
 
 
-def killed_app(fade_killed_app, scale=1, rounds=8):
+def killed_app(fade_killed_app, scale=1, rounds=8, launch_mib=24):
     """Experiment 2: three background apps (12 MiB of files each) and a foreground app
-    (20 MiB) share a 64 MiB cgroup with short-lived app launches that read 16 MiB
-    each; after ``rounds`` rounds the foreground app is killed, and the background apps
-    go on for as many rounds.  Returns the background apps' memory.stat after the kill
-    minus before it."""
+    (20 MiB) share a 64 MiB cgroup with short-lived app launches that read
+    ``launch_mib`` MiB each; after ``rounds`` rounds the foreground app is killed, and
+    the background apps go on for as many rounds.  Returns the background apps'
+    memory.stat after the kill minus before it."""
     k = mmsim.Kernel(seed=1)
     k.make_dirs("/apps")
     new_cgroup(k, "apps", 64 * MiB // scale)
@@ -111,8 +111,8 @@ def killed_app(fade_killed_app, scale=1, rounds=8):
         app = launcher.fork()
         k.proc_write("/sys/fs/cgroup/apps/launches/cgroup.procs", str(app.pid))
         path = f"/apps/launch{launches}"
-        k.create_file(path, 16 * MiB // scale)
-        map_and_read(app, path, 16 * MiB // scale)
+        k.create_file(path, launch_mib * MiB // scale)
+        map_and_read(app, path, launch_mib * MiB // scale)
         app.exit(0)
         launcher.wait4(app.pid, 0)
         launches += 1
