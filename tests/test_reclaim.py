@@ -34,6 +34,18 @@ def enter(proc, memcg):
     proc.mm.memcg = memcg
 
 
+def boxed(limit_pages, **files):
+    """A kernel whose one process sits in a cgroup of ``limit_pages``, and files of the
+    given sizes in pages (``name=npages`` makes ``/name``)."""
+    k = Kernel(randomize=False)
+    p = k.spawn()
+    m = cgroup(k, "box", limit_pages)
+    enter(p, m)
+    for name, npages in files.items():
+        k.create_file("/" + name, npages * P)
+    return k, p, m
+
+
 def read_mapped(proc, path, npages, offset=0, keep=False):
     """Read ``npages`` of a file through a shared mapping, then unmap it (unless keep)."""
     fd = proc.open(path)
@@ -81,11 +93,7 @@ def test_refault_distance_against_the_active_list(active, distance, ws, expect):
 
 
 def test_a_cgroup_stays_within_its_limit_and_evicted_pages_leave_shadows():
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    m = cgroup(k, "box", 256)
-    enter(p, m)
-    k.create_file("/big", 1024 * P)
+    k, p, m = boxed(256, big=1024)
     for chunk in range(8):
         read_mapped(p, "/big", 128, chunk * 128)
         assert m.current <= m.max
@@ -104,12 +112,7 @@ def test_a_cgroup_stays_within_its_limit_and_evicted_pages_leave_shadows():
 def test_pages_used_twice_survive_a_stream_that_evicts_pages_used_once():
     """Scan resistance: a file read twice sits on the active list, which a one-pass
     stream never makes the inactive list too small to leave alone."""
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    m = cgroup(k, "box", 512)
-    enter(p, m)
-    for name, n in (("/hot", 128), ("/once", 128), ("/stream", 2048)):
-        k.create_file(name, n * P)
+    k, p, m = boxed(512, hot=128, once=128, stream=2048)
     read_mapped(p, "/hot", 128)
     read_mapped(p, "/hot", 128)   # the second unmap of a young PTE activates
     assert {pg.lru for pg in k.files["/hot"].cache.values()} == {ACTIVE}
@@ -124,12 +127,7 @@ def test_pages_used_twice_survive_a_stream_that_evicts_pages_used_once():
 def test_refaulting_the_stream_evicted_ages_the_active_list():
     """Pages refaulting within the workingset are activated, and a refault makes the
     next reclaim deactivate active pages (the workingset shifts)."""
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    m = cgroup(k, "box", 512)
-    enter(p, m)
-    k.create_file("/hot", 256 * P)
-    k.create_file("/ws", 320 * P)
+    k, p, m = boxed(512, hot=256, ws=320)
     read_mapped(p, "/hot", 256)
     read_mapped(p, "/hot", 256)
     for _ in range(4):
@@ -141,12 +139,7 @@ def test_refaulting_the_stream_evicted_ages_the_active_list():
 
 
 def test_a_mapped_page_in_use_is_activated_and_kept():
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    m = cgroup(k, "box", 128)
-    enter(p, m)
-    k.create_file("/lib", 32 * P)
-    k.create_file("/stream", 1024 * P)
+    k, p, m = boxed(128, lib=32, stream=1024)
     lib = read_mapped(p, "/lib", 32, keep=True)
     # 16 stream pages between two uses: with the stream's read-around and readahead
     # (some 16 pages more than it maps), reclaim scans the lib once between two uses.
@@ -160,12 +153,7 @@ def test_a_mapped_page_in_use_is_activated_and_kept():
 
 def test_a_mapped_page_left_alone_is_unmapped_and_evicted():
     """A young PTE buys one more trip round the inactive list, not more."""
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    m = cgroup(k, "box", 128)
-    enter(p, m)
-    k.create_file("/lib", 32 * P)
-    k.create_file("/stream", 1024 * P)
+    k, p, m = boxed(128, lib=32, stream=1024)
     read_mapped(p, "/lib", 32, keep=True)
     for chunk in range(16):
         read_mapped(p, "/stream", 64, chunk * 64)
@@ -197,12 +185,7 @@ def test_mapped_executable_pages_stay_on_the_active_list_when_aged():
 
 
 def test_dirty_pages_are_written_back_before_they_are_reclaimed():
-    k = Kernel(randomize=False)
-    p = k.spawn()
-    m = cgroup(k, "box", 64)
-    enter(p, m)
-    k.create_file("/d", 32 * P)
-    k.create_file("/stream", 256 * P)
+    k, p, m = boxed(64, d=32, stream=256)
     fd = p.open("/d", 2)
     a = p.mmap(0, 32 * P, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
     p.touch(a, 32 * P, write=True)
