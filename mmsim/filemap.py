@@ -294,7 +294,7 @@ def invalidate(kernel, inode, lo, hi, under_writeback=()):
             continue
         pagecache.delete(kernel, page)
         n += 1
-    pagecache.drop_shadows(inode, lo, hi + 1)
+    pagecache.drop_shadows(kernel.node, inode, lo, hi + 1)
     return n
 
 

@@ -32,6 +32,9 @@ class Inode:
         self.deleted = deleted
         self.cache = {}   # the page cache: file page index -> Page
         self.shadows = {}   # evicted pages' shadow entries: file page index -> shadow
+        # Per 64-page block of the page cache's tree (an xarray leaf node): how many
+        # pages and how many shadow entries it holds (pagecache's workingset nodes).
+        self.blocks = {}
         # Its backing device's readahead limits (read_ahead_kb, max_sectors_kb) and the
         # largest folio order its file system caches in (readahead.BackingDev).
         self.bdi = DEFAULT_BDI

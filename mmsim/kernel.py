@@ -424,7 +424,7 @@ class Kernel:
         rows = [("nr_free_pages", self.free_pages()),
                 ("nr_inactive_anon", lru[0]), ("nr_active_anon", lru[1]),
                 ("nr_inactive_file", lru[2]), ("nr_active_file", lru[3]),
-                ("workingset_nodes", 0)]
+                ("workingset_nodes", len(node.shadow_nodes))]
         rows += [(name, ev[name]) for name in (
             "workingset_refault_anon", "workingset_refault_file", "workingset_activate_anon",
             "workingset_activate_file", "workingset_restore_anon", "workingset_restore_file",

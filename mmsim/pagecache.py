@@ -15,6 +15,8 @@ Allocation goes through the ``Kernel`` (``try_charge``/``uncharge``), which may
 reclaim to make room; this module only keeps the lists and counters.
 """
 
+from collections import OrderedDict
+
 from . import workingset
 from .memcg import (EVENTS, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE,
                     count_event)
@@ -45,17 +47,25 @@ class Page:
         self.readahead = False    # PG_readahead: reading it starts async readahead
 
 
+# An xarray leaf node holds 64 slots; the shadow shrinker keeps at most one such node
+# of shadow entries per 8 pages (count_shadow_nodes).
+XA_CHUNK_SHIFT = 6
+
+
 class Node:
     """The machine's one NUMA node (``pglist_data``): page counts by kind and the
-    vm event counters, as /proc/meminfo and /proc/vmstat show them."""
+    vm event counters, as /proc/meminfo and /proc/vmstat show them, and the list of
+    page-cache tree nodes that hold only shadow entries (``shadow_nodes``: the
+    workingset shrinker's list, oldest first)."""
 
     __slots__ = ("nr_inactive", "nr_active", "nr_file_pages", "nr_mapped", "nr_dirty",
-                 "nr_writeback", "nr_shmem", "nr_anon", "events")
+                 "nr_writeback", "nr_shmem", "nr_anon", "events", "shadow_nodes")
 
     def __init__(self):
         self.nr_inactive = self.nr_active = 0      # the file lists, in pages
         self.nr_file_pages = self.nr_mapped = 0    # page cache (shmem included), mapped
         self.nr_dirty = self.nr_writeback = self.nr_shmem = self.nr_anon = 0
+        self.shadow_nodes = OrderedDict()   # (inode, block) -> None
         self.events = dict.fromkeys(EVENTS + ("nr_dirtied", "nr_written", "pgpgin", "oom_kill",
                                                  "pgscan_file", "pgsteal_file"), 0)
 
@@ -70,6 +80,46 @@ class Node:
     @property
     def pgrotated(self):
         return self.events["pgrotated"]
+
+
+def _block(node, inode, index, dpages, dshadows):
+    """Keep a tree node's page and shadow counts, and the shadow-node list: a node is
+    on it while it holds shadow entries and no page."""
+    blocks = inode.blocks
+    b = index >> XA_CHUNK_SHIFT
+    counts = blocks.get(b)
+    if counts is None:
+        counts = blocks[b] = [0, 0]
+    was = counts[1] and not counts[0]
+    counts[0] += dpages
+    counts[1] += dshadows
+    now = counts[1] and not counts[0]
+    if now != was:
+        if now:
+            node.shadow_nodes[(inode, b)] = None
+        else:
+            del node.shadow_nodes[(inode, b)]
+    if not counts[0] and not counts[1]:
+        del blocks[b]
+
+
+def shrink_shadow_nodes(node, pages):
+    """The shadow shrinker (workingset.c's shadow_lru_isolate): while more tree nodes
+    hold only shadows than one per 8 of ``pages``, the oldest such node is freed with
+    its shadow entries (workingset_nodereclaim).  Returns the nodes freed."""
+    excess = len(node.shadow_nodes) - (pages >> (XA_CHUNK_SHIFT - 3))
+    freed = 0
+    while excess > 0:
+        (inode, b), _ = node.shadow_nodes.popitem(last=False)
+        lo = b << XA_CHUNK_SHIFT
+        shadows = inode.shadows
+        for index in range(lo, lo + (1 << XA_CHUNK_SHIFT)):
+            shadows.pop(index, None)
+        del inode.blocks[b]
+        node.events["workingset_nodereclaim"] += 1
+        excess -= 1
+        freed += 1
+    return freed
 
 
 def lookup(inode, index):
@@ -122,9 +172,12 @@ def _new_folio(kernel, memcg, inode, index, charged=False, order=0):
     page.inode = inode
     page.index = index
     inode.cache[index] = page
-    memcg.node.nr_file_pages += 1
+    node = memcg.node
+    node.nr_file_pages += 1
     memcg.stat["file"] += 1
-    return page
+    shadow = inode.shadows.pop(index, None) if inode.shadows else None
+    _block(node, inode, index, 1, -1 if shadow is not None else 0)
+    return page, shadow
 
 
 def add(kernel, memcg, inode, index, can_swap=False, charged=False, order=0):
@@ -132,16 +185,13 @@ def add(kernel, memcg, inode, index, can_swap=False, charged=False, order=0):
     regular file (unless the caller ``charged`` its whole folio already), put it in
     the cache and on the file LRU: the inactive list, or the active one when its
     shadow entry says it refaulted within the workingset."""
-    page = _new_folio(kernel, memcg, inode, index, charged, order)
+    page, shadow = _new_folio(kernel, memcg, inode, index, charged, order)
     lru = INACTIVE
-    shadows = inode.shadows
-    if shadows:
-        shadow = shadows.pop(index, None)
-        if shadow is not None:
-            activate, restore = workingset.refault(memcg, 1, shadow, True, can_swap)
-            if activate:
-                lru = ACTIVE
-            page.workingset = restore
+    if shadow is not None:
+        activate, restore = workingset.refault(memcg, 1, shadow, True, can_swap)
+        if activate:
+            lru = ACTIVE
+        page.workingset = restore
     _lru_add(page, lru)
     return page
 
@@ -149,7 +199,7 @@ def add(kernel, memcg, inode, index, can_swap=False, charged=False, order=0):
 def add_shmem(kernel, memcg, inode, index):
     """shmem_alloc_and_add_folio: charge ``memcg`` for a new shmem folio (swap-backed,
     so it counts on the inactive anon list) and put it in the file's cache."""
-    page = _new_folio(kernel, memcg, inode, index)
+    page, _ = _new_folio(kernel, memcg, inode, index)
     memcg.node.nr_shmem += 1
     memcg.stat["shmem"] += 1
     memcg.lruvec.nr[LRU_INACTIVE_ANON] += 1
@@ -169,6 +219,7 @@ def _remove(kernel, page):
     if page.dirty:
         set_clean(page)
     del page.inode.cache[page.index]
+    _block(node, page.inode, page.index, -1, 0)
     node.nr_file_pages -= 1
     memcg.stat["file"] -= 1
     kernel.uncharge(memcg, 1)
@@ -183,8 +234,11 @@ def delete(kernel, page):
 def evict(kernel, page, target):
     """__remove_mapping for reclaim of ``target``'s subtree: the folio leaves the cache
     and a shadow entry takes its place (workingset_eviction)."""
+    node = page.memcg.node
     _remove(kernel, page)
-    page.inode.shadows[page.index] = workingset.eviction(target, 1, page.workingset)
+    inode = page.inode
+    inode.shadows[page.index] = workingset.eviction(target, 1, page.workingset)
+    _block(node, inode, page.index, 0, 1)
     page.memcg = None
 
 
@@ -257,12 +311,13 @@ def note_mapped(page, delta):
         memcg.stat["file_mapped"] += delta
 
 
-def drop_shadows(inode, lo, hi):
+def drop_shadows(node, inode, lo, hi):
     """Truncation also removes the shadow entries of pages ``[lo, hi)``."""
     shadows = inode.shadows
     if shadows:
         for index in [i for i in shadows if lo <= i < hi]:
             del shadows[index]
+            _block(node, inode, index, 0, -1)
 
 
 def check(kernel):
@@ -289,12 +344,24 @@ def check(kernel):
         subtree = sum(c.stat["anon"] + c.stat["file"] for c in m.subtree())
         assert m.current == subtree, (m.name, m.current, subtree)
     assert (node.nr_inactive, node.nr_active) == (lru_sums[2], lru_sums[3])
+    for inode, b in node.shadow_nodes:
+        counts = inode.blocks[b]
+        assert counts[0] == 0 and counts[1] > 0, (inode.path, b, counts)
+    for inode in kernel.files.values():
+        blocks = {}
+        for index in inode.cache:
+            blocks.setdefault(index >> XA_CHUNK_SHIFT, [0, 0])[0] += 1
+        for index in inode.shadows:
+            blocks.setdefault(index >> XA_CHUNK_SHIFT, [0, 0])[1] += 1
+        assert blocks == inode.blocks, (inode.path, blocks, inode.blocks)
+        for b, (npages, nshadows) in blocks.items():
+            assert ((inode, b) in node.shadow_nodes) == (nshadows > 0 and npages == 0)
     assert lru_sums[0] + lru_sums[1] == sums["anon"] + sums["shmem"]
     assert (node.nr_anon, node.nr_file_pages, node.nr_shmem, node.nr_mapped, node.nr_dirty) == (
         sums["anon"], sums["file"], sums["shmem"], sums["file_mapped"], sums["file_dirty"]), (
         node.nr_anon, node.nr_file_pages, node.nr_shmem, node.nr_mapped, node.nr_dirty, sums)
 
 
-__all__ = ["Page", "check", "Node", "lookup", "add", "add_shmem", "delete", "evict",
+__all__ = ["Page", "check", "shrink_shadow_nodes", "Node", "lookup", "add", "add_shmem", "delete", "evict",
            "mark_accessed", "deactivate", "deactivate_file", "set_dirty", "set_clean",
            "note_mapped", "lru_move", "drop_shadows", "INACTIVE", "ACTIVE"]

@@ -1155,7 +1155,7 @@ def punch_hole(kernel, inode, lo, hi):
     cache = inode.cache
     for index in [i for i in cache if lo <= i < hi]:
         pagecache.delete(kernel, cache[index])
-    pagecache.drop_shadows(inode, lo, hi)
+    pagecache.drop_shadows(kernel.node, inode, lo, hi)
 
 
 def truncate_pages(kernel, inode, lo, hi=1 << 64):

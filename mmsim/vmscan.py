@@ -300,8 +300,14 @@ def shrink_node(kernel, sc):
         if not sc.full_walk:
             lruvec.iter_pos = i + 1
             if sc.nr_reclaimed >= sc.nr_to_reclaim:
-                return
-    lruvec.iter_pos = 0
+                break
+    else:
+        lruvec.iter_pos = 0
+    # shrink_slab: the shadow shrinker with the node-wide bound (the node's present
+    # pages).  Simulator-defined: one list for the node, trimmed to the bound at once;
+    # the kernel also keeps per-cgroup lists bounded by a cgroup's LRU pages, and
+    # trims them gradually.
+    pagecache.shrink_shadow_nodes(kernel.node, kernel.memory >> PAGE_SHIFT)
 
 
 def finish_writeback(sc):

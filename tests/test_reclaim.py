@@ -286,3 +286,28 @@ def test_books_balance_and_the_limit_holds_after_every_call(ops, limit):
         assert not lru[LRU_INACTIVE_FILE] and not lru[LRU_ACTIVE_FILE]
         for inode in k.files.values():
             assert not set(inode.cache) & set(inode.shadows)
+
+
+def test_tree_nodes_of_shadows_are_counted_and_shrunk_past_their_bound():
+    """workingset_nodes counts the 64-page blocks holding shadow entries and no page;
+    past one such node per 8 pages of memory the oldest go (workingset_nodereclaim)."""
+    k = Kernel(memory=8 << 20, randomize=False)   # 2048 pages: at most 256 nodes
+    p = k.spawn()
+    m = cgroup(k, "box", 128)
+    enter(p, m)
+    k.create_file("/f", 64 * 1024 * P)
+    vmstat = lambda: dict(line.split() for line in k.proc_read("/proc/vmstat").splitlines())
+    read_mapped(p, "/f", 256)
+    inode = k.files["/f"]
+    shadow_only = {i >> 6 for i in inode.shadows} - {i >> 6 for i in inode.cache}
+    assert int(vmstat()["workingset_nodes"]) == len(shadow_only) > 0
+    for chunk in range(1, 160):
+        read_mapped(p, "/f", 256, chunk * 256)
+    assert int(vmstat()["workingset_nodes"]) <= 256
+    assert int(vmstat()["workingset_nodereclaim"]) > 0
+    assert min(inode.shadows) >= 64 * int(vmstat()["workingset_nodereclaim"])
+    # Reading an evicted page back takes its shadow and its node off the list.
+    before = int(vmstat()["workingset_nodes"])
+    last = max(inode.shadows) & ~63
+    read_mapped(p, "/f", 1, last)
+    assert int(vmstat()["workingset_nodes"]) == before - 1
