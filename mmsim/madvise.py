@@ -179,7 +179,12 @@ def vma_behavior(mm, vma, start, end, advice):
             raise error(errno.EINVAL)
         if advice == MADV_COLD:
             pages.deactivate(vma, start, end)
-        return vma  # no swap, so MADV_PAGEOUT reclaims nothing anonymous
+        else:
+            # madvise_pageout: reclaim now what this mm alone maps; anonymous pages
+            # only when there is swap to write them to.
+            pages.pageout_anon(mm, vma, start, end)
+            pages.pageout_file(mm, vma, start, end)
+        return vma
     if advice == MADV_WILLNEED:
         f = vma.file
         if f is not None and not f.shmem and f.inode.kind == REG:

@@ -57,7 +57,8 @@ class Node:
         self.nr_file_pages = self.nr_mapped = 0    # page cache (shmem included), mapped
         self.nr_dirty = self.nr_writeback = self.nr_shmem = self.nr_anon = 0
         self.events = dict.fromkeys(EVENTS + ("nr_dirtied", "nr_written", "pgpgin", "oom_kill",
-                                                 "pgscan_file", "pgsteal_file"), 0)
+                                                 "pgscan_file", "pgsteal_file", "pgscan_anon",
+                                                 "pgsteal_anon"), 0)
 
     @property
     def pgactivate(self):
@@ -288,6 +289,14 @@ def check(kernel):
             sums[name] += m.stat[name]
         subtree = sum(c.stat["anon"] + c.stat["file"] for c in m.subtree())
         assert m.current == subtree, (m.name, m.current, subtree)
+    for m in memcgs:
+        swap = sum(c.stat["swap"] for c in m.subtree())
+        assert m.stat["swap"] >= 0 and m.swap_current == swap, (m.name, m.swap_current, swap)
+    dev = getattr(kernel, "swap", None)
+    if dev is not None:
+        assert 0 <= dev.used <= dev.total, (dev.used, dev.total)
+        assert dev.used == dev.slots.npages() == kernel.root_memcg.swap_current, (
+            dev.used, dev.slots.npages(), kernel.root_memcg.swap_current)
     assert (node.nr_inactive, node.nr_active) == (lru_sums[2], lru_sums[3])
     assert lru_sums[0] + lru_sums[1] == sums["anon"] + sums["shmem"]
     assert (node.nr_anon, node.nr_file_pages, node.nr_shmem, node.nr_mapped, node.nr_dirty) == (

@@ -25,7 +25,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 
 from . import memcg as memcg_mod
-from . import filemap, pagecache, readahead, thp
+from . import filemap, pagecache, readahead, thp, workingset
 from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, error,
                    pfn_up)
 from .pagecache import Page
@@ -593,6 +593,8 @@ def move_range(src, dst, start, end):
             _map(dst).put(part)
     if src.guards:
         merge_guards(dst, src.guards.take(lo, hi))
+    if src.swap:
+        _move_swap(src, dst, lo, hi)
 
 
 def move_all(src, dst):
@@ -600,6 +602,8 @@ def move_all(src, dst):
     if src.pages:
         _map(dst).put(src.pages)
     src.pages = None
+    if src.swap:
+        _move_swap(src, dst, src.start >> PAGE_SHIFT, src.end >> PAGE_SHIFT)
     if src.guards:
         merge_guards(dst, src.guards)
         src.guards = None
@@ -611,12 +615,23 @@ def take_range(vma, start, end):
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
     part = vma.pages.take(lo, hi) if vma.pages else None
     marks = vma.guards.take(lo, hi) if vma.guards else None
+    if vma.swap:
+        # Swap entries move with the page tables: they travel in the page part.
+        holder = _SwapHolder()
+        _move_swap(vma, holder, lo, hi)
+        if holder.swap:
+            part = (part or None, holder.swap)
     return part or None, marks
 
 
 def put_range(vma, part, marks, shift):
     """Give ``vma`` pages and guard markers taken by ``take_range``, ``shift`` pages
     from where they were."""
+    if type(part) is tuple:
+        part, swapped = part
+        holder = _SwapHolder()
+        holder.swap = swapped
+        _move_swap(holder, vma, -(1 << 62), 1 << 62, shift)
     if part:
         def moved(span):
             if span.kind == POOLED:
@@ -734,6 +749,8 @@ def check_room(mm, need):
     kernel = mm.kernel
     node = kernel.node
     room = (kernel.memory >> PAGE_SHIFT) - kernel.watermarks()[0]
+    if kernel.swap is not None:
+        room += kernel.swap.free()   # anonymous memory can go to swap
     used = node.nr_anon + node.nr_shmem + need
     if need and used > room:
         raise error(errno.ENOMEM, "more than the machine's memory")
@@ -879,10 +896,13 @@ def _touch_state(touch, write):
 
 def _anon_fault(mm, vma, lo, hi, write, touch, policy):
     """Fault the pages ``[lo, hi)`` of a private anonymous VMA in order, as one range
-    (access checked, no guard page inside).  A read maps the zero page where nothing
-    is resident.  A write allocates a PMD THP for every empty aligned block inside the
-    VMA when THP is allowed (the whole block, even the part outside the range), base
-    pages elsewhere, and breaks COW on shared pages.  Returns the new pages."""
+    (access checked, no guard page inside).  Swapped pages are swapped in first.  A
+    read maps the zero page where nothing is resident.  A write allocates a PMD THP
+    for every empty aligned block inside the VMA when THP is allowed (the whole block,
+    even the part outside the range), base pages elsewhere, and breaks COW on shared
+    pages.  Returns the new pages."""
+    if vma.swap:
+        swap_in(mm, vma, lo, hi)
     pm = _map(vma)
     if not write:
         if pm:
@@ -1107,6 +1127,8 @@ def _fault_around(mm, vma, vpn, shmem=False):
 
 def zap_vma(mm, vma, start, end):
     """Unmap the pages of ``vma`` in ``[start, end)`` (zap_page_range_single)."""
+    if vma.swap:
+        _zap_swap(mm, vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     pm = vma.pages
     if not pm:
         return
@@ -1282,6 +1304,8 @@ def share_pages(mm, src, dst):
     The parent's private pages move into a pool both now read their state from."""
     if src.guards:
         dst.guards = src.guards.copy()
+    if src.swap:
+        _copy_swap(mm, src, dst)
     pm = src.pages
     if not pm:
         return
@@ -1331,6 +1355,296 @@ def share_pages(mm, src, dst):
         _count(mm, dst, False, other)
 
 
+# --------------------------------------------------------------------------- swap
+
+
+class SwapDevice:
+    """The swap space (all swapon'd devices as one): ``total`` usable slots, ``used``
+    of them, and ``slots``: the used slot numbers as runs tagged ``(count, memcg,
+    shadow)`` (swap_map's reference count, the cgroup charged for the slot, and the
+    workingset shadow of the evicted page).  Slot numbers are never reused."""
+
+    __slots__ = ("total", "used", "next", "slots")
+
+    def __init__(self, total):
+        self.total = total
+        self.used = 0
+        self.next = 0
+        self.slots = Pool()
+
+    def free(self):
+        """Slots left (get_nr_swap_pages)."""
+        return self.total - self.used
+
+
+class SwapRef:
+    """What a swapped-out extent holds: page number minus slot number; interned."""
+
+    __slots__ = ("delta",)
+
+    def __init__(self, delta):
+        self.delta = delta
+
+
+_SWAP_REFS = {}
+
+
+def _swap_ref(delta):
+    ref = _SWAP_REFS.get(delta)
+    if ref is None:
+        ref = _SWAP_REFS[delta] = SwapRef(delta)
+    return ref
+
+
+class SwapEntries(RangeMap):
+    """The swap entries of one VMA: extents of page numbers tagged with a SwapRef, and
+    ``ra``, the page of the last swap fault (vma->swap_readahead_info)."""
+
+    __slots__ = ("ra",)
+
+    def __init__(self):
+        super().__init__()
+        self.ra = -2
+
+
+def swap_pages_of(vma):
+    """Swap entries in ``vma``'s page tables."""
+    return vma.swap.npages() if vma.swap else 0
+
+
+def swap_room(kernel, memcg):
+    """How many pages ``memcg`` may swap out now: free slots within its
+    memory.swap.max (mem_cgroup_get_nr_swap_pages)."""
+    dev = kernel.swap
+    if dev is None:
+        return 0
+    return min(dev.total - dev.used, memcg_mod.swap_room(memcg))
+
+
+def _slots_get(kernel, a, b):
+    """Every slot of ``[a, b)`` gains a reference (swap_duplicate, at fork)."""
+    kernel.swap.slots.apply(a, b, lambda st: (st[0] + 1, st[1], st[2]))
+
+
+def _slots_put(kernel, a, b, refault_memcg=None):
+    """Every slot of ``[a, b)`` loses a reference (swap_free); the last one frees the
+    slot and its swap charge.  With ``refault_memcg``, the pages are being swapped in
+    for that cgroup: workingset_refault runs on each run's shadow."""
+    dev = kernel.swap
+    slots = dev.slots
+    for x, y, st in slots.runs(a, b):
+        if refault_memcg is not None:
+            workingset.refault(refault_memcg, y - x, st[2], False, True)
+        if st[0] == 1:
+            dev.used -= y - x
+            memcg_mod.swap_charge(st[1], x - y)
+    slots.apply(a, b, lambda st: None if st[0] == 1 else (st[0] - 1, st[1], st[2]))
+
+
+def _zap_swap(mm, vma, lo, hi):
+    """The swap entries of ``[lo, hi)`` leave ``vma`` (zap_pte_range's free_swap_and_cache)."""
+    sw = vma.swap
+    i, j = sw.carve(lo, hi)
+    if i >= j:
+        return
+    n = 0
+    kernel = mm.kernel
+    for k in range(i, j):
+        x, y, d = sw.lo[k], sw.hi[k], sw.tag[k].delta
+        _slots_put(kernel, x - d, y - d)
+        n += y - x
+    sw.delete(i, j)
+    mm.swap_pages -= n
+    if not sw:
+        vma.swap = None
+
+
+def swap_out(mm, vma, x, y, target):
+    """Swap out the anonymous pages ``[x, y)`` of ``vma`` (a private anonymous VMA; no
+    THP cut by the ends) from this mapping: each gets a slot charged to the mm's cgroup,
+    the memory charge moves to the swap counter, and the page-table entries become
+    swap entries carrying the workingset shadow of reclaim of ``target``."""
+    kernel = mm.kernel
+    dev = kernel.swap
+    n = y - x
+    pm = vma.pages
+    i, j = pm.carve(x, y)
+    for k in range(i, j):
+        _unmap(mm, vma, pm.lo[k], pm.hi[k], pm.tag[k])
+    pm.delete(i, j)
+    s = dev.next
+    dev.next += n
+    dev.used += n
+    memcg = mm.memcg
+    dev.slots.insert(s, s + n, (1, memcg, workingset.eviction(target, n, False)))
+    memcg_mod.swap_charge(memcg, n)
+    sw = vma.swap
+    if sw is None:
+        sw = vma.swap = SwapEntries()
+    sw.insert(x, y, _swap_ref(x - s))
+    mm.swap_pages += n
+    memcg_mod.count_event(memcg, "pswpout", n)
+
+
+def _swap_in_range(mm, vma, a, b):
+    """do_swap_page for every swapped page of ``[a, b)``: each comes back as a private
+    anonymous page (charged again, PTE old until accessed) and drops its slot
+    reference.  Returns the pages brought in."""
+    sw = vma.swap
+    i, j = sw.carve(a, b)
+    if i >= j:
+        return 0
+    kernel = mm.kernel
+    memcg = mm.memcg
+    pm = _map(vma)
+    pieces = [(sw.lo[k], sw.hi[k], sw.tag[k].delta) for k in range(i, j)]
+    sw.delete(i, j)
+    back = private_span(False, False, True, True, False)
+    n = 0
+    for x, y, d in pieces:
+        _slots_put(kernel, x - d, y - d, refault_memcg=memcg)
+        pm.insert(x, y, back)
+        n += y - x
+    mm.swap_pages -= n
+    _count(mm, vma, True, n)
+    memcg_mod.count_event(memcg, "pswpin", n)
+    if not sw:
+        vma.swap = None
+    return n
+
+
+def swap_in(mm, vma, lo, hi):
+    """Faults on the swapped pages of ``[lo, hi)`` in address order: each is a major
+    fault that reads in the swap readahead window around it (swap_vma_readahead:
+    2**page-cluster pages, ahead of a forward run, behind a backward one, around the
+    fault otherwise, clipped to the VMA and its page table).  Returns the pages read."""
+    sw = vma.swap
+    kernel = mm.kernel
+    win = 1 << kernel.page_cluster
+    vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
+    got = faults = 0
+    v = lo
+    while sw is not None:
+        k = bisect_right(sw.hi, v)
+        if k >= len(sw.tag) or sw.lo[k] >= hi:
+            break
+        f = max(v, sw.lo[k])
+        prev = sw.ra
+        if f == prev + 1:
+            a, b = f, f + win
+        elif prev == f + 1:
+            a, b = f - win + 1, f + 1
+        else:
+            left = (win - 1) // 2
+            a, b = f - left, f + win - left
+        head = f & _PMD_MASK
+        a, b = max(a, vlo, head), min(b, vhi, head + PMD_PAGES)
+        got += _swap_in_range(mm, vma, a, b)
+        faults += 1
+        last = min(b, hi) - 1
+        sw = vma.swap
+        if sw is not None:
+            sw.ra = last
+        v = b
+    if faults:
+        memcg_mod.count_event(mm.memcg, "pgmajfault", faults)
+        mm.maj_flt += faults
+    return got
+
+
+def _copy_swap(mm, src, dst):
+    """copy_page_range's swap entries: the child's page tables get the same entries and
+    every slot gains a reference."""
+    sw = src.swap
+    kernel = mm.kernel
+    out = SwapEntries()
+    out.lo = array("q", sw.lo)
+    out.hi = array("q", sw.hi)
+    out.tag = list(sw.tag)
+    for x, y, ref in sw.items():
+        _slots_get(kernel, x - ref.delta, y - ref.delta)
+    dst.swap = out
+    mm.swap_pages += out.npages()
+
+
+def pageout_file(mm, vma, start, end):
+    """MADV_PAGEOUT's page-cache half: the clean cached folios of a regular file in
+    ``[start, end)`` that this mapping alone maps lose the mapping (their PTE aged
+    first, so the unmap does not mark them accessed) and leave the cache.  Returns
+    the pages evicted."""
+    pm = vma.pages
+    f = vma.file
+    if not pm or f is None or f.shmem:
+        return 0
+    i, j = pm.overlap(start >> PAGE_SHIFT, end >> PAGE_SHIFT)
+    victims = []
+    for k in range(i, j):
+        span = pm.tag[k]
+        if span.kind != CACHED:
+            continue
+        page = span.pool
+        if page.mapcount == 1 and not page.dirty and page.lru and not page.anon:
+            pm.tag[k] = cached_span(page, False)
+            victims.append((pm.lo[k], page))
+    kernel = mm.kernel
+    n = 0
+    for vpn, page in victims:
+        zap_vma(mm, vma, vpn << PAGE_SHIFT, (vpn + 1) << PAGE_SHIFT)
+        if not page.mapcount and page.lru and page.inode.cache.get(page.index) is page:
+            pagecache.evict(kernel, page, page.memcg)
+            n += 1
+    return n
+
+
+class _SwapHolder:
+    """Swap entries in transit (mremap's take_range/put_range)."""
+
+    __slots__ = ("swap",)
+
+    def __init__(self):
+        self.swap = None
+
+
+def _move_swap(src, dst, lo, hi, shift=0):
+    """Hand the swap entries of ``src`` in ``[lo, hi)`` to ``dst``, ``shift`` pages on."""
+    part = src.swap.take(lo, hi)
+    if not src.swap:
+        src.swap = None
+    if part:
+        if dst.swap is None:
+            dst.swap = SwapEntries()
+        dst.swap.put(part, shift, (lambda r: _swap_ref(r.delta + shift)) if shift else None)
+
+
+def pageout_anon(mm, vma, start, end):
+    """MADV_PAGEOUT's anonymous half: swap out, while slots are left, the private
+    anonymous pages of ``[start, end)`` this mapping alone maps, young or not
+    (reclaim_pages ignores references); a THP only when the range covers all of it.
+    Returns the pages swapped out."""
+    pm = vma.pages
+    if not pm or not _private_anon(vma) or mm.kernel.swap is None:
+        return 0
+    a, b = _narrow(pm, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
+    if a >= b:
+        return 0
+    i, j = pm.overlap(a, b)
+    todo = [(max(x, a), min(y, b)) for x, y, span in
+            zip(pm.lo[i:j], pm.hi[i:j], pm.tag[i:j]) if span.kind == PRIVATE and span.anon]
+    done = 0
+    for x, y in todo:
+        room = swap_room(mm.kernel, mm.memcg)
+        if room <= 0:
+            break
+        if y - x > room:
+            y = x + room
+            k = pm.index(x)
+            if pm.tag[k].pmd:
+                break
+        swap_out(mm, vma, x, y, mm.memcg)
+        done += y - x
+    return done
+
+
 def check_vma(vma):
     """Extents are sorted, disjoint, coalesced and inside their VMA, THPs are aligned,
     pooled pages are in their pool, and guard markers lie inside the VMA."""
@@ -1351,6 +1665,10 @@ def check_vma(vma):
             if sum(b - a for a, b, _ in span.pool.runs(x - d, y - d)) != y - x:
                 raise AssertionError(f"pages [{x:#x}, {y:#x}) missing from their pool")
         prev_end, prev_span = y, span
+    for x, y, ref in (vma.swap.items() if vma.swap else ()):
+        if not lo <= x < y <= hi or not isinstance(ref, SwapRef) or (pm and resident_in(
+                vma, x << PAGE_SHIFT, y << PAGE_SHIFT)):
+            raise AssertionError(f"swap entries [{x:#x}, {y:#x}) misplaced in {vma!r}")
     for first, last in vma.guards.ranges() if vma.guards else ():
         if not lo <= first < last <= hi:
             raise AssertionError(f"guard markers [{first:#x}, {last:#x}) lie outside {vma!r}")
