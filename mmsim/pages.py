@@ -1702,6 +1702,40 @@ def check_pools(kernel):
             raise AssertionError(f"pool mapcounts {have[:8]} != mappings {want[:8]}")
 
 
+def check_swap(kernel):
+    """Every swap slot's reference count equals the swap entries naming it across the
+    live address spaces, each mm's swap_pages counts its entries, and the device's
+    ``used`` counts the slots (a checking aid)."""
+    ev = {}
+    for mm in _live_mms(kernel):
+        n = 0
+        for vma in mm.vmas():
+            for x, y, ref in (vma.swap.items() if vma.swap else ()):
+                d = ref.delta
+                ev[x - d] = ev.get(x - d, 0) + 1
+                ev[y - d] = ev.get(y - d, 0) - 1
+                n += y - x
+        if n != mm.swap_pages:
+            raise AssertionError(f"mm swap_pages {mm.swap_pages} != its entries {n}")
+    dev = kernel.swap
+    if dev is None:
+        if ev:
+            raise AssertionError("swap entries without a swap device")
+        return
+    points = sorted(ev)
+    depth = 0
+    want = []
+    for a, b in zip(points, points[1:]):
+        depth += ev[a]
+        if depth:
+            want.append((a, b, depth))
+    have = [(a, b, st[0]) for a, b, st in dev.slots.items()]
+    if _flat(want) != _flat(have):
+        raise AssertionError(f"swap counts {have[:8]} != entries {want[:8]}")
+    if dev.used != dev.slots.npages() or not 0 <= dev.used <= dev.total:
+        raise AssertionError(f"swap used {dev.used} of {dev.total}, slots {dev.slots.npages()}")
+
+
 def _flat(runs):
     """Runs ``(a, b, n)`` with equal touching neighbours merged."""
     out = []
