@@ -17,7 +17,7 @@ reclaim to make room; this module only keeps the lists and counters.
 
 from . import workingset
 from .memcg import (EVENTS, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE,
-                    count_event)
+                    count_event, swap_room)
 
 INACTIVE, ACTIVE = 1, 2
 _LIST = {INACTIVE: LRU_INACTIVE_FILE, ACTIVE: LRU_ACTIVE_FILE}
@@ -131,6 +131,11 @@ def add(kernel, memcg, inode, index, can_swap=False):
     if shadows:
         shadow = shadows.pop(index, None)
         if shadow is not None:
+            # workingset_test_recent: the anon lists count while the evicting cgroup
+            # could swap (mem_cgroup_get_nr_swap_pages).
+            dev = getattr(kernel, "swap", None)
+            if dev is not None and dev.free() > 0 and swap_room(shadow[0]) > 0:
+                can_swap = True
             activate, restore = workingset.refault(memcg, 1, shadow, True, can_swap)
             if activate:
                 lru = ACTIVE

@@ -327,13 +327,16 @@ def status(proc):
 
 def pte_pages(mm):
     """Simulator-defined VmPTE (mm_pgtables_bytes in pages): one 4 KiB page table per
-    2 MiB region holding PTEs."""
+    2 MiB region holding PTEs or swap entries."""
     n = 0
     last = -1   # the last table counted: VMAs and their extents come in address order
     for vma in mm.vmas():
-        for x, y, span in (vma.pages.items() if vma.pages else ()):
-            if span.pmd:
-                continue
+        ranges = [(x, y) for x, y, span in (vma.pages.items() if vma.pages else ())
+                  if not span.pmd]
+        if vma.swap:
+            # Swap entries live in page tables too.
+            ranges = sorted(ranges + [(x, y) for x, y, _ in vma.swap.items()])
+        for x, y in ranges:
             first, final = x >> 9, (y - 1) >> 9
             if first <= last:
                 first = last + 1

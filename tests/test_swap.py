@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmsim import pagecache, pages
+from mmsim import pagecache, pages, workingset
 from mmsim.errors import Killed
 from mmsim.kernel import Kernel
 from mmsim.uapi import (MADV_COLD, MADV_PAGEOUT, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED,
@@ -358,3 +358,43 @@ def test_swap_books_always_balance(ops, swappiness, swap_max):
         books(k)
         m = k.memcgs["box"]
         assert m.swap_current <= m.swap_max
+
+
+def test_swap_entries_keep_their_page_table():
+    k = Kernel(randomize=False)
+    k.swapon(64 * MIB)
+    proc = k.spawn()
+    a = proc.mmap(0, 64 * P, RW, ANON)
+    proc.touch(a, 64 * P)
+    pte = status_kb(k, proc, "VmPTE")
+    assert pte > 0
+    proc.madvise(a, 64 * P, MADV_PAGEOUT)
+    assert status_kb(k, proc, "VmPTE") == pte
+    proc.madvise(a, 64 * P, 4)   # MADV_DONTNEED drops the entries
+    assert status_kb(k, proc, "VmPTE") == 0 and k.swap.used == 0
+
+
+def test_file_refaults_weigh_the_anon_lists_once_there_is_swap():
+    """workingset_test_recent: with swap, a file refault's distance is measured
+    against the anon lists too, so a refault that would not activate without swap does."""
+    results = []
+    for swap in (False, True):
+        k = Kernel(randomize=False)
+        if swap:
+            k.swapon(64 * MIB)
+        k.create_file("/data", 256 * P)
+        proc, _ = boxed(k, 256 * MIB)
+        a = proc.mmap(0, 512 * P, RW, ANON)
+        proc.touch(a, 512 * P)
+        fd = proc.open("/data")
+        while proc.read(fd, MIB):
+            pass
+        m = proc.memcg
+        inode = k.files["/data"]
+        pagecache.evict(k, inode.cache[0], m)   # as reclaim of the cgroup would
+        # Age the clock by 300 pages: past the active file list (empty), within the
+        # anon list (512 pages).
+        workingset.age_nonresident(m, 300)
+        proc.pread(fd, P, 0)
+        results.append(m.stat["workingset_activate_file"])
+    assert results[0] == 0 and results[1] > 0
