@@ -702,6 +702,13 @@ def populate_cost(vma, start, end, write):
     private anonymous memory."""
     if zero_page_read(vma, write):
         return 0
+    if vma.swap and _private_anon(vma):
+        # Swapped pages come back without adding to anonymous memory plus swap.
+        lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+        sw = vma.swap
+        i, j = sw.overlap(lo, hi)
+        swapped = sum(min(sw.hi[k], hi) - max(sw.lo[k], lo) for k in range(i, j))
+        return max(0, ((end - start) >> PAGE_SHIFT) - resident_in(vma, start, end) - swapped)
     f = vma.file
     if f is not None and not f.shmem and (not write or vma.vm_flags & VM_SHARED):
         return 0   # page cache: reclaim makes room for it
@@ -1617,7 +1624,7 @@ def _move_swap(src, dst, lo, hi, shift=0):
 
 
 def pageout_anon(mm, vma, start, end):
-    """MADV_PAGEOUT's anonymous half: swap out, while slots are left, the private
+    """MADV_PAGEOUT's anonymous half: swap out, while slots are left, the
     anonymous pages of ``[start, end)`` this mapping alone maps, young or not
     (reclaim_pages ignores references); a THP only when the range covers all of it.
     Returns the pages swapped out."""
@@ -1628,8 +1635,18 @@ def pageout_anon(mm, vma, start, end):
     if a >= b:
         return 0
     i, j = pm.overlap(a, b)
-    todo = [(max(x, a), min(y, b)) for x, y, span in
-            zip(pm.lo[i:j], pm.hi[i:j], pm.tag[i:j]) if span.kind == PRIVATE and span.anon]
+    todo = []
+    for x, y, span in zip(pm.lo[i:j], pm.hi[i:j], pm.tag[i:j]):
+        x, y = max(x, a), min(y, b)
+        if span.kind == PRIVATE:
+            todo.append((x, y))
+        elif span.kind == POOLED:
+            # Pages shared since a fork whose other mappers are gone are this mm's alone.
+            d = span.delta
+            step = PMD_PAGES if span.pmd else None
+            for px, py, st in span.pool.runs(x - d, y - d):
+                if st[0] == 1 and (step is None or not (px + d) % step and not (py + d) % step):
+                    todo.append((px + d, py + d))
     done = 0
     for x, y in todo:
         room = swap_room(mm.kernel, mm.memcg)

@@ -219,6 +219,10 @@ def test_madvise_pageout_leaves_pages_shared_after_fork():
     assert proc.mm.swap_pages == 0 and proc.mm.rss_anon == 16
     child.exit(0)
     books(k)
+    # Once the child is gone the pages are the parent's alone again.
+    proc.madvise(a, 16 * P, MADV_PAGEOUT)
+    assert proc.mm.swap_pages == 16 and proc.mm.rss_anon == 0
+    books(k)
 
 
 def test_madvise_cold_does_not_swap():
@@ -398,3 +402,19 @@ def test_file_refaults_weigh_the_anon_lists_once_there_is_swap():
         proc.pread(fd, P, 0)
         results.append(m.stat["workingset_activate_file"])
     assert results[0] == 0 and results[1] > 0
+
+
+def test_touching_swapped_memory_again_fits_the_machine():
+    """Swapped pages coming back add nothing to anonymous memory plus swap, so the room
+    check lets the whole range be touched again."""
+    k = Kernel(randomize=False, memory=64 * MIB)
+    k.swapon(64 * MIB)
+    proc = k.spawn()
+    a = proc.mmap(0, 96 * MIB, RW, ANON)
+    proc.touch(a, 96 * MIB)
+    assert proc.mm.swap_pages > 0
+    before = vmstat(k)["pswpin"]
+    proc.touch(a, 96 * MIB)
+    assert vmstat(k)["pswpin"] > before and proc.state == "running"
+    assert proc.mm.rss_anon + proc.mm.swap_pages == 96 * MIB // P
+    books(k)
