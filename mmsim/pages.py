@@ -1405,13 +1405,16 @@ def _swap_ref(delta):
 
 class SwapEntries(RangeMap):
     """The swap entries of one VMA: extents of page numbers tagged with a SwapRef, and
-    ``ra``, the page of the last swap fault (vma->swap_readahead_info)."""
+    the swap readahead state (vma->swap_readahead_info): the page of the last fault or
+    readahead hit, the last window, the hits counted since, and the readahead pages of
+    the last window whose use is judged later by their young bit."""
 
-    __slots__ = ("ra",)
+    __slots__ = ("ra", "ra_win", "ra_hits", "ra_out")
 
     def __init__(self):
         super().__init__()
-        self.ra = -2
+        # An unused readahead state reads as four hits (GET_SWAP_RA_VAL).
+        self.ra, self.ra_win, self.ra_hits, self.ra_out = 0, 0, 4, ()
 
 
 def swap_pages_of(vma):
@@ -1496,11 +1499,11 @@ def swap_out(mm, vma, x, y, target):
 def _swap_in_range(mm, vma, a, b):
     """do_swap_page for every swapped page of ``[a, b)``: each comes back as a private
     anonymous page (charged again, PTE old until accessed) and drops its slot
-    reference.  Returns the pages brought in."""
+    reference.  Returns the ranges brought in."""
     sw = vma.swap
     i, j = sw.carve(a, b)
     if i >= j:
-        return 0
+        return ()
     kernel = mm.kernel
     memcg = mm.memcg
     pm = _map(vma)
@@ -1517,17 +1520,64 @@ def _swap_in_range(mm, vma, a, b):
     memcg_mod.count_event(memcg, "pswpin", n)
     if not sw:
         vma.swap = None
-    return n
+    return [(x, y) for x, y, _ in pieces]
+
+
+SWAP_RA_ORDER_CEILING = 5   # the largest swap readahead window is 32 pages
+SWAP_RA_HITS_MAX = 63
+
+
+def _young_near(pm, pieces, f):
+    """Young resident pages in the ranges ``pieces`` of ``pm``, and the one nearest to
+    page ``f`` (None when there are none)."""
+    n, near = 0, None
+    for x, y in pieces:
+        i, j = pm.overlap(x, y) if pm else (0, 0)
+        for k in range(i, j):
+            if pm.tag[k].young:
+                a, b = max(pm.lo[k], x), min(pm.hi[k], y)
+                n += b - a
+                c = min(max(f, a), b - 1)
+                if near is None or abs(c - f) < abs(near - f):
+                    near = c
+    return n, near
+
+
+def _ra_window(vma, sw, f, max_win):
+    """swap_ra_info's window size and the previous page it is placed against: hits + 2
+    rounded up to a power of two (at least 4), one page without hits unless the fault
+    is next to the last one, at most ``max_win``, never below half the last window."""
+    prev, hits = sw.ra, sw.ra_hits
+    if sw.ra_out:
+        n, near = _young_near(vma.pages, sw.ra_out, f)
+        if n:
+            hits = min(hits + n, SWAP_RA_HITS_MAX)
+            if not sw.ra_hits:
+                prev = near
+    pages = hits + 2
+    if pages == 2:
+        if f != prev + 1 and f != prev - 1:
+            pages = 1
+    else:
+        roundup = 4
+        while roundup < pages:
+            roundup <<= 1
+        pages = roundup
+    pages = max(min(pages, max_win), sw.ra_win // 2)
+    return pages, prev
 
 
 def swap_in(mm, vma, lo, hi):
     """Faults on the swapped pages of ``[lo, hi)`` in address order: each is a major
-    fault that reads in the swap readahead window around it (swap_vma_readahead:
-    2**page-cluster pages, ahead of a forward run, behind a backward one, around the
-    fault otherwise, clipped to the VMA and its page table).  Returns the pages read."""
+    fault that reads in the swap readahead window (swap_vma_readahead): its size from
+    the readahead hits since the last fault (``_ra_window``), placed ahead of a forward
+    run, behind a backward one, around the fault otherwise, clipped to the VMA and its
+    page table.  The window's pages inside ``[lo, hi)`` are hits (this access reaches
+    them next); the others are hits if they are young by the next fault.  Returns the
+    pages read."""
     sw = vma.swap
     kernel = mm.kernel
-    win = 1 << kernel.page_cluster
+    max_win = 1 << min(kernel.page_cluster, SWAP_RA_ORDER_CEILING)
     vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
     got = faults = 0
     v = lo
@@ -1536,22 +1586,41 @@ def swap_in(mm, vma, lo, hi):
         if k >= len(sw.tag) or sw.lo[k] >= hi:
             break
         f = max(v, sw.lo[k])
-        prev = sw.ra
-        if f == prev + 1:
-            a, b = f, f + win
-        elif prev == f + 1:
-            a, b = f - win + 1, f + 1
+        if max_win == 1:
+            win, prev = 1, f
         else:
-            left = (win - 1) // 2
-            a, b = f - left, f + win - left
-        head = f & _PMD_MASK
-        a, b = max(a, vlo, head), min(b, vhi, head + PMD_PAGES)
-        got += _swap_in_range(mm, vma, a, b)
+            win, prev = _ra_window(vma, sw, f, max_win)
+        if win == 1:
+            a, b = f, f + 1
+        else:
+            if f == prev + 1:
+                a, b = f, f + win
+            elif prev == f + 1:
+                a, b = f - win + 1, f + 1
+            else:
+                left = (win - 1) // 2
+                a, b = f - left, f + win - left
+            head = f & _PMD_MASK
+            a, b = max(a, vlo, head), min(b, vhi, head + PMD_PAGES)
+        read = _swap_in_range(mm, vma, a, b)
         faults += 1
-        last = min(b, hi) - 1
+        # The readahead state after this fault, kept on the VMA's swap entries: the
+        # pages read ahead inside the range are hits, the others are judged later.
+        inside = -1
+        out = []
+        for x, y in read:
+            got += y - x
+            inside += max(0, min(y, hi) - max(x, lo))
+            if x < lo:
+                out.append((x, min(y, lo)))
+            if y > hi:
+                out.append((max(x, hi), y))
         sw = vma.swap
         if sw is not None:
-            sw.ra = last
+            sw.ra_win = win
+            sw.ra_hits = min(inside, SWAP_RA_HITS_MAX)
+            sw.ra = min(b, hi) - 1 if inside else f
+            sw.ra_out = tuple(out)
         v = b
     if faults:
         memcg_mod.count_event(mm.memcg, "pgmajfault", faults)

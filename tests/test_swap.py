@@ -418,3 +418,31 @@ def test_touching_swapped_memory_again_fits_the_machine():
     assert vmstat(k)["pswpin"] > before and proc.state == "running"
     assert proc.mm.rss_anon + proc.mm.swap_pages == 96 * MIB // P
     books(k)
+
+
+def test_the_readahead_window_grows_with_hits_and_shrinks_without():
+    """swap_ra_info: the first fault reads the full window (the unused state counts four
+    hits); faults that use none of the pages read ahead halve it down to one page,
+    while a sequential run keeps it full."""
+    k = Kernel(randomize=False)
+    k.swapon(64 * MIB)
+    proc = k.spawn()
+    a = proc.mmap(0, 512 * P, RW, ANON)
+    proc.touch(a, 512 * P)
+    proc.madvise(a, 512 * P, MADV_PAGEOUT)
+    got = []
+    for page in (100, 200, 300, 400, 480):
+        before = vmstat(k)["pswpin"]
+        proc.touch(a + page * P, P, write=False)
+        got.append(vmstat(k)["pswpin"] - before)
+    assert got == [8, 4, 2, 1, 1]
+    # A sequential run, page by page, in a fresh VMA.
+    b = proc.mmap(0, 64 * P, RW, ANON)
+    proc.touch(b, 64 * P)
+    proc.madvise(b, 64 * P, MADV_PAGEOUT)
+    maj = vmstat(k)["pgmajfault"]
+    for page in range(64):
+        proc.touch(b + page * P, P, write=False)
+    # Pages 0-4 (around page 0), then eight at a time: 5-12, ..., 61-63.
+    assert vmstat(k)["pgmajfault"] - maj == 1 + 8
+    books(k)
