@@ -1644,31 +1644,58 @@ def _copy_swap(mm, src, dst):
 
 
 def pageout_file(mm, vma, start, end):
-    """MADV_PAGEOUT's page-cache half: the clean cached folios of a regular file in
-    ``[start, end)`` that this mapping alone maps lose the mapping (their PTE aged
-    first, so the unmap does not mark them accessed) and leave the cache.  Returns
+    """MADV_PAGEOUT's page-cache half: every clean folio of a regular file that lies
+    wholly in ``[start, end)`` and that no other mapping maps loses this mapping (its
+    PTE aged first, so the unmap does not mark it accessed) and leaves the cache.  A
+    large folio the range cuts is left alone (as the reference kernel did).  Returns
     the pages evicted."""
     pm = vma.pages
     f = vma.file
     if not pm or f is None or f.shmem:
         return 0
-    i, j = pm.overlap(start >> PAGE_SHIFT, end >> PAGE_SHIFT)
-    victims = []
+    cache = f.inode.cache
+    first = vma.start >> PAGE_SHIFT
+    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+    index_lo, index_hi = vma.pgoff + lo - first, vma.pgoff + hi - first
+    i, j = pm.overlap(lo, hi)
+    folios = []
+    seen = set()
     for k in range(i, j):
         span = pm.tag[k]
-        if span.kind != CACHED:
+        if span.kind != CACHED or span.pool.anon:
             continue
         page = span.pool
-        if page.mapcount == 1 and not page.dirty and page.lru and not page.anon:
-            pm.tag[k] = cached_span(page, False)
-            victims.append((pm.lo[k], page))
+        nr = 1 << page.order
+        head = page.index & ~(nr - 1)
+        if head in seen:
+            continue
+        seen.add(head)
+        if head < index_lo or head + nr > index_hi:
+            continue
+        members = [p for p in (cache.get(x) for x in range(head, head + nr)) if p is not None]
+        here = []
+        for p in members:
+            if p.dirty or not p.lru or p.mapcount > 1:
+                break
+            if p.mapcount:
+                v = first + p.index - vma.pgoff
+                x = pm.index(v)
+                if x < 0 or pm.tag[x].pool is not p:
+                    break   # mapped by another mapping
+                here.append(v)
+        else:
+            folios.append((members, here))
     kernel = mm.kernel
     n = 0
-    for vpn, page in victims:
-        zap_vma(mm, vma, vpn << PAGE_SHIFT, (vpn + 1) << PAGE_SHIFT)
-        if not page.mapcount and page.lru and page.inode.cache.get(page.index) is page:
-            pagecache.evict(kernel, page, page.memcg)
-            n += 1
+    for members, here in folios:
+        for v in here:
+            x = pm.index(v)
+            pm.tag[x] = cached_span(pm.tag[x].pool, False)
+            zap_vma(mm, vma, v << PAGE_SHIFT, (v + 1) << PAGE_SHIFT)
+        for p in members:
+            if not p.mapcount and p.lru and p.inode.cache.get(p.index) is p:
+                pagecache.evict(kernel, p, p.memcg)
+                n += 1
     return n
 
 

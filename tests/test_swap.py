@@ -446,3 +446,25 @@ def test_the_readahead_window_grows_with_hits_and_shrinks_without():
     # Pages 0-4 (around page 0), then eight at a time: 5-12, ..., 61-63.
     assert vmstat(k)["pgmajfault"] - maj == 1 + 8
     books(k)
+
+
+def test_madvise_pageout_takes_a_large_folio_only_whole():
+    """As on the reference kernel (a 256 KiB folio written to a file stayed cached when
+    MADV_PAGEOUT covered part of it, and went when it covered all of it)."""
+    k = Kernel(randomize=False)
+    k.create_file("/big", 4 * MIB)
+    proc = k.spawn()
+    fd = proc.open("/big")
+    while proc.read(fd, MIB):
+        pass
+    inode = k.files["/big"]
+    head = min(i for i, page in inode.cache.items() if page.order >= 2)
+    nr = 1 << inode.cache[head].order
+    f = proc.mmap(0, 4 * MIB, PROT_READ, MAP_SHARED, fd)
+    proc.touch(f, 4 * MIB, write=False)
+    proc.madvise(f + head * P, nr // 2 * P, MADV_PAGEOUT)
+    assert all(i in inode.cache for i in range(head, head + nr))
+    proc.madvise(f + head * P, nr * P, MADV_PAGEOUT)
+    assert not any(i in inode.cache for i in range(head, head + nr))
+    assert head - 1 in inode.cache and head + nr in inode.cache
+    books(k)
