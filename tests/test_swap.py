@@ -468,3 +468,61 @@ def test_madvise_pageout_takes_a_large_folio_only_whole():
     assert not any(i in inode.cache for i in range(head, head + nr))
     assert head - 1 in inode.cache and head + nr in inode.cache
     books(k)
+
+
+def _live_pageout(nbytes_folio_write, lo, n):
+    """On the live kernel: a file written and fsynced (its pages one large folio or
+    several), mapped and read, then MADV_PAGEOUT over pages [lo, lo+n); and an
+    anonymous mapping paged out (no swap on the host).  Returns the residency strings."""
+    import ctypes
+    import os
+    import tempfile
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    fd, path = tempfile.mkstemp(dir="/var/tmp", prefix="mmsim-pageout-")
+    try:
+        os.write(fd, os.urandom(nbytes_folio_write))
+        os.fsync(fd)
+        npages = nbytes_folio_write // P
+        a = libc.mmap(None, npages * P, PROT_READ, MAP_SHARED, fd, 0)
+        for i in range(npages):
+            ctypes.c_char.from_address(a + i * P).value
+        libc.madvise(a + lo * P, n * P, MADV_PAGEOUT)
+        vec = ctypes.create_string_buffer(npages)
+        libc.mincore(a, npages * P, vec)
+        file_res = "".join(str(b & 1) for b in vec.raw)
+        libc.munmap(a, npages * P)
+        b = libc.mmap(None, 16 * P, RW, ANON, -1, 0)
+        for i in range(16):
+            ctypes.c_char.from_address(b + i * P).value = b"x"
+        libc.madvise(b, 16 * P, MADV_PAGEOUT)
+        vec = ctypes.create_string_buffer(16)
+        libc.mincore(b, 16 * P, vec)
+        anon_res = "".join(str(c & 1) for c in vec.raw)
+        libc.munmap(b, 16 * P)
+        return file_res, anon_res
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+@pytest.mark.live
+def test_madvise_pageout_on_the_live_kernel():
+    """The host has no swap: anonymous pages stay; a whole written folio is evicted."""
+    import os
+    if os.path.exists("/proc/swaps") and len(open("/proc/swaps").read().splitlines()) > 1:
+        pytest.skip("the host has swap; this test assumes none")
+    whole, anon = _live_pageout(64 * P, 0, 64)
+    assert anon == "1" * 16
+    assert whole == "0" * 64
+    k = Kernel(randomize=False)
+    proc = k.spawn()
+    b = proc.mmap(0, 16 * P, RW, ANON)
+    proc.touch(b, 16 * P)
+    proc.madvise(b, 16 * P, MADV_PAGEOUT)
+    assert proc.mm.rss_anon == 16   # as live: nothing to swap to
