@@ -242,7 +242,10 @@ def _populate(mm, start, end, write):
     is checked first, so a range too large for the machine fails with ENOMEM before
     any page is faulted (simulator-defined: the kernel would OOM-kill)."""
     pieces, failure = _populate_pieces(mm, start, end, write)
-    pages.check_room(mm, sum(pages.populate_cost(vma, s, e, write) for vma, s, e in pieces))
+    pinned = (sum(pages.pinned_cost(vma, s, e, write) for vma, s, e in pieces)
+              if mm.kernel.swap is not None else 0)
+    pages.check_room(mm, sum(pages.populate_cost(vma, s, e, write) for vma, s, e in pieces),
+                     pinned)
     for vma, s, e in pieces:
         pages.populate(mm, vma, s, e, write, touch=True)
     if failure is not None:

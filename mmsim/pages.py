@@ -748,23 +748,48 @@ def resident_by_mms(kernel):
     return sum(mm.rss_anon + mm.rss_file + mm.rss_shmem for mm in _live_mms(kernel))
 
 
-def check_room(mm, need):
+def check_room(mm, need, pinned=0):
     """Raise ENOMEM when ``need`` more unreclaimable pages (anonymous and shmem, beside
     the mlocked page cache) would take the machine past its memory (``Kernel(memory=...)``) less the min watermark:
     where the kernel would start the OOM killer, the simulator refuses before doing
-    anything (docs/mm.md)."""
+    anything (docs/mm.md).  With swap, unlocked private anonymous memory may go past
+    RAM into free swap; ``pinned`` is the part of ``need`` that cannot (locked, shmem)."""
     kernel = mm.kernel
     node = kernel.node
     room = (kernel.memory >> PAGE_SHIFT) - kernel.watermarks()[0]
-    if kernel.swap is not None:
-        room += kernel.swap.free()   # anonymous memory can go to swap
     used = node.nr_anon + node.nr_shmem + need
+    dev = kernel.swap
+    if need and dev is not None and used > room:
+        # What swap cannot hold must fit in RAM: shmem, mlocked anonymous memory and
+        # mlocked page cache, and the pinned part of the need.
+        fixed = node.nr_shmem + pinned + _mlocked_anon(kernel)
+        if used > room + dev.free() or fixed > room or fixed + _mlocked_cache(kernel) > room:
+            raise error(errno.ENOMEM, "more than the machine's memory and swap")
+        return
     if need and used > room:
         raise error(errno.ENOMEM, "more than the machine's memory")
     # Page cache mapped by an mlocked VMA is never reclaimed either; it is counted only
     # when mapped page cache could matter at all, as finding it walks the VMAs.
     if need and used + node.nr_mapped > room and used + _mlocked_cache(kernel) > room:
         raise error(errno.ENOMEM, "more than the machine's memory")
+
+
+def _mlocked_anon(kernel):
+    """Resident private anonymous pages of VM_LOCKED mappings (never swapped)."""
+    n = 0
+    for mm in _live_mms(kernel):
+        for vma in mm.tree.values():
+            if vma.vm_flags & VM_LOCKED and vma.pages and _private_anon(vma):
+                n += vma.pages.npages()
+    return n
+
+
+def pinned_cost(vma, start, end, write):
+    """The part of ``populate_cost`` that could not go to swap: all of it for a locked
+    or shared mapping or a file's, nothing for unlocked private anonymous memory."""
+    if _private_anon(vma) and not vma.vm_flags & VM_LOCKED:
+        return 0
+    return populate_cost(vma, start, end, write)
 
 
 def _mlocked_cache(kernel):

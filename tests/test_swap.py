@@ -526,3 +526,26 @@ def test_madvise_pageout_on_the_live_kernel():
     proc.touch(b, 16 * P)
     proc.madvise(b, 16 * P, MADV_PAGEOUT)
     assert proc.mm.rss_anon == 16   # as live: nothing to swap to
+
+
+def test_swap_gives_no_room_to_locked_or_shared_memory():
+    """Free swap lets unlocked private anonymous memory go past RAM, never mlocked or
+    shmem memory: populating those beyond RAM fails up front and changes nothing."""
+    from mmsim.uapi import MAP_LOCKED, MAP_POPULATE
+    k = Kernel(randomize=False, memory=256 * P, overcommit_memory=1)
+    k.swapon(64 * MIB)
+    proc = k.spawn()
+    a = proc.mmap(0, 200 * P, RW, ANON | MAP_LOCKED)
+    assert proc.mm.rss_anon == 200
+    b = proc.mmap(0, 100 * P, RW, ANON)
+    with pytest.raises(OSError) as err:
+        proc.mlock(b, 100 * P)
+    assert err.value.errno == errno.EAGAIN and proc.mm.rss_anon == 200
+    s = proc.mmap(0, 100 * P, RW, MAP_SHARED | MAP_ANONYMOUS)
+    with pytest.raises(OSError) as err:
+        proc.touch(s, 100 * P)
+    assert err.value.errno == errno.ENOMEM and proc.mm.rss_shmem == 0
+    proc.touch(b, 100 * P)          # unlocked anon: fits with swap
+    assert proc.mm.swap_pages > 0 and proc.mm.rss_anon + proc.mm.swap_pages == 300
+    assert a and k.node.nr_anon <= 256
+    books(k)
