@@ -12,7 +12,7 @@ from math import isqrt
 
 from . import memcg as memcg_mod
 from . import cgroup as cgroup_mod
-from . import oom, overcommit, procfs, sysctl, vmscan
+from . import oom, overcommit, pages, procfs, sysctl, vmscan
 from .cred import CAP_DAC_OVERRIDE, CAP_SYS_RESOURCE, Cred, capable
 from .files import DIR, REG, Inode, OpenFile
 from .fork_exec import mm_init
@@ -87,6 +87,8 @@ class Kernel:
         self.min_free_kbytes = default_min_free_kbytes(self.memory, thp)
         self.watermark_scale_factor = 10
         self.swappiness = 60
+        self.page_cluster = 3   # vm.page-cluster: swap readahead of 2**3 pages
+        self.swap = None        # a pages.SwapDevice once swapon adds swap space
         self.overcommit_memory = overcommit_memory
         self.overcommit_ratio = overcommit_ratio
         self.overcommit_kbytes = overcommit_kbytes
@@ -291,7 +293,25 @@ class Kernel:
 
     def swap_total_pages(self) -> int:
         """total_swap_pages (no swap device until swapon)."""
-        return 0
+        return 0 if self.swap is None else self.swap.total
+
+    def swap_free_pages(self) -> int:
+        """get_nr_swap_pages: swap slots not in use."""
+        return 0 if self.swap is None else self.swap.free()
+
+    def swapon(self, nbytes: int) -> int:
+        """Add a swap device of ``nbytes`` bytes (simulator-only: the host's swap is never
+        touched).  Its first page is the swap header, as mkswap writes it, so it adds
+        ``nbytes // PAGE_SIZE - 1`` slots; every device adds to one pool of slots.
+        Returns the slots added."""
+        if type(nbytes) is not int or nbytes < 2 * PAGE_SIZE:
+            raise ValueError(f"a swap device needs an int of at least two pages, not {nbytes!r}")
+        slots = (nbytes >> PAGE_SHIFT) - 1
+        if self.swap is None:
+            self.swap = pages.SwapDevice(slots)
+        else:
+            self.swap.total += slots
+        return slots
 
     def note_alloc(self, memcg: MemCgroup) -> None:
         """Pages were charged to ``memcg`` without a check: balance at the call's end
@@ -408,7 +428,7 @@ class Kernel:
                 ("SwapCached", 0), ("Active", aa + af), ("Inactive", ia + if_),
                 ("Active(anon)", aa), ("Inactive(anon)", ia), ("Active(file)", af),
                 ("Inactive(file)", if_), ("SwapTotal", self.swap_total_pages()),
-                ("SwapFree", self.swap_total_pages()), ("Dirty", node.nr_dirty),
+                ("SwapFree", self.swap_free_pages()), ("Dirty", node.nr_dirty),
                 ("Writeback", node.nr_writeback), ("AnonPages", node.nr_anon),
                 ("Mapped", node.nr_mapped), ("Shmem", node.nr_shmem),
                 ("CommitLimit", overcommit.commit_limit(self)),
@@ -438,7 +458,8 @@ class Kernel:
             "pgfault", "pgmajfault", "pglazyfreed", "pgrefill", "pgsteal_kswapd",
             "pgsteal_direct", "pgsteal_khugepaged", "pgsteal_proactive", "pgscan_kswapd",
             "pgscan_direct", "pgscan_khugepaged", "pgscan_proactive")]
-        rows += [("pgscan_anon", 0), ("pgscan_file", ev["pgscan_file"]), ("pgsteal_anon", 0),
+        rows += [("pgscan_anon", ev["pgscan_anon"]), ("pgscan_file", ev["pgscan_file"]),
+                 ("pgsteal_anon", ev["pgsteal_anon"]),
                  ("pgsteal_file", ev["pgsteal_file"]), ("pgrotated", ev["pgrotated"]),
                  ("oom_kill", ev["oom_kill"])]
         return "".join(f"{name} {n}\n" for name, n in rows)

@@ -179,7 +179,12 @@ def vma_behavior(mm, vma, start, end, advice):
             raise error(errno.EINVAL)
         if advice == MADV_COLD:
             pages.deactivate(vma, start, end)
-        return vma  # no swap, so MADV_PAGEOUT reclaims nothing anonymous
+        else:
+            # madvise_pageout: reclaim now what this mm alone maps; anonymous pages
+            # only when there is swap to write them to.
+            pages.pageout_anon(mm, vma, start, end)
+            pages.pageout_file(mm, vma, start, end)
+        return vma
     if advice == MADV_WILLNEED:
         f = vma.file
         if f is not None and not f.shmem and f.inode.kind == REG:
@@ -237,7 +242,10 @@ def _populate(mm, start, end, write):
     is checked first, so a range too large for the machine fails with ENOMEM before
     any page is faulted (simulator-defined: the kernel would OOM-kill)."""
     pieces, failure = _populate_pieces(mm, start, end, write)
-    pages.check_room(mm, sum(pages.populate_cost(vma, s, e, write) for vma, s, e in pieces))
+    pinned = (sum(pages.pinned_cost(vma, s, e, write) for vma, s, e in pieces)
+              if mm.kernel.swap is not None else 0)
+    pages.check_room(mm, sum(pages.populate_cost(vma, s, e, write) for vma, s, e in pieces),
+                     pinned)
     for vma, s, e in pieces:
         pages.populate(mm, vma, s, e, write, touch=True)
     if failure is not None:

@@ -39,7 +39,8 @@ class Lruvec:
     counts, as nothing ages anonymous memory without swap.  ``nonresident_age`` is
     workingset.c's clock, ``refaults`` its snapshot at the last reclaim."""
 
-    __slots__ = ("memcg", "lists", "nr", "nonresident_age", "refaults", "iter_pos")
+    __slots__ = ("memcg", "lists", "nr", "nonresident_age", "refaults", "iter_pos",
+                 "anon_hand")
 
     def __init__(self, memcg):
         self.memcg = memcg
@@ -48,6 +49,7 @@ class Lruvec:
         self.nonresident_age = 0
         self.refaults = [0, 0]   # workingset_activate_{anon,file} at the last reclaim
         self.iter_pos = 0        # where the next partial reclaim walk of this subtree starts
+        self.anon_hand = None    # (mm, page number): where the next anon scan starts
 
 
 class MemCgroup:
@@ -169,6 +171,24 @@ def over_high(memcg):
     return [m for m in memcg.ancestors() if m.current > m.high]
 
 
+def swap_charge(memcg, nr):
+    """Charge ``nr`` swap slots to ``memcg``'s swap counter and its ancestors' (a
+    negative ``nr`` uncharges); the cgroup's own ``swap`` stat follows."""
+    memcg.stat["swap"] += nr
+    m = memcg
+    while m is not None:
+        m.swap_current += nr
+        m = m.parent
+
+
+def swap_room(memcg):
+    """How many more slots memory.swap.max lets ``memcg`` use (the tightest ancestor)."""
+    room = PAGE_COUNTER_MAX
+    for m in memcg.ancestors():
+        room = min(room, m.swap_max - m.swap_current)
+    return max(room, 0)
+
+
 def count_event(memcg, name, nr):
     """Add ``nr`` to event ``name`` of ``memcg`` and of the machine's /proc/vmstat."""
     memcg.stat[name] += nr
@@ -184,7 +204,8 @@ def memory_event(memcg, name):
         m.events[name] += 1
 
 
-__all__ = ["MemCgroup", "Lruvec", "flush_stats", "charge", "uncharge", "first_over", "over_high",
-           "count_event", "memory_event", "LRU_INACTIVE_ANON", "LRU_ACTIVE_ANON",
+__all__ = ["MemCgroup", "Lruvec", "flush_stats", "charge", "uncharge", "first_over",
+           "over_high", "count_event", "memory_event", "swap_charge", "swap_room",
+           "LRU_INACTIVE_ANON", "LRU_ACTIVE_ANON",
            "LRU_INACTIVE_FILE", "LRU_ACTIVE_FILE", "PAGE_COUNTER_MAX", "EVENTS",
            "MEMORY_EVENTS"]

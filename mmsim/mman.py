@@ -256,9 +256,11 @@ def _populate_write(vm_flags):
     return (vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
 
 
-def populate_need(mm, start, end, lock=False):
+def populate_need(mm, start, end, lock=False, pinned=False):
     """An upper bound on the pages ``mm_populate`` of ``[start, end)`` makes resident;
-    with ``lock``, as if mlock had just locked the range (VM_LOCKONFAULT cleared)."""
+    with ``lock``, as if mlock had just locked the range (VM_LOCKONFAULT cleared);
+    with ``pinned``, only those that could not go to swap."""
+    cost = pages.pinned_cost if pinned and not lock else pages.populate_cost
     need = 0
     for vma in mm.vmas(start, end):
         flags = vma.vm_flags
@@ -266,8 +268,7 @@ def populate_need(mm, start, end, lock=False):
             continue
         if flags & VM_LOCKONFAULT and not lock:
             continue
-        need += pages.populate_cost(vma, max(start, vma.start), min(end, vma.end),
-                                    _populate_write(flags))
+        need += cost(vma, max(start, vma.start), min(end, vma.end), _populate_write(flags))
     return need
 
 
@@ -277,7 +278,9 @@ def mm_populate(mm, start, end, ignore_errors=True):
     would not fit in the machine's memory nothing is populated (ENOMEM without
     ``ignore_errors``): simulator-defined, where the kernel would OOM-kill."""
     try:
-        pages.check_room(mm, populate_need(mm, start, end))
+        pages.check_room(mm, populate_need(mm, start, end),
+                         populate_need(mm, start, end, pinned=True)
+                         if mm.kernel.swap is not None else 0)
     except OSError:
         if ignore_errors:
             return
@@ -481,7 +484,8 @@ def mlock(mm: Mm, addr, length, flags=0, memlock=None):
     if not flags & MLOCK_ONFAULT and _covered(mm, start, end):
         # (A range with a hole fails in _apply_lock, as the kernel's does.)
         try:
-            pages.check_room(mm, populate_need(mm, start, end, lock=True))
+            need = populate_need(mm, start, end, lock=True)
+            pages.check_room(mm, need, need)
         except OSError:
             raise error(errno.EAGAIN, "the range does not fit in memory") from None
     _apply_lock(mm, start, end, lock)

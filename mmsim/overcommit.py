@@ -25,8 +25,8 @@ def totalram_pages(kernel):
 
 
 def total_swap_pages(kernel):
-    """total_swap_pages: always 0, the simulated machine has no swap."""
-    return 0
+    """total_swap_pages: the slots of the swap devices (none until Kernel.swapon)."""
+    return kernel.swap_total_pages()
 
 
 def commit_limit(kernel):

@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 from . import workingset
 from .memcg import (EVENTS, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE,
-                    count_event)
+                    count_event, swap_room)
 
 INACTIVE, ACTIVE = 1, 2
 _LIST = {INACTIVE: LRU_INACTIVE_FILE, ACTIVE: LRU_ACTIVE_FILE}
@@ -67,7 +67,8 @@ class Node:
         self.nr_dirty = self.nr_writeback = self.nr_shmem = self.nr_anon = 0
         self.shadow_nodes = OrderedDict()   # (inode, block) -> None
         self.events = dict.fromkeys(EVENTS + ("nr_dirtied", "nr_written", "pgpgin", "oom_kill",
-                                                 "pgscan_file", "pgsteal_file"), 0)
+                                                 "pgscan_file", "pgsteal_file", "pgscan_anon",
+                                                 "pgsteal_anon"), 0)
 
     @property
     def pgactivate(self):
@@ -188,6 +189,11 @@ def add(kernel, memcg, inode, index, can_swap=False, charged=False, order=0):
     page, shadow = _new_folio(kernel, memcg, inode, index, charged, order)
     lru = INACTIVE
     if shadow is not None:
+        # workingset_test_recent: the anon lists count while the evicting cgroup
+        # could swap (mem_cgroup_get_nr_swap_pages).
+        dev = getattr(kernel, "swap", None)
+        if dev is not None and dev.free() > 0 and swap_room(shadow[0]) > 0:
+            can_swap = True
         activate, restore = workingset.refault(memcg, 1, shadow, True, can_swap)
         if activate:
             lru = ACTIVE
@@ -343,6 +349,14 @@ def check(kernel):
             sums[name] += m.stat[name]
         subtree = sum(c.stat["anon"] + c.stat["file"] for c in m.subtree())
         assert m.current == subtree, (m.name, m.current, subtree)
+    for m in memcgs:
+        swap = sum(c.stat["swap"] for c in m.subtree())
+        assert m.stat["swap"] >= 0 and m.swap_current == swap, (m.name, m.swap_current, swap)
+    dev = getattr(kernel, "swap", None)
+    if dev is not None:
+        assert 0 <= dev.used <= dev.total, (dev.used, dev.total)
+        assert dev.used == dev.slots.npages() == kernel.root_memcg.swap_current, (
+            dev.used, dev.slots.npages(), kernel.root_memcg.swap_current)
     assert (node.nr_inactive, node.nr_active) == (lru_sums[2], lru_sums[3])
     for inode, b in node.shadow_nodes:
         counts = inode.blocks[b]

@@ -25,7 +25,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 
 from . import memcg as memcg_mod
-from . import filemap, pagecache, readahead, thp
+from . import filemap, pagecache, readahead, thp, workingset
 from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, error,
                    pfn_up)
 from .pagecache import Page
@@ -593,6 +593,8 @@ def move_range(src, dst, start, end):
             _map(dst).put(part)
     if src.guards:
         merge_guards(dst, src.guards.take(lo, hi))
+    if src.swap:
+        _move_swap(src, dst, lo, hi)
 
 
 def move_all(src, dst):
@@ -600,6 +602,8 @@ def move_all(src, dst):
     if src.pages:
         _map(dst).put(src.pages)
     src.pages = None
+    if src.swap:
+        _move_swap(src, dst, src.start >> PAGE_SHIFT, src.end >> PAGE_SHIFT)
     if src.guards:
         merge_guards(dst, src.guards)
         src.guards = None
@@ -611,12 +615,23 @@ def take_range(vma, start, end):
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
     part = vma.pages.take(lo, hi) if vma.pages else None
     marks = vma.guards.take(lo, hi) if vma.guards else None
+    if vma.swap:
+        # Swap entries move with the page tables: they travel in the page part.
+        holder = _SwapHolder()
+        _move_swap(vma, holder, lo, hi)
+        if holder.swap:
+            part = (part or None, holder.swap)
     return part or None, marks
 
 
 def put_range(vma, part, marks, shift):
     """Give ``vma`` pages and guard markers taken by ``take_range``, ``shift`` pages
     from where they were."""
+    if type(part) is tuple:
+        part, swapped = part
+        holder = _SwapHolder()
+        holder.swap = swapped
+        _move_swap(holder, vma, -(1 << 62), 1 << 62, shift)
     if part:
         def moved(span):
             if span.kind == POOLED:
@@ -687,6 +702,13 @@ def populate_cost(vma, start, end, write):
     private anonymous memory."""
     if zero_page_read(vma, write):
         return 0
+    if vma.swap and _private_anon(vma):
+        # Swapped pages come back without adding to anonymous memory plus swap.
+        lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+        sw = vma.swap
+        i, j = sw.overlap(lo, hi)
+        swapped = sum(min(sw.hi[k], hi) - max(sw.lo[k], lo) for k in range(i, j))
+        return max(0, ((end - start) >> PAGE_SHIFT) - resident_in(vma, start, end) - swapped)
     f = vma.file
     if f is not None and not f.shmem and (not write or vma.vm_flags & VM_SHARED):
         return 0   # page cache: reclaim makes room for it
@@ -726,21 +748,48 @@ def resident_by_mms(kernel):
     return sum(mm.rss_anon + mm.rss_file + mm.rss_shmem for mm in _live_mms(kernel))
 
 
-def check_room(mm, need):
+def check_room(mm, need, pinned=0):
     """Raise ENOMEM when ``need`` more unreclaimable pages (anonymous and shmem, beside
     the mlocked page cache) would take the machine past its memory (``Kernel(memory=...)``) less the min watermark:
     where the kernel would start the OOM killer, the simulator refuses before doing
-    anything (docs/mm.md)."""
+    anything (docs/mm.md).  With swap, unlocked private anonymous memory may go past
+    RAM into free swap; ``pinned`` is the part of ``need`` that cannot (locked, shmem)."""
     kernel = mm.kernel
     node = kernel.node
     room = (kernel.memory >> PAGE_SHIFT) - kernel.watermarks()[0]
     used = node.nr_anon + node.nr_shmem + need
+    dev = kernel.swap
+    if need and dev is not None and used > room:
+        # What swap cannot hold must fit in RAM: shmem, mlocked anonymous memory and
+        # mlocked page cache, and the pinned part of the need.
+        fixed = node.nr_shmem + pinned + _mlocked_anon(kernel)
+        if used > room + dev.free() or fixed > room or fixed + _mlocked_cache(kernel) > room:
+            raise error(errno.ENOMEM, "more than the machine's memory and swap")
+        return
     if need and used > room:
         raise error(errno.ENOMEM, "more than the machine's memory")
     # Page cache mapped by an mlocked VMA is never reclaimed either; it is counted only
     # when mapped page cache could matter at all, as finding it walks the VMAs.
     if need and used + node.nr_mapped > room and used + _mlocked_cache(kernel) > room:
         raise error(errno.ENOMEM, "more than the machine's memory")
+
+
+def _mlocked_anon(kernel):
+    """Resident private anonymous pages of VM_LOCKED mappings (never swapped)."""
+    n = 0
+    for mm in _live_mms(kernel):
+        for vma in mm.tree.values():
+            if vma.vm_flags & VM_LOCKED and vma.pages and _private_anon(vma):
+                n += vma.pages.npages()
+    return n
+
+
+def pinned_cost(vma, start, end, write):
+    """The part of ``populate_cost`` that could not go to swap: all of it for a locked
+    or shared mapping or a file's, nothing for unlocked private anonymous memory."""
+    if _private_anon(vma) and not vma.vm_flags & VM_LOCKED:
+        return 0
+    return populate_cost(vma, start, end, write)
 
 
 def _mlocked_cache(kernel):
@@ -879,10 +928,13 @@ def _touch_state(touch, write):
 
 def _anon_fault(mm, vma, lo, hi, write, touch, policy):
     """Fault the pages ``[lo, hi)`` of a private anonymous VMA in order, as one range
-    (access checked, no guard page inside).  A read maps the zero page where nothing
-    is resident.  A write allocates a PMD THP for every empty aligned block inside the
-    VMA when THP is allowed (the whole block, even the part outside the range), base
-    pages elsewhere, and breaks COW on shared pages.  Returns the new pages."""
+    (access checked, no guard page inside).  Swapped pages are swapped in first.  A
+    read maps the zero page where nothing is resident.  A write allocates a PMD THP
+    for every empty aligned block inside the VMA when THP is allowed (the whole block,
+    even the part outside the range), base pages elsewhere, and breaks COW on shared
+    pages.  Returns the new pages."""
+    if vma.swap:
+        swap_in(mm, vma, lo, hi)
     pm = _map(vma)
     if not write:
         if pm:
@@ -1107,6 +1159,8 @@ def _fault_around(mm, vma, vpn, shmem=False):
 
 def zap_vma(mm, vma, start, end):
     """Unmap the pages of ``vma`` in ``[start, end)`` (zap_page_range_single)."""
+    if vma.swap:
+        _zap_swap(mm, vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     pm = vma.pages
     if not pm:
         return
@@ -1282,6 +1336,8 @@ def share_pages(mm, src, dst):
     The parent's private pages move into a pool both now read their state from."""
     if src.guards:
         dst.guards = src.guards.copy()
+    if src.swap:
+        _copy_swap(mm, src, dst)
     pm = src.pages
     if not pm:
         return
@@ -1331,6 +1387,402 @@ def share_pages(mm, src, dst):
         _count(mm, dst, False, other)
 
 
+# --------------------------------------------------------------------------- swap
+
+
+class SwapDevice:
+    """The swap space (all swapon'd devices as one): ``total`` usable slots, ``used``
+    of them, and ``slots``: the used slot numbers as runs tagged ``(count, memcg,
+    shadow)`` (swap_map's reference count, the cgroup charged for the slot, and the
+    workingset shadow of the evicted page).  Slot numbers are never reused."""
+
+    __slots__ = ("total", "used", "next", "slots")
+
+    def __init__(self, total):
+        self.total = total
+        self.used = 0
+        self.next = 0
+        self.slots = Pool()
+
+    def free(self):
+        """Slots left (get_nr_swap_pages)."""
+        return self.total - self.used
+
+
+class SwapRef:
+    """What a swapped-out extent holds: page number minus slot number; interned."""
+
+    __slots__ = ("delta",)
+
+    def __init__(self, delta):
+        self.delta = delta
+
+
+_SWAP_REFS = {}
+
+
+def _swap_ref(delta):
+    ref = _SWAP_REFS.get(delta)
+    if ref is None:
+        ref = _SWAP_REFS[delta] = SwapRef(delta)
+    return ref
+
+
+class SwapEntries(RangeMap):
+    """The swap entries of one VMA: extents of page numbers tagged with a SwapRef, and
+    the swap readahead state (vma->swap_readahead_info): the page of the last fault or
+    readahead hit, the last window, the hits counted since, and the readahead pages of
+    the last window whose use is judged later by their young bit."""
+
+    __slots__ = ("ra", "ra_win", "ra_hits", "ra_out")
+
+    def __init__(self):
+        super().__init__()
+        # An unused readahead state reads as four hits (GET_SWAP_RA_VAL).
+        self.ra, self.ra_win, self.ra_hits, self.ra_out = 0, 0, 4, ()
+
+
+def swap_pages_of(vma):
+    """Swap entries in ``vma``'s page tables."""
+    return vma.swap.npages() if vma.swap else 0
+
+
+def swap_room(kernel, memcg):
+    """How many pages ``memcg`` may swap out now: free slots within its
+    memory.swap.max (mem_cgroup_get_nr_swap_pages)."""
+    dev = kernel.swap
+    if dev is None:
+        return 0
+    return min(dev.total - dev.used, memcg_mod.swap_room(memcg))
+
+
+def _slots_get(kernel, a, b):
+    """Every slot of ``[a, b)`` gains a reference (swap_duplicate, at fork)."""
+    kernel.swap.slots.apply(a, b, lambda st: (st[0] + 1, st[1], st[2]))
+
+
+def _slots_put(kernel, a, b, refault_memcg=None):
+    """Every slot of ``[a, b)`` loses a reference (swap_free); the last one frees the
+    slot and its swap charge.  With ``refault_memcg``, the pages are being swapped in
+    for that cgroup: workingset_refault runs on each run's shadow."""
+    dev = kernel.swap
+    slots = dev.slots
+    for x, y, st in slots.runs(a, b):
+        if refault_memcg is not None:
+            workingset.refault(refault_memcg, y - x, st[2], False, True)
+        if st[0] == 1:
+            dev.used -= y - x
+            memcg_mod.swap_charge(st[1], x - y)
+    slots.apply(a, b, lambda st: None if st[0] == 1 else (st[0] - 1, st[1], st[2]))
+
+
+def _zap_swap(mm, vma, lo, hi):
+    """The swap entries of ``[lo, hi)`` leave ``vma`` (zap_pte_range's free_swap_and_cache)."""
+    sw = vma.swap
+    i, j = sw.carve(lo, hi)
+    if i >= j:
+        return
+    n = 0
+    kernel = mm.kernel
+    for k in range(i, j):
+        x, y, d = sw.lo[k], sw.hi[k], sw.tag[k].delta
+        _slots_put(kernel, x - d, y - d)
+        n += y - x
+    sw.delete(i, j)
+    mm.swap_pages -= n
+    if not sw:
+        vma.swap = None
+
+
+def swap_out(mm, vma, x, y, target):
+    """Swap out the anonymous pages ``[x, y)`` of ``vma`` (a private anonymous VMA; no
+    THP cut by the ends) from this mapping: each gets a slot charged to the mm's cgroup,
+    the memory charge moves to the swap counter, and the page-table entries become
+    swap entries carrying the workingset shadow of reclaim of ``target``."""
+    kernel = mm.kernel
+    dev = kernel.swap
+    n = y - x
+    pm = vma.pages
+    i, j = pm.carve(x, y)
+    for k in range(i, j):
+        _unmap(mm, vma, pm.lo[k], pm.hi[k], pm.tag[k])
+    pm.delete(i, j)
+    s = dev.next
+    dev.next += n
+    dev.used += n
+    memcg = mm.memcg
+    dev.slots.insert(s, s + n, (1, memcg, workingset.eviction(target, n, False)))
+    memcg_mod.swap_charge(memcg, n)
+    sw = vma.swap
+    if sw is None:
+        sw = vma.swap = SwapEntries()
+    sw.insert(x, y, _swap_ref(x - s))
+    mm.swap_pages += n
+    memcg_mod.count_event(memcg, "pswpout", n)
+
+
+def _swap_in_range(mm, vma, a, b):
+    """do_swap_page for every swapped page of ``[a, b)``: each comes back as a private
+    anonymous page (charged again, PTE old until accessed) and drops its slot
+    reference.  Returns the ranges brought in."""
+    sw = vma.swap
+    i, j = sw.carve(a, b)
+    if i >= j:
+        return ()
+    kernel = mm.kernel
+    memcg = mm.memcg
+    pm = _map(vma)
+    pieces = [(sw.lo[k], sw.hi[k], sw.tag[k].delta) for k in range(i, j)]
+    sw.delete(i, j)
+    back = private_span(False, False, True, True, False)
+    n = 0
+    for x, y, d in pieces:
+        _slots_put(kernel, x - d, y - d, refault_memcg=memcg)
+        pm.insert(x, y, back)
+        n += y - x
+    mm.swap_pages -= n
+    _count(mm, vma, True, n)
+    memcg_mod.count_event(memcg, "pswpin", n)
+    if not sw:
+        vma.swap = None
+    return [(x, y) for x, y, _ in pieces]
+
+
+SWAP_RA_ORDER_CEILING = 5   # the largest swap readahead window is 32 pages
+SWAP_RA_HITS_MAX = 63
+
+
+def _young_near(pm, pieces, f):
+    """Young resident pages in the ranges ``pieces`` of ``pm``, and the one nearest to
+    page ``f`` (None when there are none)."""
+    n, near = 0, None
+    for x, y in pieces:
+        i, j = pm.overlap(x, y) if pm else (0, 0)
+        for k in range(i, j):
+            if pm.tag[k].young:
+                a, b = max(pm.lo[k], x), min(pm.hi[k], y)
+                n += b - a
+                c = min(max(f, a), b - 1)
+                if near is None or abs(c - f) < abs(near - f):
+                    near = c
+    return n, near
+
+
+def _ra_window(vma, sw, f, max_win):
+    """swap_ra_info's window size and the previous page it is placed against: hits + 2
+    rounded up to a power of two (at least 4), one page without hits unless the fault
+    is next to the last one, at most ``max_win``, never below half the last window."""
+    prev, hits = sw.ra, sw.ra_hits
+    if sw.ra_out:
+        n, near = _young_near(vma.pages, sw.ra_out, f)
+        if n:
+            hits = min(hits + n, SWAP_RA_HITS_MAX)
+            if not sw.ra_hits:
+                prev = near
+    pages = hits + 2
+    if pages == 2:
+        if f != prev + 1 and f != prev - 1:
+            pages = 1
+    else:
+        roundup = 4
+        while roundup < pages:
+            roundup <<= 1
+        pages = roundup
+    pages = max(min(pages, max_win), sw.ra_win // 2)
+    return pages, prev
+
+
+def swap_in(mm, vma, lo, hi):
+    """Faults on the swapped pages of ``[lo, hi)`` in address order: each is a major
+    fault that reads in the swap readahead window (swap_vma_readahead): its size from
+    the readahead hits since the last fault (``_ra_window``), placed ahead of a forward
+    run, behind a backward one, around the fault otherwise, clipped to the VMA and its
+    page table.  The window's pages inside ``[lo, hi)`` are hits (this access reaches
+    them next); the others are hits if they are young by the next fault.  Returns the
+    pages read."""
+    sw = vma.swap
+    kernel = mm.kernel
+    max_win = 1 << min(kernel.page_cluster, SWAP_RA_ORDER_CEILING)
+    vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
+    got = faults = 0
+    v = lo
+    while sw is not None:
+        k = bisect_right(sw.hi, v)
+        if k >= len(sw.tag) or sw.lo[k] >= hi:
+            break
+        f = max(v, sw.lo[k])
+        if max_win == 1:
+            win, prev = 1, f
+        else:
+            win, prev = _ra_window(vma, sw, f, max_win)
+        if win == 1:
+            a, b = f, f + 1
+        else:
+            if f == prev + 1:
+                a, b = f, f + win
+            elif prev == f + 1:
+                a, b = f - win + 1, f + 1
+            else:
+                left = (win - 1) // 2
+                a, b = f - left, f + win - left
+            head = f & _PMD_MASK
+            a, b = max(a, vlo, head), min(b, vhi, head + PMD_PAGES)
+        read = _swap_in_range(mm, vma, a, b)
+        faults += 1
+        # The readahead state after this fault, kept on the VMA's swap entries: the
+        # pages read ahead inside the range are hits, the others are judged later.
+        inside = -1
+        out = []
+        for x, y in read:
+            got += y - x
+            inside += max(0, min(y, hi) - max(x, lo))
+            if x < lo:
+                out.append((x, min(y, lo)))
+            if y > hi:
+                out.append((max(x, hi), y))
+        sw = vma.swap
+        if sw is not None:
+            sw.ra_win = win
+            sw.ra_hits = min(inside, SWAP_RA_HITS_MAX)
+            sw.ra = min(b, hi) - 1 if inside else f
+            sw.ra_out = tuple(out)
+        v = b
+    if faults:
+        memcg_mod.count_event(mm.memcg, "pgmajfault", faults)
+        mm.maj_flt += faults
+    return got
+
+
+def _copy_swap(mm, src, dst):
+    """copy_page_range's swap entries: the child's page tables get the same entries and
+    every slot gains a reference."""
+    sw = src.swap
+    kernel = mm.kernel
+    out = SwapEntries()
+    out.lo = array("q", sw.lo)
+    out.hi = array("q", sw.hi)
+    out.tag = list(sw.tag)
+    for x, y, ref in sw.items():
+        _slots_get(kernel, x - ref.delta, y - ref.delta)
+    dst.swap = out
+    mm.swap_pages += out.npages()
+
+
+def pageout_file(mm, vma, start, end):
+    """MADV_PAGEOUT's page-cache half: every clean folio of a regular file that lies
+    wholly in ``[start, end)`` and that no other mapping maps loses this mapping (its
+    PTE aged first, so the unmap does not mark it accessed) and leaves the cache.  A
+    large folio the range cuts is left alone (as the reference kernel did).  Returns
+    the pages evicted."""
+    pm = vma.pages
+    f = vma.file
+    if not pm or f is None or f.shmem:
+        return 0
+    cache = f.inode.cache
+    first = vma.start >> PAGE_SHIFT
+    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+    index_lo, index_hi = vma.pgoff + lo - first, vma.pgoff + hi - first
+    i, j = pm.overlap(lo, hi)
+    folios = []
+    seen = set()
+    for k in range(i, j):
+        span = pm.tag[k]
+        if span.kind != CACHED or span.pool.anon:
+            continue
+        page = span.pool
+        nr = 1 << page.order
+        head = page.index & ~(nr - 1)
+        if head in seen:
+            continue
+        seen.add(head)
+        if head < index_lo or head + nr > index_hi:
+            continue
+        members = [p for p in (cache.get(x) for x in range(head, head + nr)) if p is not None]
+        here = []
+        for p in members:
+            if p.dirty or not p.lru or p.mapcount > 1:
+                break
+            if p.mapcount:
+                v = first + p.index - vma.pgoff
+                x = pm.index(v)
+                if x < 0 or pm.tag[x].pool is not p:
+                    break   # mapped by another mapping
+                here.append(v)
+        else:
+            folios.append((members, here))
+    kernel = mm.kernel
+    n = 0
+    for members, here in folios:
+        for v in here:
+            x = pm.index(v)
+            pm.tag[x] = cached_span(pm.tag[x].pool, False)
+            zap_vma(mm, vma, v << PAGE_SHIFT, (v + 1) << PAGE_SHIFT)
+        for p in members:
+            if not p.mapcount and p.lru and p.inode.cache.get(p.index) is p:
+                pagecache.evict(kernel, p, p.memcg)
+                n += 1
+    return n
+
+
+class _SwapHolder:
+    """Swap entries in transit (mremap's take_range/put_range)."""
+
+    __slots__ = ("swap",)
+
+    def __init__(self):
+        self.swap = None
+
+
+def _move_swap(src, dst, lo, hi, shift=0):
+    """Hand the swap entries of ``src`` in ``[lo, hi)`` to ``dst``, ``shift`` pages on."""
+    part = src.swap.take(lo, hi)
+    if not src.swap:
+        src.swap = None
+    if part:
+        if dst.swap is None:
+            dst.swap = SwapEntries()
+        dst.swap.put(part, shift, (lambda r: _swap_ref(r.delta + shift)) if shift else None)
+
+
+def pageout_anon(mm, vma, start, end):
+    """MADV_PAGEOUT's anonymous half: swap out, while slots are left, the
+    anonymous pages of ``[start, end)`` this mapping alone maps, young or not
+    (reclaim_pages ignores references); a THP only when the range covers all of it.
+    Returns the pages swapped out."""
+    pm = vma.pages
+    if not pm or not _private_anon(vma) or mm.kernel.swap is None:
+        return 0
+    a, b = _narrow(pm, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
+    if a >= b:
+        return 0
+    i, j = pm.overlap(a, b)
+    todo = []
+    for x, y, span in zip(pm.lo[i:j], pm.hi[i:j], pm.tag[i:j]):
+        x, y = max(x, a), min(y, b)
+        if span.kind == PRIVATE:
+            todo.append((x, y))
+        elif span.kind == POOLED:
+            # Pages shared since a fork whose other mappers are gone are this mm's alone.
+            d = span.delta
+            step = PMD_PAGES if span.pmd else None
+            for px, py, st in span.pool.runs(x - d, y - d):
+                if st[0] == 1 and (step is None or not (px + d) % step and not (py + d) % step):
+                    todo.append((px + d, py + d))
+    done = 0
+    for x, y in todo:
+        room = swap_room(mm.kernel, mm.memcg)
+        if room <= 0:
+            break
+        if y - x > room:
+            y = x + room
+            k = pm.index(x)
+            if pm.tag[k].pmd:
+                break
+        swap_out(mm, vma, x, y, mm.memcg)
+        done += y - x
+    return done
+
+
 def check_vma(vma):
     """Extents are sorted, disjoint, coalesced and inside their VMA, THPs are aligned,
     pooled pages are in their pool, and guard markers lie inside the VMA."""
@@ -1351,6 +1803,10 @@ def check_vma(vma):
             if sum(b - a for a, b, _ in span.pool.runs(x - d, y - d)) != y - x:
                 raise AssertionError(f"pages [{x:#x}, {y:#x}) missing from their pool")
         prev_end, prev_span = y, span
+    for x, y, ref in (vma.swap.items() if vma.swap else ()):
+        if not lo <= x < y <= hi or not isinstance(ref, SwapRef) or (pm and resident_in(
+                vma, x << PAGE_SHIFT, y << PAGE_SHIFT)):
+            raise AssertionError(f"swap entries [{x:#x}, {y:#x}) misplaced in {vma!r}")
     for first, last in vma.guards.ranges() if vma.guards else ():
         if not lo <= first < last <= hi:
             raise AssertionError(f"guard markers [{first:#x}, {last:#x}) lie outside {vma!r}")
@@ -1382,6 +1838,40 @@ def check_pools(kernel):
         have = [(a, b, st[0]) for a, b, st in pool.items()]
         if _flat(want) != _flat(have):
             raise AssertionError(f"pool mapcounts {have[:8]} != mappings {want[:8]}")
+
+
+def check_swap(kernel):
+    """Every swap slot's reference count equals the swap entries naming it across the
+    live address spaces, each mm's swap_pages counts its entries, and the device's
+    ``used`` counts the slots (a checking aid)."""
+    ev = {}
+    for mm in _live_mms(kernel):
+        n = 0
+        for vma in mm.vmas():
+            for x, y, ref in (vma.swap.items() if vma.swap else ()):
+                d = ref.delta
+                ev[x - d] = ev.get(x - d, 0) + 1
+                ev[y - d] = ev.get(y - d, 0) - 1
+                n += y - x
+        if n != mm.swap_pages:
+            raise AssertionError(f"mm swap_pages {mm.swap_pages} != its entries {n}")
+    dev = kernel.swap
+    if dev is None:
+        if ev:
+            raise AssertionError("swap entries without a swap device")
+        return
+    points = sorted(ev)
+    depth = 0
+    want = []
+    for a, b in zip(points, points[1:]):
+        depth += ev[a]
+        if depth:
+            want.append((a, b, depth))
+    have = [(a, b, st[0]) for a, b, st in dev.slots.items()]
+    if _flat(want) != _flat(have):
+        raise AssertionError(f"swap counts {have[:8]} != entries {want[:8]}")
+    if dev.used != dev.slots.npages() or not 0 <= dev.used <= dev.total:
+        raise AssertionError(f"swap used {dev.used} of {dev.total}, slots {dev.slots.npages()}")
 
 
 def _flat(runs):

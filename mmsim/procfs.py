@@ -239,9 +239,29 @@ def _smaps_body(npages, counts, flags, eligible):
 
 def _smaps_block(mm, vma, start_brk, brk, start_stack, thp_policy):
     """smaps_block with the mm's bounds and the THP policy read once by the caller."""
-    return (_maps_line(vma, start_brk, brk, start_stack) + "\n"
-            + _smaps_body(vma.npages, _counts(vma), vma.vm_flags,
-                          int(thp.allowed(vma, mm.flags, thp_policy, thp.TVA_SMAPS))))
+    body = _smaps_body(vma.npages, _counts(vma), vma.vm_flags,
+                       int(thp.allowed(vma, mm.flags, thp_policy, thp.TVA_SMAPS)))
+    if vma.swap:
+        body = _with_swap(mm, vma, body)
+    return _maps_line(vma, start_brk, brk, start_stack) + "\n" + body
+
+
+_NO_SWAP = _line_kb("Swap:", 0) + _line_kb("SwapPss:", 0)
+
+
+def _with_swap(mm, vma, body):
+    """The block with its Swap: and SwapPss: lines (smaps_pte_entry's swap entries: a
+    slot shared by n page tables counts 1/n of a page in SwapPss)."""
+    swap = pss = 0
+    slots = mm.kernel.swap.slots
+    unit = PAGE_SIZE << PSS_SHIFT
+    for x, y, ref in vma.swap.items():
+        swap += y - x
+        d = ref.delta
+        for a, b, st in slots.runs(x - d, y - d):
+            pss += (b - a) * (unit // st[0])
+    return body.replace(_NO_SWAP, _line_kb("Swap:", swap * 4)
+                        + _line_kb("SwapPss:", pss >> PSS_SHIFT >> 10), 1)
 
 
 def smaps_block(mm, vma):
@@ -296,7 +316,7 @@ def status(proc):
                   _status_kb("RssAnon:", mm.rss_anon), _status_kb("RssFile:", mm.rss_file),
                   _status_kb("RssShmem:", mm.rss_shmem), _status_kb("VmData:", data),
                   _status_kb("VmStk:", stack), _status_kb("VmExe:", 0), _status_kb("VmLib:", exe),
-                  _status_kb("VmPTE:", pte_pages(mm)), _status_kb("VmSwap:", 0),
+                  _status_kb("VmPTE:", pte_pages(mm)), _status_kb("VmSwap:", mm.swap_pages),
                   _status_kb("HugetlbPages:", 0), "CoreDumping:\t0\n",
                   f"THP_enabled:\t{0 if mm.flags & MMF_DISABLE_THP_COMPLETELY else 1}\n"]
     group = [p for p in proc.kernel.processes.values()
@@ -307,13 +327,16 @@ def status(proc):
 
 def pte_pages(mm):
     """Simulator-defined VmPTE (mm_pgtables_bytes in pages): one 4 KiB page table per
-    2 MiB region holding PTEs."""
+    2 MiB region holding PTEs or swap entries."""
     n = 0
     last = -1   # the last table counted: VMAs and their extents come in address order
     for vma in mm.vmas():
-        for x, y, span in (vma.pages.items() if vma.pages else ()):
-            if span.pmd:
-                continue
+        ranges = [(x, y) for x, y, span in (vma.pages.items() if vma.pages else ())
+                  if not span.pmd]
+        if vma.swap:
+            # Swap entries live in page tables too.
+            ranges = sorted(ranges + [(x, y) for x, y, _ in vma.swap.items()])
+        for x, y in ranges:
             first, final = x >> 9, (y - 1) >> 9
             if first <= last:
                 first = last + 1

@@ -18,6 +18,7 @@ ULONG_MAX = (1 << 64) - 1
 # "ulong" proc_doulongvec_minmax.
 VM_SYSCTLS = {
     "swappiness": ("swappiness", "int", 0, 200),
+    "page-cluster": ("page_cluster", "int", 0, 31),
     "min_free_kbytes": ("min_free_kbytes", "int", 0, INT_MAX),
     "watermark_scale_factor": ("watermark_scale_factor", "int", 1, 3000),
     "overcommit_memory": ("overcommit_memory", "int", 0, 2),

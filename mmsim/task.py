@@ -1283,6 +1283,9 @@ class Process:
                                           f"[{a:#x}, {stop:#x})")
             pieces.append((vma, a, stop))
             a = stop
-        pages.check_room(mm, sum(pages.populate_cost(vma, s, e, write) for vma, s, e in pieces))
+        pinned = (sum(pages.pinned_cost(vma, s, e, write) for vma, s, e in pieces)
+                  if mm.kernel.swap is not None else 0)
+        pages.check_room(mm, sum(pages.populate_cost(vma, s, e, write) for vma, s, e in pieces),
+                         pinned)
         for vma, s, e in pieces:
             pages.populate(mm, vma, s, e, write)

@@ -134,6 +134,8 @@ class Vma:
     # Page ranges carrying a guard marker (MADV_GUARD_INSTALL, a pages.GuardRanges):
     # touching one faults.
     guards: object = None
+    # Swap entries (pages.SwapEntries): page ranges swapped out, disjoint from ``pages``.
+    swap: object = None
 
     def __repr__(self):
         flags = " ".join(vmflags_mnemonics(self.vm_flags))

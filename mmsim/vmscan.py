@@ -19,9 +19,10 @@ from math import isqrt
 
 from . import pagecache, pages, workingset
 from .defs import PAGE_SHIFT, PAGE_SIZE
-from .memcg import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, count_event, memory_event
+from .memcg import (LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE, count_event,
+                    memory_event)
 from .pagecache import ACTIVE, INACTIVE
-from .vma import VM_EXEC, VM_LOCKED
+from .vma import VM_EXEC, VM_LOCKED, VM_MAYSHARE
 
 SWAP_CLUSTER_MAX = 32
 DEF_PRIORITY = 12
@@ -257,9 +258,15 @@ def shrink_lruvec(kernel, memcg, sc):
     lruvec = memcg.lruvec
     nr = [0, 0, lruvec.nr[LRU_INACTIVE_FILE] >> sc.priority,
           lruvec.nr[LRU_ACTIVE_FILE] >> sc.priority]
+    if kernel.swap is not None:
+        nr = get_scan_count_swap(kernel, memcg, sc, nr)
     proportional = not sc.cgroup and not sc.kswapd and sc.priority == DEF_PRIORITY
     reclaimed = 0
-    while nr[LRU_INACTIVE_FILE] or nr[LRU_ACTIVE_FILE]:
+    while nr[LRU_INACTIVE_ANON] or nr[LRU_INACTIVE_FILE] or nr[LRU_ACTIVE_FILE]:
+        if nr[LRU_INACTIVE_ANON]:
+            n = min(nr[LRU_INACTIVE_ANON], SWAP_CLUSTER_MAX)
+            nr[LRU_INACTIVE_ANON] -= n
+            reclaimed += shrink_anon_list(kernel, memcg, n, sc)
         for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
             n = min(nr[lru], SWAP_CLUSTER_MAX)
             if not n:
@@ -276,6 +283,154 @@ def shrink_lruvec(kernel, memcg, sc):
             continue
         break   # only file lists are scanned: nothing to rebalance
     sc.nr_reclaimed += reclaimed
+
+
+# ---------------------------------------------------------------- anonymous memory (swap)
+
+
+def get_scan_count_swap(kernel, memcg, sc, nr):
+    """get_scan_count once there is swap: ``nr`` (the file-only targets) with the
+    anonymous share.  SCAN_FILE when the cgroup has no swap room, for cgroup reclaim
+    at swappiness 0, and in cache-trim mode (enough inactive file and no reason to
+    deactivate); SCAN_EQUAL at priority 0; SCAN_ANON when the machine's file pages
+    are tiny; else SCAN_FRACT by swappiness (simulator-defined: the recent reclaim
+    costs lru_note_cost records are not kept, so the fraction is swappiness against
+    200 - swappiness)."""
+    lruvec = memcg.lruvec
+    anon = lruvec.nr[LRU_INACTIVE_ANON] >> sc.priority
+    swappiness = kernel.swappiness
+    if pages.swap_room(kernel, memcg) <= 0 or (sc.cgroup and not swappiness):
+        return nr
+    if not sc.priority and swappiness:
+        return [anon, 0, nr[2], nr[3]]
+    target = sc.target
+    if not sc.cgroup:
+        file = target.lru_total(LRU_INACTIVE_FILE) + target.lru_total(LRU_ACTIVE_FILE)
+        if (file + kernel.free_pages() <= kernel.watermarks()[2]
+                and target.lru_total(LRU_INACTIVE_ANON) >> sc.priority):
+            return [anon, 0, 0, 0]   # file_is_tiny
+    if not sc.may_deactivate and target.lru_total(LRU_INACTIVE_FILE) >> sc.priority:
+        return nr                    # cache_trim_mode
+    ap, fp = swappiness, 200 - swappiness
+    denominator = ap + fp
+    return [anon * ap // denominator, 0, nr[2] * fp // denominator,
+            nr[3] * fp // denominator]
+
+
+def _anon_vmas(kernel, memcg):
+    """The swappable VMAs charged to ``memcg``: private anonymous, not mlocked, with
+    resident pages, of its address spaces (by pid), in address order."""
+    out = []
+    for mm in pages._live_mms(kernel):
+        if mm.memcg is not memcg:
+            continue
+        for vma in mm.tree.values():
+            if (vma.pages and vma.file is None and vma.special is None
+                    and not vma.vm_flags & (VM_LOCKED | VM_MAYSHARE)):
+                out.append((mm, vma))
+    return out
+
+
+def shrink_anon_list(kernel, memcg, nr_to_scan, sc):
+    """Scan ``nr_to_scan`` private anonymous pages of ``memcg`` and swap out the cold
+    ones; returns the pages reclaimed.
+
+    Simulator-defined (the range model keeps no per-page anon LRU): the inactive anon
+    list is a clock over the cgroup's swappable VMAs in address order, its hand kept
+    in the lruvec.  An extent whose PTEs are young gets its second chance as
+    folio_check_references gives it (young cleared, PG_referenced set; counted
+    pgactivate when it was already referenced); an old one is swapped out while the
+    cgroup has swap room.  A THP is swapped out whole.  A page shared after fork
+    (pooled) is swapped out of one mapping at a time: that mapping gets its own slot
+    and the others keep the page (anonymous memory is charged per mapper)."""
+    room = pages.swap_room(kernel, memcg)
+    if room <= 0:
+        return 0
+    vmas = _anon_vmas(kernel, memcg)
+    if not vmas:
+        return 0
+    hand = memcg.lruvec.anon_hand
+    first, start = 0, vmas[0][1].start >> PAGE_SHIFT
+    if hand is not None:
+        for idx, (mm, vma) in enumerate(vmas):
+            if mm is hand[0] and vma.end >> PAGE_SHIFT > hand[1]:
+                first, start = idx, max(hand[1], vma.start >> PAGE_SHIFT)
+                break
+    # The clock from the hand round to it again.
+    mm0, vma0 = vmas[first]
+    segments = [(mm0, vma0, start, vma0.end >> PAGE_SHIFT)]
+    segments += [(mm, vma, vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT)
+                 for mm, vma in vmas[first + 1:] + vmas[:first]]
+    if start > vma0.start >> PAGE_SHIFT:
+        segments.append((mm0, vma0, vma0.start >> PAGE_SHIFT, start))
+    budget = nr_to_scan
+    scanned = reclaimed = activated = 0
+    target = sc.target
+    stop = None
+    for mm, vma, lo, hi in segments:
+        pm = vma.pages
+        plan = []
+        if pm:
+            i, j = pm.overlap(lo, hi)
+            for k in range(i, j):
+                span = pm.tag[k]
+                kind = span.kind
+                if kind == pages.CACHED or (kind == pages.PRIVATE and not span.anon):
+                    continue
+                x, y = max(pm.lo[k], lo), min(pm.hi[k], hi)
+                if span.pmd:
+                    x &= pages._PMD_MASK
+                    y = min(pm.hi[k], ((y - 1) & pages._PMD_MASK) + pages.PMD_PAGES)
+                if y - x > budget:
+                    y = x + budget
+                    if span.pmd:
+                        y = ((y - 1) & pages._PMD_MASK) + pages.PMD_PAGES
+                plan.append((x, y, span))
+                budget -= y - x
+                if budget <= 0:
+                    stop = (mm, y)
+                    break
+        for x, y, span in plan:
+            scanned += y - x
+            if span.young:
+                if span.referenced:
+                    activated += y - x
+                i, j = pm.carve(x, y)
+                for k in range(i, j):
+                    pm.tag[k] = pages._with(pm.tag[k], young=False, referenced=True)
+                pm.join(i - 1, j + 1)
+                continue
+            n = min(y - x, room)
+            if n <= 0:
+                continue
+            if span.pmd and n < y - x:
+                continue   # a THP goes out whole or not at all
+            pages.swap_out(mm, vma, x, x + n, target)
+            room -= n
+            reclaimed += n
+        if stop is not None:
+            break
+    memcg.lruvec.anon_hand = stop
+    if scanned:
+        _count_anon(memcg, sc, "pgscan", scanned)
+    if activated:
+        count_event(memcg, "pgactivate", activated)
+    if reclaimed:
+        _count_anon(memcg, sc, "pgsteal", reclaimed)
+    sc.nr_scanned += scanned
+    return reclaimed
+
+
+def _count_anon(memcg, sc, base, nr):
+    """pgscan/pgsteal of anonymous pages (the _anon counters instead of _file)."""
+    stat = memcg.stat
+    which = base + ("_kswapd" if sc.kswapd else "_direct")
+    stat[base] += nr
+    stat[which] += nr
+    events = memcg.node.events
+    events[base + "_anon"] += nr
+    if not sc.cgroup:
+        events[which] += nr
 
 
 def shrink_node(kernel, sc):
