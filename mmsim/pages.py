@@ -1827,17 +1827,22 @@ def check_pools(kernel):
                     ev[x - d] = ev.get(x - d, 0) + 1
                     ev[y - d] = ev.get(y - d, 0) - 1
     for key, pool in pools.items():
-        ev = events[key]
-        points = sorted(ev)
-        depth = 0
-        want = []
-        for a, b in zip(points, points[1:]):
-            depth += ev[a]
-            if depth:
-                want.append((a, b, depth))
+        want = _depths(events[key])
         have = [(a, b, st[0]) for a, b, st in pool.items()]
         if _flat(want) != _flat(have):
             raise AssertionError(f"pool mapcounts {have[:8]} != mappings {want[:8]}")
+
+
+def _depths(ev):
+    """From +1/-1 events at range ends, the runs ``(a, b, depth)`` covered at all."""
+    points = sorted(ev)
+    depth = 0
+    out = []
+    for a, b in zip(points, points[1:]):
+        depth += ev[a]
+        if depth:
+            out.append((a, b, depth))
+    return out
 
 
 def check_swap(kernel):
@@ -1860,13 +1865,7 @@ def check_swap(kernel):
         if ev:
             raise AssertionError("swap entries without a swap device")
         return
-    points = sorted(ev)
-    depth = 0
-    want = []
-    for a, b in zip(points, points[1:]):
-        depth += ev[a]
-        if depth:
-            want.append((a, b, depth))
+    want = _depths(ev)
     have = [(a, b, st[0]) for a, b, st in dev.slots.items()]
     if _flat(want) != _flat(have):
         raise AssertionError(f"swap counts {have[:8]} != entries {want[:8]}")

@@ -162,15 +162,15 @@ def _try_to_unmap(kernel, sc, page):
         pages.zap_vma(mm, vma, addr, addr + PAGE_SIZE)
 
 
-def _count(memcg, sc, base, nr):
+def _count(memcg, sc, base, nr, kind="_file"):
     """pgscan/pgsteal: the cgroup counts every scan; /proc/vmstat's per-reclaimer
-    counters leave out reclaim at a cgroup's limit, its _file ones do not."""
+    counters leave out reclaim at a cgroup's limit, its _file (or _anon) ones do not."""
     stat = memcg.stat
     which = base + ("_kswapd" if sc.kswapd else "_direct")
     stat[base] += nr
     stat[which] += nr
     events = memcg.node.events
-    events[base + "_file"] += nr
+    events[base + kind] += nr
     if not sc.cgroup:
         events[which] += nr
 
@@ -412,25 +412,13 @@ def shrink_anon_list(kernel, memcg, nr_to_scan, sc):
             break
     memcg.lruvec.anon_hand = stop
     if scanned:
-        _count_anon(memcg, sc, "pgscan", scanned)
+        _count(memcg, sc, "pgscan", scanned, "_anon")
     if activated:
         count_event(memcg, "pgactivate", activated)
     if reclaimed:
-        _count_anon(memcg, sc, "pgsteal", reclaimed)
+        _count(memcg, sc, "pgsteal", reclaimed, "_anon")
     sc.nr_scanned += scanned
     return reclaimed
-
-
-def _count_anon(memcg, sc, base, nr):
-    """pgscan/pgsteal of anonymous pages (the _anon counters instead of _file)."""
-    stat = memcg.stat
-    which = base + ("_kswapd" if sc.kswapd else "_direct")
-    stat[base] += nr
-    stat[which] += nr
-    events = memcg.node.events
-    events[base + "_anon"] += nr
-    if not sc.cgroup:
-        events[which] += nr
 
 
 def shrink_node(kernel, sc):
