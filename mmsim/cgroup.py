@@ -15,7 +15,7 @@ from . import memcg as memcg_mod
 from . import oom, vmscan
 from .defs import PAGE_SHIFT, PAGE_SIZE, error
 from .kstrtox import kstrtoint, memparse, strstrip
-from .pages import thp_count
+from .pages import charge_anon, private_anon_pages, thp_count
 from .memcg import (LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE,
                     MEMORY_EVENTS, PAGE_COUNTER_MAX, MemCgroup)
 
@@ -193,19 +193,16 @@ def rmdir(kernel, path):
 # ------------------------------------------------------------------ moving processes
 
 def move_charge(mm, dst):
-    """Simulator-defined: an address space moving to another cgroup takes its anonymous
-    memory's charge with it (uncharged from the old cgroup, charged to ``dst``)."""
+    """Simulator-defined: an address space moving to another cgroup takes the charge of
+    the anonymous pages it alone maps with it (uncharged from the old cgroup, charged
+    to ``dst``); pages shared since a fork stay charged where they were."""
     src = mm.memcg
     if src is dst:
         return
-    n = mm.rss_anon
+    n = private_anon_pages(mm)
     if n:
-        memcg_mod.uncharge(src, n)
-        src.stat["anon"] -= n
-        src.lruvec.nr[LRU_INACTIVE_ANON] -= n
-        memcg_mod.charge(dst, n)
-        dst.stat["anon"] += n
-        dst.lruvec.nr[LRU_INACTIVE_ANON] += n
+        charge_anon(src, -n)
+        charge_anon(dst, n)
     mm.memcg = dst
 
 
@@ -268,8 +265,8 @@ def _tunable(pages):
 
 
 def _anon_thp_pages(kernel, memcg):
-    """Pages of PMD-mapped anonymous THPs in the address spaces charged to the subtree
-    (per mapper, as anon memory is charged)."""
+    """Pages of PMD-mapped anonymous THPs in the address spaces of the subtree,
+    counted per mapper."""
     inside = {id(m) for m in memcg.subtree()}
     seen, n = set(), 0
     for p in kernel.processes.values():

@@ -245,11 +245,12 @@ class Pool(RangeMap):
     """Folios shared by several mappings since a fork: runs of pool indices tagged with
     their state tuple ``(mapcount, anon, dirty, referenced)``."""
 
-    __slots__ = ("spans",)
+    __slots__ = ("spans", "memcg")
 
-    def __init__(self):
+    def __init__(self, memcg=None):
         super().__init__()
         self.spans = {}
+        self.memcg = memcg   # the cgroup its anonymous folios are charged to
 
     def append(self, a, b, st):
         """Add ``[a, b)`` above every run."""
@@ -472,23 +473,29 @@ def thp_count(vma):
     return sum(y - x for x, y, span in pm.items() if span.pmd) // PMD_PAGES
 
 
-def _count(mm, vma, anon, n):
-    """Charge ``n`` pages (uncharge when negative) to the rss counter of their kind."""
+def charge_anon(memcg, n):
+    """Charge ``n`` anonymous pages to ``memcg`` (uncharge when negative): its page
+    counter, its anon statistics and list count, and the node's."""
+    if n > 0:
+        memcg_mod.charge(memcg, n)
+    else:
+        memcg_mod.uncharge(memcg, -n)
+    memcg.stat["anon"] += n
+    memcg.lruvec.nr[LRU_INACTIVE_ANON] += n
+    memcg.node.nr_anon += n
+
+
+def _count(mm, vma, anon, n, charge=True):
+    """Count ``n`` pages (negative: fewer) in the rss counter of their kind; anonymous
+    pages allocated or freed (``charge``) are charged to the mm's cgroup too.  A page
+    shared since a fork is charged once, to its pool's cgroup (``_unmap``)."""
     if anon:
         mm.rss_anon += n
-        # Simulator-defined: anonymous memory is charged per mapper (a page shared
-        # after fork is charged to each address space that maps it).
-        memcg = mm.memcg
-        if n > 0:
-            memcg_mod.charge(memcg, n)
-        else:
-            memcg_mod.uncharge(memcg, -n)
-        memcg.stat["anon"] += n
-        memcg.lruvec.nr[LRU_INACTIVE_ANON] += n
-        node = memcg.node
-        node.nr_anon += n
-        if n > 0:
-            mm.kernel.note_alloc(memcg)
+        if charge:
+            memcg = mm.memcg
+            charge_anon(memcg, n)
+            if n > 0:
+                mm.kernel.note_alloc(memcg)
     elif vma.file is not None and vma.file.shmem:
         mm.rss_shmem += n
     else:
@@ -525,7 +532,9 @@ def _unmap(mm, vma, x, y, span):
         d = span.delta
         pool = span.pool
         for a, b, st in pool.runs(x - d, y - d):
-            _count(mm, vma, st[1], a - b)
+            _count(mm, vma, st[1], a - b, charge=False)
+            if st[0] == 1 and st[1]:
+                charge_anon(pool.memcg, a - b)   # the last mapper: the folios are freed
         pool.apply(x - d, y - d, _dec)
 
 
@@ -906,7 +915,9 @@ def _access(mm, vma, a, b, write, touch):
                     # it (FOLL_TOUCH marked them accessed first).
                     pool.apply(px, py, (lambda s: _dec(_set_referenced(s))) if touch
                                else _dec)
-                    _count(mm, vma, st[1], px - py)
+                    _count(mm, vma, st[1], px - py, charge=False)
+                    if st[0] == 1 and st[1]:
+                        charge_anon(pool.memcg, px - py)
                     anon_vma_prepare(vma)
                     _count(mm, vma, True, py - px)
                     new = fresh
@@ -1352,7 +1363,7 @@ def share_pages(mm, src, dst):
         kind = span.kind
         if kind == PRIVATE:
             if pool is None:
-                pool = Pool()
+                pool = Pool(mm.memcg)
             pool.append(x, y, folio_state(2, span.anon, span.dirty, span.referenced))
             ptags[k] = pooled_span(pool, 0, span.young, span.pmd)
             ctags[k] = pooled_span(pool, 0, False, span.pmd)
@@ -1382,7 +1393,7 @@ def share_pages(mm, src, dst):
     child.join(0, len(ctags))
     dst.pages = child
     if anon:
-        _count(mm, dst, True, anon)
+        _count(mm, dst, True, anon, charge=False)
     if other:
         _count(mm, dst, False, other)
 
@@ -1781,6 +1792,19 @@ def pageout_anon(mm, vma, start, end):
         swap_out(mm, vma, x, y, mm.memcg)
         done += y - x
     return done
+
+
+def private_anon_pages(mm):
+    """The anonymous pages only this mm maps that are charged to its cgroup (its
+    private extents), O(extents)."""
+    n = 0
+    for vma in mm.vmas():
+        pm = vma.pages
+        if pm:
+            for x, y, span in pm.items():
+                if span.kind == PRIVATE and span.anon:
+                    n += y - x
+    return n
 
 
 def check_vma(vma):

@@ -342,7 +342,7 @@ def shrink_anon_list(kernel, memcg, nr_to_scan, sc):
     pgactivate when it was already referenced); an old one is swapped out while the
     cgroup has swap room.  A THP is swapped out whole.  A page shared after fork
     (pooled) is swapped out of one mapping at a time: that mapping gets its own slot
-    and the others keep the page (anonymous memory is charged per mapper)."""
+    and the others keep the page (docs/pressure.md, "Swap")."""
     room = pages.swap_room(kernel, memcg)
     if room <= 0:
         return 0

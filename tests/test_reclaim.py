@@ -311,3 +311,28 @@ def test_tree_nodes_of_shadows_are_counted_and_shrunk_past_their_bound():
     last = max(inode.shadows) & ~63
     read_mapped(p, "/f", 1, last)
     assert int(vmstat()["workingset_nodes"]) == before - 1
+
+
+def test_an_anonymous_page_shared_after_fork_is_charged_once():
+    """A fork shares the parent's anonymous pages uncharged; their charge stays with
+    the cgroup that faulted them until the last mapper unmaps them, and a copy made
+    on write is charged to the writer's cgroup."""
+    k = Kernel(randomize=False)
+    parent = k.spawn()
+    m = cgroup(k, "box", None)
+    other = cgroup(k, "other", None)
+    enter(parent, m)
+    a = parent.mmap(0, 64 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    parent.touch(a, 64 * P)
+    assert m.current == 64
+    child = parent.fork()
+    assert m.current == 64 and parent.mm.rss_anon == child.mm.rss_anon == 64
+    k.proc_write("/sys/fs/cgroup/other/cgroup.procs", str(child.pid))
+    assert (m.current, other.current) == (64, 0)   # nothing of its own to take along
+    child.touch(a, 16 * P)                          # copy on write: the child's own pages
+    assert (m.current, other.current) == (64, 16)
+    parent.munmap(a, 64 * P)                        # the 48 pages the child still maps stay
+    assert (m.current, other.current) == (48, 16)
+    child.exit(0)
+    parent.wait4(child.pid, 0)
+    assert (m.current, other.current) == (0, 0)
