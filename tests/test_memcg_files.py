@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mmsim
-from mmsim import Kernel, Killed, oom
+from mmsim import Kernel, Killed, oom, pages
 from mmsim.memcg import PAGE_COUNTER_MAX
 from mmsim.replay import Replayer
 from mmsim.strace import parse
@@ -489,12 +489,25 @@ def _all_memcgs(k):
 
 def _check(k, before):
     live_mms = {id(p.mm): p.mm for p in k.processes.values() if p.mm is not None}
+    # Each anonymous page is charged once: a private one to its mm's cgroup, one shared
+    # since a fork to its pool's.
+    charged, pools = {}, {}
+    for mm in live_mms.values():
+        key = id(mm.memcg)
+        charged[key] = charged.get(key, 0) + pages.private_anon_pages(mm)
+        for vma in mm.vmas():
+            for _, _, span in (vma.pages.items() if vma.pages else ()):
+                if span.kind == pages.POOLED:
+                    pools[id(span.pool)] = span.pool
+    for pool in pools.values():
+        key = id(pool.memcg)
+        charged[key] = charged.get(key, 0) + sum(y - x for x, y, st in pool.items() if st[1])
     for m in _all_memcgs(k):
         sub = m.subtree()
         assert m.current == sum(c.stat["anon"] + c.stat["file"] for c in sub), m.name
         assert m.current >= 0 and all(v >= 0 for v in m.stat.values()), m.name
         assert all(n >= 0 for n in m.lruvec.nr), m.name
-        assert m.stat["anon"] == sum(mm.rss_anon for mm in live_mms.values() if mm.memcg is m)
+        assert m.stat["anon"] == charged.get(id(m), 0), m.name
         for c in m.children.values():
             assert c.current <= m.current
         if m.parent is not None and not m.dying:
