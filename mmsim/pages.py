@@ -1004,15 +1004,6 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
     return new
 
 
-def file_page(mm, inode, index):
-    """The page-cache folio of page ``index`` of a regular file, read in (and charged
-    to the faulting mm's cgroup) when it is not cached."""
-    page = inode.cache.get(index)
-    if page is None:
-        page = pagecache.add(mm.kernel, mm.memcg, inode, index)
-    return page
-
-
 def _filemap_fault(mm, vma, vpn, index, write):
     """filemap_fault for page ``index`` of a regular file.  A cached page runs the async
     mmap readahead (a hit lowers mmap_miss; a PG_readahead folio starts the next
