@@ -63,6 +63,17 @@ def books(k):
         assert info["SwapFree"] + dev.used * 4 == info["SwapTotal"] == dev.total * 4
 
 
+def touched_with_swap(npages):
+    """A kernel with 64 MiB of swap and a process with ``npages`` of anonymous memory
+    written; returns ``(kernel, process, address)``."""
+    k = Kernel(randomize=False)
+    k.swapon(64 * MIB)
+    proc = k.spawn()
+    a = proc.mmap(0, npages * P, RW, ANON)
+    proc.touch(a, npages * P)
+    return k, proc, a
+
+
 @pytest.mark.parametrize("nbytes, total_kb", [(None, 0), (1 << 30, (1 << 20) - 4),
                                                (2 * P, 4), (64 * MIB + 123, 64 * 1024 - 4)])
 def test_swapon_sets_swaptotal_and_swapfree(nbytes, total_kb):
@@ -134,11 +145,7 @@ def test_an_anonymous_overrun_swaps_instead_of_oom_and_swaps_back_in():
 
 
 def test_the_readahead_window_follows_page_cluster():
-    k = Kernel(randomize=False)
-    k.swapon(64 * MIB)
-    proc = k.spawn()
-    a = proc.mmap(0, 64 * P, RW, ANON)
-    proc.touch(a, 64 * P)
+    k, proc, a = touched_with_swap(64)
     proc.madvise(a, 64 * P, MADV_PAGEOUT)
     assert proc.mm.swap_pages == 64 and proc.mm.rss_anon == 0
     st0 = vmstat(k)
@@ -209,11 +216,7 @@ def test_madvise_pageout(swap):
 
 
 def test_madvise_pageout_leaves_pages_shared_after_fork():
-    k = Kernel(randomize=False)
-    k.swapon(64 * MIB)
-    proc = k.spawn()
-    a = proc.mmap(0, 16 * P, RW, ANON)
-    proc.touch(a, 16 * P)
+    k, proc, a = touched_with_swap(16)
     child = proc.fork()
     proc.madvise(a, 16 * P, MADV_PAGEOUT)
     assert proc.mm.swap_pages == 0 and proc.mm.rss_anon == 16
@@ -226,11 +229,7 @@ def test_madvise_pageout_leaves_pages_shared_after_fork():
 
 
 def test_madvise_cold_does_not_swap():
-    k = Kernel(randomize=False)
-    k.swapon(64 * MIB)
-    proc = k.spawn()
-    a = proc.mmap(0, 16 * P, RW, ANON)
-    proc.touch(a, 16 * P)
+    k, proc, a = touched_with_swap(16)
     proc.madvise(a, 16 * P, MADV_COLD)
     assert proc.mm.swap_pages == 0 and proc.mm.rss_anon == 16
     vma = proc.mm.find_vma(a)
@@ -238,11 +237,7 @@ def test_madvise_cold_does_not_swap():
 
 
 def test_fork_shares_swap_slots_until_the_last_mapper_drops_them():
-    k = Kernel(randomize=False)
-    k.swapon(64 * MIB)
-    proc = k.spawn()
-    a = proc.mmap(0, 32 * P, RW, ANON)
-    proc.touch(a, 32 * P)
+    k, proc, a = touched_with_swap(32)
     proc.madvise(a, 32 * P, MADV_PAGEOUT)
     used = k.swap.used
     child = proc.fork()
@@ -264,11 +259,7 @@ def test_fork_shares_swap_slots_until_the_last_mapper_drops_them():
 
 
 def test_mremap_moves_swap_entries():
-    k = Kernel(randomize=False)
-    k.swapon(64 * MIB)
-    proc = k.spawn()
-    a = proc.mmap(0, 32 * P, RW, ANON)
-    proc.touch(a, 32 * P)
+    k, proc, a = touched_with_swap(32)
     proc.madvise(a + 8 * P, 16 * P, MADV_PAGEOUT)
     b = proc.mremap(a, 32 * P, 64 * P, 1)   # MREMAP_MAYMOVE
     books(k)
@@ -365,11 +356,7 @@ def test_swap_books_always_balance(ops, swappiness, swap_max):
 
 
 def test_swap_entries_keep_their_page_table():
-    k = Kernel(randomize=False)
-    k.swapon(64 * MIB)
-    proc = k.spawn()
-    a = proc.mmap(0, 64 * P, RW, ANON)
-    proc.touch(a, 64 * P)
+    k, proc, a = touched_with_swap(64)
     pte = status_kb(k, proc, "VmPTE")
     assert pte > 0
     proc.madvise(a, 64 * P, MADV_PAGEOUT)
@@ -424,11 +411,7 @@ def test_the_readahead_window_grows_with_hits_and_shrinks_without():
     """swap_ra_info: the first fault reads the full window (the unused state counts four
     hits); faults that use none of the pages read ahead halve it down to one page,
     while a sequential run keeps it full."""
-    k = Kernel(randomize=False)
-    k.swapon(64 * MIB)
-    proc = k.spawn()
-    a = proc.mmap(0, 512 * P, RW, ANON)
-    proc.touch(a, 512 * P)
+    k, proc, a = touched_with_swap(512)
     proc.madvise(a, 512 * P, MADV_PAGEOUT)
     got = []
     for page in (100, 200, 300, 400, 480):
