@@ -186,6 +186,7 @@ def execve(proc, path, argv=None, envp=None):
     if old is not None:
         old.users -= 1
         if old.users == 0:
+            kernel.khugepaged.exit(old)
             old.unmap(0, old.task_size)
     proc.mm = mm
     proc.comm = os.path.basename(path)[:15]

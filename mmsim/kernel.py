@@ -13,6 +13,7 @@ from math import isqrt
 from . import memcg as memcg_mod
 from . import cgroup as cgroup_mod
 from . import oom, overcommit, pages, procfs, sysctl, vmscan
+from .khugepaged import Khugepaged
 from .cred import CAP_DAC_OVERRIDE, CAP_SYS_RESOURCE, Cred, capable
 from .files import DIR, REG, Inode, OpenFile
 from .fork_exec import mm_init
@@ -45,6 +46,10 @@ def default_min_free_kbytes(memory: int, thp: str) -> int:
     if thp != "never":
         kbytes = max(kbytes, recommended_min_free_kbytes(memory))
     return kbytes
+
+
+# flush_memcg_stats_dwork's period: the memory cgroup statistics are folded every 2 s.
+STATS_FLUSH_NS = 2_000_000_000
 
 
 class Kernel:
@@ -122,6 +127,11 @@ class Kernel:
         self._pseudo_ino = itertools.count(200000)
         self._pids = itertools.count(1)
         self._shmem_ino = itertools.count(4)
+        # The simulated clock (ns since boot): it moves only in ``advance``, which runs
+        # the background work due on the way (docs/thp.md).
+        self.now_ns = 0
+        self._next_flush_ns = STATS_FLUSH_NS
+        self.khugepaged = Khugepaged(self)
 
     # ------------------------------------------------------------------ files
 
@@ -411,6 +421,56 @@ class Kernel:
         if self.free_pages() < low:
             vmscan.balance_pgdat(self)
 
+    # ------------------------------------------------------------------ time
+
+    @property
+    def now(self) -> float:
+        """The simulated time in seconds since boot (0 at start; only ``advance``
+        moves it)."""
+        return self.now_ns / 1e9
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of simulated time pass, running in time order what the
+        kernel runs in the background meanwhile: khugepaged's scans, the memory
+        cgroup statistics flush every 2 s, and kswapd whenever free memory is below
+        the low watermark.  Deterministic; system calls take no simulated time."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"seconds must be an int or a float, not {seconds!r}")
+        if not seconds >= 0 or seconds == float("inf"):
+            raise ValueError(f"seconds must be finite and >= 0, not {seconds!r}")
+        end = self.now_ns + round(seconds * 1e9)
+        previous, self.current = self.current, None   # daemons run for nobody
+        try:
+            self._kswapd()
+            khugepaged = self.khugepaged
+            if khugepaged.running != khugepaged.pmd_enabled():
+                khugepaged.start_stop()   # ``thp`` was set without the sysfs write
+            while True:
+                wake = khugepaged.wake_at if khugepaged.running else None
+                flush = self._next_flush_ns
+                if wake is not None and wake <= flush:
+                    if wake > end:
+                        break
+                    self.now_ns = max(self.now_ns, wake)
+                    khugepaged.run()
+                else:
+                    if flush > end:
+                        break
+                    self.now_ns = flush
+                    self._next_flush_ns += STATS_FLUSH_NS
+                    memcg_mod.flush_stats(self.root_memcg)
+                self._kswapd()
+            self.now_ns = end
+        finally:
+            self.current = previous
+
+    def _kswapd(self):
+        """kswapd, woken below the low watermark: reclaim up to the high one (taking
+        no simulated time)."""
+        self.pressure = False
+        if self.free_pages() < self.watermarks()[1]:
+            vmscan.balance_pgdat(self)
+
     # ------------------------------------------------------------------ /proc
 
     def meminfo(self) -> str:
@@ -462,6 +522,9 @@ class Kernel:
                  ("pgsteal_anon", ev["pgsteal_anon"]),
                  ("pgsteal_file", ev["pgsteal_file"]), ("pgrotated", ev["pgrotated"]),
                  ("oom_kill", ev["oom_kill"])]
+        rows += [(name, ev[name]) for name in (
+            "thp_collapse_alloc", "thp_collapse_alloc_failed", "thp_scan_exceed_none_pte",
+            "thp_scan_exceed_swap_pte", "thp_scan_exceed_share_pte")]
         return "".join(f"{name} {n}\n" for name, n in rows)
 
     def proc_read(self, path: str) -> str:

@@ -151,6 +151,10 @@ def vma_behavior(mm, vma, start, end, advice):
     """madvise_vma_behavior for one VMA piece."""
     flags = new_flags(vma, advice)
     if flags is not None:
+        if advice == MADV_HUGEPAGE:
+            # hugepage_madvise: the VMA as it is, with its new flags, may register
+            # the mm with khugepaged before the flags are stored.
+            mm.kernel.khugepaged.enter_vma(mm, vma, flags)
         return update_vma(mm, vma, start, end, flags)
     vm_flags = vma.vm_flags
     if advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE):

@@ -106,6 +106,10 @@ def apply(mm, prop, turn_on, persistent=False):
     sync_def_flags(mm)
     if prop in VM_FLAG:
         walk(mm, prop, turn_on)
+        if turn_on == (prop == HUGEPAGE):
+            # As MADV_HUGEPAGE over every VMA would: an eligible VMA registers the mm
+            # with khugepaged (simulator-defined, docs/thp.md).
+            mm.kernel.khugepaged.enter_vmas(mm)
 
 
 def sync_def_flags(mm, inherited=0):

@@ -27,7 +27,7 @@ EVENTS = ("pgscan", "pgsteal", "pgscan_kswapd", "pgscan_direct", "pgscan_khugepa
           "workingset_refault_anon", "workingset_refault_file",
           "workingset_activate_anon", "workingset_activate_file",
           "workingset_restore_anon", "workingset_restore_file", "workingset_nodereclaim",
-          "pswpin", "pswpout", "pgrotated")
+          "pswpin", "pswpout", "pgrotated", "thp_collapse_alloc")
 
 # memory.events, in the kernel's order.
 MEMORY_EVENTS = ("low", "high", "max", "oom", "oom_kill", "oom_group_kill")

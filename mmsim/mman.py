@@ -235,6 +235,7 @@ def mmap_region(mm, addr, length, vm_flags, pgoff, file, shared_anon=False):
     new = mm.merge_or_insert(MergeProposal(addr, end, vm_flags, pgoff, file), prev, nxt)
     if existing:
         mm.relink(below, above, new)
+    mm.kernel.khugepaged.enter_vma(mm, new)   # __mmap_new_vma / vma_merge_new_range
     return addr
 
 
@@ -777,8 +778,9 @@ def brk(mm: Mm, addr, memlock=None):
     prev = mm.prev_of(oldbrk)
     if prev is not None and prev.end <= mm.start_brk:
         prev = None
-    mm.merge_or_insert(MergeProposal(oldbrk, newbrk, vm_flags, oldbrk >> PAGE_SHIFT), prev, None,
-                       just_expand=True)
+    heap = mm.merge_or_insert(MergeProposal(oldbrk, newbrk, vm_flags, oldbrk >> PAGE_SHIFT),
+                              prev, None, just_expand=True)
+    mm.kernel.khugepaged.enter_vma(mm, heap)   # do_brk_flags
     mm.brk = addr
     if mm.def_flags & VM_LOCKED:
         mm_populate(mm, oldbrk, newbrk)

@@ -68,7 +68,11 @@ class Node:
         self.shadow_nodes = OrderedDict()   # (inode, block) -> None
         self.events = dict.fromkeys(EVENTS + ("nr_dirtied", "nr_written", "pgpgin", "oom_kill",
                                                  "pgscan_file", "pgsteal_file", "pgscan_anon",
-                                                 "pgsteal_anon"), 0)
+                                                 "pgsteal_anon", "thp_collapse_alloc",
+                                                 "thp_collapse_alloc_failed",
+                                                 "thp_scan_exceed_none_pte",
+                                                 "thp_scan_exceed_swap_pte",
+                                                 "thp_scan_exceed_share_pte"), 0)
 
     @property
     def pgactivate(self):

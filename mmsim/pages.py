@@ -944,6 +944,8 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
     for every empty aligned block inside the VMA when THP is allowed (the whole block,
     even the part outside the range), base pages elsewhere, and breaks COW on shared
     pages.  Returns the new pages."""
+    if not mm.flags & thp.MMF_VM_HUGEPAGE:
+        mm.kernel.khugepaged.fault(mm, vma, lo, hi)
     if vma.swap:
         swap_in(mm, vma, lo, hi)
     pm = _map(vma)

@@ -8,6 +8,7 @@ EINVAL otherwise, and the read-back format.  Each knob is an attribute of the
 import errno
 
 from .defs import error
+from .khugepaged import KNOBS as KHUGEPAGED_KNOBS
 from .kstrtox import proc_get_long
 from .thp import recommended_min_free_kbytes
 
@@ -40,12 +41,15 @@ THP_KNOBS = {
 
 SYSCTL_DIR = "/proc/sys/vm/"
 THP_DIR = "/sys/kernel/mm/transparent_hugepage/"
+KHUGEPAGED_DIR = THP_DIR + "khugepaged/"
 
 
 def is_knob(path):
     """Whether ``path`` names one of the files this module answers."""
     if path.startswith(SYSCTL_DIR):
         return path[len(SYSCTL_DIR):] in VM_SYSCTLS
+    if path.startswith(KHUGEPAGED_DIR):
+        return path[len(KHUGEPAGED_DIR):] in KHUGEPAGED_KNOBS
     if path.startswith(THP_DIR):
         return path[len(THP_DIR):] in THP_KNOBS
     return False
@@ -56,6 +60,8 @@ def read(kernel, path):
     if path.startswith(SYSCTL_DIR):
         attr = VM_SYSCTLS[path[len(SYSCTL_DIR):]][0]
         return f"{getattr(kernel, attr)}\n"
+    if path.startswith(KHUGEPAGED_DIR):
+        return kernel.khugepaged.read_knob(path[len(KHUGEPAGED_DIR):])
     attr, values = THP_KNOBS[path[len(THP_DIR):]]
     current = getattr(kernel, attr)
     return " ".join(f"[{v}]" if v == current else v for v in values) + "\n"
@@ -85,6 +91,9 @@ def write(kernel, path, text):
         elif name == "overcommit_kbytes":
             kernel.overcommit_ratio = 0
         return
+    if path.startswith(KHUGEPAGED_DIR):
+        kernel.khugepaged.write_knob(path[len(KHUGEPAGED_DIR):], text)
+        return
     name = path[len(THP_DIR):]
     attr, values = THP_KNOBS[name]
     for v in values:
@@ -93,6 +102,8 @@ def write(kernel, path, text):
     else:
         raise error(errno.EINVAL, f"{name} takes one of {' '.join(values)}")
     setattr(kernel, attr, v)
+    if name == "enabled":
+        kernel.khugepaged.start_stop()
     if name == "enabled" and v != "never":
         # start_stop_khugepaged: a running khugepaged raises min_free_kbytes to its
         # recommendation (never lowers it) each time the knob is written.

@@ -340,6 +340,7 @@ class Process:
     def fork(self) -> Process:
         """fork(2): a child with a copy of this address space; returns the child."""
         mm = dup_mm(self.kernel, self.mm)
+        self.kernel.khugepaged.fork(self.mm, mm)
         mm.user_ns = self.mm.user_ns
         child = self.kernel.new_process(mm, parent=self)
         child.fds = dict(self.fds)
@@ -424,6 +425,7 @@ class Process:
         if self.mm is not None:
             self.mm.users -= 1
             if self.mm.users == 0:
+                self.kernel.khugepaged.exit(self.mm)
                 self.mm.unmap(0, self.mm.task_size)   # exit_mmap
             self.mm = None
         # A new empty table, not clear(): a table CLONE_FILES shares stays with the others.

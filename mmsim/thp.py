@@ -17,6 +17,8 @@ TVA_PAGEFAULT = "fault"
 TVA_KHUGEPAGED = "khugepaged"
 TVA_FORCED_COLLAPSE = "collapse"
 
+# The mm is on khugepaged's list (set and cleared by mmsim.khugepaged).
+MMF_VM_HUGEPAGE = 1 << 17
 MMF_DISABLE_THP_EXCEPT_ADVISED = 1 << 23
 MMF_DISABLE_THP_COMPLETELY = 1 << 24
 
