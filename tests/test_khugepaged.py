@@ -1,0 +1,525 @@
+"""khugepaged and the simulated clock (mmsim/khugepaged.py, Kernel.advance).
+
+The collapse cases are ported from tools/testing/selftests/mm/khugepaged.c (anon, the
+khugepaged context): each sets up a PMD-aligned anonymous area under THP ``madvise``,
+faults it without MADV_HUGEPAGE (so it is made of small pages), then does what the
+selftest's wait_for_scan does: MADV_HUGEPAGE and wait until full_scans has moved by 2,
+then MADV_NOHUGEPAGE, and checks AnonHugePages in smaps.  The live test at the end
+runs the same kind of area on the host's khugepaged and compares."""
+
+import ctypes
+import errno
+import time
+
+import pytest
+
+from mmsim import live
+from mmsim.kernel import Kernel
+from mmsim.khugepaged import (SCAN_CGROUP_CHARGE_FAIL, SCAN_EXCEED_NONE_PTE,
+                              SCAN_EXCEED_SHARED_PTE, SCAN_EXCEED_SWAP_PTE, SCAN_PMD_MAPPED,
+                              msecs_to_jiffies)
+from mmsim.thp import MMF_VM_HUGEPAGE
+from mmsim.uapi import (MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_PAGEOUT,
+                        MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MCTL_SET_HUGEPAGE,
+                        PIDFD_SELF, PR_SET_THP_DISABLE, PR_THP_DISABLE_EXCEPT_ADVISED,
+                        PROT_READ, PROT_WRITE)
+
+P = 4096
+PMD = 2 << 20
+NR = PMD // P
+RW = PROT_READ | PROT_WRITE
+ANON = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE
+BASE = 1 << 40   # PMD-aligned, like the selftest's BASE_ADDR
+KH = "/sys/kernel/mm/transparent_hugepage/khugepaged/"
+
+
+def knob(k, name):
+    return int(k.proc_read(KH + name))
+
+
+def vmstat(k):
+    return {n: int(v) for n, v in (line.split() for line in k.proc_read("/proc/vmstat")
+                                   .splitlines())}
+
+
+def huge_kb(proc, start=BASE, end=None):
+    """AnonHugePages of the VMAs in [start, end), summed, from /proc/PID/smaps."""
+    end = end if end is not None else start + 64 * PMD
+    total, inside = 0, False
+    for line in proc.kernel.proc_read(f"/proc/{proc.pid}/smaps").splitlines():
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            lo = int(head.split("-")[0], 16)
+            inside = start <= lo < end
+        elif inside and line.startswith("AnonHugePages:"):
+            total += int(line.split()[1])
+    return total
+
+
+def is_huge(proc, addr):
+    """Whether the block at ``addr`` is a PMD-mapped THP (the page model)."""
+    vma = proc.mm.vma_lookup(addr)
+    pm = vma.pages if vma is not None else None
+    i = pm.index(addr // P) if pm else -1
+    return i >= 0 and pm.tag[i].pmd
+
+
+def setup(nr=1, thp="madvise", selftest=True, **kw):
+    """A kernel and a process with ``nr`` PMDs of anonymous memory mapped at BASE; with
+    ``selftest``, khugepaged's sleeps are the selftest's (10 ms each)."""
+    k = Kernel(thp=thp, randomize=False, **kw)
+    if selftest:
+        k.proc_write(KH + "scan_sleep_millisecs", "10")
+        k.proc_write(KH + "alloc_sleep_millisecs", "10")
+    proc = k.spawn()
+    assert proc.mmap(BASE, nr * PMD, RW, ANON) == BASE
+    return k, proc
+
+
+def wait_for_scan(proc, nr=1, addr=BASE):
+    """The selftest's khugepaged collapse: MADV_HUGEPAGE, then wait (at most 3 s, in
+    ticks of 0.5 s) until the area is huge or full_scans has moved by 2, then
+    MADV_NOHUGEPAGE.  Returns the THPs in the area."""
+    k = proc.kernel
+    proc.madvise(addr, nr * PMD, MADV_HUGEPAGE)
+    target = knob(k, "full_scans") + 2
+    for _ in range(6):
+        if all(is_huge(proc, addr + b * PMD) for b in range(nr)):
+            break
+        if knob(k, "full_scans") >= target:
+            break
+        k.advance(0.5)
+    proc.madvise(addr, nr * PMD, MADV_NOHUGEPAGE)
+    return sum(is_huge(proc, addr + b * PMD) for b in range(nr))
+
+
+# ---------------------------------------------------------------- the selftest's cases
+
+
+def test_collapse_full():
+    k, proc = setup(4)
+    proc.touch(BASE, 4 * PMD)
+    assert huge_kb(proc) == 0
+    before = vmstat(k)
+    assert wait_for_scan(proc, 4) == 4
+    assert knob(k, "pages_collapsed") == 4
+    after = vmstat(k)
+    assert after["thp_collapse_alloc"] - before["thp_collapse_alloc"] == 4
+    assert after["nr_anon_pages"] == before["nr_anon_pages"]   # the same memory, now huge
+
+
+def test_collapse_empty_area_is_not_collapsed():
+    k, proc = setup(1)
+    assert wait_for_scan(proc) == 0
+    # Without an anon_vma the VMA is not eligible: the mm was never registered.
+    assert not proc.mm.flags & MMF_VM_HUGEPAGE
+    assert knob(k, "pages_collapsed") == 0
+
+
+def test_collapse_single_pte_entry():
+    k, proc = setup(1)
+    proc.touch(BASE, P)
+    assert wait_for_scan(proc) == 1
+    assert proc.mm.rss_anon == NR   # max_ptes_none 511 lets the block fill up
+
+
+@pytest.mark.parametrize("filled, collapsed", [(NR - NR // 2 - 1, 0), (NR - NR // 2, 1)])
+def test_collapse_max_ptes_none_boundary(filled, collapsed):
+    k, proc = setup(1)
+    k.proc_write(KH + "max_ptes_none", str(NR // 2))
+    proc.touch(BASE, filled * P)
+    before = vmstat(k)["thp_scan_exceed_none_pte"]
+    assert wait_for_scan(proc) == collapsed
+    assert (vmstat(k)["thp_scan_exceed_none_pte"] > before) == (not collapsed)
+    if not collapsed:
+        assert k.khugepaged.last_result == SCAN_EXCEED_NONE_PTE
+        assert proc.mm.rss_anon == filled
+
+
+def test_collapse_swapin_single_pte():
+    k, proc = setup(1)
+    k.swapon(64 << 20)
+    proc.touch(BASE, PMD)
+    proc.madvise(BASE, P, MADV_PAGEOUT)
+    assert proc.mm.swap_pages == 1
+    assert wait_for_scan(proc) == 1
+    assert proc.mm.swap_pages == 0 and proc.mm.rss_anon == NR
+
+
+def test_collapse_max_ptes_swap_boundary():
+    k, proc = setup(1)
+    k.swapon(64 << 20)
+    max_swap = knob(k, "max_ptes_swap")
+    assert max_swap == NR // 8
+    proc.touch(BASE, PMD)
+    proc.madvise(BASE, (max_swap + 1) * P, MADV_PAGEOUT)
+    assert proc.mm.swap_pages == max_swap + 1
+    before = vmstat(k)["thp_scan_exceed_swap_pte"]
+    assert wait_for_scan(proc) == 0
+    assert vmstat(k)["thp_scan_exceed_swap_pte"] > before
+    assert k.khugepaged.last_result == SCAN_EXCEED_SWAP_PTE
+    proc.touch(BASE, PMD)
+    proc.madvise(BASE, max_swap * P, MADV_PAGEOUT)
+    assert proc.mm.swap_pages == max_swap
+    assert wait_for_scan(proc) == 1
+    assert proc.mm.swap_pages == 0
+
+
+def test_collapse_fork_single_shared_page():
+    k, parent = setup(1)
+    parent.touch(BASE, P)
+    child = parent.fork()
+    child.touch(BASE + P, P)
+    assert wait_for_scan(child) == 1
+    assert huge_kb(parent) == 0 and parent.mm.rss_anon == 1
+
+
+def alloc_hpage(proc):
+    """The selftest's alloc_hpage: fault a block, MADV_COLLAPSE it, MADV_HUGEPAGE."""
+    proc.touch(BASE, PMD)
+    proc.madvise(BASE, PMD, MADV_COLLAPSE)
+    assert huge_kb(proc) == 2048
+    proc.madvise(BASE, PMD, MADV_HUGEPAGE)
+
+
+@pytest.mark.parametrize("cow, collapsed", [(NR - NR // 2 - 1, 0), (NR - NR // 2, 1)])
+def test_collapse_max_ptes_shared_boundary(cow, collapsed):
+    k, parent = setup(1)
+    alloc_hpage(parent)
+    assert parent.mm.flags & MMF_VM_HUGEPAGE
+    child = parent.fork()
+    assert child.mm.flags & MMF_VM_HUGEPAGE   # khugepaged_fork
+    assert huge_kb(child) == 2048
+    child.touch(BASE, cow * P)   # CoW: the PMD is split, the written pages copied
+    assert huge_kb(child) == 0
+    before = vmstat(k)["thp_scan_exceed_share_pte"]
+    assert wait_for_scan(child) == collapsed
+    assert (vmstat(k)["thp_scan_exceed_share_pte"] > before) == (not collapsed)
+    if not collapsed:
+        assert k.khugepaged.last_result == SCAN_EXCEED_SHARED_PTE
+    assert huge_kb(parent) == 2048   # the parent keeps its THP
+
+
+def test_already_huge_range_is_left_alone():
+    k, proc = setup(1)
+    proc.madvise(BASE, PMD, MADV_HUGEPAGE)
+    proc.touch(BASE, P)   # a THP at fault time, and the fault registers the mm
+    assert huge_kb(proc) == 2048 and proc.mm.flags & MMF_VM_HUGEPAGE
+    k.advance(30)
+    assert knob(k, "pages_collapsed") == 0 and vmstat(k)["thp_collapse_alloc"] == 0
+    assert k.khugepaged.last_result == SCAN_PMD_MAPPED
+    proc.madvise(BASE, PMD, MADV_COLLAPSE)   # the selftest's re-collapse succeeds
+    assert huge_kb(proc) == 2048
+
+
+# ---------------------------------------------------------------- eligibility
+
+
+def test_vm_nohugepage_is_skipped_though_registered():
+    k, proc = setup(2)
+    proc.touch(BASE, 2 * PMD)
+    proc.madvise(BASE, 2 * PMD, MADV_HUGEPAGE)
+    proc.madvise(BASE + PMD, PMD, MADV_NOHUGEPAGE)
+    assert proc.mm.flags & MMF_VM_HUGEPAGE
+    k.advance(30)
+    assert is_huge(proc, BASE) and not is_huge(proc, BASE + PMD)
+
+
+def test_pr_set_thp_disable_stops_collapse():
+    k, proc = setup(1)
+    proc.touch(BASE, PMD)
+    proc.madvise(BASE, PMD, MADV_HUGEPAGE)
+    proc.prctl(PR_SET_THP_DISABLE, 1)
+    k.advance(30)
+    assert huge_kb(proc) == 0
+    assert knob(k, "full_scans") >= 2   # the mm is visited, and skipped whole
+    proc.prctl(PR_SET_THP_DISABLE, 0)
+    k.advance(10)
+    assert huge_kb(proc) == 2048
+
+
+@pytest.mark.parametrize("advised, collapsed", [(False, 0), (True, 1)])
+def test_thp_disable_except_advised_under_always(advised, collapsed):
+    k, proc = setup(1, thp="never")
+    proc.prctl(PR_SET_THP_DISABLE, 1, PR_THP_DISABLE_EXCEPT_ADVISED)
+    proc.touch(BASE, 8 * P)
+    k.proc_write("/sys/kernel/mm/transparent_hugepage/enabled", "always")
+    if advised:
+        proc.madvise(BASE, PMD, MADV_HUGEPAGE)
+    else:
+        proc.touch(BASE + 8 * P, P)   # a fault: the path that registers under always
+    k.advance(30)
+    assert huge_kb(proc) == collapsed * 2048
+
+
+def test_mctl_hugepage_registers_the_mm():
+    k, proc = setup(1)
+    proc.touch(BASE, 8 * P)
+    assert not proc.mm.flags & MMF_VM_HUGEPAGE
+    proc.mctl(PIDFD_SELF, MCTL_SET_HUGEPAGE)
+    assert proc.mm.flags & MMF_VM_HUGEPAGE
+    k.advance(0)
+    assert huge_kb(proc) == 2048
+
+
+def test_read_only_range_is_collapsed_too():
+    # 6.18 dropped the writable-PTE requirement (the live test checks the same).
+    k, proc = setup(1)
+    proc.touch(BASE, 100 * P)
+    proc.mprotect(BASE, PMD, PROT_READ)
+    proc.madvise(BASE, PMD, MADV_HUGEPAGE)
+    k.advance(0)
+    assert huge_kb(proc) == 2048
+
+
+def test_exit_and_exec_leave_the_list_fork_joins_it():
+    k, proc = setup(1)
+    proc.touch(BASE, P)
+    proc.madvise(BASE, PMD, MADV_HUGEPAGE)
+    child = proc.fork()
+    assert k.khugepaged.slots == [proc.mm, child.mm]
+    child.exit(0)
+    assert k.khugepaged.slots == [proc.mm]
+    k.advance(0)   # the cursor is on proc.mm: its exit leaves the slot to the scan
+    proc.exit(0)
+    assert k.khugepaged.slots == []
+
+
+# ---------------------------------------------------------------- time and budget
+
+
+def test_full_scans_progression_follows_scan_sleep():
+    k, proc = setup(1, selftest=False)
+    proc.touch(BASE, P)
+    assert knob(k, "full_scans") == 0
+    proc.madvise(BASE, PMD, MADV_HUGEPAGE)   # the first mm wakes the idle thread
+    k.advance(0)
+    assert knob(k, "full_scans") == 1
+    k.advance(9.999)
+    assert knob(k, "full_scans") == 1
+    k.advance(0.001)
+    assert knob(k, "full_scans") == 2 and k.now == pytest.approx(10.0)
+    k.proc_write(KH + "scan_sleep_millisecs", "1001")   # wakes the sleeping thread
+    k.advance(0)
+    assert knob(k, "full_scans") == 3
+    k.advance(1.003)
+    assert knob(k, "full_scans") == 3   # 1001 ms is 251 jiffies: 1.004 s
+    k.advance(0.001)
+    assert knob(k, "full_scans") == 4
+    assert msecs_to_jiffies(1001) == 251
+
+
+def test_pages_to_scan_budget_counts_as_the_kernel_does():
+    k, proc = setup(64, selftest=False)
+    proc.touch(BASE, 64 * PMD)
+    k.proc_write(KH + "max_ptes_none", "0")
+    k.proc_write(KH + "pages_to_scan", "4096")
+    proc.madvise(BASE + 63 * PMD + 511 * P, P, MADV_DONTNEED)   # the last block: 511 pages
+    proc.madvise(BASE, 64 * PMD, MADV_HUGEPAGE)
+    k.advance(0)
+    # One unit per visit of the mm, 512 per PMD; a collapse ends the visit, so the
+    # first wake makes 8 visits of 513 units (4104 >= 4096) and collapses 8 blocks.
+    kh = k.khugepaged
+    assert knob(k, "pages_collapsed") == 8 and kh.scanned == 8 * (1 + NR)
+    k.advance(60)
+    assert knob(k, "pages_collapsed") == 56 and knob(k, "full_scans") == 0
+    # The eighth wake collapses blocks 56..62 and finds block 63 one page short
+    # (max_ptes_none 0): its budget is spent with the cursor at the mm's end, so only
+    # the ninth wake walks off the end and wraps (then starts the next pass).
+    k.advance(10)
+    assert knob(k, "pages_collapsed") == 63 and knob(k, "full_scans") == 0
+    assert kh.scanned == 8 * 8 * (1 + NR)
+    k.advance(10)
+    assert knob(k, "full_scans") == 1
+    assert all(is_huge(proc, BASE + b * PMD) for b in range(63))
+    assert not is_huge(proc, BASE + 63 * PMD)
+
+
+def test_advance_is_deterministic_and_checks_its_argument():
+    def run():
+        k, proc = setup(8)
+        proc.touch(BASE, 8 * PMD)
+        proc.madvise(BASE, 8 * PMD, MADV_HUGEPAGE)
+        k.advance(25.5)
+        return k.now, knob(k, "full_scans"), knob(k, "pages_collapsed"), k.vmstat()
+    assert run() == run()
+    k = Kernel()
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            k.advance(bad)
+    for bad in ("1", None, True):
+        with pytest.raises(TypeError):
+            k.advance(bad)
+    assert k.now == 0
+
+
+# ---------------------------------------------------------------- memory
+
+
+def test_failed_allocation_counts_and_sleeps_without_oom():
+    k, proc = setup(4, selftest=False, memory=64 << 20)
+    proc.touch(BASE, 4 * PMD)
+    wmin = k.watermarks()[0]
+    # Fill memory until a huge page no longer fits above the min watermark.
+    filler = k.spawn()
+    a = filler.mmap(0, 64 << 20, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+    n = k.free_pages() - wmin - NR // 2
+    filler.touch(a, n * P)
+    proc.madvise(BASE, 4 * PMD, MADV_HUGEPAGE)
+    k.advance(0)
+    st = vmstat(k)
+    assert st["thp_collapse_alloc_failed"] >= 1 and st["oom_kill"] == 0
+    assert huge_kb(proc) == 0
+    kh = k.khugepaged
+    assert kh.sleeping == "alloc"
+    assert kh.wake_at == msecs_to_jiffies(60000) * 4_000_000   # alloc_sleep_millisecs
+
+
+def test_cgroup_limit_makes_the_charge_fail_without_oom():
+    k = Kernel(randomize=False)
+    k.mkdir("/sys/fs/cgroup/box")
+    proc = k.spawn(cgroup="box")
+    assert proc.mmap(BASE, PMD, RW, ANON) == BASE
+    proc.touch(BASE, 16 * P)
+    k.proc_write("/sys/fs/cgroup/box/memory.max", str(100 * P))
+    proc.madvise(BASE, PMD, MADV_HUGEPAGE)
+    k.advance(0)
+    assert huge_kb(proc) == 0
+    assert k.khugepaged.last_result == SCAN_CGROUP_CHARGE_FAIL
+    st = vmstat(k)
+    assert st["thp_collapse_alloc"] == 1 and st["thp_collapse_alloc_failed"] == 0
+    assert st["oom_kill"] == 0 and proc.state == "running"
+    events = dict(line.split() for line in
+                  k.proc_read("/sys/fs/cgroup/box/memory.events").splitlines())
+    assert int(events["max"]) >= 1 and int(events["oom"]) == 0
+    k.proc_write("/sys/fs/cgroup/box/memory.max", "max")
+    k.advance(10)
+    assert huge_kb(proc) == 2048
+    stat = dict(line.split() for line in
+                k.proc_read("/sys/fs/cgroup/box/memory.stat").splitlines())
+    assert int(stat["thp_collapse_alloc"]) == 1 and int(stat["anon_thp"]) == PMD
+
+
+# ---------------------------------------------------------------- sysfs
+
+
+def test_knob_defaults():
+    k = Kernel()
+    assert {n: knob(k, n) for n in ("pages_to_scan", "scan_sleep_millisecs",
+                                    "alloc_sleep_millisecs", "max_ptes_none", "max_ptes_swap",
+                                    "max_ptes_shared", "defrag", "full_scans",
+                                    "pages_collapsed")} == {
+        "pages_to_scan": 4096, "scan_sleep_millisecs": 10000, "alloc_sleep_millisecs": 60000,
+        "max_ptes_none": 511, "max_ptes_swap": 64, "max_ptes_shared": 256, "defrag": 1,
+        "full_scans": 0, "pages_collapsed": 0}
+
+
+@pytest.mark.parametrize("name, text, err", [
+    ("pages_to_scan", "0", errno.EINVAL), ("pages_to_scan", "abc", errno.EINVAL),
+    ("pages_to_scan", "4294967296", errno.EINVAL), ("pages_to_scan", "-1", errno.EINVAL),
+    ("scan_sleep_millisecs", "0x10", errno.EINVAL), ("alloc_sleep_millisecs", "", errno.EINVAL),
+    ("max_ptes_none", "512", errno.EINVAL), ("max_ptes_swap", "1 ", errno.EINVAL),
+    ("max_ptes_shared", "99999999999999999999999", errno.EINVAL),
+    ("defrag", "2", errno.EINVAL), ("defrag", "x", errno.EINVAL),
+    ("defrag", "99999999999999999999999", errno.ERANGE),
+    ("full_scans", "1", errno.EACCES), ("pages_collapsed", "0", errno.EACCES),
+])
+def test_knob_writes_refused_with_the_kernels_errno(name, text, err):
+    k = Kernel()
+    before = k.proc_read(KH + name)
+    with pytest.raises(OSError) as exc:
+        k.proc_write(KH + name, text)
+    assert exc.value.errno == err
+    assert k.proc_read(KH + name) == before
+
+
+@pytest.mark.parametrize("name, text, value", [
+    ("pages_to_scan", "1\n", 1), ("scan_sleep_millisecs", "+0", 0),
+    ("max_ptes_none", "511", 511), ("max_ptes_swap", "0", 0), ("defrag", "0\n", 0),
+    ("alloc_sleep_millisecs", "4294967295", 4294967295),
+])
+def test_knob_writes_accepted(name, text, value):
+    k = Kernel()
+    k.proc_write(KH + name, text)
+    assert k.proc_read(KH + name) == f"{value}\n"
+
+
+def test_thp_never_stops_the_thread_and_always_restarts_it():
+    k, proc = setup(1)
+    proc.touch(BASE, P)
+    proc.madvise(BASE, PMD, MADV_HUGEPAGE)
+    k.proc_write("/sys/kernel/mm/transparent_hugepage/enabled", "never")
+    k.advance(60)
+    assert knob(k, "full_scans") == 0 and huge_kb(proc) == 0
+    k.proc_write("/sys/kernel/mm/transparent_hugepage/enabled", "madvise")
+    k.advance(0)
+    assert huge_kb(proc) == 2048
+
+
+# ---------------------------------------------------------------- the live kernel
+
+
+def _live_khugepaged(nblocks_touched):
+    """In a child of this process: an aligned area of 4 PMDs, block 0 with 100 pages
+    written, block 1 full, block 2 with 100 pages then PROT_READ, block 3 empty;
+    MADV_HUGEPAGE, then wait (at most 30 s) for full_scans to move by 2.  Returns the
+    seconds waited and AnonHugePages (kB) per block, or None when it timed out."""
+    libc = live.load_libc()
+    raw = libc.mmap(None, 5 * PMD, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    base = (raw + PMD - 1) & ~(PMD - 1)
+    buf = (ctypes.c_char * (4 * PMD)).from_address(base)
+    for block, n in enumerate(nblocks_touched):
+        for i in range(n):
+            buf[block * PMD + i * P] = b"x"
+    if libc.mprotect(base + 2 * PMD, PMD, PROT_READ) != 0:
+        raise OSError(ctypes.get_errno(), "mprotect")
+    with open(KH + "full_scans") as f:
+        target = int(f.read()) + 2
+    if libc.madvise(base, 4 * PMD, MADV_HUGEPAGE) != 0:
+        raise OSError(ctypes.get_errno(), "madvise")
+    t0 = time.monotonic()
+    while True:
+        with open(KH + "full_scans") as f:
+            if int(f.read()) >= target:
+                break
+        if time.monotonic() - t0 > 30:
+            return None
+        time.sleep(0.05)
+    waited = time.monotonic() - t0
+    # One VMA per block (a flag change at the block's edges splits no THP), so that
+    # smaps' AnonHugePages is per block.
+    libc.madvise(base + PMD, PMD, MADV_NOHUGEPAGE)
+    with open("/proc/self/smaps") as f:
+        vmas = live.smaps_vmas(f.read(), (base, base + 4 * PMD))
+    per_block = [0] * 4
+    for v in vmas:
+        assert v["end"] - v["start"] == PMD, v
+        per_block[(v["start"] - base) // PMD] = v["anon_huge_kb"]
+    return {"waited": waited, "blocks": per_block}
+
+
+@pytest.mark.live
+def test_live_khugepaged_agrees_with_the_simulation(host_thp):
+    if host_thp != "madvise":
+        pytest.skip(f"the host's THP mode is {host_thp!r}; this check is written for madvise")
+    defaults = {"pages_to_scan": 4096, "scan_sleep_millisecs": 10000, "max_ptes_none": 511}
+    for name, want in defaults.items():
+        with open(KH + name) as f:
+            if int(f.read()) != want:
+                pytest.skip(f"the host's khugepaged/{name} is not {want}")
+    touched = (100, NR, 100, 0)
+    got = live.in_child(lambda: _live_khugepaged(touched), "khugepaged live check")
+    if got is None:
+        pytest.skip("the host's khugepaged did not finish two full scans in 30 s (busy)")
+    # The simulation: the same area, and the same time waited.
+    k, proc = setup(4)
+    for block, n in enumerate(touched):
+        if n:
+            proc.touch(BASE + block * PMD, n * P)
+    proc.mprotect(BASE + 2 * PMD, PMD, PROT_READ)
+    target = knob(k, "full_scans") + 2
+    proc.madvise(BASE, 4 * PMD, MADV_HUGEPAGE)
+    k.advance(got["waited"])
+    assert knob(k, "full_scans") >= target
+    sim = [2048 if is_huge(proc, BASE + b * PMD) else 0 for b in range(4)]
+    assert got["blocks"] == sim
