@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dump-at-exit", action="store_true",
                    help="print each process' smaps just before its address space is torn "
                         "down (exit, exit_group, exec)")
+    r.add_argument("--advance-at-exit", metavar="SECONDS", type=_seconds, default=None,
+                   help="when the trace ends, let SECONDS of simulated time pass "
+                        "(khugepaged and kswapd run), then dump every process still alive")
     r.add_argument("--before", metavar="FILE", action="append", default=[],
                    help="replay the trace FILE first, as the initial process, before the "
                         "first line of TRACE (repeatable)")
@@ -133,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
         each.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                           help=DEBUG_HELP)
     return p
+
+
+def _seconds(text):
+    """An --advance-at-exit argument: a finite number of seconds, >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be finite and >= 0: {text!r}")
+    return value
 
 
 def _common(p):
@@ -206,6 +220,8 @@ class Writer:
                    "smaps": procfs.parse_smaps(o.smaps)}
             if ev.name == "at exit":
                 doc["at_exit"] = True
+            elif ev.name == "at end":
+                doc["at_end"] = True
             if o.thp_enabled:
                 doc["thp_enabled"] = int(o.thp_enabled.split("\t")[-1])
             return doc
@@ -381,6 +397,9 @@ def _replay_checked(args, path, out):
     writer.file = name
     for o in replayer.stream(_events(path, name)):
         writer.outcome(o)
+    if args.advance_at_exit is not None:
+        for o in replayer.finish(args.advance_at_exit):
+            writer.outcome(o)
     writer.close()
     return 1 if args.check and writer.mismatches else 0
 

@@ -107,7 +107,7 @@ class Outcome:
         ev = self.event
         prefix = f"[pid {self.label}] " if ev.prefix is not None else ""
         if ev.kind == "dump":
-            return f"# dump pid {self.label}" + (" (at exit)" if ev.name == "at exit" else "")
+            return f"# dump pid {self.label}" + (f" ({ev.name})" if ev.name else "")
         if ev.kind == "exit":
             return f"{prefix}+++ {ev.text} +++"
         if ev.kind == "show":
@@ -366,6 +366,9 @@ class Replayer:
             yield self.dump(ev)
         elif ev.kind == "show":
             yield self.show(ev)
+        elif ev.kind == "advance":
+            if self.kernel is not None:   # (the live replayer has no simulated clock)
+                self.kernel.advance(ev.args[0])
         elif ev.kind == "exit":
             before = self._smaps_before_teardown(ev)
             self._exited(ev)
@@ -513,6 +516,16 @@ class Replayer:
         status = kernel.proc_read(f"/proc/{proc.pid}/status") if alive else ""
         thp = next((ln for ln in status.splitlines() if ln.startswith("THP_enabled:")), "")
         return Outcome(ev, smaps=smaps, thp_enabled=thp, label=self._label(ev.pid))
+
+    def finish(self, seconds: float, line: int = 0) -> Iterator[Outcome]:
+        """``--advance-at-exit``: at the trace's end the clock advances ``seconds``
+        (khugepaged and kswapd run), then every traced process still alive is dumped
+        (``# dump pid N (at end)``)."""
+        self.kernel.advance(seconds)
+        for who, proc in list(self.procs.items()):
+            if proc.mm is not None and proc.state == "running":
+                ev = Event(line, "dump", who, name="at end")
+                yield self.dump(ev)
 
     def call(self, ev: Event) -> int | str:
         """Run one call event; its actual result (negative errno on failure)."""

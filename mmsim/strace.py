@@ -86,7 +86,8 @@ class Event:
     """One line of a trace.
 
     ``kind`` is ``"call"``, ``"dump"``, ``"exit"`` (``+++ ... +++``), ``"signal"``
-    (``--- ... ---``) or ``"note"`` (``strace: ...``).  ``prefix`` is the ``[pid N]``
+    (``--- ... ---``), ``"note"`` (``strace: ...``) or ``"advance"`` (``# advance
+    SECONDS``: ``args`` holds the seconds).  ``prefix`` is the ``[pid N]``
     written on the line (None without one); ``pid`` is the process it names, None for
     the initial process (``check_pids`` decides).  For a call, ``args`` holds ints (numbers,
     NULL and constants), ``Str``, lists (arrays) and ``Raw``; ``kwargs`` the
@@ -308,6 +309,8 @@ class _PidNamer:
 
     def name(self, ev):
         """Name ``ev``'s process; ``ev``."""
+        if ev.kind == "advance":
+            return ev   # the clock is the machine's, not a process'
         self.seen = True
         pid = ev.pid
         if pid is not None and pid not in self.created:
@@ -359,6 +362,14 @@ def parse(text: str, file: str = "<trace>") -> list[Event]:
         return list(iter_parse(text.split("\n"), file))
 
 
+def _advance_seconds(body, file, lineno):
+    """The SECONDS of a ``# advance SECONDS`` line: a plain non-negative decimal number."""
+    parts = body.split()
+    if len(parts) != 2 or not re.fullmatch(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", parts[1]):
+        raise TraceError(file, lineno, "# advance takes one number of seconds (>= 0)")
+    return float(parts[1])
+
+
 def parse_line(raw: str, lineno: int, file: str = "<trace>",
                pending: dict | None = None) -> Event | None:
     """Parse one line; None for a blank line or a comment."""
@@ -381,6 +392,8 @@ def parse_line(raw: str, lineno: int, file: str = "<trace>",
     if line.startswith("#"):
         body = line[1:].strip()
         word = body.split(None, 1)[0] if body else ""
+        if word == "advance":
+            return Event(lineno, "advance", args=[_advance_seconds(body, file, lineno)])
         if word in SHOW_FILES:
             # "# meminfo", "# vmstat", "# status": print that /proc file here.
             return Event(lineno, "show", pid, name=word, text=body[len(word):].strip(),

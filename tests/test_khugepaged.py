@@ -523,3 +523,55 @@ def test_live_khugepaged_agrees_with_the_simulation(host_thp):
     assert knob(k, "full_scans") >= target
     sim = [2048 if is_huge(proc, BASE + b * PMD) else 0 for b in range(4)]
     assert got["blocks"] == sim
+
+
+# ---------------------------------------------------------------- the replayer
+
+TRACE = """\
+mmap(0x10000000000, 4194304, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = 0x10000000000
+madvise(0x10000000000, 4194304, MADV_POPULATE_WRITE) = 0
+madvise(0x10000000000, 4194304, MADV_HUGEPAGE) = 0
+# vmstat
+# advance {seconds}
+# vmstat
+"""
+
+
+def _collapses(outcomes):
+    return [int(line.split()[1]) for o in outcomes if o.event.kind == "show"
+            for line in o.smaps.splitlines() if line.startswith("thp_collapse_alloc ")]
+
+
+def test_trace_advance_lines_run_khugepaged():
+    from mmsim.replay import replay_trace
+    assert _collapses(replay_trace(TRACE.format(seconds="0"), Kernel())) == [0, 2]
+    k = Kernel()
+    k.proc_write(KH + "pages_to_scan", "512")   # one PMD per wake: 10 s for the second
+    assert _collapses(replay_trace(TRACE.format(seconds="9.99"), k)) == [0, 1]
+    assert k.now == pytest.approx(9.99)
+
+
+@pytest.mark.parametrize("bad", ["-1", "1e3", "ten", "", "1 2", "nan"])
+def test_trace_advance_line_must_be_a_number(bad):
+    from mmsim.strace import TraceError, parse
+    with pytest.raises(TraceError, match="advance"):
+        parse(f"# advance {bad}\n")
+
+
+def test_trace_advance_after_every_process_exited():
+    from mmsim.replay import replay_trace
+    k = Kernel()
+    replay_trace("exit_group(0) = ?\n+++ exited with 0 +++\n# advance 5\n", k)
+    assert k.now == 5
+
+
+def test_cli_advance_at_exit_dumps_what_khugepaged_made(tmp_path, capsys):
+    from mmsim import cli
+    trace = tmp_path / "t.strace"
+    trace.write_text(TRACE.format(seconds="0").replace("# advance 0\n", ""))
+    assert cli.main(["replay", str(trace), "--advance-at-exit", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "# dump pid 1 (at end)" in out
+    assert "AnonHugePages:      4096 kB" in out
+    assert cli.main(["replay", str(trace)]) == 0
+    assert "(at end)" not in capsys.readouterr().out
