@@ -6,8 +6,8 @@ import platform
 import sys
 import time
 
-from . import (fork, kernel, mctl_walk, mm_memory, reclaim, replay, replay_floor, store,
-               store_floor, store_mmap)
+from . import (fork, kernel, khugepaged, mctl_walk, mm_memory, reclaim, replay, replay_floor,
+               store, store_floor, store_mmap)
 
 
 def _log(msg):
@@ -61,6 +61,10 @@ def main(argv=None):
     rc.add_argument("--cache-mib", type=int, default=4096)
     rc.add_argument("--limit-mib", type=int, default=1024)
     rc.add_argument("--no-live", action="store_true", help="mmsim only")
+    kh = sub.add_parser("khugepaged", help="khugepaged's pages scanned per CPU second over "
+                                           "1 GiB of eligible anonymous memory")
+    kh.add_argument("--mib", type=int, default=1024)
+    kh.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
     cmd = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -124,6 +128,11 @@ def main(argv=None):
         print(reclaim.table(rows, cache, limit))
         if why and not args.no_live:
             print(f"\nkernel side skipped: {why}")
+        return 0
+    if args.cmd == "khugepaged":
+        print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
+        size = args.mib << 20
+        print(khugepaged.table(khugepaged.run(size, args.repeats), size))
         return 0
     if args.cmd == "width":
         print(store.width_table(args.sizes, args.widths, args.repeats, _log))

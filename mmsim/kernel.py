@@ -398,7 +398,7 @@ class Kernel:
 
     def flush_stats(self) -> None:
         """The memory cgroup statistics' periodic flush (every two seconds on Linux:
-        flush_memcg_stats_dwork), which simulated time never triggers by itself."""
+        flush_memcg_stats_dwork), which ``advance`` runs every 2 s of simulated time."""
         memcg_mod.flush_stats(self.root_memcg)
 
     def balance(self, proc=None) -> None:

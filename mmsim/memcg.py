@@ -125,9 +125,10 @@ def flush_stats(memcg):
     the values reclaim reads (``MemCgroup.flushed``: the LRU sizes and the refault
     activations, each summed over a cgroup's subtree) are current again.  Reclaim
     itself only flushes when the periodic flusher is a cycle late (two seconds:
-    mem_cgroup_flush_stats_ratelimited), which, as simulated time does not pass,
-    it never is: a flush happens when a cgroup's memory.stat is read
-    (memory_stat_show) or ``Kernel.flush_stats`` runs the periodic flusher."""
+    mem_cgroup_flush_stats_ratelimited), which, as system calls take no simulated
+    time, it never is: a flush happens when a cgroup's memory.stat is read
+    (memory_stat_show), when ``Kernel.flush_stats`` runs the periodic flusher, and
+    every 2 s of ``Kernel.advance``."""
     for m in memcg.subtree():
         sub = m.subtree()
         m.flushed = {"lru": [sum(c.lruvec.nr[i] for c in sub) for i in range(4)],

@@ -575,3 +575,13 @@ def test_cli_advance_at_exit_dumps_what_khugepaged_made(tmp_path, capsys):
     assert "AnonHugePages:      4096 kB" in out
     assert cli.main(["replay", str(trace)]) == 0
     assert "(at end)" not in capsys.readouterr().out
+
+
+def test_benchmark_smoke():
+    from benchmarks import khugepaged as bench
+    nothing = bench.run_case(8 * PMD, collapse=False)
+    every = bench.run_case(8 * PMD, collapse=True)
+    assert nothing["collapsed"] == 0 and every["collapsed"] == 8
+    # One visit of 8 PMDs and the wrap: the kernel's units, whatever collapses.
+    assert nothing["scanned"] >= 8 * NR and every["scanned"] >= 8 * NR
+    assert "pages scanned per CPU s" in bench.table([nothing, every], 8 * PMD)
