@@ -16,10 +16,10 @@ import pytest
 from mmsim import live
 from mmsim.kernel import Kernel
 from mmsim.khugepaged import (SCAN_CGROUP_CHARGE_FAIL, SCAN_EXCEED_NONE_PTE,
-                              SCAN_EXCEED_SHARED_PTE, SCAN_EXCEED_SWAP_PTE, SCAN_PMD_MAPPED,
-                              msecs_to_jiffies)
+                              SCAN_EXCEED_SHARED_PTE, SCAN_EXCEED_SWAP_PTE,
+                              SCAN_LACK_REFERENCED_PAGE, SCAN_PMD_MAPPED, msecs_to_jiffies)
 from mmsim.thp import MMF_VM_HUGEPAGE
-from mmsim.uapi import (MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_PAGEOUT,
+from mmsim.uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_PAGEOUT,
                         MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MCTL_SET_HUGEPAGE,
                         PIDFD_SELF, PR_SET_THP_DISABLE, PR_THP_DISABLE_EXCEPT_ADVISED,
                         PROT_READ, PROT_WRITE)
@@ -262,6 +262,16 @@ def test_mctl_hugepage_registers_the_mm():
     assert huge_kb(proc) == 2048
 
 
+def test_a_block_with_nothing_referenced_is_not_collapsed():
+    k, proc = setup(1)
+    proc.touch(BASE, 100 * P)
+    proc.madvise(BASE, PMD, MADV_COLD)   # old PTEs, PG_referenced cleared
+    assert wait_for_scan(proc) == 0
+    assert k.khugepaged.last_result == SCAN_LACK_REFERENCED_PAGE
+    proc.touch(BASE + 100 * P, P)   # one young page is enough
+    assert wait_for_scan(proc) == 1
+
+
 def test_read_only_range_is_collapsed_too():
     # 6.18 dropped the writable-PTE requirement (the live test checks the same).
     k, proc = setup(1)
@@ -458,24 +468,29 @@ def test_thp_never_stops_the_thread_and_always_restarts_it():
 
 # ---------------------------------------------------------------- the live kernel
 
+NBLOCKS = 5
+
 
 def _live_khugepaged(nblocks_touched):
-    """In a child of this process: an aligned area of 4 PMDs, block 0 with 100 pages
-    written, block 1 full, block 2 with 100 pages then PROT_READ, block 3 empty;
-    MADV_HUGEPAGE, then wait (at most 30 s) for full_scans to move by 2.  Returns the
-    seconds waited and AnonHugePages (kB) per block, or None when it timed out."""
+    """In a child of this process: an aligned area of NBLOCKS PMDs, block 0 with 100
+    pages written, block 1 full, block 2 with 100 pages then PROT_READ, block 3 empty,
+    block 4 with 100 pages then MADV_COLD (old PTEs, nothing referenced); MADV_HUGEPAGE,
+    then wait (at most 30 s) for full_scans to move by 2.  Returns the seconds waited
+    and AnonHugePages (kB) per block, or None when it timed out."""
     libc = live.load_libc()
-    raw = libc.mmap(None, 5 * PMD, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    raw = libc.mmap(None, (NBLOCKS + 1) * PMD, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     base = (raw + PMD - 1) & ~(PMD - 1)
-    buf = (ctypes.c_char * (4 * PMD)).from_address(base)
+    buf = (ctypes.c_char * (NBLOCKS * PMD)).from_address(base)
     for block, n in enumerate(nblocks_touched):
         for i in range(n):
             buf[block * PMD + i * P] = b"x"
     if libc.mprotect(base + 2 * PMD, PMD, PROT_READ) != 0:
         raise OSError(ctypes.get_errno(), "mprotect")
+    if libc.madvise(base + 4 * PMD, PMD, MADV_COLD) != 0:
+        raise OSError(ctypes.get_errno(), "madvise(MADV_COLD)")
     with open(KH + "full_scans") as f:
         target = int(f.read()) + 2
-    if libc.madvise(base, 4 * PMD, MADV_HUGEPAGE) != 0:
+    if libc.madvise(base, NBLOCKS * PMD, MADV_HUGEPAGE) != 0:
         raise OSError(ctypes.get_errno(), "madvise")
     t0 = time.monotonic()
     while True:
@@ -489,9 +504,10 @@ def _live_khugepaged(nblocks_touched):
     # One VMA per block (a flag change at the block's edges splits no THP), so that
     # smaps' AnonHugePages is per block.
     libc.madvise(base + PMD, PMD, MADV_NOHUGEPAGE)
+    libc.madvise(base + 3 * PMD, PMD, MADV_NOHUGEPAGE)
     with open("/proc/self/smaps") as f:
-        vmas = live.smaps_vmas(f.read(), (base, base + 4 * PMD))
-    per_block = [0] * 4
+        vmas = live.smaps_vmas(f.read(), (base, base + NBLOCKS * PMD))
+    per_block = [0] * NBLOCKS
     for v in vmas:
         assert v["end"] - v["start"] == PMD, v
         per_block[(v["start"] - base) // PMD] = v["anon_huge_kb"]
@@ -507,21 +523,22 @@ def test_live_khugepaged_agrees_with_the_simulation(host_thp):
         with open(KH + name) as f:
             if int(f.read()) != want:
                 pytest.skip(f"the host's khugepaged/{name} is not {want}")
-    touched = (100, NR, 100, 0)
+    touched = (100, NR, 100, 0, 100)
     got = live.in_child(lambda: _live_khugepaged(touched), "khugepaged live check")
     if got is None:
         pytest.skip("the host's khugepaged did not finish two full scans in 30 s (busy)")
     # The simulation: the same area, and the same time waited.
-    k, proc = setup(4)
+    k, proc = setup(NBLOCKS, selftest=False)
     for block, n in enumerate(touched):
         if n:
             proc.touch(BASE + block * PMD, n * P)
     proc.mprotect(BASE + 2 * PMD, PMD, PROT_READ)
+    proc.madvise(BASE + 4 * PMD, PMD, MADV_COLD)
     target = knob(k, "full_scans") + 2
-    proc.madvise(BASE, 4 * PMD, MADV_HUGEPAGE)
+    proc.madvise(BASE, NBLOCKS * PMD, MADV_HUGEPAGE)
     k.advance(got["waited"])
     assert knob(k, "full_scans") >= target
-    sim = [2048 if is_huge(proc, BASE + b * PMD) else 0 for b in range(4)]
+    sim = [2048 if is_huge(proc, BASE + b * PMD) else 0 for b in range(NBLOCKS)]
     assert got["blocks"] == sim
 
 
