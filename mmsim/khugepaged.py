@@ -127,6 +127,10 @@ class Khugepaged:
         given, in place of its own) is eligible for khugepaged."""
         if mm.flags & MMF_VM_HUGEPAGE or not self.pmd_enabled():
             return
+        if vma.anon_vma is None or vma.file is not None:
+            # thp.allowed says no for these at once (no anon_vma yet; files need
+            # CONFIG_READ_ONLY_THP_FOR_FS or shmem THP): the common mmap, kept cheap.
+            return
         view = vma if vm_flags is None else _VmaView(vma, vm_flags)
         if thp.allowed(view, mm.flags, self.kernel.thp, thp.TVA_KHUGEPAGED):
             self.enter(mm)

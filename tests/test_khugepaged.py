@@ -602,3 +602,25 @@ def test_benchmark_smoke():
     # One visit of 8 PMDs and the wrap: the kernel's units, whatever collapses.
     assert nothing["scanned"] >= 8 * NR and every["scanned"] >= 8 * NR
     assert "pages scanned per CPU s" in bench.table([nothing, every], 8 * PMD)
+
+
+def test_mctl_nohugepage_stops_collapse_of_a_registered_mm():
+    from mmsim.uapi import MCTL_SET_NOHUGEPAGE
+    k, proc = setup(1)
+    proc.touch(BASE, PMD)
+    proc.madvise(BASE, PMD, MADV_HUGEPAGE)
+    proc.mctl(PIDFD_SELF, MCTL_SET_NOHUGEPAGE)   # VM_NOHUGEPAGE on every VMA
+    assert proc.mm.flags & MMF_VM_HUGEPAGE
+    k.advance(5)
+    assert huge_kb(proc) == 0 and knob(k, "full_scans") >= 2
+
+
+def test_brk_growth_registers_the_heap_under_always():
+    k = Kernel(thp="always", randomize=False)
+    proc = k.spawn()
+    start = proc.brk(0)
+    proc.brk(start + P)
+    proc.touch(start, P)   # a small heap: no PMD fits, the fault does not register
+    assert not proc.mm.flags & MMF_VM_HUGEPAGE
+    proc.brk(start + 8 * PMD)   # do_brk_flags: the grown heap now holds aligned PMDs
+    assert proc.mm.flags & MMF_VM_HUGEPAGE
