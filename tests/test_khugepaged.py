@@ -624,3 +624,80 @@ def test_brk_growth_registers_the_heap_under_always():
     assert not proc.mm.flags & MMF_VM_HUGEPAGE
     proc.brk(start + 8 * PMD)   # do_brk_flags: the grown heap now holds aligned PMDs
     assert proc.mm.flags & MMF_VM_HUGEPAGE
+
+
+def _live_shared_after_fork(cows):
+    """In a child of this process: an aligned area of len(cows) PMDs written in full
+    (small pages), then a fork; the grandchild writes the first ``cows[b]`` pages of
+    block b (CoW), MADV_HUGEPAGE, and waits (at most 30 s) for full_scans to move by 2.
+    Returns the seconds waited and the grandchild's AnonHugePages per block (None on a
+    timeout)."""
+    import json
+    import os
+    n = len(cows)
+    libc = live.load_libc()
+    raw = libc.mmap(None, (n + 1) * PMD, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    base = (raw + PMD - 1) & ~(PMD - 1)
+    buf = (ctypes.c_char * (n * PMD)).from_address(base)
+    for i in range(n * NR):
+        buf[i * P] = b"p"
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            for b, k in enumerate(cows):
+                for i in range(k):
+                    buf[b * PMD + i * P] = b"c"
+            with open(KH + "full_scans") as f:
+                target = int(f.read()) + 2
+            libc.madvise(base, n * PMD, MADV_HUGEPAGE)
+            t0 = time.monotonic()
+            result = None
+            while time.monotonic() - t0 <= 30:
+                with open(KH + "full_scans") as f:
+                    if int(f.read()) >= target:
+                        waited = time.monotonic() - t0
+                        # One VMA per block, so that AnonHugePages is per block.
+                        for b in range(1, n, 2):
+                            libc.madvise(base + b * PMD, PMD, MADV_NOHUGEPAGE)
+                        with open("/proc/self/smaps") as f:
+                            vmas = live.smaps_vmas(f.read(), (base, base + n * PMD))
+                        result = {"waited": waited,
+                                  "blocks": [v["anon_huge_kb"] for v in vmas]}
+                        break
+                time.sleep(0.05)
+            os.write(w, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+@pytest.mark.live
+def test_live_max_ptes_shared_boundary_after_fork(host_thp):
+    if host_thp != "madvise":
+        pytest.skip(f"the host's THP mode is {host_thp!r}; this check is written for madvise")
+    with open(KH + "max_ptes_shared") as f:
+        shared = int(f.read())
+    with open(KH + "pages_to_scan") as f:
+        if int(f.read()) < 2 * (NR + 1):
+            pytest.skip("the host's pages_to_scan is too small for two PMDs per wake-up")
+    cows = (NR - shared - 1, NR - shared)   # shared + 1 pages still shared, then shared
+    got = live.in_child(lambda: _live_shared_after_fork(cows), "max_ptes_shared live check")
+    if got is None:
+        pytest.skip("the host's khugepaged did not finish two full scans in 30 s (busy)")
+    k, parent = setup(2, selftest=False)
+    k.proc_write(KH + "max_ptes_shared", str(shared))
+    parent.touch(BASE, 2 * PMD)
+    child = parent.fork()
+    for b, n in enumerate(cows):
+        child.touch(BASE + b * PMD, n * P)
+    child.madvise(BASE, 2 * PMD, MADV_HUGEPAGE)
+    k.advance(got["waited"])
+    assert knob(k, "full_scans") >= 2
+    sim = [2048 if is_huge(child, BASE + b * PMD) else 0 for b in range(2)]
+    assert got["blocks"] == sim
