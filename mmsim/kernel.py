@@ -433,7 +433,12 @@ class Kernel:
         """Let ``seconds`` of simulated time pass, running in time order what the
         kernel runs in the background meanwhile: khugepaged's scans, the memory
         cgroup statistics flush every 2 s, and kswapd whenever free memory is below
-        the low watermark.  Deterministic; system calls take no simulated time."""
+        the low watermark (as the allocation that took it there woke it: when
+        ``advance`` starts, and after khugepaged's allocations).  Deterministic;
+        system calls take no simulated time.  Stretches where nothing changes are
+        skipped in one step: flushes with nothing new to fold, and whole repeats of a
+        khugepaged cycle that collapses nothing (``Khugepaged.fast_forward``), so a
+        long advance costs what its events cost."""
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise TypeError(f"seconds must be an int or a float, not {seconds!r}")
         if not seconds >= 0 or seconds == float("inf"):
@@ -445,6 +450,7 @@ class Kernel:
             khugepaged = self.khugepaged
             if khugepaged.running != khugepaged.pmd_enabled():
                 khugepaged.start_stop()   # ``thp`` was set without the sysfs write
+            khugepaged.forget()
             while True:
                 wake = khugepaged.wake_at if khugepaged.running else None
                 flush = self._next_flush_ns
@@ -452,14 +458,22 @@ class Kernel:
                     if wake > end:
                         break
                     self.now_ns = max(self.now_ns, wake)
+                    khugepaged.fast_forward(end)
+                    self.pressure = False
                     khugepaged.run()
+                    if self.pressure:
+                        self._kswapd()
+                        khugepaged.forget()
                 else:
                     if flush > end:
                         break
-                    self.now_ns = flush
-                    self._next_flush_ns += STATS_FLUSH_NS
+                    self.now_ns = max(self.now_ns, flush)
                     memcg_mod.flush_stats(self.root_memcg)
-                self._kswapd()
+                    # The flushes before the next event would fold the same numbers
+                    # again: the next one that can matter is the first at or after it.
+                    nxt = min(wake if wake is not None else end, end)
+                    self._next_flush_ns = max(-(-nxt // STATS_FLUSH_NS) * STATS_FLUSH_NS,
+                                              flush + STATS_FLUSH_NS)
             self.now_ns = end
         finally:
             self.current = previous

@@ -104,6 +104,8 @@ class Khugepaged:
         self.resume = None       # (progress, passes) of a scan paused by an alloc sleep
         self.scanned = 0         # progress units spent, summed (a benchmark's measure)
         self.last_result = None  # the result of the last PMD scanned (a checking aid)
+        self._seen = {}          # fast_forward's wake-up states since the last change
+        self.runs = 0            # wake-ups simulated one by one (fast_forward skips some)
 
     # ------------------------------------------------------------------ registration
 
@@ -233,6 +235,7 @@ class Khugepaged:
         """One wake-up of the thread at ``kernel.now_ns``: khugepaged_do_scan (or the
         rest of one an alloc sleep paused), then khugepaged_wait_work."""
         self.sleeping = None
+        self.runs += 1
         pages_budget = self.pages_to_scan
         progress, passes, wait = self.resume if self.resume is not None else (0, 0, True)
         self.resume = None
@@ -264,6 +267,46 @@ class Khugepaged:
             self.wake_at = now + jiffies * NSEC_PER_JIFFY
         else:
             self.wake_at = None
+
+    # ------------------------------------------------------------------ fast forward
+
+    _EVENTS = ("thp_scan_exceed_none_pte", "thp_scan_exceed_swap_pte",
+               "thp_scan_exceed_share_pte")
+
+    def forget(self):
+        """Memory changed (or a new stretch of time starts): no earlier wake-up state
+        may be taken to repeat."""
+        self._seen = {}
+
+    def fast_forward(self, end_ns):
+        """Called at a timed wake-up (at ``kernel.now_ns``): when the scan is where it
+        was at an earlier wake-up of this stretch and nothing has changed memory since
+        (no collapse was attempted, kswapd did not run), the wake-ups in between will
+        repeat exactly.  Skip as many whole repeats as end by ``end_ns``, adding what
+        each adds to the counters (full_scans, the units scanned, the
+        thp_scan_exceed_* events); the wake-up at the new time then runs as usual."""
+        if self.resume is not None or self.sleeping != "scan":
+            return
+        ev = self.kernel.node.events
+        now = self.kernel.now_ns
+        key = (id(self.cursor), self.address, tuple(id(mm) for mm in self.slots))
+        counts = (self.full_scans, self.scanned) + tuple(ev[name] for name in self._EVENTS)
+        seen = self._seen.get(key)
+        self._seen[key] = (now, counts)
+        if seen is None:
+            return
+        before, old = seen
+        period = now - before
+        times = (end_ns - now) // period
+        if times <= 0:
+            return
+        delta = [times * (c - o) for c, o in zip(counts, old)]
+        self.full_scans += delta[0]
+        self.scanned += delta[1]
+        for name, d in zip(self._EVENTS, delta[2:]):
+            ev[name] += d
+        self.kernel.now_ns = self.wake_at = now + times * period
+        self._seen = {}
 
     def _test_exit(self, mm):
         return mm.users == 0
@@ -425,6 +468,7 @@ class Khugepaged:
         """collapse_huge_page: allocate and charge the THP, read the swapped pages in,
         check the PTEs again (__collapse_huge_page_isolate) and map the new THP."""
         ev = self.kernel.node.events
+        self.forget()   # memory changes, or reclaim runs: no repeat from here
         if not self._alloc():
             ev["thp_collapse_alloc_failed"] += 1
             return SCAN_ALLOC_HUGE_PAGE_FAIL

@@ -701,3 +701,57 @@ def test_live_max_ptes_shared_boundary_after_fork(host_thp):
     assert knob(k, "full_scans") >= 2
     sim = [2048 if is_huge(child, BASE + b * PMD) else 0 for b in range(2)]
     assert got["blocks"] == sim
+
+
+def _steady(k=None):
+    """Three processes whose blocks khugepaged scans and refuses, again and again:
+    one page short of max_ptes_none 0, a VM_NOHUGEPAGE VMA, and a block shared with a
+    fork child beyond max_ptes_shared."""
+    k, proc = setup(6, selftest=False)
+    k.proc_write(KH + "max_ptes_none", "0")
+    k.proc_write(KH + "max_ptes_shared", "0")
+    k.proc_write(KH + "pages_to_scan", "3000")
+    proc.touch(BASE, 6 * PMD)
+    for b in range(4):
+        proc.madvise(BASE + b * PMD + 7 * P, P, MADV_DONTNEED)
+    proc.madvise(BASE, 6 * PMD, MADV_HUGEPAGE)
+    proc.madvise(BASE + 4 * PMD, PMD, MADV_NOHUGEPAGE)
+    child = proc.fork()
+    child.touch(BASE + 5 * PMD, P)   # CoW one page: the rest of the block stays shared
+    other = k.spawn()
+    assert other.mmap(BASE, 2 * PMD, RW, ANON) == BASE
+    other.touch(BASE, P)
+    other.madvise(BASE, 2 * PMD, MADV_COLD)
+    other.madvise(BASE, 2 * PMD, MADV_HUGEPAGE)
+    return k
+
+
+def _state(k):
+    kh = k.khugepaged
+    return (k.now_ns, kh.full_scans, kh.scanned, kh.pages_collapsed, kh.address,
+            kh.slots.index(kh.cursor) if kh.cursor is not None else None, kh.wake_at,
+            k.vmstat(), k.meminfo(), k.root_memcg.flushed)
+
+
+def test_fast_forward_gives_what_wake_by_wake_gives():
+    one = _steady()
+    one.advance(3600.5)
+    steps = _steady()
+    for _ in range(7201):
+        steps.advance(0.5)   # each advance starts afresh: no skipping across calls
+    assert _state(one) == _state(steps)
+    assert one.khugepaged.runs < steps.khugepaged.runs
+    assert one.khugepaged.full_scans > 100
+    assert vmstat(one)["thp_scan_exceed_none_pte"] > 0
+    assert vmstat(one)["thp_scan_exceed_share_pte"] > 0
+
+
+def test_a_very_long_advance_skips_the_repeats():
+    k = _steady()
+    k.advance(10 ** 9)   # thirty years
+    kh = k.khugepaged
+    assert kh.runs < 100 and kh.full_scans > 10 ** 7
+    assert k.now == 10 ** 9
+    idle = Kernel()
+    idle.advance(10 ** 12)   # no mm registered: only the stats flush, folded once
+    assert idle.now == 10 ** 12
