@@ -463,7 +463,6 @@ class Kernel:
                     khugepaged.run()
                     if self.pressure:
                         self._kswapd()
-                        khugepaged.forget()
                 else:
                     if flush > end:
                         break

@@ -270,41 +270,81 @@ class Khugepaged:
 
     # ------------------------------------------------------------------ fast forward
 
-    _EVENTS = ("thp_scan_exceed_none_pte", "thp_scan_exceed_swap_pte",
-               "thp_scan_exceed_share_pte")
+    # Events that mean memory or the LRU changed: a stretch where one of them moved is
+    # never taken to repeat.
+    _CHANGES = frozenset(("pgscan_kswapd", "pgscan_direct", "pgscan_khugepaged", "pgscan_proactive",
+                "pgsteal_kswapd", "pgsteal_direct", "pgsteal_khugepaged",
+                "pgsteal_proactive", "pgrefill", "pgactivate", "pgdeactivate", "pgrotated",
+                "pgfault", "pgmajfault", "pswpin", "pswpout", "pglazyfreed",
+                "workingset_refault_anon", "workingset_refault_file", "nr_written"))
 
     def forget(self):
-        """Memory changed (or a new stretch of time starts): no earlier wake-up state
-        may be taken to repeat."""
+        """A new stretch of time starts (system calls may have changed anything): no
+        earlier wake-up state may be taken to repeat."""
         self._seen = {}
+
+    def _levels(self):
+        """What memory looks like, as far as a stretch that changed nothing (see
+        ``_CHANGES``) could tell: the node's and every cgroup's page counts and the
+        reclaim state of their LRU lists."""
+        kernel = self.kernel
+        node = kernel.node
+        swap = kernel.swap
+        out = [node.nr_anon, node.nr_file_pages, node.nr_mapped, node.nr_dirty,
+               node.nr_writeback, node.nr_shmem, len(node.shadow_nodes), kernel.nr_resident,
+               swap.used if swap is not None else 0]
+        for m in kernel.memcgs.values():
+            lru = m.lruvec
+            out += [m.current, m.swap_current, tuple(lru.nr), lru.nonresident_age,
+                    tuple(lru.refaults), lru.iter_pos, getattr(lru, "anon_hand", None)]
+        return tuple(out)
+
+    def _counters(self):
+        """Every event counter a repeating stretch adds to, as (dict, key) pairs."""
+        node_events = self.kernel.node.events
+        refs = [(node_events, name) for name in node_events]
+        for m in self.kernel.memcgs.values():
+            refs += [(m.stat, name) for name in memcg_mod.EVENTS]
+            refs += [(m.events, name) for name in m.events]
+            refs += [(m.local_events, name) for name in m.local_events]
+        return refs
 
     def fast_forward(self, end_ns):
         """Called at a timed wake-up (at ``kernel.now_ns``): when the scan is where it
-        was at an earlier wake-up of this stretch and nothing has changed memory since
-        (no collapse was attempted, kswapd did not run), the wake-ups in between will
-        repeat exactly.  Skip as many whole repeats as end by ``end_ns``, adding what
-        each adds to the counters (full_scans, the units scanned, the
-        thp_scan_exceed_* events); the wake-up at the new time then runs as usual."""
+        was at an earlier wake-up of this stretch, nothing collapsed since, and memory
+        and the LRU lists are as they were with none of ``_CHANGES`` moved, the
+        wake-ups in between repeat exactly.  Skip as many whole repeats as end by
+        ``end_ns``, adding what each adds to every event counter (full_scans, the
+        units scanned, thp_scan_exceed_*, a failing charge's memory.events ``max``,
+        ...); the wake-up at the new time then runs as usual."""
         if self.resume is not None or self.sleeping != "scan":
             return
-        ev = self.kernel.node.events
         now = self.kernel.now_ns
-        key = (id(self.cursor), self.address, tuple(id(mm) for mm in self.slots))
-        counts = (self.full_scans, self.scanned) + tuple(ev[name] for name in self._EVENTS)
+        key = (id(self.cursor), self.address, tuple(id(mm) for mm in self.slots),
+               self._levels())
+        refs = self._counters()
+        counts = (self.full_scans, self.scanned, self.pages_collapsed,
+                  tuple(d[name] for d, name in refs))
         seen = self._seen.get(key)
-        self._seen[key] = (now, counts)
+        self._seen[key] = (now, counts, refs)
         if seen is None:
             return
-        before, old = seen
+        before, old, old_refs = seen
+        if counts[2] != old[2] or len(refs) != len(old_refs):
+            return
+        # The node's events come first in ``refs``, in the dict's order.
+        for i, name in enumerate(self.kernel.node.events):
+            if name in self._CHANGES and counts[3][i] != old[3][i]:
+                return
         period = now - before
         times = (end_ns - now) // period
         if times <= 0:
             return
-        delta = [times * (c - o) for c, o in zip(counts, old)]
-        self.full_scans += delta[0]
-        self.scanned += delta[1]
-        for name, d in zip(self._EVENTS, delta[2:]):
-            ev[name] += d
+        self.full_scans += times * (counts[0] - old[0])
+        self.scanned += times * (counts[1] - old[1])
+        for (d, name), c, o in zip(refs, counts[3], old[3]):
+            if c != o:
+                d[name] += times * (c - o)
         self.kernel.now_ns = self.wake_at = now + times * period
         self._seen = {}
 
@@ -468,7 +508,6 @@ class Khugepaged:
         """collapse_huge_page: allocate and charge the THP, read the swapped pages in,
         check the PTEs again (__collapse_huge_page_isolate) and map the new THP."""
         ev = self.kernel.node.events
-        self.forget()   # memory changes, or reclaim runs: no repeat from here
         if not self._alloc():
             ev["thp_collapse_alloc_failed"] += 1
             return SCAN_ALLOC_HUGE_PAGE_FAIL

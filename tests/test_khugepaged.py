@@ -755,3 +755,49 @@ def test_a_very_long_advance_skips_the_repeats():
     idle = Kernel()
     idle.advance(10 ** 12)   # no mm registered: only the stats flush, folded once
     assert idle.now == 10 ** 12
+
+
+def _charge_failing():
+    """A process in a cgroup whose memory.max leaves no room for a huge page: every
+    wake-up tries a collapse, and the charge fails."""
+    k = Kernel(randomize=False)
+    k.mkdir("/sys/fs/cgroup/box")
+    proc = k.spawn(cgroup="box")
+    assert proc.mmap(BASE, 4 * PMD, RW, ANON) == BASE
+    proc.touch(BASE, 4 * PMD - 8 * P)
+    k.proc_write("/sys/fs/cgroup/box/memory.max", str(4 * PMD))
+    proc.madvise(BASE, 4 * PMD, MADV_HUGEPAGE)
+    return k
+
+
+def test_fast_forward_over_failing_charges_counts_every_attempt():
+    one, steps = _charge_failing(), _charge_failing()
+    one.advance(600)
+    for _ in range(60):
+        steps.advance(10)
+    assert _state(one) == _state(steps)
+    ev = [k.proc_read("/sys/fs/cgroup/box/memory.events") for k in (one, steps)]
+    assert ev[0] == ev[1] and vmstat(one)["thp_collapse_alloc"] > 60
+    assert one.khugepaged.runs < steps.khugepaged.runs
+
+
+def _alloc_failing():
+    """A machine whose free memory leaves no room for a huge page above the min
+    watermark: every scan fails to allocate, sleeps alloc_sleep, fails again."""
+    k, proc = setup(4, selftest=False, memory=64 << 20)
+    proc.touch(BASE, 4 * PMD)
+    filler = k.spawn()
+    a = filler.mmap(0, 64 << 20, RW, MAP_PRIVATE | MAP_ANONYMOUS)
+    filler.touch(a, (k.free_pages() - k.watermarks()[0] - NR // 2) * P)
+    proc.madvise(BASE, 4 * PMD, MADV_HUGEPAGE)
+    return k
+
+
+def test_fast_forward_over_failing_allocations():
+    one, steps = _alloc_failing(), _alloc_failing()
+    one.advance(3600)
+    for _ in range(360):
+        steps.advance(10)
+    assert _state(one) == _state(steps)
+    assert vmstat(one)["thp_collapse_alloc_failed"] > 50
+    assert one.khugepaged.runs < steps.khugepaged.runs
