@@ -207,6 +207,8 @@ class Khugepaged:
         (defrag passes kstrtoul's own error through), EACCES for the read-only files."""
         if name in READ_ONLY:
             raise error(errno.EACCES, f"khugepaged/{name} is read-only")
+        if not text:
+            return   # a write of nothing never reaches the store handler (checked live)
         if name == "defrag":
             value = kstrtoull(text, 10)   # single_hugepage_flag_store returns its error
             if value > 1:

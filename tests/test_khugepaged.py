@@ -424,16 +424,19 @@ def test_knob_defaults():
         "full_scans": 0, "pages_collapsed": 0}
 
 
-@pytest.mark.parametrize("name, text, err", [
+REFUSED = [
     ("pages_to_scan", "0", errno.EINVAL), ("pages_to_scan", "abc", errno.EINVAL),
     ("pages_to_scan", "4294967296", errno.EINVAL), ("pages_to_scan", "-1", errno.EINVAL),
-    ("scan_sleep_millisecs", "0x10", errno.EINVAL), ("alloc_sleep_millisecs", "", errno.EINVAL),
+    ("scan_sleep_millisecs", "0x10", errno.EINVAL), ("alloc_sleep_millisecs", "\n", errno.EINVAL),
     ("max_ptes_none", "512", errno.EINVAL), ("max_ptes_swap", "1 ", errno.EINVAL),
     ("max_ptes_shared", "99999999999999999999999", errno.EINVAL),
     ("defrag", "2", errno.EINVAL), ("defrag", "x", errno.EINVAL),
     ("defrag", "99999999999999999999999", errno.ERANGE),
     ("full_scans", "1", errno.EACCES), ("pages_collapsed", "0", errno.EACCES),
-])
+]
+
+
+@pytest.mark.parametrize("name, text, err", REFUSED)
 def test_knob_writes_refused_with_the_kernels_errno(name, text, err):
     k = Kernel()
     before = k.proc_read(KH + name)
@@ -444,7 +447,7 @@ def test_knob_writes_refused_with_the_kernels_errno(name, text, err):
 
 
 @pytest.mark.parametrize("name, text, value", [
-    ("pages_to_scan", "1\n", 1), ("scan_sleep_millisecs", "+0", 0),
+    ("pages_to_scan", "", 4096), ("pages_to_scan", "1\n", 1), ("scan_sleep_millisecs", "+0", 0),
     ("max_ptes_none", "511", 511), ("max_ptes_swap", "0", 0), ("defrag", "0\n", 0),
     ("alloc_sleep_millisecs", "4294967295", 4294967295),
 ])
@@ -801,3 +804,33 @@ def test_fast_forward_over_failing_allocations():
     assert _state(one) == _state(steps)
     assert vmstat(one)["thp_collapse_alloc_failed"] > 50
     assert one.khugepaged.runs < steps.khugepaged.runs
+
+
+@pytest.mark.live
+def test_live_knob_writes_refused_with_the_same_errno():
+    """Only writes the kernel refuses (so no host setting changes): each errno is the
+    simulator's.  Should one ever be accepted, the old value is put back."""
+    import os
+    k = Kernel()
+    for name, text, err in REFUSED:
+        with open(KH + name) as f:
+            before = f.read()
+        try:
+            fd = os.open(KH + name, os.O_WRONLY)
+        except OSError as exc:
+            got = exc.errno
+        else:
+            try:
+                os.write(fd, text.encode())
+                got = 0
+            except OSError as exc:
+                got = exc.errno
+            finally:
+                os.close(fd)
+        if got == 0:
+            with open(KH + name, "w") as f:
+                f.write(before)
+        assert got == err, (name, text)
+        with pytest.raises(OSError) as exc:
+            k.proc_write(KH + name, text)
+        assert exc.value.errno == got
