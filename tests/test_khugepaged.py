@@ -834,3 +834,99 @@ def test_live_knob_writes_refused_with_the_same_errno():
         with pytest.raises(OSError) as exc:
             k.proc_write(KH + name, text)
         assert exc.value.errno == got
+
+
+# ---------------------------------------------------------------- properties
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mmsim import pages as pages_mod, pagecache  # noqa: E402
+
+_BLOCKS = 4
+_OPS = st.one_of(
+    st.tuples(st.just("touch"), st.integers(0, 1), st.integers(0, _BLOCKS * NR - 1),
+              st.integers(1, 2 * NR), st.booleans()),
+    st.tuples(st.just("madvise"), st.integers(0, 1), st.integers(0, _BLOCKS - 1),
+              st.integers(1, _BLOCKS),
+              st.sampled_from([MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTNEED, MADV_COLD,
+                               MADV_PAGEOUT, MADV_COLLAPSE])),
+    st.tuples(st.just("fork")), st.tuples(st.just("exit")),
+    st.tuples(st.just("madvise"), st.integers(0, 1), st.integers(0, _BLOCKS - 1),
+              st.integers(1, _BLOCKS), st.just(MADV_HUGEPAGE)),
+    st.tuples(st.just("advance"), st.sampled_from([0, 0.004, 1, 10, 25, 600])),
+    st.tuples(st.just("advance"), st.sampled_from([3, 600])),
+    st.tuples(st.just("knob"), st.sampled_from(["max_ptes_none", "max_ptes_swap",
+                                                "max_ptes_shared"]),
+              st.sampled_from([0, 1, 64, 256, 511])),
+)
+
+
+def _play(ops, split_advance):
+    """Run ``ops`` on a fresh machine (two processes, 4 PMDs each, 16 MiB of swap);
+    with ``split_advance``, each advance runs as steps of at most one second."""
+    k = Kernel(randomize=False)
+    k.swapon(16 << 20)
+    k.proc_write(KH + "scan_sleep_millisecs", "1000")
+    procs = [k.spawn(), k.spawn()]
+    for i, p in enumerate(procs):
+        assert p.mmap(BASE, _BLOCKS * PMD, RW, ANON) == BASE
+        for b in range(_BLOCKS):   # small pages to collapse: a few, or most of a block
+            p.touch(BASE + b * PMD, (1 + 300 * ((b + i) % 2)) * P)
+    for op in ops:
+        kind = op[0]
+        if kind == "touch":
+            _, who, first, n, write = op
+            n = min(n, _BLOCKS * NR - first)
+            procs[who].touch(BASE + first * P, n * P, write=write)
+        elif kind == "madvise":
+            _, who, block, n, advice = op
+            n = min(n, _BLOCKS - block)
+            try:
+                procs[who].madvise(BASE + block * PMD, n * PMD, advice)
+            except OSError as exc:
+                assert advice == MADV_COLLAPSE, exc
+        elif kind == "fork":
+            procs[1].exit(0)
+            procs[1] = procs[0].fork()
+        elif kind == "exit":
+            procs[1].exit(0)
+            procs[1] = k.spawn()
+            assert procs[1].mmap(BASE, _BLOCKS * PMD, RW, ANON) == BASE
+        elif kind == "advance":
+            seconds = op[1]
+            if split_advance:
+                while seconds > 1:
+                    k.advance(1)
+                    seconds -= 1
+            k.advance(seconds)
+        else:
+            k.proc_write(KH + op[1], str(op[2]))
+    return k, procs
+
+
+def _check_books(k, procs):
+    kh = k.khugepaged
+    for p in procs:
+        mm = p.mm
+        for vma in mm.vmas():
+            pages_mod.check_vma(vma)
+        assert bool(mm.flags & MMF_VM_HUGEPAGE) == (mm in kh.slots)
+        assert mm.rss_anon == sum(pages_mod.rss_pages(v) for v in mm.vmas())
+    assert kh.cursor is None or kh.cursor in kh.slots
+    assert len(set(map(id, kh.slots))) == len(kh.slots)
+    pages_mod.check_pools(k)
+    pages_mod.check_swap(k)
+    pagecache.check(k)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_OPS, max_size=25))
+def test_khugepaged_keeps_the_books_and_a_long_advance_equals_its_steps(ops):
+    k, procs = _play(ops, split_advance=False)
+    _check_books(k, procs)
+    k2, procs2 = _play(ops, split_advance=True)
+    assert _state(k) == _state(k2)
+    for p, q in zip(procs, procs2):
+        assert (k.proc_read(f"/proc/{p.pid}/smaps")
+                == k2.proc_read(f"/proc/{q.pid}/smaps"))
