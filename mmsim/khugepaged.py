@@ -274,11 +274,12 @@ class Khugepaged:
 
     # Events that mean memory or the LRU changed: a stretch where one of them moved is
     # never taken to repeat.
-    _CHANGES = frozenset(("pgscan_kswapd", "pgscan_direct", "pgscan_khugepaged", "pgscan_proactive",
-                "pgsteal_kswapd", "pgsteal_direct", "pgsteal_khugepaged",
-                "pgsteal_proactive", "pgrefill", "pgactivate", "pgdeactivate", "pgrotated",
-                "pgfault", "pgmajfault", "pswpin", "pswpout", "pglazyfreed",
-                "workingset_refault_anon", "workingset_refault_file", "nr_written"))
+    _CHANGES = frozenset((
+        "pgscan_kswapd", "pgscan_direct", "pgscan_khugepaged", "pgscan_proactive",
+        "pgsteal_kswapd", "pgsteal_direct", "pgsteal_khugepaged", "pgsteal_proactive",
+        "pgrefill", "pgactivate", "pgdeactivate", "pgrotated", "pgfault", "pgmajfault",
+        "pswpin", "pswpout", "pglazyfreed", "workingset_refault_anon",
+        "workingset_refault_file", "nr_written"))
 
     def forget(self):
         """A new stretch of time starts (system calls may have changed anything): no

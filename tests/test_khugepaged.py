@@ -9,20 +9,29 @@ runs the same kind of area on the host's khugepaged and compares."""
 
 import ctypes
 import errno
+import json
+import os
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from mmsim import live
+from benchmarks import khugepaged as bench
+from mmsim import cli, live, pagecache
+from mmsim import pages as pages_mod
 from mmsim.kernel import Kernel
+from mmsim.replay import replay_trace
+from mmsim.strace import TraceError, parse
 from mmsim.khugepaged import (SCAN_CGROUP_CHARGE_FAIL, SCAN_EXCEED_NONE_PTE,
                               SCAN_EXCEED_SHARED_PTE, SCAN_EXCEED_SWAP_PTE,
                               SCAN_LACK_REFERENCED_PAGE, SCAN_PMD_MAPPED, msecs_to_jiffies)
 from mmsim.thp import MMF_VM_HUGEPAGE
-from mmsim.uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_PAGEOUT,
-                        MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MCTL_SET_HUGEPAGE,
-                        PIDFD_SELF, PR_SET_THP_DISABLE, PR_THP_DISABLE_EXCEPT_ADVISED,
-                        PROT_READ, PROT_WRITE)
+from mmsim.uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE,
+                        MADV_NOHUGEPAGE, MADV_PAGEOUT, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE,
+                        MAP_PRIVATE, MCTL_SET_HUGEPAGE, MCTL_SET_NOHUGEPAGE, PIDFD_SELF,
+                        PR_SET_THP_DISABLE, PR_THP_DISABLE_EXCEPT_ADVISED, PROT_READ,
+                        PROT_WRITE)
 
 P = 4096
 PMD = 2 << 20
@@ -563,7 +572,6 @@ def _collapses(outcomes):
 
 
 def test_trace_advance_lines_run_khugepaged():
-    from mmsim.replay import replay_trace
     assert _collapses(replay_trace(TRACE.format(seconds="0"), Kernel())) == [0, 2]
     k = Kernel()
     k.proc_write(KH + "pages_to_scan", "512")   # one PMD per wake: 10 s for the second
@@ -573,20 +581,17 @@ def test_trace_advance_lines_run_khugepaged():
 
 @pytest.mark.parametrize("bad", ["-1", "1e3", "ten", "", "1 2", "nan"])
 def test_trace_advance_line_must_be_a_number(bad):
-    from mmsim.strace import TraceError, parse
     with pytest.raises(TraceError, match="advance"):
         parse(f"# advance {bad}\n")
 
 
 def test_trace_advance_after_every_process_exited():
-    from mmsim.replay import replay_trace
     k = Kernel()
     replay_trace("exit_group(0) = ?\n+++ exited with 0 +++\n# advance 5\n", k)
     assert k.now == 5
 
 
 def test_cli_advance_at_exit_dumps_what_khugepaged_made(tmp_path, capsys):
-    from mmsim import cli
     trace = tmp_path / "t.strace"
     trace.write_text(TRACE.format(seconds="0").replace("# advance 0\n", ""))
     assert cli.main(["replay", str(trace), "--advance-at-exit", "0.5"]) == 0
@@ -598,7 +603,6 @@ def test_cli_advance_at_exit_dumps_what_khugepaged_made(tmp_path, capsys):
 
 
 def test_benchmark_smoke():
-    from benchmarks import khugepaged as bench
     nothing = bench.run_case(8 * PMD, collapse=False)
     every = bench.run_case(8 * PMD, collapse=True)
     assert nothing["collapsed"] == 0 and every["collapsed"] == 8
@@ -608,7 +612,6 @@ def test_benchmark_smoke():
 
 
 def test_mctl_nohugepage_stops_collapse_of_a_registered_mm():
-    from mmsim.uapi import MCTL_SET_NOHUGEPAGE
     k, proc = setup(1)
     proc.touch(BASE, PMD)
     proc.madvise(BASE, PMD, MADV_HUGEPAGE)
@@ -635,8 +638,6 @@ def _live_shared_after_fork(cows):
     block b (CoW), MADV_HUGEPAGE, and waits (at most 30 s) for full_scans to move by 2.
     Returns the seconds waited and the grandchild's AnonHugePages per block (None on a
     timeout)."""
-    import json
-    import os
     n = len(cows)
     libc = live.load_libc()
     raw = libc.mmap(None, (n + 1) * PMD, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
@@ -810,7 +811,6 @@ def test_fast_forward_over_failing_allocations():
 def test_live_knob_writes_refused_with_the_same_errno():
     """Only writes the kernel refuses (so no host setting changes): each errno is the
     simulator's.  Should one ever be accepted, the old value is put back."""
-    import os
     k = Kernel()
     for name, text, err in REFUSED:
         with open(KH + name) as f:
@@ -837,11 +837,6 @@ def test_live_knob_writes_refused_with_the_same_errno():
 
 
 # ---------------------------------------------------------------- properties
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from mmsim import pages as pages_mod, pagecache  # noqa: E402
 
 _BLOCKS = 4
 _OPS = st.one_of(
