@@ -201,7 +201,15 @@ def vma_behavior(mm, vma, start, end, advice):
     if advice == MADV_COLLAPSE:
         if not thp.allowed(vma, mm.flags, mm.kernel.thp, thp.TVA_FORCED_COLLAPSE):
             raise error(errno.EINVAL)
-        if not pages.collapse(mm, vma, start, end):
+        before = pages.thp_count(vma)
+        ok = pages.collapse(mm, vma, start, end)
+        made = pages.thp_count(vma) - before
+        if made:
+            # alloc_charge_folio counts each new huge page, for the machine and the
+            # cgroup it is charged to (checked live).
+            mm.kernel.node.events["thp_collapse_alloc"] += made
+            mm.memcg.stat["thp_collapse_alloc"] += made
+        if not ok:
             raise error(errno.EINVAL)
         return vma
     if advice == MADV_GUARD_INSTALL:

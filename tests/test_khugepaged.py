@@ -925,3 +925,18 @@ def test_khugepaged_keeps_the_books_and_a_long_advance_equals_its_steps(ops):
     for p, q in zip(procs, procs2):
         assert (k.proc_read(f"/proc/{p.pid}/smaps")
                 == k2.proc_read(f"/proc/{q.pid}/smaps"))
+
+
+def test_madv_collapse_counts_thp_collapse_alloc_per_new_thp():
+    # As on the live kernel: two blocks with pages and an empty one give 2 (and
+    # EINVAL for the empty one); a block already PMD-mapped counts nothing.
+    k, proc = setup(3)
+    proc.touch(BASE, 10 * P)
+    proc.touch(BASE + PMD, 10 * P)
+    with pytest.raises(OSError) as exc:
+        proc.madvise(BASE, 3 * PMD, MADV_COLLAPSE)
+    assert exc.value.errno == errno.EINVAL
+    assert vmstat(k)["thp_collapse_alloc"] == 2
+    proc.madvise(BASE, 2 * PMD, MADV_COLLAPSE)
+    assert vmstat(k)["thp_collapse_alloc"] == 2
+    assert k.root_memcg.stat["thp_collapse_alloc"] == 2
