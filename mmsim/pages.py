@@ -29,7 +29,7 @@ from . import filemap, pagecache, readahead, thp, workingset
 from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, error,
                    pfn_up)
 from .pagecache import Page
-from .memcg import LRU_INACTIVE_ANON
+from .memcg import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON
 from .vma import (VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
@@ -42,9 +42,10 @@ PRIVATE, POOLED, CACHED = 0, 1, 2
 class Span:
     """What every page of an extent maps (see the module's docstring); interned."""
 
-    __slots__ = ("kind", "pool", "delta", "young", "pmd", "anon", "dirty", "referenced")
+    __slots__ = ("kind", "pool", "delta", "young", "pmd", "anon", "dirty", "referenced",
+                 "lru")
 
-    def __init__(self, kind, pool, delta, young, pmd, anon, dirty, referenced):
+    def __init__(self, kind, pool, delta, young, pmd, anon, dirty, referenced, lru=None):
         self.kind = kind
         self.pool = pool
         self.delta = delta
@@ -53,23 +54,61 @@ class Span:
         self.anon = anon
         self.dirty = dirty
         self.referenced = referenced
+        self.lru = lru   # private anonymous pages: their place on the anon LRU
 
     def __repr__(self):
         where = ("private", "pooled", "cached")[self.kind]
         return (f"<Span {where} young={self.young} pmd={self.pmd} anon={self.anon} "
-                f"dirty={self.dirty} referenced={self.referenced} delta={self.delta}>")
+                f"dirty={self.dirty} referenced={self.referenced} delta={self.delta} "
+                f"lru={self.lru}>")
+
+
+# ------------------------------------------------------------------ the anonymous LRU
+#
+# An anonymous folio's place on its lruvec's anon lists is kept with its folio state,
+# not on a list: ``(active, workingset, stamp)`` (PG_active, PG_workingset, and when
+# it was last put at the head of a list).  ``stamp`` is read from one clock that ticks
+# only when something is moved between or within the lists (reclaim's scans, MADV_COLD,
+# activation); pages added between two ticks share a stamp, so a run of pages faulted
+# in one go stays one extent.  A list's order, oldest first, is by stamp, then (within
+# one stamp, simulator-defined) by the pid of the mm and the page's address.
+
+_LRU_CLOCK = [1]
+_LRU_STATES = {}
+
+
+def lru_state(active, workingset, stamp=None):
+    """The interned anon LRU state; ``stamp`` None: now (the head of the list)."""
+    key = (active, workingset, _LRU_CLOCK[0] if stamp is None else stamp)
+    st = _LRU_STATES.get(key)
+    if st is None:
+        st = _LRU_STATES[key] = key
+    return st
+
+
+def new_stamp():
+    """A stamp younger than every page on the lists now and older than every page put
+    on them from now on: the head of a list, for a batch of pages moved there."""
+    _LRU_CLOCK[0] += 2
+    return _LRU_CLOCK[0] - 1
 
 
 _PRIVATE_SPANS = {}
 
 
-def private_span(young, pmd, anon, dirty, referenced):
-    """The interned Span of private pages in this state."""
-    key = (young, pmd, anon, dirty, referenced)
+def private_span(young, pmd, anon, dirty, referenced, lru=None):
+    """The interned Span of private pages in this state; anonymous pages without an
+    ``lru`` state are new folios, at the head of the inactive list
+    (folio_add_lru_vma)."""
+    if anon and lru is None:
+        lru = lru_state(False, False)
+    elif not anon:
+        lru = None
+    key = (young, pmd, anon, dirty, referenced, lru)
     span = _PRIVATE_SPANS.get(key)
     if span is None:
         span = _PRIVATE_SPANS[key] = Span(PRIVATE, None, 0, young, pmd, anon, dirty,
-                                          referenced)
+                                          referenced, lru)
     return span
 
 
@@ -95,7 +134,7 @@ def _with(span, young=None, pmd=None, referenced=None):
     kind = span.kind
     if kind == PRIVATE:
         r = span.referenced if referenced is None else referenced
-        return private_span(y, p, span.anon, span.dirty, r)
+        return private_span(y, p, span.anon, span.dirty, r, span.lru)
     if kind == POOLED:
         return pooled_span(span.pool, span.delta, y, p)
     if y == span.young:
@@ -103,13 +142,14 @@ def _with(span, young=None, pmd=None, referenced=None):
     return cached_span(span.pool, y)
 
 
-# The state of pooled folios: (mapcount, anon, dirty, referenced), interned.
+# The state of pooled folios: (mapcount, anon, dirty, referenced, anon LRU state),
+# interned.
 _STATES = {}
 
 
-def folio_state(mapcount, anon, dirty, referenced):
+def folio_state(mapcount, anon, dirty, referenced, lru=None):
     """The interned pool state tuple."""
-    key = (mapcount, anon, dirty, referenced)
+    key = (mapcount, anon, dirty, referenced, lru)
     st = _STATES.get(key)
     if st is None:
         st = _STATES[key] = key
@@ -283,25 +323,25 @@ class Pool(RangeMap):
 
 
 def _inc(st):
-    return folio_state(st[0] + 1, st[1], st[2], st[3])
+    return folio_state(st[0] + 1, st[1], st[2], st[3], st[4])
 
 
 def _dec(st):
     if st[0] == 1:
         return None
-    return folio_state(st[0] - 1, st[1], st[2], st[3])
+    return folio_state(st[0] - 1, st[1], st[2], st[3], st[4])
 
 
 def _set_dirty(st):
-    return st if st[2] else folio_state(st[0], st[1], True, st[3])
+    return st if st[2] else folio_state(st[0], st[1], True, st[3], st[4])
 
 
 def _set_referenced(st):
-    return st if st[3] else folio_state(st[0], st[1], st[2], True)
+    return st if st[3] else folio_state(st[0], st[1], st[2], True, st[4])
 
 
 def _clear_referenced(st):
-    return folio_state(st[0], st[1], st[2], False) if st[3] else st
+    return folio_state(st[0], st[1], st[2], False, st[4]) if st[3] else st
 
 
 class GuardRanges:
@@ -460,6 +500,20 @@ def page_states(vma):
     return rows
 
 
+def anon_lru_states(vma):
+    """``(x, y, active)`` for the anonymous pages of ``vma``: whether each run is on
+    the active anon list (a checking aid)."""
+    out = []
+    for x, y, span in (vma.pages.items() if vma.pages else ()):
+        if span.kind == PRIVATE and span.anon:
+            out.append((x, y, span.lru[0]))
+        elif span.kind == POOLED:
+            d = span.delta
+            out.extend((a + d, b + d, st[4][0]) for a, b, st in span.pool.runs(x - d, y - d)
+                       if st[1])
+    return out
+
+
 def rss_pages(vma):
     """Resident pages of ``vma``, a THP counting 512."""
     return vma.pages.npages() if vma.pages else 0
@@ -473,27 +527,40 @@ def thp_count(vma):
     return sum(y - x for x, y, span in pm.items() if span.pmd) // PMD_PAGES
 
 
-def charge_anon(memcg, n):
+def charge_anon(memcg, n, active=False):
     """Charge ``n`` anonymous pages to ``memcg`` (uncharge when negative): its page
-    counter, its anon statistics and list count, and the node's."""
+    counter, its anon statistics and the count of its anon list (the active one with
+    ``active``), and the node's."""
     if n > 0:
         memcg_mod.charge(memcg, n)
     else:
         memcg_mod.uncharge(memcg, -n)
     memcg.stat["anon"] += n
-    memcg.lruvec.nr[LRU_INACTIVE_ANON] += n
+    memcg.lruvec.nr[LRU_ACTIVE_ANON if active else LRU_INACTIVE_ANON] += n
     memcg.node.nr_anon += n
 
 
-def _count(mm, vma, anon, n, charge=True):
+def anon_lru_move(memcg, n, active):
+    """``n`` anonymous pages of ``memcg`` move to the active (or inactive) list."""
+    nr = memcg.lruvec.nr
+    if active:
+        nr[LRU_INACTIVE_ANON] -= n
+        nr[LRU_ACTIVE_ANON] += n
+    else:
+        nr[LRU_ACTIVE_ANON] -= n
+        nr[LRU_INACTIVE_ANON] += n
+
+
+def _count(mm, vma, anon, n, charge=True, active=False):
     """Count ``n`` pages (negative: fewer) in the rss counter of their kind; anonymous
-    pages allocated or freed (``charge``) are charged to the mm's cgroup too.  A page
-    shared since a fork is charged once, to its pool's cgroup (``_unmap``)."""
+    pages allocated or freed (``charge``) are charged to the mm's cgroup too, on the
+    anon list ``active`` says.  A page shared since a fork is charged once, to its
+    pool's cgroup (``_unmap``)."""
     if anon:
         mm.rss_anon += n
         if charge:
             memcg = mm.memcg
-            charge_anon(memcg, n)
+            charge_anon(memcg, n, active)
             if n > 0:
                 mm.kernel.note_alloc(memcg)
     elif vma.file is not None and vma.file.shmem:
@@ -525,7 +592,7 @@ def _unmap(mm, vma, x, y, span):
     """The pages ``[x, y)`` of an extent tagged ``span`` lose this mapping."""
     kind = span.kind
     if kind == PRIVATE:
-        _count(mm, vma, span.anon, x - y)
+        _count(mm, vma, span.anon, x - y, active=span.anon and span.lru[0])
     elif kind == CACHED:
         _drop_page(mm, vma, span.pool)
     else:
@@ -534,7 +601,8 @@ def _unmap(mm, vma, x, y, span):
         for a, b, st in pool.runs(x - d, y - d):
             _count(mm, vma, st[1], a - b, charge=False)
             if st[0] == 1 and st[1]:
-                charge_anon(pool.memcg, a - b)   # the last mapper: the folios are freed
+                # The last mapper: the folios are freed.
+                charge_anon(pool.memcg, a - b, st[4][0])
         pool.apply(x - d, y - d, _dec)
 
 
@@ -874,6 +942,16 @@ def _access(mm, vma, a, b, write, touch):
     los, his, tags = [], [], []
     lo, hi, tag = pm.lo, pm.hi, pm.tag
     fresh = private_span(True, False, True, True, touch)
+    # folio_mark_accessed of FOLL_TOUCH on a referenced inactive anonymous folio
+    # activates it (an mlocked one, on the unevictable list, is left as it is).
+    activate = touch and not vma.vm_flags & VM_LOCKED
+    stamp = []   # one head-of-list stamp for the pages this access activates
+
+    def _stamp():
+        if not stamp:
+            stamp.append(new_stamp())
+        return stamp[0]
+
     for k in range(i, j):
         x, y, span = lo[k], hi[k], tag[k]
         kind = span.kind
@@ -883,9 +961,13 @@ def _access(mm, vma, a, b, write, touch):
                 anon_vma_prepare(vma)
                 _count(mm, vma, True, y - x)
                 new = fresh
+            elif activate and span.anon and span.referenced and not span.lru[0]:
+                _mark_active(mm.memcg, y - x)
+                new = private_span(True, span.pmd, True, span.dirty or bool(write), False,
+                                   lru_state(True, span.lru[1], _stamp()))
             else:
                 new = private_span(True, span.pmd, span.anon, span.dirty or bool(write),
-                                   span.referenced or touch)
+                                   span.referenced or touch, span.lru)
             los.append(x)
             his.append(y)
             tags.append(new)
@@ -917,18 +999,31 @@ def _access(mm, vma, a, b, write, touch):
                                else _dec)
                     _count(mm, vma, st[1], px - py, charge=False)
                     if st[0] == 1 and st[1]:
-                        charge_anon(pool.memcg, px - py)
+                        charge_anon(pool.memcg, px - py, st[4][0])
                     anon_vma_prepare(vma)
                     _count(mm, vma, True, py - px)
                     new = fresh
                 else:
-                    if touch or write:
+                    if activate and st[1] and st[3] and not st[4][0]:
+                        _mark_active(pool.memcg, py - px)
+                        pool.apply(px, py, lambda s, w=bool(write), t=_stamp():
+                                   folio_state(s[0], s[1], s[2] or w, False,
+                                               lru_state(True, s[4][1], t)))
+                    elif touch or write:
                         pool.apply(px, py, _touch_state(touch, write))
                     new = kept
                 los.append(px + d)
                 his.append(py + d)
                 tags.append(new)
     pm.replace(i, j, los, his, tags)
+
+
+def _mark_active(memcg, n):
+    """folio_activate of ``n`` anonymous pages of ``memcg`` (``pgactivate``) and the
+    workingset_activation that goes with folio_mark_accessed."""
+    anon_lru_move(memcg, n, True)
+    memcg_mod.count_event(memcg, "pgactivate", n)
+    workingset.age_nonresident(memcg, n)
 
 
 def _touch_state(touch, write):
@@ -1263,17 +1358,39 @@ def collapse(mm, vma, start, end):
     return ok
 
 
-def deactivate(vma, start, end):
+def deactivate(vma, start, end, mm=None):
     """MADV_COLD: make the PTEs old and clear PG_referenced for the pages in
-    ``[start, end)``; an active page-cache folio moves to the inactive list (the
-    anonymous LRU is not modelled).  Folios other mappings share are left alone
-    altogether, and a THP unless the range covers all of it."""
+    ``[start, end)``; an active folio, page cache or anonymous (of ``mm``, charged to
+    its cgroup or its pool's), moves to the head of the inactive list with
+    PG_workingset set (folio_deactivate, ``pgdeactivate``); an inactive one stays
+    where it is.  Folios other mappings share are left alone altogether, and a THP
+    unless the range covers all of it."""
     pm = vma.pages
     if not pm:
         return
     a, b = _narrow(pm, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     if a >= b:
         return
+    head = None
+    moved = {}   # cgroup id -> [cgroup, anonymous pages deactivated]
+
+    def _cold_lru(memcg, n):
+        nonlocal head
+        if head is None:
+            head = lru_state(False, True, new_stamp())
+        anon_lru_move(memcg, n, False)
+        moved.setdefault(id(memcg), [memcg, 0])[1] += n
+        return head
+
+    def _cool(pool, pa, pb):
+        n = sum(y - x for x, y, st in pool.runs(pa, pb) if st[1] and st[4][0])
+        if not n:
+            pool.apply(pa, pb, _clear_referenced)
+            return
+        st_head = _cold_lru(pool.memcg, n)
+        pool.apply(pa, pb, lambda st: folio_state(st[0], True, st[2], False, st_head)
+                   if st[1] and st[4][0] else _clear_referenced(st))
+
     i, j = pm.carve(a, b)
     los, his, tags = [], [], []
     lo, hi, tag = pm.lo, pm.hi, pm.tag
@@ -1281,7 +1398,11 @@ def deactivate(vma, start, end):
         x, y, span = lo[k], hi[k], tag[k]
         kind = span.kind
         if kind == PRIVATE:
-            new = _with(span, young=False, referenced=False)
+            if span.anon and span.lru[0] and mm is not None:
+                new = private_span(False, span.pmd, True, span.dirty, False,
+                                   _cold_lru(mm.memcg, y - x))
+            else:
+                new = _with(span, young=False, referenced=False)
         elif kind == CACHED:
             page = span.pool
             new = span
@@ -1302,7 +1423,7 @@ def deactivate(vma, start, end):
                 for bx in range(x, y, step):
                     by = bx + step
                     if whole or not _shared_in(span, bx, by):
-                        pool.apply(bx - d, by - d, _clear_referenced)
+                        _cool(pool, bx - d, by - d)
                         new = cold
                     else:
                         new = span
@@ -1313,7 +1434,7 @@ def deactivate(vma, start, end):
             for px, py, st in pool.runs(x - d, y - d):
                 new = span
                 if st[0] == 1:
-                    pool.apply(px, py, _clear_referenced)
+                    _cool(pool, px, py)
                     new = cold
                 los.append(px + d)
                 his.append(py + d)
@@ -1323,6 +1444,8 @@ def deactivate(vma, start, end):
         his.append(y)
         tags.append(new)
     pm.replace(i, j, los, his, tags)
+    for memcg, n in moved.values():
+        memcg_mod.count_event(memcg, "pgdeactivate", n)
 
 
 def is_young(vma, vpn):
@@ -1355,7 +1478,8 @@ def share_pages(mm, src, dst):
         if kind == PRIVATE:
             if pool is None:
                 pool = Pool(mm.memcg)
-            pool.append(x, y, folio_state(2, span.anon, span.dirty, span.referenced))
+            pool.append(x, y, folio_state(2, span.anon, span.dirty, span.referenced,
+                                          span.lru))
             ptags[k] = pooled_span(pool, 0, span.young, span.pmd)
             ctags[k] = pooled_span(pool, 0, False, span.pmd)
             if span.anon:
@@ -1466,16 +1590,20 @@ def _slots_get(kernel, a, b):
 def _slots_put(kernel, a, b, refault_memcg=None):
     """Every slot of ``[a, b)`` loses a reference (swap_free); the last one frees the
     slot and its swap charge.  With ``refault_memcg``, the pages are being swapped in
-    for that cgroup: workingset_refault runs on each run's shadow."""
+    for that cgroup: workingset_refault runs on each run's shadow, and the runs come
+    back as ``(x, y, activate, workingset)``."""
     dev = kernel.swap
     slots = dev.slots
+    out = []
     for x, y, st in slots.runs(a, b):
         if refault_memcg is not None:
-            workingset.refault(refault_memcg, y - x, st[2], False, True)
+            act, ws = workingset.refault(refault_memcg, y - x, st[2], False, True)
+            out.append((x, y, act, ws))
         if st[0] == 1:
             dev.used -= y - x
             memcg_mod.swap_charge(st[1], x - y)
     slots.apply(a, b, lambda st: None if st[0] == 1 else (st[0] - 1, st[1], st[2]))
+    return out
 
 
 def _zap_swap(mm, vma, lo, hi):
@@ -1496,6 +1624,45 @@ def _zap_swap(mm, vma, lo, hi):
         vma.swap = None
 
 
+def set_anon_lru(mm, vma, x, y, lru, young=None, referenced=None):
+    """Give the anonymous pages of ``[x, y)`` of ``vma`` (no THP cut by the ends) the
+    anon LRU state ``lru`` (and the mapping's young bit and PG_referenced when not
+    None), moving their count between the lists of the cgroup charged for them."""
+    pm = vma.pages
+    i, j = pm.carve(x, y)
+    tag = pm.tag
+    for k in range(i, j):
+        span = tag[k]
+        if span.kind == PRIVATE:
+            if not span.anon:
+                continue
+            if span.lru[0] != lru[0]:
+                anon_lru_move(mm.memcg, pm.hi[k] - pm.lo[k], lru[0])
+            tag[k] = private_span(span.young if young is None else young, span.pmd, True,
+                                  span.dirty,
+                                  span.referenced if referenced is None else referenced, lru)
+        elif span.kind == POOLED:
+            pool = span.pool
+            d = span.delta
+            for a, b, st in pool.runs(pm.lo[k] - d, pm.hi[k] - d):
+                if st[1] and st[4][0] != lru[0]:
+                    anon_lru_move(pool.memcg, b - a, lru[0])
+            r = referenced
+            pool.apply(pm.lo[k] - d, pm.hi[k] - d, lambda st: folio_state(
+                st[0], st[1], st[2], st[3] if r is None else r, lru) if st[1] else st)
+            if young is not None:
+                tag[k] = _with(span, young=young)
+    pm.join(i - 1, j + 1)
+
+
+def _workingset_runs(span, a, b):
+    """``(x, y, PG_workingset)`` of the anonymous pages ``[a, b)`` of an extent."""
+    if span.kind == PRIVATE:
+        return ((a, b, span.lru[1]),)
+    d = span.delta
+    return [(x + d, y + d, st[4][1]) for x, y, st in span.pool.runs(a - d, b - d)]
+
+
 def swap_out(mm, vma, x, y, target):
     """Swap out the anonymous pages ``[x, y)`` of ``vma`` (a private anonymous VMA; no
     THP cut by the ends) from this mapping: each gets a slot charged to the mm's cgroup,
@@ -1505,15 +1672,19 @@ def swap_out(mm, vma, x, y, target):
     dev = kernel.swap
     n = y - x
     pm = vma.pages
+    s = dev.next
+    memcg = mm.memcg
     i, j = pm.carve(x, y)
     for k in range(i, j):
-        _unmap(mm, vma, pm.lo[k], pm.hi[k], pm.tag[k])
+        a, b, span = pm.lo[k], pm.hi[k], pm.tag[k]
+        for pa, pb, ws in _workingset_runs(span, a, b):
+            # The shadow keeps PG_workingset: a page aged off the active list.
+            dev.slots.insert(s + pa - x, s + pb - x,
+                             (1, memcg, workingset.eviction(target, pb - pa, ws)))
+        _unmap(mm, vma, a, b, span)
     pm.delete(i, j)
-    s = dev.next
     dev.next += n
     dev.used += n
-    memcg = mm.memcg
-    dev.slots.insert(s, s + n, (1, memcg, workingset.eviction(target, n, False)))
     memcg_mod.swap_charge(memcg, n)
     sw = vma.swap
     if sw is None:
@@ -1536,14 +1707,16 @@ def _swap_in_range(mm, vma, a, b):
     pm = _map(vma)
     pieces = [(sw.lo[k], sw.hi[k], sw.tag[k].delta) for k in range(i, j)]
     sw.delete(i, j)
-    back = private_span(False, False, True, True, False)
     n = 0
     for x, y, d in pieces:
-        _slots_put(kernel, x - d, y - d, refault_memcg=memcg)
-        pm.insert(x, y, back)
+        # A page read in goes to the inactive list, or straight to the active one when
+        # workingset_refault finds its eviction recent (PG_workingset kept with it).
+        for sx, sy, act, ws in _slots_put(kernel, x - d, y - d, refault_memcg=memcg):
+            pm.insert(sx + d, sy + d, private_span(False, False, True, True, False,
+                                                   lru_state(act, act and ws)))
+            _count(mm, vma, True, sy - sx, active=act)
         n += y - x
     mm.swap_pages -= n
-    _count(mm, vma, True, n)
     memcg_mod.count_event(memcg, "pswpin", n)
     if not sw:
         vma.swap = None
@@ -1785,17 +1958,17 @@ def pageout_anon(mm, vma, start, end):
     return done
 
 
-def private_anon_pages(mm):
+def private_anon_pages(mm, by_list=False):
     """The anonymous pages only this mm maps that are charged to its cgroup (its
-    private extents), O(extents)."""
-    n = 0
+    private extents), O(extents); with ``by_list``, ``[inactive, active]``."""
+    n = [0, 0]
     for vma in mm.vmas():
         pm = vma.pages
         if pm:
             for x, y, span in pm.items():
                 if span.kind == PRIVATE and span.anon:
-                    n += y - x
-    return n
+                    n[span.lru[0]] += y - x
+    return n if by_list else n[0] + n[1]
 
 
 def check_vma(vma):
@@ -1886,6 +2059,104 @@ def check_swap(kernel):
         raise AssertionError(f"swap counts {have[:8]} != entries {want[:8]}")
     if dev.used != dev.slots.npages() or not 0 <= dev.used <= dev.total:
         raise AssertionError(f"swap used {dev.used} of {dev.total}, slots {dev.slots.npages()}")
+
+
+def anon_lru_pages(kernel):
+    """``{id(memcg): [memcg, inactive, active, mlocked inactive, mlocked active]}``:
+    the private anonymous pages each cgroup is charged for, by the anon list their
+    folio state names, and those of them mapped by a VM_LOCKED mapping (O(extents))."""
+    out = {}
+    pools = {}
+    locked_pools = set()
+
+    def row(memcg):
+        r = out.get(id(memcg))
+        if r is None:
+            r = out[id(memcg)] = [memcg, 0, 0, 0, 0]
+        return r
+
+    for mm in _live_mms(kernel):
+        for vma in mm.vmas():
+            pm = vma.pages
+            if not pm:
+                continue
+            locked = vma.vm_flags & VM_LOCKED
+            for x, y, span in pm.items():
+                if span.kind == PRIVATE and span.anon:
+                    r = row(mm.memcg)
+                    r[1 + span.lru[0]] += y - x
+                    if locked:
+                        r[3 + span.lru[0]] += y - x
+                elif span.kind == POOLED:
+                    pool = span.pool
+                    pools[id(pool)] = pool
+                    if locked:
+                        d = span.delta
+                        locked_pools.update((id(pool), a, b) for a, b, st in
+                                            pool.runs(x - d, y - d) if st[1])
+    for pool in pools.values():
+        for a, b, st in pool.items():
+            if st[1]:
+                row(pool.memcg)[1 + st[4][0]] += b - a
+    if locked_pools:
+        # A folio mapped by several locked mappings is counted once.
+        by_pool = {}
+        for key, a, b in locked_pools:
+            by_pool.setdefault(key, []).append((a, b))
+        for key, ranges in by_pool.items():
+            pool = pools[key]
+            ranges.sort()
+            merged = []
+            for a, b in ranges:
+                if merged and a <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], b)
+                else:
+                    merged.append([a, b])
+            for a, b in merged:
+                for x, y, st in pool.runs(a, b):
+                    if st[1]:
+                        row(pool.memcg)[3 + st[4][0]] += y - x
+    return out
+
+
+def mlocked_lru(kernel):
+    """``{id(memcg): [anon inactive, anon active, file inactive, file active]}``: the
+    pages VM_LOCKED mappings map, by the list their state names, per cgroup charged.
+    Simulator-defined: mlocked folios keep their list state and are shown on the
+    unevictable list (``Unevictable``/``Mlocked``, memory.stat ``unevictable``)
+    rather than moved there; reclaim passes over them."""
+    out = {}
+    for key, (memcg, _, _, li, la) in anon_lru_pages(kernel).items():
+        if li or la:
+            out[key] = [li, la, 0, 0]
+    seen = set()
+    for mm in _live_mms(kernel):
+        for vma in mm.tree.values():
+            f = vma.file
+            if not vma.vm_flags & VM_LOCKED or f is None or f.shmem or not vma.pages:
+                continue
+            for span in vma.pages.tag:
+                page = span.pool
+                if span.kind != CACHED or id(page) in seen or not page.lru:
+                    continue
+                seen.add(id(page))
+                row = out.setdefault(id(page.memcg), [0, 0, 0, 0])
+                row[2 + (page.lru == pagecache.ACTIVE)] += 1
+    return out
+
+
+def check_anon_lru(kernel):
+    """Every cgroup's anon list counts equal the pages on them: the anonymous pages
+    charged to it by the list their LRU state names, shmem on the inactive one (a
+    checking aid)."""
+    rows = anon_lru_pages(kernel)
+    for m in kernel.root_memcg.subtree():
+        _, inactive, active, _, _ = rows.get(id(m), (m, 0, 0, 0, 0))
+        nr = m.lruvec.nr
+        if (nr[LRU_INACTIVE_ANON], nr[LRU_ACTIVE_ANON]) != (inactive + m.stat["shmem"], active):
+            raise AssertionError(
+                f"cgroup {m.path()} anon lists {nr[LRU_INACTIVE_ANON]}/{nr[LRU_ACTIVE_ANON]} "
+                f"!= pages {inactive}+{m.stat['shmem']} shmem/{active}")
 
 
 def _flat(runs):
