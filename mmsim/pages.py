@@ -75,6 +75,19 @@ class Span:
 
 _LRU_CLOCK = [1]
 _LRU_STATES = {}
+_LRU_OWNER = [None]   # the address space that last put new anonymous pages on a list
+
+
+def lru_owner(mm):
+    """New anonymous pages of ``mm`` are about to be added.  Once the machine has swap
+    (when the order of the anon lists decides what reclaim takes) the clock ticks when
+    the adding address space changes, so that interleaved processes keep their order;
+    one address space's pages added between two ticks are ordered by address
+    (simulator-defined).  Without swap nothing ages anonymous memory, and pages keep
+    coalescing into the fewest extents."""
+    if mm.kernel.swap is not None and _LRU_OWNER[0] is not mm:
+        _LRU_OWNER[0] = mm
+        _LRU_CLOCK[0] += 1
 
 
 def lru_state(active, workingset, stamp=None):
@@ -941,6 +954,8 @@ def _access(mm, vma, a, b, write, touch):
     shared_vma = vma.vm_flags & VM_SHARED
     los, his, tags = [], [], []
     lo, hi, tag = pm.lo, pm.hi, pm.tag
+    if write:
+        lru_owner(mm)
     fresh = private_span(True, False, True, True, touch)
     # folio_mark_accessed of FOLL_TOUCH on a referenced inactive anonymous folio
     # activates it (an mlocked one, on the unevictable list, is left as it is).
@@ -1042,6 +1057,7 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
     if vma.swap:
         swap_in(mm, vma, lo, hi)
     pm = _map(vma)
+    lru_owner(mm)
     if not write:
         if pm:
             a, b = _widen(pm, lo, hi)
@@ -1196,6 +1212,7 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
                 return n
     if write and not shared:
         anon_vma_prepare(vma)
+        lru_owner(mm)
         pm.insert(vpn, vpn + 1, private_span(True, False, True, True, touch))
         _count(mm, vma, True, 1)
     elif cached is not None:

@@ -425,8 +425,8 @@ def _take_anon(kernel, memcg, active, nr_to_scan, sc):
     regathered = False
     while budget > 0:
         if state is None or state[1] >= len(state[0]):
-            if regathered:
-                break
+            if regathered or taken:
+                break   # what this scan took is off the list until it is put back
             state = sc.anon_lists[key] = [_anon_extents(kernel, memcg, active), 0]
             regathered = True
             if not state[0]:

@@ -51,6 +51,7 @@ def books(k):
     """Every book the swap code keeps, checked."""
     pagecache.check(k)
     pages.check_swap(k)
+    pages.check_anon_lru(k)
     for proc in k.processes.values():
         if proc.mm is not None:
             proc.mm.check()
