@@ -1643,33 +1643,43 @@ def _zap_swap(mm, vma, lo, hi):
 
 def set_anon_lru(mm, vma, x, y, lru, young=None, referenced=None):
     """Give the anonymous pages of ``[x, y)`` of ``vma`` (no THP cut by the ends) the
-    anon LRU state ``lru`` (and the mapping's young bit and PG_referenced when not
-    None), moving their count between the lists of the cgroup charged for them."""
+    anon LRU state ``lru`` (a state, or a function of the old one), and the mapping's
+    young bit and PG_referenced when not None, moving their count between the lists
+    of the cgroup charged for them.  Returns ``[(memcg, pages)]`` of the pages set."""
     pm = vma.pages
     i, j = pm.carve(x, y)
     tag = pm.tag
+    new = lru if callable(lru) else (lambda old: lru)
+    done = []
     for k in range(i, j):
         span = tag[k]
         if span.kind == PRIVATE:
             if not span.anon:
                 continue
-            if span.lru[0] != lru[0]:
-                anon_lru_move(mm.memcg, pm.hi[k] - pm.lo[k], lru[0])
+            n = pm.hi[k] - pm.lo[k]
+            st = new(span.lru)
+            if span.lru[0] != st[0]:
+                anon_lru_move(mm.memcg, n, st[0])
             tag[k] = private_span(span.young if young is None else young, span.pmd, True,
                                   span.dirty,
-                                  span.referenced if referenced is None else referenced, lru)
+                                  span.referenced if referenced is None else referenced, st)
+            done.append((mm.memcg, n))
         elif span.kind == POOLED:
             pool = span.pool
             d = span.delta
             for a, b, st in pool.runs(pm.lo[k] - d, pm.hi[k] - d):
-                if st[1] and st[4][0] != lru[0]:
-                    anon_lru_move(pool.memcg, b - a, lru[0])
+                if st[1]:
+                    if st[4][0] != new(st[4])[0]:
+                        anon_lru_move(pool.memcg, b - a, not st[4][0])
+                    done.append((pool.memcg, b - a))
             r = referenced
             pool.apply(pm.lo[k] - d, pm.hi[k] - d, lambda st: folio_state(
-                st[0], st[1], st[2], st[3] if r is None else r, lru) if st[1] else st)
+                st[0], st[1], st[2], st[3] if r is None else r, new(st[4]))
+                if st[1] else st)
             if young is not None:
                 tag[k] = _with(span, young=young)
     pm.join(i - 1, j + 1)
+    return done
 
 
 def _workingset_runs(span, a, b):
@@ -1940,9 +1950,12 @@ def pageout_anon(mm, vma, start, end):
     """MADV_PAGEOUT's anonymous half: swap out, while slots are left, the
     anonymous pages of ``[start, end)`` this mapping alone maps, young or not
     (reclaim_pages ignores references); a THP only when the range covers all of it.
-    Returns the pages swapped out."""
+    What gets no slot (all of it without swap) is put back active, PG_referenced
+    cleared (shrink_folio_list's activate_locked after add_to_swap fails;
+    ``pgactivate``), as the live kernel does without swap.  Returns the pages
+    swapped out."""
     pm = vma.pages
-    if not pm or not _private_anon(vma) or mm.kernel.swap is None:
+    if not pm or not _private_anon(vma):
         return 0
     a, b = _narrow(pm, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     if a >= b:
@@ -1961,17 +1974,29 @@ def pageout_anon(mm, vma, start, end):
                 if st[0] == 1 and (step is None or not (px + d) % step and not (py + d) % step):
                     todo.append((px + d, py + d))
     done = 0
+    failed = []
     for x, y in todo:
         room = swap_room(mm.kernel, mm.memcg)
-        if room <= 0:
-            break
         if y - x > room:
-            y = x + room
             k = pm.index(x)
-            if pm.tag[k].pmd:
-                break
+            if room <= 0 or pm.tag[k].pmd:
+                failed.append((x, y))
+                continue
+            failed.append((x + room, y))
+            y = x + room
         swap_out(mm, vma, x, y, mm.memcg)
         done += y - x
+    if failed:
+        stamp = new_stamp()
+        back = {}
+        for x, y in failed:
+            for memcg, n in set_anon_lru(mm, vma, x, y,
+                                         lambda old: lru_state(True, old[1], stamp),
+                                         referenced=False):
+                back.setdefault(id(memcg), [memcg, 0])[1] += n
+        for memcg, n in back.values():
+            memcg_mod.count_event(memcg, "pgactivate", n)
+            workingset.age_nonresident(memcg, n)
     return done
 
 

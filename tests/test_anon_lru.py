@@ -401,10 +401,13 @@ def test_the_anon_lists_always_count_their_pages(ops, swap, thp):
 # ------------------------------------------------------------------ live
 
 
-def _live_lists():
-    """On the host, in a v1 memory cgroup: 16 MiB of anonymous memory populated once,
-    twice, then half of it advised MADV_COLD, then 4 MiB mlocked; memory.stat's lists
-    (in pages) after each step."""
+MLOCK = "mlock"
+
+
+def _live_lists(steps):
+    """On the host, in a v1 memory cgroup: 16 MiB of anonymous memory, then each step
+    ``(advice or MLOCK, offset, length)``; memory.stat's lists (in pages, less those
+    before the first step) after each one."""
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
@@ -428,17 +431,15 @@ def _live_lists():
                     d = dict(line.split() for line in open(cg + "/memory.stat"))
                     return [int(d[x]) >> 12 for x in ("inactive_anon", "active_anon",
                                                        "unevictable")]
-                n = 16 * MIB
-                a = libc.mmap(None, n, RW, ANON, -1, 0)
+                a = libc.mmap(None, 16 * MIB, RW, ANON, -1, 0)
                 base = lists()
                 out = []
-                for advice, off, length in ((MADV_POPULATE_WRITE, 0, n),
-                                            (MADV_POPULATE_WRITE, 0, n),
-                                            (MADV_COLD, n // 2, n // 2)):
-                    libc.madvise(a + off, length, advice)
+                for advice, off, length in steps:
+                    if advice == MLOCK:
+                        libc.mlock(a + off, length)
+                    else:
+                        libc.madvise(a + off, length, advice)
                     out.append([x - y for x, y in zip(lists(), base)])
-                libc.mlock(a, 4 * MIB)
-                out.append([x - y for x, y in zip(lists(), base)])
                 os.write(wfd, repr(out).encode())
             finally:
                 os._exit(0)
@@ -458,30 +459,55 @@ def _live_lists():
     return eval(data.decode())
 
 
-@pytest.mark.live
-@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/memory") or os.geteuid() != 0,
-                    reason="needs root and a cgroup v1 memory controller")
-def test_anon_lists_on_the_live_kernel():
-    """The same steps on the host and on mmsim move the same pages between the lists
-    (within 256 pages: the live Python process allocates some 100 pages of its own
-    while it runs, and a few pages wait in per-CPU batches)."""
+def _sim_lists(steps):
+    """``_live_lists`` on mmsim (without swap, as the host)."""
     k = Kernel(randomize=False)
     proc = boxed(k)
     a = proc.mmap(0, 16 * MIB, RW, ANON)
-    sim = []
-    base = [stat(k)[x] for x in ("inactive_anon", "active_anon", "unevictable")]
-    for advice, off, length in ((MADV_POPULATE_WRITE, 0, 16 * MIB),
-                                (MADV_POPULATE_WRITE, 0, 16 * MIB),
-                                (MADV_COLD, 8 * MIB, 8 * MIB)):
-        proc.madvise(a + off, length, advice)
+    names = ("inactive_anon", "active_anon", "unevictable")
+    base = [stat(k)[x] for x in names]
+    out = []
+    for advice, off, length in steps:
+        if advice == MLOCK:
+            proc.mlock(a + off, length)
+        else:
+            proc.madvise(a + off, length, advice)
         s = stat(k)
-        sim.append([s[x] - b for x, b in zip(("inactive_anon", "active_anon", "unevictable"),
-                                             base)])
-    proc.mlock(a, 4 * MIB)
-    s = stat(k)
-    sim.append([s[x] - b for x, b in zip(("inactive_anon", "active_anon", "unevictable"),
-                                         base)])
-    assert sim == [[4096, 0, 0], [0, 4096, 0], [2048, 2048, 0], [2048, 1024, 1024]]
-    live = _live_lists()
+        out.append([s[x] - b for x, b in zip(names, base)])
+    return out
+
+
+LIVE_STEPS = {
+    "populate-cold-mlock": (
+        [(MADV_POPULATE_WRITE, 0, 16 * MIB), (MADV_POPULATE_WRITE, 0, 16 * MIB),
+         (MADV_COLD, 8 * MIB, 8 * MIB), (MLOCK, 0, 4 * MIB)],
+        [[4096, 0, 0], [0, 4096, 0], [2048, 2048, 0], [2048, 1024, 1024]]),
+    # Without swap, MADV_PAGEOUT's reclaim cannot take anonymous pages: they are
+    # put back active (live: pgactivate 2048 for 8 MiB).
+    "pageout-without-swap": (
+        [(MADV_POPULATE_WRITE, 0, 16 * MIB), (MADV_PAGEOUT, 0, 8 * MIB),
+         (MADV_POPULATE_WRITE, 0, 16 * MIB), (MADV_POPULATE_WRITE, 0, 16 * MIB),
+         (MADV_PAGEOUT, 0, 8 * MIB)],
+        [[4096, 0, 0], [2048, 2048, 0], [0, 4096, 0], [0, 4096, 0], [0, 4096, 0]]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIVE_STEPS))
+def test_anon_list_steps_on_mmsim(name):
+    steps, want = LIVE_STEPS[name]
+    assert _sim_lists(steps) == want
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/memory") or os.geteuid() != 0,
+                    reason="needs root and a cgroup v1 memory controller")
+@pytest.mark.parametrize("name", sorted(LIVE_STEPS))
+def test_anon_lists_on_the_live_kernel(name):
+    """The same steps on the host and on mmsim move the same pages between the lists
+    (within 256 pages: the live Python process allocates some 100 pages of its own
+    while it runs, and a few pages wait in per-CPU batches)."""
+    steps, _ = LIVE_STEPS[name]
+    sim = _sim_lists(steps)
+    live = _live_lists(steps)
     for got, want in zip(live, sim):
         assert all(abs(g - w) <= 256 for g, w in zip(got, want)), (live, sim)
