@@ -15,7 +15,7 @@ from . import memcg as memcg_mod
 from . import oom, vmscan
 from .defs import PAGE_SHIFT, PAGE_SIZE, error
 from .kstrtox import kstrtoint, memparse, strstrip
-from .pages import charge_anon, mlocked_lru, private_anon_pages, thp_count
+from .pages import charge_anon, mlocked_lru, private_anon_pages, swap_cached, thp_count
 from .memcg import (LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE,
                     MEMORY_EVENTS, PAGE_COUNTER_MAX, MemCgroup)
 
@@ -297,6 +297,9 @@ def memory_stat(kernel, memcg):
             pages = sum(m.lruvec.nr[lru] for m in sub) - held[lru]
         elif name == "unevictable":
             pages = sum(held)
+        elif name == "swapcached":
+            cached = swap_cached(kernel)
+            pages = sum(cached.get(id(m), 0) for m in sub)
         elif name == "anon_thp":
             pages = _anon_thp_pages(kernel, memcg)
         elif name in STAT_MODELLED:

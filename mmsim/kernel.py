@@ -426,7 +426,8 @@ class Kernel:
         available = max(0, free - high + cache - min(cache // 2, low))
         rows = [("MemTotal", self.memory >> PAGE_SHIFT), ("MemFree", free),
                 ("MemAvailable", available), ("Buffers", 0), ("Cached", node.nr_file_pages),
-                ("SwapCached", 0), ("Active", aa + af), ("Inactive", ia + if_),
+                ("SwapCached", sum(pages.swap_cached(self).values())),
+                ("Active", aa + af), ("Inactive", ia + if_),
                 ("Active(anon)", aa), ("Inactive(anon)", ia), ("Active(file)", af),
                 ("Inactive(file)", if_), ("Unevictable", sum(locked)),
                 ("Mlocked", sum(locked)), ("SwapTotal", self.swap_total_pages()),

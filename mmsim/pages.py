@@ -43,9 +43,10 @@ class Span:
     """What every page of an extent maps (see the module's docstring); interned."""
 
     __slots__ = ("kind", "pool", "delta", "young", "pmd", "anon", "dirty", "referenced",
-                 "lru")
+                 "lru", "swap")
 
-    def __init__(self, kind, pool, delta, young, pmd, anon, dirty, referenced, lru=None):
+    def __init__(self, kind, pool, delta, young, pmd, anon, dirty, referenced, lru=None,
+                 swap=None):
         self.kind = kind
         self.pool = pool
         self.delta = delta
@@ -55,12 +56,14 @@ class Span:
         self.dirty = dirty
         self.referenced = referenced
         self.lru = lru   # private anonymous pages: their place on the anon LRU
+        # Private anonymous pages in the swap cache: page number minus slot number.
+        self.swap = swap
 
     def __repr__(self):
         where = ("private", "pooled", "cached")[self.kind]
         return (f"<Span {where} young={self.young} pmd={self.pmd} anon={self.anon} "
                 f"dirty={self.dirty} referenced={self.referenced} delta={self.delta} "
-                f"lru={self.lru}>")
+                f"lru={self.lru} swap={self.swap}>")
 
 
 # ------------------------------------------------------------------ the anonymous LRU
@@ -109,19 +112,20 @@ def new_stamp():
 _PRIVATE_SPANS = {}
 
 
-def private_span(young, pmd, anon, dirty, referenced, lru=None):
+def private_span(young, pmd, anon, dirty, referenced, lru=None, swap=None):
     """The interned Span of private pages in this state; anonymous pages without an
     ``lru`` state are new folios, at the head of the inactive list
-    (folio_add_lru_vma)."""
+    (folio_add_lru_vma).  ``swap``: the pages are in the swap cache, page number
+    minus slot number."""
     if anon and lru is None:
         lru = lru_state(False, False)
     elif not anon:
-        lru = None
-    key = (young, pmd, anon, dirty, referenced, lru)
+        lru = swap = None
+    key = (young, pmd, anon, dirty, referenced, lru, swap)
     span = _PRIVATE_SPANS.get(key)
     if span is None:
         span = _PRIVATE_SPANS[key] = Span(PRIVATE, None, 0, young, pmd, anon, dirty,
-                                          referenced, lru)
+                                          referenced, lru, swap)
     return span
 
 
@@ -147,7 +151,7 @@ def _with(span, young=None, pmd=None, referenced=None):
     kind = span.kind
     if kind == PRIVATE:
         r = span.referenced if referenced is None else referenced
-        return private_span(y, p, span.anon, span.dirty, r, span.lru)
+        return private_span(y, p, span.anon, span.dirty, r, span.lru, span.swap)
     if kind == POOLED:
         return pooled_span(span.pool, span.delta, y, p)
     if y == span.young:
@@ -606,6 +610,9 @@ def _unmap(mm, vma, x, y, span):
     kind = span.kind
     if kind == PRIVATE:
         _count(mm, vma, span.anon, x - y, active=span.anon and span.lru[0])
+        if span.swap is not None:
+            # The last mapping of a swap-cache folio goes: free_swap_cache.
+            _slots_put(mm.kernel, x - span.swap, y - span.swap)
     elif kind == CACHED:
         _drop_page(mm, vma, span.pool)
     else:
@@ -726,6 +733,9 @@ def put_range(vma, part, marks, shift):
         def moved(span):
             if span.kind == POOLED:
                 return pooled_span(span.pool, span.delta + shift, span.young, span.pmd)
+            if span.kind == PRIVATE and span.swap is not None:
+                return private_span(span.young, span.pmd, True, span.dirty, span.referenced,
+                                    span.lru, span.swap + shift)
             return span
         _map(vma).put(part, shift, moved)
     if marks:
@@ -979,10 +989,10 @@ def _access(mm, vma, a, b, write, touch):
             elif activate and span.anon and span.referenced and not span.lru[0]:
                 _mark_active(mm.memcg, y - x)
                 new = private_span(True, span.pmd, True, span.dirty or bool(write), False,
-                                   lru_state(True, span.lru[1], _stamp()))
+                                   lru_state(True, span.lru[1], _stamp()), span.swap)
             else:
                 new = private_span(True, span.pmd, span.anon, span.dirty or bool(write),
-                                   span.referenced or touch, span.lru)
+                                   span.referenced or touch, span.lru, span.swap)
             los.append(x)
             his.append(y)
             tags.append(new)
@@ -1055,7 +1065,7 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
     even the part outside the range), base pages elsewhere, and breaks COW on shared
     pages.  Returns the new pages."""
     if vma.swap:
-        swap_in(mm, vma, lo, hi)
+        swap_in(mm, vma, lo, hi, write)
     pm = _map(vma)
     lru_owner(mm)
     if not write:
@@ -1417,7 +1427,7 @@ def deactivate(vma, start, end, mm=None):
         if kind == PRIVATE:
             if span.anon and span.lru[0] and mm is not None:
                 new = private_span(False, span.pmd, True, span.dirty, False,
-                                   _cold_lru(mm.memcg, y - x))
+                                   _cold_lru(mm.memcg, y - x), span.swap)
             else:
                 new = _with(span, young=False, referenced=False)
         elif kind == CACHED:
@@ -1493,6 +1503,12 @@ def share_pages(mm, src, dst):
     for k, (x, y, span) in enumerate(pm.items()):
         kind = span.kind
         if kind == PRIVATE:
+            if span.swap is not None:
+                # Simulator-defined: a fork takes the folios out of the swap cache (the
+                # kernel keeps them there, shared).
+                _slots_put(mm.kernel, x - span.swap, y - span.swap)
+                span = private_span(span.young, span.pmd, True, True, span.referenced,
+                                    span.lru)
             if pool is None:
                 pool = Pool(mm.memcg)
             pool.append(x, y, folio_state(2, span.anon, span.dirty, span.referenced,
@@ -1604,22 +1620,29 @@ def _slots_get(kernel, a, b):
     kernel.swap.slots.apply(a, b, lambda st: (st[0] + 1, st[1], st[2]))
 
 
-def _slots_put(kernel, a, b, refault_memcg=None):
-    """Every slot of ``[a, b)`` loses a reference (swap_free); the last one frees the
-    slot and its swap charge.  With ``refault_memcg``, the pages are being swapped in
-    for that cgroup: workingset_refault runs on each run's shadow, and the runs come
-    back as ``(x, y, activate, workingset)``."""
+def _slots_put(kernel, a, b):
+    """Every slot of ``[a, b)`` loses a reference (swap_free, or the swap cache's);
+    the last one frees the slot and its swap charge."""
     dev = kernel.swap
     slots = dev.slots
-    out = []
     for x, y, st in slots.runs(a, b):
-        if refault_memcg is not None:
-            act, ws = workingset.refault(refault_memcg, y - x, st[2], False, True)
-            out.append((x, y, act, ws))
         if st[0] == 1:
             dev.used -= y - x
             memcg_mod.swap_charge(st[1], x - y)
     slots.apply(a, b, lambda st: None if st[0] == 1 else (st[0] - 1, st[1], st[2]))
+
+
+def _refault_runs(kernel, a, b, memcg):
+    """workingset_refault on the shadow of each run of slots ``[a, b)`` being read in
+    for ``memcg``: ``(x, y, activate, workingset)`` per run.  The shadow is used up."""
+    out = []
+    for x, y, st in kernel.swap.slots.runs(a, b):
+        if st[2] is None:
+            out.append((x, y, False, False))
+            continue
+        act, ws = workingset.refault(memcg, y - x, st[2], False, True)
+        out.append((x, y, act, ws))
+    kernel.swap.slots.apply(a, b, lambda st: (st[0], st[1], None))
     return out
 
 
@@ -1662,7 +1685,8 @@ def set_anon_lru(mm, vma, x, y, lru, young=None, referenced=None):
                 anon_lru_move(mm.memcg, n, st[0])
             tag[k] = private_span(span.young if young is None else young, span.pmd, True,
                                   span.dirty,
-                                  span.referenced if referenced is None else referenced, st)
+                                  span.referenced if referenced is None else referenced, st,
+                                  span.swap)
             done.append((mm.memcg, n))
         elif span.kind == POOLED:
             pool = span.pool
@@ -1690,41 +1714,87 @@ def _workingset_runs(span, a, b):
     return [(x + d, y + d, st[4][1]) for x, y, st in span.pool.runs(a - d, b - d)]
 
 
+def swap_need(vma, x, y):
+    """The new slots swapping out ``[x, y)`` of ``vma`` takes: its pages not in the
+    swap cache already."""
+    pm = vma.pages
+    i, j = pm.overlap(x, y)
+    n = 0
+    for k in range(i, j):
+        span = pm.tag[k]
+        if span.kind != PRIVATE or span.swap is None:
+            n += min(pm.hi[k], y) - max(pm.lo[k], x)
+    return n
+
+
 def swap_out(mm, vma, x, y, target):
     """Swap out the anonymous pages ``[x, y)`` of ``vma`` (a private anonymous VMA; no
-    THP cut by the ends) from this mapping: each gets a slot charged to the mm's cgroup,
-    the memory charge moves to the swap counter, and the page-table entries become
-    swap entries carrying the workingset shadow of reclaim of ``target``."""
+    THP cut by the ends) from this mapping: each gets a slot charged to the mm's cgroup
+    (add_to_swap) unless it is in the swap cache already, the memory charge moves to
+    the swap counter, and the page-table entries become swap entries carrying the
+    workingset shadow of reclaim of ``target``.  A swap-cache page that is clean goes
+    without being written.  Returns the pages written (``pswpout``)."""
     kernel = mm.kernel
     dev = kernel.swap
     n = y - x
     pm = vma.pages
-    s = dev.next
     memcg = mm.memcg
-    i, j = pm.carve(x, y)
-    for k in range(i, j):
-        a, b, span = pm.lo[k], pm.hi[k], pm.tag[k]
-        for pa, pb, ws in _workingset_runs(span, a, b):
-            # The shadow keeps PG_workingset: a page aged off the active list.
-            dev.slots.insert(s + pa - x, s + pb - x,
-                             (1, memcg, workingset.eviction(target, pb - pa, ws)))
-        _unmap(mm, vma, a, b, span)
-    pm.delete(i, j)
-    dev.next += n
-    dev.used += n
-    memcg_mod.swap_charge(memcg, n)
     sw = vma.swap
     if sw is None:
         sw = vma.swap = SwapEntries()
-    sw.insert(x, y, _swap_ref(x - s))
+    written = new = 0
+    i, j = pm.carve(x, y)
+    for k in range(i, j):
+        a, b, span = pm.lo[k], pm.hi[k], pm.tag[k]
+        if span.kind == PRIVATE and span.swap is not None:
+            # Its slot's swap-cache reference becomes the page table's.
+            d = span.swap
+            shadow = workingset.eviction(target, b - a, span.lru[1])
+            dev.slots.apply(a - d, b - d, lambda st: (st[0], st[1], shadow))
+            if span.dirty:
+                written += b - a
+            _count(mm, vma, True, a - b, active=span.lru[0])
+            sw.insert(a, b, _swap_ref(d))
+            continue
+        s = dev.next
+        for pa, pb, ws in _workingset_runs(span, a, b):
+            # The shadow keeps PG_workingset: a page aged off the active list.
+            dev.slots.insert(s + pa - a, s + pb - a,
+                             (1, memcg, workingset.eviction(target, pb - pa, ws)))
+        _unmap(mm, vma, a, b, span)
+        dev.next += b - a
+        new += b - a
+        sw.insert(a, b, _swap_ref(a - s))
+    pm.delete(i, j)
+    dev.used += new
+    memcg_mod.swap_charge(memcg, new)
+    written += new
     mm.swap_pages += n
-    memcg_mod.count_event(memcg, "pswpout", n)
+    if written:
+        memcg_mod.count_event(memcg, "pswpout", written)
+    return written
 
 
-def _swap_in_range(mm, vma, a, b):
-    """do_swap_page for every swapped page of ``[a, b)``: each comes back as a private
-    anonymous page (charged again, PTE old until accessed) and drops its slot
-    reference.  Returns the ranges brought in."""
+def _swap_full(kernel, memcg):
+    """mem_cgroup_swap_full: half the swap space is used (vm_swap_full), or half of
+    ``memcg``'s or an ancestor's memory.swap.max."""
+    dev = kernel.swap
+    if dev.free() * 2 < dev.total:
+        return True
+    for m in memcg.ancestors():
+        if m.swap_current * 2 >= m.swap_max:
+            return True
+    return False
+
+
+def _swap_in_range(mm, vma, a, b, lo=0, hi=0, write=False):
+    """do_swap_page (and the swap readahead around it) for every swapped page of
+    ``[a, b)``: each comes back as a private anonymous page, charged again, PTE old
+    until accessed, on the list workingset_refault says.  Its swap entry is dropped;
+    the page stays in the swap cache, holding its slot, unless should_try_to_free_swap
+    frees it: a write fault (``write``, for the pages of ``[lo, hi)`` the access
+    reaches), a VM_LOCKED mapping, or swap half full (``_swap_full``).  Returns the
+    ranges brought in."""
     sw = vma.swap
     i, j = sw.carve(a, b)
     if i >= j:
@@ -1734,13 +1804,23 @@ def _swap_in_range(mm, vma, a, b):
     pm = _map(vma)
     pieces = [(sw.lo[k], sw.hi[k], sw.tag[k].delta) for k in range(i, j)]
     sw.delete(i, j)
+    free_all = bool(vma.vm_flags & VM_LOCKED) or _swap_full(kernel, memcg)
     n = 0
     for x, y, d in pieces:
         # A page read in goes to the inactive list, or straight to the active one when
         # workingset_refault finds its eviction recent (PG_workingset kept with it).
-        for sx, sy, act, ws in _slots_put(kernel, x - d, y - d, refault_memcg=memcg):
-            pm.insert(sx + d, sy + d, private_span(False, False, True, True, False,
-                                                   lru_state(act, act and ws)))
+        for sx, sy, act, ws in _refault_runs(kernel, x - d, y - d, memcg):
+            lru = lru_state(act, act and ws)
+            cuts = [sx + d, sy + d]
+            if write and not free_all:
+                cuts += [v for v in (lo, hi) if sx + d < v < sy + d]
+            cuts.sort()
+            for px, py in zip(cuts, cuts[1:]):
+                freed = free_all or (write and lo <= px and py <= hi)
+                if freed:
+                    _slots_put(kernel, px - d, py - d)
+                pm.insert(px, py, private_span(False, False, True, freed, False, lru,
+                                               None if freed else d))
             _count(mm, vma, True, sy - sx, active=act)
         n += y - x
     mm.swap_pages -= n
@@ -1794,7 +1874,7 @@ def _ra_window(vma, sw, f, max_win):
     return pages, prev
 
 
-def swap_in(mm, vma, lo, hi):
+def swap_in(mm, vma, lo, hi, write=False):
     """Faults on the swapped pages of ``[lo, hi)`` in address order: each is a major
     fault that reads in the swap readahead window (swap_vma_readahead): its size from
     the readahead hits since the last fault (``_ra_window``), placed ahead of a forward
@@ -1829,7 +1909,7 @@ def swap_in(mm, vma, lo, hi):
                 a, b = f - left, f + win - left
             head = f & _PMD_MASK
             a, b = max(a, vlo, head), min(b, vhi, head + PMD_PAGES)
-        read = _swap_in_range(mm, vma, a, b)
+        read = _swap_in_range(mm, vma, a, b, lo, hi, write)
         faults += 1
         # The readahead state after this fault, kept on the VMA's swap entries: the
         # pages read ahead inside the range are hits, the others are judged later.
@@ -1976,7 +2056,8 @@ def pageout_anon(mm, vma, start, end):
     done = 0
     failed = []
     for x, y in todo:
-        room = swap_room(mm.kernel, mm.memcg)
+        # Pages in the swap cache already need no new slot.
+        room = swap_room(mm.kernel, mm.memcg) + (y - x) - swap_need(vma, x, y)
         if y - x > room:
             k = pm.index(x)
             if room <= 0 or pm.tag[k].pmd:
@@ -2088,6 +2169,12 @@ def check_swap(kernel):
                 ev[x - d] = ev.get(x - d, 0) + 1
                 ev[y - d] = ev.get(y - d, 0) - 1
                 n += y - x
+            for x, y, span in (vma.pages.items() if vma.pages else ()):
+                if span.kind == PRIVATE and span.swap is not None:
+                    # A swap-cache page holds its slot (SWAP_HAS_CACHE).
+                    d = span.swap
+                    ev[x - d] = ev.get(x - d, 0) + 1
+                    ev[y - d] = ev.get(y - d, 0) - 1
         if n != mm.swap_pages:
             raise AssertionError(f"mm swap_pages {mm.swap_pages} != its entries {n}")
     dev = kernel.swap
@@ -2184,6 +2271,20 @@ def mlocked_lru(kernel):
                 seen.add(id(page))
                 row = out.setdefault(id(page.memcg), [0, 0, 0, 0])
                 row[2 + (page.lru == pagecache.ACTIVE)] += 1
+    return out
+
+
+def swap_cached(kernel):
+    """``{id(memcg): pages}``: the pages in the swap cache, by the cgroup their memory
+    is charged to (``SwapCached``, memory.stat ``swapcached``), O(extents)."""
+    out = {}
+    if kernel.swap is None:
+        return out
+    for mm in _live_mms(kernel):
+        for vma in mm.vmas():
+            for x, y, span in (vma.pages.items() if vma.pages else ()):
+                if span.kind == PRIVATE and span.swap is not None:
+                    out[id(mm.memcg)] = out.get(id(mm.memcg), 0) + y - x
     return out
 
 

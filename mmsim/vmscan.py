@@ -485,7 +485,7 @@ def shrink_anon_list(kernel, memcg, nr_to_scan, sc):
     scanned = sum(y - x for _, _, x, y, _ in taken)
     stamp = pages.new_stamp()
     room = pages.swap_room(kernel, memcg)
-    reclaimed = activated = 0
+    reclaimed = activated = written = 0
     target = sc.target
     for mm, vma, x, y, span in taken:
         n = y - x
@@ -502,9 +502,10 @@ def shrink_anon_list(kernel, memcg, nr_to_scan, sc):
                 activated += n
                 workingset.age_nonresident(memcg, n)
             continue
-        if n <= room:
-            pages.swap_out(mm, vma, x, y, target)
-            room -= n
+        need = pages.swap_need(vma, x, y)
+        if need <= room:
+            written += pages.swap_out(mm, vma, x, y, target)
+            room -= need
             reclaimed += n
             continue
         # No slot for it: activate_locked.
@@ -518,7 +519,7 @@ def shrink_anon_list(kernel, memcg, nr_to_scan, sc):
         count_event(memcg, "pgactivate", activated)
     if reclaimed:
         _count(memcg, sc, "pgsteal", reclaimed, "_anon")
-    lru_note_cost(memcg, False, reclaimed, scanned - reclaimed)
+    lru_note_cost(memcg, False, written, scanned - reclaimed)
     return reclaimed
 
 

@@ -511,3 +511,83 @@ def test_anon_lists_on_the_live_kernel(name):
     live = _live_lists(steps)
     for got, want in zip(live, sim):
         assert all(abs(g - w) <= 256 for g, w in zip(got, want)), (live, sim)
+
+
+# ------------------------------------------------------------------ the swap cache
+
+
+def paged_out(npages, swap_mib=64, swap_max=None):
+    """``npages`` of anonymous memory written, then paged out to swap."""
+    k = Kernel(randomize=False)
+    k.swapon(swap_mib * MIB)
+    proc = boxed(k)
+    if swap_max is not None:
+        k.proc_write(CG + "box/memory.swap.max", str(swap_max))
+    a = proc.mmap(0, npages * P, RW, ANON)
+    proc.touch(a, npages * P)
+    proc.madvise(a, npages * P, MADV_PAGEOUT)
+    assert proc.mm.swap_pages == npages
+    return k, proc, a
+
+
+def test_a_read_swap_in_stays_in_the_swap_cache():
+    k, proc, a = paged_out(64)
+    used = k.swap.used
+    proc.touch(a, 64 * P, write=False)
+    assert proc.mm.swap_pages == 0 and k.swap.used == used == 64
+    assert meminfo(k)["SwapCached"] == 64 * 4
+    assert stat(k)["swapcached"] == 64 * P
+    assert vmstat(k)["pswpin"] == 64
+    books(k)
+    # Reclaimed again while clean: the slot still holds the data, nothing is written.
+    out = vmstat(k)["pswpout"]
+    proc.madvise(a, 64 * P, MADV_PAGEOUT)
+    assert proc.mm.swap_pages == 64 and k.swap.used == 64
+    assert vmstat(k)["pswpout"] == out and meminfo(k)["SwapCached"] == 0
+    books(k)
+
+
+def test_a_written_swap_cache_page_is_written_again_to_its_slot():
+    k, proc, a = paged_out(16)
+    proc.touch(a, 16 * P, write=False)
+    proc.touch(a, 8 * P)   # the PTE was made writable: no fault, the folio is dirty
+    assert k.swap.used == 16 and meminfo(k)["SwapCached"] == 16 * 4
+    out = vmstat(k)["pswpout"]
+    proc.madvise(a, 16 * P, MADV_PAGEOUT)
+    assert vmstat(k)["pswpout"] - out == 8 and k.swap.used == 16
+    books(k)
+
+
+def test_a_write_fault_frees_the_swap_slot():
+    k, proc, a = paged_out(4)   # the readahead window covers all four pages
+    proc.touch(a, 4 * P)
+    assert k.swap.used == 0 and meminfo(k)["SwapCached"] == 0
+    books(k)
+
+
+def test_a_swap_cache_page_unmapped_frees_its_slot():
+    k, proc, a = paged_out(16)
+    proc.touch(a, 16 * P, write=False)
+    proc.munmap(a, 8 * P)
+    assert k.swap.used == 8 and meminfo(k)["SwapCached"] == 8 * 4
+    b = proc.mremap(a + 8 * P, 8 * P, 8 * P, 3, a + 1024 * P)   # MREMAP_MAYMOVE|FIXED
+    proc.madvise(b, 8 * P, MADV_PAGEOUT)
+    assert k.swap.used == 8 and proc.mm.swap_pages == 8
+    books(k)
+    proc.exit(0)
+    assert k.swap.used == 0
+
+
+@pytest.mark.parametrize("npages, swap_mib, swap_max", [(160, 1, None), (64, 64, 96 * P)])
+def test_swap_half_full_frees_the_slot_on_swap_in(npages, swap_mib, swap_max):
+    """should_try_to_free_swap: mem_cgroup_swap_full (half the device, or half of a
+    cgroup's memory.swap.max used) frees the slot even on a read fault, fault by
+    fault (each reads a window of 8 pages) until the swap is below half full."""
+    k, proc, a = paged_out(npages, swap_mib, swap_max)
+    limit = k.swap.total if swap_max is None else swap_max // P
+    assert k.swap.used * 2 >= limit
+    proc.touch(a, npages * P, write=False)
+    used = k.swap.used
+    assert used * 2 < limit <= (used + 8) * 2
+    assert meminfo(k)["SwapCached"] == used * 4
+    books(k)
