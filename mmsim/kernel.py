@@ -465,7 +465,8 @@ class Kernel:
         rows += [("pgscan_anon", ev["pgscan_anon"]), ("pgscan_file", ev["pgscan_file"]),
                  ("pgsteal_anon", ev["pgsteal_anon"]),
                  ("pgsteal_file", ev["pgsteal_file"]), ("pgrotated", ev["pgrotated"]),
-                 ("oom_kill", ev["oom_kill"])]
+                 ("oom_kill", ev["oom_kill"]), ("swap_ra", ev["swap_ra"]),
+                 ("swap_ra_hit", ev["swap_ra_hit"])]
         return "".join(f"{name} {n}\n" for name, n in rows)
 
     def proc_read(self, path: str) -> str:

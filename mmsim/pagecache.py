@@ -68,7 +68,7 @@ class Node:
         self.shadow_nodes = OrderedDict()   # (inode, block) -> None
         self.events = dict.fromkeys(EVENTS + ("nr_dirtied", "nr_written", "pgpgin", "oom_kill",
                                                  "pgscan_file", "pgsteal_file", "pgscan_anon",
-                                                 "pgsteal_anon"), 0)
+                                                 "pgsteal_anon", "swap_ra", "swap_ra_hit"), 0)
 
     @property
     def pgactivate(self):

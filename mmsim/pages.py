@@ -1853,8 +1853,10 @@ def _young_near(pm, pieces, f):
 def _ra_window(vma, sw, f, max_win):
     """swap_ra_info's window size and the previous page it is placed against: hits + 2
     rounded up to a power of two (at least 4), one page without hits unless the fault
-    is next to the last one, at most ``max_win``, never below half the last window."""
+    is next to the last one, at most ``max_win``, never below half the last window.
+    Also returns the pages of the last window judged hits now (young)."""
     prev, hits = sw.ra, sw.ra_hits
+    n = 0
     if sw.ra_out:
         n, near = _young_near(vma.pages, sw.ra_out, f)
         if n:
@@ -1871,7 +1873,7 @@ def _ra_window(vma, sw, f, max_win):
             roundup <<= 1
         pages = roundup
     pages = max(min(pages, max_win), sw.ra_win // 2)
-    return pages, prev
+    return pages, prev, n
 
 
 def swap_in(mm, vma, lo, hi, write=False):
@@ -1886,7 +1888,7 @@ def swap_in(mm, vma, lo, hi, write=False):
     kernel = mm.kernel
     max_win = 1 << min(kernel.page_cluster, SWAP_RA_ORDER_CEILING)
     vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
-    got = faults = 0
+    got = faults = ra = ra_hit = 0
     v = lo
     while sw is not None:
         k = bisect_right(sw.hi, v)
@@ -1896,7 +1898,8 @@ def swap_in(mm, vma, lo, hi, write=False):
         if max_win == 1:
             win, prev = 1, f
         else:
-            win, prev = _ra_window(vma, sw, f, max_win)
+            win, prev, late = _ra_window(vma, sw, f, max_win)
+            ra_hit += late
         if win == 1:
             a, b = f, f + 1
         else:
@@ -1917,11 +1920,14 @@ def swap_in(mm, vma, lo, hi, write=False):
         out = []
         for x, y in read:
             got += y - x
+            ra += y - x
             inside += max(0, min(y, hi) - max(x, lo))
             if x < lo:
                 out.append((x, min(y, lo)))
             if y > hi:
                 out.append((max(x, hi), y))
+        ra -= 1          # the page that faulted is not read ahead
+        ra_hit += inside
         sw = vma.swap
         if sw is not None:
             sw.ra_win = win
@@ -1932,6 +1938,9 @@ def swap_in(mm, vma, lo, hi, write=False):
     if faults:
         memcg_mod.count_event(mm.memcg, "pgmajfault", faults)
         mm.maj_flt += faults
+        events = kernel.node.events
+        events["swap_ra"] += ra
+        events["swap_ra_hit"] += ra_hit
     return got
 
 

@@ -591,3 +591,17 @@ def test_swap_half_full_frees_the_slot_on_swap_in(npages, swap_mib, swap_max):
     assert used * 2 < limit <= (used + 8) * 2
     assert meminfo(k)["SwapCached"] == used * 4
     books(k)
+
+
+def test_swap_readahead_counters():
+    """swap_ra counts the pages read ahead of a fault, swap_ra_hit those then used."""
+    k, proc, a = paged_out(64)
+    proc.touch(a, P, write=False)          # the window is pages 0-4 (centred on 0)
+    assert (vmstat(k)["swap_ra"], vmstat(k)["swap_ra_hit"]) == (4, 0)
+    proc.touch(a + P, 4 * P, write=False)  # the pages read ahead, used: no fault
+    proc.touch(a + 5 * P, P, write=False)  # the next fault finds them young: 4 hits
+    st = vmstat(k)
+    assert st["swap_ra_hit"] == 4 and st["swap_ra"] > 4
+    proc.touch(a + 32 * P, 8 * P, write=False)   # a fault whose access goes on: hits
+    assert vmstat(k)["swap_ra_hit"] > 4
+    books(k)
