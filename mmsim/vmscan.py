@@ -12,7 +12,12 @@ activates those referenced twice or mapped executable, and evicts the rest, leav
 shadow entries for workingset detection.
 
 Without swap (the machine has none until ``Kernel.swapon``), anonymous memory is not
-scanned at all (get_scan_count's SCAN_FILE), as on the reference machine.
+scanned at all (get_scan_count's SCAN_FILE), as on the reference machine.  With swap,
+get_scan_count balances anon against file by swappiness and the recent reclaim costs
+lru_note_cost records, and the anon lists (whose order is kept with the anonymous
+pages, ``pages.lru_state``) are scanned and aged by the same rules for anonymous
+folios: an inactive anon folio referenced twice is activated, an old one swapped out,
+and an active one is always deactivated when the active list is aged.
 """
 
 from math import isqrt
