@@ -1775,7 +1775,25 @@ def swap_out(mm, vma, x, y, target):
     return written
 
 
-def _swap_full(kernel, memcg):
+def free_swap_cache(mm, vma, x, y):
+    """folio_free_swap for the swap-cache pages of ``[x, y)`` of ``vma``: their slots
+    are released, and the pages, no longer backed, count as dirty."""
+    pm = vma.pages
+    i, j = pm.overlap(x, y)
+    if not any(pm.tag[k].kind == PRIVATE and pm.tag[k].swap is not None
+               for k in range(i, j)):
+        return
+    i, j = pm.carve(x, y)
+    for k in range(i, j):
+        span = pm.tag[k]
+        if span.kind == PRIVATE and span.swap is not None:
+            _slots_put(mm.kernel, pm.lo[k] - span.swap, pm.hi[k] - span.swap)
+            pm.tag[k] = private_span(span.young, span.pmd, True, True, span.referenced,
+                                     span.lru)
+    pm.join(i - 1, j + 1)
+
+
+def swap_full(kernel, memcg):
     """mem_cgroup_swap_full: half the swap space is used (vm_swap_full), or half of
     ``memcg``'s or an ancestor's memory.swap.max."""
     dev = kernel.swap
@@ -1793,7 +1811,7 @@ def _swap_in_range(mm, vma, a, b, lo=0, hi=0, write=False):
     until accessed, on the list workingset_refault says.  Its swap entry is dropped;
     the page stays in the swap cache, holding its slot, unless should_try_to_free_swap
     frees it: a write fault (``write``, for the pages of ``[lo, hi)`` the access
-    reaches), a VM_LOCKED mapping, or swap half full (``_swap_full``).  Returns the
+    reaches), a VM_LOCKED mapping, or swap half full (``swap_full``).  Returns the
     ranges brought in."""
     sw = vma.swap
     i, j = sw.carve(a, b)
@@ -1804,7 +1822,7 @@ def _swap_in_range(mm, vma, a, b, lo=0, hi=0, write=False):
     pm = _map(vma)
     pieces = [(sw.lo[k], sw.hi[k], sw.tag[k].delta) for k in range(i, j)]
     sw.delete(i, j)
-    free_all = bool(vma.vm_flags & VM_LOCKED) or _swap_full(kernel, memcg)
+    free_all = bool(vma.vm_flags & VM_LOCKED) or swap_full(kernel, memcg)
     n = 0
     for x, y, d in pieces:
         # A page read in goes to the inactive list, or straight to the active one when

@@ -506,6 +506,10 @@ def shrink_anon_list(kernel, memcg, nr_to_scan, sc):
             if active:
                 activated += n
                 workingset.age_nonresident(memcg, n)
+                if pages.swap_full(kernel, memcg):
+                    # activate_locked: not a candidate for swapping, so its swap
+                    # space is reclaimed once swap is half full.
+                    pages.free_swap_cache(mm, vma, x, y)
             continue
         need = pages.swap_need(vma, x, y)
         if need <= room:

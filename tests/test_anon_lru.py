@@ -605,3 +605,34 @@ def test_swap_readahead_counters():
     proc.touch(a + 32 * P, 8 * P, write=False)   # a fault whose access goes on: hits
     assert vmstat(k)["swap_ra_hit"] > 4
     books(k)
+
+
+def test_an_activated_swap_cache_page_gives_up_its_slot_once_swap_is_half_full():
+    """shrink_folio_list's activate_locked: a swap-cache folio reclaim activates keeps
+    its slot while swap is less than half full, and frees it after."""
+    k = Kernel(randomize=False)
+    k.swapon(MIB)                                  # 255 slots
+    proc = boxed(k)
+    a = proc.mmap(0, 100 * P, RW, ANON)
+    proc.touch(a, 100 * P)
+    proc.madvise(a, 100 * P, MADV_PAGEOUT)
+    proc.touch(a, 100 * P, write=False)            # back, in the swap cache
+    assert k.swap.used == 100 and meminfo(k)["SwapCached"] == 400
+    m = k.memcgs["box"]
+
+    def referenced_twice():
+        for _ in range(2):
+            proc.touch(a, 100 * P, write=False)    # young again
+            sc = vmscan.ScanControl(m, 32, cgroup=True)
+            vmscan.shrink_anon_list(k, m, 100, sc)
+    referenced_twice()
+    assert all(active for _, _, active in pages.anon_lru_states(proc.mm.vma_lookup(a)))
+    assert k.swap.used == 100                      # not half full: the slots stay
+    b = proc.mmap(0, 60 * P, RW, ANON)
+    proc.touch(b, 60 * P)
+    proc.madvise(b, 60 * P, MADV_PAGEOUT)
+    assert k.swap.used == 160
+    proc.madvise(a, 100 * P, MADV_COLD)
+    referenced_twice()
+    assert k.swap.used == 60 and meminfo(k)["SwapCached"] == 0
+    books(k)
