@@ -327,12 +327,12 @@ def test_anon_refaults_of_the_workingset_shift_reclaim_to_the_page_cache():
 
 OPS = st.lists(st.tuples(st.sampled_from(["touch", "read", "populate", "cold", "pageout",
                                           "fork", "exit", "munmap", "mlock", "munlock",
-                                          "reclaim", "move"]),
+                                          "reclaim", "move", "mremap"]),
                          st.integers(0, 2), st.integers(0, 60), st.integers(1, 40)),
                max_size=25)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(OPS, st.booleans(), st.sampled_from(["never", "always"]))
 def test_the_anon_lists_always_count_their_pages(ops, swap, thp):
     """Every anonymous page is on exactly one list of the cgroup charged for it, and
@@ -384,6 +384,11 @@ def test_the_anon_lists_always_count_their_pages(ops, swap, thp):
                 vmscan.try_to_free_mem_cgroup_pages(k, k.memcgs["box"], n)
             elif op == "move" and proc is not first:
                 k.proc_write(CG + "other/cgroup.procs", str(proc.pid))
+            elif op == "mremap":
+                # MREMAP_MAYMOVE|MREMAP_FIXED there and back: the swap cache's slots
+                # move with the pages.
+                b = proc.mremap(a, size * P, size * P, 3, a + 2 * size * P)
+                maps[proc.pid] = proc.mremap(b, size * P, size * P, 3, a)
         except Killed:
             pass
         except OSError as exc:
