@@ -641,3 +641,87 @@ def test_an_activated_swap_cache_page_gives_up_its_slot_once_swap_is_half_full()
     referenced_twice()
     assert k.swap.used == 60 and meminfo(k)["SwapCached"] == 0
     books(k)
+
+
+def _live_stream_beside_active_anon(workdir):
+    """On the host, in a v1 memory cgroup limited to 48 MiB: 16 MiB of anonymous memory
+    populated twice (active), then a 96 MiB file read through; memory.stat's
+    active_anon before and after, and /proc/vmstat's pgscan_anon meanwhile."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    cg = f"/sys/fs/cgroup/memory/mmsim-anonlru-stream-{os.getpid()}"
+    path = os.path.join(workdir, f"mmsim-anonlru-{os.getpid()}.dat")
+    with open(path, "wb") as f:
+        block = os.urandom(MIB)
+        for _ in range(96):
+            f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    os.mkdir(cg)
+    rfd, wfd = os.pipe()
+    try:
+        with open(cg + "/memory.limit_in_bytes", "w") as f:
+            f.write(str(48 * MIB))
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(rfd)
+                with open(cg + "/cgroup.procs", "w") as f:
+                    f.write(str(os.getpid()))
+
+                def active_anon():
+                    time.sleep(0.3)
+                    d = dict(line.split() for line in open(cg + "/memory.stat"))
+                    return int(d["active_anon"]) >> 12
+
+                def scanned():
+                    d = dict(line.split() for line in open("/proc/vmstat"))
+                    return int(d["pgscan_anon"])
+                a = libc.mmap(None, 16 * MIB, RW, ANON, -1, 0)
+                for _ in range(2):
+                    libc.madvise(a, 16 * MIB, MADV_POPULATE_WRITE)
+                before, s0 = active_anon(), scanned()
+                fd = os.open(path, os.O_RDONLY)
+                while os.read(fd, MIB):
+                    pass
+                os.close(fd)
+                after, s1 = active_anon(), scanned()
+                os.write(wfd, repr([before, after, s1 - s0]).encode())
+            finally:
+                os._exit(0)
+        os.close(wfd)
+        data = b""
+        while chunk := os.read(rfd, 4096):
+            data += chunk
+        os.waitpid(pid, 0)
+        os.close(rfd)
+    finally:
+        fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+        os.unlink(path)
+        for _ in range(20):
+            try:
+                os.rmdir(cg)
+                break
+            except OSError:
+                time.sleep(0.1)
+    return eval(data.decode())
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/memory") or os.geteuid() != 0,
+                    reason="needs root and a cgroup v1 memory controller")
+def test_no_anon_aging_without_swap_on_the_live_kernel():
+    """Without swap the live kernel neither scans nor deactivates anonymous memory
+    while a stream reclaims the page cache beside it; neither does mmsim
+    (test_no_aging_of_the_anon_lists_without_swap)."""
+    if os.path.exists("/proc/swaps") and len(open("/proc/swaps").read().splitlines()) > 1:
+        pytest.skip("the host has swap; this test assumes none")
+    before, after, scanned = _live_stream_beside_active_anon("/var/tmp")
+    assert before >= 4096 and after == before and scanned == 0
