@@ -9,7 +9,7 @@ import os
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mmsim import memcg as memcg_mod
@@ -334,6 +334,12 @@ OPS = st.lists(st.tuples(st.sampled_from(["touch", "read", "populate", "cold", "
 
 @settings(max_examples=60, deadline=None)
 @given(OPS, st.booleans(), st.sampled_from(["never", "always"]))
+@example([("populate", 0, 0, 10), ("populate", 0, 0, 10), ("cold", 0, 0, 5),
+          ("reclaim", 0, 0, 40), ("mlock", 0, 2, 4), ("fork", 0, 0, 1), ("cold", 1, 0, 9)],
+         True, "never")
+@example([("touch", 0, 0, 10), ("pageout", 0, 0, 10), ("read", 0, 0, 10), ("mremap", 0, 0, 1),
+          ("fork", 0, 0, 1), ("reclaim", 1, 0, 40), ("touch", 1, 0, 3), ("exit", 1, 0, 1)],
+         True, "always")
 def test_the_anon_lists_always_count_their_pages(ops, swap, thp):
     """Every anonymous page is on exactly one list of the cgroup charged for it, and
     each list's count is the pages on it (check_anon_lru), whatever happens."""
