@@ -117,9 +117,10 @@ def private_span(young, pmd, anon, dirty, referenced, lru=None, swap=None):
     ``lru`` state are new folios, at the head of the inactive list
     (folio_add_lru_vma).  ``swap``: the pages are in the swap cache, page number
     minus slot number."""
-    if anon and lru is None:
-        lru = lru_state(False, False)
-    elif not anon:
+    if anon:
+        if lru is None:
+            lru = _LRU_STATES.get((False, False, _LRU_CLOCK[0])) or lru_state(False, False)
+    else:
         lru = swap = None
     key = (young, pmd, anon, dirty, referenced, lru, swap)
     span = _PRIVATE_SPANS.get(key)
@@ -970,13 +971,7 @@ def _access(mm, vma, a, b, write, touch):
     # folio_mark_accessed of FOLL_TOUCH on a referenced inactive anonymous folio
     # activates it (an mlocked one, on the unevictable list, is left as it is).
     activate = touch and not vma.vm_flags & VM_LOCKED
-    stamp = []   # one head-of-list stamp for the pages this access activates
-
-    def _stamp():
-        if not stamp:
-            stamp.append(new_stamp())
-        return stamp[0]
-
+    stamp = None   # one head-of-list stamp for the pages this access activates
     for k in range(i, j):
         x, y, span = lo[k], hi[k], tag[k]
         kind = span.kind
@@ -988,8 +983,10 @@ def _access(mm, vma, a, b, write, touch):
                 new = fresh
             elif activate and span.anon and span.referenced and not span.lru[0]:
                 _mark_active(mm.memcg, y - x)
+                if stamp is None:
+                    stamp = new_stamp()
                 new = private_span(True, span.pmd, True, span.dirty or bool(write), False,
-                                   lru_state(True, span.lru[1], _stamp()), span.swap)
+                                   lru_state(True, span.lru[1], stamp), span.swap)
             else:
                 new = private_span(True, span.pmd, span.anon, span.dirty or bool(write),
                                    span.referenced or touch, span.lru, span.swap)
@@ -1031,7 +1028,9 @@ def _access(mm, vma, a, b, write, touch):
                 else:
                     if activate and st[1] and st[3] and not st[4][0]:
                         _mark_active(pool.memcg, py - px)
-                        pool.apply(px, py, lambda s, w=bool(write), t=_stamp():
+                        if stamp is None:
+                            stamp = new_stamp()
+                        pool.apply(px, py, lambda s, w=bool(write), t=stamp:
                                    folio_state(s[0], s[1], s[2] or w, False,
                                                lru_state(True, s[4][1], t)))
                     elif touch or write:
