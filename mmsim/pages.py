@@ -160,14 +160,14 @@ def _with(span, young=None, pmd=None, referenced=None):
     return cached_span(span.pool, y)
 
 
-# The state of pooled folios: (mapcount, anon, dirty, referenced, anon LRU state),
-# interned.
+# The state of pooled folios: (mapcount, anon, dirty, referenced, anon LRU state, swap
+# cache: pool index minus slot number or None), interned.
 _STATES = {}
 
 
-def folio_state(mapcount, anon, dirty, referenced, lru=None):
+def folio_state(mapcount, anon, dirty, referenced, lru=None, swap=None):
     """The interned pool state tuple."""
-    key = (mapcount, anon, dirty, referenced, lru)
+    key = (mapcount, anon, dirty, referenced, lru, swap)
     st = _STATES.get(key)
     if st is None:
         st = _STATES[key] = key
@@ -341,25 +341,25 @@ class Pool(RangeMap):
 
 
 def _inc(st):
-    return folio_state(st[0] + 1, st[1], st[2], st[3], st[4])
+    return folio_state(st[0] + 1, st[1], st[2], st[3], st[4], st[5])
 
 
 def _dec(st):
     if st[0] == 1:
         return None
-    return folio_state(st[0] - 1, st[1], st[2], st[3], st[4])
+    return folio_state(st[0] - 1, st[1], st[2], st[3], st[4], st[5])
 
 
 def _set_dirty(st):
-    return st if st[2] else folio_state(st[0], st[1], True, st[3], st[4])
+    return st if st[2] else folio_state(st[0], st[1], True, st[3], st[4], st[5])
 
 
 def _set_referenced(st):
-    return st if st[3] else folio_state(st[0], st[1], st[2], True, st[4])
+    return st if st[3] else folio_state(st[0], st[1], st[2], True, st[4], st[5])
 
 
 def _clear_referenced(st):
-    return folio_state(st[0], st[1], st[2], False, st[4]) if st[3] else st
+    return folio_state(st[0], st[1], st[2], False, st[4], st[5]) if st[3] else st
 
 
 class GuardRanges:
@@ -622,8 +622,10 @@ def _unmap(mm, vma, x, y, span):
         for a, b, st in pool.runs(x - d, y - d):
             _count(mm, vma, st[1], a - b, charge=False)
             if st[0] == 1 and st[1]:
-                # The last mapper: the folios are freed.
+                # The last mapper: the folios are freed, and their swap cache.
                 charge_anon(pool.memcg, a - b, st[4][0])
+                if st[5] is not None:
+                    _slots_put(mm.kernel, a - st[5], b - st[5])
         pool.apply(x - d, y - d, _dec)
 
 
@@ -1022,17 +1024,24 @@ def _access(mm, vma, a, b, write, touch):
                     _count(mm, vma, st[1], px - py, charge=False)
                     if st[0] == 1 and st[1]:
                         charge_anon(pool.memcg, px - py, st[4][0])
+                        if st[5] is not None:
+                            _slots_put(mm.kernel, px - st[5], py - st[5])
                     anon_vma_prepare(vma)
                     _count(mm, vma, True, py - px)
                     new = fresh
                 else:
+                    if write and st[5] is not None:
+                        # do_wp_page reusing a swap-cache folio frees its swap first.
+                        _slots_put(mm.kernel, px - st[5], py - st[5])
+                        pool.apply(px, py, lambda s: folio_state(s[0], s[1], True, s[3],
+                                                                 s[4]))
                     if activate and st[1] and st[3] and not st[4][0]:
                         _mark_active(pool.memcg, py - px)
                         if stamp is None:
                             stamp = new_stamp()
                         pool.apply(px, py, lambda s, w=bool(write), t=stamp:
                                    folio_state(s[0], s[1], s[2] or w, False,
-                                               lru_state(True, s[4][1], t)))
+                                               lru_state(True, s[4][1], t), s[5]))
                     elif touch or write:
                         pool.apply(px, py, _touch_state(touch, write))
                     new = kept
@@ -1414,7 +1423,7 @@ def deactivate(vma, start, end, mm=None):
             pool.apply(pa, pb, _clear_referenced)
             return
         st_head = _cold_lru(pool.memcg, n)
-        pool.apply(pa, pb, lambda st: folio_state(st[0], True, st[2], False, st_head)
+        pool.apply(pa, pb, lambda st: folio_state(st[0], True, st[2], False, st_head, st[5])
                    if st[1] and st[4][0] else _clear_referenced(st))
 
     i, j = pm.carve(a, b)
@@ -1502,16 +1511,11 @@ def share_pages(mm, src, dst):
     for k, (x, y, span) in enumerate(pm.items()):
         kind = span.kind
         if kind == PRIVATE:
-            if span.swap is not None:
-                # Simulator-defined: a fork takes the folios out of the swap cache (the
-                # kernel keeps them there, shared).
-                _slots_put(mm.kernel, x - span.swap, y - span.swap)
-                span = private_span(span.young, span.pmd, True, True, span.referenced,
-                                    span.lru)
             if pool is None:
                 pool = Pool(mm.memcg)
+            # Pool index = page number here: a swap-cache page keeps its slot.
             pool.append(x, y, folio_state(2, span.anon, span.dirty, span.referenced,
-                                          span.lru))
+                                          span.lru, span.swap))
             ptags[k] = pooled_span(pool, 0, span.young, span.pmd)
             ctags[k] = pooled_span(pool, 0, False, span.pmd)
             if span.anon:
@@ -1697,7 +1701,7 @@ def set_anon_lru(mm, vma, x, y, lru, young=None, referenced=None):
                     done.append((pool.memcg, b - a))
             r = referenced
             pool.apply(pm.lo[k] - d, pm.hi[k] - d, lambda st: folio_state(
-                st[0], st[1], st[2], st[3] if r is None else r, new(st[4]))
+                st[0], st[1], st[2], st[3] if r is None else r, new(st[4]), st[5])
                 if st[1] else st)
             if young is not None:
                 tag[k] = _with(span, young=young)
@@ -1721,8 +1725,12 @@ def swap_need(vma, x, y):
     n = 0
     for k in range(i, j):
         span = pm.tag[k]
-        if span.kind != PRIVATE or span.swap is None:
-            n += min(pm.hi[k], y) - max(pm.lo[k], x)
+        a, b = max(pm.lo[k], x), min(pm.hi[k], y)
+        if span.kind == POOLED:
+            d = span.delta
+            n += sum(rb - ra for ra, rb, st in span.pool.runs(a - d, b - d) if st[5] is None)
+        elif span.kind != PRIVATE or span.swap is None:
+            n += b - a
     return n
 
 
@@ -1755,6 +1763,31 @@ def swap_out(mm, vma, x, y, target):
             _count(mm, vma, True, a - b, active=span.lru[0])
             sw.insert(a, b, _swap_ref(d))
             continue
+        if span.kind == POOLED:
+            dd = span.delta
+            runs = span.pool.runs(a - dd, b - dd)
+            if any(st[5] is not None for _, _, st in runs):
+                # Shared since a fork and in the swap cache: this mapping's entry names
+                # the folio's slot; the folio goes when its last mapper does.
+                for ra, rb, st in runs:
+                    pa, pb = ra + dd, rb + dd
+                    if st[5] is None:
+                        s = dev.next
+                        dev.slots.insert(s, s + pb - pa, (1, memcg, workingset.eviction(
+                            target, pb - pa, st[4][1])))
+                        dev.next += pb - pa
+                        new += pb - pa
+                        sw.insert(pa, pb, _swap_ref(pa - s))
+                    else:
+                        sd = dd + st[5]
+                        _slots_get(kernel, pa - sd, pb - sd)
+                        if st[0] == 1:
+                            shadow = workingset.eviction(target, pb - pa, st[4][1])
+                            dev.slots.apply(pa - sd, pb - sd,
+                                            lambda t: (t[0], t[1], shadow))
+                        sw.insert(pa, pb, _swap_ref(sd))
+                _unmap(mm, vma, a, b, span)
+                continue
         s = dev.next
         for pa, pb, ws in _workingset_runs(span, a, b):
             # The shadow keeps PG_workingset: a page aged off the active list.
@@ -2188,6 +2221,7 @@ def check_swap(kernel):
     live address spaces, each mm's swap_pages counts its entries, and the device's
     ``used`` counts the slots (a checking aid)."""
     ev = {}
+    pools = {}
     for mm in _live_mms(kernel):
         n = 0
         for vma in mm.vmas():
@@ -2202,6 +2236,13 @@ def check_swap(kernel):
                     d = span.swap
                     ev[x - d] = ev.get(x - d, 0) + 1
                     ev[y - d] = ev.get(y - d, 0) - 1
+                elif span.kind == POOLED:
+                    pools[id(span.pool)] = span.pool
+    for pool in pools.values():
+        for a, b, st in pool.items():
+            if st[5] is not None:
+                ev[a - st[5]] = ev.get(a - st[5], 0) + 1
+                ev[b - st[5]] = ev.get(b - st[5], 0) - 1
         if n != mm.swap_pages:
             raise AssertionError(f"mm swap_pages {mm.swap_pages} != its entries {n}")
     dev = kernel.swap
@@ -2307,11 +2348,18 @@ def swap_cached(kernel):
     out = {}
     if kernel.swap is None:
         return out
+    pools = {}
     for mm in _live_mms(kernel):
         for vma in mm.vmas():
             for x, y, span in (vma.pages.items() if vma.pages else ()):
                 if span.kind == PRIVATE and span.swap is not None:
                     out[id(mm.memcg)] = out.get(id(mm.memcg), 0) + y - x
+                elif span.kind == POOLED:
+                    pools[id(span.pool)] = span.pool
+    for pool in pools.values():
+        for a, b, st in pool.items():
+            if st[5] is not None:
+                out[id(pool.memcg)] = out.get(id(pool.memcg), 0) + b - a
     return out
 
 

@@ -731,3 +731,30 @@ def test_no_anon_aging_without_swap_on_the_live_kernel():
         pytest.skip("the host has swap; this test assumes none")
     before, after, scanned = _live_stream_beside_active_anon("/var/tmp")
     assert before >= 4096 and after == before and scanned == 0
+
+
+def test_a_fork_shares_the_swap_cache():
+    """A swap-cache page shared by fork keeps its slot for both: freed when the last
+    mapper goes, or when the one left writes it (do_wp_page frees the swap first),
+    and swapped out again to the same slot without a write."""
+    k, proc, a = paged_out(16)
+    proc.touch(a, 16 * P, write=False)
+    child = proc.fork()
+    assert k.swap.used == 16 and meminfo(k)["SwapCached"] == 64
+    books(k)
+    proc.touch(a, 4 * P)                  # COW: the parent's copies are new pages
+    assert k.swap.used == 16 and meminfo(k)["SwapCached"] == 64
+    child.touch(a, 2 * P)                 # the child alone maps these: reuse, swap freed
+    assert k.swap.used == 14 and meminfo(k)["SwapCached"] == 56
+    books(k)
+    out = vmstat(k)["pswpout"]
+    child.madvise(a + 4 * P, 4 * P, MADV_PAGEOUT)   # still shared with the parent: kept
+    assert child.mm.swap_pages == 0
+    proc.munmap(a + 4 * P, 12 * P)
+    child.madvise(a + 4 * P, 12 * P, MADV_PAGEOUT)  # the child's alone: to their slots
+    assert child.mm.swap_pages == 12 and vmstat(k)["pswpout"] == out
+    # Pages 2-3, the child's alone since the parent's COW, are still in the cache.
+    assert k.swap.used == 14 and meminfo(k)["SwapCached"] == 2 * 4
+    books(k)
+    child.exit(0)
+    assert k.swap.used == 0 and meminfo(k)["SwapCached"] == 0
