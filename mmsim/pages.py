@@ -6,7 +6,9 @@ sorted, disjoint extents of page numbers, each with a ``Span`` saying what every
 of the extent maps, so a run of pages in the same state costs one extent whatever its
 length, and faults, zaps, fork and COW cost O(extents touched).  A Span is one of:
 
-- private: pages this mapping alone maps (mapcount 1), their folio state in the Span;
+- private: pages this mapping alone maps (mapcount 1), their folio state in the Span
+  (for anonymous pages also their place on the anon LRU and, in the swap cache, their
+  slot);
 - pooled: folios shared with other mappings since a fork.  Their folio state
   (mapcount, anon, dirty, PG_referenced) lives in a ``Pool``, itself runs of indices in
   the same state, which every mapper reads; the Span says where its pages sit in the
