@@ -60,7 +60,7 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
             or mm.flags & (MMF_VM_MERGE_ANY | MMF_HAS_MDWE)
             or mm.def_flags & ~_PLAIN_DEF_FLAGS):
         return None
-    existing = tree.values(addr, end)
+    before, existing, after = tree.span(addr, end)
     for v in existing:
         if v.special is not None:
             return None
@@ -101,19 +101,10 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
                 pages.zap_vma(mm, v, v.start, v.end)
         kernel.committed_as -= unacct
     kernel.committed_as += old_accounted
-    # The neighbours: what the edge splits left, else a lookup.
-    if below is not None:
-        prev = below
-    else:
-        found = tree.find_prev(addr)
-        prev = found[2] if found else None
-    if above is not None:
-        nxt = above
-    else:
-        found = tree.find(end)
-        if found and found[0] < end:
-            found = tree.find(found[1])
-        nxt = found[2] if found else None
+    # The neighbours: what the edge splits left, else the VMAs either side of the range
+    # (prev_of(addr) and next_of(end) when no VMA straddles that edge).
+    prev = below if below is not None else before
+    nxt = above if above is not None else after
     # merge_new of a proposal with no file, anon_vma, name, uffd context or policy.
     left = (prev is not None and prev.end == addr and _new_mergeable(prev, vm_flags)
             and prev.pgoff + ((prev.end - prev.start) >> PAGE_SHIFT) == pgoff)
@@ -225,9 +216,9 @@ def munmap(mm: Mm, addr, length):
     return 0
 
 
-def _prescan(tree, start, end, refuse):
-    """Whether every VMA in ``[start, end)`` is one the fused flag change handles."""
-    for v in tree.values(start, end):
+def _handled(vmas, refuse):
+    """Whether every VMA of ``vmas`` is one the fused flag change handles."""
+    for v in vmas:
         if v.vm_flags & refuse or v.special is not None or not _bare(v):
             return False
     return True
@@ -242,12 +233,12 @@ def mprotect(mm: Mm, addr, length, prot):
     if end >= _MAX_END or mm.flags & MMF_HAS_MDWE:
         return None
     tree = mm.tree
-    if not _prescan(tree, addr, end, _MPROTECT_REFUSE):
+    vmas = tree.values(addr, end)
+    if not _handled(vmas, _MPROTECT_REFUSE):
         return None
-    found = tree.find(addr, end)
-    if found is None:
+    if not vmas:
         raise error(errno.ENOMEM)
-    vma = found[2]
+    vma = vmas[0]   # find_vma_intersection
     if vma.start > addr:
         raise error(errno.ENOMEM)
     bits = _PROT_BITS[prot]
@@ -319,14 +310,14 @@ def madvise(mm: Mm, start, len_in, advice):
         if hole or pos < end:
             raise error(errno.ENOMEM)
         return 0
-    if not _prescan(tree, start, end, _NOHUGE_REFUSE):
+    vmas = tree.values(start, end)
+    if not _handled(vmas, _NOHUGE_REFUSE):
         return None
+    if not vmas:
+        raise error(errno.ENOMEM)   # the walk's first find_vma finds none in the range
+    vma = vmas[0]
     unmapped = False
     while True:
-        found = tree.find(start)
-        if found is None:
-            raise error(errno.ENOMEM)
-        vma = found[2]
         if start < vma.start:
             unmapped = True
             start = vma.start
@@ -345,6 +336,10 @@ def madvise(mm: Mm, start, len_in, advice):
         start = tmp if vma.end < tmp else vma.end
         if start >= end:
             break
+        found = tree.find(start)
+        if found is None:
+            raise error(errno.ENOMEM)
+        vma = found[2]
     if unmapped:
         raise error(errno.ENOMEM)
     return 0
@@ -361,25 +356,15 @@ def _modify(mm, tree, vma, start, end, vm_flags):
         # merge_existing, the proposal being vma's own properties at [start, end).
         pgoff = vma.pgoff + ((start - vstart) >> PAGE_SHIFT)
         anon = vma.anon_vma
-        prev = None
-        merge_left = False
-        if left_side:
-            found = tree.find_prev(vstart)
-            if found:
-                prev = found[2]
-                merge_left = (prev.end == start and _change_mergeable(prev, vma, vm_flags, anon)
-                              and prev.pgoff + ((prev.end - prev.start) >> PAGE_SHIFT) == pgoff)
-        nxt = None
-        merge_right = False
-        if right_side:
-            found = tree.find(vend)
-            if found and found[0] < vend:
-                found = tree.find(found[1])
-            if found:
-                nxt = found[2]
-                merge_right = (nxt.start == end and _change_mergeable(nxt, vma, vm_flags, anon)
-                               and nxt.pgoff == pgoff + ((end - start) >> PAGE_SHIFT)
-                               and (not merge_left or _anon_compatible(prev, nxt)))
+        # prev_of(vstart) and next_of(vend): the VMAs either side of vma, one lookup.
+        prev, _, nxt = tree.span(vstart, vend)
+        merge_left = (left_side and prev is not None and prev.end == start
+                      and _change_mergeable(prev, vma, vm_flags, anon)
+                      and prev.pgoff + ((prev.end - prev.start) >> PAGE_SHIFT) == pgoff)
+        merge_right = (right_side and nxt is not None and nxt.start == end
+                       and _change_mergeable(nxt, vma, vm_flags, anon)
+                       and nxt.pgoff == pgoff + ((end - start) >> PAGE_SHIFT)
+                       and (not merge_left or _anon_compatible(prev, nxt)))
         if merge_left or merge_right:
             remove_middle = left_side and right_side
             if not (remove_middle and vma.close_hook):

@@ -380,6 +380,38 @@ class VmaTree:
             out += v
         return out
 
+    def span(self, start, end):
+        """``(before, entries, after)``: the entries overlapping ``[start, end)`` as
+        ``values`` gives them, with the entry of the range just before the first of them
+        and just after the last (None where there is none), in one walk.  Without an
+        overlap, ``before`` and ``after`` are the entries either side of ``start``."""
+        if not (type(start) is int and type(end) is int and 0 <= start < end <= INDEX_LIMIT):
+            self._bad_range(start, end)
+        ll = self._ll
+        if not ll:
+            return None, [], None
+        out = []
+        li = bisect_right(self._lf, start) - 1
+        if li < 0:
+            li = k = 0
+            before = None
+        else:
+            k = bisect_right(ll[li].b, start) >> 1
+            before = ll[li].v[k - 1] if k else ll[li - 1].v[-1] if li else None
+        n = len(ll)
+        while True:
+            leaf = ll[li]
+            b = leaf.b
+            m = (bisect_left(b, end, 2 * k) + 1) >> 1   # ranges k..m-1 start below end
+            if k < m:
+                out += leaf.v[k:m]
+            if 2 * m < len(b):
+                return before, out, leaf.v[m]
+            li += 1
+            if li == n:
+                return before, out, None
+            k = 0
+
     def touch(self, index):
         """Say that the entry covering ``index`` changed in place (its key for
         ``summarized_walk`` may differ now)."""

@@ -774,3 +774,38 @@ def test_deferred_rescans_and_gap_lists_follow_mmap_churn(width):
             assert list(tree.items()) == model.ranges
     tree.check()
     assert list(tree.items()) == model.ranges
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(1, 6)), min_size=1, max_size=120),
+       st.sampled_from([4, 5, 8]), st.integers(0, 420), st.integers(1, 40), st.booleans())
+def test_span_is_values_with_its_neighbours(ranges, width, start, length, at_a_start):
+    """span(start, end) gives values(start, end), the entry just before the first of
+    them and just after the last (or either side of ``start`` when none overlaps), on
+    trees of several leaves."""
+    tree = VmaTree(width)
+    model = {}
+    for s, n in ranges:
+        tree.store(s, s + n, (s, s + n))
+        for k in [k for k, (a, b) in model.items() if a < s + n and s < b]:
+            a, b = model.pop(k)
+            if a < s:
+                model[a] = (a, s)
+            if b > s + n:
+                model[s + n] = (s + n, b)
+        model[s] = (s, s + n)
+    spans = sorted(model.values())
+    if at_a_start:   # start where a range starts: often a leaf's first
+        start = spans[start % len(spans)][0]
+    end = start + length
+    over = [r for r in spans if r[0] < end and start < r[1]]
+    lower = [r for r in spans if r[1] <= (over[0][0] if over else start)]
+    higher = [r for r in spans if r[0] >= (over[-1][1] if over else end)]
+    # the tree's entries are stale tuples once trimmed: compare by the tree's own items
+    items = [(s, e) for s, e, _ in tree.items()]
+    assert items == spans
+    entries = {(s, e): v for s, e, v in tree.items()}
+    before, got, after = tree.span(start, end)
+    assert got == tree.values(start, end) == [entries[r] for r in over]
+    assert before == (entries[lower[-1]] if lower else None)
+    assert after == (entries[higher[0]] if higher else None)
