@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
-from . import binfmt_elf, exec_follow, uapi
+from . import binfmt_elf, exec_follow, fastpath, uapi
 from .errors import Killed
 from .files import DIR, REG
 from .kernel import Kernel
@@ -334,7 +334,12 @@ class Replayer:
                 # all it gives.
                 result = early.pop(i) if early and i in early else self.call(ev)
                 pid = ev.pid
-                yield Outcome(ev, result, "", "", pid if pid is not None else self._label(pid))
+                if pid is None:
+                    # _label(None), written out
+                    pid = self.initial_label
+                    if pid is None:
+                        pid = procs[None].pid
+                yield Outcome(ev, result, "", "", pid)
                 if killed:
                     yield from self._killed(ev)
             else:
@@ -1069,46 +1074,81 @@ _UNKNOWN = object()   # a call name not looked up in Replayer._handlers yet
 _INT_MIN, _INT_END = -(1 << 31), 1 << 31
 
 
+# Each tries the call's fused fast path (mmsim.fastpath, which Process' syscall body
+# tries first too) before the body itself: one call fewer for the common shapes.
+
+
 def _direct_mmap(body, slow):
+    fast = fastpath.mmap
+
     def mmap(proc, ev, *args):
         if type(proc) is Process and len(args) == 6:
             addr, length, prot, flags, fd, off = args
             if (type(addr) is int and type(length) is int and type(prot) is int
                     and type(flags) is int and type(fd) is int and type(off) is int
                     and flags & uapi.MAP_ANONYMOUS and _INT_MIN <= fd < _INT_END):
-                return body(proc, addr & U64, length & U64, prot & U64, flags & U64, fd,
-                            off & U64)
+                addr &= U64
+                length &= U64
+                prot &= U64
+                flags &= U64
+                off &= U64
+                done = fast(proc.mm, addr, length, prot, flags, off)
+                if done is not None:
+                    return done
+                return body(proc, addr, length, prot, flags, fd, off)
         return slow(proc, ev, *args)
     return mmap
 
 
 def _direct_munmap(body, slow):
+    fast = fastpath.munmap
+
     def munmap(proc, ev, *args):
         if type(proc) is Process and len(args) == 2:
             addr, length = args
             if type(addr) is int and type(length) is int:
-                return body(proc, addr & U64, length & U64)
+                addr &= U64
+                length &= U64
+                done = fast(proc.mm, addr, length)
+                if done is not None:
+                    return done
+                return body(proc, addr, length)
         return slow(proc, ev, *args)
     return munmap
 
 
 def _direct_mprotect(body, slow):
+    fast = fastpath.mprotect
+
     def mprotect(proc, ev, *args):
         if type(proc) is Process and len(args) == 3:
             addr, length, prot = args
             if type(addr) is int and type(length) is int and type(prot) is int:
-                return body(proc, addr & U64, length & U64, prot & U64)
+                addr &= U64
+                length &= U64
+                prot &= U64
+                done = fast(proc.mm, addr, length, prot)
+                if done is not None:
+                    return done
+                return body(proc, addr, length, prot)
         return slow(proc, ev, *args)
     return mprotect
 
 
 def _direct_madvise(body, slow):
+    fast = fastpath.madvise
+
     def madvise(proc, ev, *args):
         if type(proc) is Process and len(args) == 3:
             addr, length, advice = args
             if (type(addr) is int and type(length) is int and type(advice) is int
                     and _INT_MIN <= advice < _INT_END):
-                return body(proc, addr & U64, length & U64, advice)
+                addr &= U64
+                length &= U64
+                done = fast(proc.mm, addr, length, advice)
+                if done is not None:
+                    return done
+                return body(proc, addr, length, advice)
         return slow(proc, ev, *args)
     return madvise
 
