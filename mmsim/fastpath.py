@@ -125,17 +125,21 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
             _dup_anon_vma(new, nxt)
             _move_all(nxt, new)
         new.start, new.end, new.pgoff = start, stop, off
-        tree.store(start, stop, new)
     else:
         new = Vma(addr, end, vm_flags, pgoff)
-        tree.store(addr, end, new)
+    # The store of the new (or grown) VMA and relink's of the split VMAs either side,
+    # as one change of the tree: no range straddles either end of it.
+    if below is not None and below is not new:
+        bounds = [below.start, below.end, new.start, new.end]
+        entries = [below, new]
+    else:
+        bounds = [new.start, new.end]
+        entries = [new]
+    if above is not None and above is not new and new.end <= above.start:
+        bounds += (above.start, above.end)
+        entries.append(above)
+    tree.replace(bounds[0], bounds[-1], bounds, entries)
     mm.total_vm += npages
-    if existing:
-        # relink
-        if below is not None and below is not new:
-            tree.store(below.start, below.end, below)
-        if above is not None and above is not new and new.end <= above.start:
-            tree.store(above.start, above.end, above)
     return addr
 
 
@@ -207,11 +211,19 @@ def munmap(mm: Mm, addr, length):
             unacct += n
         if v.pages or v.swap:
             pages.zap_vma(mm, v, v.start, v.end)
-    tree.erase(addr, end)
+    # The erase and relink's stores of the split VMAs, as one change of the tree.
+    bounds = []
+    entries = []
+    lo, hi = addr, end
     if below is not None:
-        tree.store(below.start, below.end, below)
+        lo = below.start
+        bounds += (lo, addr)
+        entries.append(below)
     if above is not None:
-        tree.store(above.start, above.end, above)
+        hi = above.end
+        bounds += (end, hi)
+        entries.append(above)
+    tree.replace(lo, hi, bounds, entries)
     kernel.committed_as -= unacct
     return 0
 
@@ -397,12 +409,36 @@ def _modify(mm, tree, vma, start, end, vm_flags):
                 nxt.start = start
                 tree.store(start, nxt.end, nxt)
                 return nxt
-    if vstart < start:
-        _split(mm, tree, vma, start, True)
-    if vma.end > end:
-        _split(mm, tree, vma, end, False)
+    cut_below = vstart < start
+    cut_above = vend > end
+    if not (cut_below or cut_above):
+        vma.vm_flags = vm_flags
+        tree.touch(vstart)
+        return vma
+    # Mm.split at each edge (max_map_count checked before each, as split does), the
+    # tree changed once for both.
+    count = len(tree)
+    limit = mm.kernel.max_map_count
+    if cut_below and count >= limit:
+        raise error(errno.ENOMEM, "split at max_map_count")
+    if cut_above and count + cut_below >= limit:
+        if cut_below:
+            below = _cut_below(vma, start)
+            tree.store(vstart, start, below)
+        raise error(errno.ENOMEM, "split at max_map_count")
+    bounds = []
+    entries = []
+    if cut_below:
+        below = _cut_below(vma, start)
+        bounds += (vstart, start)
+        entries.append(below)
+    bounds += (start, end)
+    entries.append(vma)
+    if cut_above:
+        entries.append(_cut_above(vma, end))
+        bounds += (end, vend)
     vma.vm_flags = vm_flags
-    tree.touch(vma.start)
+    tree.replace(vstart, vend, bounds, entries)
     return vma
 
 
@@ -419,19 +455,3 @@ def _change_mergeable(t, vma, vm_flags, anon):
     if tgt_anon is not None and anon is None:
         return not t.forked
     return anon is tgt_anon
-
-
-def _split(mm, tree, vma, addr, new_below):
-    """Mm.split of a VMA that is not special and has no pages (checked by the caller)."""
-    if len(tree) >= mm.kernel.max_map_count:
-        raise error(errno.ENOMEM, "split at max_map_count")
-    new = dup_vma(vma)
-    if new_below:
-        new.end = addr
-        vma.pgoff += (addr - vma.start) >> PAGE_SHIFT
-        vma.start = addr
-    else:
-        new.start = addr
-        new.pgoff += (addr - vma.start) >> PAGE_SHIFT
-        vma.end = addr
-    tree.store(new.start, new.end, new)

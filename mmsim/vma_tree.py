@@ -734,6 +734,71 @@ class VmaTree:
         elif self._height:
             self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
 
+    def replace(self, start, end, bounds, entries):
+        """Make ``[start, end)`` hold exactly the ranges ``bounds`` (interleaved ``[s0,
+        e0, s1, e1, ...]``: sorted, disjoint, non-empty, inside ``[start, end)``), mapping
+        to ``entries``: what was there is trimmed at the edges and dropped inside.  The
+        same as ``erase(start, end)`` then a ``store`` of each range, in one leaf change
+        when the range lies in one leaf (an unmap with its edge splits, a mapping over
+        mapped space with the split VMAs either side)."""
+        if (type(start) is not int or type(end) is not int
+                or not 0 <= start < end <= INDEX_LIMIT):
+            self._bad_range(start, end)
+        if len(bounds) != 2 * len(entries) or None in entries:
+            raise ValueError("bounds must be two per entry, and entries not None")
+        last = start
+        odd = False
+        for x in bounds:
+            if type(x) is not int or x < last or (odd and x == last):
+                raise ValueError("bounds must be ints, sorted, non-empty and disjoint ranges "
+                                 "inside [start, end)")
+            last = x
+            odd = not odd
+        if last > end:
+            raise ValueError("bounds must lie inside [start, end)")
+        lf = self._lf
+        li = bisect_right(lf, start) - 1
+        if li < 0:
+            li = 0
+        if lf:
+            leaf = self._ll[li]
+            b = leaf.b
+            nb = len(b)
+            p = bisect_right(b, start)
+            m = (bisect_left(b, end, p) + 1) >> 1   # ranges p >> 1 .. m-1 start below end
+        if not lf or (2 * m == nb and li + 1 < len(lf) and lf[li + 1] < end):
+            # An empty tree, or a range that runs on into later leaves.
+            self.erase(start, end)
+            for i, entry in enumerate(entries):
+                self.store(bounds[2 * i], bounds[2 * i + 1], entry)
+            return
+        if not leaf.dirty:
+            _touch(leaf)
+        k = p >> 1
+        v = leaf.v
+        new_b = []
+        new_v = []
+        if k < m and b[2 * k] < start:
+            new_b += (b[2 * k], start)
+            new_v.append(v[k])
+        new_b += bounds
+        new_v += entries
+        if k < m and b[2 * m - 1] > end:
+            new_b += (end, b[2 * m - 1])
+            new_v.append(v[m - 1])
+        old_first = b[0]
+        old_gap = leaf.mg
+        _replace(leaf, k, m, new_b, new_v)
+        self._len += len(new_v) - (m - k)
+        n = len(v)
+        if n > self._width or (n < self._min and (self._height or not n)):
+            self._fix(leaf, li, old_first)
+        elif self._height and (k == 0 or 2 * m == nb or old_gap != leaf.mg):
+            self._lf[li] = b[0]
+            self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
+        else:
+            self._lf[li] = b[0]
+
     def _store_first(self, start, end, entry):
         """Store into an empty tree."""
         root = self._root
