@@ -10,6 +10,9 @@ caller then runs the general path.  A step whose helper only has work to do when
 has pages, swap entries or guard markers calls that helper (the general code) in that
 case, and skips it only where it would do nothing.
 
+A fast path returns what the call returns, or the negative errno it fails with (no
+exception to raise and catch: a replay's calls fail often); the caller raises OSError.
+
 ``ENABLED`` turns every fast path off (the general path then runs alone): the
 property test tests/test_fastpath.py runs the same calls both ways and compares.
 """
@@ -84,7 +87,7 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
         cut_below = addr > first.start
         if cut_below and end < first.end and len(tree) >= kernel.max_map_count:
             overcommit.vm_unacct_memory(kernel, charged)
-            raise error(errno.ENOMEM, "munmap would exceed max_map_count")
+            return -errno.ENOMEM
         if cut_below:
             below = _cut_below(first, addr)
         if last.end > end:
@@ -180,7 +183,8 @@ def _move_all(src, dst):
 
 
 def munmap(mm: Mm, addr, length):
-    """munmap(2) (mman.munmap, Mm.unmap); None when the fused path does not apply."""
+    """munmap(2) (mman.munmap, Mm.unmap); None when the fused path does not apply,
+    else 0 or the negative errno."""
     if addr & _OFFSET or not length or not ENABLED:
         return None
     task_size = mm.task_size
@@ -198,7 +202,7 @@ def munmap(mm: Mm, addr, length):
     cut_below = addr > first.start
     kernel = mm.kernel
     if cut_below and end < first.end and len(tree) >= kernel.max_map_count:
-        raise error(errno.ENOMEM, "munmap would exceed max_map_count")
+        return -errno.ENOMEM
     below = _cut_below(first, addr) if cut_below else None
     above = _cut_above(last, end) if last.end > end else None
     if mm.total_vm > mm.hiwater_vm:
@@ -249,21 +253,21 @@ def mprotect(mm: Mm, addr, length, prot):
     if not _handled(vmas, _MPROTECT_REFUSE):
         return None
     if not vmas:
-        raise error(errno.ENOMEM)
+        return -errno.ENOMEM
     vma = vmas[0]   # find_vma_intersection
     if vma.start > addr:
-        raise error(errno.ENOMEM)
+        return -errno.ENOMEM
     bits = _PROT_BITS[prot]
     kernel = mm.kernel
     tmp = vma.start
     nstart = addr
     while tmp < end and vma is not None and vma.start < end:
         if vma.start != tmp:
-            raise error(errno.ENOMEM, "hole in range")
+            return -errno.ENOMEM
         oldflags = vma.vm_flags
         newflags = bits | (oldflags & ~VM_ACCESS_FLAGS)
         if (newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS:
-            raise error(errno.EACCES)
+            return -errno.EACCES
         tmp = min(vma.end, end)
         if newflags != oldflags:
             # mprotect_fixup
@@ -292,7 +296,7 @@ def mprotect(mm: Mm, addr, length, prot):
         found = tree.find(tmp)
         vma = found[2] if found else None
     if tmp < end:
-        raise error(errno.ENOMEM, "hole at end of range")
+        return -errno.ENOMEM
     return 0
 
 
@@ -320,13 +324,13 @@ def madvise(mm: Mm, start, len_in, advice):
                 hole = True
             pos = v.end
         if hole or pos < end:
-            raise error(errno.ENOMEM)
+            return -errno.ENOMEM
         return 0
     vmas = tree.values(start, end)
     if not _handled(vmas, _NOHUGE_REFUSE):
         return None
     if not vmas:
-        raise error(errno.ENOMEM)   # the walk's first find_vma finds none in the range
+        return -errno.ENOMEM   # the walk's first find_vma finds none in the range
     vma = vmas[0]
     unmapped = False
     while True:
@@ -343,17 +347,17 @@ def madvise(mm: Mm, start, len_in, advice):
                 vma = _modify(mm, tree, vma, start, tmp, new)
             except OSError as exc:
                 if exc.errno == errno.ENOMEM:
-                    raise error(errno.EAGAIN, "split would exceed max_map_count") from None
+                    return -errno.EAGAIN   # split would exceed max_map_count
                 raise
         start = tmp if vma.end < tmp else vma.end
         if start >= end:
             break
         found = tree.find(start)
         if found is None:
-            raise error(errno.ENOMEM)
+            return -errno.ENOMEM
         vma = found[2]
     if unmapped:
-        raise error(errno.ENOMEM)
+        return -errno.ENOMEM
     return 0
 
 

@@ -17,7 +17,7 @@ from . import binfmt_elf, exec_follow, fastpath, uapi
 from .errors import Killed
 from .files import DIR, REG
 from .kernel import Kernel
-from .defs import PAGE_SIZE, TASK_SIZE, U64, bulk_build, page_align, page_align_down
+from .defs import PAGE_SIZE, TASK_SIZE, U64, bulk_build, error, page_align, page_align_down
 from .task import (F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, SEEK_DATA, SEEK_HOLE, Process,
                    resolve_at)
 from .strace import (EXECUTED, FORKS, Event, Raw, Str, TraceError, _mm_map, clone_args,
@@ -235,6 +235,7 @@ class Replayer:
         self._window = ()    # the event running and the AHEAD after it (stream)
         self._base = 0       # the index of the event running
         self._forks = True   # whether the trace shows forks (prescan)
+        self._splits = True  # whether the trace has a call strace -f split (prescan)
         self._cwd_seen = None  # the initial directory the trace shows (prescan)
         self._exit_lines = set()  # logical pids whose "+++ exited" line is in the trace
         self._exits = {}          # logical pid -> (call, status) deferred to "+++"
@@ -261,6 +262,7 @@ class Replayer:
         self.initial_label = None
         self._exit_lines = set()
         self._forks = False
+        self._splits = False
         cwd = CwdWitness()
         open_at = {}   # (pid, fd) -> line of the open that made it
         for ev in events:
@@ -273,6 +275,8 @@ class Replayer:
                 continue
             if ev.name in FORKS:
                 self._forks = True
+            if ev.start is not None:
+                self._splits = True
             cwd.feed(ev)
             if self.follow:
                 self._scan_mapping(ev, open_at)
@@ -280,17 +284,23 @@ class Replayer:
 
     def facts(self) -> tuple:
         """What ``prescan`` learnt of the trace (to ``restore`` after running another)."""
-        return self.initial_label, self._exit_lines, self._forks, self._cwd_seen
+        return (self.initial_label, self._exit_lines, self._forks, self._cwd_seen,
+                self._splits)
 
     def restore(self, facts: tuple) -> None:
         """Take back what ``facts`` returned."""
-        self.initial_label, self._exit_lines, self._forks, self._cwd_seen = facts
+        (self.initial_label, self._exit_lines, self._forks, self._cwd_seen,
+         self._splits) = facts
 
     def stream(self, events: Iterable[Event]) -> Iterator[Outcome]:
         """Replay events that ``prescan`` has read, yielding each Outcome as soon as it
         is known.  Only the running event and the AHEAD events after it are held (what
         --follow and split calls look ahead at), so memory stays flat in the trace's
         length."""
+        if not self._splits and not self.follow:
+            # Nothing looks ahead: no split call to run early, no exec to follow.
+            yield from self._stream_plain(events)
+            return
         source = iter(events)
         window = self._window = collections.deque()
         self._base = 0
@@ -346,6 +356,42 @@ class Replayer:
                 yield from self.step(ev, i)
             window.popleft()
             self._base += 1
+
+    def _stream_plain(self, events):
+        """``stream`` for a trace with no split call, not under --follow: its loop
+        without the look-ahead window (nothing is ever pending or run early)."""
+        self._window = ()
+        self._base = 0
+        self.start()
+        procs = self.procs
+        killed = self.kernel.oom_killed if self.kernel is not None else None
+        forks = self._forks
+        dump_at_exit = self.dump_at_exit
+        call = self.call
+        pending = self._pending
+        early = self._early
+        i = -1
+        for i, ev in enumerate(events):
+            self._base = i
+            if pending:
+                pending.pop(i, None)
+            kind = ev.kind
+            if not forks and kind in ("call", "dump") and ev.pid not in procs:
+                self._adopt(ev.pid, self.spawn_initial())
+            if kind == "call" and not dump_at_exit:
+                result = early.pop(i) if early and i in early else call(ev)
+                pid = ev.pid
+                if pid is None:
+                    # _label(None), written out
+                    pid = self.initial_label
+                    if pid is None:
+                        pid = procs[None].pid
+                yield Outcome(ev, result, "", "", pid)
+                if killed:
+                    yield from self._killed(ev)
+            else:
+                yield from self.step(ev, i)
+        self._base = i + 1
 
     def start(self) -> None:
         """Make the initial process, unless it exists."""
@@ -1075,7 +1121,8 @@ _INT_MIN, _INT_END = -(1 << 31), 1 << 31
 
 
 # Each tries the call's fused fast path (mmsim.fastpath, which Process' syscall body
-# tries first too) before the body itself: one call fewer for the common shapes.
+# tries first too) before the body itself: one call fewer for the common shapes, and a
+# failure is the negative errno ``call`` returns for it, without raising OSError.
 
 
 def _direct_mmap(body, slow):
@@ -1094,6 +1141,8 @@ def _direct_mmap(body, slow):
                 off &= U64
                 done = fast(proc.mm, addr, length, prot, flags, off)
                 if done is not None:
+                    if done < 0 and proc.kernel.pressure:
+                        raise error(-done)   # call() balances only a call that returned
                     return done
                 return body(proc, addr, length, prot, flags, fd, off)
         return slow(proc, ev, *args)
@@ -1111,6 +1160,8 @@ def _direct_munmap(body, slow):
                 length &= U64
                 done = fast(proc.mm, addr, length)
                 if done is not None:
+                    if done < 0 and proc.kernel.pressure:
+                        raise error(-done)   # call() balances only a call that returned
                     return done
                 return body(proc, addr, length)
         return slow(proc, ev, *args)
@@ -1129,6 +1180,8 @@ def _direct_mprotect(body, slow):
                 prot &= U64
                 done = fast(proc.mm, addr, length, prot)
                 if done is not None:
+                    if done < 0 and proc.kernel.pressure:
+                        raise error(-done)   # call() balances only a call that returned
                     return done
                 return body(proc, addr, length, prot)
         return slow(proc, ev, *args)
@@ -1147,6 +1200,8 @@ def _direct_madvise(body, slow):
                 length &= U64
                 done = fast(proc.mm, addr, length, advice)
                 if done is not None:
+                    if done < 0 and proc.kernel.pressure:
+                        raise error(-done)   # call() balances only a call that returned
                     return done
                 return body(proc, addr, length, advice)
         return slow(proc, ev, *args)

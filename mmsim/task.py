@@ -1097,6 +1097,8 @@ class Process:
         """mmap(2)."""
         done = fastpath.mmap(self.mm, addr, length, prot, flags, offset)
         if done is not None:
+            if done < 0:
+                raise error(-done)
             return done
         file = None
         if not flags & MAP_ANONYMOUS:
@@ -1164,6 +1166,8 @@ class Process:
         """munmap(2)."""
         done = fastpath.munmap(self.mm, addr, length)
         if done is not None:
+            if done < 0:
+                raise error(-done)
             return done
         return mman.munmap(self.mm, addr, length)
 
@@ -1172,6 +1176,8 @@ class Process:
         """mprotect(2)."""
         done = fastpath.mprotect(self.mm, addr, length, prot)
         if done is not None:
+            if done < 0:
+                raise error(-done)
             return done
         return mman.mprotect(self.mm, addr, length, prot)
 
@@ -1180,6 +1186,8 @@ class Process:
         """madvise(2)."""
         done = fastpath.madvise(self.mm, addr, length, advice)
         if done is not None:
+            if done < 0:
+                raise error(-done)
             return done
         return _madvise.madvise(self.mm, addr, length, advice)
 
