@@ -117,6 +117,8 @@ _PREFIX = re.compile(
     r"(?:\[\s*[0-9]{1,5}\]\s+)?"
     r"(?:\[(?:[0-9a-f]{8,16}|\?{8,16})\]\s+)?", re.ASCII)
 _PREFIX_STARTS = frozenset("0123456789[")
+# How a call's name starts: a line starting so has no prefix.
+_PLAIN_STARTS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _CALL = re.compile(r"([a-z_][a-z0-9_]*)\(")
 _RESUMED = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>\s*")
 _UNFINISHED = " <unfinished ...>"
@@ -192,6 +194,21 @@ def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
     namer = _PidNamer(file)
     lines = _Lines(lines)
     for lineno, raw in lines:
+        if (raw and raw[0] in _PLAIN_STARTS and "<" not in raw and not raw[-1].isspace()
+                and not slots):
+            # A line with no prefix, decoration or surrounding blank (nothing for
+            # parse_line to strip or take off): parse_line would hand it to _fast_call
+            # as it is, so that comes first.
+            try:
+                event = _fast_call(raw, None, lineno, file)
+            except TraceError:
+                event = None   # parse_line reports it (or it starts a summary table)
+            if event is not None:
+                for ev in held:
+                    yield namer.name(ev)
+                held.clear()
+                yield namer.name(event)
+                continue
         before = len(pending)
         try:
             event = parse_line(raw, lineno, file, pending)
