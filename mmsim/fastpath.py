@@ -89,7 +89,14 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
             overcommit.vm_unacct_memory(kernel, charged)
             return -errno.ENOMEM
         if cut_below:
-            below = _cut_below(first, addr)
+            if first.pages or first.swap or first.guards:
+                below = Mm._cut(first, addr, True)
+            else:
+                # _cut_below, written out
+                below = dup_vma(first)
+                below.end = addr
+                first.pgoff += (addr - first.start) >> PAGE_SHIFT
+                first.start = addr
         if last.end > end:
             above = _cut_above(last, end)
         if mm.total_vm > mm.hiwater_vm:
@@ -141,7 +148,7 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
     if above is not None and above is not new and new.end <= above.start:
         bounds += (above.start, above.end)
         entries.append(above)
-    tree.replace(bounds[0], bounds[-1], bounds, entries)
+    tree.replace(bounds[0], bounds[-1], bounds, entries, False)
     mm.total_vm += npages
     return addr
 
@@ -227,7 +234,7 @@ def munmap(mm: Mm, addr, length):
         hi = above.end
         bounds += (end, hi)
         entries.append(above)
-    tree.replace(lo, hi, bounds, entries)
+    tree.replace(lo, hi, bounds, entries, False)
     kernel.committed_as -= unacct
     return 0
 
@@ -442,7 +449,7 @@ def _modify(mm, tree, vma, start, end, vm_flags):
         entries.append(_cut_above(vma, end))
         bounds += (end, vend)
     vma.vm_flags = vm_flags
-    tree.replace(vstart, vend, bounds, entries)
+    tree.replace(vstart, vend, bounds, entries, False)
     return vma
 
 

@@ -734,28 +734,30 @@ class VmaTree:
         elif self._height:
             self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
 
-    def replace(self, start, end, bounds, entries):
+    def replace(self, start, end, bounds, entries, check=True):
         """Make ``[start, end)`` hold exactly the ranges ``bounds`` (interleaved ``[s0,
         e0, s1, e1, ...]``: sorted, disjoint, non-empty, inside ``[start, end)``), mapping
         to ``entries``: what was there is trimmed at the edges and dropped inside.  The
         same as ``erase(start, end)`` then a ``store`` of each range, in one leaf change
         when the range lies in one leaf (an unmap with its edge splits, a mapping over
-        mapped space with the split VMAs either side)."""
-        if (type(start) is not int or type(end) is not int
-                or not 0 <= start < end <= INDEX_LIMIT):
-            self._bad_range(start, end)
-        if len(bounds) != 2 * len(entries) or None in entries:
-            raise ValueError("bounds must be two per entry, and entries not None")
-        last = start
-        odd = False
-        for x in bounds:
-            if type(x) is not int or x < last or (odd and x == last):
-                raise ValueError("bounds must be ints, sorted, non-empty and disjoint ranges "
-                                 "inside [start, end)")
-            last = x
-            odd = not odd
-        if last > end:
-            raise ValueError("bounds must lie inside [start, end)")
+        mapped space with the split VMAs either side).  ``check=False`` skips checking
+        the arguments: only for ranges made from VMAs, whose bounds are valid."""
+        if check:
+            if (type(start) is not int or type(end) is not int
+                    or not 0 <= start < end <= INDEX_LIMIT):
+                self._bad_range(start, end)
+            if len(bounds) != 2 * len(entries) or None in entries:
+                raise ValueError("bounds must be two per entry, and entries not None")
+            last = start
+            odd = False
+            for x in bounds:
+                if type(x) is not int or x < last or (odd and x == last):
+                    raise ValueError("bounds must be ints, sorted, non-empty and disjoint "
+                                     "ranges inside [start, end)")
+                last = x
+                odd = not odd
+            if last > end:
+                raise ValueError("bounds must lie inside [start, end)")
         lf = self._lf
         li = bisect_right(lf, start) - 1
         if li < 0:
