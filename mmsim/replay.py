@@ -152,6 +152,10 @@ def _free(mm, addr, length):
     return end <= TASK_SIZE and mm.tree.find(addr, end) is None
 
 
+# The calls CwdWitness.feed looks at.
+CWD_CALLS = frozenset(("open", "openat", "chdir", "fchdir", "getcwd"))
+
+
 class CwdWitness:
     """The initial process' working directory, worked out from its first ``getcwd`` as
     the trace's calls are fed in: what it printed, less the relative ``chdir``/``fchdir``
@@ -277,7 +281,8 @@ class Replayer:
                 self._forks = True
             if ev.start is not None:
                 self._splits = True
-            cwd.feed(ev)
+            if ev.name in CWD_CALLS:   # feed() passes any other call by
+                cwd.feed(ev)
             if self.follow:
                 self._scan_mapping(ev, open_at)
         self._cwd_seen = cwd.cwd

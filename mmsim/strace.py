@@ -516,24 +516,27 @@ def _fast_call(line, pid, lineno, file):
             or "=" in args_text or "(" in args_text or ")" in args_text
             or "/*" in args_text):
         return None
-    rest = line[close + 1:].strip()
-    result = None
-    if rest:
-        if not rest.startswith("="):
-            return None
-        value = rest[1:].strip()
-        result = _RESULTS.get(value)
-        if result is None:
-            if len(value) < 24 and _NUMBER.match(value):
-                result = _c_int(value)
-                if not LOWEST <= result <= HIGHEST:
-                    return None
-            else:
+    rest = line[close + 1:]
+    # " = value" with a value read before (so no blank around it): one lookup.
+    result = _RESULTS.get(rest[3:]) if rest[:3] == " = " else None
+    if result is None:
+        rest = rest.strip()
+        if rest:
+            if not rest.startswith("="):
                 return None
-            if len(_RESULTS) >= _RESULTS_MAX:
-                _RESULTS.clear()
-                _RESULTS["?"] = "?"
-            _RESULTS[value] = result
+            value = rest[1:].strip()
+            result = _RESULTS.get(value)
+            if result is None:
+                if len(value) < 24 and _NUMBER.match(value):
+                    result = _c_int(value)
+                    if not LOWEST <= result <= HIGHEST:
+                        return None
+                else:
+                    return None
+                if len(_RESULTS) >= _RESULTS_MAX:
+                    _RESULTS.clear()
+                    _RESULTS["?"] = "?"
+                _RESULTS[value] = result
     values = _VALUES
     # strace separates arguments with ", ": every one already seen is one lookup each.
     args = list(map(values.get, args_text.split(", "))) if args_text else []
