@@ -1420,6 +1420,14 @@ def _replace(leaf, k, m, new_b, new_v):
     """Replace ranges ``k..m-1`` of ``leaf`` with the given ones, keeping its largest gap exact."""
     b = leaf.b
     top = leaf.mg
+    if top == _STALE:
+        # Its gaps wait for the rescan (_settle), which recomputes all three figures:
+        # nothing to keep up.  (A stream of MAP_FIXED calls, no gap search between
+        # them, leaves nearly every leaf so.)
+        b[2 * k:2 * m] = new_b
+        leaf.v[k:m] = new_v
+        leaf.gl = None
+        return
     count = leaf.mgc
     sec = leaf.sec
     n = len(b) >> 1
