@@ -98,7 +98,14 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
                 first.pgoff += (addr - first.start) >> PAGE_SHIFT
                 first.start = addr
         if last.end > end:
-            above = _cut_above(last, end)
+            if last.pages or last.swap or last.guards:
+                above = Mm._cut(last, end, False)
+            else:
+                # _cut_above, written out
+                above = dup_vma(last)
+                above.start = end
+                above.pgoff += (end - last.start) >> PAGE_SHIFT
+                last.end = end
         if mm.total_vm > mm.hiwater_vm:
             mm.hiwater_vm = mm.total_vm
         unacct = 0
@@ -116,10 +123,19 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
     prev = below if below is not None else before
     nxt = above if above is not None else after
     # merge_new of a proposal with no file, anon_vma, name, uffd context or policy.
-    left = (prev is not None and prev.end == addr and _new_mergeable(prev, vm_flags)
-            and prev.pgoff + ((prev.end - prev.start) >> PAGE_SHIFT) == pgoff)
-    right = (nxt is not None and nxt.start == end and _new_mergeable(nxt, vm_flags)
-             and nxt.pgoff == pgoff + npages and (not left or _anon_compatible(prev, nxt)))
+    # (is_mergeable_vma and is_mergeable_anon_vma written out, the flags first)
+    left = (prev is not None and prev.end == addr
+            and not (prev.vm_flags ^ vm_flags) & VM_MERGE_MASK
+            and prev.pgoff + ((addr - prev.start) >> PAGE_SHIFT) == pgoff
+            and prev.file is None and prev.uffd_ctx is None and prev.anon_name is None
+            and prev.policy == None  # noqa: E711
+            and (prev.anon_vma is None or not prev.forked))
+    right = (nxt is not None and nxt.start == end
+             and not (nxt.vm_flags ^ vm_flags) & VM_MERGE_MASK and nxt.pgoff == pgoff + npages
+             and nxt.file is None and nxt.uffd_ctx is None and nxt.anon_name is None
+             and nxt.policy == None  # noqa: E711
+             and (nxt.anon_vma is None or not nxt.forked)
+             and (not left or _anon_compatible(prev, nxt)))
     if left or right:
         start, stop, off = addr, end, pgoff
         if right:
@@ -151,14 +167,6 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
     tree.replace(bounds[0], bounds[-1], bounds, entries, False)
     mm.total_vm += npages
     return addr
-
-
-def _new_mergeable(t, vm_flags):
-    """A new anonymous proposal with ``vm_flags`` may merge with ``t`` (is_mergeable_vma
-    and is_mergeable_anon_vma, the proposal having no anon_vma)."""
-    return (t.policy == None and not (t.vm_flags ^ vm_flags) & VM_MERGE_MASK  # noqa: E711
-            and t.file is None and t.uffd_ctx is None and t.anon_name is None
-            and (t.anon_vma is None or not t.forked))
 
 
 def _cut_below(vma, addr):
