@@ -204,10 +204,17 @@ def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
             except TraceError:
                 event = None   # parse_line reports it (or it starts a summary table)
             if event is not None:
-                for ev in held:
-                    yield namer.name(ev)
-                held.clear()
-                yield namer.name(event)
+                if held:
+                    for ev in held:
+                        yield namer.name(ev)
+                    held.clear()
+                if event.name in _NAMED_CALLS or None in namer.exited:
+                    yield namer.name(event)
+                else:
+                    # namer.name of an unprefixed call that neither forks nor exits,
+                    # its process not gone: it only notes that an event was named.
+                    namer.seen = True
+                    yield event
                 continue
         before = len(pending)
         try:
@@ -922,6 +929,8 @@ def iovecs(items: list, file: str = "<trace>", lineno: int = 0) -> list[tuple[in
 
 
 FORKS = ("fork", "vfork", "clone", "clone3")
+# The calls whose name _PidNamer.name reads.
+_NAMED_CALLS = frozenset(FORKS + ("exit", "exit_group"))
 
 
 _CLONE3_KEEP = ("flags", "exit_signal")
