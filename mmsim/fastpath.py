@@ -247,14 +247,6 @@ def munmap(mm: Mm, addr, length):
     return 0
 
 
-def _handled(vmas, refuse):
-    """Whether every VMA of ``vmas`` is one the fused flag change handles."""
-    for v in vmas:
-        if v.vm_flags & refuse or v.special is not None or not _bare(v):
-            return False
-    return True
-
-
 def mprotect(mm: Mm, addr, length, prot):
     """mprotect(2) to PROT_NONE, READ, WRITE or both (mman.mprotect, mprotect_fixup,
     Mm.modify); None when the fused path does not apply."""
@@ -265,8 +257,9 @@ def mprotect(mm: Mm, addr, length, prot):
         return None
     tree = mm.tree
     vmas = tree.values(addr, end)
-    if not _handled(vmas, _MPROTECT_REFUSE):
-        return None
+    for v in vmas:
+        if v.vm_flags & _MPROTECT_REFUSE or v.special is not None or not _bare(v):
+            return None
     if not vmas:
         return -errno.ENOMEM
     vma = vmas[0]   # find_vma_intersection
@@ -276,6 +269,8 @@ def mprotect(mm: Mm, addr, length, prot):
     kernel = mm.kernel
     tmp = vma.start
     nstart = addr
+    j = 0
+    nv = len(vmas)
     while tmp < end and vma is not None and vma.start < end:
         if vma.start != tmp:
             return -errno.ENOMEM
@@ -308,11 +303,27 @@ def mprotect(mm: Mm, addr, length, prot):
         nstart = tmp
         if tmp >= end:
             break
-        found = tree.find(tmp)
-        vma = found[2] if found else None
+        vma, j = _next(vmas, j, nv, tmp)
     if tmp < end:
         return -errno.ENOMEM
     return 0
+
+
+def _next(vmas, j, n, addr):
+    """find_vma(addr) in a walk over ``vmas`` (every VMA in the range, as it was
+    before the walk) at ``vmas[j]``, where ``addr`` is the end of the VMA the change of
+    ``vmas[j]`` left (itself, or a neighbour it merged into): the next VMA in the range
+    that starts at or above it, and its index.  A later VMA of the list is unchanged,
+    except the one after ``vmas[j]``, which a merge may have grown down over ``vmas[j]``
+    or taken into the VMA before: then it starts below ``addr`` and is passed.  None when
+    the list runs out: no VMA then lies between ``addr`` and the range's end."""
+    j += 1
+    while j < n:
+        vma = vmas[j]
+        if vma.start >= addr:
+            return vma, j
+        j += 1
+    return None, j
 
 
 def madvise(mm: Mm, start, len_in, advice):
@@ -342,11 +353,14 @@ def madvise(mm: Mm, start, len_in, advice):
             return -errno.ENOMEM
         return 0
     vmas = tree.values(start, end)
-    if not _handled(vmas, _NOHUGE_REFUSE):
-        return None
+    for v in vmas:
+        if v.vm_flags & _NOHUGE_REFUSE or v.special is not None or not _bare(v):
+            return None
     if not vmas:
         return -errno.ENOMEM   # the walk's first find_vma finds none in the range
     vma = vmas[0]
+    j = 0
+    nv = len(vmas)
     unmapped = False
     while True:
         if start < vma.start:
@@ -367,10 +381,9 @@ def madvise(mm: Mm, start, len_in, advice):
         start = tmp if vma.end < tmp else vma.end
         if start >= end:
             break
-        found = tree.find(start)
-        if found is None:
-            return -errno.ENOMEM
-        vma = found[2]
+        vma, j = _next(vmas, j, nv, start)
+        if vma is None:
+            return -errno.ENOMEM   # none left in the range: a hole up to its end
     if unmapped:
         return -errno.ENOMEM
     return 0
