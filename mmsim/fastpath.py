@@ -402,10 +402,13 @@ def _modify(mm, tree, vma, start, end, vm_flags):
         anon = vma.anon_vma
         # prev_of(vstart) and next_of(vend): the VMAs either side of vma, one lookup.
         prev, _, nxt = tree.span(vstart, vend)
+        # (the flags, likeliest to differ, compared before the rest of mergeable_with)
         merge_left = (left_side and prev is not None and prev.end == start
+                      and not (prev.vm_flags ^ vm_flags) & VM_MERGE_MASK
                       and _change_mergeable(prev, vma, vm_flags, anon)
                       and prev.pgoff + ((prev.end - prev.start) >> PAGE_SHIFT) == pgoff)
         merge_right = (right_side and nxt is not None and nxt.start == end
+                       and not (nxt.vm_flags ^ vm_flags) & VM_MERGE_MASK
                        and _change_mergeable(nxt, vma, vm_flags, anon)
                        and nxt.pgoff == pgoff + ((end - start) >> PAGE_SHIFT)
                        and (not merge_left or _anon_compatible(prev, nxt)))
