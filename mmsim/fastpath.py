@@ -64,18 +64,28 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
             or mm.def_flags & ~_PLAIN_DEF_FLAGS):
         return None
     before, existing, after = tree.span(addr, end)
+    # One pass over what the mapping replaces, changing nothing: a special VMA sends the
+    # call to the general path; the pages each VMA has inside the range, and those of
+    # them accounted, are what unmap_vmas takes off total_vm and Committed_AS once the
+    # edge splits have cut the VMAs to the range (zap_vma reads neither).
+    gone = accounted = 0
+    zap = False
     for v in existing:
         if v.special is not None:
             return None
+        n = ((v.end if v.end < end else end) - (v.start if v.start > addr else addr)) >> PAGE_SHIFT
+        gone += n
+        if v.vm_flags & VM_ACCOUNT:
+            accounted += n
+        if v.pages or v.swap:
+            zap = True
     vm_flags = _PROT_BITS[prot] | mm.def_flags | _MAY
     npages = (end - addr) >> PAGE_SHIFT
     pgoff = addr >> PAGE_SHIFT
     # mmap_region: the charge first, what is replaced already charged carried over.
     old_accounted = charged = 0
     if vm_flags & VM_WRITE:
-        for v in existing:
-            if v.vm_flags & VM_ACCOUNT:
-                old_accounted += (min(v.end, end) - max(v.start, addr)) >> PAGE_SHIFT
+        old_accounted = accounted
         charged = npages - old_accounted
         overcommit.charge(mm, charged)
         vm_flags |= VM_ACCOUNT
@@ -108,15 +118,12 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
                 last.end = end
         if mm.total_vm > mm.hiwater_vm:
             mm.hiwater_vm = mm.total_vm
-        unacct = 0
-        for v in existing:
-            n = (v.end - v.start) >> PAGE_SHIFT
-            mm.total_vm -= n
-            if v.vm_flags & VM_ACCOUNT:
-                unacct += n
-            if v.pages or v.swap:
-                pages.zap_vma(mm, v, v.start, v.end)
-        kernel.committed_as -= unacct
+        mm.total_vm -= gone
+        if zap:
+            for v in existing:
+                if v.pages or v.swap:
+                    pages.zap_vma(mm, v, v.start, v.end)
+        kernel.committed_as -= accounted
     kernel.committed_as += old_accounted
     # The neighbours: what the edge splits left, else the VMAs either side of the range
     # (prev_of(addr) and next_of(end) when no VMA straddles that edge).

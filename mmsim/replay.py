@@ -269,21 +269,25 @@ class Replayer:
         self._splits = False
         cwd = CwdWitness()
         open_at = {}   # (pid, fd) -> line of the open that made it
+        follow = self.follow
+        label = None   # self.initial_label, kept in a local while it is found
         for ev in events:
-            if ev.kind == "exit":
+            kind = ev.kind
+            if kind == "exit":
                 self._exit_lines.add(ev.pid)
                 continue
-            if self.initial_label is None and ev.pid is None and ev.prefix is not None:
-                self.initial_label = ev.prefix
-            if ev.kind != "call":
+            if label is None and ev.pid is None and ev.prefix is not None:
+                label = self.initial_label = ev.prefix
+            if kind != "call":
                 continue
-            if ev.name in FORKS:
+            name = ev.name
+            if name in FORKS:
                 self._forks = True
             if ev.start is not None:
                 self._splits = True
-            if ev.name in CWD_CALLS:   # feed() passes any other call by
+            if name in CWD_CALLS:   # feed() passes any other call by
                 cwd.feed(ev)
-            if self.follow:
+            if follow:
                 self._scan_mapping(ev, open_at)
         self._cwd_seen = cwd.cwd
 
