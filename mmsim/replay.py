@@ -379,6 +379,10 @@ class Replayer:
         call = self.call
         pending = self._pending
         early = self._early
+        kernel = self.kernel
+        # call() is written out below for a call whose handler it has looked up (so a
+        # call it runs), unless a subclass has its own call().
+        handlers = self._handlers if type(self).call is Replayer.call else {}
         i = -1
         for i, ev in enumerate(events):
             self._base = i
@@ -388,7 +392,27 @@ class Replayer:
             if not forks and kind in ("call", "dump") and ev.pid not in procs:
                 self._adopt(ev.pid, self.spawn_initial())
             if kind == "call" and not dump_at_exit:
-                result = early.pop(i) if early and i in early else call(ev)
+                handler = handlers.get(ev.name)
+                proc = procs.get(ev.pid) if handler is not None else None
+                if early and i in early:
+                    result = early.pop(i)
+                elif (proc is None or ev.result == "?" or pending
+                      or getattr(proc, "state", "running") != "running"):
+                    result = call(ev)
+                else:
+                    # call()'s last step: a running process, a result not "?", no
+                    # split call pending.
+                    try:
+                        result = handler(proc, ev, *ev.args)
+                        if kernel is not None and kernel.pressure:
+                            kernel.current = proc
+                            kernel.balance(proc)
+                    except OSError as e:
+                        result = -e.errno
+                    except Killed:
+                        result = "?"
+                    except _Unmodelled:
+                        result = ev.result if ev.result is not None else 0
                 pid = ev.pid
                 if pid is None:
                     # _label(None), written out
