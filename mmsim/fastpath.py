@@ -265,7 +265,8 @@ def mprotect(mm: Mm, addr, length, prot):
     tree = mm.tree
     vmas = tree.values(addr, end)
     for v in vmas:
-        if v.vm_flags & _MPROTECT_REFUSE or v.special is not None or not _bare(v):
+        if (v.vm_flags & _MPROTECT_REFUSE or v.special is not None
+                or v.pages or v.swap or v.guards):   # (not _bare(v))
             return None
     if not vmas:
         return -errno.ENOMEM
@@ -361,7 +362,8 @@ def madvise(mm: Mm, start, len_in, advice):
         return 0
     vmas = tree.values(start, end)
     for v in vmas:
-        if v.vm_flags & _NOHUGE_REFUSE or v.special is not None or not _bare(v):
+        if (v.vm_flags & _NOHUGE_REFUSE or v.special is not None
+                or v.pages or v.swap or v.guards):   # (not _bare(v))
             return None
     if not vmas:
         return -errno.ENOMEM   # the walk's first find_vma finds none in the range
