@@ -10,6 +10,9 @@ caller then runs the general path.  A step whose helper only has work to do when
 has pages, swap entries or guard markers calls that helper (the general code) in that
 case, and skips it only where it would do nothing.
 
+The arguments are the syscall's after its ABI conversions (Process' @syscall wrapper,
+or the replayer's direct handlers): ints, addresses and lengths unsigned 64-bit.
+
 A fast path returns what the call returns, or the negative errno it fails with (no
 exception to raise and catch: a replay's calls fail often); the caller raises OSError.
 
@@ -214,7 +217,7 @@ def munmap(mm: Mm, addr, length):
         return None
     end = addr + ((length + _OFFSET) & _PAGE_MASK)
     tree = mm.tree
-    victims = tree.values(addr, end)
+    victims = tree.values(addr, end, False)
     if not victims:
         return 0
     first = victims[0]
@@ -263,7 +266,7 @@ def mprotect(mm: Mm, addr, length, prot):
     if end >= _MAX_END or mm.flags & MMF_HAS_MDWE:
         return None
     tree = mm.tree
-    vmas = tree.values(addr, end)
+    vmas = tree.values(addr, end, False)
     for v in vmas:
         if (v.vm_flags & _MPROTECT_REFUSE or v.special is not None
                 or v.pages or v.swap or v.guards):   # (not _bare(v))
@@ -349,7 +352,7 @@ def madvise(mm: Mm, start, len_in, advice):
         # is left is the walk's answer, ENOMEM for any hole.
         pos = start
         hole = False
-        for v in tree.values(start, end):
+        for v in tree.values(start, end, False):
             flags = v.vm_flags
             if (flags & (VM_PFNMAP | VM_LOCKED) and not flags & VM_HUGETLB) or v.pages \
                     or v.swap:
@@ -360,7 +363,7 @@ def madvise(mm: Mm, start, len_in, advice):
         if hole or pos < end:
             return -errno.ENOMEM
         return 0
-    vmas = tree.values(start, end)
+    vmas = tree.values(start, end, False)
     for v in vmas:
         if (v.vm_flags & _NOHUGE_REFUSE or v.special is not None
                 or v.pages or v.swap or v.guards):   # (not _bare(v))

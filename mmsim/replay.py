@@ -254,6 +254,8 @@ class Replayer:
         # collector, which would walk the trace's events and the growing list again and
         # again (about a tenth of a long replay), waits until the end.
         with bulk_build():
+            if not self._splits and not self.follow:
+                return self._run_plain(events)
             return list(self.stream(events))
 
     def prescan(self, events: Iterable[Event]) -> None:
@@ -306,10 +308,6 @@ class Replayer:
         is known.  Only the running event and the AHEAD events after it are held (what
         --follow and split calls look ahead at), so memory stays flat in the trace's
         length."""
-        if not self._splits and not self.follow:
-            # Nothing looks ahead: no split call to run early, no exec to follow.
-            yield from self._stream_plain(events)
-            return
         source = iter(events)
         window = self._window = collections.deque()
         self._base = 0
@@ -366,9 +364,12 @@ class Replayer:
             window.popleft()
             self._base += 1
 
-    def _stream_plain(self, events):
-        """``stream`` for a trace with no split call, not under --follow: its loop
-        without the look-ahead window (nothing is ever pending or run early)."""
+    def _run_plain(self, events):
+        """``list(self.stream(events))`` for a trace with no split call, not under
+        --follow: stream's loop without the look-ahead window (nothing is ever pending
+        or run early), filling the list itself rather than through a generator."""
+        out = []
+        append = out.append
         self._window = ()
         self._base = 0
         self.start()
@@ -419,12 +420,13 @@ class Replayer:
                     pid = self.initial_label
                     if pid is None:
                         pid = procs[None].pid
-                yield Outcome(ev, result, "", "", pid)
+                append(Outcome(ev, result, "", "", pid))
                 if killed:
-                    yield from self._killed(ev)
+                    out += self._killed(ev)
             else:
-                yield from self.step(ev, i)
+                out += self.step(ev, i)
         self._base = i + 1
+        return out
 
     def start(self) -> None:
         """Make the initial process, unless it exists."""

@@ -348,17 +348,20 @@ class VmaTree:
             zip(islice(b, 0, None, 2), islice(b, 1, None, 2), v)
             for b, v in self._slices(start, end))
 
-    def values(self, start=0, end=None):
+    def values(self, start=0, end=None, check=True):
         """List of the entries overlapping ``[start, end)``, in order (the fast walk).
 
         A new list, so the caller may change the tree while going through it.
+        ``check=False`` skips checking the bounds: only for ints with ``0 <= start <
+        end <= 2**64`` (a syscall's range, already checked).
         """
         out = []
         if start == 0 and end is None:
             for leaf in self._ll:
                 out += leaf.v
             return out
-        if type(start) is int and type(end) is int and 0 <= start < end <= INDEX_LIMIT:
+        if not check or (type(start) is int and type(end) is int
+                         and 0 <= start < end <= INDEX_LIMIT):
             # _slices_gen's walk written out, with no generator: the common case.
             ll = self._ll
             li = bisect_right(self._lf, start) - 1

@@ -884,3 +884,12 @@ def test_replace_is_erase_then_stores_seeded(width):
             assert list(trees[0].items()) == list(trees[1].items())
     assert list(trees[0].items()) == list(trees[1].items())
     assert trees[0].empty_area(0, 3000, 5) == trees[1].empty_area(0, 3000, 5)
+
+
+def test_values_unchecked_is_values():
+    """values(start, end, check=False) gives what the checked call gives on good bounds."""
+    tree = VmaTree(4)
+    for s in range(0, 200, 3):
+        tree.store(s, s + 2, s)
+    for start, end in [(0, 1), (1, 2), (5, 40), (199, 300), (0, INDEX_LIMIT), (250, 260)]:
+        assert tree.values(start, end, False) == tree.values(start, end)
