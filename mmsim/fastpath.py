@@ -176,6 +176,7 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
         entries.append(above)
     tree.replace(bounds[0], bounds[-1], bounds, entries, False)
     mm.total_vm += npages
+    kernel.khugepaged.enter_vma(mm, new)   # __mmap_region, as mman.mmap_region
     return addr
 
 

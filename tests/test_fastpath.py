@@ -321,3 +321,23 @@ def test_three_way_merge_with_pages(touched, change):
         pair.same_state()
     if touched != "both":
         assert pair.sides[0][2].mm.map_count == 1   # (two anon_vmas may keep two)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_mmap_that_grows_a_vma_registers_the_mm_with_khugepaged(fast):
+    """A fixed mmap merged into a neighbour with an anon_vma makes it big enough for a
+    huge page: both paths register the mm with khugepaged (__mmap_region's
+    khugepaged_enter_vma), as they do nothing else differently."""
+    from mmsim.khugepaged import MMF_VM_HUGEPAGE
+    kernel = Kernel(seed=0, thp="always")
+    proc = kernel.spawn()
+    base = proc.mmap(BASE, P, PROT_READ | PROT_WRITE, FIXED_ANON)
+    proc.touch(base, P, True)      # an anon_vma, but no aligned 2 MiB block to fault
+    assert not proc.mm.flags & MMF_VM_HUGEPAGE
+    fastpath.ENABLED = fast
+    try:
+        proc.mmap(base + P, 4 << 20, PROT_READ | PROT_WRITE, FIXED_ANON)
+    finally:
+        fastpath.ENABLED = True
+    assert proc.mm.map_count == 1
+    assert proc.mm.flags & MMF_VM_HUGEPAGE
