@@ -29,7 +29,7 @@ shmem is not collapsed by khugepaged while shmem_enabled is ``never`` (thp.allow
 import errno
 
 from . import memcg as memcg_mod
-from . import pages, thp, vmscan
+from . import pages, shmem, thp, vmscan
 from .defs import HPAGE_PMD_NR, PAGE_SHIFT, PMD_SIZE, align_down, align_up, error
 from .kstrtox import kstrtoull
 from .vma import VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP
@@ -110,8 +110,9 @@ class Khugepaged:
     # ------------------------------------------------------------------ registration
 
     def pmd_enabled(self):
-        """hugepage_pmd_enabled: the PMD size (``inherit``) follows ``enabled``."""
-        return self.kernel.thp != "never"
+        """hugepage_pmd_enabled: the PMD size (``inherit``) follows ``enabled``; shmem
+        allowing the PMD size keeps the thread too (shmem_hpage_pmd_enabled)."""
+        return self.kernel.thp != "never" or shmem.pmd_enabled(self.kernel)
 
     def enter(self, mm):
         """__khugepaged_enter: put ``mm`` at the tail of the list (behind the cursor);
