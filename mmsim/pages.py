@@ -1369,24 +1369,51 @@ def collapse_shmem(mm, vma, start, end):
         if page is None or page.order != shmem_mod.PMD_ORDER:
             kernel.node.events["thp_collapse_alloc"] += 1
             mm.memcg.stat["thp_collapse_alloc"] += 1
-            present = [i for i in range(index, index + PMD_PAGES) if i in cache]
-            if not present:
+            page = collapse_file(kernel, mm.memcg, inode, index)
+            if page is None:
                 ok = False
                 continue
-            for i in present:
-                p = cache[i]
-                if p.order:
-                    _unmap_folio_pmds(kernel, pagecache.folio_head(p))
-                    pagecache.split_folio(kernel.node, pagecache.folio_head(p))
-            _unmap_cached(kernel, inode, index, index + PMD_PAGES)
-            for i in present:
-                pagecache.delete(kernel, cache[i])
-            page = pagecache.add_shmem(kernel, mm.memcg, inode, index, shmem_mod.PMD_ORDER)
         else:
             _unmap_cached_in(mm, vma, head)
         if not _set_pmd(mm, vma, head, page):
             ok = False
     return ok
+
+
+def collapse_file(kernel, memcg, inode, index):
+    """collapse_file for the 512 pages of shmem file ``inode`` from ``index`` (the new
+    folio allocated and counted by the caller): a PMD-order folio charged to
+    ``memcg`` takes the place of the pages in the file, holes filled, and every
+    mapping of the old pages goes (retract_page_tables).  Returns its first page, or
+    None when no page of the range was in the file (the new folio is dropped)."""
+    cache = inode.cache
+    present = [i for i in range(index, index + PMD_PAGES) if i in cache]
+    if not present:
+        return None
+    for i in present:
+        p = cache[i]
+        if p.order:
+            head = pagecache.folio_head(p)
+            _unmap_folio_pmds(kernel, head)
+            pagecache.split_folio(kernel.node, head)
+    _unmap_cached(kernel, inode, index, index + PMD_PAGES)
+    for i in present:
+        pagecache.delete(kernel, cache[i])
+    return pagecache.add_shmem(kernel, memcg, inode, index, shmem_mod.PMD_ORDER)
+
+
+def retract_ptes(mm, vma, head):
+    """collapse_pte_mapped_thp without installing the PMD: this mapping's PTEs of the
+    block at page ``head``, which map the PMD-order folio there, go (the next fault
+    maps the folio by a PMD).  Returns whether it did (no private copy there)."""
+    pm = vma.pages
+    if not pm:
+        return True
+    i, j = pm.overlap(head, head + PMD_PAGES)
+    if any(pm.tag[k].kind != CACHED or pm.tag[k].pmd for k in range(i, j)):
+        return False
+    _unmap_cached_in(mm, vma, head)
+    return True
 
 
 def _unmap_cached_in(mm, vma, head):

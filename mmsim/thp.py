@@ -98,10 +98,10 @@ def allowed(vma, mm_flags, policy, tva, is_stack_setup=False, kernel=None):
         return False
     if tva not in (TVA_PAGEFAULT, TVA_SMAPS) and vm_flags & VM_NO_KHUGEPAGED:
         return False
-    if (kernel is not None and tva in (TVA_SMAPS, TVA_FORCED_COLLAPSE) and not anon
+    if (kernel is not None and tva != TVA_PAGEFAULT and not anon
             and vma.file is not None and vma.file.shmem):
-        # smaps asks about every order, MADV_COLLAPSE about the PMD order (the
-        # shmem rules live in mmsim.shmem, which builds on this module).
+        # smaps asks about every order, khugepaged and MADV_COLLAPSE about the PMD
+        # order (the shmem rules live in mmsim.shmem, which builds on this module).
         orders = kernel.shmem_vma_orders(vma, mm_flags, forced)
         return bool(orders if tva == TVA_SMAPS else orders & (1 << PMD_ORDER))
     if tva != TVA_PAGEFAULT and not pmd_fits(vma):

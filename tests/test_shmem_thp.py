@@ -18,8 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmsim import live, pagecache, pages
+from mmsim.khugepaged import SCAN_PTE_MAPPED_HUGEPAGE
 from mmsim.kernel import Kernel
-from mmsim.uapi import (MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE,
+from mmsim.uapi import (MADV_COLLAPSE, MADV_DONTNEED, MADV_GUARD_INSTALL, MADV_GUARD_REMOVE,
+                        MADV_HUGEPAGE, MADV_NOHUGEPAGE,
                         MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ,
                         PROT_WRITE)
 
@@ -417,6 +419,73 @@ def test_collapse_takes_other_mappings_of_the_small_pages_away():
     p.touch(b, 1, write=False)
     assert smaps_field(k, p, b, "ShmemPmdMapped") == 2048
     assert meminfo(k)["Shmem"] == 2048
+
+
+# ---------------------------------------------------------------- khugepaged
+
+
+def _khugepaged_case(mode, hg, touched, max_ptes_none=None):
+    k = Kernel(thp="never")
+    if max_ptes_none is not None:
+        k.proc_write(T + "khugepaged/max_ptes_none", str(max_ptes_none))
+    p = k.spawn()
+    a = p.mmap(B, 4 * PMD, RW, SHANON)
+    for block, n in enumerate(touched):
+        if n:
+            p.touch(a + block * PMD, n * P)   # small pages: shmem_enabled is never
+    k.proc_write(T + "shmem_enabled", mode)
+    if hg:
+        p.madvise(a, 4 * PMD, MADV_HUGEPAGE)
+    k.advance(30)
+    return k, p, a
+
+
+def test_khugepaged_collapses_shmem_the_knobs_allow():
+    k, p, a = _khugepaged_case("advise", True, (100, 512, 1, 0))
+    assert k.proc_read(T + "khugepaged/pages_collapsed") == "3\n"
+    m = meminfo(k)
+    # collapse_file installs no PMD: the mappings refault (by a PMD).
+    assert (m["ShmemHugePages"], m["ShmemPmdMapped"], m["Shmem"]) == (6144, 0, 6144)
+    assert smaps_field(k, p, a, "Rss") == 0
+    assert vmstat(k)["thp_collapse_alloc"] == 3 and vmstat(k)["thp_file_alloc"] == 0
+    p.touch(a + 2 * PMD + 9 * P, 1, write=False)
+    assert smaps_field(k, p, a, "ShmemPmdMapped") == 2048
+    pagecache.check(k)
+
+
+def test_khugepaged_leaves_shmem_alone_under_never_or_without_advice():
+    for mode, hg in (("never", True), ("advise", False)):
+        k, p, a = _khugepaged_case(mode, hg, (100, 512, 1, 0))
+        assert k.proc_read(T + "khugepaged/pages_collapsed") == "0\n", mode
+        assert meminfo(k)["ShmemHugePages"] == 0
+
+
+@pytest.mark.parametrize("present,collapsed", [(111, False), (112, True)])
+def test_khugepaged_shmem_max_ptes_none_boundary(present, collapsed):
+    # hpage_collapse_scan_file: fewer than 512 - max_ptes_none pages is too few.
+    k, p, a = _khugepaged_case("advise", True, (present,), max_ptes_none=400)
+    assert meminfo(k)["ShmemHugePages"] == (2048 if collapsed else 0)
+    assert k.khugepaged.pages_collapsed == collapsed
+
+
+def test_khugepaged_retracts_ptes_of_a_folio_already_huge():
+    # A PMD-order folio mapped by PTEs (a guard marker kept the PMD out at its
+    # fault): khugepaged finds the folio huge already (SCAN_PTE_MAPPED_HUGEPAGE) and
+    # drops the PTEs, so the next fault maps it by a PMD; nothing is allocated.
+    k, p = setup("always")
+    a = p.mmap(B, PMD, RW, SHANON)
+    p.madvise(a + PMD - P, P, MADV_GUARD_INSTALL)
+    p.touch(a, 1)
+    assert meminfo(k)["ShmemHugePages"] == 2048 and smaps_field(k, p, a, "Rss") == 4
+    p.madvise(a + PMD - P, P, MADV_GUARD_REMOVE)
+    p.touch(a + P, 1, write=False)
+    assert smaps_field(k, p, a, "Rss") == 64   # fault-around, by PTEs
+    k.advance(30)
+    assert smaps_field(k, p, a, "Rss") == 0
+    assert k.khugepaged.last_result == SCAN_PTE_MAPPED_HUGEPAGE
+    assert vmstat(k)["thp_collapse_alloc"] == 0
+    p.touch(a + 2 * P, 1, write=False)
+    assert smaps_field(k, p, a, "ShmemPmdMapped") == 2048
 
 
 # ---------------------------------------------------------------- properties
