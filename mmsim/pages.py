@@ -661,6 +661,12 @@ def put_range(vma, part, marks, shift):
         def moved(span):
             if span.kind == POOLED:
                 return pooled_span(span.pool, span.delta + shift, span.young, span.pmd)
+            if span.kind == CACHED and span.pmd and shift % PMD_PAGES:
+                # A shmem PMD mapping moved off PMD alignment: mapped by PTEs
+                # (simulator-defined: the kernel's split would drop the mapping).
+                if not span.pool.index & (PMD_PAGES - 1):
+                    pagecache.note_pmd_mapped(span.pool, -1)
+                return _with(span, pmd=False)
             return span
         _map(vma).put(part, shift, moved)
     if marks:
@@ -916,7 +922,7 @@ def _access(mm, vma, a, b, write, touch):
                 new = fresh
             else:
                 if write:
-                    page.dirty = True
+                    pagecache.set_dirty(page)   # counted, as truncation uncounts it
                 new = _with(span, young=True)
             los.append(x)
             his.append(y)

@@ -300,6 +300,31 @@ def test_shared_write_to_a_page_another_process_maps_is_not_copied():
     assert (m["AnonPages"], m["Shmem"]) == (0, 8)
 
 
+def test_a_write_through_a_mapped_shmem_page_is_counted_dirty():
+    # _access marked the folio dirty without counting it; truncation then uncounted
+    # it, and file_dirty went below zero.
+    k, p = setup(None)
+    fd = p.memfd_create("m")
+    p.ftruncate(fd, 2 * P)
+    a = p.mmap(B, 2 * P, RW, MAP_SHARED | MAP_FIXED, fd, 0)
+    p.touch(a, P, write=False)
+    p.touch(a, P)
+    p.ftruncate(fd, 0)
+    pagecache.check(k)
+
+
+def test_mremap_off_pmd_alignment_keeps_counters():
+    k, p = setup("always")
+    a = p.mmap(B, 2 * PMD, RW, SHANON)
+    p.touch(a, 1)
+    p.mremap(a, 2 * PMD, 2 * PMD, 3, B + 8 * PMD + P)   # MREMAP_MAYMOVE|MREMAP_FIXED
+    m = meminfo(k)
+    assert (m["ShmemHugePages"], m["ShmemPmdMapped"]) == (2048, 0)
+    for vma in p.mm.vmas():
+        pages.check_vma(vma)
+    pagecache.check(k)
+
+
 def test_a_second_mapper_maps_the_folio_by_pmd_and_a_private_write_splits_it():
     k, p = setup("always")
     fd = p.memfd_create("m")
@@ -545,7 +570,8 @@ def check_shmem(k, seen):
 
 OPS = st.lists(st.tuples(
     st.sampled_from(["touch_r", "touch_w", "hugepage", "collapse", "dontneed", "munmap",
-                     "truncate", "fork", "exit", "mode", "size", "mprotect", "memfd"]),
+                     "truncate", "fork", "exit", "mode", "size", "mprotect", "memfd",
+                     "mremap"]),
     st.integers(0, 7), st.integers(1, 1100)), max_size=25)
 
 
@@ -597,6 +623,9 @@ def test_counters_stay_consistent(ops):
                              ("always", "inherit", "within_size", "advise", "never")[which % 5])
             elif op == "memfd":
                 proc.mmap(start, length, RW, MAP_PRIVATE | MAP_FIXED, fd, 0)
+            elif op == "mremap":
+                # MREMAP_MAYMOVE|MREMAP_FIXED, to a place aligned or not
+                proc.mremap(addr, size, size, 3, B + 40 * PMD + (n % 3) * 256 * P)
         except OSError:
             pass
         check_shmem(k, seen)
