@@ -114,6 +114,10 @@ def split_at(inode, edge):
     head = index & ~(nr - 1)
     if head == edge:
         return   # the folio starts at the edge: nothing is cut
+    first = cache.get(head)
+    if first is not None and first.lru == 0 and first.memcg is not None:
+        pagecache.split_folio(first.memcg.node, first)   # a shmem folio
+        return
     for i in range(head, head + nr):
         p = cache.get(i)
         if p is not None:

@@ -13,6 +13,8 @@ from math import isqrt
 from . import memcg as memcg_mod
 from . import cgroup as cgroup_mod
 from . import oom, overcommit, pages, procfs, sysctl, vmscan
+from . import shmem as shmem_mod
+from . import thp as thp_mod
 from .khugepaged import Khugepaged
 from .cred import CAP_DAC_OVERRIDE, CAP_SYS_RESOURCE, Cred, capable
 from .files import DIR, REG, Inode, OpenFile
@@ -103,10 +105,14 @@ class Kernel:
         self.shmem_committed = {}   # shmem inode -> pages charged for it (shmem_acct_size)
         self.nr_resident = 0   # the RSS of every address space, summed (pages.machine_resident)
         self.thp = thp
-        # /sys/kernel/mm/transparent_hugepage/{defrag,shmem_enabled}: kept and shown,
-        # not consulted (faults model the reference machine's settings).
+        # /sys/kernel/mm/transparent_hugepage/defrag: kept and shown, not consulted
+        # (faults model the reference machine's setting).  shmem_enabled and the
+        # per-size hugepages-<N>kB/shmem_enabled (order -> mode) rule shmem THP
+        # (mmsim.shmem); mthp_stats are the per-size stats/ counters.
         self.thp_defrag = "madvise"
         self.shmem_enabled = "never"
+        self.shmem_size_modes = shmem_mod.default_size_modes()
+        self.mthp_stats = thp_mod.new_mthp_stats()
         self.oom_killed: list[int] = []   # pids of the groups the OOM killer killed, in order
         # mctl's permission rule: the proposal's ("strict") or the relaxed alternative.
         self.mctl_policy = mctl_policy
@@ -190,6 +196,11 @@ class Kernel:
         inode = Inode("/dev/zero", length, dev=(0x00, 0x01), ino=next(self._shmem_ino),
                       deleted=True)
         return OpenFile(inode, readable=True, writable=True, shmem=True)
+
+    def shmem_vma_orders(self, vma, mm_flags: int, forced: bool) -> int:
+        """The folio orders shmem allows the shmem VMA ``vma`` outside a fault (smaps'
+        THPeligible, MADV_COLLAPSE), as a bitmap (mmsim.shmem.vma_orders)."""
+        return shmem_mod.vma_orders(self, vma, mm_flags, forced)
 
     # ------------------------------------------------------------------ processes
 
@@ -508,7 +519,9 @@ class Kernel:
                 ("Writeback", node.nr_writeback), ("AnonPages", node.nr_anon),
                 ("Mapped", node.nr_mapped), ("Shmem", node.nr_shmem),
                 ("CommitLimit", overcommit.commit_limit(self)),
-                ("Committed_AS", overcommit.committed(self))]
+                ("Committed_AS", overcommit.committed(self)),
+                ("ShmemHugePages", node.nr_shmem_thps << 9),
+                ("ShmemPmdMapped", node.nr_shmem_pmdmapped << 9)]
         return "".join(f"{name + ':':<16}{n * 4:8d} kB\n" for name, n in rows)
 
     def vmstat(self) -> str:
@@ -540,8 +553,10 @@ class Kernel:
                  ("pgsteal_file", ev["pgsteal_file"]), ("pgrotated", ev["pgrotated"]),
                  ("oom_kill", ev["oom_kill"])]
         rows += [(name, ev[name]) for name in (
-            "thp_collapse_alloc", "thp_collapse_alloc_failed", "thp_scan_exceed_none_pte",
-            "thp_scan_exceed_swap_pte", "thp_scan_exceed_share_pte", "swap_ra", "swap_ra_hit")]
+            "thp_collapse_alloc", "thp_collapse_alloc_failed", "thp_file_alloc",
+            "thp_file_fallback", "thp_file_fallback_charge", "thp_file_mapped",
+            "thp_scan_exceed_none_pte", "thp_scan_exceed_swap_pte",
+            "thp_scan_exceed_share_pte", "swap_ra", "swap_ra_hit")]
         return "".join(f"{name} {n}\n" for name, n in rows)
 
     def proc_read(self, path: str) -> str:

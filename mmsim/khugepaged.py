@@ -29,7 +29,7 @@ shmem is not collapsed by khugepaged while shmem_enabled is ``never`` (thp.allow
 import errno
 
 from . import memcg as memcg_mod
-from . import pages, thp, vmscan
+from . import pages, shmem, thp, vmscan
 from .defs import HPAGE_PMD_NR, PAGE_SHIFT, PMD_SIZE, align_down, align_up, error
 from .kstrtox import kstrtoull
 from .vma import VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP
@@ -53,6 +53,8 @@ SCAN_LACK_REFERENCED_PAGE = "lack_referenced_page"
 SCAN_ANY_PROCESS = "any_process"
 SCAN_ALLOC_HUGE_PAGE_FAIL = "alloc_huge_page_fail"
 SCAN_CGROUP_CHARGE_FAIL = "cgroup_charge_fail"
+SCAN_PTE_MAPPED_HUGEPAGE = "pte_mapped_hugepage"
+HPAGE_PMD_ORDER = thp.PMD_ORDER
 
 # The knobs under /sys/kernel/mm/transparent_hugepage/khugepaged/ in the order ls
 # lists them; the writable ones with their parser (see ``write_knob``).
@@ -110,8 +112,9 @@ class Khugepaged:
     # ------------------------------------------------------------------ registration
 
     def pmd_enabled(self):
-        """hugepage_pmd_enabled: the PMD size (``inherit``) follows ``enabled``."""
-        return self.kernel.thp != "never"
+        """hugepage_pmd_enabled: the PMD size (``inherit``) follows ``enabled``; shmem
+        allowing the PMD size keeps the thread too (shmem_hpage_pmd_enabled)."""
+        return self.kernel.thp != "never" or shmem.pmd_enabled(self.kernel)
 
     def enter(self, mm):
         """__khugepaged_enter: put ``mm`` at the tail of the list (behind the cursor);
@@ -129,12 +132,14 @@ class Khugepaged:
         given, in place of its own) is eligible for khugepaged."""
         if mm.flags & MMF_VM_HUGEPAGE or not self.pmd_enabled():
             return
-        if vma.anon_vma is None or vma.file is not None:
+        shmem_vma = vma.file is not None and vma.file.shmem
+        if (vma.anon_vma is None or vma.file is not None) and not shmem_vma:
             # thp.allowed says no for these at once (no anon_vma yet; files need
             # CONFIG_READ_ONLY_THP_FOR_FS or shmem THP): the common mmap, kept cheap.
             return
         view = vma if vm_flags is None else _VmaView(vma, vm_flags)
-        if thp.allowed(view, mm.flags, self.kernel.thp, thp.TVA_KHUGEPAGED):
+        if thp.allowed(view, mm.flags, self.kernel.thp, thp.TVA_KHUGEPAGED,
+                       kernel=self.kernel):
             self.enter(mm)
 
     def enter_vmas(self, mm):
@@ -374,7 +379,8 @@ class Khugepaged:
         policy = self.kernel.thp
         if not self._test_exit_or_disable(mm):
             for vma in mm.vmas(self.address):
-                if not thp.allowed(vma, mm.flags, policy, thp.TVA_KHUGEPAGED):
+                if not thp.allowed(vma, mm.flags, policy, thp.TVA_KHUGEPAGED,
+                                   kernel=self.kernel):
                     progress += 1
                     continue
                 hstart = align_up(vma.start, PMD_SIZE)
@@ -449,9 +455,54 @@ class Khugepaged:
                     referenced += m
         return None, referenced, swapped
 
+    def scan_file(self, mm, vma, addr):
+        """hpage_collapse_scan_file for the shmem block at ``addr`` (the mm's lock is
+        dropped for it, so the visit ends): a PMD-order folio there already has this
+        mapping's PTEs retracted (collapse_pte_mapped_thp: a fault maps it by a PMD);
+        else fewer than 512 - max_ptes_none pages in the file is
+        SCAN_EXCEED_NONE_PTE; else collapse_file makes one folio of them (no PMD is
+        installed: the mappings refault)."""
+        head = addr >> PAGE_SHIFT
+        inode = vma.file.inode
+        index = vma.pgoff + head - (vma.start >> PAGE_SHIFT)
+        cache = inode.cache
+        page = cache.get(index)
+        if page is not None and page.order == HPAGE_PMD_ORDER:
+            pm = vma.pages
+            i = pm.index(head) if pm else -1
+            if i >= 0 and pm.tag[i].pmd:
+                result = SCAN_PMD_MAPPED
+            else:
+                result = SCAN_PTE_MAPPED_HUGEPAGE
+                pages.retract_ptes(mm, vma, head)
+            self.last_result = result
+            return result, True
+        present = sum(1 for i in range(index, index + HPAGE_PMD_NR) if i in cache)
+        if present < HPAGE_PMD_NR - self.max_ptes_none:
+            self.kernel.node.events["thp_scan_exceed_none_pte"] += 1
+            self.last_result = SCAN_EXCEED_NONE_PTE
+            return SCAN_EXCEED_NONE_PTE, True
+        ev = self.kernel.node.events
+        if not self._alloc():
+            ev["thp_collapse_alloc_failed"] += 1
+            result = SCAN_ALLOC_HUGE_PAGE_FAIL
+        else:
+            ev["thp_collapse_alloc"] += 1
+            memcg = mm.memcg
+            if not self._charge(memcg):
+                result = SCAN_CGROUP_CHARGE_FAIL
+            else:
+                pages.collapse_file(self.kernel, memcg, inode, index)
+                memcg.stat["thp_collapse_alloc"] += 1
+                result = SCAN_SUCCEED
+        self.last_result = result
+        return result, True
+
     def scan_pmd(self, mm, vma, addr):
         """hpage_collapse_scan_pmd for the block at ``addr``: (result, whether a
         collapse was tried, which ends this visit of the mm)."""
+        if vma.file is not None and vma.file.shmem:
+            return self.scan_file(mm, vma, addr)
         head = addr >> PAGE_SHIFT
         pm, sw = vma.pages, vma.swap
         if _block_empty(pm, sw, head) and not (vma.guards and vma.guards.first_in(
@@ -583,4 +634,4 @@ __all__ = ["Khugepaged", "KNOBS", "READ_ONLY", "msecs_to_jiffies", "HZ",
            "SCAN_SUCCEED", "SCAN_FAIL", "SCAN_PMD_NULL", "SCAN_PMD_MAPPED",
            "SCAN_EXCEED_NONE_PTE", "SCAN_EXCEED_SWAP_PTE", "SCAN_EXCEED_SHARED_PTE",
            "SCAN_LACK_REFERENCED_PAGE", "SCAN_ALLOC_HUGE_PAGE_FAIL",
-           "SCAN_CGROUP_CHARGE_FAIL"]
+           "SCAN_CGROUP_CHARGE_FAIL", "SCAN_PTE_MAPPED_HUGEPAGE"]

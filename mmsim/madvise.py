@@ -199,12 +199,13 @@ def vma_behavior(mm, vma, start, end, advice):
                             filemap.POSIX_FADV_WILLNEED)
         return vma
     if advice == MADV_COLLAPSE:
-        if not thp.allowed(vma, mm.flags, mm.kernel.thp, thp.TVA_FORCED_COLLAPSE):
+        if not thp.allowed(vma, mm.flags, mm.kernel.thp, thp.TVA_FORCED_COLLAPSE,
+                           kernel=mm.kernel):
             raise error(errno.EINVAL)
         before = pages.thp_count(vma)
         ok = pages.collapse(mm, vma, start, end)
         made = pages.thp_count(vma) - before
-        if made:
+        if made and vma.file is None:   # a shmem collapse counts its own
             # alloc_charge_folio counts each new huge page, for the machine and the
             # cgroup it is charged to (checked live).
             mm.kernel.node.events["thp_collapse_alloc"] += made

@@ -284,7 +284,7 @@ class Mm:
             if remove_middle:
                 self._remove(middle, into=prev)
             else:
-                pages.split_huge_at(middle, end)
+                pages.split_huge_at(middle, end, self)
                 pages.move_range(middle, prev, start, end)
                 middle.pgoff += (end - middle.start) >> PAGE_SHIFT
                 middle.start = end
@@ -297,7 +297,7 @@ class Mm:
             nxt.pgoff -= middle.npages
             self._remove(middle, into=nxt)
         else:
-            pages.split_huge_at(middle, start)
+            pages.split_huge_at(middle, start, self)
             pages.move_range(middle, nxt, start, end)
             nxt.pgoff -= (nxt.start - start) >> PAGE_SHIFT
             middle.end = start
@@ -331,15 +331,15 @@ class Mm:
         if vma.special is not None:
             # special_mapping_split(): the vdso and friends may not be split.
             raise error(errno.EINVAL, "cannot split a special mapping")
-        new = self._cut(vma, addr, new_below)
+        new = self._cut(vma, addr, new_below, self)
         self._store(new)
         return new
 
     @staticmethod
-    def _cut(vma, addr, new_below):
+    def _cut(vma, addr, new_below, mm=None):
         """split's work on the VMAs and their pages, leaving the tree to the caller: the
         new VMA, not linked yet."""
-        pages.split_huge_at(vma, addr)
+        pages.split_huge_at(vma, addr, mm)
         new = dup_vma(vma)
         if new_below:
             new.end = addr
@@ -397,8 +397,8 @@ class Mm:
             self.split(last, end, new_below=False, check_limit=False)
         # The splits, done on the VMAs only: the tree learns of them in relink().
         # (After the first, ``last`` may be ``vma``: it now starts at ``start``.)
-        below = self._cut(vma, start, True) if cut_below else None
-        above = self._cut(last, end, False) if cut_above else None
+        below = self._cut(vma, start, True, self) if cut_below else None
+        above = self._cut(last, end, False, self) if cut_above else None
         if self.total_vm > self.hiwater_vm:
             self.hiwater_vm = self.total_vm   # update_hiwater_vm, before total_vm drops
         unacct = 0

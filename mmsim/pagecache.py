@@ -17,11 +17,14 @@ reclaim to make room; this module only keeps the lists and counters.
 
 from collections import OrderedDict
 
+from .defs import HPAGE_PMD_NR
+
 from . import workingset
 from .memcg import (EVENTS, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE,
                     count_event, swap_room)
 
 INACTIVE, ACTIVE = 1, 2
+PMD_ORDER = HPAGE_PMD_NR.bit_length() - 1
 _LIST = {INACTIVE: LRU_INACTIVE_FILE, ACTIVE: LRU_ACTIVE_FILE}
 
 
@@ -29,7 +32,7 @@ class Page:
     """A folio of the page cache (a regular file's) or of a shmem file."""
 
     __slots__ = ("mapcount", "anon", "dirty", "order", "referenced", "lru", "memcg",
-                 "inode", "index", "workingset", "readahead")
+                 "inode", "index", "workingset", "readahead", "pmd_maps")
 
     def __init__(self, anon=True, dirty=True, order=0, mapcount=1):
         self.mapcount = mapcount
@@ -45,6 +48,9 @@ class Page:
         self.index = 0
         self.workingset = False   # PG_workingset
         self.readahead = False    # PG_readahead: reading it starts async readahead
+        # On the first page of a PMD-order folio: the PMD mappings of the folio
+        # (its entire mapcount).
+        self.pmd_maps = 0
 
 
 # An xarray leaf node holds 64 slots; the shadow shrinker keeps at most one such node
@@ -59,20 +65,27 @@ class Node:
     workingset shrinker's list, oldest first)."""
 
     __slots__ = ("nr_inactive", "nr_active", "nr_file_pages", "nr_mapped", "nr_dirty",
-                 "nr_writeback", "nr_shmem", "nr_anon", "events", "shadow_nodes")
+                 "nr_writeback", "nr_shmem", "nr_anon", "events", "shadow_nodes",
+                 "nr_shmem_thps", "nr_shmem_pmdmapped")
 
     def __init__(self):
         self.nr_inactive = self.nr_active = 0      # the file lists, in pages
         self.nr_file_pages = self.nr_mapped = 0    # page cache (shmem included), mapped
         self.nr_dirty = self.nr_writeback = self.nr_shmem = self.nr_anon = 0
         self.shadow_nodes = OrderedDict()   # (inode, block) -> None
+        # PMD-order shmem folios in the page cache (NR_SHMEM_THPS), and those of them
+        # mapped by at least one PMD (NR_SHMEM_PMDMAPPED), in folios.
+        self.nr_shmem_thps = self.nr_shmem_pmdmapped = 0
         self.events = dict.fromkeys(EVENTS + ("nr_dirtied", "nr_written", "pgpgin", "oom_kill",
                                                  "pgscan_file", "pgsteal_file", "pgscan_anon",
                                                  "pgsteal_anon", "thp_collapse_alloc",
                                                  "thp_collapse_alloc_failed",
                                                  "thp_scan_exceed_none_pte",
                                                  "thp_scan_exceed_swap_pte",
-                                                 "thp_scan_exceed_share_pte", "swap_ra",
+                                                 "thp_scan_exceed_share_pte",
+                                                 "thp_file_alloc", "thp_file_fallback",
+                                                 "thp_file_fallback_charge",
+                                                 "thp_file_mapped", "swap_ra",
                                                  "swap_ra_hit"), 0)
 
     @property
@@ -207,14 +220,54 @@ def add(kernel, memcg, inode, index, can_swap=False, charged=False, order=0):
     return page
 
 
-def add_shmem(kernel, memcg, inode, index):
-    """shmem_alloc_and_add_folio: charge ``memcg`` for a new shmem folio (swap-backed,
-    so it counts on the inactive anon list) and put it in the file's cache."""
-    page, _ = _new_folio(kernel, memcg, inode, index)
-    memcg.node.nr_shmem += 1
-    memcg.stat["shmem"] += 1
-    memcg.lruvec.nr[LRU_INACTIVE_ANON] += 1
-    return page
+def add_shmem(kernel, memcg, inode, index, order=0, charged=False):
+    """shmem_alloc_and_add_folio: charge ``memcg`` for a new shmem folio of ``order``
+    starting at page ``index`` (unless the caller ``charged`` it whole already; it is
+    swap-backed, so it counts on the inactive anon list) and put its pages in the
+    file's cache.  Returns the folio's first page."""
+    nr = 1 << order
+    if order and not charged:
+        kernel.try_charge(memcg, nr)
+        charged = True
+    first = None
+    for i in range(index, index + nr):
+        page, _ = _new_folio(kernel, memcg, inode, i, charged, order)
+        if first is None:
+            first = page
+    memcg.node.nr_shmem += nr
+    memcg.stat["shmem"] += nr
+    memcg.lruvec.nr[LRU_INACTIVE_ANON] += nr
+    if order == PMD_ORDER:
+        memcg.node.nr_shmem_thps += 1
+    return first
+
+
+def folio_head(page):
+    """The first page of the folio ``page`` belongs to."""
+    if not page.order:
+        return page
+    return page.inode.cache[page.index & ~((1 << page.order) - 1)]
+
+
+def note_pmd_mapped(head, delta):
+    """A PMD mapping of the PMD-order folio starting at ``head`` was made (+1) or
+    removed (-1): the folio counts in NR_SHMEM_PMDMAPPED while it has one."""
+    head.pmd_maps += delta
+    if head.pmd_maps == (1 if delta > 0 else 0) and head.memcg is not None:
+        head.memcg.node.nr_shmem_pmdmapped += delta
+
+
+def split_folio(node, head):
+    """The large folio starting at ``head`` becomes base pages (its PMD mappings must
+    be gone already)."""
+    order = head.order
+    if order == PMD_ORDER and head.lru == 0 and head.memcg is not None:
+        node.nr_shmem_thps -= 1
+    cache = head.inode.cache
+    for i in range(head.index, head.index + (1 << order)):
+        p = cache.get(i)
+        if p is not None:
+            p.order = 0
 
 
 def _remove(kernel, page):
@@ -227,6 +280,10 @@ def _remove(kernel, page):
         node.nr_shmem -= 1
         memcg.stat["shmem"] -= 1
         memcg.lruvec.nr[LRU_INACTIVE_ANON] -= 1
+        if page.order == PMD_ORDER and not page.index & ((1 << PMD_ORDER) - 1):
+            # A PMD-order folio leaves whole (a partial removal splits it first):
+            # counted when its first page goes.
+            node.nr_shmem_thps -= 1
     if page.dirty:
         set_clean(page)
     del page.inode.cache[page.index]

@@ -28,6 +28,7 @@ from bisect import bisect_left, bisect_right
 
 from . import memcg as memcg_mod
 from . import filemap, pagecache, readahead, thp, workingset
+from . import shmem as shmem_mod
 from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, error,
                    pfn_up)
 from .pagecache import Page
@@ -141,9 +142,10 @@ def pooled_span(pool, delta, young, pmd):
     return span
 
 
-def cached_span(page, young):
-    """A Span mapping the single cached folio ``page``."""
-    return Span(CACHED, page, 0, young, False, None, None, None)
+def cached_span(page, young, pmd=False):
+    """A Span mapping the single cached page ``page`` (``pmd``: as one page of a PMD
+    mapping of its folio)."""
+    return Span(CACHED, page, 0, young, pmd, None, None, None)
 
 
 def _with(span, young=None, pmd=None, referenced=None):
@@ -157,9 +159,9 @@ def _with(span, young=None, pmd=None, referenced=None):
         return private_span(y, p, span.anon, span.dirty, r, span.lru, span.swap)
     if kind == POOLED:
         return pooled_span(span.pool, span.delta, y, p)
-    if y == span.young:
+    if y == span.young and p == span.pmd:
         return span
-    return cached_span(span.pool, y)
+    return cached_span(span.pool, y, p)
 
 
 # The state of pooled folios: (mapcount, anon, dirty, referenced, anon LRU state, swap
@@ -651,16 +653,30 @@ def _split_pmd(pm, head):
     i = pm.index(head)
     if i < 0 or not pm.tag[i].pmd:
         return
+    if pm.tag[i].kind == CACHED:
+        # A shmem folio's PMD mapping seen without its mm (split_huge_at's fallback):
+        # its pages stay mapped, by PTEs.
+        pagecache.note_pmd_mapped(pm.tag[i].pool, -1)
+        i, j = pm.carve(head, head + PMD_PAGES)
+        for k in range(i, j):
+            pm.tag[k] = _with(pm.tag[k], pmd=False)
+        return
     i, _ = pm.carve(head, head + PMD_PAGES)
     pm.tag[i] = _with(pm.tag[i], pmd=False)
     pm.join(i - 1, i + 2)
 
 
-def split_huge_at(vma, addr):
-    """split_huge_pmd: a THP straddling ``addr`` becomes 512 PTE-mapped pages."""
+def split_huge_at(vma, addr, mm=None):
+    """split_huge_pmd: a THP straddling ``addr`` becomes 512 PTE-mapped pages; a PMD
+    mapping of a shmem folio is removed instead (the pages refault), for which the
+    caller passes the VMA's ``mm`` (without it, simulator-defined, the folio stays
+    mapped by 512 PTEs)."""
     if not vma.pages or not addr % PMD_SIZE:
         return
-    _split_pmd(vma.pages, (addr >> PAGE_SHIFT) & _PMD_MASK)
+    head = (addr >> PAGE_SHIFT) & _PMD_MASK
+    if mm is not None and _zap_file_pmd(mm, vma, head):
+        return
+    _split_pmd(vma.pages, head)
 
 
 def _widen(pm, a, b):
@@ -741,6 +757,12 @@ def put_range(vma, part, marks, shift):
             if span.kind == PRIVATE and span.swap is not None:
                 return private_span(span.young, span.pmd, True, span.dirty, span.referenced,
                                     span.lru, span.swap + shift)
+            if span.kind == CACHED and span.pmd and shift % PMD_PAGES:
+                # A shmem PMD mapping moved off PMD alignment: mapped by PTEs
+                # (simulator-defined: the kernel's split would drop the mapping).
+                if not span.pool.index & (PMD_PAGES - 1):
+                    pagecache.note_pmd_mapped(span.pool, -1)
+                return _with(span, pmd=False)
             return span
         _map(vma).put(part, shift, moved)
     if marks:
@@ -1001,14 +1023,14 @@ def _access(mm, vma, a, b, write, touch):
             page = span.pool
             if touch:
                 _touch(page)
-            if write and (page.mapcount > 1 or not page.anon and not shared_vma):
+            if write and not shared_vma and (page.mapcount > 1 or not page.anon):
                 _drop_page(mm, vma, page)
                 anon_vma_prepare(vma)
                 _count(mm, vma, True, 1)
                 new = fresh
             else:
                 if write:
-                    page.dirty = True
+                    pagecache.set_dirty(page)   # counted, as truncation uncounts it
                 new = _with(span, young=True)
             los.append(x)
             his.append(y)
@@ -1192,7 +1214,14 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
         span = pm.tag[i]
         if span.pmd:
             head = vpn & _PMD_MASK
-            if write and _shared_in(span, head, head + PMD_PAGES):
+            if span.kind == CACHED:
+                if write and not vma.vm_flags & VM_SHARED:
+                    # wp_huge_pmd on a file PMD: the PMD goes, the fault is retried
+                    # at PTE level (a copy for this private mapping).
+                    _zap_file_pmd(mm, vma, head)
+                    return fault(mm, vma, addr, write, policy, force, touch)
+                _access(mm, vma, head, head + PMD_PAGES, write, touch)
+            elif write and _shared_in(span, head, head + PMD_PAGES):
                 _split_pmd(pm, head)
                 _access(mm, vma, vpn, vpn + 1, True, touch)
             else:
@@ -1225,7 +1254,8 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
                 inode = vma.file.inode
                 cached = inode.cache.get(index)
                 if cached is None:
-                    cached = pagecache.add_shmem(mm.kernel, mm.memcg, inode, index)
+                    cached = shmem_mod.get_folio(mm.kernel, mm.memcg, vma, mm.flags, inode,
+                                                 index, addr)
         else:
             cached, n = _filemap_fault(mm, vma, vpn, index, write)
             if cached is None:
@@ -1237,6 +1267,13 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
         lru_owner(mm)
         pm.insert(vpn, vpn + 1, private_span(True, False, True, True, touch))
         _count(mm, vma, True, 1)
+    elif cached is not None and cached.order and vma.file.shmem and _map_folio(
+            mm, vma, vpn, cached):
+        if write:
+            pagecache.set_dirty(cached)
+        if touch:
+            _touch(cached)
+        return 1 << cached.order
     elif cached is not None:
         _map_cached(cached)
         if write:
@@ -1266,6 +1303,12 @@ def _fault_around(mm, vma, vpn, shmem=False):
         filemap.warm_pending(mm.kernel, inode)
     npages = pfn_up(inode.size)
     cache = inode.cache
+    if shmem:
+        # filemap_map_pmd: a PMD-order folio at the fault is mapped by a PMD.
+        page = cache.get(vma.pgoff + vpn - (vma.start >> PAGE_SHIFT))
+        if page is not None and page.order == shmem_mod.PMD_ORDER and _set_pmd(
+                mm, vma, vpn, page):
+            return PMD_PAGES
     first = vma.start >> PAGE_SHIFT
     pte = vpn & (PMD_PAGES - 1)
     lo = max(pte & ~(FAULT_AROUND_PAGES - 1), pte - min(pte, vpn - first))
@@ -1293,6 +1336,234 @@ def _fault_around(mm, vma, vpn, shmem=False):
     return n
 
 
+def _pmd_none(vma, head, n=PMD_PAGES):
+    """No page, swap entry or guard marker in the ``n`` pages from ``head`` (the
+    simulator's pmd_none / pte_range_none)."""
+    pm = vma.pages
+    if pm:
+        i, j = pm.overlap(head, head + n)
+        if i < j:
+            return False
+    if vma.swap:
+        i, j = vma.swap.overlap(head, head + n)
+        if i < j:
+            return False
+    return not (vma.guards and vma.guards.first_in(head, head + n) is not None)
+
+
+def _set_pmd(mm, vma, vpn, page):
+    """do_set_pmd: map the PMD-order folio of ``page`` (mapped at ``vpn``) by one PMD
+    when THP is not disabled for the VMA (VM_NOHUGEPAGE, PR_SET_THP_DISABLE: taken
+    as a forced collapse, so sysfs does not matter), its block fits the VMA and the
+    file offset, and nothing is mapped there yet.  Returns whether it did."""
+    if thp.vma_thp_disabled(vma.vm_flags, mm.flags, True):
+        return False
+    if not shmem_mod.suitable_order(vma, vpn << PAGE_SHIFT, shmem_mod.PMD_ORDER):
+        return False
+    head = vpn & _PMD_MASK
+    if not _pmd_none(vma, head):
+        return False
+    cache = page.inode.cache
+    first = page.index - (vpn - head)
+    pages = [cache[first + d] for d in range(PMD_PAGES)]
+    pm = _map(vma)
+    i, _ = pm.overlap(head, head + PMD_PAGES)
+    pm.replace(i, i, range(head, head + PMD_PAGES), range(head + 1, head + PMD_PAGES + 1),
+               [cached_span(p, True, True) for p in pages])
+    for p in pages:
+        _map_cached(p)
+    _count(mm, vma, False, PMD_PAGES)
+    pagecache.note_pmd_mapped(pages[0], 1)
+    mm.kernel.node.events["thp_file_mapped"] += 1
+    return True
+
+
+def _map_folio(mm, vma, vpn, page):
+    """finish_fault for a large shmem folio: a PMD-order one by a PMD (do_set_pmd)
+    when it can; otherwise, in anonymous shmem (every shmem mapping here), the whole
+    folio by PTEs when it lies inside the VMA and the page table and none of its PTEs
+    is set.  Returns whether it did (else the caller maps the one page)."""
+    if page.order == shmem_mod.PMD_ORDER and _set_pmd(mm, vma, vpn, page):
+        return True
+    if vma.uffd_ctx is not None:
+        return False
+    nr = 1 << page.order
+    idx = page.index & (nr - 1)
+    vlo = vma.start >> PAGE_SHIFT
+    first = vpn - idx
+    if first < vlo or first + nr > vma.end >> PAGE_SHIFT:
+        return False
+    if (vpn & (PMD_PAGES - 1)) < idx or (vpn & (PMD_PAGES - 1)) - idx + nr > PMD_PAGES:
+        return False
+    if not _pmd_none(vma, first, nr):
+        return False
+    cache = page.inode.cache
+    pm = _map(vma)
+    for d in range(nr):
+        p = cache[page.index - idx + d]
+        pm.insert(first + d, first + d + 1, cached_span(p, True))
+        _map_cached(p)
+    _count(mm, vma, False, nr)
+    return True
+
+
+def _zap_file_pmd(mm, vma, head):
+    """__split_huge_pmd of a PMD mapping of a shmem folio at page ``head``: the PMD
+    is cleared and its pages refault later.  Returns whether there was one."""
+    pm = vma.pages
+    if not pm:
+        return False
+    i = pm.index(head)
+    if i < 0:
+        return False
+    span = pm.tag[i]
+    if not span.pmd or span.kind != CACHED:
+        return False
+    i, j = pm.carve(head, head + PMD_PAGES)
+    pagecache.note_pmd_mapped(span.pool, -1)
+    for k in range(i, j):
+        _drop_page(mm, vma, pm.tag[k].pool)
+    pm.delete(i, j)
+    return True
+
+
+def _mappings_of(kernel, inode, lo, hi):
+    """``(mm, vma, first vpn, last vpn)`` of every live mapping of file pages
+    ``[lo, hi)`` of ``inode``."""
+    for mm in _live_mms(kernel):
+        for vma in mm.tree.values():
+            if vma.file is None or vma.file.inode is not inode:
+                continue
+            first = vma.pgoff
+            last = first + ((vma.end - vma.start) >> PAGE_SHIFT)
+            if first < hi and lo < last:
+                base = (vma.start >> PAGE_SHIFT) - first
+                yield mm, vma, max(lo, first) + base, min(hi, last) + base
+
+
+def _unmap_folio_pmds(kernel, head):
+    """Before a PMD-order folio is split or replaced: every PMD mapping of it goes."""
+    if not head.pmd_maps:
+        return
+    for mm, vma, a, _b in _mappings_of(kernel, head.inode, head.index,
+                                       head.index + PMD_PAGES):
+        if not a & (PMD_PAGES - 1):
+            _zap_file_pmd(mm, vma, a)
+
+
+def _unmap_cached(kernel, inode, lo, hi):
+    """Every mapping of the cached pages ``[lo, hi)`` of ``inode`` goes (private
+    copies stay)."""
+    for mm, vma, a, b in _mappings_of(kernel, inode, lo, hi):
+        pm = vma.pages
+        if not pm:
+            continue
+        for head in range(a & _PMD_MASK, b, PMD_PAGES):
+            _zap_file_pmd(mm, vma, head)
+        i, j = pm.carve(a, b)
+        keep_lo, keep_hi, keep = [], [], []
+        for k in range(i, j):
+            span = pm.tag[k]
+            if span.kind == CACHED:
+                _drop_page(mm, vma, span.pool)
+            else:
+                keep_lo.append(pm.lo[k])
+                keep_hi.append(pm.hi[k])
+                keep.append(span)
+        pm.replace(i, j, keep_lo, keep_hi, keep)
+
+
+def collapse_shmem(mm, vma, start, end):
+    """MADV_COLLAPSE of a shmem mapping (hpage_collapse_scan_file, collapse_file,
+    collapse_pte_mapped_thp), block by aligned block inside ``[start, end)``: a block
+    already PMD-mapped here is done; one whose file pages are a PMD-order folio
+    already is mapped by a PMD; otherwise a new PMD-order folio is allocated
+    (thp_collapse_alloc) and takes the place of the block's pages in the file (every
+    mapping of the old pages goes; holes become part of it too, even past EOF), then
+    is mapped by a PMD here, unless no page of the block was in the file (the new
+    folio is dropped: the live kernel fails such a block after allocating).  A block
+    where this mapping holds private copies fails (simulator-defined).  Returns True
+    when every block succeeded."""
+    first = align_up(start, PMD_SIZE)
+    last = align_down(end, PMD_SIZE)
+    if first > last:
+        return False
+    kernel = mm.kernel
+    inode = vma.file.inode
+    cache = inode.cache
+    base = (vma.start >> PAGE_SHIFT) - vma.pgoff
+    ok = True
+    for head in range(first >> PAGE_SHIFT, last >> PAGE_SHIFT, PMD_PAGES):
+        pm = _map(vma)
+        i = pm.index(head)
+        if i >= 0 and pm.tag[i].pmd:
+            continue
+        index = head - base
+        i, j = pm.overlap(head, head + PMD_PAGES)
+        if any(pm.tag[k].kind != CACHED for k in range(i, j)):
+            ok = False
+            continue
+        page = cache.get(index)
+        if page is None or page.order != shmem_mod.PMD_ORDER:
+            kernel.node.events["thp_collapse_alloc"] += 1
+            mm.memcg.stat["thp_collapse_alloc"] += 1
+            page = collapse_file(kernel, mm.memcg, inode, index)
+            if page is None:
+                ok = False
+                continue
+        else:
+            _unmap_cached_in(mm, vma, head)
+        if not _set_pmd(mm, vma, head, page):
+            ok = False
+    return ok
+
+
+def collapse_file(kernel, memcg, inode, index):
+    """collapse_file for the 512 pages of shmem file ``inode`` from ``index`` (the new
+    folio allocated and counted by the caller): a PMD-order folio charged to
+    ``memcg`` takes the place of the pages in the file, holes filled, and every
+    mapping of the old pages goes (retract_page_tables).  Returns its first page, or
+    None when no page of the range was in the file (the new folio is dropped)."""
+    cache = inode.cache
+    present = [i for i in range(index, index + PMD_PAGES) if i in cache]
+    if not present:
+        return None
+    for i in present:
+        p = cache[i]
+        if p.order:
+            head = pagecache.folio_head(p)
+            _unmap_folio_pmds(kernel, head)
+            pagecache.split_folio(kernel.node, head)
+    _unmap_cached(kernel, inode, index, index + PMD_PAGES)
+    for i in present:
+        pagecache.delete(kernel, cache[i])
+    return pagecache.add_shmem(kernel, memcg, inode, index, shmem_mod.PMD_ORDER)
+
+
+def retract_ptes(mm, vma, head):
+    """collapse_pte_mapped_thp without installing the PMD: this mapping's PTEs of the
+    block at page ``head``, which map the PMD-order folio there, go (the next fault
+    maps the folio by a PMD).  Returns whether it did (no private copy there)."""
+    pm = vma.pages
+    if not pm:
+        return True
+    i, j = pm.overlap(head, head + PMD_PAGES)
+    if any(pm.tag[k].kind != CACHED or pm.tag[k].pmd for k in range(i, j)):
+        return False
+    _unmap_cached_in(mm, vma, head)
+    return True
+
+
+def _unmap_cached_in(mm, vma, head):
+    """This mapping's PTEs of the block at page ``head`` go (collapse_pte_mapped_thp
+    replaces them with the PMD)."""
+    pm = vma.pages
+    i, j = pm.carve(head, head + PMD_PAGES)
+    for k in range(i, j):
+        _drop_page(mm, vma, pm.tag[k].pool)
+    pm.delete(i, j)
+
+
 def zap_vma(mm, vma, start, end):
     """Unmap the pages of ``vma`` in ``[start, end)`` (zap_page_range_single)."""
     if vma.swap:
@@ -1301,10 +1572,11 @@ def zap_vma(mm, vma, start, end):
     if not pm:
         return
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
-    # A partial zap of a THP splits its PMD first, then drops the covered pages.
-    if lo & (PMD_PAGES - 1):
+    # A partial zap of a THP splits its PMD first, then drops the covered pages (a
+    # shmem folio's PMD split drops the whole PMD mapping).
+    if lo & (PMD_PAGES - 1) and not _zap_file_pmd(mm, vma, lo & _PMD_MASK):
         _split_pmd(pm, lo & _PMD_MASK)
-    if hi & (PMD_PAGES - 1):
+    if hi & (PMD_PAGES - 1) and not _zap_file_pmd(mm, vma, hi & _PMD_MASK):
         _split_pmd(pm, hi & _PMD_MASK)
     i, j = pm.carve(lo, hi)
     if i >= j:
@@ -1324,6 +1596,8 @@ def zap_vma(mm, vma, start, end):
         lru = page.lru
         if lru and not fade and recency and span.young:
             pagecache.mark_accessed(page)
+        if span.pmd and not page.index & (PMD_PAGES - 1):
+            pagecache.note_pmd_mapped(page, -1)   # the first page of a PMD mapping
         _drop_page(mm, vma, page)
         if lru and fade and page.mapcount == 0:
             pagecache.deactivate_file(page)
@@ -1354,6 +1628,11 @@ def truncate_pages(kernel, inode, lo, hi=1 << 64):
     is split first."""
     if hi > lo:
         filemap.warm_pending(kernel, inode)
+        for edge in (lo, hi):
+            page = inode.cache.get(edge)
+            if page is not None and page.order == shmem_mod.PMD_ORDER and edge & (
+                    PMD_PAGES - 1):
+                _unmap_folio_pmds(kernel, pagecache.folio_head(page))
         filemap.split_at(inode, lo)
         if hi < 1 << 64:
             filemap.split_at(inode, hi)
@@ -1365,6 +1644,8 @@ def collapse(mm, vma, start, end):
     at least one resident page becomes one THP.  Returns True when every block did;
     a range inside a single block, with no block in it, fails like the kernel's
     ``thps == (hend - hstart) >> HPAGE_PMD_SHIFT`` test with hstart past hend."""
+    if vma.file is not None and vma.file.shmem:
+        return collapse_shmem(mm, vma, start, end)
     first = align_up(start, PMD_SIZE)
     last = align_down(end, PMD_SIZE)
     if first > last:
@@ -1449,7 +1730,7 @@ def deactivate(vma, start, end, mm=None):
                 page.referenced = False
                 if page.lru:
                     pagecache.deactivate(page)
-                new = cached_span(page, False)
+                new = _with(span, young=False)
         else:
             pool = span.pool
             d = span.delta
@@ -2167,7 +2448,11 @@ def check_vma(vma):
     for x, y, span in (pm.items() if pm else ()):
         if not prev_end <= x < y <= hi:
             raise AssertionError(f"extent [{x:#x}, {y:#x}) out of order or outside {vma!r}")
-        if span.pmd and (x % PMD_PAGES or y % PMD_PAGES):
+        if span.pmd and span.kind == CACHED:
+            page = span.pool
+            if page.order != shmem_mod.PMD_ORDER or (x - page.index) & (PMD_PAGES - 1):
+                raise AssertionError(f"PMD-mapped page {x:#x} is not its folio's in {vma!r}")
+        elif span.pmd and (x % PMD_PAGES or y % PMD_PAGES):
             raise AssertionError(f"THP extent [{x:#x}, {y:#x}) is not aligned in {vma!r}")
         if span.kind == CACHED and y - x != 1:
             raise AssertionError(f"cached folio extent [{x:#x}, {y:#x}) in {vma!r}")

@@ -193,7 +193,7 @@ def vma_memory(vma):
 
 def thp_eligible(mm, vma):
     """smaps THPeligible: the TVA_SMAPS decision."""
-    return int(thp.allowed(vma, mm.flags, mm.kernel.thp, thp.TVA_SMAPS))
+    return int(thp.allowed(vma, mm.flags, mm.kernel.thp, thp.TVA_SMAPS, kernel=mm.kernel))
 
 
 def _smaps_template():
@@ -240,7 +240,8 @@ def _smaps_body(npages, counts, flags, eligible):
 def _smaps_block(mm, vma, start_brk, brk, start_stack, thp_policy):
     """smaps_block with the mm's bounds and the THP policy read once by the caller."""
     body = _smaps_body(vma.npages, _counts(vma), vma.vm_flags,
-                       int(thp.allowed(vma, mm.flags, thp_policy, thp.TVA_SMAPS)))
+                       int(thp.allowed(vma, mm.flags, thp_policy, thp.TVA_SMAPS,
+                                       kernel=mm.kernel)))
     if vma.swap:
         body = _with_swap(mm, vma, body)
     return _maps_line(vma, start_brk, brk, start_stack) + "\n" + body

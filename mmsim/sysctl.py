@@ -8,9 +8,10 @@ EINVAL otherwise, and the read-back format.  Each knob is an attribute of the
 import errno
 
 from .defs import error
+from . import shmem
 from .khugepaged import KNOBS as KHUGEPAGED_KNOBS
 from .kstrtox import proc_get_long
-from .thp import recommended_min_free_kbytes
+from .thp import MTHP_STATS, SIZE_ORDERS, recommended_min_free_kbytes, size_kb
 
 INT_MAX = (1 << 31) - 1
 ULONG_MAX = (1 << 64) - 1
@@ -35,9 +36,12 @@ VM_SYSCTLS = {
 THP_KNOBS = {
     "enabled": ("thp", ("always", "madvise", "never")),
     "defrag": ("thp_defrag", ("always", "defer", "defer+madvise", "madvise", "never")),
-    "shmem_enabled": ("shmem_enabled", ("always", "within_size", "advise", "never", "deny",
-                                        "force")),
 }
+# shmem_enabled has handlers of its own (mmsim.shmem).
+
+# hugepages-<N>kB/NAME: the per-size files the simulator keeps -> order.
+_SIZE_DIRS = {f"hugepages-{size_kb(o)}kB/": o for o in SIZE_ORDERS}
+SIZE_KNOBS = ("shmem_enabled",)
 
 SYSCTL_DIR = "/proc/sys/vm/"
 THP_DIR = "/sys/kernel/mm/transparent_hugepage/"
@@ -51,8 +55,23 @@ def is_knob(path):
     if path.startswith(KHUGEPAGED_DIR):
         return path[len(KHUGEPAGED_DIR):] in KHUGEPAGED_KNOBS
     if path.startswith(THP_DIR):
-        return path[len(THP_DIR):] in THP_KNOBS
+        name = path[len(THP_DIR):]
+        return name in THP_KNOBS or name == "shmem_enabled" or _per_size(name) is not None
     return False
+
+
+def _per_size(name):
+    """``(order, file)`` for a per-size file ``hugepages-<N>kB/FILE`` the simulator
+    keeps (FILE: ``shmem_enabled`` or ``stats/<counter>``), else None."""
+    d, sep, rest = name.partition("kB/")
+    order = _SIZE_DIRS.get(d + sep)
+    if order is None:
+        return None
+    if rest in SIZE_KNOBS:
+        return order, rest
+    if rest.startswith("stats/") and rest[len("stats/"):] in MTHP_STATS:
+        return order, rest
+    return None
 
 
 def read(kernel, path):
@@ -62,7 +81,16 @@ def read(kernel, path):
         return f"{getattr(kernel, attr)}\n"
     if path.startswith(KHUGEPAGED_DIR):
         return kernel.khugepaged.read_knob(path[len(KHUGEPAGED_DIR):])
-    attr, values = THP_KNOBS[path[len(THP_DIR):]]
+    name = path[len(THP_DIR):]
+    if name == "shmem_enabled":
+        return shmem.read_top(kernel)
+    size = _per_size(name)
+    if size is not None:
+        order, rest = size
+        if rest == "shmem_enabled":
+            return shmem.read_size(kernel, order)
+        return f"{kernel.mthp_stats[order][rest[len('stats/'):]]}\n"
+    attr, values = THP_KNOBS[name]
     current = getattr(kernel, attr)
     return " ".join(f"[{v}]" if v == current else v for v in values) + "\n"
 
@@ -95,6 +123,9 @@ def write(kernel, path, text):
         kernel.khugepaged.write_knob(path[len(KHUGEPAGED_DIR):], text)
         return
     name = path[len(THP_DIR):]
+    if name == "shmem_enabled" or _per_size(name) is not None:
+        _write_shmem(kernel, name, text)
+        return
     attr, values = THP_KNOBS[name]
     for v in values:
         if _sysfs_streq(text, v):
@@ -111,4 +142,24 @@ def write(kernel, path, text):
                                      recommended_min_free_kbytes(kernel.memory))
 
 
-__all__ = ["VM_SYSCTLS", "THP_KNOBS", "is_knob", "read", "write"]
+def _write_shmem(kernel, name, text):
+    """The shmem knobs and the per-size stats (read-only: EACCES, as kernfs refuses
+    opening a 0444 file for writing); a write of nothing is not passed to the store
+    handler (sysfs_kf_write) and succeeds.  A change restarts khugepaged's thread if
+    it should now run (start_stop_khugepaged)."""
+    size = _per_size(name)
+    if size is not None and size[1] != "shmem_enabled":
+        raise error(errno.EACCES, f"{name} is read-only")
+    if not text:
+        return
+    if size is None:
+        shmem.write_top(kernel, text)
+    else:
+        shmem.write_size(kernel, size[0], text)
+    kernel.khugepaged.start_stop()
+    if kernel.khugepaged.pmd_enabled():
+        kernel.min_free_kbytes = max(kernel.min_free_kbytes,
+                                     recommended_min_free_kbytes(kernel.memory))
+
+
+__all__ = ["VM_SYSCTLS", "THP_KNOBS", "SIZE_KNOBS", "is_knob", "read", "write"]

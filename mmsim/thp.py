@@ -2,8 +2,10 @@
 (include/linux/huge_mm.h ``vma_thp_disabled``, mm/huge_memory.c
 ``__thp_vma_allowable_orders``), used by faults, MADV_COLLAPSE and smaps' THPeligible.
 
-Only the PMD order (2 MiB) exists here: the reference machine has every smaller mTHP
-size set to ``never`` and the PMD size to ``inherit``.
+Only the PMD order (2 MiB) exists for anonymous memory here: the reference machine has
+every smaller mTHP size set to ``never`` and the PMD size to ``inherit``.  shmem decides
+its orders itself (``mmsim.shmem``); the per-size counters of
+``hugepages-<N>kB/stats/`` live here, one dict per order on the kernel.
 """
 
 from .defs import PAGE_SHIFT, PMD_SIZE, align_up
@@ -21,6 +23,31 @@ TVA_FORCED_COLLAPSE = "collapse"
 MMF_VM_HUGEPAGE = 1 << 17
 MMF_DISABLE_THP_EXCEPT_ADVISED = 1 << 23
 MMF_DISABLE_THP_COMPLETELY = 1 << 24
+
+
+# The per-size directories hugepages-<N>kB: orders 1 (8 kB) to 9 (2048 kB).
+PMD_ORDER = PMD_SIZE.bit_length() - 1 - PAGE_SHIFT
+SIZE_ORDERS = tuple(range(1, PMD_ORDER + 1))
+
+# The per-size stats the simulator keeps (hugepages-<N>kB/stats/<name>).  Another
+# counter is added by naming it here and counting it with count_mthp_stat.
+MTHP_STATS = ("shmem_alloc", "shmem_fallback", "shmem_fallback_charge")
+
+
+def size_kb(order):
+    """The size of an order's folio in kB, as the hugepages-<N>kB directory names it."""
+    return (1 << (order + PAGE_SHIFT)) >> 10
+
+
+def new_mthp_stats():
+    """The per-order counters at boot: order -> {stat name: 0}."""
+    return {order: dict.fromkeys(MTHP_STATS, 0) for order in SIZE_ORDERS}
+
+
+def count_mthp_stat(kernel, order, name, n=1):
+    """count_mthp_stat: orders 0 and above the PMD order are not counted."""
+    if 0 < order <= PMD_ORDER:
+        kernel.mthp_stats[order][name] += n
 
 
 def recommended_min_free_kbytes(memory):
@@ -54,8 +81,10 @@ def pmd_fits(vma):
     return True
 
 
-def allowed(vma, mm_flags, policy, tva, is_stack_setup=False):
-    """Whether a PMD-sized THP is allowed for ``vma`` for the asker ``tva``."""
+def allowed(vma, mm_flags, policy, tva, is_stack_setup=False, kernel=None):
+    """Whether a PMD-sized THP is allowed for ``vma`` for the asker ``tva``; a shmem
+    VMA follows the shmem knobs of ``kernel`` (without a kernel: only a forced
+    collapse, the reference machine's shmem_enabled=never)."""
     vm_flags = vma.vm_flags
     anon = vma.file is None and vma.special is None
     forced = tva == TVA_FORCED_COLLAPSE
@@ -69,11 +98,17 @@ def allowed(vma, mm_flags, policy, tva, is_stack_setup=False):
         return False
     if tva not in (TVA_PAGEFAULT, TVA_SMAPS) and vm_flags & VM_NO_KHUGEPAGED:
         return False
+    if (kernel is not None and tva != TVA_PAGEFAULT and not anon
+            and vma.file is not None and vma.file.shmem):
+        # smaps asks about every order, khugepaged and MADV_COLLAPSE about the PMD
+        # order (the shmem rules live in mmsim.shmem, which builds on this module).
+        orders = kernel.shmem_vma_orders(vma, mm_flags, forced)
+        return bool(orders if tva == TVA_SMAPS else orders & (1 << PMD_ORDER))
     if tva != TVA_PAGEFAULT and not pmd_fits(vma):
         return False
     if not anon:
-        # shmem follows shmem_enabled (never on the reference machine) except for a
-        # forced collapse; regular files need CONFIG_READ_ONLY_THP_FOR_FS, which is off.
+        # shmem follows its own knobs (shmem_allowable_huge_orders); regular files need
+        # CONFIG_READ_ONLY_THP_FOR_FS, which is off.
         shmem = vma.file is not None and vma.file.shmem
         return shmem and forced
     if is_stack_setup:

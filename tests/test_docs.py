@@ -40,7 +40,7 @@ NOT_OURS = {name for name in dir(builtins) if name[:1].isupper()} | {
     "VmLck", "VmPin", "VmPTE", "VmSwap", "RssAnon", "RssFile", "RssShmem", "MemTotal",
     "MemFree", "MemAvailable", "CommitLimit", "AnonHugePages", "ShmemPmdMapped",
     "FilePmdMapped", "THPeligible", "ProtectionKey", "SwapPss", "SwapTotal", "SwapFree",
-    "SwapCached",
+    "SwapCached", "ShmemHugePages", "FileHugePages",
     "SortedDict", "IntervalTree", "RuleBasedStateMachine", "TestCase", "StreamError", "PathLike"}
 CAMEL = re.compile(r"\b[A-Z][a-z]+[a-z0-9]*(?:[A-Z][a-z0-9]+)+\b")
 
