@@ -472,6 +472,10 @@ def _live_pageout(nbytes_folio_write, lo, n):
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
     fd, path = tempfile.mkstemp(dir="/var/tmp", prefix="mmsim-pageout-")
+    # On one CPU from the write to the madvise: MADV_PAGEOUT drains only the local
+    # CPU's LRU batch, and a folio left in another CPU's batch cannot be isolated.
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
     try:
         os.write(fd, os.urandom(nbytes_folio_write))
         os.fsync(fd)
@@ -494,6 +498,7 @@ def _live_pageout(nbytes_folio_write, lo, n):
         libc.munmap(b, 16 * P)
         return file_res, anon_res
     finally:
+        os.sched_setaffinity(0, cpus)
         os.close(fd)
         os.unlink(path)
 
