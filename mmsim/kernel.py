@@ -13,6 +13,7 @@ from math import isqrt
 
 from . import memcg as memcg_mod
 from . import cgroup as cgroup_mod
+from . import notebook
 from . import oom, overcommit, pages, procfs, sysctl, vmscan
 from .khugepaged import Khugepaged
 from .cred import CAP_DAC_OVERRIDE, CAP_SYS_RESOURCE, Cred, capable
@@ -496,6 +497,10 @@ class Kernel:
             self.now_ns = end
         finally:
             self.current = previous
+
+    def _repr_html_(self):
+        """A notebook's view: the memory summary and the processes."""
+        return notebook.kernel_html(self)
 
     def call_later(self, delay: float, callback, readonly: bool = False) -> None:
         """Run ``callback()`` when ``delay`` more seconds of simulated time have passed

@@ -13,20 +13,9 @@ recording into a DataFrame (the ``sandbox`` extra).
 
 from . import cgroup
 from .defs import PAGE_SHIFT
-from .procfs import vma_memory
+from .procfs import parse_fields, vma_memory
 
-__all__ = ["sample", "record", "Recorder", "process_metrics", "parse_keyed"]
-
-
-def parse_keyed(text):
-    """``{name: int}`` of a /proc or cgroup file of ``name value [kB]`` lines
-    (``meminfo``'s ``Name:`` colon is dropped)."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            out[parts[0].rstrip(":")] = int(parts[1])
-    return out
+__all__ = ["sample", "record", "Recorder", "process_metrics"]
 
 
 def _cgroup_metrics(kernel, memcg):
@@ -34,13 +23,13 @@ def _cgroup_metrics(kernel, memcg):
     ``current``, ``swap_current``, ``max`` (None for "max"), and memory.events'."""
     base = cgroup.CGROUP_ROOT + ("" if memcg.parent is None else "/" + memcg.name)
     files = cgroup.files_of(memcg)
-    out = parse_keyed(cgroup.read(kernel, base + "/memory.stat"))
+    out = parse_fields(cgroup.read(kernel, base + "/memory.stat"))
     if "memory.current" in files:
         out["current"] = int(cgroup.read(kernel, base + "/memory.current"))
         out["swap_current"] = int(cgroup.read(kernel, base + "/memory.swap.current"))
         limit = cgroup.read(kernel, base + "/memory.max").strip()
         out["max"] = None if limit == "max" else int(limit)
-        for name, n in parse_keyed(cgroup.read(kernel, base + "/memory.events")).items():
+        for name, n in parse_fields(cgroup.read(kernel, base + "/memory.events")).items():
             out["events." + name] = n
     return out
 
@@ -72,8 +61,8 @@ def sample(kernel):
                if not m.dying}
     processes = {pid: process_metrics(p) for pid, p in sorted(kernel.processes.items())
                  if p.state == "running" and p.mm is not None and p.tgid == pid}
-    return {"time": kernel.now, "vmstat": parse_keyed(kernel.vmstat()),
-            "meminfo": parse_keyed(kernel.meminfo()), "cgroups": cgroups,
+    return {"time": kernel.now, "vmstat": parse_fields(kernel.vmstat()),
+            "meminfo": parse_fields(kernel.meminfo()), "cgroups": cgroups,
             "processes": processes}
 
 

@@ -71,6 +71,12 @@ def vma_table(proc):
     return rows
 
 
+def _short(name, width=28):
+    """A VMA's name for a label: a file's base name, cut to ``width``."""
+    base = name.rsplit("/", 1)[-1] if name.startswith("/") else name
+    return base if len(base) <= width else base[:width - 1] + "~"
+
+
 def _largest(rows, max_vmas):
     """The ``max_vmas`` largest VMAs of ``rows``, in address order."""
     if len(rows) <= max_vmas:
@@ -79,12 +85,13 @@ def _largest(rows, max_vmas):
                   key=lambda r: r["start"])
 
 
-def address_space(procs, max_vmas=40, title=None):
+def address_space(procs, max_vmas=40, title=None, labels=None):
     """The address space of a process (or of each of a list of processes, one panel
     each): one bar per VMA (the largest ``max_vmas``, in address order), its length
     in MiB, coloured by kind, with its resident ranges and its PMD-mapped (huge)
-    ranges drawn over it.  The scale is logarithmic past 1 MiB when the VMAs' sizes
-    differ by more than 1000 times."""
+    ranges drawn over it; ``labels`` name the panels (default: pid and comm).  The
+    scale is logarithmic past 1 MiB when the VMAs' sizes differ by more than 1000
+    times."""
     plt = _pyplot()
     from matplotlib.patches import Patch
     procs = list(procs) if isinstance(procs, (list, tuple)) else [procs]
@@ -97,7 +104,8 @@ def address_space(procs, max_vmas=40, title=None):
     sizes = [(r["end"] - r["start"]) / MiB for _, _, keep in shown for r in keep]
     log = bool(sizes) and max(sizes) > 1000 * min(sizes)
     kinds = set()
-    for ax, (proc, rows, keep) in zip(axes[:, 0], shown):
+    labels = labels or [f"pid {p.pid}" for p in procs]
+    for ax, label, (proc, rows, keep) in zip(axes[:, 0], labels, shown):
         for y, r in enumerate(keep):
             kinds.add(r["kind"])
             ax.barh(y, (r["end"] - r["start"]) / MiB, color=KINDS[r["kind"]],
@@ -107,11 +115,11 @@ def address_space(procs, max_vmas=40, title=None):
                     ax.broken_barh([(a / MiB, (b - a) / MiB) for a, b in part],
                                    (y - h / 2, h), color=colour, edgecolor="none")
         ax.set_yticks(range(len(keep)))
-        ax.set_yticklabels([f"{r['start']:x} {r['perms']} {r['name']}"[:48] for r in keep],
+        ax.set_yticklabels([f"{r['start']:x} {r['perms']} {_short(r['name'])}" for r in keep],
                            fontsize=7, family="monospace")
         ax.set_ylim(max(len(keep), 1) - 0.5, -0.5)
         more = "" if len(keep) == len(rows) else f", largest {len(keep)} of {len(rows)} VMAs"
-        ax.set_title(f"pid {proc.pid} ({proc.comm}{more})", fontsize=9)
+        ax.set_title(f"{label} ({proc.comm}{more})", fontsize=9)
         if log:
             ax.set_xscale("symlog", linthresh=1.0)
     axes[-1, 0].set_xlabel("offset in the VMA (MiB)")

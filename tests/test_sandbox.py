@@ -343,3 +343,41 @@ def test_heatmap_plot(tmp_path):
     table = pd.DataFrame({"a": [1, 1, 2, 2], "b": ["x", "y", "x", "y"], "v": [1., 2., 3., 4.]})
     path = plot.save(plot.heatmap(table, "a", "b", "v"), tmp_path / "h.svg")
     assert path.read_text().startswith("<?xml")
+
+
+# ------------------------------------------------------------------ notebook views and CLI
+
+
+def test_html_views_show_the_proc_numbers():
+    k = mmsim.Kernel(thp="always")
+    proc = k.spawn()
+    addr = proc.mmap(0, 4 * MiB, RW, ANON)
+    proc.touch(addr, 4 * MiB, True)
+    page = proc._repr_html_()
+    assert f"<b>Process {proc.pid}</b>" in page and "VmRSS 4096" in page
+    assert f"<td style='padding:2px 8px'>{addr:x}-{addr + 4 * MiB:x}</td>" in page
+    assert "<td style='padding:2px 8px'>4096</td>" in page   # Rss and AnonHugePages
+    top = k._repr_html_()
+    assert "AnonPages 4096" in top and f"<td style='padding:2px 8px'>{proc.pid}</td>" in top
+
+
+def test_cli_plot_demo_and_trace(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from mmsim.cli import main
+    assert main(["plot", "--demo", "-o", str(tmp_path / "demo.png")]) == 0
+    assert (tmp_path / "demo.png").stat().st_size > 1000
+    trace = tmp_path / "t.strace"
+    trace.write_text("mmap(0x200000000000, 4194304, PROT_READ|PROT_WRITE, "
+                     "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = 0x200000000000\n"
+                     "madvise(0x200000000000, 4194304, MADV_POPULATE_WRITE) = 0\n")
+    assert main(["plot", str(trace), "--thp", "always", "-o", str(tmp_path / "t.svg")]) == 0
+    assert "1 address spaces drawn" in capsys.readouterr().out
+    assert main(["plot", "-o", str(tmp_path / "x.png")]) == 2
+
+
+def test_cli_sweep_refuses_a_bad_spec(tmp_path, capsys):
+    from mmsim.cli import main
+    spec = tmp_path / "bad.toml"
+    spec.write_text("[grid]\na = [1]\n")
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == 2
+    assert "needs a study" in capsys.readouterr().err
