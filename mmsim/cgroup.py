@@ -15,7 +15,7 @@ from . import memcg as memcg_mod
 from . import oom, vmscan
 from .defs import PAGE_SHIFT, PAGE_SIZE, error
 from .kstrtox import kstrtoint, memparse, strstrip
-from .pages import charge_anon, private_anon_pages, thp_count
+from .pages import charge_anon, mlocked_lru, private_anon_pages, swap_cached, thp_count
 from .memcg import (LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE,
                     MEMORY_EVENTS, PAGE_COUNTER_MAX, MemCgroup)
 
@@ -61,7 +61,8 @@ STAT_EVENTS = ("pgscan", "pgsteal", "pswpin", "pswpout", "pgscan_kswapd", "pgsca
                "numa_pages_migrated", "numa_pte_updates", "numa_hint_faults")
 # The fields whose value the model has; every other one reads 0.
 STAT_MODELLED = ({"anon", "file", "shmem", "file_mapped", "file_dirty", "file_writeback",
-                  "swapcached", "anon_thp"} | set(_LRU) | set(memcg_mod.EVENTS))
+                  "swapcached", "anon_thp", "unevictable"} | set(_LRU)
+                 | set(memcg_mod.EVENTS))
 
 
 def _split(path):
@@ -199,10 +200,10 @@ def move_charge(mm, dst):
     src = mm.memcg
     if src is dst:
         return
-    n = private_anon_pages(mm)
-    if n:
-        charge_anon(src, -n)
-        charge_anon(dst, n)
+    for active, n in enumerate(private_anon_pages(mm, by_list=True)):
+        if n:
+            charge_anon(src, -n, active)
+            charge_anon(dst, n, active)
     mm.memcg = dst
 
 
@@ -287,10 +288,18 @@ def memory_stat(kernel, memcg):
     def total(key):
         return sum(m.stat[key] for m in sub)
 
+    locked = mlocked_lru(kernel)
+    held = [sum(locked.get(id(m), (0, 0, 0, 0))[i] for m in sub) for i in range(4)]
     lines = []
     for name in STAT_SIZES:
         if name in _LRU:
-            pages = sum(m.lruvec.nr[_LRU[name]] for m in sub)
+            lru = _LRU[name]
+            pages = sum(m.lruvec.nr[lru] for m in sub) - held[lru]
+        elif name == "unevictable":
+            pages = sum(held)
+        elif name == "swapcached":
+            cached = swap_cached(kernel)
+            pages = sum(cached.get(id(m), 0) for m in sub)
         elif name == "anon_thp":
             pages = _anon_thp_pages(kernel, memcg)
         elif name in STAT_MODELLED:

@@ -542,7 +542,8 @@ class Kernel:
         """/proc/meminfo: the lines this model keeps, in the kernel's order and format."""
         node = self.node
         root = self.root_memcg
-        from_lru = [root.lru_total(lru) for lru in range(4)]
+        locked = [sum(row[i] for row in pages.mlocked_lru(self).values()) for i in range(4)]
+        from_lru = [root.lru_total(lru) - locked[lru] for lru in range(4)]
         ia, aa, if_, af = from_lru
         free = self.free_pages()
         wmin, low, high = self.watermarks()
@@ -550,9 +551,11 @@ class Kernel:
         available = max(0, free - high + cache - min(cache // 2, low))
         rows = [("MemTotal", self.memory >> PAGE_SHIFT), ("MemFree", free),
                 ("MemAvailable", available), ("Buffers", 0), ("Cached", node.nr_file_pages),
-                ("SwapCached", 0), ("Active", aa + af), ("Inactive", ia + if_),
+                ("SwapCached", sum(pages.swap_cached(self).values())),
+                ("Active", aa + af), ("Inactive", ia + if_),
                 ("Active(anon)", aa), ("Inactive(anon)", ia), ("Active(file)", af),
-                ("Inactive(file)", if_), ("SwapTotal", self.swap_total_pages()),
+                ("Inactive(file)", if_), ("Unevictable", sum(locked)),
+                ("Mlocked", sum(locked)), ("SwapTotal", self.swap_total_pages()),
                 ("SwapFree", self.swap_free_pages()), ("Dirty", node.nr_dirty),
                 ("Writeback", node.nr_writeback), ("AnonPages", node.nr_anon),
                 ("Mapped", node.nr_mapped), ("Shmem", node.nr_shmem),
@@ -565,11 +568,12 @@ class Kernel:
         node = self.node
         root = self.root_memcg
         ev = node.events
-        lru = [root.lru_total(i) for i in range(4)]
-        rows = [("nr_free_pages", self.free_pages()),
+        locked = [sum(row[i] for row in pages.mlocked_lru(self).values()) for i in range(4)]
+        lru = [root.lru_total(i) - locked[i] for i in range(4)]
+        rows = [("nr_free_pages", self.free_pages()), ("nr_mlock", sum(locked)),
                 ("nr_inactive_anon", lru[0]), ("nr_active_anon", lru[1]),
                 ("nr_inactive_file", lru[2]), ("nr_active_file", lru[3]),
-                ("workingset_nodes", len(node.shadow_nodes))]
+                ("nr_unevictable", sum(locked)), ("workingset_nodes", len(node.shadow_nodes))]
         rows += [(name, ev[name]) for name in (
             "workingset_refault_anon", "workingset_refault_file", "workingset_activate_anon",
             "workingset_activate_file", "workingset_restore_anon", "workingset_restore_file",
@@ -589,7 +593,7 @@ class Kernel:
                  ("oom_kill", ev["oom_kill"])]
         rows += [(name, ev[name]) for name in (
             "thp_collapse_alloc", "thp_collapse_alloc_failed", "thp_scan_exceed_none_pte",
-            "thp_scan_exceed_swap_pte", "thp_scan_exceed_share_pte")]
+            "thp_scan_exceed_swap_pte", "thp_scan_exceed_share_pte", "swap_ra", "swap_ra_hit")]
         return "".join(f"{name} {n}\n" for name, n in rows)
 
     def proc_read(self, path: str) -> str:

@@ -182,10 +182,10 @@ def vma_behavior(mm, vma, start, end, advice):
         if vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
             raise error(errno.EINVAL)
         if advice == MADV_COLD:
-            pages.deactivate(vma, start, end)
+            pages.deactivate(vma, start, end, mm)
         else:
             # madvise_pageout: reclaim now what this mm alone maps; anonymous pages
-            # only when there is swap to write them to.
+            # go to swap when there is room, and are put back active otherwise.
             pages.pageout_anon(mm, vma, start, end)
             pages.pageout_file(mm, vma, start, end)
         return vma

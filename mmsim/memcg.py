@@ -36,11 +36,13 @@ MEMORY_EVENTS = ("low", "high", "max", "oom", "oom_kill", "oom_group_kill")
 class Lruvec:
     """One cgroup's LRU lists on the (only) node.  The file lists hold page-cache
     folios in age order (oldest first; the kernel's list tail); the anon lists are
-    counts, as nothing ages anonymous memory without swap.  ``nonresident_age`` is
-    workingset.c's clock, ``refaults`` its snapshot at the last reclaim."""
+    counts here, their order being kept with the anonymous pages themselves
+    (``pages.lru_state``).  ``nonresident_age`` is workingset.c's clock, ``refaults``
+    its snapshot at the last reclaim, ``anon_cost``/``file_cost`` the recent reclaim
+    costs lru_note_cost records."""
 
     __slots__ = ("memcg", "lists", "nr", "nonresident_age", "refaults", "iter_pos",
-                 "anon_hand")
+                 "anon_cost", "file_cost")
 
     def __init__(self, memcg):
         self.memcg = memcg
@@ -49,7 +51,7 @@ class Lruvec:
         self.nonresident_age = 0
         self.refaults = [0, 0]   # workingset_activate_{anon,file} at the last reclaim
         self.iter_pos = 0        # where the next partial reclaim walk of this subtree starts
-        self.anon_hand = None    # (mm, page number): where the next anon scan starts
+        self.anon_cost = self.file_cost = 0
 
 
 class MemCgroup:
@@ -190,6 +192,31 @@ def swap_room(memcg):
     return max(room, 0)
 
 
+SWAP_CLUSTER_MAX = 32
+
+
+def lru_note_cost(memcg, file, nr_io, nr_rotated):
+    """lru_note_cost: record the cost of reclaiming a list type in ``memcg``'s lruvec
+    and every ancestor's: each page of I/O (a swap-out, a refault of the workingset)
+    costs SWAP_CLUSTER_MAX, each page rotated back one; both costs halve once they
+    pass a quarter of that lruvec's LRU pages, so recent events weigh most.
+    Simulator-defined: the LRU size is the current one, not the last flushed."""
+    cost = nr_io * SWAP_CLUSTER_MAX + nr_rotated
+    if not cost:
+        return
+    m = memcg
+    while m is not None:
+        lv = m.lruvec
+        if file:
+            lv.file_cost += cost
+        else:
+            lv.anon_cost += cost
+        if lv.file_cost + lv.anon_cost > sum(m.lru_total(i) for i in range(4)) // 4:
+            lv.file_cost //= 2
+            lv.anon_cost //= 2
+        m = m.parent
+
+
 def count_event(memcg, name, nr):
     """Add ``nr`` to event ``name`` of ``memcg`` and of the machine's /proc/vmstat."""
     memcg.stat[name] += nr
@@ -206,7 +233,7 @@ def memory_event(memcg, name):
 
 
 __all__ = ["MemCgroup", "Lruvec", "flush_stats", "charge", "uncharge", "first_over",
-           "over_high", "count_event", "memory_event", "swap_charge", "swap_room",
+           "over_high", "count_event", "lru_note_cost", "memory_event", "swap_charge", "swap_room",
            "LRU_INACTIVE_ANON", "LRU_ACTIVE_ANON",
            "LRU_INACTIVE_FILE", "LRU_ACTIVE_FILE", "PAGE_COUNTER_MAX", "EVENTS",
            "MEMORY_EVENTS"]

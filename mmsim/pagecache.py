@@ -72,7 +72,8 @@ class Node:
                                                  "thp_collapse_alloc_failed",
                                                  "thp_scan_exceed_none_pte",
                                                  "thp_scan_exceed_swap_pte",
-                                                 "thp_scan_exceed_share_pte"), 0)
+                                                 "thp_scan_exceed_share_pte", "swap_ra",
+                                                 "swap_ra_hit"), 0)
 
     @property
     def pgactivate(self):

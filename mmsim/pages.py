@@ -6,7 +6,9 @@ sorted, disjoint extents of page numbers, each with a ``Span`` saying what every
 of the extent maps, so a run of pages in the same state costs one extent whatever its
 length, and faults, zaps, fork and COW cost O(extents touched).  A Span is one of:
 
-- private: pages this mapping alone maps (mapcount 1), their folio state in the Span;
+- private: pages this mapping alone maps (mapcount 1), their folio state in the Span
+  (for anonymous pages also their place on the anon LRU and, in the swap cache, their
+  slot);
 - pooled: folios shared with other mappings since a fork.  Their folio state
   (mapcount, anon, dirty, PG_referenced) lives in a ``Pool``, itself runs of indices in
   the same state, which every mapper reads; the Span says where its pages sit in the
@@ -29,7 +31,7 @@ from . import filemap, pagecache, readahead, thp, workingset
 from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, align_up, error,
                    pfn_up)
 from .pagecache import Page
-from .memcg import LRU_INACTIVE_ANON
+from .memcg import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON
 from .vma import (VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
@@ -42,9 +44,11 @@ PRIVATE, POOLED, CACHED = 0, 1, 2
 class Span:
     """What every page of an extent maps (see the module's docstring); interned."""
 
-    __slots__ = ("kind", "pool", "delta", "young", "pmd", "anon", "dirty", "referenced")
+    __slots__ = ("kind", "pool", "delta", "young", "pmd", "anon", "dirty", "referenced",
+                 "lru", "swap")
 
-    def __init__(self, kind, pool, delta, young, pmd, anon, dirty, referenced):
+    def __init__(self, kind, pool, delta, young, pmd, anon, dirty, referenced, lru=None,
+                 swap=None):
         self.kind = kind
         self.pool = pool
         self.delta = delta
@@ -53,23 +57,78 @@ class Span:
         self.anon = anon
         self.dirty = dirty
         self.referenced = referenced
+        self.lru = lru   # private anonymous pages: their place on the anon LRU
+        # Private anonymous pages in the swap cache: page number minus slot number.
+        self.swap = swap
 
     def __repr__(self):
         where = ("private", "pooled", "cached")[self.kind]
         return (f"<Span {where} young={self.young} pmd={self.pmd} anon={self.anon} "
-                f"dirty={self.dirty} referenced={self.referenced} delta={self.delta}>")
+                f"dirty={self.dirty} referenced={self.referenced} delta={self.delta} "
+                f"lru={self.lru} swap={self.swap}>")
+
+
+# ------------------------------------------------------------------ the anonymous LRU
+#
+# An anonymous folio's place on its lruvec's anon lists is kept with its folio state,
+# not on a list: ``(active, workingset, stamp)`` (PG_active, PG_workingset, and when
+# it was last put at the head of a list).  ``stamp`` is read from one clock that ticks
+# only when something is moved between or within the lists (reclaim's scans, MADV_COLD,
+# activation); pages added between two ticks share a stamp, so a run of pages faulted
+# in one go stays one extent.  A list's order, oldest first, is by stamp, then (within
+# one stamp, simulator-defined) by the pid of the mm and the page's address.
+
+_LRU_CLOCK = [1]
+_LRU_STATES = {}
+_LRU_OWNER = [None]   # id() of the address space that last put new anonymous pages on a list
+
+
+def lru_owner(mm):
+    """New anonymous pages of ``mm`` are about to be added.  Once the machine has swap
+    (when the order of the anon lists decides what reclaim takes) the clock ticks when
+    the adding address space changes, so that interleaved processes keep their order;
+    one address space's pages added between two ticks are ordered by address
+    (simulator-defined).  Without swap nothing ages anonymous memory, and pages keep
+    coalescing into the fewest extents."""
+    if mm.kernel.swap is not None and _LRU_OWNER[0] != id(mm):
+        _LRU_OWNER[0] = id(mm)
+        _LRU_CLOCK[0] += 1
+
+
+def lru_state(active, workingset, stamp=None):
+    """The interned anon LRU state; ``stamp`` None: now (the head of the list)."""
+    key = (active, workingset, _LRU_CLOCK[0] if stamp is None else stamp)
+    st = _LRU_STATES.get(key)
+    if st is None:
+        st = _LRU_STATES[key] = key
+    return st
+
+
+def new_stamp():
+    """A stamp younger than every page on the lists now and older than every page put
+    on them from now on: the head of a list, for a batch of pages moved there."""
+    _LRU_CLOCK[0] += 2
+    return _LRU_CLOCK[0] - 1
 
 
 _PRIVATE_SPANS = {}
 
 
-def private_span(young, pmd, anon, dirty, referenced):
-    """The interned Span of private pages in this state."""
-    key = (young, pmd, anon, dirty, referenced)
+def private_span(young, pmd, anon, dirty, referenced, lru=None, swap=None):
+    """The interned Span of private pages in this state; anonymous pages without an
+    ``lru`` state are new folios, at the head of the inactive list
+    (folio_add_lru_vma).  ``swap``: the pages are in the swap cache, page number
+    minus slot number."""
+    if anon:
+        if lru is None:
+            lru = _LRU_STATES.get((False, False, _LRU_CLOCK[0])) or lru_state(False, False)
+    else:
+        lru = swap = None
+    key = (young, pmd, anon, dirty, referenced, lru, swap)
     span = _PRIVATE_SPANS.get(key)
     if span is None:
         span = _PRIVATE_SPANS[key] = Span(PRIVATE, None, 0, young, pmd, anon, dirty,
-                                          referenced)
+                                          referenced, lru, swap)
     return span
 
 
@@ -95,7 +154,7 @@ def _with(span, young=None, pmd=None, referenced=None):
     kind = span.kind
     if kind == PRIVATE:
         r = span.referenced if referenced is None else referenced
-        return private_span(y, p, span.anon, span.dirty, r)
+        return private_span(y, p, span.anon, span.dirty, r, span.lru, span.swap)
     if kind == POOLED:
         return pooled_span(span.pool, span.delta, y, p)
     if y == span.young:
@@ -103,13 +162,14 @@ def _with(span, young=None, pmd=None, referenced=None):
     return cached_span(span.pool, y)
 
 
-# The state of pooled folios: (mapcount, anon, dirty, referenced), interned.
+# The state of pooled folios: (mapcount, anon, dirty, referenced, anon LRU state, swap
+# cache: pool index minus slot number or None), interned.
 _STATES = {}
 
 
-def folio_state(mapcount, anon, dirty, referenced):
+def folio_state(mapcount, anon, dirty, referenced, lru=None, swap=None):
     """The interned pool state tuple."""
-    key = (mapcount, anon, dirty, referenced)
+    key = (mapcount, anon, dirty, referenced, lru, swap)
     st = _STATES.get(key)
     if st is None:
         st = _STATES[key] = key
@@ -283,25 +343,25 @@ class Pool(RangeMap):
 
 
 def _inc(st):
-    return folio_state(st[0] + 1, st[1], st[2], st[3])
+    return folio_state(st[0] + 1, st[1], st[2], st[3], st[4], st[5])
 
 
 def _dec(st):
     if st[0] == 1:
         return None
-    return folio_state(st[0] - 1, st[1], st[2], st[3])
+    return folio_state(st[0] - 1, st[1], st[2], st[3], st[4], st[5])
 
 
 def _set_dirty(st):
-    return st if st[2] else folio_state(st[0], st[1], True, st[3])
+    return st if st[2] else folio_state(st[0], st[1], True, st[3], st[4], st[5])
 
 
 def _set_referenced(st):
-    return st if st[3] else folio_state(st[0], st[1], st[2], True)
+    return st if st[3] else folio_state(st[0], st[1], st[2], True, st[4], st[5])
 
 
 def _clear_referenced(st):
-    return folio_state(st[0], st[1], st[2], False) if st[3] else st
+    return folio_state(st[0], st[1], st[2], False, st[4], st[5]) if st[3] else st
 
 
 class GuardRanges:
@@ -460,6 +520,20 @@ def page_states(vma):
     return rows
 
 
+def anon_lru_states(vma):
+    """``(x, y, active)`` for the anonymous pages of ``vma``: whether each run is on
+    the active anon list (a checking aid)."""
+    out = []
+    for x, y, span in (vma.pages.items() if vma.pages else ()):
+        if span.kind == PRIVATE and span.anon:
+            out.append((x, y, span.lru[0]))
+        elif span.kind == POOLED:
+            d = span.delta
+            out.extend((a + d, b + d, st[4][0]) for a, b, st in span.pool.runs(x - d, y - d)
+                       if st[1])
+    return out
+
+
 def rss_pages(vma):
     """Resident pages of ``vma``, a THP counting 512."""
     return vma.pages.npages() if vma.pages else 0
@@ -473,27 +547,40 @@ def thp_count(vma):
     return sum(y - x for x, y, span in pm.items() if span.pmd) // PMD_PAGES
 
 
-def charge_anon(memcg, n):
+def charge_anon(memcg, n, active=False):
     """Charge ``n`` anonymous pages to ``memcg`` (uncharge when negative): its page
-    counter, its anon statistics and list count, and the node's."""
+    counter, its anon statistics and the count of its anon list (the active one with
+    ``active``), and the node's."""
     if n > 0:
         memcg_mod.charge(memcg, n)
     else:
         memcg_mod.uncharge(memcg, -n)
     memcg.stat["anon"] += n
-    memcg.lruvec.nr[LRU_INACTIVE_ANON] += n
+    memcg.lruvec.nr[LRU_ACTIVE_ANON if active else LRU_INACTIVE_ANON] += n
     memcg.node.nr_anon += n
 
 
-def _count(mm, vma, anon, n, charge=True):
+def anon_lru_move(memcg, n, active):
+    """``n`` anonymous pages of ``memcg`` move to the active (or inactive) list."""
+    nr = memcg.lruvec.nr
+    if active:
+        nr[LRU_INACTIVE_ANON] -= n
+        nr[LRU_ACTIVE_ANON] += n
+    else:
+        nr[LRU_ACTIVE_ANON] -= n
+        nr[LRU_INACTIVE_ANON] += n
+
+
+def _count(mm, vma, anon, n, charge=True, active=False):
     """Count ``n`` pages (negative: fewer) in the rss counter of their kind; anonymous
-    pages allocated or freed (``charge``) are charged to the mm's cgroup too.  A page
-    shared since a fork is charged once, to its pool's cgroup (``_unmap``)."""
+    pages allocated or freed (``charge``) are charged to the mm's cgroup too, on the
+    anon list ``active`` says.  A page shared since a fork is charged once, to its
+    pool's cgroup (``_unmap``)."""
     if anon:
         mm.rss_anon += n
         if charge:
             memcg = mm.memcg
-            charge_anon(memcg, n)
+            charge_anon(memcg, n, active)
             if n > 0:
                 mm.kernel.note_alloc(memcg)
     elif vma.file is not None and vma.file.shmem:
@@ -525,7 +612,10 @@ def _unmap(mm, vma, x, y, span):
     """The pages ``[x, y)`` of an extent tagged ``span`` lose this mapping."""
     kind = span.kind
     if kind == PRIVATE:
-        _count(mm, vma, span.anon, x - y)
+        _count(mm, vma, span.anon, x - y, active=span.anon and span.lru[0])
+        if span.swap is not None:
+            # The last mapping of a swap-cache folio goes: free_swap_cache.
+            _slots_put(mm.kernel, x - span.swap, y - span.swap)
     elif kind == CACHED:
         _drop_page(mm, vma, span.pool)
     else:
@@ -534,7 +624,10 @@ def _unmap(mm, vma, x, y, span):
         for a, b, st in pool.runs(x - d, y - d):
             _count(mm, vma, st[1], a - b, charge=False)
             if st[0] == 1 and st[1]:
-                charge_anon(pool.memcg, a - b)   # the last mapper: the folios are freed
+                # The last mapper: the folios are freed, and their swap cache.
+                charge_anon(pool.memcg, a - b, st[4][0])
+                if st[5] is not None:
+                    _slots_put(mm.kernel, a - st[5], b - st[5])
         pool.apply(x - d, y - d, _dec)
 
 
@@ -645,6 +738,9 @@ def put_range(vma, part, marks, shift):
         def moved(span):
             if span.kind == POOLED:
                 return pooled_span(span.pool, span.delta + shift, span.young, span.pmd)
+            if span.kind == PRIVATE and span.swap is not None:
+                return private_span(span.young, span.pmd, True, span.dirty, span.referenced,
+                                    span.lru, span.swap + shift)
             return span
         _map(vma).put(part, shift, moved)
     if marks:
@@ -873,7 +969,13 @@ def _access(mm, vma, a, b, write, touch):
     shared_vma = vma.vm_flags & VM_SHARED
     los, his, tags = [], [], []
     lo, hi, tag = pm.lo, pm.hi, pm.tag
+    if write:
+        lru_owner(mm)
     fresh = private_span(True, False, True, True, touch)
+    # folio_mark_accessed of FOLL_TOUCH on a referenced inactive anonymous folio
+    # activates it (an mlocked one, on the unevictable list, is left as it is).
+    activate = touch and not vma.vm_flags & VM_LOCKED
+    stamp = None   # one head-of-list stamp for the pages this access activates
     for k in range(i, j):
         x, y, span = lo[k], hi[k], tag[k]
         kind = span.kind
@@ -883,9 +985,15 @@ def _access(mm, vma, a, b, write, touch):
                 anon_vma_prepare(vma)
                 _count(mm, vma, True, y - x)
                 new = fresh
+            elif activate and span.anon and span.referenced and not span.lru[0]:
+                _mark_active(mm.memcg, y - x)
+                if stamp is None:
+                    stamp = new_stamp()
+                new = private_span(True, span.pmd, True, span.dirty or bool(write), False,
+                                   lru_state(True, span.lru[1], stamp), span.swap)
             else:
                 new = private_span(True, span.pmd, span.anon, span.dirty or bool(write),
-                                   span.referenced or touch)
+                                   span.referenced or touch, span.lru, span.swap)
             los.append(x)
             his.append(y)
             tags.append(new)
@@ -917,18 +1025,40 @@ def _access(mm, vma, a, b, write, touch):
                                else _dec)
                     _count(mm, vma, st[1], px - py, charge=False)
                     if st[0] == 1 and st[1]:
-                        charge_anon(pool.memcg, px - py)
+                        charge_anon(pool.memcg, px - py, st[4][0])
+                        if st[5] is not None:
+                            _slots_put(mm.kernel, px - st[5], py - st[5])
                     anon_vma_prepare(vma)
                     _count(mm, vma, True, py - px)
                     new = fresh
                 else:
-                    if touch or write:
+                    if write and st[5] is not None:
+                        # do_wp_page reusing a swap-cache folio frees its swap first.
+                        _slots_put(mm.kernel, px - st[5], py - st[5])
+                        pool.apply(px, py, lambda s: folio_state(s[0], s[1], True, s[3],
+                                                                 s[4]))
+                    if activate and st[1] and st[3] and not st[4][0]:
+                        _mark_active(pool.memcg, py - px)
+                        if stamp is None:
+                            stamp = new_stamp()
+                        pool.apply(px, py, lambda s, w=bool(write), t=stamp:
+                                   folio_state(s[0], s[1], s[2] or w, False,
+                                               lru_state(True, s[4][1], t), s[5]))
+                    elif touch or write:
                         pool.apply(px, py, _touch_state(touch, write))
                     new = kept
                 los.append(px + d)
                 his.append(py + d)
                 tags.append(new)
     pm.replace(i, j, los, his, tags)
+
+
+def _mark_active(memcg, n):
+    """folio_activate of ``n`` anonymous pages of ``memcg`` (``pgactivate``) and the
+    workingset_activation that goes with folio_mark_accessed."""
+    anon_lru_move(memcg, n, True)
+    memcg_mod.count_event(memcg, "pgactivate", n)
+    workingset.age_nonresident(memcg, n)
 
 
 def _touch_state(touch, write):
@@ -947,8 +1077,9 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
     if not mm.flags & thp.MMF_VM_HUGEPAGE:
         mm.kernel.khugepaged.fault(mm, vma, lo, hi)
     if vma.swap:
-        swap_in(mm, vma, lo, hi)
+        swap_in(mm, vma, lo, hi, write)
     pm = _map(vma)
+    lru_owner(mm)
     if not write:
         if pm:
             a, b = _widen(pm, lo, hi)
@@ -1103,6 +1234,7 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
                 return n
     if write and not shared:
         anon_vma_prepare(vma)
+        lru_owner(mm)
         pm.insert(vpn, vpn + 1, private_span(True, False, True, True, touch))
         _count(mm, vma, True, 1)
     elif cached is not None:
@@ -1265,17 +1397,39 @@ def collapse(mm, vma, start, end):
     return ok
 
 
-def deactivate(vma, start, end):
+def deactivate(vma, start, end, mm=None):
     """MADV_COLD: make the PTEs old and clear PG_referenced for the pages in
-    ``[start, end)``; an active page-cache folio moves to the inactive list (the
-    anonymous LRU is not modelled).  Folios other mappings share are left alone
-    altogether, and a THP unless the range covers all of it."""
+    ``[start, end)``; an active folio, page cache or anonymous (of ``mm``, charged to
+    its cgroup or its pool's), moves to the head of the inactive list with
+    PG_workingset set (folio_deactivate, ``pgdeactivate``); an inactive one stays
+    where it is.  Folios other mappings share are left alone altogether, and a THP
+    unless the range covers all of it."""
     pm = vma.pages
     if not pm:
         return
     a, b = _narrow(pm, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     if a >= b:
         return
+    head = None
+    moved = {}   # cgroup id -> [cgroup, anonymous pages deactivated]
+
+    def _cold_lru(memcg, n):
+        nonlocal head
+        if head is None:
+            head = lru_state(False, True, new_stamp())
+        anon_lru_move(memcg, n, False)
+        moved.setdefault(id(memcg), [memcg, 0])[1] += n
+        return head
+
+    def _cool(pool, pa, pb):
+        n = sum(y - x for x, y, st in pool.runs(pa, pb) if st[1] and st[4][0])
+        if not n:
+            pool.apply(pa, pb, _clear_referenced)
+            return
+        st_head = _cold_lru(pool.memcg, n)
+        pool.apply(pa, pb, lambda st: folio_state(st[0], True, st[2], False, st_head, st[5])
+                   if st[1] and st[4][0] else _clear_referenced(st))
+
     i, j = pm.carve(a, b)
     los, his, tags = [], [], []
     lo, hi, tag = pm.lo, pm.hi, pm.tag
@@ -1283,7 +1437,11 @@ def deactivate(vma, start, end):
         x, y, span = lo[k], hi[k], tag[k]
         kind = span.kind
         if kind == PRIVATE:
-            new = _with(span, young=False, referenced=False)
+            if span.anon and span.lru[0] and mm is not None:
+                new = private_span(False, span.pmd, True, span.dirty, False,
+                                   _cold_lru(mm.memcg, y - x), span.swap)
+            else:
+                new = _with(span, young=False, referenced=False)
         elif kind == CACHED:
             page = span.pool
             new = span
@@ -1304,7 +1462,7 @@ def deactivate(vma, start, end):
                 for bx in range(x, y, step):
                     by = bx + step
                     if whole or not _shared_in(span, bx, by):
-                        pool.apply(bx - d, by - d, _clear_referenced)
+                        _cool(pool, bx - d, by - d)
                         new = cold
                     else:
                         new = span
@@ -1315,7 +1473,7 @@ def deactivate(vma, start, end):
             for px, py, st in pool.runs(x - d, y - d):
                 new = span
                 if st[0] == 1:
-                    pool.apply(px, py, _clear_referenced)
+                    _cool(pool, px, py)
                     new = cold
                 los.append(px + d)
                 his.append(py + d)
@@ -1325,6 +1483,8 @@ def deactivate(vma, start, end):
         his.append(y)
         tags.append(new)
     pm.replace(i, j, los, his, tags)
+    for memcg, n in moved.values():
+        memcg_mod.count_event(memcg, "pgdeactivate", n)
 
 
 def is_young(vma, vpn):
@@ -1357,7 +1517,9 @@ def share_pages(mm, src, dst):
         if kind == PRIVATE:
             if pool is None:
                 pool = Pool(mm.memcg)
-            pool.append(x, y, folio_state(2, span.anon, span.dirty, span.referenced))
+            # Pool index = page number here: a swap-cache page keeps its slot.
+            pool.append(x, y, folio_state(2, span.anon, span.dirty, span.referenced,
+                                          span.lru, span.swap))
             ptags[k] = pooled_span(pool, 0, span.young, span.pmd)
             ctags[k] = pooled_span(pool, 0, False, span.pmd)
             if span.anon:
@@ -1465,19 +1627,30 @@ def _slots_get(kernel, a, b):
     kernel.swap.slots.apply(a, b, lambda st: (st[0] + 1, st[1], st[2]))
 
 
-def _slots_put(kernel, a, b, refault_memcg=None):
-    """Every slot of ``[a, b)`` loses a reference (swap_free); the last one frees the
-    slot and its swap charge.  With ``refault_memcg``, the pages are being swapped in
-    for that cgroup: workingset_refault runs on each run's shadow."""
+def _slots_put(kernel, a, b):
+    """Every slot of ``[a, b)`` loses a reference (swap_free, or the swap cache's);
+    the last one frees the slot and its swap charge."""
     dev = kernel.swap
     slots = dev.slots
     for x, y, st in slots.runs(a, b):
-        if refault_memcg is not None:
-            workingset.refault(refault_memcg, y - x, st[2], False, True)
         if st[0] == 1:
             dev.used -= y - x
             memcg_mod.swap_charge(st[1], x - y)
     slots.apply(a, b, lambda st: None if st[0] == 1 else (st[0] - 1, st[1], st[2]))
+
+
+def _refault_runs(kernel, a, b, memcg):
+    """workingset_refault on the shadow of each run of slots ``[a, b)`` being read in
+    for ``memcg``: ``(x, y, activate, workingset)`` per run.  The shadow is used up."""
+    out = []
+    for x, y, st in kernel.swap.slots.runs(a, b):
+        if st[2] is None:
+            out.append((x, y, False, False))
+            continue
+        act, ws = workingset.refault(memcg, y - x, st[2], False, True)
+        out.append((x, y, act, ws))
+    kernel.swap.slots.apply(a, b, lambda st: (st[0], st[1], None))
+    return out
 
 
 def _zap_swap(mm, vma, lo, hi):
@@ -1498,37 +1671,184 @@ def _zap_swap(mm, vma, lo, hi):
         vma.swap = None
 
 
+def set_anon_lru(mm, vma, x, y, lru, young=None, referenced=None):
+    """Give the anonymous pages of ``[x, y)`` of ``vma`` (no THP cut by the ends) the
+    anon LRU state ``lru`` (a state, or a function of the old one), and the mapping's
+    young bit and PG_referenced when not None, moving their count between the lists
+    of the cgroup charged for them.  Returns ``[(memcg, pages)]`` of the pages set."""
+    pm = vma.pages
+    i, j = pm.carve(x, y)
+    tag = pm.tag
+    new = lru if callable(lru) else (lambda old: lru)
+    done = []
+    for k in range(i, j):
+        span = tag[k]
+        if span.kind == PRIVATE:
+            if not span.anon:
+                continue
+            n = pm.hi[k] - pm.lo[k]
+            st = new(span.lru)
+            if span.lru[0] != st[0]:
+                anon_lru_move(mm.memcg, n, st[0])
+            tag[k] = private_span(span.young if young is None else young, span.pmd, True,
+                                  span.dirty,
+                                  span.referenced if referenced is None else referenced, st,
+                                  span.swap)
+            done.append((mm.memcg, n))
+        elif span.kind == POOLED:
+            pool = span.pool
+            d = span.delta
+            for a, b, st in pool.runs(pm.lo[k] - d, pm.hi[k] - d):
+                if st[1]:
+                    if st[4][0] != new(st[4])[0]:
+                        anon_lru_move(pool.memcg, b - a, not st[4][0])
+                    done.append((pool.memcg, b - a))
+            r = referenced
+            pool.apply(pm.lo[k] - d, pm.hi[k] - d, lambda st: folio_state(
+                st[0], st[1], st[2], st[3] if r is None else r, new(st[4]), st[5])
+                if st[1] else st)
+            if young is not None:
+                tag[k] = _with(span, young=young)
+    pm.join(i - 1, j + 1)
+    return done
+
+
+def _workingset_runs(span, a, b):
+    """``(x, y, PG_workingset)`` of the anonymous pages ``[a, b)`` of an extent."""
+    if span.kind == PRIVATE:
+        return ((a, b, span.lru[1]),)
+    d = span.delta
+    return [(x + d, y + d, st[4][1]) for x, y, st in span.pool.runs(a - d, b - d)]
+
+
+def swap_need(vma, x, y):
+    """The new slots swapping out ``[x, y)`` of ``vma`` takes: its pages not in the
+    swap cache already."""
+    pm = vma.pages
+    i, j = pm.overlap(x, y)
+    n = 0
+    for k in range(i, j):
+        span = pm.tag[k]
+        a, b = max(pm.lo[k], x), min(pm.hi[k], y)
+        if span.kind == POOLED:
+            d = span.delta
+            n += sum(rb - ra for ra, rb, st in span.pool.runs(a - d, b - d) if st[5] is None)
+        elif span.kind != PRIVATE or span.swap is None:
+            n += b - a
+    return n
+
+
 def swap_out(mm, vma, x, y, target):
     """Swap out the anonymous pages ``[x, y)`` of ``vma`` (a private anonymous VMA; no
-    THP cut by the ends) from this mapping: each gets a slot charged to the mm's cgroup,
-    the memory charge moves to the swap counter, and the page-table entries become
-    swap entries carrying the workingset shadow of reclaim of ``target``."""
+    THP cut by the ends) from this mapping: each gets a slot charged to the mm's cgroup
+    (add_to_swap) unless it is in the swap cache already, the memory charge moves to
+    the swap counter, and the page-table entries become swap entries carrying the
+    workingset shadow of reclaim of ``target``.  A swap-cache page that is clean goes
+    without being written.  Returns the pages written (``pswpout``)."""
     kernel = mm.kernel
     dev = kernel.swap
     n = y - x
     pm = vma.pages
-    i, j = pm.carve(x, y)
-    for k in range(i, j):
-        _unmap(mm, vma, pm.lo[k], pm.hi[k], pm.tag[k])
-    pm.delete(i, j)
-    s = dev.next
-    dev.next += n
-    dev.used += n
     memcg = mm.memcg
-    dev.slots.insert(s, s + n, (1, memcg, workingset.eviction(target, n, False)))
-    memcg_mod.swap_charge(memcg, n)
     sw = vma.swap
     if sw is None:
         sw = vma.swap = SwapEntries()
-    sw.insert(x, y, _swap_ref(x - s))
+    written = new = 0
+    i, j = pm.carve(x, y)
+    for k in range(i, j):
+        a, b, span = pm.lo[k], pm.hi[k], pm.tag[k]
+        if span.kind == PRIVATE and span.swap is not None:
+            # Its slot's swap-cache reference becomes the page table's.
+            d = span.swap
+            shadow = workingset.eviction(target, b - a, span.lru[1])
+            dev.slots.apply(a - d, b - d, lambda st: (st[0], st[1], shadow))
+            if span.dirty:
+                written += b - a
+            _count(mm, vma, True, a - b, active=span.lru[0])
+            sw.insert(a, b, _swap_ref(d))
+            continue
+        if span.kind == POOLED:
+            dd = span.delta
+            runs = span.pool.runs(a - dd, b - dd)
+            if any(st[5] is not None for _, _, st in runs):
+                # Shared since a fork and in the swap cache: this mapping's entry names
+                # the folio's slot; the folio goes when its last mapper does.
+                for ra, rb, st in runs:
+                    pa, pb = ra + dd, rb + dd
+                    if st[5] is None:
+                        s = dev.next
+                        dev.slots.insert(s, s + pb - pa, (1, memcg, workingset.eviction(
+                            target, pb - pa, st[4][1])))
+                        dev.next += pb - pa
+                        new += pb - pa
+                        sw.insert(pa, pb, _swap_ref(pa - s))
+                    else:
+                        sd = dd + st[5]
+                        _slots_get(kernel, pa - sd, pb - sd)
+                        if st[0] == 1:
+                            shadow = workingset.eviction(target, pb - pa, st[4][1])
+                            dev.slots.apply(pa - sd, pb - sd,
+                                            lambda t: (t[0], t[1], shadow))
+                        sw.insert(pa, pb, _swap_ref(sd))
+                _unmap(mm, vma, a, b, span)
+                continue
+        s = dev.next
+        for pa, pb, ws in _workingset_runs(span, a, b):
+            # The shadow keeps PG_workingset: a page aged off the active list.
+            dev.slots.insert(s + pa - a, s + pb - a,
+                             (1, memcg, workingset.eviction(target, pb - pa, ws)))
+        _unmap(mm, vma, a, b, span)
+        dev.next += b - a
+        new += b - a
+        sw.insert(a, b, _swap_ref(a - s))
+    pm.delete(i, j)
+    dev.used += new
+    memcg_mod.swap_charge(memcg, new)
+    written += new
     mm.swap_pages += n
-    memcg_mod.count_event(memcg, "pswpout", n)
+    if written:
+        memcg_mod.count_event(memcg, "pswpout", written)
+    return written
 
 
-def _swap_in_range(mm, vma, a, b):
-    """do_swap_page for every swapped page of ``[a, b)``: each comes back as a private
-    anonymous page (charged again, PTE old until accessed) and drops its slot
-    reference.  Returns the ranges brought in."""
+def free_swap_cache(mm, vma, x, y):
+    """folio_free_swap for the swap-cache pages of ``[x, y)`` of ``vma``: their slots
+    are released, and the pages, no longer backed, count as dirty."""
+    pm = vma.pages
+    i, j = pm.overlap(x, y)
+    if not any(pm.tag[k].kind == PRIVATE and pm.tag[k].swap is not None
+               for k in range(i, j)):
+        return
+    i, j = pm.carve(x, y)
+    for k in range(i, j):
+        span = pm.tag[k]
+        if span.kind == PRIVATE and span.swap is not None:
+            _slots_put(mm.kernel, pm.lo[k] - span.swap, pm.hi[k] - span.swap)
+            pm.tag[k] = private_span(span.young, span.pmd, True, True, span.referenced,
+                                     span.lru)
+    pm.join(i - 1, j + 1)
+
+
+def swap_full(kernel, memcg):
+    """mem_cgroup_swap_full: half the swap space is used (vm_swap_full), or half of
+    ``memcg``'s or an ancestor's memory.swap.max."""
+    dev = kernel.swap
+    if dev.free() * 2 < dev.total:
+        return True
+    for m in memcg.ancestors():
+        if m.swap_current * 2 >= m.swap_max:
+            return True
+    return False
+
+
+def _swap_in_range(mm, vma, a, b, lo=0, hi=0, write=False):
+    """do_swap_page (and the swap readahead around it) for every swapped page of
+    ``[a, b)``: each comes back as a private anonymous page, charged again, PTE old
+    until accessed, on the list workingset_refault says.  Its swap entry is dropped;
+    the page stays in the swap cache, holding its slot, unless should_try_to_free_swap
+    frees it: a write fault (``write``, for the pages of ``[lo, hi)`` the access
+    reaches), a VM_LOCKED mapping, or swap half full (``swap_full``).  Returns the
+    ranges brought in."""
     sw = vma.swap
     i, j = sw.carve(a, b)
     if i >= j:
@@ -1538,14 +1858,26 @@ def _swap_in_range(mm, vma, a, b):
     pm = _map(vma)
     pieces = [(sw.lo[k], sw.hi[k], sw.tag[k].delta) for k in range(i, j)]
     sw.delete(i, j)
-    back = private_span(False, False, True, True, False)
+    free_all = bool(vma.vm_flags & VM_LOCKED) or swap_full(kernel, memcg)
     n = 0
     for x, y, d in pieces:
-        _slots_put(kernel, x - d, y - d, refault_memcg=memcg)
-        pm.insert(x, y, back)
+        # A page read in goes to the inactive list, or straight to the active one when
+        # workingset_refault finds its eviction recent (PG_workingset kept with it).
+        for sx, sy, act, ws in _refault_runs(kernel, x - d, y - d, memcg):
+            lru = lru_state(act, act and ws)
+            cuts = [sx + d, sy + d]
+            if write and not free_all:
+                cuts += [v for v in (lo, hi) if sx + d < v < sy + d]
+            cuts.sort()
+            for px, py in zip(cuts, cuts[1:]):
+                freed = free_all or (write and lo <= px and py <= hi)
+                if freed:
+                    _slots_put(kernel, px - d, py - d)
+                pm.insert(px, py, private_span(False, False, True, freed, False, lru,
+                                               None if freed else d))
+            _count(mm, vma, True, sy - sx, active=act)
         n += y - x
     mm.swap_pages -= n
-    _count(mm, vma, True, n)
     memcg_mod.count_event(memcg, "pswpin", n)
     if not sw:
         vma.swap = None
@@ -1575,8 +1907,10 @@ def _young_near(pm, pieces, f):
 def _ra_window(vma, sw, f, max_win):
     """swap_ra_info's window size and the previous page it is placed against: hits + 2
     rounded up to a power of two (at least 4), one page without hits unless the fault
-    is next to the last one, at most ``max_win``, never below half the last window."""
+    is next to the last one, at most ``max_win``, never below half the last window.
+    Also returns the pages of the last window judged hits now (young)."""
     prev, hits = sw.ra, sw.ra_hits
+    n = 0
     if sw.ra_out:
         n, near = _young_near(vma.pages, sw.ra_out, f)
         if n:
@@ -1593,10 +1927,10 @@ def _ra_window(vma, sw, f, max_win):
             roundup <<= 1
         pages = roundup
     pages = max(min(pages, max_win), sw.ra_win // 2)
-    return pages, prev
+    return pages, prev, n
 
 
-def swap_in(mm, vma, lo, hi):
+def swap_in(mm, vma, lo, hi, write=False):
     """Faults on the swapped pages of ``[lo, hi)`` in address order: each is a major
     fault that reads in the swap readahead window (swap_vma_readahead): its size from
     the readahead hits since the last fault (``_ra_window``), placed ahead of a forward
@@ -1608,7 +1942,7 @@ def swap_in(mm, vma, lo, hi):
     kernel = mm.kernel
     max_win = 1 << min(kernel.page_cluster, SWAP_RA_ORDER_CEILING)
     vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
-    got = faults = 0
+    got = faults = ra = ra_hit = 0
     v = lo
     while sw is not None:
         k = bisect_right(sw.hi, v)
@@ -1618,7 +1952,8 @@ def swap_in(mm, vma, lo, hi):
         if max_win == 1:
             win, prev = 1, f
         else:
-            win, prev = _ra_window(vma, sw, f, max_win)
+            win, prev, late = _ra_window(vma, sw, f, max_win)
+            ra_hit += late
         if win == 1:
             a, b = f, f + 1
         else:
@@ -1631,7 +1966,7 @@ def swap_in(mm, vma, lo, hi):
                 a, b = f - left, f + win - left
             head = f & _PMD_MASK
             a, b = max(a, vlo, head), min(b, vhi, head + PMD_PAGES)
-        read = _swap_in_range(mm, vma, a, b)
+        read = _swap_in_range(mm, vma, a, b, lo, hi, write)
         faults += 1
         # The readahead state after this fault, kept on the VMA's swap entries: the
         # pages read ahead inside the range are hits, the others are judged later.
@@ -1639,11 +1974,14 @@ def swap_in(mm, vma, lo, hi):
         out = []
         for x, y in read:
             got += y - x
+            ra += y - x
             inside += max(0, min(y, hi) - max(x, lo))
             if x < lo:
                 out.append((x, min(y, lo)))
             if y > hi:
                 out.append((max(x, hi), y))
+        ra -= 1          # the page that faulted is not read ahead
+        ra_hit += inside
         sw = vma.swap
         if sw is not None:
             sw.ra_win = win
@@ -1654,6 +1992,9 @@ def swap_in(mm, vma, lo, hi):
     if faults:
         memcg_mod.count_event(mm.memcg, "pgmajfault", faults)
         mm.maj_flt += faults
+        events = kernel.node.events
+        events["swap_ra"] += ra
+        events["swap_ra_hit"] += ra_hit
     return got
 
 
@@ -1752,9 +2093,12 @@ def pageout_anon(mm, vma, start, end):
     """MADV_PAGEOUT's anonymous half: swap out, while slots are left, the
     anonymous pages of ``[start, end)`` this mapping alone maps, young or not
     (reclaim_pages ignores references); a THP only when the range covers all of it.
-    Returns the pages swapped out."""
+    What gets no slot (all of it without swap) is put back active, PG_referenced
+    cleared (shrink_folio_list's activate_locked after add_to_swap fails;
+    ``pgactivate``), as the live kernel does without swap.  Returns the pages
+    swapped out."""
     pm = vma.pages
-    if not pm or not _private_anon(vma) or mm.kernel.swap is None:
+    if not pm or not _private_anon(vma):
         return 0
     a, b = _narrow(pm, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     if a >= b:
@@ -1773,31 +2117,45 @@ def pageout_anon(mm, vma, start, end):
                 if st[0] == 1 and (step is None or not (px + d) % step and not (py + d) % step):
                     todo.append((px + d, py + d))
     done = 0
+    failed = []
     for x, y in todo:
-        room = swap_room(mm.kernel, mm.memcg)
-        if room <= 0:
-            break
+        # Pages in the swap cache already need no new slot.
+        room = swap_room(mm.kernel, mm.memcg) + (y - x) - swap_need(vma, x, y)
         if y - x > room:
-            y = x + room
             k = pm.index(x)
-            if pm.tag[k].pmd:
-                break
+            if room <= 0 or pm.tag[k].pmd:
+                failed.append((x, y))
+                continue
+            failed.append((x + room, y))
+            y = x + room
         swap_out(mm, vma, x, y, mm.memcg)
         done += y - x
+    if failed:
+        stamp = new_stamp()
+        back = {}
+        for x, y in failed:
+            for memcg, n in set_anon_lru(mm, vma, x, y,
+                                         lambda old: lru_state(True, old[1], stamp),
+                                         referenced=False):
+                back.setdefault(id(memcg), [memcg, 0])[1] += n
+        # reclaim_folio_list puts them back with folio_putback_lru, which, unlike
+        # move_folios_to_lru, does not age the workingset clock.
+        for memcg, n in back.values():
+            memcg_mod.count_event(memcg, "pgactivate", n)
     return done
 
 
-def private_anon_pages(mm):
+def private_anon_pages(mm, by_list=False):
     """The anonymous pages only this mm maps that are charged to its cgroup (its
-    private extents), O(extents)."""
-    n = 0
+    private extents), O(extents); with ``by_list``, ``[inactive, active]``."""
+    n = [0, 0]
     for vma in mm.vmas():
         pm = vma.pages
         if pm:
             for x, y, span in pm.items():
                 if span.kind == PRIVATE and span.anon:
-                    n += y - x
-    return n
+                    n[span.lru[0]] += y - x
+    return n if by_list else n[0] + n[1]
 
 
 def check_vma(vma):
@@ -1867,6 +2225,7 @@ def check_swap(kernel):
     live address spaces, each mm's swap_pages counts its entries, and the device's
     ``used`` counts the slots (a checking aid)."""
     ev = {}
+    pools = {}
     for mm in _live_mms(kernel):
         n = 0
         for vma in mm.vmas():
@@ -1875,6 +2234,19 @@ def check_swap(kernel):
                 ev[x - d] = ev.get(x - d, 0) + 1
                 ev[y - d] = ev.get(y - d, 0) - 1
                 n += y - x
+            for x, y, span in (vma.pages.items() if vma.pages else ()):
+                if span.kind == PRIVATE and span.swap is not None:
+                    # A swap-cache page holds its slot (SWAP_HAS_CACHE).
+                    d = span.swap
+                    ev[x - d] = ev.get(x - d, 0) + 1
+                    ev[y - d] = ev.get(y - d, 0) - 1
+                elif span.kind == POOLED:
+                    pools[id(span.pool)] = span.pool
+    for pool in pools.values():
+        for a, b, st in pool.items():
+            if st[5] is not None:
+                ev[a - st[5]] = ev.get(a - st[5], 0) + 1
+                ev[b - st[5]] = ev.get(b - st[5], 0) - 1
         if n != mm.swap_pages:
             raise AssertionError(f"mm swap_pages {mm.swap_pages} != its entries {n}")
     dev = kernel.swap
@@ -1888,6 +2260,129 @@ def check_swap(kernel):
         raise AssertionError(f"swap counts {have[:8]} != entries {want[:8]}")
     if dev.used != dev.slots.npages() or not 0 <= dev.used <= dev.total:
         raise AssertionError(f"swap used {dev.used} of {dev.total}, slots {dev.slots.npages()}")
+
+
+def anon_lru_pages(kernel):
+    """``{id(memcg): [memcg, inactive, active, mlocked inactive, mlocked active]}``:
+    the private anonymous pages each cgroup is charged for, by the anon list their
+    folio state names, and those of them mapped by a VM_LOCKED mapping (O(extents))."""
+    out = {}
+    pools = {}
+    locked_pools = set()
+
+    def row(memcg):
+        r = out.get(id(memcg))
+        if r is None:
+            r = out[id(memcg)] = [memcg, 0, 0, 0, 0]
+        return r
+
+    for mm in _live_mms(kernel):
+        for vma in mm.vmas():
+            pm = vma.pages
+            if not pm:
+                continue
+            locked = vma.vm_flags & VM_LOCKED
+            for x, y, span in pm.items():
+                if span.kind == PRIVATE and span.anon:
+                    r = row(mm.memcg)
+                    r[1 + span.lru[0]] += y - x
+                    if locked:
+                        r[3 + span.lru[0]] += y - x
+                elif span.kind == POOLED:
+                    pool = span.pool
+                    pools[id(pool)] = pool
+                    if locked:
+                        d = span.delta
+                        locked_pools.update((id(pool), a, b) for a, b, st in
+                                            pool.runs(x - d, y - d) if st[1])
+    for pool in pools.values():
+        for a, b, st in pool.items():
+            if st[1]:
+                row(pool.memcg)[1 + st[4][0]] += b - a
+    if locked_pools:
+        # A folio mapped by several locked mappings is counted once.
+        by_pool = {}
+        for key, a, b in locked_pools:
+            by_pool.setdefault(key, []).append((a, b))
+        for key, ranges in by_pool.items():
+            pool = pools[key]
+            ranges.sort()
+            merged = []
+            for a, b in ranges:
+                if merged and a <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], b)
+                else:
+                    merged.append([a, b])
+            for a, b in merged:
+                for x, y, st in pool.runs(a, b):
+                    if st[1]:
+                        row(pool.memcg)[3 + st[4][0]] += y - x
+    return out
+
+
+def mlocked_lru(kernel):
+    """``{id(memcg): [anon inactive, anon active, file inactive, file active]}``: the
+    pages VM_LOCKED mappings map, by the list their state names, per cgroup charged.
+    Simulator-defined: mlocked folios keep their list state and are shown on the
+    unevictable list (``Unevictable``/``Mlocked``, memory.stat ``unevictable``)
+    rather than moved there; reclaim passes over them."""
+    out = {}
+    for key, (memcg, _, _, li, la) in anon_lru_pages(kernel).items():
+        if li or la:
+            out[key] = [li, la, 0, 0]
+    seen = set()
+    for mm in _live_mms(kernel):
+        for vma in mm.tree.values():
+            f = vma.file
+            if not vma.vm_flags & VM_LOCKED or f is None or f.shmem or not vma.pages:
+                continue
+            for span in vma.pages.tag:
+                page = span.pool
+                if span.kind != CACHED or id(page) in seen or not page.lru:
+                    continue
+                seen.add(id(page))
+                row = out.setdefault(id(page.memcg), [0, 0, 0, 0])
+                row[2 + (page.lru == pagecache.ACTIVE)] += 1
+    return out
+
+
+def swap_cached(kernel):
+    """``{id(memcg): pages}``: the pages in the swap cache, by the cgroup their memory
+    is charged to (``SwapCached``, memory.stat ``swapcached``), O(extents)."""
+    out = {}
+    if kernel.swap is None:
+        return out
+    pools = {}
+    for mm in _live_mms(kernel):
+        for vma in mm.vmas():
+            for x, y, span in (vma.pages.items() if vma.pages else ()):
+                if span.kind == PRIVATE and span.swap is not None:
+                    out[id(mm.memcg)] = out.get(id(mm.memcg), 0) + y - x
+                elif span.kind == POOLED:
+                    pools[id(span.pool)] = span.pool
+    for pool in pools.values():
+        for a, b, st in pool.items():
+            if st[5] is not None:
+                out[id(pool.memcg)] = out.get(id(pool.memcg), 0) + b - a
+    return out
+
+
+def check_anon_lru(kernel):
+    """Every cgroup's anon list counts equal the pages on them: the anonymous pages
+    charged to it by the list their LRU state names, shmem on the inactive one (a
+    checking aid)."""
+    rows = anon_lru_pages(kernel)
+    for m in kernel.root_memcg.subtree():
+        _, inactive, active, _, _ = rows.get(id(m), (m, 0, 0, 0, 0))
+        if inactive + active != m.stat["anon"]:
+            # Some of its pages belong to an address space no process has (a test's
+            # Kernel.new_mm): they cannot be told apart.
+            continue
+        nr = m.lruvec.nr
+        if (nr[LRU_INACTIVE_ANON], nr[LRU_ACTIVE_ANON]) != (inactive + m.stat["shmem"], active):
+            raise AssertionError(
+                f"cgroup {m.path()} anon lists {nr[LRU_INACTIVE_ANON]}/{nr[LRU_ACTIVE_ANON]} "
+                f"!= pages {inactive}+{m.stat['shmem']} shmem/{active}")
 
 
 def _flat(runs):

@@ -12,21 +12,28 @@ activates those referenced twice or mapped executable, and evicts the rest, leav
 shadow entries for workingset detection.
 
 Without swap (the machine has none until ``Kernel.swapon``), anonymous memory is not
-scanned at all (get_scan_count's SCAN_FILE), as on the reference machine.
+scanned at all (get_scan_count's SCAN_FILE), as on the reference machine.  With swap,
+get_scan_count balances anon against file by swappiness and the recent reclaim costs
+lru_note_cost records, and the anon lists (whose order is kept with the anonymous
+pages, ``pages.lru_state``) are scanned and aged by the same rules for anonymous
+folios: an inactive anon folio referenced twice is activated, an old one swapped out,
+and an active one is always deactivated when the active list is aged.
 """
 
 from math import isqrt
 
 from . import pagecache, pages, workingset
 from .defs import PAGE_SHIFT, PAGE_SIZE
-from .memcg import (LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE, count_event,
-                    memory_event)
+from .memcg import (LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE,
+                    count_event, lru_note_cost, memory_event)
 from .pagecache import ACTIVE, INACTIVE
 from .vma import VM_EXEC, VM_LOCKED, VM_MAYSHARE
 
 SWAP_CLUSTER_MAX = 32
 DEF_PRIORITY = 12
 MAX_RECLAIM_RETRIES = 16
+MAX_SWAPPINESS = 200
+DEACTIVATE_ANON, DEACTIVATE_FILE = 1, 2
 
 
 class ScanControl:
@@ -35,7 +42,8 @@ class ScanControl:
     __slots__ = ("nr_to_reclaim", "nr_reclaimed", "nr_scanned", "priority", "kswapd",
                  "target", "may_deactivate", "skipped_deactivate", "force_deactivate",
                  "cgroup", "rmap", "memcg_low_reclaim", "memcg_low_skipped", "full_walk",
-                 "writeback", "inside")
+                 "writeback", "inside", "anon_cost", "file_cost", "cache_trim_mode",
+                 "file_is_tiny", "anon_lists")
 
     def __init__(self, target, nr_to_reclaim, kswapd=False, cgroup=False):
         self.target = target          # the cgroup whose subtree is reclaimed
@@ -44,8 +52,11 @@ class ScanControl:
         self.priority = DEF_PRIORITY
         self.kswapd = kswapd
         self.cgroup = cgroup          # reclaim at a cgroup's limit (cgroup_reclaim)
-        self.may_deactivate = False
+        self.may_deactivate = 0       # DEACTIVATE_ANON | DEACTIVATE_FILE
         self.skipped_deactivate = self.force_deactivate = False
+        self.anon_cost = self.file_cost = 0
+        self.cache_trim_mode = self.file_is_tiny = False
+        self.anon_lists = {}          # (cgroup id, active) -> [extents oldest first, next]
         self.memcg_low_reclaim = self.memcg_low_skipped = False
         self.full_walk = kswapd       # walk every cgroup of the subtree in each pass
         self.rmap = None              # inode -> [(mm, vma)], built on first need
@@ -54,16 +65,16 @@ class ScanControl:
         self.inside = {id(m) for m in target.subtree()} if cgroup else None
 
 
-def inactive_is_low(memcg, sizes=None):
-    """inactive_is_low for the file lists of ``memcg``'s subtree: the inactive list
-    should hold at least 1/sqrt(10 * GiB of file pages) of them.  ``sizes``: the
-    four LRU sizes to judge by (reclaim passes the flushed ones); by default the
-    current ones."""
+def inactive_is_low(memcg, sizes=None, lru=LRU_INACTIVE_FILE):
+    """inactive_is_low for the file (or, with ``lru`` LRU_INACTIVE_ANON, the anon)
+    lists of ``memcg``'s subtree: the inactive list should hold at least
+    1/sqrt(10 * GiB on both lists) of them.  ``sizes``: the four LRU sizes to judge
+    by (reclaim passes the flushed ones); by default the current ones."""
     if sizes is None:
-        inactive = memcg.lru_total(LRU_INACTIVE_FILE)
-        active = memcg.lru_total(LRU_ACTIVE_FILE)
+        inactive = memcg.lru_total(lru)
+        active = memcg.lru_total(lru + 1)
     else:
-        inactive, active = sizes[LRU_INACTIVE_FILE], sizes[LRU_ACTIVE_FILE]
+        inactive, active = sizes[lru], sizes[lru + 1]
     gb = (inactive + active) >> (30 - PAGE_SHIFT)
     ratio = isqrt(10 * gb) if gb else 1
     return inactive * ratio < active
@@ -183,17 +194,19 @@ def shrink_active_list(kernel, memcg, nr_to_scan, sc):
     memcg.stat["pgrefill"] += len(taken)
     if not sc.cgroup:
         memcg.node.events["pgrefill"] += len(taken)
-    deactivated = 0
+    deactivated = rotated = 0
     for page in taken:
         refs, exec_, locked = folio_referenced(kernel, sc, page)
         if (refs and exec_) or locked:
             _activate(page, memcg)   # mapped executable text stays active
+            rotated += bool(refs and exec_)
             continue
         page.workingset = True
         pagecache.lru_move(page, INACTIVE)
         deactivated += 1
     if deactivated:
         count_event(memcg, "pgdeactivate", deactivated)
+    lru_note_cost(memcg, True, 0, rotated)
 
 
 def shrink_inactive_list(kernel, memcg, nr_to_scan, sc):
@@ -240,6 +253,9 @@ def shrink_inactive_list(kernel, memcg, nr_to_scan, sc):
         count_event(memcg, "pgactivate", activated)
     if reclaimed:
         _count(memcg, sc, "pgsteal", reclaimed)
+    # No file page is written by reclaim itself here (the flushers' writeback is
+    # simulated apart): the cost is the pages that were not reclaimed.
+    lru_note_cost(memcg, True, 0, len(taken) - reclaimed)
     return reclaimed
 
 
@@ -254,171 +270,285 @@ def _protected(memcg, sc):
 
 
 def shrink_lruvec(kernel, memcg, sc):
-    """One cgroup's share of a reclaim pass at ``sc.priority`` (SCAN_FILE)."""
+    """One cgroup's share of a reclaim pass at ``sc.priority``: the four lists scanned
+    32 pages at a time in the kernel's order (inactive anon, active anon, inactive
+    file, active file) with get_scan_count's targets; once the goal is met (outside
+    proportional direct reclaim) the type with less left to scan stops and the other
+    is cut to the share of its target the first has left.  Then the anon lists are
+    rebalanced if their inactive list is low (with swap)."""
     lruvec = memcg.lruvec
-    nr = [0, 0, lruvec.nr[LRU_INACTIVE_FILE] >> sc.priority,
-          lruvec.nr[LRU_ACTIVE_FILE] >> sc.priority]
-    if kernel.swap is not None:
-        nr = get_scan_count_swap(kernel, memcg, sc, nr)
+    nr = get_scan_count(kernel, memcg, sc)
+    targets = list(nr)
     proportional = not sc.cgroup and not sc.kswapd and sc.priority == DEF_PRIORITY
     reclaimed = 0
-    while nr[LRU_INACTIVE_ANON] or nr[LRU_INACTIVE_FILE] or nr[LRU_ACTIVE_FILE]:
-        if nr[LRU_INACTIVE_ANON]:
-            n = min(nr[LRU_INACTIVE_ANON], SWAP_CLUSTER_MAX)
-            nr[LRU_INACTIVE_ANON] -= n
-            reclaimed += shrink_anon_list(kernel, memcg, n, sc)
-        for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
+    while nr[LRU_INACTIVE_ANON] or nr[LRU_ACTIVE_FILE] or nr[LRU_INACTIVE_FILE]:
+        for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
             n = min(nr[lru], SWAP_CLUSTER_MAX)
             if not n:
                 continue
             nr[lru] -= n
-            if lru == LRU_ACTIVE_FILE:
-                if sc.may_deactivate:
-                    shrink_active_list(kernel, memcg, n, sc)
+            if lru in (LRU_ACTIVE_ANON, LRU_ACTIVE_FILE):
+                if sc.may_deactivate & (DEACTIVATE_FILE if lru == LRU_ACTIVE_FILE
+                                        else DEACTIVATE_ANON):
+                    if lru == LRU_ACTIVE_FILE:
+                        shrink_active_list(kernel, memcg, n, sc)
+                    else:
+                        shrink_active_anon(kernel, memcg, n, sc)
                 else:
                     sc.skipped_deactivate = True
-            else:
+            elif lru == LRU_INACTIVE_FILE:
                 reclaimed += shrink_inactive_list(kernel, memcg, n, sc)
+            else:
+                reclaimed += shrink_anon_list(kernel, memcg, n, sc)
         if reclaimed < sc.nr_to_reclaim or proportional:
             continue
-        break   # only file lists are scanned: nothing to rebalance
+        nr_file = nr[LRU_INACTIVE_FILE] + nr[LRU_ACTIVE_FILE]
+        nr_anon = nr[LRU_INACTIVE_ANON] + nr[LRU_ACTIVE_ANON]
+        if not nr_file or not nr_anon:
+            break
+        if nr_file > nr_anon:
+            base = LRU_INACTIVE_ANON
+            percentage = nr_anon * 100 // (targets[0] + targets[1] + 1)
+        else:
+            base = LRU_INACTIVE_FILE
+            percentage = nr_file * 100 // (targets[2] + targets[3] + 1)
+        nr[base] = nr[base + 1] = 0
+        other = LRU_INACTIVE_FILE if base == LRU_INACTIVE_ANON else LRU_INACTIVE_ANON
+        for lru in (other, other + 1):
+            scanned = targets[lru] - nr[lru]
+            nr[lru] = targets[lru] * (100 - percentage) // 100
+            nr[lru] -= min(nr[lru], scanned)
     sc.nr_reclaimed += reclaimed
+    if kernel.swap is not None and inactive_is_low(memcg, memcg.flushed["lru"],
+                                                   LRU_INACTIVE_ANON):
+        shrink_active_anon(kernel, memcg, SWAP_CLUSTER_MAX, sc)
 
 
 # ---------------------------------------------------------------- anonymous memory (swap)
 
 
-def get_scan_count_swap(kernel, memcg, sc, nr):
-    """get_scan_count once there is swap: ``nr`` (the file-only targets) with the
-    anonymous share.  SCAN_FILE when the cgroup has no swap room, for cgroup reclaim
-    at swappiness 0, and in cache-trim mode (enough inactive file and no reason to
-    deactivate); SCAN_EQUAL at priority 0; SCAN_ANON when the machine's file pages
-    are tiny; else SCAN_FRACT by swappiness (simulator-defined: the recent reclaim
-    costs lru_note_cost records are not kept, so the fraction is swappiness against
-    200 - swappiness)."""
-    lruvec = memcg.lruvec
-    anon = lruvec.nr[LRU_INACTIVE_ANON] >> sc.priority
-    swappiness = kernel.swappiness
-    if pages.swap_room(kernel, memcg) <= 0 or (sc.cgroup and not swappiness):
-        return nr
-    if not sc.priority and swappiness:
-        return [anon, 0, nr[2], nr[3]]
+def prepare_scan_control(kernel, sc):
+    """prepare_scan_control: the anon/file costs of the target, which active lists may
+    be aged (refaults since the last reclaim, or an inactive list too small, judged
+    by the statistics as last flushed), cache-trim mode and file_is_tiny."""
     target = sc.target
+    flushed = target.flushed
+    lruvec = target.lruvec
+    sc.anon_cost, sc.file_cost = lruvec.anon_cost, lruvec.file_cost
+    if sc.force_deactivate:
+        sc.may_deactivate = DEACTIVATE_ANON | DEACTIVATE_FILE
+    else:
+        sc.may_deactivate = 0
+        if (flushed["workingset_activate_anon"] != lruvec.refaults[0]
+                or inactive_is_low(target, flushed["lru"], LRU_INACTIVE_ANON)):
+            sc.may_deactivate |= DEACTIVATE_ANON
+        if (flushed["workingset_activate_file"] != lruvec.refaults[1]
+                or inactive_is_low(target, flushed["lru"])):
+            sc.may_deactivate |= DEACTIVATE_FILE
+    sc.cache_trim_mode = bool(flushed["lru"][LRU_INACTIVE_FILE] >> sc.priority
+                              and not sc.may_deactivate & DEACTIVATE_FILE)
     if not sc.cgroup:
-        file = target.lru_total(LRU_INACTIVE_FILE) + target.lru_total(LRU_ACTIVE_FILE)
-        if (file + kernel.free_pages() <= kernel.watermarks()[2]
-                and target.lru_total(LRU_INACTIVE_ANON) >> sc.priority):
-            return [anon, 0, 0, 0]   # file_is_tiny
-    if not sc.may_deactivate and target.lru_total(LRU_INACTIVE_FILE) >> sc.priority:
-        return nr                    # cache_trim_mode
-    ap, fp = swappiness, 200 - swappiness
+        root = kernel.root_memcg
+        file = root.lru_total(LRU_INACTIVE_FILE) + root.lru_total(LRU_ACTIVE_FILE)
+        sc.file_is_tiny = bool(file + kernel.free_pages() <= kernel.watermarks()[2]
+                               and not sc.may_deactivate & DEACTIVATE_ANON
+                               and root.lru_total(LRU_INACTIVE_ANON) >> sc.priority)
+
+
+def snapshot_refaults(target):
+    """snapshot_refaults: the refault activations reclaim of ``target`` has seen."""
+    target.lruvec.refaults[0] = target.flushed["workingset_activate_anon"]
+    target.lruvec.refaults[1] = target.flushed["workingset_activate_file"]
+
+
+def get_scan_count(kernel, memcg, sc):
+    """get_scan_count: how many pages of each list of ``memcg`` to scan at this
+    priority.  SCAN_FILE without swap room for the cgroup, and for cgroup reclaim at
+    swappiness 0; SCAN_EQUAL at priority 0; SCAN_ANON when file_is_tiny; SCAN_FILE
+    in cache-trim mode; otherwise SCAN_FRACT: anon and file in inverse proportion to
+    their recent reclaim costs (lru_note_cost), weighted by swappiness against
+    200 - swappiness, each type getting at least a third before that weighting."""
+    nr = [n >> sc.priority for n in memcg.lruvec.nr]
+    swappiness = kernel.swappiness
+    if (kernel.swap is None or pages.swap_room(kernel, memcg) <= 0
+            or (sc.cgroup and not swappiness)):
+        return [0, 0, nr[2], nr[3]]                         # SCAN_FILE
+    if not sc.priority and swappiness:
+        return nr                                           # SCAN_EQUAL
+    if sc.file_is_tiny:
+        return [nr[0], nr[1], 0, 0]                         # SCAN_ANON
+    if sc.cache_trim_mode:
+        return [0, 0, nr[2], nr[3]]                         # SCAN_FILE
+    total = sc.anon_cost + sc.file_cost
+    anon_cost = total + sc.anon_cost
+    file_cost = total + sc.file_cost
+    total = anon_cost + file_cost
+    ap = swappiness * (total + 1) // (anon_cost + 1)
+    fp = (MAX_SWAPPINESS - swappiness) * (total + 1) // (file_cost + 1)
     denominator = ap + fp
-    return [anon * ap // denominator, 0, nr[2] * fp // denominator,
-            nr[3] * fp // denominator]
+    if not denominator:
+        return [0, 0, 0, 0]
+    return [nr[0] * ap // denominator, nr[1] * ap // denominator,
+            nr[2] * fp // denominator, nr[3] * fp // denominator]
 
 
-def _anon_vmas(kernel, memcg):
-    """The swappable VMAs charged to ``memcg``: private anonymous, not mlocked, with
-    resident pages, of its address spaces (by pid), in address order."""
+def _anon_extents(kernel, memcg, active):
+    """The anonymous pages on ``memcg``'s active (or inactive) anon list, oldest first:
+    ``(stamp, pid, first page, mm, vma, end)`` per extent of the cgroup's address
+    spaces (private pages, and pages shared since a fork whose pool is charged to
+    it, seen through each mapping).  Mlocked mappings are on the unevictable list."""
     out = []
-    for mm in pages._live_mms(kernel):
+    for pid, mm in enumerate(pages._live_mms(kernel)):   # in pid order
         if mm.memcg is not memcg:
             continue
         for vma in mm.tree.values():
-            if (vma.pages and vma.file is None and vma.special is None
-                    and not vma.vm_flags & (VM_LOCKED | VM_MAYSHARE)):
-                out.append((mm, vma))
+            pm = vma.pages
+            if (not pm or vma.file is not None or vma.special is not None
+                    or vma.vm_flags & (VM_LOCKED | VM_MAYSHARE)):
+                continue
+            for x, y, span in pm.items():
+                if span.kind == pages.PRIVATE:
+                    if span.anon and span.lru[0] == active:
+                        out.append((span.lru[2], pid, x, mm, vma, y))
+                elif span.kind == pages.POOLED and span.pool.memcg is memcg:
+                    d = span.delta
+                    for a, b, st in span.pool.runs(x - d, y - d):
+                        if st[1] and st[4][0] == active:
+                            out.append((st[4][2], pid, a + d, mm, vma, b + d))
+    out.sort(key=lambda e: e[:3])
     return out
 
 
-def shrink_anon_list(kernel, memcg, nr_to_scan, sc):
-    """Scan ``nr_to_scan`` private anonymous pages of ``memcg`` and swap out the cold
-    ones; returns the pages reclaimed.
-
-    Simulator-defined (the range model keeps no per-page anon LRU): the inactive anon
-    list is a clock over the cgroup's swappable VMAs in address order, its hand kept
-    in the lruvec.  An extent whose PTEs are young gets its second chance as
-    folio_check_references gives it (young cleared, PG_referenced set; counted
-    pgactivate when it was already referenced); an old one is swapped out while the
-    cgroup has swap room.  A THP is swapped out whole.  A page shared after fork
-    (pooled) is swapped out of one mapping at a time: that mapping gets its own slot
-    and the others keep the page (docs/pressure.md, "Swap")."""
-    room = pages.swap_room(kernel, memcg)
-    if room <= 0:
-        return 0
-    vmas = _anon_vmas(kernel, memcg)
-    if not vmas:
-        return 0
-    hand = memcg.lruvec.anon_hand
-    first, start = 0, vmas[0][1].start >> PAGE_SHIFT
-    if hand is not None:
-        for idx, (mm, vma) in enumerate(vmas):
-            if mm is hand[0] and vma.end >> PAGE_SHIFT > hand[1]:
-                first, start = idx, max(hand[1], vma.start >> PAGE_SHIFT)
-                break
-    # The clock from the hand round to it again.
-    mm0, vma0 = vmas[first]
-    segments = [(mm0, vma0, start, vma0.end >> PAGE_SHIFT)]
-    segments += [(mm, vma, vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT)
-                 for mm, vma in vmas[first + 1:] + vmas[:first]]
-    if start > vma0.start >> PAGE_SHIFT:
-        segments.append((mm0, vma0, vma0.start >> PAGE_SHIFT, start))
+def _take_anon(kernel, memcg, active, nr_to_scan, sc):
+    """isolate_lru_folios on an anon list: ``(mm, vma, x, y, span)`` pieces off the
+    list's tail until ``nr_to_scan`` pages (a THP whole).  Each piece is still on
+    that list with the stamp it was found with."""
+    key = (id(memcg), active)
+    state = sc.anon_lists.get(key)
+    taken = []
     budget = nr_to_scan
-    scanned = reclaimed = activated = 0
-    target = sc.target
-    stop = None
-    for mm, vma, lo, hi in segments:
+    regathered = False
+    while budget > 0:
+        if state is None or state[1] >= len(state[0]):
+            if regathered or taken:
+                break   # what this scan took is off the list until it is put back
+            state = sc.anon_lists[key] = [_anon_extents(kernel, memcg, active), 0]
+            regathered = True
+            if not state[0]:
+                break
+        ext, pos = state
+        stamp, _, lo, mm, vma, hi = ext[pos]
         pm = vma.pages
-        plan = []
-        if pm:
-            i, j = pm.overlap(lo, hi)
-            for k in range(i, j):
-                span = pm.tag[k]
-                kind = span.kind
-                if kind == pages.CACHED or (kind == pages.PRIVATE and not span.anon):
+        if pm is None:
+            state[1] += 1
+            continue
+        got = []
+        i, j = pm.overlap(lo, hi)
+        for k in range(i, j):
+            span = pm.tag[k]
+            x, y = max(pm.lo[k], lo), min(pm.hi[k], hi)
+            if span.kind == pages.PRIVATE:
+                if not span.anon or span.lru[0] != active or span.lru[2] != stamp:
                     continue
-                x, y = max(pm.lo[k], lo), min(pm.hi[k], hi)
+                got.append((x, y, span))
+            elif span.kind == pages.POOLED and span.pool.memcg is memcg:
+                d = span.delta
+                for a, b, st in span.pool.runs(x - d, y - d):
+                    if st[1] and st[4][0] == active and st[4][2] == stamp:
+                        got.append((a + d, b + d, span))
+        used = lo
+        for x, y, span in got:
+            if budget <= 0:
+                break
+            if y - x > budget:
+                y = x + budget
                 if span.pmd:
-                    x &= pages._PMD_MASK
-                    y = min(pm.hi[k], ((y - 1) & pages._PMD_MASK) + pages.PMD_PAGES)
-                if y - x > budget:
-                    y = x + budget
-                    if span.pmd:
-                        y = ((y - 1) & pages._PMD_MASK) + pages.PMD_PAGES
-                plan.append((x, y, span))
-                budget -= y - x
-                if budget <= 0:
-                    stop = (mm, y)
-                    break
-        for x, y, span in plan:
-            scanned += y - x
-            if span.young:
-                if span.referenced:
-                    activated += y - x
-                i, j = pm.carve(x, y)
-                for k in range(i, j):
-                    pm.tag[k] = pages._with(pm.tag[k], young=False, referenced=True)
-                pm.join(i - 1, j + 1)
-                continue
-            n = min(y - x, room)
-            if n <= 0:
-                continue
-            if span.pmd and n < y - x:
-                continue   # a THP goes out whole or not at all
-            pages.swap_out(mm, vma, x, x + n, target)
-            room -= n
+                    y = min(((y - 1) & pages._PMD_MASK) + pages.PMD_PAGES, hi)
+            taken.append((mm, vma, x, y, span))
+            budget -= y - x
+            used = y
+        if budget > 0 or used >= hi:
+            state[1] += 1
+        else:
+            ext[pos] = (stamp, ext[pos][1], used, mm, vma, hi)
+    return taken
+
+
+def shrink_anon_list(kernel, memcg, nr_to_scan, sc):
+    """shrink_inactive_list on the inactive anon list: ``nr_to_scan`` pages off its
+    tail through shrink_folio_list's rules for anonymous folios; returns the pages
+    reclaimed.  folio_check_references: a young PTE (cleared) sets PG_referenced and
+    keeps the folio on the inactive list, or activates it if PG_referenced was set
+    already; without one the folio (PG_referenced cleared) is swapped out while the
+    cgroup has swap room, and activated when it has none (add_to_swap failing).  A
+    THP goes out whole.  A page shared since a fork goes out of one mapping at a time
+    (simulator-defined; docs/pressure.md, "Swap").  Then lru_note_cost: the pages
+    written and the pages not reclaimed."""
+    taken = _take_anon(kernel, memcg, False, nr_to_scan, sc)
+    if not taken:
+        return 0
+    scanned = sum(y - x for _, _, x, y, _ in taken)
+    stamp = pages.new_stamp()
+    room = pages.swap_room(kernel, memcg)
+    reclaimed = activated = written = 0
+    target = sc.target
+    for mm, vma, x, y, span in taken:
+        n = y - x
+        if span.kind == pages.PRIVATE:
+            referenced, workingset_ = span.referenced, span.lru[1]
+        else:
+            st = span.pool.runs(x - span.delta, x - span.delta + 1)[0][2]
+            referenced, workingset_ = st[3], st[4][1]
+        if span.young and pages.has_recency(vma):
+            active = bool(referenced)
+            pages.set_anon_lru(mm, vma, x, y, pages.lru_state(active, workingset_, stamp),
+                               young=False, referenced=True)
+            if active:
+                activated += n
+                workingset.age_nonresident(memcg, n)
+                if pages.swap_full(kernel, memcg):
+                    # activate_locked: not a candidate for swapping, so its swap
+                    # space is reclaimed once swap is half full.
+                    pages.free_swap_cache(mm, vma, x, y)
+            continue
+        need = pages.swap_need(vma, x, y)
+        if need <= room:
+            written += pages.swap_out(mm, vma, x, y, target)
+            room -= need
             reclaimed += n
-        if stop is not None:
-            break
-    memcg.lruvec.anon_hand = stop
-    if scanned:
-        _count(memcg, sc, "pgscan", scanned, "_anon")
+            continue
+        # No slot for it: activate_locked.
+        pages.set_anon_lru(mm, vma, x, y, pages.lru_state(True, workingset_, stamp),
+                           referenced=False)
+        activated += n
+        workingset.age_nonresident(memcg, n)
+    _count(memcg, sc, "pgscan", scanned, "_anon")
+    sc.nr_scanned += scanned
     if activated:
         count_event(memcg, "pgactivate", activated)
     if reclaimed:
         _count(memcg, sc, "pgsteal", reclaimed, "_anon")
-    sc.nr_scanned += scanned
+    lru_note_cost(memcg, False, written, scanned - reclaimed)
     return reclaimed
+
+
+def shrink_active_anon(kernel, memcg, nr_to_scan, sc):
+    """shrink_active_list on the active anon list: ``nr_to_scan`` pages off its tail
+    (``pgrefill``) go to the head of the inactive list with PG_workingset set
+    (``pgdeactivate``).  folio_referenced clears their young PTEs, but only
+    executable page cache stays active for them: an anonymous folio never does."""
+    taken = _take_anon(kernel, memcg, True, nr_to_scan, sc)
+    if not taken:
+        return
+    n = sum(y - x for _, _, x, y, _ in taken)
+    memcg.stat["pgrefill"] += n
+    if not sc.cgroup:
+        memcg.node.events["pgrefill"] += n
+    head = pages.lru_state(False, True, pages.new_stamp())
+    for mm, vma, x, y, span in taken:
+        pages.set_anon_lru(mm, vma, x, y, head,
+                           young=False if pages.has_recency(vma) else None)
+    count_event(memcg, "pgdeactivate", n)
 
 
 def shrink_node(kernel, sc):
@@ -427,10 +557,7 @@ def shrink_node(kernel, sc):
     # prepare_scan_control reads the cgroup statistics as last flushed (only the
     # rate-limited flush, two seconds late, would refresh them here): during a burst
     # of reclaim the list sizes and activations it judges by are those of before it.
-    flushed = target.flushed
-    refaults = flushed["workingset_activate_file"]
-    sc.may_deactivate = (sc.force_deactivate or refaults != target.lruvec.refaults[1]
-                         or inactive_is_low(target, flushed["lru"]))
+    prepare_scan_control(kernel, sc)
     subtree = target.subtree()
     lruvec = target.lruvec
     # A partial walk (direct and cgroup reclaim) goes on from where the last one
@@ -474,8 +601,7 @@ def do_try_to_free_pages(kernel, sc):
             if sc.nr_reclaimed >= sc.nr_to_reclaim:
                 break
             sc.priority -= 1
-        target = sc.target
-        target.lruvec.refaults[1] = target.flushed["workingset_activate_file"]
+        snapshot_refaults(sc.target)
         finish_writeback(sc)
         if sc.nr_reclaimed:
             return sc.nr_reclaimed
@@ -519,13 +645,13 @@ def balance_pgdat(kernel):
         shrink_node(kernel, sc)
         if sc.nr_scanned < sc.nr_to_reclaim or sc.nr_reclaimed == before:
             sc.priority -= 1
-    root = kernel.root_memcg
-    root.lruvec.refaults[1] = root.flushed["workingset_activate_file"]
+    snapshot_refaults(kernel.root_memcg)
     finish_writeback(sc)
     return sc.nr_reclaimed
 
 
 __all__ = ["ScanControl", "inactive_is_low", "shrink_active_list", "shrink_inactive_list",
+           "shrink_anon_list", "shrink_active_anon", "get_scan_count", "prepare_scan_control",
            "shrink_lruvec", "shrink_node", "do_try_to_free_pages", "finish_writeback",
            "try_to_free_mem_cgroup_pages", "try_to_free_pages", "balance_pgdat",
            "SWAP_CLUSTER_MAX", "DEF_PRIORITY", "MAX_RECLAIM_RETRIES"]

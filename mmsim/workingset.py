@@ -13,7 +13,7 @@ when anon can be swapped (and the inactive file list for an anon refault).
 """
 
 from .memcg import (LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE,
-                    count_event)
+                    count_event, lru_note_cost)
 
 
 def age_nonresident(memcg, nr):
@@ -52,6 +52,7 @@ def refault(memcg, nr, shadow, file, can_swap):
     age_nonresident(memcg, nr)
     count_event(memcg, "workingset_activate_" + kind, nr)
     if workingset:
+        lru_note_cost(memcg, file, nr, 0)   # lru_note_cost_refault
         count_event(memcg, "workingset_restore_" + kind, nr)
     return True, bool(workingset)
 

@@ -14,7 +14,7 @@
 
 import pytest
 
-from mmsim import live, pagecache
+from mmsim import live, pagecache, pages
 from mmsim.kernel import Kernel
 
 LIVE_OK, LIVE_WHY = live.available()
@@ -59,6 +59,7 @@ def check_kernels(kernels):
     for kernel in kernels:
         try:
             pagecache.check(kernel)
+            pages.check_anon_lru(kernel)
         except AssertionError as exc:
             raise AssertionError(f"page cache or cgroup books inconsistent after the test: "
                                  f"{exc}") from exc

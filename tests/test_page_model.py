@@ -37,11 +37,20 @@ RW = PROT_READ | PROT_WRITE
 class Folio:
     """One page's folio state in the reference."""
 
-    __slots__ = ("mapcount", "referenced")
+    __slots__ = ("mapcount", "referenced", "active")
 
     def __init__(self, referenced):
         self.mapcount = 1
         self.referenced = referenced
+        self.active = False   # a new anonymous folio starts on the inactive list
+
+    def mark_accessed(self):
+        """folio_mark_accessed: referenced first, active (PG_referenced cleared) the
+        second time."""
+        if not self.referenced:
+            self.referenced = True
+        elif not self.active:
+            self.active, self.referenced = True, False
 
 
 class Pte:
@@ -82,16 +91,18 @@ class Reference:
                     for u in block:
                         m[u].young = True
                         if touch:
-                            m[u].folio.referenced = True
+                            m[u].folio.mark_accessed()
                     v = head + BLOCK
                     continue
             if pte is not None:
                 pte.young = True
-                if touch:
-                    pte.folio.referenced = True
                 if write and pte.folio.mapcount > 1:
+                    if touch:
+                        pte.folio.referenced = True   # mmsim marks the old folio
                     pte.folio.mapcount -= 1
                     m[v] = Pte(Folio(touch))
+                elif touch:
+                    pte.folio.mark_accessed()
                 v += 1
                 continue
             if write:
@@ -128,6 +139,7 @@ class Reference:
                 if any(m[u].folio.mapcount != 1 for u in range(head, head + BLOCK) if u in m):
                     continue       # as is one with any page mapped elsewhere too
             pte.folio.referenced = False
+            pte.folio.active = False
             pte.young = False
 
     def collapse(self, m, lo, hi):
@@ -156,18 +168,22 @@ class Reference:
 
 
 def observed(proc):
-    """vpn -> (mapcount, referenced, young, pmd) of the range model."""
+    """vpn -> (mapcount, referenced, young, pmd, active) of the range model."""
     out = {}
     for vma in proc.mm.vmas(BASE, BASE + NPAGES * P):
         for vpn, n, mapcount, anon, dirty, referenced, young, pmd in pages.page_states(vma):
             assert anon and dirty
             for v in range(vpn, vpn + n):
                 out[v] = (mapcount, referenced, young, pmd)
+        for x, y, active in pages.anon_lru_states(vma):
+            for v in range(x, y):
+                out[v] += (active,)
     return out
 
 
 def expected(m):
-    return {v: (p.folio.mapcount, p.folio.referenced, p.young, p.pmd) for v, p in m.items()}
+    return {v: (p.folio.mapcount, p.folio.referenced, p.young, p.pmd, p.folio.active)
+            for v, p in m.items()}
 
 
 ranges = st.tuples(st.integers(0, NPAGES - 1), st.integers(1, 2 * BLOCK))

@@ -269,6 +269,6 @@ def test_reference_detects_a_difference():
     vma = next(iter(proc.mm.vmas()))
     span = vma.pages.tag[0]     # the pages the fork put in a pool: make the first clean
     span.pool.apply(span.pool.lo[0], span.pool.lo[0] + 1,
-                    lambda st: pages.folio_state(st[0], st[1], False, st[3]))
+                    lambda st: pages.folio_state(st[0], st[1], False, st[3], st[4]))
     assert procfs.smaps(proc) == ref_smaps(proc)
     assert "Shared_Clean:          4 kB" in procfs.smaps(proc)

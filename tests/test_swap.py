@@ -51,6 +51,7 @@ def books(k):
     """Every book the swap code keeps, checked."""
     pagecache.check(k)
     pages.check_swap(k)
+    pages.check_anon_lru(k)
     for proc in k.processes.values():
         if proc.mm is not None:
             proc.mm.check()
@@ -250,8 +251,11 @@ def test_fork_shares_swap_slots_until_the_last_mapper_drops_them():
     assert k.swap.used == 32
     child.touch(a, 8 * P)
     # The first fault's window is centred on page 0 (pages 0-4 inside the VMA), the
-    # second runs forward from page 5 (5-12): 13 pages back, their slots freed.
-    assert child.mm.swap_pages == 19 and k.swap.used == 19
+    # second runs forward from page 5 (5-12): 13 pages back.  The 8 written have their
+    # slots freed (should_try_to_free_swap on a write fault); the 5 read ahead stay in
+    # the swap cache, holding theirs.
+    assert child.mm.swap_pages == 19 and k.swap.used == 24
+    assert meminfo(k)["SwapCached"] == 5 * 4
     books(k)
     child.exit(0)
     assert k.swap.used == 0 and k.root_memcg.swap_current == 0
