@@ -174,25 +174,38 @@ def lru_over_time(system, title="LRU lists and refaults"):
     return fig
 
 
-def heatmap(table, rows, cols, value, title=None, fmt="{:.3g}"):
+def _number(v):
+    """A heatmap cell's text: whole numbers with thousands separators, others to 3
+    significant digits."""
+    if v == int(v) and abs(v) < 1e15:
+        return f"{int(v):,}"
+    return f"{v:.3g}"
+
+
+def heatmap(table, rows, cols, value, title=None):
     """A sweep's results: the mean of ``value`` for each (``rows``, ``cols``) pair
-    of a pandas table, as a labelled heatmap."""
+    of a pandas table, as a labelled heatmap (``rows``/``cols``: a column name or a
+    list of them)."""
     plt = _pyplot()
     grid = table.pivot_table(index=rows, columns=cols, values=value, aggfunc="mean")
     fig, ax = plt.subplots(figsize=(1.4 * len(grid.columns) + 3, 0.6 * len(grid.index) + 2))
     im = ax.imshow(grid.values, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(grid.columns)))
-    ax.set_xticklabels([str(c) for c in grid.columns], rotation=30, ha="right")
+    ax.set_xticklabels([" ".join(map(str, c)) if isinstance(c, tuple) else str(c)
+                        for c in grid.columns], rotation=30, ha="right")
     ax.set_yticks(range(len(grid.index)))
     ax.set_yticklabels([str(i) for i in grid.index])
-    ax.set_xlabel(cols)
-    ax.set_ylabel(rows)
+    ax.set_xlabel(cols if isinstance(cols, str) else " / ".join(cols))
+    ax.set_ylabel(rows if isinstance(rows, str) else " / ".join(rows))
+    lo, hi = im.get_clim()
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             v = grid.values[i, j]
             if v == v:   # not NaN
-                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=8,
-                        color="white")
+                # Dark text on the bright (high) end of viridis, light on the dark end.
+                light = hi == lo or (v - lo) / (hi - lo) < 0.6
+                ax.text(j, i, _number(v), ha="center", va="center", fontsize=8,
+                        color="white" if light else "black")
     fig.colorbar(im, ax=ax, label=value)
     ax.set_title(title or value)
     fig.tight_layout()
