@@ -13,6 +13,7 @@ recording into a DataFrame (the ``sandbox`` extra).
 
 from . import cgroup
 from .defs import PAGE_SHIFT
+from .pages import PMD_PAGES
 from .procfs import parse_fields, vma_memory
 
 __all__ = ["sample", "record", "Recorder", "process_metrics"]
@@ -20,7 +21,8 @@ __all__ = ["sample", "record", "Recorder", "process_metrics"]
 
 def _cgroup_metrics(kernel, memcg):
     """The numbers of one cgroup's memory files: memory.stat's fields (bytes, events),
-    ``current``, ``swap_current``, ``max`` (None for "max"), and memory.events'."""
+    ``current``, ``swap_current``, ``max`` (None for "max"), memory.events' (as
+    ``events.NAME``), and ``thp_coverage`` (anon_thp over anon)."""
     base = cgroup.CGROUP_ROOT + ("" if memcg.parent is None else "/" + memcg.name)
     files = cgroup.files_of(memcg)
     out = parse_fields(cgroup.read(kernel, base + "/memory.stat"))
@@ -31,25 +33,30 @@ def _cgroup_metrics(kernel, memcg):
         out["max"] = None if limit == "max" else int(limit)
         for name, n in parse_fields(cgroup.read(kernel, base + "/memory.events")).items():
             out["events." + name] = n
+    out["thp_coverage"] = out["anon_thp"] / out["anon"] if out.get("anon") else 0.0
     return out
 
 
 def process_metrics(proc):
-    """smaps_rollup-like sums for one process (kB) and its THP coverage: the share of
-    its anonymous memory in PMD-mapped huge pages (0.0 with no anonymous memory)."""
-    rss = pss = anon = anon_huge = 0
+    """smaps_rollup-like sums for one process (kB), its THP coverage (the share of its
+    anonymous memory in PMD-mapped huge pages, 0.0 with none) and ``tlb_entries``, a
+    TLB-reach proxy: the translations that map its resident memory, one per
+    PMD-mapped huge page and one per other page (simulator-defined)."""
+    rss = pss = anon = anon_huge = pmd = 0
     for vma in proc.mm.vmas():
         m = vma_memory(vma)
         rss += m["rss"]
         pss += m["pss_kb"]
         anon += m["anon"]
         anon_huge += m["anon_huge"]
+        pmd += m["anon_huge"] + m["shmem_huge"]
     kb = 1 << (PAGE_SHIFT - 10)
     mm = proc.mm
     return {"comm": proc.comm, "cgroup": mm.memcg.path(), "size_kb": mm.total_vm * kb,
             "rss_kb": rss * kb, "pss_kb": pss, "anon_kb": anon * kb,
             "anon_huge_kb": anon_huge * kb, "swap_kb": mm.swap_pages * kb,
-            "thp_coverage": anon_huge / anon if anon else 0.0}
+            "thp_coverage": anon_huge / anon if anon else 0.0,
+            "tlb_entries": pmd // PMD_PAGES + rss - pmd}
 
 
 def sample(kernel):

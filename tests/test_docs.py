@@ -41,7 +41,8 @@ NOT_OURS = {name for name in dir(builtins) if name[:1].isupper()} | {
     "MemFree", "MemAvailable", "CommitLimit", "AnonHugePages", "ShmemPmdMapped",
     "FilePmdMapped", "THPeligible", "ProtectionKey", "SwapPss", "SwapTotal", "SwapFree",
     "SwapCached",
-    "SortedDict", "IntervalTree", "RuleBasedStateMachine", "TestCase", "StreamError", "PathLike"}
+    "SortedDict", "IntervalTree", "RuleBasedStateMachine", "TestCase", "StreamError", "PathLike",
+    "DataFrame", "LocalCluster"}
 CAMEL = re.compile(r"\b[A-Z][a-z]+[a-z0-9]*(?:[A-Z][a-z0-9]+)+\b")
 
 

@@ -45,6 +45,8 @@ def test_sample_agrees_with_the_files_it_reads():
                if ln.startswith("AnonHugePages:"))
     assert p["rss_kb"] == 8192 and p["anon_huge_kb"] == huge > 0
     assert p["thp_coverage"] == huge / 8192
+    assert p["tlb_entries"] == huge // 2048 + (8192 - huge) // 4
+    assert box["thp_coverage"] == huge / 8192
     assert p["cgroup"] == "box"
 
 
