@@ -10,7 +10,7 @@ from typing import TextIO
 
 from .kernel import Kernel
 from .live import available, diff_trace
-from . import procfs
+from . import plot, procfs, sweep
 from .defs import PAGE_SIZE
 from .replay import Outcome, Replayer, format_result
 from .strace import TraceError, iter_lines, iter_parse, parse, parse_line, read_trace
@@ -565,7 +565,6 @@ def run_plot(args: argparse.Namespace, out: TextIO) -> int:
         text, name, thp_mode = _read(args.trace), args.trace, args.thp
         if text is None:
             return 2
-    from . import plot   # matplotlib comes with the optional sandbox extra
     replayer = Replayer(Kernel(thp=thp_mode, seed=args.seed, randomize=not args.norandmaps),
                         args.follow, None, name)
     replayer.run(parse(text, name))
@@ -584,7 +583,6 @@ def run_plot(args: argparse.Namespace, out: TextIO) -> int:
 
 def run_sweep(args: argparse.Namespace, out: TextIO) -> int:
     """``mmsim sweep``: run the spec's cells on Dask and write the table and heatmap."""
-    from . import sweep   # dask, pandas and pyarrow come with the sandbox extra
     try:
         sweep.load_spec(args.spec)
     except (OSError, ValueError) as e:

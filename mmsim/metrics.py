@@ -11,6 +11,8 @@ smaps_rollup's sums (kB) plus THP coverage.  pandas is needed only to turn a
 recording into a DataFrame (the ``sandbox`` extra).
 """
 
+import os
+
 from . import cgroup
 from .defs import PAGE_SHIFT
 from .pages import PMD_PAGES
@@ -142,7 +144,6 @@ class Recorder:
         return self._write(directory, "parquet")
 
     def _write(self, directory, fmt):
-        import os
         os.makedirs(directory, exist_ok=True)
         paths = []
         for name, df in (("system", self.frame().reset_index()),

@@ -33,6 +33,9 @@ import os
 import time
 import tomllib
 
+from . import plot
+from .studies import STUDIES
+
 __all__ = ["load_spec", "cells", "cell_id", "run_cell", "sweep"]
 
 
@@ -76,7 +79,6 @@ def resolve_study(name):
     if ":" in name:
         module, func = name.split(":", 1)
         return getattr(importlib.import_module(module), func)
-    from .studies import STUDIES
     try:
         return STUDIES[name]
     except KeyError:
@@ -143,16 +145,15 @@ def sweep(spec_path, out, workers=2, scheduler=None, progress=True, log=print):
     table = pandas.concat([pandas.read_parquet(os.path.join(out, "cells", f))
                            for f in files if f in wanted], ignore_index=True)
     table.to_parquet(os.path.join(out, "results.parquet"), index=False)
-    plot = spec.get("plot")
-    if plot:
-        from . import plot as plot_mod
-        plot_mod.save(plot_mod.heatmap(table, plot["rows"], plot["cols"], plot["value"],
-                                       title=plot.get("title")),
-                      os.path.join(out, "heatmap.png"))
+    shape = spec.get("plot")
+    if shape:
+        plot.save(plot.heatmap(table, shape["rows"], shape["cols"], shape["value"],
+                               title=shape.get("title")),
+              os.path.join(out, "heatmap.png"))
     log(f"{len(todo)} cells run, {skipped} already done; {len(table)} rows in "
         f"{os.path.join(out, 'results.parquet')}")
-    if plot:
-        summary = table.pivot_table(index=plot["rows"], columns=plot["cols"],
-                                    values=plot["value"], aggfunc="mean")
-        log(f"mean {plot['value']}:\n{summary.to_string()}")
+    if shape:
+        summary = table.pivot_table(index=shape["rows"], columns=shape["cols"],
+                                    values=shape["value"], aggfunc="mean")
+        log(f"mean {shape['value']}:\n{summary.to_string()}")
     return table, len(todo), skipped
