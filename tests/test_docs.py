@@ -25,8 +25,10 @@ def python_blocks(path):
 
 
 @pytest.mark.parametrize("path", [p for p in DOCS if python_blocks(p)], ids=lambda p: p.name)
-def test_python_blocks_run(path):
-    """The blocks of one file run in order in one namespace, as a reader would type them."""
+def test_python_blocks_run(path, tmp_path, monkeypatch):
+    """The blocks of one file run in order in one namespace, as a reader would type them
+    (in a scratch directory: a block may write files)."""
+    monkeypatch.chdir(tmp_path)
     namespace = {"__name__": f"docs_{path.stem}"}
     for line, code in python_blocks(path):
         with contextlib.redirect_stdout(io.StringIO()):
