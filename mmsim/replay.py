@@ -13,11 +13,11 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
-from . import binfmt_elf, exec_follow, uapi
+from . import binfmt_elf, exec_follow, fastpath, uapi
 from .errors import Killed
 from .files import DIR, REG
 from .kernel import Kernel
-from .defs import PAGE_SIZE, TASK_SIZE, U64, bulk_build, page_align, page_align_down
+from .defs import PAGE_SIZE, TASK_SIZE, U64, bulk_build, error, page_align, page_align_down
 from .task import (F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, SEEK_DATA, SEEK_HOLE, Process,
                    resolve_at)
 from .strace import (EXECUTED, FORKS, Event, Raw, Str, TraceError, _mm_map, clone_args,
@@ -152,6 +152,10 @@ def _free(mm, addr, length):
     return end <= TASK_SIZE and mm.tree.find(addr, end) is None
 
 
+# The calls CwdWitness.feed looks at.
+CWD_CALLS = frozenset(("open", "openat", "chdir", "fchdir", "getcwd"))
+
+
 class CwdWitness:
     """The initial process' working directory, worked out from its first ``getcwd`` as
     the trace's calls are fed in: what it printed, less the relative ``chdir``/``fchdir``
@@ -235,6 +239,7 @@ class Replayer:
         self._window = ()    # the event running and the AHEAD after it (stream)
         self._base = 0       # the index of the event running
         self._forks = True   # whether the trace shows forks (prescan)
+        self._splits = True  # whether the trace has a call strace -f split (prescan)
         self._cwd_seen = None  # the initial directory the trace shows (prescan)
         self._exit_lines = set()  # logical pids whose "+++ exited" line is in the trace
         self._exits = {}          # logical pid -> (call, status) deferred to "+++"
@@ -249,6 +254,8 @@ class Replayer:
         # collector, which would walk the trace's events and the growing list again and
         # again (about a tenth of a long replay), waits until the end.
         with bulk_build():
+            if not self._splits and not self.follow:
+                return self._run_plain(events)
             return list(self.stream(events))
 
     def prescan(self, events: Iterable[Event]) -> None:
@@ -261,30 +268,40 @@ class Replayer:
         self.initial_label = None
         self._exit_lines = set()
         self._forks = False
+        self._splits = False
         cwd = CwdWitness()
         open_at = {}   # (pid, fd) -> line of the open that made it
+        follow = self.follow
+        label = None   # self.initial_label, kept in a local while it is found
         for ev in events:
-            if ev.kind == "exit":
+            kind = ev.kind
+            if kind == "exit":
                 self._exit_lines.add(ev.pid)
                 continue
-            if self.initial_label is None and ev.pid is None and ev.prefix is not None:
-                self.initial_label = ev.prefix
-            if ev.kind != "call":
+            if label is None and ev.pid is None and ev.prefix is not None:
+                label = self.initial_label = ev.prefix
+            if kind != "call":
                 continue
-            if ev.name in FORKS:
+            name = ev.name
+            if name in FORKS:
                 self._forks = True
-            cwd.feed(ev)
-            if self.follow:
+            if ev.start is not None:
+                self._splits = True
+            if name in CWD_CALLS:   # feed() passes any other call by
+                cwd.feed(ev)
+            if follow:
                 self._scan_mapping(ev, open_at)
         self._cwd_seen = cwd.cwd
 
     def facts(self) -> tuple:
         """What ``prescan`` learnt of the trace (to ``restore`` after running another)."""
-        return self.initial_label, self._exit_lines, self._forks, self._cwd_seen
+        return (self.initial_label, self._exit_lines, self._forks, self._cwd_seen,
+                self._splits)
 
     def restore(self, facts: tuple) -> None:
         """Take back what ``facts`` returned."""
-        self.initial_label, self._exit_lines, self._forks, self._cwd_seen = facts
+        (self.initial_label, self._exit_lines, self._forks, self._cwd_seen,
+         self._splits) = facts
 
     def stream(self, events: Iterable[Event]) -> Iterator[Outcome]:
         """Replay events that ``prescan`` has read, yielding each Outcome as soon as it
@@ -334,13 +351,82 @@ class Replayer:
                 # all it gives.
                 result = early.pop(i) if early and i in early else self.call(ev)
                 pid = ev.pid
-                yield Outcome(ev, result, "", "", pid if pid is not None else self._label(pid))
+                if pid is None:
+                    # _label(None), written out
+                    pid = self.initial_label
+                    if pid is None:
+                        pid = procs[None].pid
+                yield Outcome(ev, result, "", "", pid)
                 if killed:
                     yield from self._killed(ev)
             else:
                 yield from self.step(ev, i)
             window.popleft()
             self._base += 1
+
+    def _run_plain(self, events):
+        """``list(self.stream(events))`` for a trace with no split call, not under
+        --follow: stream's loop without the look-ahead window (nothing is ever pending
+        or run early), filling the list itself rather than through a generator."""
+        out = []
+        append = out.append
+        self._window = ()
+        self._base = 0
+        self.start()
+        procs = self.procs
+        killed = self.kernel.oom_killed if self.kernel is not None else None
+        forks = self._forks
+        dump_at_exit = self.dump_at_exit
+        call = self.call
+        pending = self._pending
+        early = self._early
+        kernel = self.kernel
+        # call() is written out below for a call whose handler it has looked up (so a
+        # call it runs), unless a subclass has its own call().
+        handlers = self._handlers if type(self).call is Replayer.call else {}
+        i = -1
+        for i, ev in enumerate(events):
+            self._base = i
+            if pending:
+                pending.pop(i, None)
+            kind = ev.kind
+            if not forks and kind in ("call", "dump") and ev.pid not in procs:
+                self._adopt(ev.pid, self.spawn_initial())
+            if kind == "call" and not dump_at_exit:
+                handler = handlers.get(ev.name)
+                proc = procs.get(ev.pid) if handler is not None else None
+                if early and i in early:
+                    result = early.pop(i)
+                elif (proc is None or ev.result == "?" or pending
+                      or getattr(proc, "state", "running") != "running"):
+                    result = call(ev)
+                else:
+                    # call()'s last step: a running process, a result not "?", no
+                    # split call pending.
+                    try:
+                        result = handler(proc, ev, *ev.args)
+                        if kernel is not None and kernel.pressure:
+                            kernel.current = proc
+                            kernel.balance(proc)
+                    except OSError as e:
+                        result = -e.errno
+                    except Killed:
+                        result = "?"
+                    except _Unmodelled:
+                        result = ev.result if ev.result is not None else 0
+                pid = ev.pid
+                if pid is None:
+                    # _label(None), written out
+                    pid = self.initial_label
+                    if pid is None:
+                        pid = procs[None].pid
+                append(Outcome(ev, result, "", "", pid))
+                if killed:
+                    out += self._killed(ev)
+            else:
+                out += self.step(ev, i)
+        self._base = i + 1
+        return out
 
     def start(self) -> None:
         """Make the initial process, unless it exists."""
@@ -1082,46 +1168,90 @@ _UNKNOWN = object()   # a call name not looked up in Replayer._handlers yet
 _INT_MIN, _INT_END = -(1 << 31), 1 << 31
 
 
+# Each tries the call's fused fast path (mmsim.fastpath, which Process' syscall body
+# tries first too) before the body itself: one call fewer for the common shapes, and a
+# failure is the negative errno ``call`` returns for it, without raising OSError.
+
+
 def _direct_mmap(body, slow):
+    fast = fastpath.mmap
+
     def mmap(proc, ev, *args):
         if type(proc) is Process and len(args) == 6:
             addr, length, prot, flags, fd, off = args
             if (type(addr) is int and type(length) is int and type(prot) is int
                     and type(flags) is int and type(fd) is int and type(off) is int
                     and flags & uapi.MAP_ANONYMOUS and _INT_MIN <= fd < _INT_END):
-                return body(proc, addr & U64, length & U64, prot & U64, flags & U64, fd,
-                            off & U64)
+                addr &= U64
+                length &= U64
+                prot &= U64
+                flags &= U64
+                off &= U64
+                done = fast(proc.mm, addr, length, prot, flags, off)
+                if done is not None:
+                    if done < 0 and proc.kernel.pressure:
+                        raise error(-done)   # call() balances only a call that returned
+                    return done
+                return body(proc, addr, length, prot, flags, fd, off)
         return slow(proc, ev, *args)
     return mmap
 
 
 def _direct_munmap(body, slow):
+    fast = fastpath.munmap
+
     def munmap(proc, ev, *args):
         if type(proc) is Process and len(args) == 2:
             addr, length = args
             if type(addr) is int and type(length) is int:
-                return body(proc, addr & U64, length & U64)
+                addr &= U64
+                length &= U64
+                done = fast(proc.mm, addr, length)
+                if done is not None:
+                    if done < 0 and proc.kernel.pressure:
+                        raise error(-done)   # call() balances only a call that returned
+                    return done
+                return body(proc, addr, length)
         return slow(proc, ev, *args)
     return munmap
 
 
 def _direct_mprotect(body, slow):
+    fast = fastpath.mprotect
+
     def mprotect(proc, ev, *args):
         if type(proc) is Process and len(args) == 3:
             addr, length, prot = args
             if type(addr) is int and type(length) is int and type(prot) is int:
-                return body(proc, addr & U64, length & U64, prot & U64)
+                addr &= U64
+                length &= U64
+                prot &= U64
+                done = fast(proc.mm, addr, length, prot)
+                if done is not None:
+                    if done < 0 and proc.kernel.pressure:
+                        raise error(-done)   # call() balances only a call that returned
+                    return done
+                return body(proc, addr, length, prot)
         return slow(proc, ev, *args)
     return mprotect
 
 
 def _direct_madvise(body, slow):
+    fast = fastpath.madvise
+
     def madvise(proc, ev, *args):
         if type(proc) is Process and len(args) == 3:
             addr, length, advice = args
             if (type(addr) is int and type(length) is int and type(advice) is int
                     and _INT_MIN <= advice < _INT_END):
-                return body(proc, addr & U64, length & U64, advice)
+                addr &= U64
+                length &= U64
+                done = fast(proc.mm, addr, length, advice)
+                if done is not None:
+                    if done < 0 and proc.kernel.pressure:
+                        raise error(-done)   # call() balances only a call that returned
+                    return done
+                return body(proc, addr, length, advice)
         return slow(proc, ev, *args)
     return madvise
 

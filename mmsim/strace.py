@@ -118,6 +118,8 @@ _PREFIX = re.compile(
     r"(?:\[\s*[0-9]{1,5}\]\s+)?"
     r"(?:\[(?:[0-9a-f]{8,16}|\?{8,16})\]\s+)?", re.ASCII)
 _PREFIX_STARTS = frozenset("0123456789[")
+# How a call's name starts: a line starting so has no prefix.
+_PLAIN_STARTS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 _CALL = re.compile(r"([a-z_][a-z0-9_]*)\(")
 _RESUMED = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>\s*")
 _UNFINISHED = " <unfinished ...>"
@@ -193,6 +195,28 @@ def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
     namer = _PidNamer(file)
     lines = _Lines(lines)
     for lineno, raw in lines:
+        if (raw and raw[0] in _PLAIN_STARTS and "<" not in raw and not raw[-1].isspace()
+                and not slots):
+            # A line with no prefix, decoration or surrounding blank (nothing for
+            # parse_line to strip or take off): parse_line would hand it to _fast_call
+            # as it is, so that comes first.
+            try:
+                event = _fast_call(raw, None, lineno, file)
+            except TraceError:
+                event = None   # parse_line reports it (or it starts a summary table)
+            if event is not None:
+                if held:
+                    for ev in held:
+                        yield namer.name(ev)
+                    held.clear()
+                if event.name in _NAMED_CALLS or None in namer.exited:
+                    yield namer.name(event)
+                else:
+                    # namer.name of an unprefixed call that neither forks nor exits,
+                    # its process not gone: it only notes that an event was named.
+                    namer.seen = True
+                    yield event
+                continue
         before = len(pending)
         try:
             event = parse_line(raw, lineno, file, pending)
@@ -512,24 +536,27 @@ def _fast_call(line, pid, lineno, file):
             or "=" in args_text or "(" in args_text or ")" in args_text
             or "/*" in args_text):
         return None
-    rest = line[close + 1:].strip()
-    result = None
-    if rest:
-        if not rest.startswith("="):
-            return None
-        value = rest[1:].strip()
-        result = _RESULTS.get(value)
-        if result is None:
-            if len(value) < 24 and _NUMBER.match(value):
-                result = _c_int(value)
-                if not LOWEST <= result <= HIGHEST:
-                    return None
-            else:
+    rest = line[close + 1:]
+    # " = value" with a value read before (so no blank around it): one lookup.
+    result = _RESULTS.get(rest[3:]) if rest[:3] == " = " else None
+    if result is None:
+        rest = rest.strip()
+        if rest:
+            if not rest.startswith("="):
                 return None
-            if len(_RESULTS) >= _RESULTS_MAX:
-                _RESULTS.clear()
-                _RESULTS["?"] = "?"
-            _RESULTS[value] = result
+            value = rest[1:].strip()
+            result = _RESULTS.get(value)
+            if result is None:
+                if len(value) < 24 and _NUMBER.match(value):
+                    result = _c_int(value)
+                    if not LOWEST <= result <= HIGHEST:
+                        return None
+                else:
+                    return None
+                if len(_RESULTS) >= _RESULTS_MAX:
+                    _RESULTS.clear()
+                    _RESULTS["?"] = "?"
+                _RESULTS[value] = result
     values = _VALUES
     # strace separates arguments with ", ": every one already seen is one lookup each.
     args = list(map(values.get, args_text.split(", "))) if args_text else []
@@ -915,6 +942,8 @@ def iovecs(items: list, file: str = "<trace>", lineno: int = 0) -> list[tuple[in
 
 
 FORKS = ("fork", "vfork", "clone", "clone3")
+# The calls whose name _PidNamer.name reads.
+_NAMED_CALLS = frozenset(FORKS + ("exit", "exit_group"))
 
 
 _CLONE3_KEEP = ("flags", "exit_signal")

@@ -17,7 +17,7 @@ import posixpath
 from collections.abc import Mapping
 
 from . import madvise as _madvise
-from . import filemap, mman, notebook, pages
+from . import fastpath, filemap, mman, notebook, pages
 from .files import DIR, EVENTFD, PIPE, REG, SEEKABLE, SOCKET, Inode
 from .cred import (CAP_IPC_LOCK, CAP_SYS_ADMIN, CAP_SYS_NICE, CAP_SYS_RESOURCE,
                    PTRACE_MODE_READ_FSCREDS, Cred, capable, capget, capset, inode_permission,
@@ -1101,6 +1101,11 @@ class Process:
     def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1,
              offset: int = 0) -> int:
         """mmap(2)."""
+        done = fastpath.mmap(self.mm, addr, length, prot, flags, offset)
+        if done is not None:
+            if done < 0:
+                raise error(-done)
+            return done
         file = None
         if not flags & MAP_ANONYMOUS:
             file = self.fds.get(fd)
@@ -1165,16 +1170,31 @@ class Process:
     @syscall(addr=ULONG, length=ULONG)
     def munmap(self, addr: int, length: int) -> int:
         """munmap(2)."""
+        done = fastpath.munmap(self.mm, addr, length)
+        if done is not None:
+            if done < 0:
+                raise error(-done)
+            return done
         return mman.munmap(self.mm, addr, length)
 
     @syscall(addr=ULONG, length=ULONG, prot=ULONG)
     def mprotect(self, addr: int, length: int, prot: int) -> int:
         """mprotect(2)."""
+        done = fastpath.mprotect(self.mm, addr, length, prot)
+        if done is not None:
+            if done < 0:
+                raise error(-done)
+            return done
         return mman.mprotect(self.mm, addr, length, prot)
 
     @syscall(addr=ULONG, length=ULONG, advice=INT)
     def madvise(self, addr: int, length: int, advice: int) -> int:
         """madvise(2)."""
+        done = fastpath.madvise(self.mm, addr, length, advice)
+        if done is not None:
+            if done < 0:
+                raise error(-done)
+            return done
         return _madvise.madvise(self.mm, addr, length, advice)
 
     @syscall(old_addr=ULONG, old_size=ULONG, new_size=ULONG, flags=ULONG, new_addr=ULONG)

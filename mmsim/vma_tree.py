@@ -348,17 +348,20 @@ class VmaTree:
             zip(islice(b, 0, None, 2), islice(b, 1, None, 2), v)
             for b, v in self._slices(start, end))
 
-    def values(self, start=0, end=None):
+    def values(self, start=0, end=None, check=True):
         """List of the entries overlapping ``[start, end)``, in order (the fast walk).
 
         A new list, so the caller may change the tree while going through it.
+        ``check=False`` skips checking the bounds: only for ints with ``0 <= start <
+        end <= 2**64`` (a syscall's range, already checked).
         """
         out = []
         if start == 0 and end is None:
             for leaf in self._ll:
                 out += leaf.v
             return out
-        if type(start) is int and type(end) is int and 0 <= start < end <= INDEX_LIMIT:
+        if not check or (type(start) is int and type(end) is int
+                         and 0 <= start < end <= INDEX_LIMIT):
             # _slices_gen's walk written out, with no generator: the common case.
             ll = self._ll
             li = bisect_right(self._lf, start) - 1
@@ -379,6 +382,38 @@ class VmaTree:
         for _, v in self._slices(start, end):
             out += v
         return out
+
+    def span(self, start, end):
+        """``(before, entries, after)``: the entries overlapping ``[start, end)`` as
+        ``values`` gives them, with the entry of the range just before the first of them
+        and just after the last (None where there is none), in one walk.  Without an
+        overlap, ``before`` and ``after`` are the entries either side of ``start``."""
+        if not (type(start) is int and type(end) is int and 0 <= start < end <= INDEX_LIMIT):
+            self._bad_range(start, end)
+        ll = self._ll
+        if not ll:
+            return None, [], None
+        out = []
+        li = bisect_right(self._lf, start) - 1
+        if li < 0:
+            li = k = 0
+            before = None
+        else:
+            k = bisect_right(ll[li].b, start) >> 1
+            before = ll[li].v[k - 1] if k else ll[li - 1].v[-1] if li else None
+        n = len(ll)
+        while True:
+            leaf = ll[li]
+            b = leaf.b
+            m = (bisect_left(b, end, 2 * k) + 1) >> 1   # ranges k..m-1 start below end
+            if k < m:
+                out += leaf.v[k:m]
+            if 2 * m < len(b):
+                return before, out, leaf.v[m]
+            li += 1
+            if li == n:
+                return before, out, None
+            k = 0
 
     def touch(self, index):
         """Say that the entry covering ``index`` changed in place (its key for
@@ -701,6 +736,73 @@ class VmaTree:
             self._fix(leaf, li, old_first)
         elif self._height:
             self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
+
+    def replace(self, start, end, bounds, entries, check=True):
+        """Make ``[start, end)`` hold exactly the ranges ``bounds`` (interleaved ``[s0,
+        e0, s1, e1, ...]``: sorted, disjoint, non-empty, inside ``[start, end)``), mapping
+        to ``entries``: what was there is trimmed at the edges and dropped inside.  The
+        same as ``erase(start, end)`` then a ``store`` of each range, in one leaf change
+        when the range lies in one leaf (an unmap with its edge splits, a mapping over
+        mapped space with the split VMAs either side).  ``check=False`` skips checking
+        the arguments: only for ranges made from VMAs, whose bounds are valid."""
+        if check:
+            if (type(start) is not int or type(end) is not int
+                    or not 0 <= start < end <= INDEX_LIMIT):
+                self._bad_range(start, end)
+            if len(bounds) != 2 * len(entries) or None in entries:
+                raise ValueError("bounds must be two per entry, and entries not None")
+            last = start
+            odd = False
+            for x in bounds:
+                if type(x) is not int or x < last or (odd and x == last):
+                    raise ValueError("bounds must be ints, sorted, non-empty and disjoint "
+                                     "ranges inside [start, end)")
+                last = x
+                odd = not odd
+            if last > end:
+                raise ValueError("bounds must lie inside [start, end)")
+        lf = self._lf
+        li = bisect_right(lf, start) - 1
+        if li < 0:
+            li = 0
+        if lf:
+            leaf = self._ll[li]
+            b = leaf.b
+            nb = len(b)
+            p = bisect_right(b, start)
+            m = (bisect_left(b, end, p) + 1) >> 1   # ranges p >> 1 .. m-1 start below end
+        if not lf or (2 * m == nb and li + 1 < len(lf) and lf[li + 1] < end):
+            # An empty tree, or a range that runs on into later leaves.
+            self.erase(start, end)
+            for i, entry in enumerate(entries):
+                self.store(bounds[2 * i], bounds[2 * i + 1], entry)
+            return
+        if not leaf.dirty:
+            _touch(leaf)
+        k = p >> 1
+        v = leaf.v
+        new_b = []
+        new_v = []
+        if k < m and b[2 * k] < start:
+            new_b += (b[2 * k], start)
+            new_v.append(v[k])
+        new_b += bounds
+        new_v += entries
+        if k < m and b[2 * m - 1] > end:
+            new_b += (end, b[2 * m - 1])
+            new_v.append(v[m - 1])
+        old_first = b[0]
+        old_gap = leaf.mg
+        _replace(leaf, k, m, new_b, new_v)
+        self._len += len(new_v) - (m - k)
+        n = len(v)
+        if n > self._width or (n < self._min and (self._height or not n)):
+            self._fix(leaf, li, old_first)
+        elif self._height and (k == 0 or 2 * m == nb or old_gap != leaf.mg):
+            self._lf[li] = b[0]
+            self._propagate(leaf, old_first, b[0], b[-1], leaf.mg)
+        else:
+            self._lf[li] = b[0]
 
     def _store_first(self, start, end, entry):
         """Store into an empty tree."""
@@ -1321,6 +1423,14 @@ def _replace(leaf, k, m, new_b, new_v):
     """Replace ranges ``k..m-1`` of ``leaf`` with the given ones, keeping its largest gap exact."""
     b = leaf.b
     top = leaf.mg
+    if top == _STALE:
+        # Its gaps wait for the rescan (_settle), which recomputes all three figures:
+        # nothing to keep up.  (A stream of MAP_FIXED calls, no gap search between
+        # them, leaves nearly every leaf so.)
+        b[2 * k:2 * m] = new_b
+        leaf.v[k:m] = new_v
+        leaf.gl = None
+        return
     count = leaf.mgc
     sec = leaf.sec
     n = len(b) >> 1

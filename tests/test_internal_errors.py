@@ -4,7 +4,7 @@ and ``mmsim: internal error ...``, and ``--debug`` prints the traceback."""
 
 import pytest
 
-from mmsim import cli, live, mman
+from mmsim import cli, fastpath, live, mman
 from mmsim.kernel import Kernel
 from mmsim.replay import Replayer
 from mmsim.strace import parse
@@ -24,6 +24,8 @@ def planted(monkeypatch):
     def broken(*args, **kwargs):
         raise PlantedBug("planted in mprotect")
     monkeypatch.setattr(mman, "mprotect", broken)
+    # The fused fast path runs first for the commonest mprotect calls: planted there too.
+    monkeypatch.setattr(fastpath, "mprotect", broken)
 
 
 @pytest.fixture

@@ -129,3 +129,40 @@ def test_fast_path_parses_like_the_general_parser(monkeypatch):
     fast = parse(text)
     monkeypatch.setattr(strace, "_fast_call", lambda *a: None)
     assert parse(text) == fast
+
+
+def test_plain_line_path_parses_as_parse_line(monkeypatch):
+    """iter_parse hands a line with no prefix, decoration or blank at its ends straight
+    to _fast_call: every trace under tests/data, the replay benchmark's and lines made to
+    sit at the edges of that shortcut parse to the same events with it turned off."""
+    import glob
+    import os
+
+    import attrs
+
+    from benchmarks import replay as replay_bench
+    from mmsim import strace
+    here = os.path.dirname(__file__)
+    texts = [replay_bench.workload(300)[0],
+             "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000\n"
+             "munmap(0x7f0000000000, 4096) =  0\n"
+             "munmap(0x7f0000000000, 4096)  = 0\n"
+             "madvise(0x7f0000000000, 4096, MADV_DONTNEED) = -1 ENOMEM (Cannot allocate memory)\n"
+             "exit_group(0) = ?\n"]
+    for path in sorted(glob.glob(os.path.join(here, "data", "**", "*"), recursive=True)):
+        if os.path.isfile(path):
+            with open(path, errors="replace") as f:
+                texts.append(f.read())
+    compared = 0
+    for text in texts:
+        try:
+            fast = strace.parse(text)
+        except TraceError:
+            continue
+        monkeypatch.setattr(strace, "_PLAIN_STARTS", frozenset())
+        plain = strace.parse(text)
+        monkeypatch.undo()
+        assert ([attrs.asdict(e, recurse=False) for e in fast]
+                == [attrs.asdict(e, recurse=False) for e in plain])
+        compared += 1
+    assert compared > 100

@@ -774,3 +774,122 @@ def test_deferred_rescans_and_gap_lists_follow_mmap_churn(width):
             assert list(tree.items()) == model.ranges
     tree.check()
     assert list(tree.items()) == model.ranges
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(1, 6)), min_size=1, max_size=120),
+       st.sampled_from([4, 5, 8]), st.integers(0, 420), st.integers(1, 40), st.booleans())
+def test_span_is_values_with_its_neighbours(ranges, width, start, length, at_a_start):
+    """span(start, end) gives values(start, end), the entry just before the first of
+    them and just after the last (or either side of ``start`` when none overlaps), on
+    trees of several leaves."""
+    tree = VmaTree(width)
+    model = {}
+    for s, n in ranges:
+        tree.store(s, s + n, (s, s + n))
+        for k in [k for k, (a, b) in model.items() if a < s + n and s < b]:
+            a, b = model.pop(k)
+            if a < s:
+                model[a] = (a, s)
+            if b > s + n:
+                model[s + n] = (s + n, b)
+        model[s] = (s, s + n)
+    spans = sorted(model.values())
+    if at_a_start:   # start where a range starts: often a leaf's first
+        start = spans[start % len(spans)][0]
+    end = start + length
+    over = [r for r in spans if r[0] < end and start < r[1]]
+    lower = [r for r in spans if r[1] <= (over[0][0] if over else start)]
+    higher = [r for r in spans if r[0] >= (over[-1][1] if over else end)]
+    # the tree's entries are stale tuples once trimmed: compare by the tree's own items
+    items = [(s, e) for s, e, _ in tree.items()]
+    assert items == spans
+    entries = {(s, e): v for s, e, v in tree.items()}
+    before, got, after = tree.span(start, end)
+    assert got == tree.values(start, end) == [entries[r] for r in over]
+    assert before == (entries[lower[-1]] if lower else None)
+    assert after == (entries[higher[0]] if higher else None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(1, 6)), max_size=120),
+       st.sampled_from([4, 5, 8]),
+       st.lists(st.tuples(st.sampled_from(["replace", "gap"]), st.integers(0, 420),
+                          st.integers(1, 40), st.lists(st.integers(0, 40), max_size=6)),
+                min_size=1, max_size=8))
+def test_replace_is_erase_then_stores(ranges, width, ops):
+    """replace(start, end, bounds, entries) leaves the tree erase(start, end) and a
+    store of each range leave, with a consistent structure (check()), and gap searches
+    answer alike after it."""
+    trees = [VmaTree(width), VmaTree(width)]
+    for tree in trees:
+        for s, n in ranges:
+            tree.store(s, s + n, (s, s + n))
+    for kind, start, length, cuts in ops:
+        end = start + length
+        if kind == "gap":
+            for tree in trees:
+                tree.check()
+            assert (trees[0].empty_area(0, 1000, length)
+                    == trees[1].empty_area(0, 1000, length))
+            continue
+        points = sorted({start + c for c in cuts if c < length} | {start, end})
+        # every other piece between the cut points, as new ranges
+        bounds = []
+        for i in range(0, len(points) - 1, 2):
+            bounds += (points[i], points[i + 1])
+        entries = [("new", s) for s in bounds[::2]]
+        trees[0].replace(start, end, list(bounds), list(entries))
+        trees[1].erase(start, end)
+        for i, entry in enumerate(entries):
+            trees[1].store(bounds[2 * i], bounds[2 * i + 1], entry)
+        for tree in trees:
+            tree.check()
+        assert list(trees[0].items()) == list(trees[1].items())
+        assert len(trees[0]) == len(trees[1])
+
+
+def test_replace_rejects_bad_bounds():
+    tree = VmaTree()
+    tree.store(10, 20, "a")
+    for bounds, entries in [([5, 12], ["x"]), ([12, 12], ["x"]), ([12, 14, 13, 15], ["x", "y"]),
+                            ([12, 30], ["x"]), ([12, 14], []), ([12, 14], [None])]:
+        with pytest.raises(ValueError):
+            tree.replace(10, 20, bounds, entries)
+    assert list(tree.items()) == [(10, 20, "a")]
+
+
+@pytest.mark.parametrize("width", [4, 8, 256])
+def test_replace_is_erase_then_stores_seeded(width):
+    """The same comparison over long seeded runs: edges at, inside and beside ranges,
+    leaves splitting and merging."""
+    import random
+    rng = random.Random(width)
+    trees = [VmaTree(width), VmaTree(width)]
+    for step in range(3000):
+        start = rng.randrange(2000)
+        end = start + rng.randint(1, 30)
+        cuts = sorted({start, end} | {rng.randrange(start, end) for _ in range(rng.randint(0, 4))})
+        bounds = []
+        for i in range(rng.randint(0, 1), len(cuts) - 1, 2):
+            bounds += (cuts[i], cuts[i + 1])
+        entries = [("r", step, s) for s in bounds[::2]]
+        trees[0].replace(start, end, list(bounds), list(entries))
+        trees[1].erase(start, end)
+        for i, entry in enumerate(entries):
+            trees[1].store(bounds[2 * i], bounds[2 * i + 1], entry)
+        if step % 100 == 0:
+            for tree in trees:
+                tree.check()
+            assert list(trees[0].items()) == list(trees[1].items())
+    assert list(trees[0].items()) == list(trees[1].items())
+    assert trees[0].empty_area(0, 3000, 5) == trees[1].empty_area(0, 3000, 5)
+
+
+def test_values_unchecked_is_values():
+    """values(start, end, check=False) gives what the checked call gives on good bounds."""
+    tree = VmaTree(4)
+    for s in range(0, 200, 3):
+        tree.store(s, s + 2, s)
+    for start, end in [(0, 1), (1, 2), (5, 40), (199, 300), (0, INDEX_LIMIT), (250, 260)]:
+        assert tree.values(start, end, False) == tree.values(start, end)
