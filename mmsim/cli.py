@@ -10,7 +10,7 @@ from typing import TextIO
 
 from .kernel import Kernel
 from .live import available, diff_trace
-from . import plot, procfs, sweep
+from . import access, plot, procfs, sweep
 from .defs import PAGE_SIZE
 from .replay import Outcome, Replayer, format_result
 from .strace import TraceError, iter_lines, iter_parse, parse, parse_line, read_trace
@@ -160,7 +160,24 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(default: %(default)s)")
     sw.add_argument("--scheduler", metavar="ADDRESS", default=None,
                     help="a running scheduler, e.g. tcp://HOST:8786, instead of a LocalCluster")
-    for each in (r, f, c, d, pl, sw):
+    ma = sub.add_parser(
+        "merge-access", help="merge memory-access records into an strace log",
+        description="Put the records of ACCESSES (JSONL or CSV of time,pid,addr,length,op; "
+                    "'perf script' page-fault samples; 'damo report raw' output) into TRACE "
+                    "as '# access ADDR LENGTH r|w' lines, each before the first call logged "
+                    "after it (TRACE recorded with strace -ttt; perf with -k CLOCK_REALTIME, "
+                    "or give the clocks' difference with --offset).  'mmsim replay' then "
+                    "faults those pages.  Exit status 2 for a malformed input.")
+    ma.add_argument("trace", help="the strace log")
+    ma.add_argument("accesses", help="the access records")
+    ma.add_argument("--format", choices=("jsonl", "csv", "perf", "damo"), default=None,
+                    help="the records' format (default: by suffix: .jsonl, .csv; else perf)")
+    ma.add_argument("--offset", type=float, default=0.0,
+                    help="seconds added to every record's time (default 0)")
+    ma.add_argument("--damon-target", metavar="ID:PID", action="append", default=[],
+                    help="the log's pid of a DAMON target_id (repeatable; damo only)")
+    ma.add_argument("-o", "--out", default="-", help="where to write the merged log")
+    for each in (r, f, c, d, pl, sw, ma):
         # SUPPRESS: given before the command, --debug must survive the subparser.
         each.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                           help=DEBUG_HELP)
@@ -259,6 +276,9 @@ class Writer:
                     "fields": procfs.parse_fields(o.smaps)}
         if ev.kind == "exit":
             return {"type": "exit", "line": ev.line, "pid": o.label, "text": o.line()}
+        if ev.kind == "access":
+            return {"type": "access", "line": ev.line, "pid": o.label, "text": o.line(),
+                    "result": o.result}
         return {"type": "call", "line": ev.line, "pid": o.label, "call": ev.name,
                 "text": o.line(), "result": o.result, "recorded": ev.result,
                 "recorded_text": None if ev.result is None else
@@ -461,6 +481,8 @@ def _run(args, out):
             return run_plot(args, out)
         if args.command == "sweep":
             return run_sweep(args, out)
+        if args.command == "merge-access":
+            return run_merge_access(args, out)
         if args.command == "demo":
             if args.show_trace:
                 out.write(DEMO)
@@ -590,6 +612,30 @@ def run_sweep(args: argparse.Namespace, out: TextIO) -> int:
         return 2
     sweep.sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
                 log=lambda msg: out.write(msg + "\n"))
+    return 0
+
+
+def run_merge_access(args: argparse.Namespace, out: TextIO) -> int:
+    """``mmsim merge-access``: write TRACE with the access records merged in."""
+    trace, text = _read(args.trace), _read(args.accesses)
+    if trace is None or text is None:
+        return 2
+    fmt = args.format or {"jsonl": "jsonl", "csv": "csv"}.get(
+        args.accesses.rsplit(".", 1)[-1], "perf")
+    try:
+        targets = dict(tuple(int(x) for x in t.split(":")) for t in args.damon_target)
+        records = {"jsonl": access.read_jsonl, "csv": access.read_csv,
+                   "perf": access.from_perf_script,
+                   "damo": lambda t: access.from_damon_raw(t, targets)}[fmt](text)
+    except (ValueError, access.AccessFormatError) as e:
+        print(f"mmsim: {args.accesses}: {e}", file=sys.stderr)
+        return 2
+    merged = access.merge(trace, records, args.offset)
+    if args.out == "-":
+        out.write(merged)
+    else:
+        with open(args.out, "w") as f:
+            f.write(merged)
     return 0
 
 

@@ -112,3 +112,58 @@ def test_merge_keeps_every_line_and_orders_records_by_time(rec_times, line_times
         else:
             t = next(r.time for r in recs if access.access_line(r) == ln)
             assert t >= last_call - 1e-6
+
+
+TRACE = ("100 1700000000.100000 mmap(0x200000000000, 4194304, PROT_READ|PROT_WRITE, "
+         "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0) = 0x200000000000\n"
+         "100 1700000000.300000 munmap(0x200000000000, 2097152) = 0\n"
+         "100 1700000000.400000 exit_group(0) = ?\n")
+
+
+def test_replayed_access_lines_fault_the_pages(tmp_path, capsys):
+    """Merged records drive the replay: the write before the munmap faults a THP in
+    the half that stays; an access after it faults (EFAULT) and is shown."""
+    from mmsim.cli import main
+    (tmp_path / "t.strace").write_text(TRACE)
+    (tmp_path / "a.csv").write_text("time,pid,addr,length,op\n"
+                                    "0.2,100,0x200000200000,4096,w\n"
+                                    "0.35,100,0x200000000000,4096,r\n")
+    assert main(["merge-access", str(tmp_path / "t.strace"), str(tmp_path / "a.csv"),
+                 "--offset", "1700000000", "-o", str(tmp_path / "m.strace")]) == 0
+    merged = (tmp_path / "m.strace").read_text()
+    assert merged.splitlines()[1] == "100 # access 0x200000200000 4096 w"
+    assert merged.splitlines()[3] == "100 # access 0x200000000000 4096 r"
+    merged = merged.replace("100 1700000000.400000 exit_group(0) = ?\n", "100 # dump\n")
+    (tmp_path / "m.strace").write_text(merged)
+    assert main(["replay", str(tmp_path / "m.strace"), "--thp", "always"]) == 0
+    out = capsys.readouterr().out
+    assert "# access 0x200000000000 4096 r = -1 EFAULT (Bad address)" in out
+    assert "# access 0x200000200000" not in out     # a successful access prints nothing
+    smaps = out.split("# dump pid")[1]
+    assert "AnonHugePages:      2048 kB" in smaps
+
+
+def test_a_malformed_access_line_is_a_trace_error():
+    from mmsim.strace import TraceError, parse
+    for line in ("# access 0x1000 4096", "# access 0x1000 0 w", "# access zz 4096 r"):
+        with pytest.raises(TraceError):
+            parse(line + "\n", "t")
+
+
+def test_merge_access_refuses_malformed_records(tmp_path, capsys):
+    from mmsim.cli import main
+    (tmp_path / "t.strace").write_text(TRACE)
+    (tmp_path / "a.jsonl").write_text('{"time": 1}\n')
+    assert main(["merge-access", str(tmp_path / "t.strace"), str(tmp_path / "a.jsonl")]) == 2
+    assert "line 1" in capsys.readouterr().err
+
+
+def test_access_outcome_in_the_json_document(tmp_path, capsys):
+    import json
+    from mmsim.cli import main
+    (tmp_path / "t.strace").write_text("# access 0x1000 4096 w\n")
+    assert main(["replay", str(tmp_path / "t.strace"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["events"] == [{"type": "access", "line": 1, "pid": doc["events"][0]["pid"],
+                              "text": "# access 0x1000 4096 w = -1 EFAULT (Bad address)",
+                              "result": -14}]
