@@ -20,9 +20,9 @@ strace log names it, the first byte's address, a length in bytes, and ``op`` "r"
 
 ``merge(trace_text, records, offset)`` puts each record into the log as a
 ``PID # access ADDR LENGTH r|w`` line before the first call logged after it; the
-times must share a clock: record the log with ``strace -ttt`` (wall-clock seconds)
-and perf with ``-k CLOCK_REALTIME``, or give the difference as ``offset`` (added to
-every record's time).  The replayer then faults those pages as ``Process.touch``
+times must share a clock: give the difference as ``offset`` (added to every
+record's time), or None to line the first record up with the log's first timed
+line (strace ``-ttt`` prints wall-clock seconds, perf its own clock).  The replayer then faults those pages as ``Process.touch``
 does (docs/replay.md, "Access lines").
 """
 
@@ -35,7 +35,7 @@ import re
 from .errors import MmsimError
 
 __all__ = ["Access", "AccessFormatError", "read_jsonl", "read_csv", "from_perf_script",
-           "from_damon_raw", "merge", "access_line"]
+           "from_damon_raw", "merge", "access_line", "logged_pids"]
 
 
 class AccessFormatError(MmsimError, ValueError):
@@ -191,11 +191,31 @@ def access_line(rec):
 _TIME = re.compile(r"^(?:\[pid\s+\d+\]|\d+)?\s*(\d{9,}\.\d+)\s")
 
 
+_PID = re.compile(r"^(?:\[pid\s+(\d+)\]|(\d+))\s")
+
+
+def logged_pids(trace_text):
+    """The pids the log's lines name (``strace -f -o`` gives every line one)."""
+    pids = set()
+    for line in trace_text.splitlines():
+        m = _PID.match(line)
+        if m:
+            pids.add(int(m.group(1) or m.group(2)))
+    return pids
+
+
 def merge(trace_text, records, offset=0.0):
     """The trace text with every record (time + ``offset``) as an access line before
     the first logged line whose ``-ttt`` time is later; records after the last
-    timed line go at the end.  Lines without a time keep their place."""
-    recs = sorted(records, key=lambda r: r.time)
+    timed line go at the end.  Lines without a time keep their place.  ``offset``
+    None lines the first record up with the first timed line (for clocks that
+    differ, such as perf's default one and strace's wall clock).  Records of a pid
+    the log never names (strace's own faults, other programs) are left out."""
+    pids = logged_pids(trace_text)
+    recs = sorted((r for r in records if not pids or r.pid in pids), key=lambda r: r.time)
+    if offset is None:
+        first = next((m for m in map(_TIME.match, trace_text.splitlines()) if m), None)
+        offset = float(first.group(1)) - recs[0].time if first and recs else 0.0
     times = [r.time + offset for r in recs]
     out = []
     i = 0

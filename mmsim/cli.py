@@ -165,15 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Put the records of ACCESSES (JSONL or CSV of time,pid,addr,length,op; "
                     "'perf script' page-fault samples; 'damo report raw' output) into TRACE "
                     "as '# access ADDR LENGTH r|w' lines, each before the first call logged "
-                    "after it (TRACE recorded with strace -ttt; perf with -k CLOCK_REALTIME, "
-                    "or give the clocks' difference with --offset).  'mmsim replay' then "
+                    "after it (TRACE recorded with strace -ttt; give the clocks' difference "
+                    "with --offset, or --offset auto to start both together).  'mmsim replay' then "
                     "faults those pages.  Exit status 2 for a malformed input.")
     ma.add_argument("trace", help="the strace log")
     ma.add_argument("accesses", help="the access records")
     ma.add_argument("--format", choices=("jsonl", "csv", "perf", "damo"), default=None,
                     help="the records' format (default: by suffix: .jsonl, .csv; else perf)")
-    ma.add_argument("--offset", type=float, default=0.0,
-                    help="seconds added to every record's time (default 0)")
+    ma.add_argument("--offset", default="0",
+                    help="seconds added to every record's time, or 'auto': line the first "
+                         "record up with the log's first timed line (default 0)")
     ma.add_argument("--damon-target", metavar="ID:PID", action="append", default=[],
                     help="the log's pid of a DAMON target_id (repeatable; damo only)")
     ma.add_argument("-o", "--out", default="-", help="where to write the merged log")
@@ -620,6 +621,12 @@ def run_merge_access(args: argparse.Namespace, out: TextIO) -> int:
     trace, text = _read(args.trace), _read(args.accesses)
     if trace is None or text is None:
         return 2
+    try:
+        offset = None if args.offset == "auto" else float(args.offset)
+    except ValueError:
+        print(f"mmsim: --offset {args.offset!r}: a number of seconds or 'auto'",
+              file=sys.stderr)
+        return 2
     fmt = args.format or {"jsonl": "jsonl", "csv": "csv"}.get(
         args.accesses.rsplit(".", 1)[-1], "perf")
     try:
@@ -630,7 +637,7 @@ def run_merge_access(args: argparse.Namespace, out: TextIO) -> int:
     except (ValueError, access.AccessFormatError) as e:
         print(f"mmsim: {args.accesses}: {e}", file=sys.stderr)
         return 2
-    merged = access.merge(trace, records, args.offset)
+    merged = access.merge(trace, records, offset)
     if args.out == "-":
         out.write(merged)
     else:

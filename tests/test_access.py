@@ -167,3 +167,29 @@ def test_access_outcome_in_the_json_document(tmp_path, capsys):
     assert doc["events"] == [{"type": "access", "line": 1, "pid": doc["events"][0]["pid"],
                               "text": "# access 0x1000 4096 w = -1 EFAULT (Bad address)",
                               "result": -14}]
+
+
+def test_merge_leaves_out_pids_the_log_never_names_and_can_align_clocks():
+    trace = ("100 1700000000.100000 getpid() = 100\n"
+             "[pid 101] 1700000000.200000 getpid() = 101\n"
+             "100 1700000000.300000 getpid() = 100\n")
+    recs = [Access(5.0, 100, 4096, 4096, "r"), Access(5.15, 101, 8192, 4096, "w"),
+            Access(5.05, 999, 0, 4096, "r")]
+    assert access.logged_pids(trace) == {100, 101}
+    lines = access.merge(trace, recs, offset=None).splitlines()
+    # auto: the first record (5.0) lines up with the first line (.1), so 5.15 is .25.
+    assert lines == ["100 # access 0x1000 4096 r", "100 1700000000.100000 getpid() = 100",
+                     "[pid 101] 1700000000.200000 getpid() = 101", "101 # access 0x2000 4096 w",
+                     "100 1700000000.300000 getpid() = 100"]
+
+
+def test_real_perf_script_output_parses():
+    """A line of perf 6.1's own output for the tracepoint (recorded on the reference
+    machine): instruction fetches (error_code 0x14) are reads, 0x6 a user write."""
+    text = ("         python3 15950 [000] 36643.134755: exceptions:page_fault_user: "
+            "address=0x7fcc96cb0b70 ip=0x7fcc96cb0b70 error_code=0x14\n"
+            "         python3 15950 [000] 36643.134762: exceptions:page_fault_user: "
+            "address=0x7fcc96cc9e06 ip=0x7fcc96cb17ad error_code=0x6\n")
+    assert access.from_perf_script(text) == [
+        Access(36643.134755, 15950, 0x7fcc96cb0000, 4096, "r"),
+        Access(36643.134762, 15950, 0x7fcc96cc9000, 4096, "w")]
