@@ -13,7 +13,7 @@ from math import isqrt
 
 from . import memcg as memcg_mod
 from . import cgroup as cgroup_mod
-from . import notebook
+from . import metrics, notebook
 from . import oom, overcommit, pages, procfs, sysctl, vmscan
 from .khugepaged import Khugepaged
 from .cred import CAP_DAC_OVERRIDE, CAP_SYS_RESOURCE, Cred, capable
@@ -497,6 +497,11 @@ class Kernel:
             self.now_ns = end
         finally:
             self.current = previous
+
+    def sample(self) -> dict:
+        """One consistent snapshot of the machine's numbers: vmstat, meminfo, every
+        cgroup's memory files and every process' memory (mmsim.metrics.sample)."""
+        return metrics.sample(self)
 
     def _repr_html_(self):
         """A notebook's view: the memory summary and the processes."""
