@@ -531,6 +531,7 @@ def _decoration_end(line, pos, file, lineno):
 # Values of argument texts already evaluated ("PROT_READ|PROT_WRITE", "0x7f0000"...):
 # traces repeat the same few constants, and a lookup is far cheaper than a parse.
 _VALUES = {"NULL": 0}
+_VALUES_MAX = 1 << 16
 # Results already read ("0", "0x7f0000"...), each an int in a register's range; cleared
 # when it grows past _RESULTS_MAX, so a trace of ever-new addresses keeps memory flat.
 _RESULTS = {"?": "?"}
@@ -588,7 +589,14 @@ def _fast_call(line, pid, lineno, file):
                 if v is None:
                     if not a:
                         return None
-                    v = values[a] = _expr(a, file, lineno)
+                    v = _expr(a, file, lineno)
+                    if len(values) >= _VALUES_MAX:
+                        # Addresses and lengths are kept too (a repeated one is then
+                        # one lookup), so the cache is emptied now and then to keep
+                        # memory flat over a trace of ever-new values.
+                        values.clear()
+                        values["NULL"] = 0
+                    values[a] = v
                 args.append(v)
     counts = ARITY.get(name)
     if counts is not None and len(args) not in counts:
