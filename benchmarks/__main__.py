@@ -8,6 +8,7 @@ import time
 
 from . import (fork, kernel, khugepaged, mctl_walk, mm_memory, reclaim, replay, replay_floor,
                store, store_floor, store_mmap)
+from . import sweep as sweep_bench
 
 
 def _log(msg):
@@ -65,6 +66,8 @@ def main(argv=None):
                                            "1 GiB of eligible anonymous memory")
     kh.add_argument("--mib", type=int, default=1024)
     kh.add_argument("--repeats", type=int, default=3)
+    sp = sub.add_parser("sweep", help="cells per minute of a sweep on 1 and 2 Dask workers")
+    sp.add_argument("--spec", default=sweep_bench.DEFAULT_SPEC)
     args = ap.parse_args(argv)
 
     cmd = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -133,6 +136,10 @@ def main(argv=None):
         print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
         size = args.mib << 20
         print(khugepaged.table(khugepaged.run(size, args.repeats), size))
+        return 0
+    if args.cmd == "sweep":
+        print(f"`{cmd}` (Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")
+        print(sweep_bench.table(sweep_bench.run(args.spec), args.spec))
         return 0
     if args.cmd == "width":
         print(store.width_table(args.sizes, args.widths, args.repeats, _log))

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from .kernel import Kernel
 from .live import available, diff_trace
-from . import procfs
+from . import access, plot, procfs, sweep
 from .defs import PAGE_SIZE
 from .replay import Outcome, Replayer, format_result
 from .strace import TraceError, iter_lines, iter_parse, parse, parse_line, read_trace
@@ -131,7 +131,54 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Replay the built-in mctl scenario (THP 'always').")
     d.add_argument("--json", action="store_true", help="write one JSON document")
     d.add_argument("--show-trace", action="store_true", help="print the scenario's trace")
-    for each in (r, f, c, d):
+    pl = sub.add_parser(
+        "plot", help="draw the address-space map of a replayed trace's processes",
+        description="Replay TRACE (or, with --demo, the built-in demo under THP 'always') "
+                    "and draw the address space of every process alive at its end: one "
+                    "bar per VMA, coloured by kind, with its resident and huge (PMD) "
+                    "ranges.  The format follows OUT's suffix (.png, .svg, .pdf).  Needs "
+                    "the sandbox extra (matplotlib).")
+    pl.add_argument("trace", nargs="?", help="the trace file ('-' for standard input)")
+    pl.add_argument("--demo", action="store_true", help="draw the demo's processes")
+    pl.add_argument("-o", "--out", required=True, help="the picture to write")
+    pl.add_argument("--max-vmas", type=int, default=40,
+                    help="the largest VMAs drawn per process (default: %(default)s)")
+    pl.add_argument("--follow", action="store_true", help="as for 'mmsim replay'")
+    _common(pl)
+    sw = sub.add_parser(
+        "sweep", help="run a study over a grid of configurations on Dask",
+        description="Expand SPEC's grid (a TOML file: [sweep] study, [grid], [params], "
+                    "[plot]) and run every cell not yet in OUT on a dask.distributed "
+                    "LocalCluster of WORKERS processes (or the cluster at --scheduler), "
+                    "with a progress bar and ETA on a terminal; write OUT/results.parquet "
+                    "(one row per cell) and OUT/heatmap.png, and print a summary.  A re-run "
+                    "skips the cells already done.  Needs the sandbox extra.")
+    sw.add_argument("spec", help="the sweep's TOML file")
+    sw.add_argument("--workers", type=int, default=2,
+                    help="LocalCluster worker processes (default: %(default)s)")
+    sw.add_argument("--out", default="sweep-out", help="the output directory "
+                                                        "(default: %(default)s)")
+    sw.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                    help="a running scheduler, e.g. tcp://HOST:8786, instead of a LocalCluster")
+    ma = sub.add_parser(
+        "merge-access", help="merge memory-access records into an strace log",
+        description="Put the records of ACCESSES (JSONL or CSV of time,pid,addr,length,op; "
+                    "'perf script' page-fault samples; 'damo report raw' output) into TRACE "
+                    "as '# access ADDR LENGTH r|w' lines, each before the first call logged "
+                    "after it (TRACE recorded with strace -ttt; give the clocks' difference "
+                    "with --offset, or --offset auto to start both together).  'mmsim replay' then "
+                    "faults those pages.  Exit status 2 for a malformed input.")
+    ma.add_argument("trace", help="the strace log")
+    ma.add_argument("accesses", help="the access records")
+    ma.add_argument("--format", choices=("jsonl", "csv", "perf", "damo"), default=None,
+                    help="the records' format (default: by suffix: .jsonl, .csv; else perf)")
+    ma.add_argument("--offset", default="0",
+                    help="seconds added to every record's time, or 'auto': line the first "
+                         "record up with the log's first timed line (default 0)")
+    ma.add_argument("--damon-target", metavar="ID:PID", action="append", default=[],
+                    help="the log's pid of a DAMON target_id (repeatable; damo only)")
+    ma.add_argument("-o", "--out", default="-", help="where to write the merged log")
+    for each in (r, f, c, d, pl, sw, ma):
         # SUPPRESS: given before the command, --debug must survive the subparser.
         each.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                           help=DEBUG_HELP)
@@ -230,6 +277,9 @@ class Writer:
                     "fields": procfs.parse_fields(o.smaps)}
         if ev.kind == "exit":
             return {"type": "exit", "line": ev.line, "pid": o.label, "text": o.line()}
+        if ev.kind == "access":
+            return {"type": "access", "line": ev.line, "pid": o.label, "text": o.line(),
+                    "result": o.result}
         return {"type": "call", "line": ev.line, "pid": o.label, "call": ev.name,
                 "text": o.line(), "result": o.result, "recorded": ev.result,
                 "recorded_text": None if ev.result is None else
@@ -428,6 +478,12 @@ def _run(args, out):
             return run_diff(args, out)
         if args.command == "conform":
             return run_conform(args, out)
+        if args.command == "plot":
+            return run_plot(args, out)
+        if args.command == "sweep":
+            return run_sweep(args, out)
+        if args.command == "merge-access":
+            return run_merge_access(args, out)
         if args.command == "demo":
             if args.show_trace:
                 out.write(DEMO)
@@ -497,7 +553,8 @@ def run_conform(args: argparse.Namespace, out: TextIO) -> int:
               f"{' '.join(testing.CALLS)}", file=sys.stderr)
         return 2
 
-    bar = tqdm(total=args.examples, unit="seq", file=sys.stderr, leave=True)
+    # disable=None: the bar shows on a terminal only.
+    bar = tqdm(total=args.examples, unit="seq", file=sys.stderr, leave=True, disable=None)
 
     def progress(i, n):
         # hypothesis may run a few more examples than asked (ones it discards): cap.
@@ -518,6 +575,75 @@ def run_conform(args: argparse.Namespace, out: TextIO) -> int:
     out.write(diff.message + "\n")
     out.write(f"# the shrunk sequence is in {args.out}\n")
     return 1
+
+
+def run_plot(args: argparse.Namespace, out: TextIO) -> int:
+    """``mmsim plot``: replay, then draw the address space of each live process."""
+    if args.demo == (args.trace is not None):
+        print("mmsim: plot needs a TRACE or --demo (not both)", file=sys.stderr)
+        return 2
+    if args.demo:
+        text, name, thp_mode = DEMO, "<demo>", "always"
+    else:
+        text, name, thp_mode = _read(args.trace), args.trace, args.thp
+        if text is None:
+            return 2
+    replayer = Replayer(Kernel(thp=thp_mode, seed=args.seed, randomize=not args.norandmaps),
+                        args.follow, None, name)
+    replayer.run(parse(text, name))
+    shown = [(pid, p) for pid, p in replayer.procs.items()
+             if p.state == "running" and p.mm is not None and any(True for _ in p.mm.vmas())]
+    if not shown:
+        print("mmsim: no process with a mapping is alive at the end", file=sys.stderr)
+        return 2
+    labels = [f"trace pid {pid}" if pid is not None else "initial process" for pid, _ in shown]
+    fig = plot.address_space([p for _, p in shown], max_vmas=args.max_vmas, labels=labels,
+                             title=f"{name} (THP {thp_mode})")
+    plot.save(fig, args.out)
+    out.write(f"# {len(shown)} address spaces drawn in {args.out}\n")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace, out: TextIO) -> int:
+    """``mmsim sweep``: run the spec's cells on Dask and write the table and heatmap."""
+    try:
+        sweep.load_spec(args.spec)
+    except (OSError, ValueError) as e:
+        print(f"mmsim: {e}", file=sys.stderr)
+        return 2
+    sweep.sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
+                log=lambda msg: out.write(msg + "\n"))
+    return 0
+
+
+def run_merge_access(args: argparse.Namespace, out: TextIO) -> int:
+    """``mmsim merge-access``: write TRACE with the access records merged in."""
+    trace, text = _read(args.trace), _read(args.accesses)
+    if trace is None or text is None:
+        return 2
+    try:
+        offset = None if args.offset == "auto" else float(args.offset)
+    except ValueError:
+        print(f"mmsim: --offset {args.offset!r}: a number of seconds or 'auto'",
+              file=sys.stderr)
+        return 2
+    fmt = args.format or {"jsonl": "jsonl", "csv": "csv"}.get(
+        args.accesses.rsplit(".", 1)[-1], "perf")
+    try:
+        targets = dict(tuple(int(x) for x in t.split(":")) for t in args.damon_target)
+        records = {"jsonl": access.read_jsonl, "csv": access.read_csv,
+                   "perf": access.from_perf_script,
+                   "damo": lambda t: access.from_damon_raw(t, targets)}[fmt](text)
+    except (ValueError, access.AccessFormatError) as e:
+        print(f"mmsim: {args.accesses}: {e}", file=sys.stderr)
+        return 2
+    merged = access.merge(trace, records, offset)
+    if args.out == "-":
+        out.write(merged)
+    else:
+        with open(args.out, "w") as f:
+            f.write(merged)
+    return 0
 
 
 def main_exit() -> None:

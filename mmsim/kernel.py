@@ -4,6 +4,7 @@ creation, and /proc reads."""
 from __future__ import annotations
 
 import errno
+import heapq
 import itertools
 import os
 import posixpath
@@ -12,6 +13,7 @@ from math import isqrt
 
 from . import memcg as memcg_mod
 from . import cgroup as cgroup_mod
+from . import metrics, notebook
 from . import oom, overcommit, pages, procfs, sysctl, vmscan
 from . import shmem as shmem_mod
 from . import thp as thp_mod
@@ -138,6 +140,8 @@ class Kernel:
         self.now_ns = 0
         self._next_flush_ns = STATS_FLUSH_NS
         self.khugepaged = Khugepaged(self)
+        self._timers = []      # heap of (when_ns, seq, callback, readonly)
+        self._timer_seq = 0
 
     # ------------------------------------------------------------------ files
 
@@ -449,7 +453,9 @@ class Kernel:
         system calls take no simulated time.  Stretches where nothing changes are
         skipped in one step: flushes with nothing new to fold, and whole repeats of a
         khugepaged cycle that collapses nothing (``Khugepaged.fast_forward``), so a
-        long advance costs what its events cost."""
+        long advance costs what its events cost.  Timers (``call_at``: workloads,
+        recorders) run in the same time order; an exception from one leaves the
+        clock at its time and is raised from here."""
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise TypeError(f"seconds must be an int or a float, not {seconds!r}")
         if not seconds >= 0 or seconds == float("inf"):
@@ -462,14 +468,29 @@ class Kernel:
             if khugepaged.running != khugepaged.pmd_enabled():
                 khugepaged.start_stop()   # ``thp`` was set without the sysfs write
             khugepaged.forget()
+            timers = self._timers
             while True:
                 wake = khugepaged.wake_at if khugepaged.running else None
                 flush = self._next_flush_ns
+                timer = timers[0][0] if timers else None
+                # Nothing may be skipped past the next timer: it may change anything.
+                horizon = end if timer is None else min(end, timer)
+                if timer is not None and timer <= horizon and (
+                        wake is None or timer < wake) and timer < flush:
+                    self.now_ns = max(self.now_ns, timer)
+                    _, _, callback, readonly = heapq.heappop(timers)
+                    callback()
+                    self.current = None
+                    if not readonly:
+                        if khugepaged.running != khugepaged.pmd_enabled():
+                            khugepaged.start_stop()
+                        khugepaged.forget()
+                    continue
                 if wake is not None and wake <= flush:
                     if wake > end:
                         break
                     self.now_ns = max(self.now_ns, wake)
-                    khugepaged.fast_forward(end)
+                    khugepaged.fast_forward(horizon)
                     self.pressure = False
                     khugepaged.run()
                     if self.pressure:
@@ -481,12 +502,48 @@ class Kernel:
                     memcg_mod.flush_stats(self.root_memcg)
                     # The flushes before the next event would fold the same numbers
                     # again: the next one that can matter is the first at or after it.
-                    nxt = min(wake if wake is not None else end, end)
+                    nxt = min(wake if wake is not None else end, horizon)
                     self._next_flush_ns = max(-(-nxt // STATS_FLUSH_NS) * STATS_FLUSH_NS,
                                               flush + STATS_FLUSH_NS)
             self.now_ns = end
         finally:
             self.current = previous
+
+    def sample(self) -> dict:
+        """One consistent snapshot of the machine's numbers: vmstat, meminfo, every
+        cgroup's memory files and every process' memory (mmsim.metrics.sample)."""
+        return metrics.sample(self)
+
+    def _repr_html_(self):
+        """A notebook's view: the memory summary and the processes."""
+        return notebook.kernel_html(self)
+
+    def call_later(self, delay: float, callback, readonly: bool = False) -> None:
+        """Run ``callback()`` when ``delay`` more seconds of simulated time have passed
+        (see ``call_at``)."""
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise TypeError(f"delay must be an int or a float, not {delay!r}")
+        if not delay >= 0 or delay == float("inf"):
+            raise ValueError(f"delay must be finite and >= 0, not {delay!r}")
+        self._push_timer(self.now_ns + round(delay * 1e9), callback, readonly)
+
+    def call_at(self, when: float, callback, readonly: bool = False) -> None:
+        """Run ``callback()`` at simulated time ``when`` (seconds; now if it has
+        passed), inside ``advance`` and in time order with the daemons: after a
+        khugepaged wake-up or a stats flush due at the same instant, and after the
+        timers set earlier for that instant.  ``readonly`` promises the callback
+        changes nothing (a sampler), so khugepaged's skipping of repeated stretches
+        goes on across it.  Workloads (mmsim.workloads) and recorders
+        (mmsim.metrics) run this way."""
+        if isinstance(when, bool) or not isinstance(when, (int, float)):
+            raise TypeError(f"when must be an int or a float, not {when!r}")
+        if when != when or when == float("inf"):
+            raise ValueError(f"when must be a finite time, not {when!r}")
+        self._push_timer(max(self.now_ns, round(when * 1e9)), callback, readonly)
+
+    def _push_timer(self, when_ns, callback, readonly):
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (when_ns, self._timer_seq, callback, readonly))
 
     def _kswapd(self):
         """kswapd, woken below the low watermark: reclaim up to the high one (taking

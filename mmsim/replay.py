@@ -112,6 +112,10 @@ class Outcome:
             return f"{prefix}+++ {ev.text} +++"
         if ev.kind == "show":
             return f"# {ev.name}" + (f" pid {self.label}" if ev.name == "status" else "")
+        if ev.kind == "access":
+            addr, length, write = ev.args
+            return (f"{prefix}# access {addr:#x} {length} {'w' if write else 'r'} = "
+                    f"{format_result('access', self.result)}")
         return f"{prefix}{ev.name}({ev.text}) = {format_result(ev.name, self.result)}"
 
     def matches(self) -> bool:
@@ -341,7 +345,7 @@ class Replayer:
                         self._pending[j] = window[j - i]
             if pending:
                 pending.pop(i, None)
-            if not self._forks and ev.pid not in procs and ev.kind in ("call", "dump"):
+            if not self._forks and ev.pid not in procs and ev.kind in ("call", "dump", "access"):
                 # A process whose fork a filtered log (-e trace=memory) hid: it starts
                 # as the initial process does, assuming nothing the log did not show.
                 # (Where the log shows forks, a pid whose fork failed here stays unknown.)
@@ -390,7 +394,7 @@ class Replayer:
             if pending:
                 pending.pop(i, None)
             kind = ev.kind
-            if not forks and kind in ("call", "dump") and ev.pid not in procs:
+            if not forks and kind in ("call", "dump", "access") and ev.pid not in procs:
                 self._adopt(ev.pid, self.spawn_initial())
             if kind == "call" and not dump_at_exit:
                 handler = handlers.get(ev.name)
@@ -455,6 +459,15 @@ class Replayer:
         elif ev.kind == "advance":
             if self.kernel is not None:   # (the live replayer has no simulated clock)
                 self.kernel.advance(ev.args[0])
+        elif ev.kind == "access":
+            if self.kernel is not None:   # (nor does it fault pages for the log)
+                result = self.access(ev)
+                if result is not None:
+                    # Only an access that faults is shown: the program would have got a
+                    # signal there (simulator-defined: the replay goes on).
+                    yield Outcome(ev, result, label=self._label(ev.pid))
+                if self.kernel.oom_killed:
+                    yield from self._killed(ev)
         elif ev.kind == "exit":
             before = self._smaps_before_teardown(ev)
             self._exited(ev)
@@ -602,6 +615,22 @@ class Replayer:
         status = kernel.proc_read(f"/proc/{proc.pid}/status") if alive else ""
         thp = next((ln for ln in status.splitlines() if ln.startswith("THP_enabled:")), "")
         return Outcome(ev, smaps=smaps, thp_enabled=thp, label=self._label(ev.pid))
+
+    def access(self, ev: Event) -> int | str | None:
+        """A ``# access`` line: its process faults the pages as ``Process.touch`` does;
+        None when it could, else the negative errno (EFAULT where the program would get
+        SIGSEGV or SIGBUS, ENOMEM), or ``"?"`` when the OOM killer killed it."""
+        proc = self.procs.get(ev.pid)
+        if proc is None or proc.state != "running" or proc.mm is None:
+            return -errno.ESRCH
+        addr, length, write = ev.args
+        try:
+            proc.touch(addr, length, write)
+        except OSError as e:
+            return -e.errno
+        except Killed:
+            return "?"
+        return None
 
     def finish(self, seconds: float, line: int = 0) -> Iterator[Outcome]:
         """``--advance-at-exit``: at the trace's end the clock advances ``seconds``

@@ -86,8 +86,9 @@ class Event:
     """One line of a trace.
 
     ``kind`` is ``"call"``, ``"dump"``, ``"exit"`` (``+++ ... +++``), ``"signal"``
-    (``--- ... ---``), ``"note"`` (``strace: ...``) or ``"advance"`` (``# advance
-    SECONDS``: ``args`` holds the seconds).  ``prefix`` is the ``[pid N]``
+    (``--- ... ---``), ``"note"`` (``strace: ...``), ``"advance"`` (``# advance
+    SECONDS``: ``args`` holds the seconds) or ``"access"`` (``# access ADDR LENGTH
+    r|w``: ``args`` holds the address, the length and whether it writes).  ``prefix`` is the ``[pid N]``
     written on the line (None without one); ``pid`` is the process it names, None for
     the initial process (``check_pids`` decides).  For a call, ``args`` holds ints (numbers,
     NULL and constants), ``Str``, lists (arrays) and ``Raw``; ``kwargs`` the
@@ -394,6 +395,20 @@ def _advance_seconds(body, file, lineno):
     return float(parts[1])
 
 
+def _access_args(body, file, lineno):
+    """``[addr, length, write]`` of a ``# access ADDR LENGTH r|w`` line (mmsim.access)."""
+    parts = body.split()
+    try:
+        if len(parts) != 4 or parts[3] not in ("r", "w"):
+            raise ValueError
+        addr, length = int(parts[1], 0), int(parts[2], 0)
+    except ValueError:
+        raise TraceError(file, lineno, "# access takes ADDR LENGTH r|w") from None
+    if addr < 0 or length <= 0 or addr + length > 1 << 64:
+        raise TraceError(file, lineno, "# access: address or length out of range")
+    return [addr, length, parts[3] == "w"]
+
+
 def parse_line(raw: str, lineno: int, file: str = "<trace>",
                pending: dict | None = None) -> Event | None:
     """Parse one line; None for a blank line or a comment."""
@@ -418,6 +433,10 @@ def parse_line(raw: str, lineno: int, file: str = "<trace>",
         word = body.split(None, 1)[0] if body else ""
         if word == "advance":
             return Event(lineno, "advance", args=[_advance_seconds(body, file, lineno)])
+        if word == "access":
+            # A memory access of that process (mmsim.access merges them into logs).
+            return Event(lineno, "access", pid, args=_access_args(body, file, lineno),
+                         prefix=pid)
         if word in SHOW_FILES:
             # "# meminfo", "# vmstat", "# status": print that /proc file here.
             return Event(lineno, "show", pid, name=word, text=body[len(word):].strip(),
@@ -512,6 +531,7 @@ def _decoration_end(line, pos, file, lineno):
 # Values of argument texts already evaluated ("PROT_READ|PROT_WRITE", "0x7f0000"...):
 # traces repeat the same few constants, and a lookup is far cheaper than a parse.
 _VALUES = {"NULL": 0}
+_VALUES_MAX = 1 << 16
 # Results already read ("0", "0x7f0000"...), each an int in a register's range; cleared
 # when it grows past _RESULTS_MAX, so a trace of ever-new addresses keeps memory flat.
 _RESULTS = {"?": "?"}
@@ -569,7 +589,14 @@ def _fast_call(line, pid, lineno, file):
                 if v is None:
                     if not a:
                         return None
-                    v = values[a] = _expr(a, file, lineno)
+                    v = _expr(a, file, lineno)
+                    if len(values) >= _VALUES_MAX:
+                        # Addresses and lengths are kept too (a repeated one is then
+                        # one lookup), so the cache is emptied now and then to keep
+                        # memory flat over a trace of ever-new values.
+                        values.clear()
+                        values["NULL"] = 0
+                    values[a] = v
                 args.append(v)
     counts = ARITY.get(name)
     if counts is not None and len(args) not in counts:

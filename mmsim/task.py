@@ -17,7 +17,7 @@ import posixpath
 from collections.abc import Mapping
 
 from . import madvise as _madvise
-from . import fastpath, filemap, mman, pages
+from . import fastpath, filemap, mman, notebook, pages
 from .files import DIR, EVENTFD, PIPE, REG, SEEKABLE, SOCKET, Inode
 from .cred import (CAP_IPC_LOCK, CAP_SYS_ADMIN, CAP_SYS_NICE, CAP_SYS_RESOURCE,
                    PTRACE_MODE_READ_FSCREDS, Cred, capable, capget, capset, inode_permission,
@@ -333,6 +333,10 @@ class Process:
 
     def __repr__(self):
         return f"<Process {self.pid} {self.comm}>"
+
+    def _repr_html_(self):
+        """A notebook's view: identity, memory summary and the VMA table."""
+        return notebook.process_html(self)
 
     # ------------------------------------------------------------------ processes
 

@@ -2,6 +2,8 @@
 
 These assert no times; performance lives in BENCHMARKS.md."""
 
+import os
+
 import pytest
 
 from benchmarks import reclaim, store
@@ -197,3 +199,12 @@ def test_reclaim_benchmark_runs_on_the_live_kernel():
         pytest.skip(reclaim.live_available())
     row = reclaim.live_run(64 << 20, 16 << 20)
     assert row["reclaimed"] > 0 and row["cached_at_end"] <= (16 << 20) // 4096
+
+
+def test_sweep_benchmark_runs_every_cell_on_one_and_two_workers():
+    pytest.importorskip("dask.distributed")
+    from benchmarks import sweep as sweep_bench
+    spec = os.path.join(os.path.dirname(sweep_bench.DEFAULT_SPEC), "sweep_thp_bloat.toml")
+    result = sweep_bench.run(spec)
+    assert sorted(result) == [1, 2] and all(cells == 12 for cells, _, _ in result.values())
+    assert "| 2 | 12 |" in sweep_bench.table(result, spec)

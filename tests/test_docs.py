@@ -25,8 +25,10 @@ def python_blocks(path):
 
 
 @pytest.mark.parametrize("path", [p for p in DOCS if python_blocks(p)], ids=lambda p: p.name)
-def test_python_blocks_run(path):
-    """The blocks of one file run in order in one namespace, as a reader would type them."""
+def test_python_blocks_run(path, tmp_path, monkeypatch):
+    """The blocks of one file run in order in one namespace, as a reader would type them
+    (in a scratch directory: a block may write files)."""
+    monkeypatch.chdir(tmp_path)
     namespace = {"__name__": f"docs_{path.stem}"}
     for line, code in python_blocks(path):
         with contextlib.redirect_stdout(io.StringIO()):
@@ -41,7 +43,8 @@ NOT_OURS = {name for name in dir(builtins) if name[:1].isupper()} | {
     "MemFree", "MemAvailable", "CommitLimit", "AnonHugePages", "ShmemPmdMapped",
     "FilePmdMapped", "THPeligible", "ProtectionKey", "SwapPss", "SwapTotal", "SwapFree",
     "SwapCached", "ShmemHugePages", "FileHugePages",
-    "SortedDict", "IntervalTree", "RuleBasedStateMachine", "TestCase", "StreamError", "PathLike"}
+    "SortedDict", "IntervalTree", "RuleBasedStateMachine", "TestCase", "StreamError", "PathLike",
+    "DataFrame", "LocalCluster"}
 CAMEL = re.compile(r"\b[A-Z][a-z]+[a-z0-9]*(?:[A-Z][a-z0-9]+)+\b")
 
 

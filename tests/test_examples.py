@@ -46,3 +46,23 @@ def test_fade_on_death_reproduces_both_published_directions():
     readers, apps = refaults
     assert readers["on every process"] > 2 * readers["off"]
     assert apps["on the killed app"] < apps["off"]
+
+
+def test_thp_policies_differ_where_the_kernel_says():
+    """The launcher's THP policies, at a quarter of the size: mctl NOHUGEPAGE is a
+    default MADV_HUGEPAGE overrides, PR_SET_THP_DISABLE allows nothing, EXCEPT_ADVISED
+    what is advised; khugepaged gives the late-advised service its huge pages."""
+    rows = {}
+    for line in run_example("thp_policies.py", "--small").splitlines()[2:]:
+        mode, policy, service, rss, huge, coverage, bloat, collapsed = line.split()
+        rows[mode, policy, service] = (float(coverage), float(bloat), int(collapsed))
+    assert len(rows) == 24
+    cov = {key: c for key, (c, _, _) in rows.items()}
+    assert cov["always", "none", "sparse"] == 1.0 and rows["always", "none", "sparse"][1] > 0
+    for mode in ("always", "madvise"):
+        assert [cov[mode, "prctl-thp-disable", s] for s in ("sparse", "dense", "late")] == [0, 0, 0]
+        for policy in ("mctl-nohugepage", "prctl-except-advised"):
+            assert [cov[mode, policy, s] for s in ("sparse", "dense", "late")] == [0, 1, 1]
+            assert rows[mode, policy, "late"][2] > 0   # khugepaged collapsed it
+            assert rows[mode, policy, "sparse"][1] == 0
+    assert [cov["madvise", "none", s] for s in ("sparse", "dense", "late")] == [0, 1, 1]

@@ -166,3 +166,15 @@ def test_plain_line_path_parses_as_parse_line(monkeypatch):
                 == [attrs.asdict(e, recurse=False) for e in plain])
         compared += 1
     assert compared > 100
+
+
+def test_the_constant_cache_stays_bounded_over_ever_new_addresses():
+    """A trace of ever-new addresses keeps the parser's value cache (and so memory)
+    bounded, and every value is still read right."""
+    from mmsim import strace
+    n = strace._VALUES_MAX + 100
+    text = "".join(f"munmap({0x100000000 + 4096 * i:#x}, 4096) = 0\n" for i in range(n))
+    events = strace.parse(text, "t")
+    assert len(strace._VALUES) <= strace._VALUES_MAX
+    assert [e.args[0] for e in events[-3:]] == [0x100000000 + 4096 * i
+                                               for i in range(n - 3, n)]

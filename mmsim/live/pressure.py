@@ -50,9 +50,11 @@ import gc
 import json
 import mmap
 import os
+import pickle
 import resource
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -572,6 +574,30 @@ def run_live(sc: Scenario, repeats: int = 5, retries: int = 3, settle_steps: boo
             discarded.append(run["disturbed"])
         runs.append(run)
     return runs
+
+
+_FRESH = ("import pickle, sys\n"
+          "from mmsim.live.pressure import run_live\n"
+          "args = pickle.loads(sys.stdin.buffer.read())\n"
+          "sys.stdout.buffer.write(pickle.dumps(run_live(*args)))\n")
+
+
+def run_live_fresh(sc: Scenario, repeats: int = 5, retries: int = 3,
+                   settle_steps: bool = False, workdir: str | None = None) -> list[dict]:
+    """``run_live`` in a fresh interpreter.  The scenario process is forked from the
+    caller, and every page it copies on write is charged to its cgroup: under a
+    caller with a big heap (a test runner that loaded pandas and matplotlib, a
+    notebook) that shifts ``usage`` by hundreds of pages.  A fresh interpreter with
+    only mmsim loaded gives the figures the tolerance was measured with."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-c", _FRESH], env=env, capture_output=True,
+                          input=pickle.dumps((sc, repeats, retries, settle_steps, workdir)))
+    if done.returncode:
+        raise RuntimeError("run_live in a fresh interpreter failed:\n"
+                           + done.stderr.decode(errors="replace")[-2000:])
+    return pickle.loads(done.stdout)
 
 
 # ---------------------------------------------------------------- spread and tolerance
