@@ -26,6 +26,7 @@ from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE, RLIMIT
                    page_align, page_align_down)
 from .mm import MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, Mm
 from .task import Process
+from . import thp as thp_mod
 from .thp import MODES, recommended_min_free_kbytes
 from .uapi import (RLIM_INFINITY, RLIMIT_AS, RLIMIT_CORE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE,
                    RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE, RLIMIT_NOFILE,
@@ -103,6 +104,15 @@ class Kernel:
         self.shmem_committed = {}   # shmem inode -> pages charged for it (shmem_acct_size)
         self.nr_resident = 0   # the RSS of every address space, summed (pages.machine_resident)
         self.thp = thp
+        # hugepages-<N>kB/enabled per anonymous order, and the per-size statistics
+        # (hugepages-<N>kB/stats/*): order -> {name: count}.
+        self.thp_sizes = thp_mod.default_sizes()
+        self.mthp_stats = thp_mod.new_stats()
+        self.shrink_underused = 1
+        # The deferred split queue (mmsim.thp_split): partially mapped large folios.
+        self.deferred_split = {}
+        self.hold_folios = False   # munmap holds partial-unmap decisions (pages.hold_folios)
+        self.pending_folios = []
         # /sys/kernel/mm/transparent_hugepage/{defrag,shmem_enabled}: kept and shown,
         # not consulted (faults model the reference machine's settings).
         self.thp_defrag = "madvise"
@@ -132,6 +142,7 @@ class Kernel:
         self.now_ns = 0
         self._next_flush_ns = STATS_FLUSH_NS
         self.khugepaged = Khugepaged(self)
+        self.node.events.update(dict.fromkeys(thp_mod.VM_EVENTS, 0))
 
     # ------------------------------------------------------------------ files
 
@@ -424,6 +435,12 @@ class Kernel:
     # ------------------------------------------------------------------ time
 
     @property
+    def thp_pmd_policy(self) -> str:
+        """The PMD size's effective THP mode: its per-size knob, ``inherit`` being the
+        global ``enabled``."""
+        return thp_mod.pmd_policy(self)
+
+    @property
     def now(self) -> float:
         """The simulated time in seconds since boot (0 at start; only ``advance``
         moves it)."""
@@ -540,8 +557,12 @@ class Kernel:
                  ("pgsteal_file", ev["pgsteal_file"]), ("pgrotated", ev["pgrotated"]),
                  ("oom_kill", ev["oom_kill"])]
         rows += [(name, ev[name]) for name in (
-            "thp_collapse_alloc", "thp_collapse_alloc_failed", "thp_scan_exceed_none_pte",
-            "thp_scan_exceed_swap_pte", "thp_scan_exceed_share_pte", "swap_ra", "swap_ra_hit")]
+            "thp_fault_alloc", "thp_fault_fallback", "thp_fault_fallback_charge",
+            "thp_collapse_alloc", "thp_collapse_alloc_failed", "thp_split_page",
+            "thp_split_page_failed", "thp_deferred_split_page", "thp_underused_split_page",
+            "thp_split_pmd", "thp_scan_exceed_none_pte", "thp_scan_exceed_swap_pte",
+            "thp_scan_exceed_share_pte", "thp_swpout", "thp_swpout_fallback", "swap_ra",
+            "swap_ra_hit")]
         return "".join(f"{name} {n}\n" for name, n in rows)
 
     def proc_read(self, path: str) -> str:

@@ -98,7 +98,7 @@ class Khugepaged:
         self.address = 0         # khugepaged_scan.address
         # The thread: running while THP is not ``never``; ``wake_at`` is the simulated
         # time (ns) of its next run, None while it waits for an mm to be registered.
-        self.running = kernel.thp != "never"
+        self.running = kernel.thp_pmd_policy != "never"
         self.wake_at = 0 if self.running else None
         self.sleeping = None     # "scan" or "alloc": which sleep ``wake_at`` ends
         self.resume = None       # (progress, passes) of a scan paused by an alloc sleep
@@ -110,8 +110,9 @@ class Khugepaged:
     # ------------------------------------------------------------------ registration
 
     def pmd_enabled(self):
-        """hugepage_pmd_enabled: the PMD size (``inherit``) follows ``enabled``."""
-        return self.kernel.thp != "never"
+        """hugepage_pmd_enabled: the PMD size's knob (``inherit``: ``enabled``) is not
+        never."""
+        return self.kernel.thp_pmd_policy != "never"
 
     def enter(self, mm):
         """__khugepaged_enter: put ``mm`` at the tail of the list (behind the cursor);
@@ -134,7 +135,7 @@ class Khugepaged:
             # CONFIG_READ_ONLY_THP_FOR_FS or shmem THP): the common mmap, kept cheap.
             return
         view = vma if vm_flags is None else _VmaView(vma, vm_flags)
-        if thp.allowed(view, mm.flags, self.kernel.thp, thp.TVA_KHUGEPAGED):
+        if thp.allowed(view, mm.flags, self.kernel.thp_pmd_policy, thp.TVA_KHUGEPAGED):
             self.enter(mm)
 
     def enter_vmas(self, mm):
@@ -150,8 +151,8 @@ class Khugepaged:
         and no page table under it yet) prepares the anon_vma and registers the mm
         (do_huge_pmd_anonymous_page), for a read as for a write."""
         kernel = self.kernel
-        if kernel.thp == "never" or not thp.allowed(vma, mm.flags, kernel.thp,
-                                                    thp.TVA_PAGEFAULT):
+        policy = kernel.thp_pmd_policy
+        if policy == "never" or not thp.allowed(vma, mm.flags, policy, thp.TVA_PAGEFAULT):
             return
         vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
         pm, sw = vma.pages, vma.swap
@@ -371,7 +372,7 @@ class Khugepaged:
         mm = self.cursor
         progress = 1
         vma = None
-        policy = self.kernel.thp
+        policy = self.kernel.thp_pmd_policy
         if not self._test_exit_or_disable(mm):
             for vma in mm.vmas(self.address):
                 if not thp.allowed(vma, mm.flags, policy, thp.TVA_KHUGEPAGED):
@@ -461,7 +462,7 @@ class Khugepaged:
             return SCAN_PMD_NULL, False
         if pm:
             i = pm.index(head)
-            if i >= 0 and pm.tag[i].pmd:
+            if i >= 0 and pm.tag[i].pmd is True:
                 self.last_result = SCAN_PMD_MAPPED
                 return SCAN_PMD_MAPPED, False
         result, referenced, swapped = self._census(vma, head)

@@ -284,7 +284,7 @@ class Mm:
             if remove_middle:
                 self._remove(middle, into=prev)
             else:
-                pages.split_huge_at(middle, end)
+                pages.split_huge_at(middle, end, self)
                 pages.move_range(middle, prev, start, end)
                 middle.pgoff += (end - middle.start) >> PAGE_SHIFT
                 middle.start = end
@@ -297,7 +297,7 @@ class Mm:
             nxt.pgoff -= middle.npages
             self._remove(middle, into=nxt)
         else:
-            pages.split_huge_at(middle, start)
+            pages.split_huge_at(middle, start, self)
             pages.move_range(middle, nxt, start, end)
             nxt.pgoff -= (nxt.start - start) >> PAGE_SHIFT
             middle.end = start
@@ -331,6 +331,7 @@ class Mm:
         if vma.special is not None:
             # special_mapping_split(): the vdso and friends may not be split.
             raise error(errno.EINVAL, "cannot split a special mapping")
+        pages.split_huge_at(vma, addr, self)
         new = self._cut(vma, addr, new_below)
         self._store(new)
         return new
@@ -397,11 +398,16 @@ class Mm:
             self.split(last, end, new_below=False, check_limit=False)
         # The splits, done on the VMAs only: the tree learns of them in relink().
         # (After the first, ``last`` may be ``vma``: it now starts at ``start``.)
+        if cut_below:
+            pages.split_huge_at(vma, start, self)
+        if cut_above:
+            pages.split_huge_at(last, end, self)
         below = self._cut(vma, start, True) if cut_below else None
         above = self._cut(last, end, False) if cut_above else None
         if self.total_vm > self.hiwater_vm:
             self.hiwater_vm = self.total_vm   # update_hiwater_vm, before total_vm drops
         unacct = 0
+        pages.hold_folios(self.kernel)
         for victim in victims:
             self.total_vm -= (victim.end - victim.start) >> PAGE_SHIFT
             if victim.vm_flags & VM_ACCOUNT:
@@ -410,6 +416,7 @@ class Mm:
         if not overwrite:
             self.tree.erase(start, end)
             self.relink(below, above)
+        pages.settle_folios(self.kernel)
         # vms_complete_munmap_vmas: the commitment of accounted VMAs goes back.
         overcommit.vm_unacct_memory(self.kernel, unacct)
         return below, above

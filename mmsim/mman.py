@@ -669,8 +669,8 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     if dontunmap:
         # The source is never split: its pages in the range leave, the VMA stays whole
         # (THPs across the range's ends are split, as the page-table move does).
-        pages.split_huge_at(vma, old_addr)
-        pages.split_huge_at(vma, old_end)
+        pages.split_huge_at(vma, old_addr, mm)
+        pages.split_huge_at(vma, old_end, mm)
     else:
         # Carve the moving part out as a VMA of its own.
         if old_addr > vma.start:

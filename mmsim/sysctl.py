@@ -9,7 +9,8 @@ import errno
 
 from .defs import error
 from .khugepaged import KNOBS as KHUGEPAGED_KNOBS
-from .kstrtox import proc_get_long
+from . import thp
+from .kstrtox import kstrtobool, proc_get_long
 from .thp import recommended_min_free_kbytes
 
 INT_MAX = (1 << 31) - 1
@@ -51,8 +52,26 @@ def is_knob(path):
     if path.startswith(KHUGEPAGED_DIR):
         return path[len(KHUGEPAGED_DIR):] in KHUGEPAGED_KNOBS
     if path.startswith(THP_DIR):
-        return path[len(THP_DIR):] in THP_KNOBS
+        name = path[len(THP_DIR):]
+        return name in THP_KNOBS or name == "shrink_underused" or _size_file(name) is not None
     return False
+
+
+_SIZE_DIRS = {thp.size_dir(o): o for o in thp.ALL_ORDERS}
+
+
+def _size_file(name):
+    """(order, file) for hugepages-<N>kB/enabled and hugepages-<N>kB/stats/<stat>
+    (the files this model keeps), else None."""
+    head, _, rest = name.partition("/")
+    order = _SIZE_DIRS.get(head)
+    if order is None:
+        return None
+    if rest == "enabled" and order in thp.ANON_ORDERS:
+        return order, rest
+    if rest.startswith("stats/") and rest[6:] in thp.stat_names(order):
+        return order, rest
+    return None
 
 
 def read(kernel, path):
@@ -62,7 +81,19 @@ def read(kernel, path):
         return f"{getattr(kernel, attr)}\n"
     if path.startswith(KHUGEPAGED_DIR):
         return kernel.khugepaged.read_knob(path[len(KHUGEPAGED_DIR):])
-    attr, values = THP_KNOBS[path[len(THP_DIR):]]
+    name = path[len(THP_DIR):]
+    if name == "shrink_underused":
+        return f"{kernel.shrink_underused}\n"
+    if name not in THP_KNOBS:
+        order, file = _size_file(name)
+        if file == "enabled":
+            current = kernel.thp_sizes[order]
+            return " ".join(f"[{v}]" if v == current else v for v in thp.SIZE_MODES) + "\n"
+        if file[6:] in ("nr_anon", "nr_anon_partially_mapped"):
+            from . import pages   # the gauges are counted from the page maps
+            pages.thp_gauges(kernel)
+        return f"{kernel.mthp_stats[order][file[6:]]}\n"
+    attr, values = THP_KNOBS[name]
     current = getattr(kernel, attr)
     return " ".join(f"[{v}]" if v == current else v for v in values) + "\n"
 
@@ -95,6 +126,25 @@ def write(kernel, path, text):
         kernel.khugepaged.write_knob(path[len(KHUGEPAGED_DIR):], text)
         return
     name = path[len(THP_DIR):]
+    if name == "shrink_underused":
+        kernel.shrink_underused = int(kstrtobool(text))
+        return
+    if name not in THP_KNOBS:
+        order, file = _size_file(name)
+        if file != "enabled":
+            raise error(errno.EACCES, "the per-size statistics are read-only (0444)")
+        for v in thp.SIZE_MODES:
+            if _sysfs_streq(text, v):
+                break
+        else:
+            raise error(errno.EINVAL, f"{name} takes one of {' '.join(thp.SIZE_MODES)}")
+        kernel.thp_sizes[order] = v
+        # anon_enabled_store: start_stop_khugepaged, as a write of ``enabled`` does.
+        kernel.khugepaged.start_stop()
+        if kernel.khugepaged.pmd_enabled():
+            kernel.min_free_kbytes = max(kernel.min_free_kbytes,
+                                         recommended_min_free_kbytes(kernel.memory))
+        return
     attr, values = THP_KNOBS[name]
     for v in values:
         if _sysfs_streq(text, v):
