@@ -523,8 +523,8 @@ def _shared_in(span, a, b):
 
 def page_states(vma):
     """Every resident folio of ``vma`` as ``(vpn, npages, mapcount, anon, dirty,
-    referenced, young, pmd)``: one row per base page and one per THP whose pages share
-    one state (a checking aid, O(pages))."""
+    referenced, young, pmd)``: one row per base page and one per PMD-mapped THP whose
+    pages share one state (``pmd``: PMD-mapped; a checking aid, O(pages))."""
     rows = []
     for x, y, span in (vma.pages.items() if vma.pages else ()):
         for a, b, mapcount, anon, dirty, referenced in span_pieces(span, x, y):
@@ -532,7 +532,7 @@ def page_states(vma):
             step = PMD_PAGES if span.pmd is True and not a % PMD_PAGES and not b % PMD_PAGES else 1
             for vpn in range(a, b, step):
                 rows.append((vpn, step, mapcount, anon, dirty, referenced, span.young,
-                             span.pmd))
+                             span.pmd is True))
     return rows
 
 
@@ -1248,7 +1248,8 @@ def hold_folios(kernel):
 
 
 def split_folio(mm, head, order):
-    """split_folio of ``mm``'s private large folio of ``order`` at page ``head`` to
+    """split_folio of ``mm``'s (private, or shared since a fork but mapped by it alone)
+    large folio of ``order`` at page ``head`` to
     order 0 (a PMD mapping is split first): ``split`` (and ``thp_split_page`` for the
     PMD order) counts it, and it leaves the deferred split queue.  Simulator-defined:
     page contents are not modelled, so no subpage is found zero-filled and remapped to
@@ -1264,7 +1265,7 @@ def split_folio(mm, head, order):
         i, j = pm.carve(max(head, vma.start >> PAGE_SHIFT), min(end, vma.end >> PAGE_SHIFT))
         for k in range(i, j):
             span = pm.tag[k]
-            if span.kind == PRIVATE and folio_order(span.pmd) == order:
+            if span.kind != CACHED and folio_order(span.pmd) == order:
                 pm.tag[k] = _with(span, pmd=False)
         pm.join(i - 1, j + 1)
     thp.count(kernel, order, "split")
@@ -1285,12 +1286,15 @@ def split_partial(mm, vma, a, b):
         if i < 0:
             continue
         span = pm.tag[i]
-        if span.kind != PRIVATE or not span.pmd:
+        if span.kind == CACHED or not span.pmd:
             continue
         order = folio_order(span.pmd)
         size = 1 << order
         head = v & ~(size - 1)
-        if head < a or head + size > b:
+        # A folio shared since a fork is split only once this mm alone maps it
+        # (folio_maybe_mapped_shared).
+        if (head < a or head + size > b) and not (
+                span.kind == POOLED and _shared_in(span, head, head + size)):
             split_folio(mm, head, order)
 
 

@@ -9,7 +9,7 @@ import errno
 
 from .defs import error
 from .khugepaged import KNOBS as KHUGEPAGED_KNOBS
-from . import thp
+from . import pages, thp
 from .kstrtox import kstrtobool, proc_get_long
 from .thp import recommended_min_free_kbytes
 
@@ -90,8 +90,7 @@ def read(kernel, path):
             current = kernel.thp_sizes[order]
             return " ".join(f"[{v}]" if v == current else v for v in thp.SIZE_MODES) + "\n"
         if file[6:] in ("nr_anon", "nr_anon_partially_mapped"):
-            from . import pages   # the gauges are counted from the page maps
-            pages.thp_gauges(kernel)
+            pages.thp_gauges(kernel)   # the gauges are counted from the page maps
         return f"{kernel.mthp_stats[order][file[6:]]}\n"
     attr, values = THP_KNOBS[name]
     current = getattr(kernel, attr)
