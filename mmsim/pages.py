@@ -737,6 +737,8 @@ def take_range(vma, start, end):
     (THPs there must lie wholly inside); either may be None."""
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
     part = vma.pages.take(lo, hi) if vma.pages else None
+    if part:
+        _leave_cut_folios(part, lo, hi)
     marks = vma.guards.take(lo, hi) if vma.guards else None
     if vma.swap:
         # Swap entries move with the page tables: they travel in the page part.
@@ -745,6 +747,25 @@ def take_range(vma, start, end):
         if holder.swap:
             part = (part or None, holder.swap)
     return part or None, marks
+
+
+def _leave_cut_folios(part, lo, hi):
+    """Pages ``[lo, hi)`` taken away from the rest of their large folio leave it, as
+    base pages (simulator-defined: a folio is its aligned block of addresses)."""
+    for v in (lo, hi - 1):
+        i = part.index(v)
+        if i < 0:
+            continue
+        span = part.tag[i]
+        if span.kind == CACHED or not span.pmd:
+            continue
+        size = 1 << folio_order(span.pmd)
+        h = v & ~(size - 1)
+        if h < lo or h + size > hi:
+            i, j = part.carve(max(h, lo), min(h + size, hi))
+            for k in range(i, j):
+                part.tag[k] = _with(part.tag[k], pmd=False)
+            part.join(i - 1, j + 1)
 
 
 def put_range(vma, part, marks, shift):

@@ -5,7 +5,7 @@ host's counters before and after, in their own process."""
 
 import ctypes
 import errno
-import mmap as mmap_mod
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -364,6 +364,57 @@ def test_mremap_half_keeps_folio_and_no_deferred_split():
     assert ev["thp_split_pmd"] == 4 and ev["thp_deferred_split_page"] == 0
     assert pages.thp_gauges(k)[9]["nr_anon"] == 4
     assert huge_kb(k.proc_read(f"/proc/{p.pid}/smaps"), a, a + 4 * PMD) == 0
+
+
+def test_mremap_of_one_page_to_a_congruent_address_keeps_one_folio_each():
+    """The page moved apart from its folio leaves it in mmsim (documented); the folio
+    count stays the kernel's: one per THP."""
+    k = Kernel(thp="madvise", randomize=False)
+    p = k.spawn()
+    a = p.mmap(BASE, 4 * PMD, RW, ANON)
+    p.madvise(a, 4 * PMD, MADV_HUGEPAGE)
+    p.touch(a, 4 * PMD)
+    dst = BASE + 64 * PMD
+    for i in range(4):
+        p.mremap(a + i * PMD + i * P, P, P, 3, dst + i * PMD + i * P)
+    assert pages.thp_gauges(k)[9]["nr_anon"] == 4
+
+
+def test_thp_eligible_counts_every_size():
+    """THPeligible is 1 when any order passes: a 64 KiB VMA with 16kB always."""
+    k, p = mthp_kernel({})
+    a = p.mmap(BASE, 16 * P, RW, ANON)
+    p.madvise(a, 16 * P, MADV_HUGEPAGE)
+    def eligible():
+        return re.search(r"THPeligible:\s+(\d)", k.proc_read(f"/proc/{p.pid}/smaps"))[1]
+
+    assert eligible() == "0"
+    k.proc_write(T + "hugepages-16kB/enabled", "always")
+    assert eligible() == "1"
+    k.proc_write(T + "hugepages-16kB/enabled", "never")
+    k.proc_write(T + "hugepages-128kB/enabled", "always")   # 128K does not fit 64K
+    assert eligible() == "0"
+
+
+def test_large_folio_swapout_whole_with_slots_and_split_without():
+    k, p = mthp_kernel({9: "never", 4: "always"})
+    k.swapon(64 << 20)
+    a = p.mmap(BASE, 64 * P, RW, ANON)
+    p.touch(a, 64 * P)
+    assert pages.thp_gauges(k)[4]["nr_anon"] == 4
+    p.madvise(a, 32 * P, MADV_PAGEOUT)      # two whole 64K folios
+    st4 = pages.thp_gauges(k)[4]
+    assert (st4["swpout"], st4["swpout_fallback"], st4["split"], st4["nr_anon"]) == (2, 0, 0, 2)
+    p.madvise(a + 40 * P, P, MADV_PAGEOUT)  # part of one: split first
+    st4 = pages.thp_gauges(k)[4]
+    assert (st4["split"], st4["nr_anon"]) == (1, 1)
+    k2, p2 = mthp_kernel({9: "never", 4: "always"})
+    b = p2.mmap(BASE, 16 * P, RW, ANON)
+    p2.touch(b, 16 * P)
+    p2.madvise(b, 16 * P, MADV_PAGEOUT)     # no swap: split, pages stay
+    st4 = pages.thp_gauges(k2)[4]
+    assert (st4["swpout_fallback"], st4["split"], st4["nr_anon"]) == (1, 1, 0)
+    assert p2.mm.rss_anon == 16
 
 
 def test_split_pmd_zero_pages_setup_cold_splits_each():
