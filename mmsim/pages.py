@@ -637,7 +637,8 @@ def _unmap(mm, vma, x, y, span):
     else:
         d = span.delta
         pool = span.pool
-        for a, b, st in pool.runs(x - d, y - d):
+        pool_runs_before = pool.runs(x - d, y - d)
+        for a, b, st in pool_runs_before:
             _count(mm, vma, st[1], a - b, charge=False)
             if st[0] == 1 and st[1]:
                 # The last mapper: the folios are freed, and their swap cache.
@@ -645,6 +646,9 @@ def _unmap(mm, vma, x, y, span):
                 if st[5] is not None:
                     _slots_put(mm.kernel, a - st[5], b - st[5])
         pool.apply(x - d, y - d, _dec)
+        if span.pmd:
+            _pool_unmapped(mm.kernel, pool, folio_order(span.pmd),
+                           [(a, b) for a, b, st in pool_runs_before if st[0] == 1])
 
 
 def _touch(page):
@@ -1187,7 +1191,8 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
 # A private anonymous large folio is the naturally aligned block of its order in the
 # address space of its mm (the Span's ``pmd`` field gives the order).  The deferred
 # split queue (kernel.deferred_split) holds the partially mapped ones:
-# (id(mm), order, first page) -> (mm, memcg).
+# (id(mm), order, first page) -> (mm, memcg), or for a folio shared since a fork
+# (id(pool), order, first pool index) -> (pool, memcg).
 
 
 def _folio_left(mm, head, order):
@@ -1248,11 +1253,66 @@ def _settle(mm, edges):
         if not _folio_left(mm, head, order):
             _dequeue(kernel, key)
         elif key not in kernel.deferred_split:
-            kernel.deferred_split[key] = (mm, mm.memcg)
-            if order >= PMD_ORDER:
-                kernel.node.events["thp_deferred_split_page"] += 1
-            thp.count(kernel, order, "split_deferred")
-            thp.count(kernel, order, "nr_anon_partially_mapped")
+            _enqueue(kernel, key, mm, mm.memcg)
+
+
+def _pool_unmapped(kernel, pool, order, gone):
+    """Pages ``gone`` (pool index runs) of a pool's large folios lost their last
+    mapping: a folio with pages still mapped by another process is queued partially
+    mapped (per-page mapcounts, CONFIG_PAGE_MAPCOUNT); one with none left is freed."""
+    if not gone:
+        return
+    size = 1 << order
+    heads = set()
+    for a, b in gone:
+        heads.add(a & ~(size - 1))
+        heads.add((b - 1) & ~(size - 1))
+        if kernel.deferred_split:
+            for key in [key for key in kernel.deferred_split if key[0] == id(pool)
+                        and key[1] == order and a <= key[2] < b]:
+                heads.add(key[2])
+    for head in sorted(heads):
+        key = (id(pool), order, head)
+        if not pool.runs(head, head + size):
+            _dequeue(kernel, key)
+        elif key not in kernel.deferred_split:
+            _enqueue(kernel, key, pool, pool.memcg)
+
+
+def _enqueue(kernel, key, owner, memcg):
+    """deferred_split_folio(folio, partially_mapped=true) on a folio not yet flagged."""
+    order = key[1]
+    kernel.deferred_split[key] = (owner, memcg)
+    if order >= PMD_ORDER:
+        kernel.node.events["thp_deferred_split_page"] += 1
+    thp.count(kernel, order, "split_deferred")
+    thp.count(kernel, order, "nr_anon_partially_mapped")
+
+
+def _split_pooled(kernel, pool, head, order):
+    """split_folio of a pool's partially mapped folio: every mapping of it (found
+    through the live address spaces, the rmap walk) maps base pages from now on."""
+    size = 1 << order
+    for mm in _live_mms(kernel):
+        for vma in mm.vmas():
+            pm = vma.pages
+            if not pm:
+                continue
+            for k in range(len(pm.tag) - 1, -1, -1):
+                span = pm.tag[k]
+                if span.kind != POOLED or span.pool is not pool or not span.pmd:
+                    continue
+                d = span.delta
+                lo, hi = max(pm.lo[k], head + d), min(pm.hi[k], head + d + size)
+                if lo < hi:
+                    i, j = pm.carve(lo, hi)
+                    for kk in range(i, j):
+                        pm.tag[kk] = _with(pm.tag[kk], pmd=False)
+                    pm.join(i - 1, j + 1)
+    thp.count(kernel, order, "split")
+    if order == PMD_ORDER:
+        kernel.node.events["thp_split_page"] += 1
+    _dequeue(kernel, (id(pool), order, head))
 
 
 def settle_folios(kernel):
@@ -1331,7 +1391,13 @@ def deferred_split_scan(kernel, memcg=None):
                 m = m.parent
             if m is None:
                 continue
-        if _folio_left(mm, key[2], key[1]):
+        if isinstance(mm, Pool):
+            if mm.runs(key[2], key[2] + (1 << key[1])):
+                _split_pooled(kernel, mm, key[2], key[1])
+                n += 1
+            else:
+                _dequeue(kernel, key)
+        elif _folio_left(mm, key[2], key[1]):
             split_folio(mm, key[2], key[1])
             n += 1
         else:
