@@ -525,7 +525,8 @@ class Kernel:
                 ("Writeback", node.nr_writeback), ("AnonPages", node.nr_anon),
                 ("Mapped", node.nr_mapped), ("Shmem", node.nr_shmem),
                 ("CommitLimit", overcommit.commit_limit(self)),
-                ("Committed_AS", overcommit.committed(self))]
+                ("Committed_AS", overcommit.committed(self)),
+                ("AnonHugePages", pages.anon_pmd_mapped(self) * pages.PMD_PAGES)]
         return "".join(f"{name + ':':<16}{n * 4:8d} kB\n" for name, n in rows)
 
     def vmstat(self) -> str:

@@ -1438,6 +1438,25 @@ def large_swapout(mm, vma, x, y, ok):
             split_folio(mm, head, order)
 
 
+def anon_pmd_mapped(kernel):
+    """NR_ANON_THPS: anonymous folios mapped by a PMD somewhere, each counted once
+    however many processes map it (meminfo's AnonHugePages, in THPs)."""
+    seen = set()
+    for mm in _live_mms(kernel):
+        for vma in mm.vmas():
+            pm = vma.pages
+            if not pm:
+                continue
+            for x, y, span in pm.items():
+                if span.pmd is not True or span.kind == CACHED or not (
+                        span.kind == POOLED or span.anon):
+                    continue
+                owner = id(mm) if span.kind == PRIVATE else id(span.pool)
+                d = 0 if span.kind == PRIVATE else span.delta
+                seen.update((owner, h) for h in range(x - d, y - d, PMD_PAGES))
+    return len(seen)
+
+
 def thp_gauges(kernel):
     """Refresh the per-size gauges of kernel.mthp_stats: ``nr_anon`` (the anonymous
     large folios that exist, counted from the page maps) and

@@ -413,6 +413,26 @@ def test_mremap_of_one_page_to_a_congruent_address_keeps_one_folio_each():
     assert pages.thp_gauges(k)[9]["nr_anon"] == 4
 
 
+def test_meminfo_anon_huge_pages_counts_pmd_mapped_folios_once():
+    k = Kernel(thp="madvise", randomize=False)
+    p = k.spawn()
+
+    def meminfo_kb():
+        return int(re.search(r"AnonHugePages:\s+(\d+) kB", k.proc_read("/proc/meminfo"))[1])
+
+    a = p.mmap(BASE, 2 * PMD, RW, ANON)
+    p.madvise(a, 2 * PMD, MADV_HUGEPAGE)
+    p.touch(a, 2 * PMD)
+    assert meminfo_kb() == 4096
+    child = p.fork()                 # shared: still two folios
+    assert meminfo_kb() == 4096
+    child.mprotect(a, P, PROT_READ)  # the child's PMD split: the parent's PMD maps it
+    assert meminfo_kb() == 4096
+    p.mprotect(a, P, PROT_READ)      # no PMD maps the first folio any more
+    assert meminfo_kb() == 2048
+    assert pages.thp_gauges(k)[9]["nr_anon"] == 2
+
+
 def test_thp_eligible_counts_every_size():
     """THPeligible is 1 when any order passes: a 64 KiB VMA with 16kB always."""
     k, p = mthp_kernel({})
