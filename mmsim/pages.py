@@ -2574,6 +2574,9 @@ def pageout_anon(mm, vma, start, end):
                 large_swapout(mm, vma, x, y, False)
                 failed.append((x, y))
                 continue
+            # Simulator-defined: large folios of a run that does not fit whole are
+            # all split (swpout_fallback), then the pages go out while slots last.
+            large_swapout(mm, vma, x, y, False)
             failed.append((x + room, y))
             y = x + room
         large_swapout(mm, vma, x, y, True)
