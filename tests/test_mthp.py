@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from mmsim import live, pages, thp, vmscan
 from mmsim.kernel import Kernel
-from mmsim.uapi import (MADV_COLD, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_PAGEOUT,
-                        MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE)
+from mmsim.uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE,
+                        MADV_PAGEOUT, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ,
+                        PROT_WRITE)
 
 T = "/sys/kernel/mm/transparent_hugepage/"
 P = 4096
@@ -386,6 +387,22 @@ def test_fork_partial_unmap_queues_only_when_the_last_mapping_goes():
     st9 = pages.thp_gauges(k)[9]
     assert (st9["nr_anon"], st9["nr_anon_partially_mapped"], st9["split"]) == (0, 0, 1)
     assert child.mm.rss_anon == 256
+
+
+def test_collapse_over_a_partially_mapped_thp_replaces_it():
+    """The note's live run: MADV_COLLAPSE after a partial MADV_DONTNEED gives a THP
+    again; the old folio leaves the queue (nr_anon_partially_mapped -1, nr_anon net 0)."""
+    k = Kernel(thp="madvise", randomize=False)
+    p = k.spawn()
+    a = p.mmap(BASE, PMD, RW, ANON)
+    p.madvise(a, PMD, MADV_HUGEPAGE)
+    p.touch(a, PMD)
+    p.madvise(a + 8 * P, P, MADV_DONTNEED)
+    assert pages.thp_gauges(k)[9]["nr_anon_partially_mapped"] == 1
+    p.madvise(a, PMD, MADV_COLLAPSE)
+    st9 = pages.thp_gauges(k)[9]
+    assert (st9["nr_anon"], st9["nr_anon_partially_mapped"], st9["split"]) == (1, 0, 0)
+    assert huge_kb(k.proc_read(f"/proc/{p.pid}/smaps"), a, a + PMD) == 2048
 
 
 def test_mremap_half_keeps_folio_and_no_deferred_split():
