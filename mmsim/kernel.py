@@ -109,7 +109,7 @@ class Kernel:
         self.thp_sizes = thp_mod.default_sizes()
         self.mthp_stats = thp_mod.new_stats()
         self.shrink_underused = 1
-        # The deferred split queue (mmsim.thp_split): partially mapped large folios.
+        # The deferred split queue (pages.folios_unmapped): partially mapped large folios.
         self.deferred_split = {}
         self.hold_folios = False   # munmap holds partial-unmap decisions (pages.hold_folios)
         self.pending_folios = []

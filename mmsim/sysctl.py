@@ -125,13 +125,16 @@ def write(kernel, path, text):
         kernel.khugepaged.write_knob(path[len(KHUGEPAGED_DIR):], text)
         return
     name = path[len(THP_DIR):]
+    if name == "shrink_underused" or name not in THP_KNOBS:
+        if name != "shrink_underused" and _size_file(name)[1] != "enabled":
+            raise error(errno.EACCES, "the per-size statistics are read-only (0444)")
+        if not text:
+            return   # a write of nothing never reaches the store handler
     if name == "shrink_underused":
         kernel.shrink_underused = int(kstrtobool(text))
         return
     if name not in THP_KNOBS:
         order, file = _size_file(name)
-        if file != "enabled":
-            raise error(errno.EACCES, "the per-size statistics are read-only (0444)")
         for v in thp.SIZE_MODES:
             if _sysfs_streq(text, v):
                 break

@@ -210,7 +210,9 @@ def test_per_size_knobs_read_write_and_validation():
     k.proc_write(T + "hugepages-64kB/enabled", "always\n")
     assert k.thp_sizes[4] == "always"
     assert k.proc_read(T + "hugepages-64kB/enabled") == "[always] inherit madvise never\n"
-    for bad in ("defer", "always ", "", "inherit\n\n"):
+    k.proc_write(T + "hugepages-64kB/enabled", "")   # nothing written: no change
+    assert k.thp_sizes[4] == "always"
+    for bad in ("defer", "always ", "inherit\n\n", "Always"):
         with pytest.raises(OSError) as e:
             k.proc_write(T + "hugepages-64kB/enabled", bad)
         assert e.value.errno == errno.EINVAL
