@@ -529,7 +529,7 @@ def _padzero(mm, addr):
         file_off = vma.pgoff_at(addr) << PAGE_SHIFT
         if file_off >= page_align(vma.file.inode.size):
             return False
-    pages.fault(mm, vma, addr, True, mm.kernel.thp)
+    pages.fault(mm, vma, addr, True, mm.kernel.thp_pmd_policy)
     return True
 
 

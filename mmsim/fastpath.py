@@ -67,21 +67,19 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
             or mm.def_flags & ~_PLAIN_DEF_FLAGS):
         return None
     before, existing, after = tree.span(addr, end)
-    # One pass over what the mapping replaces, changing nothing: a special VMA sends the
-    # call to the general path; the pages each VMA has inside the range, and those of
-    # them accounted, are what unmap_vmas takes off total_vm and Committed_AS once the
-    # edge splits have cut the VMAs to the range (zap_vma reads neither).
+    # One pass over what the mapping replaces, changing nothing: the pages each VMA
+    # has inside the range, and those of them accounted, are what unmap_vmas takes off
+    # total_vm and Committed_AS once the edge splits have cut the VMAs to the range.
     gone = accounted = 0
-    zap = False
     for v in existing:
-        if v.special is not None:
+        if v.special is not None or v.pages or v.swap:
+            # A special VMA, or pages to zap (large folios partly unmapped go to the
+            # deferred split queue): the general path.
             return None
         n = ((v.end if v.end < end else end) - (v.start if v.start > addr else addr)) >> PAGE_SHIFT
         gone += n
         if v.vm_flags & VM_ACCOUNT:
             accounted += n
-        if v.pages or v.swap:
-            zap = True
     vm_flags = _PROT_BITS[prot] | mm.def_flags | _MAY
     npages = (end - addr) >> PAGE_SHIFT
     pgoff = addr >> PAGE_SHIFT
@@ -122,10 +120,6 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
         if mm.total_vm > mm.hiwater_vm:
             mm.hiwater_vm = mm.total_vm
         mm.total_vm -= gone
-        if zap:
-            for v in existing:
-                if v.pages or v.swap:
-                    pages.zap_vma(mm, v, v.start, v.end)
         kernel.committed_as -= accounted
     kernel.committed_as += old_accounted
     # The neighbours: what the edge splits left, else the VMAs either side of the range
@@ -225,6 +219,11 @@ def munmap(mm: Mm, addr, length):
     last = victims[-1]
     if len(victims) == len(tree) or first.special is not None or last.special is not None:
         return None   # _unmap_all, or a split the kernel may refuse
+    for v in victims:
+        if v.pages or v.swap:
+            # Resident or swapped pages: the general path's zap decides what becomes
+            # of partly unmapped large folios (the deferred split queue).
+            return None
     cut_below = addr > first.start
     kernel = mm.kernel
     if cut_below and end < first.end and len(tree) >= kernel.max_map_count:
@@ -239,8 +238,6 @@ def munmap(mm: Mm, addr, length):
         mm.total_vm -= n
         if v.vm_flags & VM_ACCOUNT:
             unacct += n
-        if v.pages or v.swap:
-            pages.zap_vma(mm, v, v.start, v.end)
     # The erase and relink's stores of the split VMAs, as one change of the tree.
     bounds = []
     entries = []

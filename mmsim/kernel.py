@@ -30,6 +30,7 @@ from .defs import (ELF_ET_DYN_BASE, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE, RLIMIT
                    page_align, page_align_down)
 from .mm import MMF_DUMP_FILTER_DEFAULT, MMF_TOPDOWN, Mm
 from .task import Process
+from . import thp as thp_mod
 from .thp import MODES, recommended_min_free_kbytes
 from .uapi import (RLIM_INFINITY, RLIMIT_AS, RLIMIT_CORE, RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE,
                    RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE, RLIMIT_NOFILE,
@@ -107,14 +108,22 @@ class Kernel:
         self.shmem_committed = {}   # shmem inode -> pages charged for it (shmem_acct_size)
         self.nr_resident = 0   # the RSS of every address space, summed (pages.machine_resident)
         self.thp = thp
-        # /sys/kernel/mm/transparent_hugepage/defrag: kept and shown, not consulted
-        # (faults model the reference machine's setting).  shmem_enabled and the
+        # hugepages-<N>kB/enabled per anonymous order, and the per-size statistics
+        # (hugepages-<N>kB/stats/*): order -> {name: count}.  shmem_enabled and the
         # per-size hugepages-<N>kB/shmem_enabled (order -> mode) rule shmem THP
-        # (mmsim.shmem); mthp_stats are the per-size stats/ counters.
+        # (mmsim.shmem).
+        self.thp_sizes = thp_mod.default_sizes()
+        self.mthp_stats = thp_mod.new_stats()
+        self.shrink_underused = 1
+        # The deferred split queue (pages.folios_unmapped): partially mapped large folios.
+        self.deferred_split = {}
+        self.hold_folios = False   # munmap holds partial-unmap decisions (pages.hold_folios)
+        self.pending_folios = []
+        # /sys/kernel/mm/transparent_hugepage/defrag: kept and shown, not consulted
+        # (faults model the reference machine's setting).
         self.thp_defrag = "madvise"
         self.shmem_enabled = "never"
         self.shmem_size_modes = shmem_mod.default_size_modes()
-        self.mthp_stats = thp_mod.new_mthp_stats()
         self.oom_killed: list[int] = []   # pids of the groups the OOM killer killed, in order
         # mctl's permission rule: the proposal's ("strict") or the relaxed alternative.
         self.mctl_policy = mctl_policy
@@ -142,6 +151,7 @@ class Kernel:
         self.khugepaged = Khugepaged(self)
         self._timers = []      # heap of (when_ns, seq, callback, readonly)
         self._timer_seq = 0
+        self.node.events.update(dict.fromkeys(thp_mod.VM_EVENTS, 0))
 
     # ------------------------------------------------------------------ files
 
@@ -439,6 +449,12 @@ class Kernel:
     # ------------------------------------------------------------------ time
 
     @property
+    def thp_pmd_policy(self) -> str:
+        """The PMD size's effective THP mode: its per-size knob, ``inherit`` being the
+        global ``enabled``."""
+        return thp_mod.pmd_policy(self)
+
+    @property
     def now(self) -> float:
         """The simulated time in seconds since boot (0 at start; only ``advance``
         moves it)."""
@@ -577,6 +593,7 @@ class Kernel:
                 ("Mapped", node.nr_mapped), ("Shmem", node.nr_shmem),
                 ("CommitLimit", overcommit.commit_limit(self)),
                 ("Committed_AS", overcommit.committed(self)),
+                ("AnonHugePages", pages.anon_pmd_mapped(self) * pages.PMD_PAGES),
                 ("ShmemHugePages", node.nr_shmem_thps << 9),
                 ("ShmemPmdMapped", node.nr_shmem_pmdmapped << 9)]
         return "".join(f"{name + ':':<16}{n * 4:8d} kB\n" for name, n in rows)
@@ -610,10 +627,13 @@ class Kernel:
                  ("pgsteal_file", ev["pgsteal_file"]), ("pgrotated", ev["pgrotated"]),
                  ("oom_kill", ev["oom_kill"])]
         rows += [(name, ev[name]) for name in (
+            "thp_fault_alloc", "thp_fault_fallback", "thp_fault_fallback_charge",
             "thp_collapse_alloc", "thp_collapse_alloc_failed", "thp_file_alloc",
             "thp_file_fallback", "thp_file_fallback_charge", "thp_file_mapped",
-            "thp_scan_exceed_none_pte", "thp_scan_exceed_swap_pte",
-            "thp_scan_exceed_share_pte", "swap_ra", "swap_ra_hit")]
+            "thp_split_page", "thp_split_page_failed", "thp_deferred_split_page",
+            "thp_underused_split_page", "thp_split_pmd", "thp_scan_exceed_none_pte",
+            "thp_scan_exceed_swap_pte", "thp_scan_exceed_share_pte", "thp_swpout",
+            "thp_swpout_fallback", "swap_ra", "swap_ra_hit")]
         return "".join(f"{name} {n}\n" for name, n in rows)
 
     def proc_read(self, path: str) -> str:

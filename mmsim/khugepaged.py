@@ -100,7 +100,7 @@ class Khugepaged:
         self.address = 0         # khugepaged_scan.address
         # The thread: running while THP is not ``never``; ``wake_at`` is the simulated
         # time (ns) of its next run, None while it waits for an mm to be registered.
-        self.running = kernel.thp != "never"
+        self.running = kernel.thp_pmd_policy != "never"
         self.wake_at = 0 if self.running else None
         self.sleeping = None     # "scan" or "alloc": which sleep ``wake_at`` ends
         self.resume = None       # (progress, passes) of a scan paused by an alloc sleep
@@ -112,9 +112,10 @@ class Khugepaged:
     # ------------------------------------------------------------------ registration
 
     def pmd_enabled(self):
-        """hugepage_pmd_enabled: the PMD size (``inherit``) follows ``enabled``; shmem
-        allowing the PMD size keeps the thread too (shmem_hpage_pmd_enabled)."""
-        return self.kernel.thp != "never" or shmem.pmd_enabled(self.kernel)
+        """hugepage_pmd_enabled: the PMD size's knob (``inherit``: ``enabled``) is not
+        never; shmem allowing the PMD size keeps the thread too
+        (shmem_hpage_pmd_enabled)."""
+        return self.kernel.thp_pmd_policy != "never" or shmem.pmd_enabled(self.kernel)
 
     def enter(self, mm):
         """__khugepaged_enter: put ``mm`` at the tail of the list (behind the cursor);
@@ -138,7 +139,7 @@ class Khugepaged:
             # CONFIG_READ_ONLY_THP_FOR_FS or shmem THP): the common mmap, kept cheap.
             return
         view = vma if vm_flags is None else _VmaView(vma, vm_flags)
-        if thp.allowed(view, mm.flags, self.kernel.thp, thp.TVA_KHUGEPAGED,
+        if thp.allowed(view, mm.flags, self.kernel.thp_pmd_policy, thp.TVA_KHUGEPAGED,
                        kernel=self.kernel):
             self.enter(mm)
 
@@ -155,8 +156,8 @@ class Khugepaged:
         and no page table under it yet) prepares the anon_vma and registers the mm
         (do_huge_pmd_anonymous_page), for a read as for a write."""
         kernel = self.kernel
-        if kernel.thp == "never" or not thp.allowed(vma, mm.flags, kernel.thp,
-                                                    thp.TVA_PAGEFAULT):
+        policy = kernel.thp_pmd_policy
+        if policy == "never" or not thp.allowed(vma, mm.flags, policy, thp.TVA_PAGEFAULT):
             return
         vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
         pm, sw = vma.pages, vma.swap
@@ -376,7 +377,7 @@ class Khugepaged:
         mm = self.cursor
         progress = 1
         vma = None
-        policy = self.kernel.thp
+        policy = self.kernel.thp_pmd_policy
         if not self._test_exit_or_disable(mm):
             for vma in mm.vmas(self.address):
                 if not thp.allowed(vma, mm.flags, policy, thp.TVA_KHUGEPAGED,
@@ -512,7 +513,7 @@ class Khugepaged:
             return SCAN_PMD_NULL, False
         if pm:
             i = pm.index(head)
-            if i >= 0 and pm.tag[i].pmd:
+            if i >= 0 and pm.tag[i].pmd is True:
                 self.last_result = SCAN_PMD_MAPPED
                 return SCAN_PMD_MAPPED, False
         result, referenced, swapped = self._census(vma, head)

@@ -130,3 +130,21 @@ def proc_get_long(s, unsigned=False):
 
 __all__ = ["simple_strtoull", "kstrtoull", "kstrtoll", "kstrtoint", "strstrip", "memparse",
            "proc_get_long"]
+
+
+def kstrtobool(s):
+    """kstrtobool: y/Y/t/T/1 or "on" are true, n/N/f/F/0 or "off" false (only the
+    first one or two characters count); anything else is EINVAL."""
+    if s:
+        c = s[0]
+        if c in "yYtT1":
+            return True
+        if c in "nNfF0":
+            return False
+        if c in "oO" and len(s) > 1:
+            if s[1] in "nN":
+                return True
+            if s[1] in "fF":
+                return False
+    raise error(errno.EINVAL, "not a boolean")
+

@@ -163,6 +163,9 @@ def vma_behavior(mm, vma, start, end, advice):
             raise error(errno.EINVAL)
         if advice == MADV_FREE and not vma.is_anonymous():
             raise error(errno.EINVAL)
+        if advice == MADV_FREE:
+            # madvise_free_pte_range splits a large folio it covers in part.
+            pages.split_partial(mm, vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
         pages.zap_vma(mm, vma, start, end)
         return vma
     if advice == MADV_REMOVE:
@@ -181,6 +184,10 @@ def vma_behavior(mm, vma, start, end, advice):
     if advice in (MADV_COLD, MADV_PAGEOUT):
         if vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
             raise error(errno.EINVAL)
+        if vma.file is None:
+            # madvise_cold_or_pageout_pte_range: a large folio this mm alone maps and
+            # the range covers in part is split.
+            pages.split_partial(mm, vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
         if advice == MADV_COLD:
             pages.deactivate(vma, start, end, mm)
         else:
@@ -199,7 +206,7 @@ def vma_behavior(mm, vma, start, end, advice):
                             filemap.POSIX_FADV_WILLNEED)
         return vma
     if advice == MADV_COLLAPSE:
-        if not thp.allowed(vma, mm.flags, mm.kernel.thp, thp.TVA_FORCED_COLLAPSE,
+        if not thp.allowed(vma, mm.flags, mm.kernel.thp_pmd_policy, thp.TVA_FORCED_COLLAPSE,
                            kernel=mm.kernel):
             raise error(errno.EINVAL)
         before = pages.thp_count(vma)

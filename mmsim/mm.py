@@ -402,6 +402,7 @@ class Mm:
         if self.total_vm > self.hiwater_vm:
             self.hiwater_vm = self.total_vm   # update_hiwater_vm, before total_vm drops
         unacct = 0
+        pages.hold_folios(self.kernel)
         for victim in victims:
             self.total_vm -= (victim.end - victim.start) >> PAGE_SHIFT
             if victim.vm_flags & VM_ACCOUNT:
@@ -410,6 +411,7 @@ class Mm:
         if not overwrite:
             self.tree.erase(start, end)
             self.relink(below, above)
+        pages.settle_folios(self.kernel)
         # vms_complete_munmap_vmas: the commitment of accounted VMAs goes back.
         overcommit.vm_unacct_memory(self.kernel, unacct)
         return below, above

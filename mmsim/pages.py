@@ -16,8 +16,10 @@ length, and faults, zaps, fork and COW cost O(extents touched).  A Span is one o
 - a cached folio: one page-cache or shmem ``Page`` (file pages stay one object each).
 
 Every Span also carries what belongs to the mapping rather than to the folio: whether
-the PTE (or PMD) is young, and whether the pages are PMD-mapped THPs (``pmd``: each
-aligned 512-page block of such an extent is one THP).  Spans are interned, so equal
+the PTE (or PMD) is young, and the folio size (``pmd``: True for PMD-mapped THPs, each
+aligned 512-page block of such an extent being one THP; an order 2..9 for PTE-mapped
+large folios, each naturally aligned block of that order being one folio; False for
+base pages; see ``folio_order``).  Spans are interned, so equal
 neighbours are recognised by identity and coalesce.  Guard markers (``vma.guards``) are
 page ranges, so a guard region costs the same at any size.
 """
@@ -40,6 +42,15 @@ PMD_PAGES = HPAGE_PMD_NR
 _PMD_MASK = ~(PMD_PAGES - 1)
 
 PRIVATE, POOLED, CACHED = 0, 1, 2
+PMD_ORDER = thp.PMD_ORDER
+
+
+def folio_order(code):
+    """The folio order a Span's ``pmd`` field stands for: True is a PMD-mapped THP
+    (order 9), False base pages, an int 2..9 a PTE-mapped large folio of that order."""
+    if code is True:
+        return PMD_ORDER
+    return code or 0
 
 
 class Span:
@@ -61,6 +72,11 @@ class Span:
         self.lru = lru   # private anonymous pages: their place on the anon LRU
         # Private anonymous pages in the swap cache: page number minus slot number.
         self.swap = swap
+
+    @property
+    def order(self):
+        """The order of the folios of this extent (0: base pages)."""
+        return folio_order(self.pmd)
 
     def __repr__(self):
         where = ("private", "pooled", "cached")[self.kind]
@@ -509,16 +525,16 @@ def _shared_in(span, a, b):
 
 def page_states(vma):
     """Every resident folio of ``vma`` as ``(vpn, npages, mapcount, anon, dirty,
-    referenced, young, pmd)``: one row per base page and one per THP whose pages share
-    one state (a checking aid, O(pages))."""
+    referenced, young, pmd)``: one row per base page and one per PMD-mapped THP whose
+    pages share one state (``pmd``: PMD-mapped; a checking aid, O(pages))."""
     rows = []
     for x, y, span in (vma.pages.items() if vma.pages else ()):
         for a, b, mapcount, anon, dirty, referenced in span_pieces(span, x, y):
             # A THP whose pages differ (some lost a mapper to COW) is shown page by page.
-            step = PMD_PAGES if span.pmd and not a % PMD_PAGES and not b % PMD_PAGES else 1
+            step = PMD_PAGES if span.pmd is True and not a % PMD_PAGES and not b % PMD_PAGES else 1
             for vpn in range(a, b, step):
                 rows.append((vpn, step, mapcount, anon, dirty, referenced, span.young,
-                             span.pmd))
+                             span.pmd is True))
     return rows
 
 
@@ -546,7 +562,7 @@ def thp_count(vma):
     pm = vma.pages
     if not pm:
         return 0
-    return sum(y - x for x, y, span in pm.items() if span.pmd) // PMD_PAGES
+    return sum(y - x for x, y, span in pm.items() if span.pmd is True) // PMD_PAGES
 
 
 def charge_anon(memcg, n, active=False):
@@ -623,7 +639,8 @@ def _unmap(mm, vma, x, y, span):
     else:
         d = span.delta
         pool = span.pool
-        for a, b, st in pool.runs(x - d, y - d):
+        pool_runs_before = pool.runs(x - d, y - d)
+        for a, b, st in pool_runs_before:
             _count(mm, vma, st[1], a - b, charge=False)
             if st[0] == 1 and st[1]:
                 # The last mapper: the folios are freed, and their swap cache.
@@ -631,6 +648,9 @@ def _unmap(mm, vma, x, y, span):
                 if st[5] is not None:
                     _slots_put(mm.kernel, a - st[5], b - st[5])
         pool.apply(x - d, y - d, _dec)
+        if span.pmd:
+            _pool_unmapped(mm.kernel, pool, folio_order(span.pmd),
+                           [(a, b) for a, b, st in pool_runs_before if st[0] == 1])
 
 
 def _touch(page):
@@ -647,11 +667,11 @@ def has_recency(vma):
     return f is None or not getattr(f, "noreuse", False)
 
 
-def _split_pmd(pm, head):
+def _split_pmd(pm, head, mm=None):
     """split_huge_pmd of the THP at page ``head`` (if that block is PMD-mapped): its 512
     pages become PTE-mapped, keeping their folio state and young bit."""
     i = pm.index(head)
-    if i < 0 or not pm.tag[i].pmd:
+    if i < 0 or pm.tag[i].pmd is not True:
         return
     if pm.tag[i].kind == CACHED:
         # A shmem folio's PMD mapping seen without its mm (split_huge_at's fallback):
@@ -662,30 +682,34 @@ def _split_pmd(pm, head):
             pm.tag[k] = _with(pm.tag[k], pmd=False)
         return
     i, _ = pm.carve(head, head + PMD_PAGES)
-    pm.tag[i] = _with(pm.tag[i], pmd=False)
+    # The folio stays whole, PTE-mapped (AnonHugePages no longer counts it).
+    pm.tag[i] = _with(pm.tag[i], pmd=PMD_ORDER if pm.tag[i].anon or pm.tag[i].kind == POOLED
+                      else False)
+    if mm is not None:
+        mm.kernel.node.events["thp_split_pmd"] += 1
     pm.join(i - 1, i + 2)
 
 
 def split_huge_at(vma, addr, mm=None):
-    """split_huge_pmd: a THP straddling ``addr`` becomes 512 PTE-mapped pages; a PMD
-    mapping of a shmem folio is removed instead (the pages refault), for which the
-    caller passes the VMA's ``mm`` (without it, simulator-defined, the folio stays
-    mapped by 512 PTEs)."""
+    """split_huge_pmd: a THP straddling ``addr`` becomes PTE-mapped (``thp_split_pmd``
+    of ``mm``'s machine, when given); a PMD mapping of a shmem folio is removed instead
+    (the pages refault), for which the caller passes the VMA's ``mm`` (without it,
+    simulator-defined, the folio stays mapped by PTEs)."""
     if not vma.pages or not addr % PMD_SIZE:
         return
     head = (addr >> PAGE_SHIFT) & _PMD_MASK
     if mm is not None and _zap_file_pmd(mm, vma, head):
         return
-    _split_pmd(vma.pages, head)
+    _split_pmd(vma.pages, head, mm)
 
 
 def _widen(pm, a, b):
     """``[a, b)`` grown to whole THPs where its ends fall inside PMD-mapped blocks."""
     i = pm.index(a)
-    if i >= 0 and pm.tag[i].pmd:
+    if i >= 0 and pm.tag[i].pmd is True:
         a &= _PMD_MASK
     i = pm.index(b - 1)
-    if i >= 0 and pm.tag[i].pmd:
+    if i >= 0 and pm.tag[i].pmd is True:
         b = ((b - 1) & _PMD_MASK) + PMD_PAGES
     return a, b
 
@@ -693,10 +717,10 @@ def _widen(pm, a, b):
 def _narrow(pm, a, b):
     """``[a, b)`` shrunk to leave out THPs it only partly covers."""
     i = pm.index(a)
-    if i >= 0 and pm.tag[i].pmd and a & (PMD_PAGES - 1):
+    if i >= 0 and pm.tag[i].pmd is True and a & (PMD_PAGES - 1):
         a = (a & _PMD_MASK) + PMD_PAGES
     i = pm.index(b - 1)
-    if i >= 0 and pm.tag[i].pmd and b & (PMD_PAGES - 1):
+    if i >= 0 and pm.tag[i].pmd is True and b & (PMD_PAGES - 1):
         b &= _PMD_MASK
     return a, b
 
@@ -732,6 +756,8 @@ def take_range(vma, start, end):
     (THPs there must lie wholly inside); either may be None."""
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
     part = vma.pages.take(lo, hi) if vma.pages else None
+    if part:
+        _leave_cut_folios(part, lo, hi)
     marks = vma.guards.take(lo, hi) if vma.guards else None
     if vma.swap:
         # Swap entries move with the page tables: they travel in the page part.
@@ -740,6 +766,25 @@ def take_range(vma, start, end):
         if holder.swap:
             part = (part or None, holder.swap)
     return part or None, marks
+
+
+def _leave_cut_folios(part, lo, hi):
+    """Pages ``[lo, hi)`` taken away from the rest of their large folio leave it, as
+    base pages (simulator-defined: a folio is its aligned block of addresses)."""
+    for v in (lo, hi - 1):
+        i = part.index(v)
+        if i < 0:
+            continue
+        span = part.tag[i]
+        if span.kind == CACHED or not span.pmd:
+            continue
+        size = 1 << folio_order(span.pmd)
+        h = v & ~(size - 1)
+        if h < lo or h + size > hi:
+            i, j = part.carve(max(h, lo), min(h + size, hi))
+            for k in range(i, j):
+                part.tag[k] = _with(part.tag[k], pmd=False)
+            part.join(i - 1, j + 1)
 
 
 def put_range(vma, part, marks, shift):
@@ -752,6 +797,10 @@ def put_range(vma, part, marks, shift):
         _move_swap(holder, vma, -(1 << 62), 1 << 62, shift)
     if part:
         def moved(span):
+            if span.pmd and span.pmd is not True and shift % (1 << span.pmd):
+                # Simulator-defined: a large folio is its aligned block of addresses,
+                # so pages moved off that alignment leave it (as base pages).
+                span = _with(span, pmd=False)
             if span.kind == POOLED:
                 return pooled_span(span.pool, span.delta + shift, span.young, span.pmd)
             if span.kind == PRIVATE and span.swap is not None:
@@ -945,7 +994,7 @@ def populate(mm, vma, start, end, write, force=False, touch=False):
     """Fault every page of ``[start, end)`` in ``vma`` in order (GUP, or a loop of
     accesses), stopping with EFAULT at the first guard page.  Private anonymous memory
     is faulted a range at a time; file pages one by one."""
-    policy = mm.kernel.thp
+    policy = mm.kernel.thp_pmd_policy
     if _private_anon(vma):
         _check_access(vma, write, force)
         lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
@@ -962,7 +1011,7 @@ def populate(mm, vma, start, end, write, force=False, touch=False):
         vpn = addr >> PAGE_SHIFT
         pm = vma.pages
         i = pm.index(vpn) if pm else -1
-        if i >= 0 and pm.tag[i].pmd:
+        if i >= 0 and pm.tag[i].pmd is True:
             # The other faults inside a PMD-mapped THP would repeat what this one
             # did (young, accessed, dirty): go on after it.
             addr = max(addr + PAGE_SIZE, ((vpn & _PMD_MASK) + PMD_PAGES) << PAGE_SHIFT)
@@ -1040,7 +1089,7 @@ def _access(mm, vma, a, b, write, touch):
             d = span.delta
             kept = pooled_span(pool, d, True, span.pmd)
             for px, py, st in pool.runs(x - d, y - d):
-                if write and not span.pmd and (st[0] > 1 or not st[1] and not shared_vma):
+                if write and span.pmd is not True and (st[0] > 1 or not st[1] and not shared_vma):
                     # Copy on write: the mapping gets copies; the pool's folios lose
                     # it (FOLL_TOUCH marked them accessed first).
                     pool.apply(px, py, (lambda s: _dec(_set_referenced(s))) if touch
@@ -1117,7 +1166,7 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
         if k < n and pm.lo[k] <= v:
             span = pm.tag[k]
             e = pm.hi[k]
-            if span.pmd:
+            if span.pmd is True:
                 head = v & _PMD_MASK
                 top = min(e, ((hi - 1) & _PMD_MASK) + PMD_PAGES)
                 if _shared_in(span, head, top):
@@ -1127,7 +1176,7 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
                     v = top
                     continue
                 # A write to a shared THP splits the PMD, then copies page by page.
-                _split_pmd(pm, head)
+                _split_pmd(pm, head, mm)
                 top = min(hi, head + PMD_PAGES)
             else:
                 top = min(hi, e)
@@ -1137,25 +1186,409 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
         nxt = pm.lo[k] if k < n else vhi
         gap_end = min(hi, nxt)
         anon_vma_prepare(vma)
+        prev_end = max(pm.hi[k - 1] if k > 0 else vlo, vlo)
         if thp_ok:
-            prev_end = pm.hi[k - 1] if k > 0 else vlo
             head = v & _PMD_MASK
-            first = head if head >= prev_end and head >= vlo else head + PMD_PAGES
+            first = head if head >= prev_end else head + PMD_PAGES
             last = min(min(nxt, vhi) & _PMD_MASK, ((hi - 1) & _PMD_MASK) + PMD_PAGES)
             if last > first:
                 if first > v:
-                    pm.insert(v, first, private_span(True, False, True, True, touch))
-                    _count(mm, vma, True, first - v)
-                    new += first - v
+                    new += _fill_small(mm, vma, v, first, prev_end, first, touch)
                 pm.insert(first, last, private_span(True, True, True, True, touch))
                 _count(mm, vma, True, last - first)
+                nthp = (last - first) // PMD_PAGES
+                mm.kernel.node.events["thp_fault_alloc"] += nthp
+                thp.count(mm.kernel, PMD_ORDER, "anon_fault_alloc", nthp)
                 new += last - first
                 v = last
                 continue
-        pm.insert(v, gap_end, private_span(True, False, True, True, touch))
-        _count(mm, vma, True, gap_end - v)
-        new += gap_end - v
+        new += _fill_small(mm, vma, v, gap_end, prev_end, min(nxt, vhi), touch)
         v = gap_end
+    return new
+
+
+# ------------------------------------------------------------------ large folios
+#
+# A private anonymous large folio is the naturally aligned block of its order in the
+# address space of its mm (the Span's ``pmd`` field gives the order).  The deferred
+# split queue (kernel.deferred_split) holds the partially mapped ones:
+# (id(mm), order, first page) -> (mm, memcg), or for a folio shared since a fork
+# (id(pool), order, first pool index) -> (pool, memcg).
+
+
+def _folio_left(mm, head, order):
+    """Whether any page of ``mm``'s folio of ``order`` at page ``head`` is mapped."""
+    end = head + (1 << order)
+    for vma in mm.vmas(head << PAGE_SHIFT, end << PAGE_SHIFT):
+        pm = vma.pages
+        if not pm:
+            continue
+        i, j = pm.overlap(head, end)
+        for k in range(i, j):
+            span = pm.tag[k]
+            if span.kind == PRIVATE and folio_order(span.pmd) == order:
+                return True
+    return False
+
+
+def _dequeue(kernel, key):
+    """__folio_unqueue_deferred_split: the folio leaves the queue (freed or split)."""
+    if kernel.deferred_split.pop(key, None) is not None:
+        kernel.mthp_stats[key[1]]["nr_anon_partially_mapped"] -= 1
+
+
+def folios_unmapped(mm, pieces):
+    """The private pages ``(x, y, order)`` of ``mm``'s large folios lost their mapping
+    (zap): a folio with pages still mapped is partially mapped and queued for the
+    deferred split (deferred_split_folio from __folio_remove_rmap), one with none left
+    is freed and leaves the queue.  Until ``mm.kernel.settle_folios`` is False (munmap
+    links its split VMAs back first), the decision waits in ``pending_folios``."""
+    kernel = mm.kernel
+    queue = kernel.deferred_split
+    edges = set()
+    for x, y, order in pieces:
+        size = 1 << order
+        first = x & ~(size - 1)
+        last = (y - 1) & ~(size - 1)
+        if first != x:
+            edges.add((first, order))
+        if last + size != y:
+            edges.add((last, order))
+        if queue:
+            ident = id(mm)
+            for key in [key for key in queue if key[0] == ident and key[1] == order
+                        and x <= key[2] and key[2] + size <= y]:
+                _dequeue(kernel, key)
+    if not edges:
+        return
+    if kernel.hold_folios:
+        kernel.pending_folios.append((mm, edges))
+        return
+    _settle(mm, edges)
+
+
+def _settle(mm, edges):
+    kernel = mm.kernel
+    for head, order in sorted(edges):
+        key = (id(mm), order, head)
+        if not _folio_left(mm, head, order):
+            _dequeue(kernel, key)
+        elif key not in kernel.deferred_split:
+            _enqueue(kernel, key, mm, mm.memcg)
+
+
+def _pool_unmapped(kernel, pool, order, gone):
+    """Pages ``gone`` (pool index runs) of a pool's large folios lost their last
+    mapping: a folio with pages still mapped by another process is queued partially
+    mapped (per-page mapcounts, CONFIG_PAGE_MAPCOUNT); one with none left is freed."""
+    if not gone:
+        return
+    size = 1 << order
+    heads = set()
+    for a, b in gone:
+        heads.add(a & ~(size - 1))
+        heads.add((b - 1) & ~(size - 1))
+        if kernel.deferred_split:
+            for key in [key for key in kernel.deferred_split if key[0] == id(pool)
+                        and key[1] == order and a <= key[2] < b]:
+                heads.add(key[2])
+    for head in sorted(heads):
+        key = (id(pool), order, head)
+        if not pool.runs(head, head + size):
+            _dequeue(kernel, key)
+        elif key not in kernel.deferred_split:
+            _enqueue(kernel, key, pool, pool.memcg)
+
+
+def _enqueue(kernel, key, owner, memcg):
+    """deferred_split_folio(folio, partially_mapped=true) on a folio not yet flagged."""
+    order = key[1]
+    kernel.deferred_split[key] = (owner, memcg)
+    if order >= PMD_ORDER:
+        kernel.node.events["thp_deferred_split_page"] += 1
+    thp.count(kernel, order, "split_deferred")
+    thp.count(kernel, order, "nr_anon_partially_mapped")
+
+
+def _split_pooled(kernel, pool, head, order):
+    """split_folio of a pool's partially mapped folio: every mapping of it (found
+    through the live address spaces, the rmap walk) maps base pages from now on."""
+    size = 1 << order
+    for mm in _live_mms(kernel):
+        for vma in mm.vmas():
+            pm = vma.pages
+            if not pm:
+                continue
+            for k in range(len(pm.tag) - 1, -1, -1):
+                span = pm.tag[k]
+                if span.kind != POOLED or span.pool is not pool or not span.pmd:
+                    continue
+                d = span.delta
+                lo, hi = max(pm.lo[k], head + d), min(pm.hi[k], head + d + size)
+                if lo < hi:
+                    i, j = pm.carve(lo, hi)
+                    for kk in range(i, j):
+                        pm.tag[kk] = _with(pm.tag[kk], pmd=False)
+                    pm.join(i - 1, j + 1)
+    thp.count(kernel, order, "split")
+    if order == PMD_ORDER:
+        kernel.node.events["thp_split_page"] += 1
+    _dequeue(kernel, (id(pool), order, head))
+
+
+def settle_folios(kernel):
+    """Decide the partial unmaps ``folios_unmapped`` held back (see there)."""
+    kernel.hold_folios = False
+    pending, kernel.pending_folios = kernel.pending_folios, []
+    for mm, edges in pending:
+        _settle(mm, edges)
+
+
+def hold_folios(kernel):
+    """Hold partial-unmap decisions until ``settle_folios`` (munmap's VMA splits)."""
+    kernel.hold_folios = True
+
+
+def split_folio(mm, head, order):
+    """split_folio of ``mm``'s (private, or shared since a fork but mapped by it alone)
+    large folio of ``order`` at page ``head`` to
+    order 0 (a PMD mapping is split first): ``split`` (and ``thp_split_page`` for the
+    PMD order) counts it, and it leaves the deferred split queue.  Simulator-defined:
+    page contents are not modelled, so no subpage is found zero-filled and remapped to
+    the zero page."""
+    kernel = mm.kernel
+    end = head + (1 << order)
+    for vma in mm.vmas(head << PAGE_SHIFT, end << PAGE_SHIFT):
+        pm = vma.pages
+        if not pm:
+            continue
+        if order == PMD_ORDER:
+            _split_pmd(pm, head, mm)
+        i, j = pm.carve(max(head, vma.start >> PAGE_SHIFT), min(end, vma.end >> PAGE_SHIFT))
+        for k in range(i, j):
+            span = pm.tag[k]
+            if span.kind != CACHED and folio_order(span.pmd) == order:
+                pm.tag[k] = _with(span, pmd=False)
+        pm.join(i - 1, j + 1)
+    thp.count(kernel, order, "split")
+    if order == PMD_ORDER:
+        kernel.node.events["thp_split_page"] += 1
+    _dequeue(kernel, (id(mm), order, head))
+
+
+def split_partial(mm, vma, a, b):
+    """madvise COLD/PAGEOUT/FREE over ``[a, b)`` (pages): the private large folios the
+    range covers only in part are split (madvise_cold_or_pageout_pte_range,
+    madvise_free_pte_range: an exclusive folio partly covered)."""
+    pm = vma.pages
+    if not pm:
+        return
+    for v in (a, b - 1):
+        i = pm.index(v)
+        if i < 0:
+            continue
+        span = pm.tag[i]
+        if span.kind == CACHED or not span.pmd:
+            continue
+        order = folio_order(span.pmd)
+        size = 1 << order
+        head = v & ~(size - 1)
+        # A folio shared since a fork is split only once this mm alone maps it
+        # (folio_maybe_mapped_shared).
+        if (head < a or head + size > b) and not (
+                span.kind == POOLED and _shared_in(span, head, head + size)):
+            split_folio(mm, head, order)
+
+
+def deferred_split_scan(kernel, memcg=None):
+    """The deferred split shrinker (deferred_split_scan) under reclaim: every queued
+    partially mapped folio (of ``memcg``'s subtree, or all) is split.  Returns how
+    many."""
+    n = 0
+    for key, (mm, owner) in list(kernel.deferred_split.items()):
+        if memcg is not None:
+            m = owner
+            while m is not None and m is not memcg:
+                m = m.parent
+            if m is None:
+                continue
+        if isinstance(mm, Pool):
+            if mm.runs(key[2], key[2] + (1 << key[1])):
+                _split_pooled(kernel, mm, key[2], key[1])
+                n += 1
+            else:
+                _dequeue(kernel, key)
+        elif _folio_left(mm, key[2], key[1]):
+            split_folio(mm, key[2], key[1])
+            n += 1
+        else:
+            _dequeue(kernel, key)
+    return n
+
+
+def large_swapout(mm, vma, x, y, ok):
+    """shrink_folio_list's large-folio steps for the private pages ``[x, y)`` about to
+    be swapped out (``ok``: swap slots for all of them) or refused: a partially mapped
+    folio is split first; one with slots goes out whole (``swpout``, and for the PMD
+    order ``thp_swpout``, after its PMD is split: 6.18 has no PMD swap entries);
+    without, it is split to base pages (``swpout_fallback``, ``thp_swpout_fallback``)."""
+    pm = vma.pages
+    i = pm.index(x)
+    if i < 0:
+        return
+    span = pm.tag[i]
+    if span.kind != PRIVATE or not span.pmd:
+        return
+    kernel = mm.kernel
+    order = folio_order(span.pmd)
+    size = 1 << order
+    for head in range(x & ~(size - 1), y, size):
+        key = (id(mm), order, head)
+        if key in kernel.deferred_split:
+            split_folio(mm, head, order)
+            continue
+        if ok:
+            thp.count(kernel, order, "swpout")
+            if order == PMD_ORDER:
+                kernel.node.events["thp_swpout"] += 1
+                _split_pmd(pm, head, mm)
+        else:
+            thp.count(kernel, order, "swpout_fallback")
+            if order == PMD_ORDER:
+                kernel.node.events["thp_swpout_fallback"] += 1
+            split_folio(mm, head, order)
+
+
+def anon_pmd_mapped(kernel):
+    """NR_ANON_THPS: anonymous folios mapped by a PMD somewhere, each counted once
+    however many processes map it (meminfo's AnonHugePages, in THPs)."""
+    seen = set()
+    for mm in _live_mms(kernel):
+        for vma in mm.vmas():
+            pm = vma.pages
+            if not pm:
+                continue
+            for x, y, span in pm.items():
+                if span.pmd is not True or span.kind == CACHED or not (
+                        span.kind == POOLED or span.anon):
+                    continue
+                owner = id(mm) if span.kind == PRIVATE else id(span.pool)
+                d = 0 if span.kind == PRIVATE else span.delta
+                seen.update((owner, h) for h in range(x - d, y - d, PMD_PAGES))
+    return len(seen)
+
+
+def thp_gauges(kernel):
+    """Refresh the per-size gauges of kernel.mthp_stats: ``nr_anon`` (the anonymous
+    large folios that exist, counted from the page maps) and
+    ``nr_anon_partially_mapped`` (the queue)."""
+    stats = kernel.mthp_stats
+    counts = dict.fromkeys(thp.ANON_ORDERS, 0)
+    seen = set()   # a folio shared since a fork is seen by each mapper: count it once
+    for mm in _live_mms(kernel):
+        for vma in mm.vmas():
+            pm = vma.pages
+            if not pm:
+                continue
+            for x, y, span in pm.items():
+                if not span.pmd or span.kind == CACHED:
+                    continue
+                order = folio_order(span.pmd)
+                size = 1 << order
+                owner = id(mm) if span.kind == PRIVATE else id(span.pool)
+                d = 0 if span.kind == PRIVATE else span.delta
+                for h in range((x - d) & ~(size - 1), y - d, size):
+                    seen.add((owner, order, h))
+    for _, order, _ in seen:
+        counts[order] += 1
+    for order in thp.ANON_ORDERS:
+        stats[order]["nr_anon"] = counts[order]
+    part = dict.fromkeys(thp.ANON_ORDERS, 0)
+    for key in kernel.deferred_split:
+        part[key[1]] += 1
+    for order in thp.ANON_ORDERS:
+        stats[order]["nr_anon_partially_mapped"] = part[order]
+    return stats
+
+
+def _fault_orders(mm, vma):
+    """alloc_anon_folio's candidate orders below the PMD order for ``vma``, highest
+    first (empty: order 0): the per-size knobs and switches, none for a VMA registered
+    with userfaultfd (per-page fault fidelity)."""
+    kernel = mm.kernel
+    sizes = kernel.thp_sizes
+    if all(sizes[o] == "never" for o in thp.ANON_ORDERS if o != PMD_ORDER):
+        return ()
+    if vma.uffd_ctx is not None:
+        return ()
+    return thp.allowable_orders(vma, mm.flags, kernel, thp.TVA_PAGEFAULT,
+                                tuple(o for o in thp.ANON_ORDERS if o != PMD_ORDER))
+
+
+def _alloc_ok(mm, nr):
+    """Whether a large folio of ``nr`` pages can be allocated and charged at fault:
+    ``None`` if so, else the failing step ("alloc" or "charge").  Simulator-defined:
+    memory is never fragmented, so an allocation fails only when it would take free
+    memory below the min watermark; the charge fails, without reclaim, when it would
+    pass a memory.max of the mm's cgroup or an ancestor's."""
+    kernel = mm.kernel
+    if kernel.free_pages() - nr < kernel.watermarks()[0]:
+        return "alloc"
+    if memcg_mod.first_over(mm.memcg, nr) is not None:
+        return "charge"
+    return None
+
+
+def _fill_small(mm, vma, v, end, lower, upper, touch):
+    """Write faults over the empty pages ``[v, end)`` of a private anonymous VMA, in
+    order, the PMD path refused: each fault maps the largest allowed folio whose
+    naturally aligned block around the faulting page lies in the VMA and holds only
+    empty entries (``[lower, upper)`` is the empty stretch around), falling back order
+    by order when an allocation or charge fails (do_anonymous_page, alloc_anon_folio).
+    Returns the new pages."""
+    orders = _fault_orders(mm, vma)
+    pm = vma.pages
+    if not orders:
+        pm.insert(v, end, private_span(True, False, True, True, touch))
+        _count(mm, vma, True, end - v)
+        return end - v
+    kernel = mm.kernel
+    guards, sw = vma.guards, vma.swap
+    new = 0
+    run_lo, run_code = v, False   # pages mapped with one Span, inserted in one go
+    while v < end:
+        code, step, h = False, 1, v
+        for o in thp.suitable_orders(vma, v << PAGE_SHIFT, orders):
+            size = 1 << o
+            # The pages of [lower, upper) are empty (lower moves past each mapping).
+            h = v & ~(size - 1)
+            if h < lower or h + size > upper:
+                continue
+            if guards and guards.first_in(h, h + size) is not None:
+                continue
+            if sw:
+                i, j = sw.overlap(h, h + size)
+                if i < j:
+                    continue
+            failed = _alloc_ok(mm, size)
+            if failed is not None:
+                thp.count(kernel, o, "anon_fault_fallback")
+                if failed == "charge":
+                    thp.count(kernel, o, "anon_fault_fallback_charge")
+                continue
+            thp.count(kernel, o, "anon_fault_alloc")
+            code, step = o, size
+            break
+        if code is False:
+            h = v
+        if code != run_code or h < run_lo:
+            if h > run_lo:
+                pm.insert(run_lo, h, private_span(True, run_code, True, True, touch))
+            run_lo, run_code = h, code
+        _count(mm, vma, True, step)
+        new += step
+        v = lower = h + step
+    pm.insert(run_lo, v, private_span(True, run_code, True, True, touch))
     return new
 
 
@@ -1212,7 +1645,7 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
     i = pm.index(vpn)
     if i >= 0:
         span = pm.tag[i]
-        if span.pmd:
+        if span.pmd is True:
             head = vpn & _PMD_MASK
             if span.kind == CACHED:
                 if write and not vma.vm_flags & VM_SHARED:
@@ -1222,7 +1655,7 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
                     return fault(mm, vma, addr, write, policy, force, touch)
                 _access(mm, vma, head, head + PMD_PAGES, write, touch)
             elif write and _shared_in(span, head, head + PMD_PAGES):
-                _split_pmd(pm, head)
+                _split_pmd(pm, head, mm)
                 _access(mm, vma, vpn, vpn + 1, True, touch)
             else:
                 _access(mm, vma, head, head + PMD_PAGES, write, touch)
@@ -1575,9 +2008,9 @@ def zap_vma(mm, vma, start, end):
     # A partial zap of a THP splits its PMD first, then drops the covered pages (a
     # shmem folio's PMD split drops the whole PMD mapping).
     if lo & (PMD_PAGES - 1) and not _zap_file_pmd(mm, vma, lo & _PMD_MASK):
-        _split_pmd(pm, lo & _PMD_MASK)
+        _split_pmd(pm, lo & _PMD_MASK, mm)
     if hi & (PMD_PAGES - 1) and not _zap_file_pmd(mm, vma, hi & _PMD_MASK):
-        _split_pmd(pm, hi & _PMD_MASK)
+        _split_pmd(pm, hi & _PMD_MASK, mm)
     i, j = pm.carve(lo, hi)
     if i >= j:
         return
@@ -1587,9 +2020,14 @@ def zap_vma(mm, vma, start, end):
     fade = mm.users == 0 and mm.fade_on_death
     recency = not fade and has_recency(vma)
     lo_, hi_, tag = pm.lo, pm.hi, pm.tag
+    large = None
     for k in range(i, j):
         span = tag[k]
         if span.kind != CACHED:
+            if span.pmd and span.kind == PRIVATE:
+                if large is None:
+                    large = []
+                large.append((lo_[k], hi_[k], folio_order(span.pmd)))
             _unmap(mm, vma, lo_[k], hi_[k], span)
             continue
         page = span.pool
@@ -1602,6 +2040,8 @@ def zap_vma(mm, vma, start, end):
         if lru and fade and page.mapcount == 0:
             pagecache.deactivate_file(page)
     pm.delete(i, j)
+    if large:
+        folios_unmapped(mm, large)
 
 
 def punch_hole(kernel, inode, lo, hi):
@@ -1667,12 +2107,18 @@ def collapse(mm, vma, start, end):
     thp_span = private_span(True, True, anon, True, False)
     for head in held:
         i = pm.index(head)
-        if i >= 0 and pm.tag[i].pmd:
+        if i >= 0 and pm.tag[i].pmd is True:
             continue
         i, j = pm.carve(head, head + PMD_PAGES)
+        large = []
         for k in range(i, j):
-            _unmap(mm, vma, pm.lo[k], pm.hi[k], pm.tag[k])
+            span = pm.tag[k]
+            if span.pmd and span.kind == PRIVATE:
+                large.append((pm.lo[k], pm.hi[k], folio_order(span.pmd)))
+            _unmap(mm, vma, pm.lo[k], pm.hi[k], span)
         pm.delete(i, j)
+        if large:
+            folios_unmapped(mm, large)   # the old folios are freed
         pm.insert(head, head + PMD_PAGES, thp_span)
         _count(mm, vma, anon, PMD_PAGES)
     return ok
@@ -1735,7 +2181,7 @@ def deactivate(vma, start, end, mm=None):
             pool = span.pool
             d = span.delta
             cold = pooled_span(pool, d, False, span.pmd)
-            if span.pmd:
+            if span.pmd is True:
                 # A PMD-mapped THP is aged whole, or left alone whole when any of its
                 # pages has another mapper.
                 whole = not _shared_in(span, x, y)
@@ -2393,7 +2839,7 @@ def pageout_anon(mm, vma, start, end):
         elif span.kind == POOLED:
             # Pages shared since a fork whose other mappers are gone are this mm's alone.
             d = span.delta
-            step = PMD_PAGES if span.pmd else None
+            step = PMD_PAGES if span.pmd is True else None
             for px, py, st in span.pool.runs(x - d, y - d):
                 if st[0] == 1 and (step is None or not (px + d) % step and not (py + d) % step):
                     todo.append((px + d, py + d))
@@ -2404,11 +2850,16 @@ def pageout_anon(mm, vma, start, end):
         room = swap_room(mm.kernel, mm.memcg) + (y - x) - swap_need(vma, x, y)
         if y - x > room:
             k = pm.index(x)
-            if room <= 0 or pm.tag[k].pmd:
+            if room <= 0 or pm.tag[k].pmd is True:
+                large_swapout(mm, vma, x, y, False)
                 failed.append((x, y))
                 continue
+            # Simulator-defined: large folios of a run that does not fit whole are
+            # all split (swpout_fallback), then the pages go out while slots last.
+            large_swapout(mm, vma, x, y, False)
             failed.append((x + room, y))
             y = x + room
+        large_swapout(mm, vma, x, y, True)
         swap_out(mm, vma, x, y, mm.memcg)
         done += y - x
     if failed:
@@ -2448,12 +2899,17 @@ def check_vma(vma):
     for x, y, span in (pm.items() if pm else ()):
         if not prev_end <= x < y <= hi:
             raise AssertionError(f"extent [{x:#x}, {y:#x}) out of order or outside {vma!r}")
-        if span.pmd and span.kind == CACHED:
+        if span.pmd is True and span.kind == CACHED:
             page = span.pool
             if page.order != shmem_mod.PMD_ORDER or (x - page.index) & (PMD_PAGES - 1):
                 raise AssertionError(f"PMD-mapped page {x:#x} is not its folio's in {vma!r}")
-        elif span.pmd and (x % PMD_PAGES or y % PMD_PAGES):
+        elif span.pmd is True and (x % PMD_PAGES or y % PMD_PAGES):
             raise AssertionError(f"THP extent [{x:#x}, {y:#x}) is not aligned in {vma!r}")
+        code = span.pmd
+        if code is not True and code is not False and not (
+                type(code) is int and 2 <= code <= PMD_ORDER and span.kind != CACHED
+                and (span.kind == POOLED or span.anon)):
+            raise AssertionError(f"extent [{x:#x}, {y:#x}) has folio code {code!r}")
         if span.kind == CACHED and y - x != 1:
             raise AssertionError(f"cached folio extent [{x:#x}, {y:#x}) in {vma!r}")
         if span is prev_span and x == prev_end and span.kind != CACHED:
@@ -2650,6 +3106,21 @@ def swap_cached(kernel):
             if st[5] is not None:
                 out[id(pool.memcg)] = out.get(id(pool.memcg), 0) + b - a
     return out
+
+
+def check_folios(kernel):
+    """The large-folio books: ``nr_anon_partially_mapped`` equals the deferred split
+    queue, order by order, and nothing is held for a munmap still (a checking aid)."""
+    part = dict.fromkeys(thp.ANON_ORDERS, 0)
+    for key in kernel.deferred_split:
+        part[key[1]] += 1
+    for order in thp.ANON_ORDERS:
+        if kernel.mthp_stats[order]["nr_anon_partially_mapped"] != part[order]:
+            raise AssertionError(f"nr_anon_partially_mapped[{order}] is "
+                                 f"{kernel.mthp_stats[order]['nr_anon_partially_mapped']}, "
+                                 f"the queue holds {part[order]}")
+    if kernel.hold_folios or kernel.pending_folios:
+        raise AssertionError("partial unmaps left undecided")
 
 
 def check_anon_lru(kernel):

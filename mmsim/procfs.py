@@ -146,7 +146,7 @@ def _counts(vma):
     for x, y, span in pm.items():
         rss += y - x
         young = span.young
-        pmd = span.pmd
+        pmd = span.pmd is True
         for a, b, mapcount, is_anon, dirty, ref in pieces(span, x, y):
             n = b - a
             if ref or young:
@@ -193,7 +193,7 @@ def vma_memory(vma):
 
 def thp_eligible(mm, vma):
     """smaps THPeligible: the TVA_SMAPS decision."""
-    return int(thp.allowed(vma, mm.flags, mm.kernel.thp, thp.TVA_SMAPS, kernel=mm.kernel))
+    return thp.smaps_eligible(vma, mm.flags, mm.kernel)
 
 
 def _smaps_template():
@@ -240,8 +240,7 @@ def _smaps_body(npages, counts, flags, eligible):
 def _smaps_block(mm, vma, start_brk, brk, start_stack, thp_policy):
     """smaps_block with the mm's bounds and the THP policy read once by the caller."""
     body = _smaps_body(vma.npages, _counts(vma), vma.vm_flags,
-                       int(thp.allowed(vma, mm.flags, thp_policy, thp.TVA_SMAPS,
-                                       kernel=mm.kernel)))
+                       thp.smaps_eligible(vma, mm.flags, mm.kernel, thp_policy))
     if vma.swap:
         body = _with_swap(mm, vma, body)
     return _maps_line(vma, start_brk, brk, start_stack) + "\n" + body
@@ -267,7 +266,7 @@ def _with_swap(mm, vma, body):
 
 def smaps_block(mm, vma):
     """One VMA's /proc/PID/smaps block."""
-    return _smaps_block(mm, vma, mm.start_brk, mm.brk, mm.start_stack, mm.kernel.thp)
+    return _smaps_block(mm, vma, mm.start_brk, mm.brk, mm.start_stack, mm.kernel.thp_pmd_policy)
 
 
 def smaps(proc):
@@ -275,7 +274,7 @@ def smaps(proc):
     mm = proc.mm
     if mm is None:
         return ""
-    start_brk, brk, start_stack, policy = mm.start_brk, mm.brk, mm.start_stack, mm.kernel.thp
+    start_brk, brk, start_stack, policy = mm.start_brk, mm.brk, mm.start_stack, mm.kernel.thp_pmd_policy
     blocks = [_smaps_block(mm, vma, start_brk, brk, start_stack, policy) for vma in mm.vmas()]
     blocks.append(VSYSCALL_SMAPS)
     return "".join(blocks)
@@ -333,7 +332,7 @@ def pte_pages(mm):
     last = -1   # the last table counted: VMAs and their extents come in address order
     for vma in mm.vmas():
         ranges = [(x, y) for x, y, span in (vma.pages.items() if vma.pages else ())
-                  if not span.pmd]
+                  if span.pmd is not True]
         if vma.swap:
             # Swap entries live in page tables too.
             ranges = sorted(ranges + [(x, y) for x, y, _ in vma.swap.items()])

@@ -17,7 +17,7 @@ import errno
 from . import memcg as memcg_mod
 from . import pagecache
 from .defs import PAGE_SHIFT, PAGE_SIZE, error
-from .thp import PMD_ORDER, SIZE_ORDERS, count_mthp_stat, vma_thp_disabled
+from .thp import ALL_ORDERS, PMD_ORDER, count, vma_thp_disabled
 from .vma import VM_HUGEPAGE
 
 #: /sys/kernel/mm/transparent_hugepage/shmem_enabled, in the order the file lists them.
@@ -27,12 +27,12 @@ SIZE_MODES = ("always", "inherit", "within_size", "advise", "never")
 
 PMD_BIT = 1 << PMD_ORDER
 #: THP_ORDERS_ALL_FILE_DEFAULT: the page cache takes orders 1 to the PMD order here.
-FILE_ORDERS = sum(1 << o for o in SIZE_ORDERS)
+FILE_ORDERS = sum(1 << o for o in ALL_ORDERS)
 
 
 def default_size_modes():
     """The per-size knobs at boot: the PMD size inherits, every other size is never."""
-    return {o: "inherit" if o == PMD_ORDER else "never" for o in SIZE_ORDERS}
+    return {o: "inherit" if o == PMD_ORDER else "never" for o in ALL_ORDERS}
 
 
 def _bits(kernel, mode):
@@ -131,7 +131,7 @@ def vma_orders(kernel, vma, mm_flags, forced):
 def suitable_orders(vma, addr, inode, index, orders):
     """shmem_suitable_orders: of ``orders``, those whose block fits the VMA at
     ``addr``, from the highest whose aligned page-cache range is empty down."""
-    orders = sum(1 << o for o in SIZE_ORDERS if orders >> o & 1 and
+    orders = sum(1 << o for o in ALL_ORDERS if orders >> o & 1 and
                  suitable_order(vma, addr, o))
     cache = inode.cache
     while orders:
@@ -169,20 +169,20 @@ def get_folio(kernel, memcg, vma, mm_flags, inode, index, addr):
         if not _can_allocate(kernel, nr):
             if pmd:
                 ev["thp_file_fallback"] += 1
-            count_mthp_stat(kernel, order, "shmem_fallback")
+            count(kernel, order, "shmem_fallback")
             continue
         if memcg_mod.first_over(memcg, nr) is not None:
             if pmd:
                 ev["thp_file_fallback"] += 1
                 ev["thp_file_fallback_charge"] += 1
-            count_mthp_stat(kernel, order, "shmem_fallback")
-            count_mthp_stat(kernel, order, "shmem_fallback_charge")
+            count(kernel, order, "shmem_fallback")
+            count(kernel, order, "shmem_fallback_charge")
             break
         head = index & ~(nr - 1)
         pagecache.add_shmem(kernel, memcg, inode, head, order)
         if pmd:
             ev["thp_file_alloc"] += 1
-        count_mthp_stat(kernel, order, "shmem_alloc")
+        count(kernel, order, "shmem_alloc")
         return inode.cache[index]
     return pagecache.add_shmem(kernel, memcg, inode, index)
 

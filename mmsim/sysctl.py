@@ -10,8 +10,9 @@ import errno
 from .defs import error
 from . import shmem
 from .khugepaged import KNOBS as KHUGEPAGED_KNOBS
-from .kstrtox import proc_get_long
-from .thp import MTHP_STATS, SIZE_ORDERS, recommended_min_free_kbytes, size_kb
+from . import pages, thp
+from .kstrtox import kstrtobool, proc_get_long
+from .thp import recommended_min_free_kbytes
 
 INT_MAX = (1 << 31) - 1
 ULONG_MAX = (1 << 64) - 1
@@ -39,8 +40,7 @@ THP_KNOBS = {
 }
 # shmem_enabled has handlers of its own (mmsim.shmem).
 
-# hugepages-<N>kB/NAME: the per-size files the simulator keeps -> order.
-_SIZE_DIRS = {f"hugepages-{size_kb(o)}kB/": o for o in SIZE_ORDERS}
+# hugepages-<N>kB/NAME knobs of every size (``enabled`` is the anonymous sizes' only).
 SIZE_KNOBS = ("shmem_enabled",)
 
 SYSCTL_DIR = "/proc/sys/vm/"
@@ -56,20 +56,25 @@ def is_knob(path):
         return path[len(KHUGEPAGED_DIR):] in KHUGEPAGED_KNOBS
     if path.startswith(THP_DIR):
         name = path[len(THP_DIR):]
-        return name in THP_KNOBS or name == "shmem_enabled" or _per_size(name) is not None
+        return (name in THP_KNOBS or name in ("shrink_underused", "shmem_enabled")
+                or _size_file(name) is not None)
     return False
 
 
-def _per_size(name):
-    """``(order, file)`` for a per-size file ``hugepages-<N>kB/FILE`` the simulator
-    keeps (FILE: ``shmem_enabled`` or ``stats/<counter>``), else None."""
-    d, sep, rest = name.partition("kB/")
-    order = _SIZE_DIRS.get(d + sep)
+_SIZE_DIRS = {thp.size_dir(o): o for o in thp.ALL_ORDERS}
+
+
+def _size_file(name):
+    """(order, file) for hugepages-<N>kB/enabled (anonymous sizes),
+    hugepages-<N>kB/shmem_enabled and hugepages-<N>kB/stats/<stat> (the files this
+    model keeps), else None."""
+    head, _, rest = name.partition("/")
+    order = _SIZE_DIRS.get(head)
     if order is None:
         return None
-    if rest in SIZE_KNOBS:
+    if (rest == "enabled" and order in thp.ANON_ORDERS) or rest in SIZE_KNOBS:
         return order, rest
-    if rest.startswith("stats/") and rest[len("stats/"):] in MTHP_STATS:
+    if rest.startswith("stats/") and rest[6:] in thp.stat_names(order):
         return order, rest
     return None
 
@@ -84,12 +89,18 @@ def read(kernel, path):
     name = path[len(THP_DIR):]
     if name == "shmem_enabled":
         return shmem.read_top(kernel)
-    size = _per_size(name)
-    if size is not None:
-        order, rest = size
-        if rest == "shmem_enabled":
+    if name == "shrink_underused":
+        return f"{kernel.shrink_underused}\n"
+    if name not in THP_KNOBS:
+        order, file = _size_file(name)
+        if file == "shmem_enabled":
             return shmem.read_size(kernel, order)
-        return f"{kernel.mthp_stats[order][rest[len('stats/'):]]}\n"
+        if file == "enabled":
+            current = kernel.thp_sizes[order]
+            return " ".join(f"[{v}]" if v == current else v for v in thp.SIZE_MODES) + "\n"
+        if file[6:] in ("nr_anon", "nr_anon_partially_mapped"):
+            pages.thp_gauges(kernel)   # the gauges are counted from the page maps
+        return f"{kernel.mthp_stats[order][file[6:]]}\n"
     attr, values = THP_KNOBS[name]
     current = getattr(kernel, attr)
     return " ".join(f"[{v}]" if v == current else v for v in values) + "\n"
@@ -123,8 +134,31 @@ def write(kernel, path, text):
         kernel.khugepaged.write_knob(path[len(KHUGEPAGED_DIR):], text)
         return
     name = path[len(THP_DIR):]
-    if name == "shmem_enabled" or _per_size(name) is not None:
-        _write_shmem(kernel, name, text)
+    size = _size_file(name) if name not in THP_KNOBS else None
+    if name == "shmem_enabled" or (size is not None and size[1] == "shmem_enabled"):
+        _write_shmem(kernel, size, text)
+        return
+    if name == "shrink_underused" or name not in THP_KNOBS:
+        if name != "shrink_underused" and _size_file(name)[1] != "enabled":
+            raise error(errno.EACCES, "the per-size statistics are read-only (0444)")
+        if not text:
+            return   # a write of nothing never reaches the store handler
+    if name == "shrink_underused":
+        kernel.shrink_underused = int(kstrtobool(text))
+        return
+    if name not in THP_KNOBS:
+        order, file = _size_file(name)
+        for v in thp.SIZE_MODES:
+            if _sysfs_streq(text, v):
+                break
+        else:
+            raise error(errno.EINVAL, f"{name} takes one of {' '.join(thp.SIZE_MODES)}")
+        kernel.thp_sizes[order] = v
+        # anon_enabled_store: start_stop_khugepaged, as a write of ``enabled`` does.
+        kernel.khugepaged.start_stop()
+        if kernel.khugepaged.pmd_enabled():
+            kernel.min_free_kbytes = max(kernel.min_free_kbytes,
+                                         recommended_min_free_kbytes(kernel.memory))
         return
     attr, values = THP_KNOBS[name]
     for v in values:
@@ -142,14 +176,11 @@ def write(kernel, path, text):
                                      recommended_min_free_kbytes(kernel.memory))
 
 
-def _write_shmem(kernel, name, text):
-    """The shmem knobs and the per-size stats (read-only: EACCES, as kernfs refuses
-    opening a 0444 file for writing); a write of nothing is not passed to the store
-    handler (sysfs_kf_write) and succeeds.  A change restarts khugepaged's thread if
-    it should now run (start_stop_khugepaged)."""
-    size = _per_size(name)
-    if size is not None and size[1] != "shmem_enabled":
-        raise error(errno.EACCES, f"{name} is read-only")
+def _write_shmem(kernel, size, text):
+    """The top-level shmem_enabled (``size`` None) or a per-size one (``size``:
+    ``(order, file)``); a write of nothing is not passed to the store handler
+    (sysfs_kf_write) and succeeds.  A change restarts khugepaged's thread if it
+    should now run (start_stop_khugepaged)."""
     if not text:
         return
     if size is None:

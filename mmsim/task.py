@@ -1111,7 +1111,7 @@ class Process:
             file = self.fds.get(fd)
             if file is None:
                 raise error(errno.EBADF)
-        return mman.mmap(self.mm, addr, length, prot, flags, file, offset, self.kernel.thp,
+        return mman.mmap(self.mm, addr, length, prot, flags, file, offset, self.kernel.thp_pmd_policy,
                          memlock=self._memlock())
 
     def _memlock(self):

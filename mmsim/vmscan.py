@@ -463,7 +463,8 @@ def _take_anon(kernel, memcg, active, nr_to_scan, sc):
             if y - x > budget:
                 y = x + budget
                 if span.pmd:
-                    y = min(((y - 1) & pages._PMD_MASK) + pages.PMD_PAGES, hi)
+                    size = 1 << pages.folio_order(span.pmd)
+                    y = min(((y - 1) & ~(size - 1)) + size, hi)
             taken.append((mm, vma, x, y, span))
             budget -= y - x
             used = y
@@ -512,6 +513,8 @@ def shrink_anon_list(kernel, memcg, nr_to_scan, sc):
                     pages.free_swap_cache(mm, vma, x, y)
             continue
         need = pages.swap_need(vma, x, y)
+        if span.kind == pages.PRIVATE and span.pmd:
+            pages.large_swapout(mm, vma, x, y, need <= room)
         if need <= room:
             written += pages.swap_out(mm, vma, x, y, target)
             room -= need
@@ -578,6 +581,9 @@ def shrink_node(kernel, sc):
     # the kernel also keeps per-cgroup lists bounded by a cgroup's LRU pages, and
     # trims them gradually.
     pagecache.shrink_shadow_nodes(kernel.node, kernel.memory >> PAGE_SHIFT)
+    # The deferred split shrinker (thp-deferred_split, memcg aware): queued partially
+    # mapped folios are split.
+    pages.deferred_split_scan(kernel, target if sc.cgroup else None)
 
 
 def finish_writeback(sc):

@@ -60,6 +60,7 @@ def check_kernels(kernels):
         try:
             pagecache.check(kernel)
             pages.check_anon_lru(kernel)
+            pages.check_folios(kernel)
         except AssertionError as exc:
             raise AssertionError(f"page cache or cgroup books inconsistent after the test: "
                                  f"{exc}") from exc

@@ -70,7 +70,7 @@ def is_huge(proc, addr):
     vma = proc.mm.vma_lookup(addr)
     pm = vma.pages if vma is not None else None
     i = pm.index(addr // P) if pm else -1
-    return i >= 0 and pm.tag[i].pmd
+    return i >= 0 and pm.tag[i].pmd is True
 
 
 def setup(nr=1, thp="madvise", selftest=True, **kw):

@@ -134,10 +134,12 @@ class Reference:
                 continue
             if pte.pmd:
                 head = v - v % BLOCK
+                shared = any(m[u].folio.mapcount != 1 for u in range(head, head + BLOCK)
+                             if u in m)
+                if shared:
+                    continue       # a THP with any page mapped elsewhere is left alone
                 if head < lo or head + BLOCK > hi:
-                    continue       # a THP only partly in the range is left alone
-                if any(m[u].folio.mapcount != 1 for u in range(head, head + BLOCK) if u in m):
-                    continue       # as is one with any page mapped elsewhere too
+                    self.split(m, v)   # one this mm alone maps, partly covered, is split
             pte.folio.referenced = False
             pte.folio.active = False
             pte.young = False
