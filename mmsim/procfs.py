@@ -237,10 +237,11 @@ def _smaps_body(npages, counts, flags, eligible):
     return text
 
 
-def _smaps_block(mm, vma, start_brk, brk, start_stack, thp_policy):
-    """smaps_block with the mm's bounds and the THP policy read once by the caller."""
+def _smaps_block(mm, vma, start_brk, brk, start_stack, thp_policy, small):
+    """smaps_block with the mm's bounds and the THP settings (the PMD policy, whether a
+    smaller anonymous size is enabled) read once by the caller."""
     body = _smaps_body(vma.npages, _counts(vma), vma.vm_flags,
-                       thp.smaps_eligible(vma, mm.flags, mm.kernel, thp_policy))
+                       thp.smaps_eligible(vma, mm.flags, mm.kernel, thp_policy, small))
     if vma.swap:
         body = _with_swap(mm, vma, body)
     return _maps_line(vma, start_brk, brk, start_stack) + "\n" + body
@@ -266,7 +267,8 @@ def _with_swap(mm, vma, body):
 
 def smaps_block(mm, vma):
     """One VMA's /proc/PID/smaps block."""
-    return _smaps_block(mm, vma, mm.start_brk, mm.brk, mm.start_stack, mm.kernel.thp_pmd_policy)
+    return _smaps_block(mm, vma, mm.start_brk, mm.brk, mm.start_stack,
+                        mm.kernel.thp_pmd_policy, thp.small_anon_sizes(mm.kernel))
 
 
 def smaps(proc):
@@ -274,8 +276,10 @@ def smaps(proc):
     mm = proc.mm
     if mm is None:
         return ""
-    start_brk, brk, start_stack, policy = mm.start_brk, mm.brk, mm.start_stack, mm.kernel.thp_pmd_policy
-    blocks = [_smaps_block(mm, vma, start_brk, brk, start_stack, policy) for vma in mm.vmas()]
+    start_brk, brk, start_stack = mm.start_brk, mm.brk, mm.start_stack
+    policy, small = mm.kernel.thp_pmd_policy, thp.small_anon_sizes(mm.kernel)
+    blocks = [_smaps_block(mm, vma, start_brk, brk, start_stack, policy, small)
+              for vma in mm.vmas()]
     blocks.append(VSYSCALL_SMAPS)
     return "".join(blocks)
 

@@ -171,14 +171,21 @@ def allowable_orders(vma, mm_flags, kernel, tva, orders=ANON_ORDERS, is_stack_se
     return orders
 
 
-def smaps_eligible(vma, mm_flags, kernel, policy=None):
+def small_anon_sizes(kernel):
+    """Whether any anonymous size below the PMD size is other than never."""
+    sizes = kernel.thp_sizes
+    return any(sizes[o] != "never" for o in ANON_ORDERS if o != PMD_ORDER)
+
+
+def smaps_eligible(vma, mm_flags, kernel, policy=None, small=None):
     """smaps THPeligible (0 or 1): any order, PMD or smaller, allowed for TVA_SMAPS;
-    ``policy``: the PMD size's effective mode, if the caller has it."""
+    ``policy`` (the PMD size's effective mode) and ``small`` (``small_anon_sizes``),
+    if the caller has them (smaps reads them once for all its VMAs)."""
     if policy is None:
         policy = pmd_policy(kernel)
-    sizes = kernel.thp_sizes
-    if vma.file is None and vma.special is None and any(
-            sizes[o] != "never" for o in ANON_ORDERS if o != PMD_ORDER):
+    if small is None:
+        small = small_anon_sizes(kernel)
+    if small and vma.file is None and vma.special is None:
         return int(bool(allowable_orders(vma, mm_flags, kernel, TVA_SMAPS)))
     return int(allowed(vma, mm_flags, policy, TVA_SMAPS, kernel=kernel))
 
