@@ -415,10 +415,8 @@ def test_the_anon_lists_always_count_their_pages(ops, swap, thp):
 MLOCK = "mlock"
 
 
-def _live_lists(steps):
-    """On the host, in a v1 memory cgroup: 16 MiB of anonymous memory, then each step
-    ``(advice or MLOCK, offset, length)``; memory.stat's lists (in pages, less those
-    before the first step) after each one."""
+def _libc():
+    """libc through ctypes, with mmap, madvise and mlock typed."""
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
@@ -426,32 +424,28 @@ def _live_lists(steps):
                           ctypes.c_int, ctypes.c_long]
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    cg = f"/sys/fs/cgroup/memory/mmsim-anonlru-{os.getpid()}"
+    return libc
+
+
+def _in_v1_memcg(name, child, limit=None):
+    """On the host: a new v1 memory cgroup (with ``limit`` bytes, if given), a child
+    process moved into it running ``child(cg)`` (the cgroup's directory), and that
+    call's value (a literal) back; the cgroup is removed afterwards."""
+    cg = f"/sys/fs/cgroup/memory/mmsim-anonlru-{name}-{os.getpid()}"
     os.mkdir(cg)
     rfd, wfd = os.pipe()
+    pid = None
     try:
+        if limit is not None:
+            with open(cg + "/memory.limit_in_bytes", "w") as f:
+                f.write(str(limit))
         pid = os.fork()
         if pid == 0:
             try:
                 os.close(rfd)
                 with open(cg + "/cgroup.procs", "w") as f:
                     f.write(str(os.getpid()))
-
-                def lists():
-                    time.sleep(0.3)
-                    d = dict(line.split() for line in open(cg + "/memory.stat"))
-                    return [int(d[x]) >> 12 for x in ("inactive_anon", "active_anon",
-                                                       "unevictable")]
-                a = libc.mmap(None, 16 * MIB, RW, ANON, -1, 0)
-                base = lists()
-                out = []
-                for advice, off, length in steps:
-                    if advice == MLOCK:
-                        libc.mlock(a + off, length)
-                    else:
-                        libc.madvise(a + off, length, advice)
-                    out.append([x - y for x, y in zip(lists(), base)])
-                os.write(wfd, repr(out).encode())
+                os.write(wfd, repr(child(cg)).encode())
             finally:
                 os._exit(0)
         os.close(wfd)
@@ -459,8 +453,14 @@ def _live_lists(steps):
         while chunk := os.read(rfd, 4096):
             data += chunk
         os.waitpid(pid, 0)
+        pid = None
         os.close(rfd)
     finally:
+        if pid is not None:
+            # The parent failed before reaping its child: a cgroup with a task in it
+            # cannot be removed.
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
         for _ in range(20):
             try:
                 os.rmdir(cg)
@@ -468,6 +468,31 @@ def _live_lists(steps):
             except OSError:
                 time.sleep(0.1)
     return eval(data.decode())
+
+
+def _live_lists(steps):
+    """On the host, in a v1 memory cgroup: 16 MiB of anonymous memory, then each step
+    ``(advice or MLOCK, offset, length)``; memory.stat's lists (in pages, less those
+    before the first step) after each one."""
+    libc = _libc()
+
+    def child(cg):
+        def lists():
+            time.sleep(0.3)
+            d = dict(line.split() for line in open(cg + "/memory.stat"))
+            return [int(d[x]) >> 12 for x in ("inactive_anon", "active_anon", "unevictable")]
+        a = libc.mmap(None, 16 * MIB, RW, ANON, -1, 0)
+        base = lists()
+        out = []
+        for advice, off, length in steps:
+            if advice == MLOCK:
+                libc.mlock(a + off, length)
+            else:
+                libc.madvise(a + off, length, advice)
+            out.append([x - y for x, y in zip(lists(), base)])
+        return out
+
+    return _in_v1_memcg("lists", child)
 
 
 def _sim_lists(steps):
@@ -653,13 +678,7 @@ def _live_stream_beside_active_anon(workdir):
     """On the host, in a v1 memory cgroup limited to 48 MiB: 16 MiB of anonymous memory
     populated twice (active), then a 96 MiB file read through; memory.stat's
     active_anon before and after, and /proc/vmstat's pgscan_anon meanwhile."""
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    cg = f"/sys/fs/cgroup/memory/mmsim-anonlru-stream-{os.getpid()}"
+    libc = _libc()
     path = os.path.join(workdir, f"mmsim-anonlru-{os.getpid()}.dat")
     with open(path, "wb") as f:
         block = os.urandom(MIB)
@@ -668,56 +687,34 @@ def _live_stream_beside_active_anon(workdir):
         f.flush()
         os.fsync(f.fileno())
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    os.mkdir(cg)
-    rfd, wfd = os.pipe()
+
+    def child(cg):
+        def active_anon():
+            time.sleep(0.3)
+            d = dict(line.split() for line in open(cg + "/memory.stat"))
+            return int(d["active_anon"]) >> 12
+
+        def scanned():
+            d = dict(line.split() for line in open("/proc/vmstat"))
+            return int(d["pgscan_anon"])
+        a = libc.mmap(None, 16 * MIB, RW, ANON, -1, 0)
+        for _ in range(2):
+            libc.madvise(a, 16 * MIB, MADV_POPULATE_WRITE)
+        before, s0 = active_anon(), scanned()
+        fd = os.open(path, os.O_RDONLY)
+        while os.read(fd, MIB):
+            pass
+        os.close(fd)
+        after, s1 = active_anon(), scanned()
+        return [before, after, s1 - s0]
+
     try:
-        with open(cg + "/memory.limit_in_bytes", "w") as f:
-            f.write(str(48 * MIB))
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(rfd)
-                with open(cg + "/cgroup.procs", "w") as f:
-                    f.write(str(os.getpid()))
-
-                def active_anon():
-                    time.sleep(0.3)
-                    d = dict(line.split() for line in open(cg + "/memory.stat"))
-                    return int(d["active_anon"]) >> 12
-
-                def scanned():
-                    d = dict(line.split() for line in open("/proc/vmstat"))
-                    return int(d["pgscan_anon"])
-                a = libc.mmap(None, 16 * MIB, RW, ANON, -1, 0)
-                for _ in range(2):
-                    libc.madvise(a, 16 * MIB, MADV_POPULATE_WRITE)
-                before, s0 = active_anon(), scanned()
-                fd = os.open(path, os.O_RDONLY)
-                while os.read(fd, MIB):
-                    pass
-                os.close(fd)
-                after, s1 = active_anon(), scanned()
-                os.write(wfd, repr([before, after, s1 - s0]).encode())
-            finally:
-                os._exit(0)
-        os.close(wfd)
-        data = b""
-        while chunk := os.read(rfd, 4096):
-            data += chunk
-        os.waitpid(pid, 0)
-        os.close(rfd)
+        return _in_v1_memcg("stream", child, limit=48 * MIB)
     finally:
         fd = os.open(path, os.O_RDONLY)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.close(fd)
         os.unlink(path)
-        for _ in range(20):
-            try:
-                os.rmdir(cg)
-                break
-            except OSError:
-                time.sleep(0.1)
-    return eval(data.decode())
 
 
 @pytest.mark.live
