@@ -100,7 +100,7 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
             overcommit.vm_unacct_memory(kernel, charged)
             return -errno.ENOMEM
         if cut_below:
-            if first.pages or first.swap or first.guards:
+            if first.guards:   # (no pages or swap: those went to the general path)
                 below = Mm._cut(first, addr, True)
             else:
                 # _cut_below, written out
@@ -109,7 +109,7 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
                 first.pgoff += (addr - first.start) >> PAGE_SHIFT
                 first.start = addr
         if last.end > end:
-            if last.pages or last.swap or last.guards:
+            if last.guards:
                 above = Mm._cut(last, end, False)
             else:
                 # _cut_above, written out
