@@ -433,6 +433,7 @@ def _modify(mm, tree, vma, start, end, vm_flags):
                     _move_all(nxt, prev)
                     prev.end = nxt.end
                     tree.store(prev.start, prev.end, prev)
+                    mm.kernel.khugepaged.enter_vma(mm, prev, vm_flags)
                     return prev
                 if merge_left:
                     _dup_anon_vma(prev, vma)
@@ -443,6 +444,7 @@ def _modify(mm, tree, vma, start, end, vm_flags):
                         vma.start = end
                     prev.end = end
                     tree.store(prev.start, end, prev)
+                    mm.kernel.khugepaged.enter_vma(mm, prev, vm_flags)
                     return prev
                 _dup_anon_vma(nxt, vma)
                 if remove_middle:
@@ -453,6 +455,7 @@ def _modify(mm, tree, vma, start, end, vm_flags):
                     vma.end = start
                 nxt.start = start
                 tree.store(start, nxt.end, nxt)
+                mm.kernel.khugepaged.enter_vma(mm, nxt, vm_flags)
                 return nxt
     cut_below = vstart < start
     cut_above = vend > end

@@ -236,6 +236,8 @@ class Mm:
         proposal's properties.  Returns the VMA now covering the range."""
         merged = self.merge_new(prop, prev, nxt, just_expand)
         if merged is not None:
+            # vma_merge_new_range registers the mm when the grown VMA is eligible.
+            self.kernel.khugepaged.enter_vma(self, merged, prop.vm_flags)
             return merged
         return self.insert(prop.new_vma() if vma is None else vma)
 
@@ -250,7 +252,15 @@ class Mm:
 
     def merge_existing(self, prop, prev):
         """vma_merge_existing_range: ``prop`` changes part of ``prop.middle``; merge that
-        part into a compatible neighbour.  The VMA now covering it, or None."""
+        part into a compatible neighbour.  The VMA now covering it, or None.  A merge
+        that makes the VMA eligible registers the mm with khugepaged, as the kernel's
+        does (an mprotect joining two halves of a PMD block, say)."""
+        merged = self._merge_existing(prop, prev)
+        if merged is not None:
+            self.kernel.khugepaged.enter_vma(self, merged, prop.vm_flags)
+        return merged
+
+    def _merge_existing(self, prop, prev):
         middle = prop.middle
         start, end = prop.start, prop.end
         left_side = start == middle.start

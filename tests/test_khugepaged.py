@@ -940,3 +940,41 @@ def test_madv_collapse_counts_thp_collapse_alloc_per_new_thp():
     proc.madvise(BASE, 2 * PMD, MADV_COLLAPSE)
     assert vmstat(k)["thp_collapse_alloc"] == 2
     assert k.root_memcg.stat["thp_collapse_alloc"] == 2
+
+
+# ------------------------------------------- registration by a merge of existing VMAs
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_an_mprotect_merge_that_makes_a_pmd_block_registers_the_mm(fast):
+    """vma_merge_existing_range calls khugepaged_enter_vma on the merged VMA: two
+    MADV_HUGEPAGE halves of a PMD block (each too small for a THP, so neither the
+    madvise nor a fault registered the mm) joined by an mprotect put the mm on
+    khugepaged's list, which then collapses the block.  ``fast``: the right half has
+    no pages (mprotect's fused path), else both have."""
+    k, proc = setup(1)
+    half = PMD // 2
+    if not fast:
+        proc.touch(BASE + half, 8 * P)
+    proc.mprotect(BASE + half, half, PROT_READ)
+    proc.madvise(BASE, PMD, MADV_HUGEPAGE)
+    proc.touch(BASE, 8 * P)
+    assert len([v for v in proc.mm.vmas() if BASE <= v.start < BASE + PMD]) == 2
+    assert not proc.mm.flags & MMF_VM_HUGEPAGE
+    proc.mprotect(BASE + half, half, RW)
+    assert proc.mm.flags & MMF_VM_HUGEPAGE
+    k.advance(1)
+    assert huge_kb(proc) == 2048
+
+
+def test_a_merge_into_an_ineligible_vma_does_not_register():
+    """The same join under MADV_NOHUGEPAGE leaves the mm off the list."""
+    k, proc = setup(1)
+    half = PMD // 2
+    proc.mprotect(BASE + half, half, PROT_READ)
+    proc.madvise(BASE, PMD, MADV_NOHUGEPAGE)
+    proc.touch(BASE, 8 * P)
+    proc.mprotect(BASE + half, half, RW)
+    assert not proc.mm.flags & MMF_VM_HUGEPAGE
+    k.advance(1)
+    assert huge_kb(proc) == 0
