@@ -396,6 +396,7 @@ class Khugepaged:
                     result, unlocked = self.scan_pmd(mm, vma, self.address)
                     if result == SCAN_SUCCEED:
                         self.pages_collapsed += 1
+                        mm.thp_collapsed[0] += 1
                     self.address += PMD_SIZE
                     progress += HPAGE_PMD_NR
                     if unlocked or progress >= budget:

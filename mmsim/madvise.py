@@ -210,6 +210,7 @@ def vma_behavior(mm, vma, start, end, advice):
                            kernel=mm.kernel):
             raise error(errno.EINVAL)
         before = pages.thp_count(vma)
+        allocs = mm.kernel.node.events["thp_collapse_alloc"]
         ok = pages.collapse(mm, vma, start, end)
         made = pages.thp_count(vma) - before
         if made and vma.file is None:   # a shmem collapse counts its own
@@ -217,6 +218,7 @@ def vma_behavior(mm, vma, start, end, advice):
             # cgroup it is charged to (checked live).
             mm.kernel.node.events["thp_collapse_alloc"] += made
             mm.memcg.stat["thp_collapse_alloc"] += made
+        mm.thp_collapsed[1] += mm.kernel.node.events["thp_collapse_alloc"] - allocs
         if not ok:
             raise error(errno.EINVAL)
         return vma

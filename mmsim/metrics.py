@@ -15,16 +15,23 @@ import os
 
 from . import cgroup
 from .defs import PAGE_SHIFT
-from .pages import PMD_PAGES
+from .pages import PMD_PAGES, folio_order, span_pieces
 from .procfs import parse_fields, vma_memory
+from .thp import ANON_ORDERS, PMD_ORDER, size_kb
 
-__all__ = ["sample", "record", "Recorder", "process_metrics"]
+#: The anonymous folio sizes a per-size figure is kept for, as hugepages-<N>kB names them.
+SIZES = tuple(f"{size_kb(o)}kB" for o in ANON_ORDERS)
+
+__all__ = ["sample", "record", "Recorder", "process_metrics", "SIZES"]
 
 
-def _cgroup_metrics(kernel, memcg):
+def _cgroup_metrics(kernel, memcg, members=()):
     """The numbers of one cgroup's memory files: memory.stat's fields (bytes, events),
     ``current``, ``swap_current``, ``max`` (None for "max"), memory.events' (as
-    ``events.NAME``), and ``thp_coverage`` (anon_thp over anon)."""
+    ``events.NAME``), ``thp_coverage`` (anon_thp over anon), ``collapsed_kb``
+    (memory.stat's thp_collapse_alloc in kB), and the per-size figures of
+    ``members`` (the ``process_metrics`` of the live processes in its subtree),
+    summed: ``anon_kb.<N>kB``, ``thp_coverage.<N>kB``, ``mthp_coverage``."""
     base = cgroup.CGROUP_ROOT + ("" if memcg.parent is None else "/" + memcg.name)
     files = cgroup.files_of(memcg)
     out = parse_fields(cgroup.read(kernel, base + "/memory.stat"))
@@ -36,15 +43,53 @@ def _cgroup_metrics(kernel, memcg):
         for name, n in parse_fields(cgroup.read(kernel, base + "/memory.events")).items():
             out["events." + name] = n
     out["thp_coverage"] = out["anon_thp"] / out["anon"] if out.get("anon") else 0.0
+    out["collapsed_kb"] = out.get("thp_collapse_alloc", 0) * size_kb(PMD_ORDER)
+    sizes = {name: sum(m["anon_kb." + name] for m in members) for name in SIZES}
+    out.update(_size_figures(sum(m["anon_kb"] for m in members), sizes))
     return out
 
 
+def _size_figures(anon_kb, sizes):
+    """``anon_kb.<N>kB`` and ``thp_coverage.<N>kB`` for the kB of anonymous memory in
+    folios of each size (``sizes``: name -> kB) out of ``anon_kb``, and
+    ``mthp_coverage``, the share in large folios of any size."""
+    out = {}
+    for name in SIZES:
+        out["anon_kb." + name] = sizes[name]
+    for name in SIZES:
+        out["thp_coverage." + name] = sizes[name] / anon_kb if anon_kb else 0.0
+    out["mthp_coverage"] = sum(sizes.values()) / anon_kb if anon_kb else 0.0
+    return out
+
+
+def _anon_by_order(vma):
+    """The anonymous pages of ``vma`` by the order of their folio (0: base pages),
+    PMD-mapped or not."""
+    by = {}
+    pm = vma.pages
+    if not pm:
+        return by
+    for x, y, span in pm.items():
+        order = folio_order(span.pmd)
+        for a, b, _mapcount, is_anon, _dirty, _ref in span_pieces(span, x, y):
+            if is_anon:
+                by[order] = by.get(order, 0) + b - a
+    return by
+
+
 def process_metrics(proc):
-    """smaps_rollup-like sums for one process (kB), its THP coverage (the share of its
-    anonymous memory in PMD-mapped huge pages, 0.0 with none) and ``tlb_entries``, a
+    """smaps_rollup-like sums for one process (kB); its THP coverage (the share of its
+    anonymous memory in PMD-mapped huge pages, 0.0 with none); per folio size N
+    (16kB .. 2048kB), ``anon_kb.<N>kB`` and ``thp_coverage.<N>kB``, its anonymous
+    memory in folios of that size, PMD- or PTE-mapped, and their share, and
+    ``mthp_coverage`` the share in large folios of any size; ``tlb_entries``, a
     TLB-reach proxy: the translations that map its resident memory, one per
-    PMD-mapped huge page and one per other page (simulator-defined)."""
+    PMD-mapped huge page and one per other page (x86-64 has no contiguous-PTE
+    entries, so a PTE-mapped large folio takes one per page); ``collapsed_kb`` (with
+    ``collapsed_khugepaged`` and ``collapsed_madvise``, in huge pages): the huge
+    pages collapse made for it (simulator-defined, docs/thp.md)."""
     rss = pss = anon = anon_huge = pmd = 0
+    orders = {}
     for vma in proc.mm.vmas():
         m = vma_memory(vma)
         rss += m["rss"]
@@ -52,13 +97,22 @@ def process_metrics(proc):
         anon += m["anon"]
         anon_huge += m["anon_huge"]
         pmd += m["anon_huge"] + m["shmem_huge"]
+        if m["anon"]:
+            for order, n in _anon_by_order(vma).items():
+                orders[order] = orders.get(order, 0) + n
     kb = 1 << (PAGE_SHIFT - 10)
     mm = proc.mm
-    return {"comm": proc.comm, "cgroup": mm.memcg.path(), "size_kb": mm.total_vm * kb,
-            "rss_kb": rss * kb, "pss_kb": pss, "anon_kb": anon * kb,
-            "anon_huge_kb": anon_huge * kb, "swap_kb": mm.swap_pages * kb,
-            "thp_coverage": anon_huge / anon if anon else 0.0,
-            "tlb_entries": pmd // PMD_PAGES + rss - pmd}
+    out = {"comm": proc.comm, "cgroup": mm.memcg.path(), "size_kb": mm.total_vm * kb,
+           "rss_kb": rss * kb, "pss_kb": pss, "anon_kb": anon * kb,
+           "anon_huge_kb": anon_huge * kb, "swap_kb": mm.swap_pages * kb,
+           "thp_coverage": anon_huge / anon if anon else 0.0,
+           "tlb_entries": pmd // PMD_PAGES + rss - pmd}
+    out.update(_size_figures(anon * kb, {name: orders.get(o, 0) * kb
+                                         for name, o in zip(SIZES, ANON_ORDERS)}))
+    khugepaged, madvise = mm.thp_collapsed
+    out.update(collapsed_khugepaged=khugepaged, collapsed_madvise=madvise,
+               collapsed_kb=(khugepaged + madvise) * size_kb(PMD_ORDER))
+    return out
 
 
 def sample(kernel):
@@ -66,10 +120,16 @@ def sample(kernel):
     "processes"}``; cgroups are keyed by path ("/" for the root), processes by pid
     (those alive with an address space).  Reading memory.stat flushes the statistics,
     as it does on Linux."""
-    cgroups = {m.path(): _cgroup_metrics(kernel, m) for m in kernel.root_memcg.subtree()
-               if not m.dying}
     processes = {pid: process_metrics(p) for pid, p in sorted(kernel.processes.items())
                  if p.state == "running" and p.mm is not None and p.tgid == pid}
+    cgroups = {}
+    for m in kernel.root_memcg.subtree():
+        if m.dying:
+            continue
+        path = m.path()
+        members = [pm for pm in processes.values() if m.parent is None
+                   or pm["cgroup"] == path or pm["cgroup"].startswith(path + "/")]
+        cgroups[path] = _cgroup_metrics(kernel, m, members)
     return {"time": kernel.now, "vmstat": parse_fields(kernel.vmstat()),
             "meminfo": parse_fields(kernel.meminfo()), "cgroups": cgroups,
             "processes": processes}

@@ -69,7 +69,7 @@ class Mm:
                  "arg_start", "arg_end", "env_start", "env_end", "users", "user_ns",
                  "total_vm", "hiwater_vm", "rss_anon", "rss_file", "rss_shmem", "hiwater_rss",
                  "exe_file", "vdso", "fade_on_death", "mctl", "mctl_bits", "memcg",
-                 "maj_flt", "min_flt", "swap_pages")
+                 "maj_flt", "min_flt", "swap_pages", "thp_collapsed")
 
     def __init__(self, kernel, flags=MMF_DUMP_FILTER_DEFAULT | 1, def_flags=0):
         self.kernel = kernel
@@ -100,6 +100,9 @@ class Mm:
         self.memcg = kernel.root_memcg
         self.maj_flt = self.min_flt = 0   # page faults, major and minor
         self.swap_pages = 0   # MM_SWAPENTS: its pages out on swap
+        # Huge pages made for this mm by collapse: [khugepaged, MADV_COLLAPSE] (no kernel
+        # counter: per-process collapse work for mmsim.metrics).
+        self.thp_collapsed = [0, 0]
 
     # ------------------------------------------------------------------ lookups
 
