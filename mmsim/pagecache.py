@@ -32,7 +32,7 @@ class Page:
     """A folio of the page cache (a regular file's) or of a shmem file."""
 
     __slots__ = ("mapcount", "anon", "dirty", "order", "referenced", "lru", "memcg",
-                 "inode", "index", "workingset", "readahead", "pmd_maps")
+                 "inode", "index", "workingset", "readahead", "pmd_maps", "uptodate")
 
     def __init__(self, anon=True, dirty=True, order=0, mapcount=1):
         self.mapcount = mapcount
@@ -51,6 +51,9 @@ class Page:
         # On the first page of a PMD-order folio: the PMD mappings of the folio
         # (its entire mapcount).
         self.pmd_maps = 0
+        # PG_uptodate: False only for a shmem folio fallocate made and nothing has
+        # written or faulted yet (fault-around skips it).
+        self.uptodate = True
 
 
 # An xarray leaf node holds 64 slots; the shadow shrinker keeps at most one such node

@@ -1689,6 +1689,8 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
                 if cached is None:
                     cached = shmem_mod.get_folio(mm.kernel, mm.memcg, vma, mm.flags, inode,
                                                  index, addr)
+                elif not cached.uptodate:
+                    shmem_mod.fault_clear(inode, cached)
         else:
             cached, n = _filemap_fault(mm, vma, vpn, index, write)
             if cached is None:
@@ -1739,8 +1741,8 @@ def _fault_around(mm, vma, vpn, shmem=False):
     if shmem:
         # filemap_map_pmd: a PMD-order folio at the fault is mapped by a PMD.
         page = cache.get(vma.pgoff + vpn - (vma.start >> PAGE_SHIFT))
-        if page is not None and page.order == shmem_mod.PMD_ORDER and _set_pmd(
-                mm, vma, vpn, page):
+        if page is not None and page.order == shmem_mod.PMD_ORDER and page.uptodate and \
+                _set_pmd(mm, vma, vpn, page):
             return PMD_PAGES
     first = vma.start >> PAGE_SHIFT
     pte = vpn & (PMD_PAGES - 1)
@@ -1755,8 +1757,8 @@ def _fault_around(mm, vma, vpn, shmem=False):
         if index >= npages or pm.index(v) >= 0 or (guards and v in guards):
             continue
         page = cache.get(index)
-        if page is None or page.readahead:
-            continue
+        if page is None or page.readahead or not page.uptodate:
+            continue   # next_uptodate_folio skips a fallocated folio too
         pm.insert(v, v + 1, cached_span(page, True))
         _map_cached(page)
         _count(mm, vma, page.anon, 1)

@@ -67,8 +67,14 @@ def global_orders(kernel, inode, index, write_end, force, has_vma, vm_flags):
     if force or huge == "force":
         return PMD_BIT
     if not has_vma:
-        # The write and fallocate paths (simulator-defined: their pages come one at a
-        # time, see docs/thp.md).
+        # write and fallocate: with no VMA to fit, always offers every page-cache
+        # order (the PMD size tried first) and within_size those that end inside the
+        # file or the write; advise never applies (no VM_HUGEPAGE without a VMA).
+        # Checked on a private tmpfs mount of the live kernel (docs/thp.md).
+        if huge == "always":
+            return FILE_ORDERS
+        if huge == "within_size":
+            return within_size(FILE_ORDERS, index, write_end, inode.size)
         return 0
     if huge == "always":
         return PMD_BIT
@@ -130,9 +136,11 @@ def vma_orders(kernel, vma, mm_flags, forced):
 
 def suitable_orders(vma, addr, inode, index, orders):
     """shmem_suitable_orders: of ``orders``, those whose block fits the VMA at
-    ``addr``, from the highest whose aligned page-cache range is empty down."""
-    orders = sum(1 << o for o in ALL_ORDERS if orders >> o & 1 and
-                 suitable_order(vma, addr, o))
+    ``addr`` (any, without a VMA), from the highest whose aligned page-cache range is
+    empty down."""
+    if vma is not None:
+        orders = sum(1 << o for o in ALL_ORDERS if orders >> o & 1 and
+                     suitable_order(vma, addr, o))
     cache = inode.cache
     while orders:
         order = _highest(orders)
@@ -160,6 +168,24 @@ def get_folio(kernel, memcg, vma, mm_flags, inode, index, addr):
     orders = allowable_orders(kernel, inode, vma, mm_flags, index)
     if orders:
         orders = suitable_orders(vma, addr, inode, index, orders)
+    return _alloc_and_add(kernel, memcg, inode, index, orders)
+
+
+def get_folio_nofault(kernel, memcg, inode, index, write_end):
+    """shmem_get_folio for write (SGP_WRITE) and fallocate (SGP_FALLOC) of page
+    ``index``, not cached, the write or allocation ending at byte ``write_end``: the
+    orders shmem_enabled allows without a VMA (the per-size knobs do not apply), the
+    highest whose aligned range of the cache is empty first, with the fault's
+    fallbacks and counters.  Returns the page at ``index``."""
+    orders = allowable_orders(kernel, inode, None, 0, index, write_end)
+    if orders:
+        orders = suitable_orders(None, 0, inode, index, orders)
+    return _alloc_and_add(kernel, memcg, inode, index, orders)
+
+
+def _alloc_and_add(kernel, memcg, inode, index, orders):
+    """shmem_alloc_and_add_folio over ``orders`` (a bitmap, highest first), then one
+    page: the page at ``index``."""
     ev = kernel.node.events
     while orders:
         order = _highest(orders)
@@ -185,6 +211,87 @@ def get_folio(kernel, memcg, vma, mm_flags, inode, index, addr):
         count(kernel, order, "shmem_alloc")
         return inode.cache[index]
     return pagecache.add_shmem(kernel, memcg, inode, index)
+
+
+def missing(inode, lo, hi):
+    """How many of pages ``[lo, hi)`` of ``inode`` are not in its cache."""
+    cache = inode.cache
+    if len(cache) < hi - lo:
+        return hi - lo - sum(1 for i in cache if lo <= i < hi)
+    return sum(1 for i in range(lo, hi) if i not in cache)
+
+
+def _mark_uptodate(inode, page):
+    """folio_mark_uptodate of the folio holding ``page``."""
+    nr = 1 << page.order
+    head = page.index & ~(nr - 1)
+    cache = inode.cache
+    for i in range(head, head + nr):
+        p = cache.get(i)
+        if p is not None:
+            p.uptodate = True
+
+
+def write(kernel, memcg, inode, pos, count):
+    """shmem_file_write_iter of ``count`` bytes at ``pos`` (already clamped; the caller
+    has made sure the new pages fit): each page of the range not cached gets its folio
+    from ``get_folio_nofault`` (SGP_WRITE); every folio written is dirty and up to
+    date, all of it (shmem_write_end), and the size grows to the write's end.  Returns
+    ``count``."""
+    if count <= 0:
+        return 0
+    end = pos + count
+    cache = inode.cache
+    index = pos >> PAGE_SHIFT
+    last = (end - 1) >> PAGE_SHIFT
+    while index <= last:
+        page = cache.get(index)
+        if page is None:
+            page = get_folio_nofault(kernel, memcg, inode, index, end)
+        nr = 1 << page.order
+        head = index & ~(nr - 1)
+        for i in range(head, head + nr):
+            p = cache.get(i)
+            if p is not None:
+                pagecache.set_dirty(p)
+                p.uptodate = True
+        index = head + nr
+    if end > inode.size:
+        inode.size = end
+    return count
+
+
+def fallocate(kernel, memcg, inode, offset, length, keep_size):
+    """shmem_fallocate's allocation (mode 0 or FALLOC_FL_KEEP_SIZE; the caller has
+    made sure the new pages fit): every page of the range not cached gets its folio
+    (SGP_FALLOC, the range's end as the write end), dirty but not up to date, so
+    fault-around does not map it until a fault or a write has cleared it; then the
+    size grows to the range's end unless ``keep_size``."""
+    end = offset + length
+    cache = inode.cache
+    index = offset >> PAGE_SHIFT
+    stop = -(-end // PAGE_SIZE)
+    while index < stop:
+        page = cache.get(index)
+        if page is None:
+            page = get_folio_nofault(kernel, memcg, inode, index, end)
+            nr = 1 << page.order
+            head = index & ~(nr - 1)
+            for i in range(head, head + nr):
+                p = cache[i]
+                p.uptodate = False
+                pagecache.set_dirty(p)
+        nr = 1 << page.order
+        index = (index & ~(nr - 1)) + nr
+    if not keep_size and end > inode.size:
+        inode.size = end
+
+
+def fault_clear(inode, page):
+    """shmem_get_folio_gfp finding a fallocated folio for a fault: it is cleared and
+    marked up to date."""
+    if not page.uptodate:
+        _mark_uptodate(inode, page)
 
 
 # ---------------------------------------------------------------------- the knobs
@@ -245,5 +352,6 @@ def pmd_enabled(kernel):
 
 
 __all__ = ["TOP_MODES", "SIZE_MODES", "allowable_orders", "vma_orders", "suitable_order",
-           "suitable_orders", "get_folio", "within_size", "global_orders", "read_top",
+           "suitable_orders", "get_folio", "get_folio_nofault", "missing", "write",
+           "fallocate", "fault_clear", "within_size", "global_orders", "read_top",
            "write_top", "read_size", "write_size", "pmd_enabled", "default_size_modes"]

@@ -17,7 +17,7 @@ import posixpath
 from collections.abc import Mapping
 
 from . import madvise as _madvise
-from . import fastpath, filemap, mman, notebook, pages
+from . import fastpath, filemap, mman, notebook, pages, shmem
 from .files import DIR, EVENTFD, PIPE, REG, SEEKABLE, SOCKET, Inode
 from .cred import (CAP_IPC_LOCK, CAP_SYS_ADMIN, CAP_SYS_NICE, CAP_SYS_RESOURCE,
                    PTRACE_MODE_READ_FSCREDS, Cred, capable, capget, capset, inode_permission,
@@ -757,12 +757,18 @@ class Process:
             raise error(errno.EFBIG)
         count = min(count, MAX_LFS_FILESIZE - pos)
         if f.shmem:
-            # Simulator-defined: a write to a shmem file allocates nothing (its pages
-            # come from faults).
-            if count and pos + count > inode.size:
-                inode.size = pos + count
-            return count
+            if count:
+                self._shmem_room(inode, pos, pos + count)
+            return shmem.write(self.kernel, self._memcg(), inode, pos, count)
         return filemap.write(self.kernel, self._memcg(), inode, pos, count)
+
+    def _shmem_room(self, inode, start, end):
+        """ENOMEM, before anything is allocated, when the pages of bytes ``[start,
+        end)`` the shmem file lacks would not fit in memory (shmem is never reclaimed:
+        where the kernel would start the OOM killer, as touch does; docs/mm.md)."""
+        if self.mm is not None:
+            need = shmem.missing(inode, start >> PAGE_SHIFT, -(-end // PAGE_SIZE))
+            pages.check_room(self.mm, need, need)
 
     def _memcg(self):
         """The memory cgroup this process charges page cache to."""
@@ -929,7 +935,9 @@ class Process:
     def fallocate(self, fd: int, mode: int, offset: int, length: int) -> int:
         """fallocate(2): mode 0 and FALLOC_FL_ZERO_RANGE extend the file to cover the
         range unless FALLOC_FL_KEEP_SIZE; FALLOC_FL_PUNCH_HOLE (with KEEP_SIZE) drops the
-        range's pages.  The other modes are not modelled: EOPNOTSUPP."""
+        range's pages.  On a shmem file mode 0 and KEEP_SIZE allocate the range's pages
+        (large folios where shmem_enabled allows) and ZERO_RANGE is EOPNOTSUPP, as
+        shmem_fallocate has it.  The other modes are not modelled: EOPNOTSUPP."""
         f = self._file(fd)
         if offset >> 63 or length >> 63 or not length:
             raise error(errno.EINVAL)
@@ -951,7 +959,13 @@ class Process:
         if offset + length > MAX_LFS_FILESIZE:
             raise error(errno.EFBIG)
         inode = f.inode
-        if mode & FALLOC_FL_PUNCH_HOLE:
+        if f.shmem and not mode & FALLOC_FL_PUNCH_HOLE:
+            if mode & FALLOC_FL_ZERO_RANGE:
+                raise error(errno.EOPNOTSUPP, "shmem_fallocate has no ZERO_RANGE")
+            self._shmem_room(inode, offset, offset + length)
+            shmem.fallocate(self.kernel, self._memcg(), inode, offset, length,
+                            bool(mode & FALLOC_FL_KEEP_SIZE))
+        elif mode & FALLOC_FL_PUNCH_HOLE:
             pages.truncate_pages(self.kernel, inode, pfn_up(offset), (offset + length) >> PAGE_SHIFT)
         elif not mode & FALLOC_FL_KEEP_SIZE and offset + length > inode.size:
             inode.size = offset + length
