@@ -31,7 +31,8 @@ def _cgroup_metrics(kernel, memcg, members=()):
     ``events.NAME``), ``thp_coverage`` (anon_thp over anon), ``collapsed_kb``
     (memory.stat's thp_collapse_alloc in kB), and the per-size figures of
     ``members`` (the ``process_metrics`` of the live processes in its subtree),
-    summed: ``anon_kb.<N>kB``, ``thp_coverage.<N>kB``, ``mthp_coverage``."""
+    summed: ``anon_kb.<N>kB``, ``thp_coverage.<N>kB``, ``mthp_coverage`` and
+    ``bloat_kb``."""
     base = cgroup.CGROUP_ROOT + ("" if memcg.parent is None else "/" + memcg.name)
     files = cgroup.files_of(memcg)
     out = parse_fields(cgroup.read(kernel, base + "/memory.stat"))
@@ -46,6 +47,7 @@ def _cgroup_metrics(kernel, memcg, members=()):
     out["collapsed_kb"] = out.get("thp_collapse_alloc", 0) * size_kb(PMD_ORDER)
     sizes = {name: sum(m["anon_kb." + name] for m in members) for name in SIZES}
     out.update(_size_figures(sum(m["anon_kb"] for m in members), sizes))
+    out["bloat_kb"] = sum(m["bloat_kb"] for m in members)
     return out
 
 
@@ -62,19 +64,25 @@ def _size_figures(anon_kb, sizes):
     return out
 
 
-def _anon_by_order(vma):
+def _anon_by_order(vma, touched):
     """The anonymous pages of ``vma`` by the order of their folio (0: base pages),
-    PMD-mapped or not."""
+    PMD-mapped or not; how many of them are in ``touched`` (mm.touched); and how
+    many pages of large folios are not."""
     by = {}
+    hit = fill = 0
     pm = vma.pages
     if not pm:
-        return by
+        return by, hit, fill
     for x, y, span in pm.items():
         order = folio_order(span.pmd)
         for a, b, _mapcount, is_anon, _dirty, _ref in span_pieces(span, x, y):
             if is_anon:
                 by[order] = by.get(order, 0) + b - a
-    return by
+                n = touched.count(a, b)
+                hit += n
+                if order:
+                    fill += b - a - n
+    return by, hit, fill
 
 
 def process_metrics(proc):
@@ -85,12 +93,16 @@ def process_metrics(proc):
     ``mthp_coverage`` the share in large folios of any size; ``tlb_entries``, a
     TLB-reach proxy: the translations that map its resident memory, one per
     PMD-mapped huge page and one per other page (x86-64 has no contiguous-PTE
-    entries, so a PTE-mapped large folio takes one per page); ``collapsed_kb`` (with
+    entries, so a PTE-mapped large folio takes one per page); ``touched_kb``, its
+    resident anonymous memory it accessed itself (touch, access), and ``bloat_kb``,
+    the pages of its large anonymous folios it never accessed (there because the
+    folio filled them in, at a fault or a collapse); ``collapsed_kb`` (with
     ``collapsed_khugepaged`` and ``collapsed_madvise``, in huge pages): the huge
     pages collapse made for it (simulator-defined, docs/thp.md)."""
-    rss = pss = anon = anon_huge = pmd = 0
+    rss = pss = anon = anon_huge = pmd = touched = bloat = 0
     orders = {}
-    for vma in proc.mm.vmas():
+    mm = proc.mm
+    for vma in mm.vmas():
         m = vma_memory(vma)
         rss += m["rss"]
         pss += m["pss_kb"]
@@ -98,15 +110,18 @@ def process_metrics(proc):
         anon_huge += m["anon_huge"]
         pmd += m["anon_huge"] + m["shmem_huge"]
         if m["anon"]:
-            for order, n in _anon_by_order(vma).items():
+            by, hit, fill = _anon_by_order(vma, mm.touched)
+            touched += hit
+            bloat += fill
+            for order, n in by.items():
                 orders[order] = orders.get(order, 0) + n
     kb = 1 << (PAGE_SHIFT - 10)
-    mm = proc.mm
     out = {"comm": proc.comm, "cgroup": mm.memcg.path(), "size_kb": mm.total_vm * kb,
            "rss_kb": rss * kb, "pss_kb": pss, "anon_kb": anon * kb,
            "anon_huge_kb": anon_huge * kb, "swap_kb": mm.swap_pages * kb,
            "thp_coverage": anon_huge / anon if anon else 0.0,
-           "tlb_entries": pmd // PMD_PAGES + rss - pmd}
+           "tlb_entries": pmd // PMD_PAGES + rss - pmd,
+           "touched_kb": touched * kb, "bloat_kb": bloat * kb}
     out.update(_size_figures(anon * kb, {name: orders.get(o, 0) * kb
                                          for name, o in zip(SIZES, ANON_ORDERS)}))
     khugepaged, madvise = mm.thp_collapsed

@@ -54,8 +54,9 @@ def test_thp_policies_differ_where_the_kernel_says():
     what is advised; khugepaged gives the late-advised service its huge pages."""
     rows = {}
     for line in run_example("thp_policies.py", "--small").splitlines()[2:]:
-        mode, policy, service, rss, huge, coverage, bloat, collapsed = line.split()
+        mode, policy, service, rss, huge, coverage, mthp, bloat, collapsed = line.split()
         rows[mode, policy, service] = (float(coverage), float(bloat), int(collapsed))
+        assert float(mthp) >= float(coverage)   # PMD-mapped THPs are large folios too
     assert len(rows) == 24
     cov = {key: c for key, (c, _, _) in rows.items()}
     assert cov["always", "none", "sparse"] == 1.0 and rows["always", "none", "sparse"][1] > 0
@@ -66,3 +67,6 @@ def test_thp_policies_differ_where_the_kernel_says():
             assert rows[mode, policy, "late"][2] > 0   # khugepaged collapsed it
             assert rows[mode, policy, "sparse"][1] == 0
     assert [cov["madvise", "none", s] for s in ("sparse", "dense", "late")] == [0, 1, 1]
+    # Collapse work is the late service's: the others fault their THPs in.
+    assert rows["madvise", "none", "late"][2] > 0
+    assert rows["madvise", "none", "dense"][2] == 0
