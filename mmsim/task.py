@@ -636,6 +636,8 @@ class Process:
                 if done:
                     return done
                 raise
+            if advice in _DISCARD:
+                mm.touched.remove(addr >> PAGE_SHIFT, page_align(addr + length) >> PAGE_SHIFT)
             done += length
         return done
 
