@@ -211,6 +211,28 @@ class Kernel:
                       deleted=True)
         return OpenFile(inode, readable=True, writable=True, shmem=True)
 
+    def release_shmem(self, inodes) -> None:
+        """shmem_evict_inode for each shmem file of ``inodes`` that no descriptor and
+        no mapping of a process holds any more: its pages leave the cache and give
+        their charge back.  The kernel does it at the file's last reference; the
+        simulator looks when a descriptor or a mapping of a shmem file goes (close,
+        munmap, mmap over it, exec, exit)."""
+        inodes = {i for i in inodes if i.cache}
+        if not inodes:
+            return
+        for proc in self.processes.values():
+            for f in proc.fds.values():
+                inodes.discard(getattr(f, "inode", None))
+            mm = proc.mm
+            if mm is not None:
+                for vma in mm.vmas():
+                    if vma.file is not None:
+                        inodes.discard(vma.file.inode)
+            if not inodes:
+                return
+        for inode in inodes:
+            pages.truncate_pages(self, inode, 0)
+
     def shmem_vma_orders(self, vma, mm_flags: int, forced: bool) -> int:
         """The folio orders shmem allows the shmem VMA ``vma`` outside a fault (smaps'
         THPeligible, MADV_COLLAPSE), as a bitmap (mmsim.shmem.vma_orders)."""

@@ -1216,12 +1216,16 @@ def _direct_mmap(body, slow):
                 prot &= U64
                 flags &= U64
                 off &= U64
+                held = (proc._shmem_held(addr, addr + length, fds=False)
+                        if flags & uapi.MAP_FIXED and length else ())
                 done = fast(proc.mm, addr, length, prot, flags, off)
                 if done is not None:
                     if done < 0 and proc.kernel.pressure:
                         raise error(-done)   # call() balances only a call that returned
                     if done >= 0:
                         proc._forget(done, length)
+                        if held:
+                            proc.kernel.release_shmem(held)
                     return done
                 return body(proc, addr, length, prot, flags, fd, off)
         return slow(proc, ev, *args)
@@ -1237,12 +1241,15 @@ def _direct_munmap(body, slow):
             if type(addr) is int and type(length) is int:
                 addr &= U64
                 length &= U64
+                held = proc._shmem_held(addr, addr + length, fds=False) if length else ()
                 done = fast(proc.mm, addr, length)
                 if done is not None:
                     if done < 0 and proc.kernel.pressure:
                         raise error(-done)   # call() balances only a call that returned
                     if done >= 0:
                         proc._forget(addr, length)
+                        if held:
+                            proc.kernel.release_shmem(held)
                     return done
                 return body(proc, addr, length)
         return slow(proc, ev, *args)

@@ -32,7 +32,7 @@ from .uapi import (CLONE_DETACHED, CLONE_FILES, CLONE_FS, CLONE_NEWCGROUP, CLONE
                    CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS,
                    CLONE_PARENT_SETTID, CLONE_PIDFD, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD,
                    CLONE_VFORK, CLONE_VM, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
-                   MADV_REMOVE, MAP_ANONYMOUS, O_APPEND, O_CLOEXEC, O_CREAT,
+                   MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, O_APPEND, O_CLOEXEC, O_CREAT,
                    O_DIRECTORY, O_EXCL, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, AT_FDCWD,
                    PIDFD_NONBLOCK, PIDFD_SELF_THREAD, PIDFD_SELF_THREAD_GROUP, PIDFD_THREAD,
                    RLIMIT_MEMLOCK, RLIMIT_NOFILE, RLIM_NLIMITS, WALL, WCLONE, WCONTINUED, WNOHANG,
@@ -409,11 +409,13 @@ class Process:
                envp: list[str] | None = None) -> int:
         """execve(2) of a real ELF file: a fresh address space built the way
         load_elf_binary does, keeping the mm flags that survive exec."""
+        held = self._shmem_held()
         result = execve(self, path, argv, envp)
         # unshare_files, then do_close_on_exec: once the new image is in, the FD_CLOEXEC
         # descriptors go from this process' own copy of a table other threads shared.
         self.fds = {fd: f for fd, f in self.fds.items() if fd not in self.cloexec}
         self.cloexec = set()
+        self.kernel.release_shmem(held)
         return result
 
     def _threads(self):
@@ -429,6 +431,7 @@ class Process:
         leader cannot be reaped while another thread of its group runs.  Children go
         to another thread of the group, else to init (pid 1) when it is a running
         simulated process, else they are reaped as init would reap them."""
+        held = self._shmem_held()
         if self.mm is not None:
             self.mm.users -= 1
             if self.mm.users == 0:
@@ -438,6 +441,7 @@ class Process:
         # A new empty table, not clear(): a table CLONE_FILES shares stays with the others.
         self.fds = {}
         self.cloexec = set()
+        self.kernel.release_shmem(held)
         self.state = ZOMBIE
         self.exit_status = status & 0xFF
         kernel = self.kernel
@@ -742,10 +746,32 @@ class Process:
     @syscall(fd=INT)
     def close(self, fd: int) -> int:
         """close(2)."""
-        if self.fds.pop(fd, None) is None:
+        f = self.fds.pop(fd, None)
+        if f is None:
             raise error(errno.EBADF)
         self.cloexec.discard(fd)
+        if getattr(f, "shmem", False):
+            self.kernel.release_shmem((f.inode,))
         return 0
+
+    def _shmem_held(self, lo=0, hi=None, fds=True):
+        """The shmem files this process holds: by its mappings in ``[lo, hi)`` (all,
+        by default) and, with ``fds``, by its descriptors (release_shmem's
+        candidates when they go)."""
+        out = set()
+        if not self.kernel.node.nr_shmem:
+            return out   # no shmem page anywhere: nothing to free
+        if fds:
+            out.update(f.inode for f in self.fds.values() if getattr(f, "shmem", False))
+        mm = self.mm
+        if mm is not None:
+            if hi is None:
+                vmas = mm.vmas()
+            else:
+                hi = min(hi, 1 << 64)
+                vmas = mm.tree.values(lo, hi, False) if lo < hi else ()
+            out.update(v.file.inode for v in vmas if v.file is not None and v.file.shmem)
+        return out
 
     def _write_at(self, f, pos, count):
         """What a write of ``count`` bytes at ``pos`` does to the file's size; the
@@ -1120,6 +1146,8 @@ class Process:
     def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1,
              offset: int = 0) -> int:
         """mmap(2)."""
+        held = (self._shmem_held(addr, addr + length, fds=False)
+                if flags & MAP_FIXED and length else ())
         done = fastpath.mmap(self.mm, addr, length, prot, flags, offset)
         if done is not None:
             if done < 0:
@@ -1133,6 +1161,8 @@ class Process:
             done = mman.mmap(self.mm, addr, length, prot, flags, file, offset,
                              self.kernel.thp_pmd_policy, memlock=self._memlock())
         self._forget(done, length)
+        if held:
+            self.kernel.release_shmem(held)
         return done
 
     def _forget(self, addr, length):
@@ -1197,6 +1227,7 @@ class Process:
     @syscall(addr=ULONG, length=ULONG)
     def munmap(self, addr: int, length: int) -> int:
         """munmap(2)."""
+        held = self._shmem_held(addr, addr + length, fds=False) if length else ()
         done = fastpath.munmap(self.mm, addr, length)
         if done is not None:
             if done < 0:
@@ -1204,6 +1235,8 @@ class Process:
         else:
             done = mman.munmap(self.mm, addr, length)
         self._forget(addr, length)
+        if held:
+            self.kernel.release_shmem(held)
         return done
 
     @syscall(addr=ULONG, length=ULONG, prot=ULONG)
