@@ -115,6 +115,11 @@ class Kernel:
         self.thp_sizes = thp_mod.default_sizes()
         self.mthp_stats = thp_mod.new_stats()
         self.shrink_underused = 1
+        # transparent_hugepage/use_zero_page, and whether the huge zero folio exists
+        # (allocated at its first use; simulator-defined: never freed, and its 2 MiB
+        # is not taken from MemFree).
+        self.use_zero_page = 1
+        self.huge_zero_folio = False
         # The deferred split queue (pages.folios_unmapped): partially mapped large folios.
         self.deferred_split = {}
         self.hold_folios = False   # munmap holds partial-unmap decisions (pages.hold_folios)
@@ -632,7 +637,8 @@ class Kernel:
             "thp_file_fallback", "thp_file_fallback_charge", "thp_file_mapped",
             "thp_split_page", "thp_split_page_failed", "thp_deferred_split_page",
             "thp_underused_split_page", "thp_split_pmd", "thp_scan_exceed_none_pte",
-            "thp_scan_exceed_swap_pte", "thp_scan_exceed_share_pte", "thp_swpout",
+            "thp_scan_exceed_swap_pte", "thp_scan_exceed_share_pte", "thp_zero_page_alloc",
+            "thp_zero_page_alloc_failed", "thp_swpout",
             "thp_swpout_fallback", "swap_ra", "swap_ra_hit")]
         return "".join(f"{name} {n}\n" for name, n in rows)
 

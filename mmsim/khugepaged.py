@@ -160,10 +160,9 @@ class Khugepaged:
         if policy == "never" or not thp.allowed(vma, mm.flags, policy, thp.TVA_PAGEFAULT):
             return
         vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
-        pm, sw = vma.pages, vma.swap
         head = lo & ~(HPAGE_PMD_NR - 1)
         while head < hi:
-            if head >= vlo and head + HPAGE_PMD_NR <= vhi and _block_empty(pm, sw, head):
+            if head >= vlo and head + HPAGE_PMD_NR <= vhi and pages.pmd_none(vma, head):
                 pages.anon_vma_prepare(vma)
                 self.enter_vma(mm, vma)
                 return
@@ -505,17 +504,15 @@ class Khugepaged:
         if vma.file is not None and vma.file.shmem:
             return self.scan_file(mm, vma, addr)
         head = addr >> PAGE_SHIFT
-        pm, sw = vma.pages, vma.swap
-        if _block_empty(pm, sw, head) and not (vma.guards and vma.guards.first_in(
-                head, head + HPAGE_PMD_NR) is not None):
+        pm = vma.pages
+        if pages.pmd_none(vma, head):
             # Simulator-defined: a block with nothing in it has no page table.
             self.last_result = SCAN_PMD_NULL
             return SCAN_PMD_NULL, False
-        if pm:
-            i = pm.index(head)
-            if i >= 0 and pm.tag[i].pmd is True:
-                self.last_result = SCAN_PMD_MAPPED
-                return SCAN_PMD_MAPPED, False
+        if (pm and pm.index(head) >= 0 and pm.tag[pm.index(head)].pmd is True) or (
+                pages.huge_zero_at(vma, head)):
+            self.last_result = SCAN_PMD_MAPPED
+            return SCAN_PMD_MAPPED, False
         result, referenced, swapped = self._census(vma, head)
         if result is None:
             if not referenced or (swapped and referenced < HPAGE_PMD_NR // 2):

@@ -9,8 +9,8 @@ what the syscall returns, and raises ``OSError`` with the kernel's errno.
 import errno
 
 from . import overcommit, pages
-from .defs import (MMAP_MIN_ADDR, PAGE_SHIFT, PAGE_SIZE, STACK_GUARD_GAP, U64, error,
-                   offset_in_page, page_align, page_align_down)
+from .defs import (MMAP_MIN_ADDR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, STACK_GUARD_GAP, U64,
+                   error, offset_in_page, page_align, page_align_down)
 from .mm import MMF_HAS_MDWE, MMF_VM_MERGE_ANY, Mm, vm_start_gap
 from .uapi import (MAP_32BIT, MAP_ANONYMOUS, MAP_DENYWRITE, MAP_DROPPABLE, MAP_EXECUTABLE,
                    MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGE_MASK,
@@ -681,6 +681,8 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     if vma.is_anonymous() and vma.anon_vma is None:
         pgoff = dest >> PAGE_SHIFT  # an unfaulted VMA takes the new address' pgoff
     delta = dest - old_addr
+    if delta & (PMD_SIZE - 1):
+        pages.split_pmds(mm, vma, old_addr, old_end)
     moved, moved_guards = pages.take_range(vma, old_addr, old_end)
     # copy_vma: the whole new length at the destination merges with a neighbour or is a
     # copy of the source.

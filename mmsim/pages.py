@@ -35,7 +35,7 @@ from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, al
                    pfn_up)
 from .pagecache import Page
 from .memcg import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON
-from .vma import (VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
+from .vma import (VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED, VM_UFFD_MISSING,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
 PMD_PAGES = HPAGE_PMD_NR
@@ -483,6 +483,79 @@ class GuardRanges:
         return self.shifted(0)
 
 
+class ZeroMap(RangeMap):
+    """The zero-page mappings of one VMA: page ranges whose PTEs map the shared zero
+    page (tag False) or whose PMDs map the huge zero folio (tag True; whole aligned
+    blocks).  A read fault of private anonymous memory leaves them; they hold no memory
+    and count in no RSS, but they are page-table entries: a later write copies (a base
+    page, or a THP over a huge zero PMD), and a block holding one is not empty for the
+    choice of a large folio."""
+
+    __slots__ = ()
+
+    def copy(self):
+        """An independent copy (fork's copy_page_range)."""
+        out = ZeroMap()
+        out.lo = self.lo[:]
+        out.hi = self.hi[:]
+        out.tag = self.tag[:]
+        return out
+
+
+def _zero_map(vma):
+    z = vma.zero
+    if z is None:
+        z = vma.zero = ZeroMap()
+    return z
+
+
+def _split_zero_pmd(vma, head, mm=None):
+    """__split_huge_pmd of a huge zero PMD at page ``head``: 512 zero-page PTEs
+    (``thp_split_pmd`` of ``mm``'s machine, when given)."""
+    z = vma.zero
+    if not z:
+        return
+    i = z.index(head)
+    if i < 0 or z.tag[i] is not True:
+        return
+    i, _ = z.carve(head, head + PMD_PAGES)
+    z.tag[i] = False
+    z.join(i - 1, i + 2)
+    if mm is not None:
+        mm.kernel.node.events["thp_split_pmd"] += 1
+
+
+def drop_zero(vma, lo, hi, mm=None):
+    """Clear the zero-page mappings of pages ``[lo, hi)`` (a zap); a huge zero PMD the
+    range covers in part is split first."""
+    z = vma.zero
+    if not z:
+        return
+    if lo & (PMD_PAGES - 1):
+        _split_zero_pmd(vma, lo & _PMD_MASK, mm)
+    if hi & (PMD_PAGES - 1):
+        _split_zero_pmd(vma, hi & _PMD_MASK, mm)
+    i, j = z.carve(lo, hi)
+    if i < j:
+        z.delete(i, j)
+    if not z:
+        vma.zero = None
+
+
+def huge_zero_at(vma, head):
+    """Whether the huge zero folio is PMD-mapped at page ``head`` of ``vma``."""
+    z = vma.zero
+    if not z:
+        return False
+    i = z.index(head)
+    return i >= 0 and z.tag[i] is True
+
+
+def zero_pages(vma):
+    """``(x, y, huge)`` for every zero-page mapping of ``vma`` (a checking aid)."""
+    return list(vma.zero.items()) if vma.zero else []
+
+
 def merge_guards(dst, marks):
     """Give ``dst`` the guard markers ``marks`` (a GuardRanges or None) as well."""
     if marks:
@@ -694,13 +767,39 @@ def split_huge_at(vma, addr, mm=None):
     """split_huge_pmd: a THP straddling ``addr`` becomes PTE-mapped (``thp_split_pmd``
     of ``mm``'s machine, when given); a PMD mapping of a shmem folio is removed instead
     (the pages refault), for which the caller passes the VMA's ``mm`` (without it,
-    simulator-defined, the folio stays mapped by PTEs)."""
-    if not vma.pages or not addr % PMD_SIZE:
+    simulator-defined, the folio stays mapped by PTEs).  A huge zero PMD there becomes
+    zero-page PTEs."""
+    if not addr % PMD_SIZE:
         return
     head = (addr >> PAGE_SHIFT) & _PMD_MASK
+    if vma.zero:
+        _split_zero_pmd(vma, head, mm)
+    if not vma.pages:
+        return
     if mm is not None and _zap_file_pmd(mm, vma, head):
         return
     _split_pmd(vma.pages, head, mm)
+
+
+def split_pmds(mm, vma, start, end):
+    """Split every anonymous PMD mapping (THP or huge zero folio) wholly inside
+    ``[start, end)``: move_page_tables moving it off PMD alignment splits it
+    (``thp_split_pmd`` each)."""
+    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+    pm = vma.pages
+    if pm:
+        i, j = pm.overlap(lo, hi)
+        heads = [h for k in range(i, j) if pm.tag[k].pmd is True and pm.tag[k].kind != CACHED
+                 for h in range(max(pm.lo[k], lo), min(pm.hi[k], hi), PMD_PAGES)]
+        for head in heads:
+            _split_pmd(pm, head, mm)
+    z = vma.zero
+    if z:
+        i, j = z.overlap(lo, hi)
+        heads = [h for k in range(i, j) if z.tag[k] is True
+                 for h in range(max(z.lo[k], lo), min(z.hi[k], hi), PMD_PAGES)]
+        for head in heads:
+            _split_zero_pmd(vma, head, mm)
 
 
 def _widen(pm, a, b):
@@ -737,6 +836,18 @@ def move_range(src, dst, start, end):
         merge_guards(dst, src.guards.take(lo, hi))
     if src.swap:
         _move_swap(src, dst, lo, hi)
+    if src.zero:
+        _move_zero(src, dst, lo, hi)
+
+
+def _move_zero(src, dst, lo, hi, shift=0):
+    """Hand the zero-page mappings of ``src`` in ``[lo, hi)`` to ``dst``, ``shift``
+    pages on (huge zero PMDs there must lie wholly inside, and stay aligned)."""
+    part = src.zero.take(lo, hi)
+    if not src.zero:
+        src.zero = None
+    if part:
+        _zero_map(dst).put(part, shift)
 
 
 def move_all(src, dst):
@@ -749,6 +860,9 @@ def move_all(src, dst):
     if src.guards:
         merge_guards(dst, src.guards)
         src.guards = None
+    if src.zero:
+        _zero_map(dst).put(src.zero)
+        src.zero = None
 
 
 def take_range(vma, start, end):
@@ -759,12 +873,18 @@ def take_range(vma, start, end):
     if part:
         _leave_cut_folios(part, lo, hi)
     marks = vma.guards.take(lo, hi) if vma.guards else None
+    swapped = zeros = None
     if vma.swap:
         # Swap entries move with the page tables: they travel in the page part.
         holder = _SwapHolder()
         _move_swap(vma, holder, lo, hi)
-        if holder.swap:
-            part = (part or None, holder.swap)
+        swapped = holder.swap
+    if vma.zero:
+        zeros = vma.zero.take(lo, hi) or None
+        if not vma.zero:
+            vma.zero = None
+    if swapped or zeros:
+        part = (part or None, swapped, zeros)
     return part or None, marks
 
 
@@ -791,10 +911,13 @@ def put_range(vma, part, marks, shift):
     """Give ``vma`` pages and guard markers taken by ``take_range``, ``shift`` pages
     from where they were."""
     if type(part) is tuple:
-        part, swapped = part
-        holder = _SwapHolder()
-        holder.swap = swapped
-        _move_swap(holder, vma, -(1 << 62), 1 << 62, shift)
+        part, swapped, zeros = part
+        if swapped:
+            holder = _SwapHolder()
+            holder.swap = swapped
+            _move_swap(holder, vma, -(1 << 62), 1 << 62, shift)
+        if zeros:
+            _zero_map(vma).put(zeros, shift)
     if part:
         def moved(span):
             if span.pmd and span.pmd is not True and shift % (1 << span.pmd):
@@ -1155,14 +1278,22 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
         if pm:
             a, b = _widen(pm, lo, hi)
             _access(mm, vma, a, b, False, touch)
-        return 0
+        if vma.vm_flags & VM_UFFD_MISSING:
+            return 0   # handle_userfault: the fault goes to userspace (not modelled)
+        return _read_empty(mm, vma, lo, hi, policy, touch)
     thp_ok = thp.allowed(vma, mm.flags, policy, thp.TVA_PAGEFAULT)
     vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
+    zero = vma.zero
     new = 0
     v = lo
     while v < hi:
         k = bisect_right(pm.hi, v)
         n = len(pm.tag)
+        if zero:
+            z = zero.index(v)
+            if z >= 0:
+                v = min(hi, zero.hi[z])   # written after the loop (_write_zero)
+                continue
         if k < n and pm.lo[k] <= v:
             span = pm.tag[k]
             e = pm.hi[k]
@@ -1184,9 +1315,12 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
             v = top
             continue
         nxt = pm.lo[k] if k < n else vhi
+        prev_end = max(pm.hi[k - 1] if k > 0 else vlo, vlo)
+        if zero or vma.swap or vma.guards:
+            # Any entry in the page table bounds the empty stretch, not pages alone.
+            prev_end, nxt = _entries_around(vma, v, prev_end, nxt)
         gap_end = min(hi, nxt)
         anon_vma_prepare(vma)
-        prev_end = max(pm.hi[k - 1] if k > 0 else vlo, vlo)
         if thp_ok:
             head = v & _PMD_MASK
             first = head if head >= prev_end else head + PMD_PAGES
@@ -1204,6 +1338,120 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
                 continue
         new += _fill_small(mm, vma, v, gap_end, prev_end, min(nxt, vhi), touch)
         v = gap_end
+    if zero:
+        new += _write_zero(mm, vma, lo, hi, touch)
+    return new
+
+
+def _entries_around(vma, v, lower, upper):
+    """``[lower, upper)`` (the stretch without pages around the empty page ``v``)
+    narrowed to leave out swap entries, zero-page mappings and guard markers too."""
+    for rm in (vma.swap, vma.zero):
+        if rm:
+            k = bisect_right(rm.hi, v)
+            if k > 0 and rm.hi[k - 1] > lower:
+                lower = rm.hi[k - 1]
+            if k < len(rm.lo) and rm.lo[k] < upper:
+                upper = rm.lo[k]
+    g = vma.guards
+    if g:
+        k = bisect_right(g.ends, v)
+        if k > 0 and g.ends[k - 1] > lower:
+            lower = g.ends[k - 1]
+        if k < len(g.starts) and g.starts[k] < upper:
+            upper = g.starts[k]
+    return lower, upper
+
+
+def _read_empty(mm, vma, lo, hi, policy, touch):
+    """Read faults on the pages of ``[lo, hi)`` that nothing maps (private anonymous
+    memory): where the PMD path takes the fault (THP allowed, the aligned block inside
+    the VMA and empty) the huge zero folio is mapped by a PMD, or with use_zero_page
+    off a THP is allocated; elsewhere each page's PTE maps the shared zero page
+    (do_huge_pmd_anonymous_page, do_anonymous_page).  Returns the new pages."""
+    kernel = mm.kernel
+    pm = vma.pages
+    zero = vma.zero
+    holes = []   # the stretches of [lo, hi) with no page and no zero-page mapping
+    v = lo
+    marks = []
+    for rm in (pm, zero, vma.swap):
+        if rm:
+            i, j = rm.overlap(lo, hi)
+            marks.extend(zip(rm.lo[i:j], rm.hi[i:j]))
+    marks.sort()
+    for x, y in marks:
+        if x > v:
+            holes.append((v, x))
+        v = max(v, y)
+    if v < hi:
+        holes.append((v, hi))
+    if not holes:
+        return 0
+    thp_ok = policy != "never" and thp.allowed(vma, mm.flags, policy, thp.TVA_PAGEFAULT)
+    vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
+    new = 0
+    for a, b in holes:
+        if not thp_ok:
+            _zero_map(vma).insert(a, b, False)
+            continue
+        v = a
+        while v < b:
+            head = v & _PMD_MASK
+            stop = min(b, head + PMD_PAGES)
+            if head >= vlo and head + PMD_PAGES <= vhi and pmd_none(vma, head):
+                if kernel.use_zero_page:
+                    _zero_map(vma).insert(head, head + PMD_PAGES, True)
+                    if not kernel.huge_zero_folio:
+                        kernel.huge_zero_folio = True
+                        kernel.node.events["thp_zero_page_alloc"] += 1
+                else:
+                    anon_vma_prepare(vma)
+                    _map(vma).insert(head, head + PMD_PAGES,
+                                     private_span(True, True, True, True, touch))
+                    _count(mm, vma, True, PMD_PAGES)
+                    kernel.node.events["thp_fault_alloc"] += 1
+                    thp.count(kernel, PMD_ORDER, "anon_fault_alloc")
+                    new += PMD_PAGES
+            else:
+                _zero_map(vma).insert(v, stop, False)
+            v = stop
+    return new
+
+
+def _write_zero(mm, vma, lo, hi, touch):
+    """Write faults on the zero-page mappings of ``[lo, hi)``: a huge zero PMD gives
+    way to a new THP (do_huge_zero_wp_pmd: whatever the VMA's THP setting now), a
+    zero-page PTE to a new base page (wp_page_copy never makes a large folio).
+    Returns the new pages."""
+    zero = vma.zero
+    i, j = zero.overlap(lo, hi)
+    if i >= j:
+        return 0
+    kernel = mm.kernel
+    pm = _map(vma)
+    anon_vma_prepare(vma)
+    new = 0
+    heads = [h for k in range(i, j) if zero.tag[k] is True
+             for h in range(max(zero.lo[k], lo & _PMD_MASK), min(zero.hi[k], hi), PMD_PAGES)]
+    for head in heads:
+        k, _ = zero.carve(head, head + PMD_PAGES)
+        zero.delete(k, k + 1)
+        pm.insert(head, head + PMD_PAGES, private_span(True, True, True, True, touch))
+        _count(mm, vma, True, PMD_PAGES)
+        kernel.node.events["thp_fault_alloc"] += 1
+        thp.count(kernel, PMD_ORDER, "anon_fault_alloc")
+        new += PMD_PAGES
+    i, j = zero.carve(lo, hi)
+    if i < j:
+        fresh = private_span(True, False, True, True, touch)
+        for x, y in list(zip(zero.lo[i:j], zero.hi[i:j])):
+            pm.insert(x, y, fresh)
+            _count(mm, vma, True, y - x)
+            new += y - x
+        zero.delete(i, j)
+    if not zero:
+        vma.zero = None
     return new
 
 
@@ -1769,12 +2017,16 @@ def _fault_around(mm, vma, vpn, shmem=False):
     return n
 
 
-def _pmd_none(vma, head, n=PMD_PAGES):
-    """No page, swap entry or guard marker in the ``n`` pages from ``head`` (the
-    simulator's pmd_none / pte_range_none)."""
+def pmd_none(vma, head, n=PMD_PAGES):
+    """No page, swap entry, zero-page mapping or guard marker in the ``n`` pages from
+    ``head`` (the simulator's pmd_none / pte_range_none)."""
     pm = vma.pages
     if pm:
         i, j = pm.overlap(head, head + n)
+        if i < j:
+            return False
+    if vma.zero:
+        i, j = vma.zero.overlap(head, head + n)
         if i < j:
             return False
     if vma.swap:
@@ -1794,7 +2046,7 @@ def _set_pmd(mm, vma, vpn, page):
     if not shmem_mod.suitable_order(vma, vpn << PAGE_SHIFT, shmem_mod.PMD_ORDER):
         return False
     head = vpn & _PMD_MASK
-    if not _pmd_none(vma, head):
+    if not pmd_none(vma, head):
         return False
     cache = page.inode.cache
     first = page.index - (vpn - head)
@@ -1828,7 +2080,7 @@ def _map_folio(mm, vma, vpn, page):
         return False
     if (vpn & (PMD_PAGES - 1)) < idx or (vpn & (PMD_PAGES - 1)) - idx + nr > PMD_PAGES:
         return False
-    if not _pmd_none(vma, first, nr):
+    if not pmd_none(vma, first, nr):
         return False
     cache = page.inode.cache
     pm = _map(vma)
@@ -1997,10 +2249,13 @@ def _unmap_cached_in(mm, vma, head):
     pm.delete(i, j)
 
 
-def zap_vma(mm, vma, start, end):
-    """Unmap the pages of ``vma`` in ``[start, end)`` (zap_page_range_single)."""
+def zap_vma(mm, vma, start, end, keep_zero=False):
+    """Unmap the pages of ``vma`` in ``[start, end)`` (zap_page_range_single); its
+    zero-page mappings go too, unless ``keep_zero`` (MADV_FREE leaves them)."""
     if vma.swap:
         _zap_swap(mm, vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
+    if vma.zero and not keep_zero:
+        drop_zero(vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT, mm)
     pm = vma.pages
     if not pm:
         return
@@ -2102,7 +2357,11 @@ def collapse(mm, vma, start, end):
             if held and held[-1] >= b:
                 b = held[-1] + PMD_PAGES
             held.extend(range(b, min(pm.hi[k], hi), PMD_PAGES))
-    ok = len(held) == (hi - lo) // PMD_PAGES
+    # A huge zero PMD is a block done already (SCAN_PMD_MAPPED); zero-page PTEs alone
+    # are no writable page to collapse (SCAN_PAGE_RO).
+    z = vma.zero
+    done = sum(1 for h in range(lo, hi, PMD_PAGES) if huge_zero_at(vma, h)) if z else 0
+    ok = len(held) + done == (hi - lo) // PMD_PAGES
     anon = vma.file is None
     thp_span = private_span(True, True, anon, True, False)
     for head in held:
@@ -2119,6 +2378,8 @@ def collapse(mm, vma, start, end):
         pm.delete(i, j)
         if large:
             folios_unmapped(mm, large)   # the old folios are freed
+        if z:
+            drop_zero(vma, head, head + PMD_PAGES)
         pm.insert(head, head + PMD_PAGES, thp_span)
         _count(mm, vma, anon, PMD_PAGES)
     return ok
@@ -2229,6 +2490,8 @@ def share_pages(mm, src, dst):
         dst.guards = src.guards.copy()
     if src.swap:
         _copy_swap(mm, src, dst)
+    if src.zero:
+        dst.zero = src.zero.copy()
     pm = src.pages
     if not pm:
         return
@@ -2926,6 +3189,20 @@ def check_vma(vma):
     for first, last in vma.guards.ranges() if vma.guards else ():
         if not lo <= first < last <= hi:
             raise AssertionError(f"guard markers [{first:#x}, {last:#x}) lie outside {vma!r}")
+    prev_end, prev_tag = lo, None
+    for x, y, huge in (vma.zero.items() if vma.zero else ()):
+        if not prev_end <= x < y <= hi or (x == prev_end and huge is prev_tag):
+            raise AssertionError(f"zero-page mappings [{x:#x}, {y:#x}) misplaced in {vma!r}")
+        if huge is True and (x % PMD_PAGES or y % PMD_PAGES):
+            raise AssertionError(f"huge zero PMD [{x:#x}, {y:#x}) is not aligned in {vma!r}")
+        if huge is not True and huge is not False:
+            raise AssertionError(f"zero-page mapping [{x:#x}, {y:#x}) tagged {huge!r}")
+        if resident_in(vma, x << PAGE_SHIFT, y << PAGE_SHIFT) or (
+                vma.swap and vma.swap.overlap(x, y)[0] < vma.swap.overlap(x, y)[1]) or (
+                vma.guards and vma.guards.first_in(x, y) is not None):
+            raise AssertionError(f"zero-page mappings [{x:#x}, {y:#x}) overlap other "
+                                 f"entries in {vma!r}")
+        prev_end, prev_tag = y, huge
 
 
 def check_pools(kernel):

@@ -136,6 +136,10 @@ class Vma:
     guards: object = None
     # Swap entries (pages.SwapEntries): page ranges swapped out, disjoint from ``pages``.
     swap: object = None
+    # Zero-page mappings (pages.ZeroMap): page ranges whose PTEs map the shared zero
+    # page, or whose PMD maps the huge zero folio, after a read fault; disjoint from
+    # ``pages`` and ``swap``.  They hold no memory but are page-table entries.
+    zero: object = None
 
     def __repr__(self):
         flags = " ".join(vmflags_mnemonics(self.vm_flags))

@@ -4,7 +4,8 @@ Random faults, MADV_POPULATE_*, DONTNEED, COLD, COLLAPSE, mprotect splits and me
 fork and exit run through real processes; the same page-level operations run on a
 plain model that keeps one record per page and per mapping, written from the rules
 alone.  After every step every page of every process must agree: resident or not,
-mapcount, dirty, PG_referenced, young PTE and PMD mapping, and the rss counters.
+mapcount, dirty, PG_referenced, young PTE and PMD mapping, the zero-page mappings a
+read leaves, and the rss counters.
 The VMA layout is the simulator's (the reference asks the mm for VMA bounds and THP
 eligibility): this tests the pages, not the merge rules."""
 
@@ -64,8 +65,17 @@ class Pte:
         self.pmd = pmd
 
 
+class Zero:
+    """A mapping of the zero page (``pmd``: by the huge zero PMD of its block)."""
+
+    __slots__ = ("pmd",)
+
+    def __init__(self, pmd):
+        self.pmd = pmd
+
+
 class Reference:
-    """Per-page private anonymous memory: each process maps vpn -> Pte."""
+    """Per-page private anonymous memory: each process maps vpn -> Pte or Zero."""
 
     def __init__(self):
         self.maps = {}
@@ -83,6 +93,18 @@ class Reference:
         while v < hi:
             pte = m.get(v)
             head = v - v % BLOCK
+            if type(pte) is Zero:
+                if not write:
+                    v = head + BLOCK if pte.pmd else v + 1
+                elif pte.pmd:
+                    # do_huge_zero_wp_pmd: a THP in place of the huge zero PMD.
+                    for u in range(head, head + BLOCK):
+                        m[u] = Pte(Folio(touch), pmd=True)
+                    v = head + BLOCK
+                else:
+                    m[v] = Pte(Folio(touch))   # wp_page_copy: a base page
+                    v += 1
+                continue
             if pte is not None and pte.pmd:
                 block = range(head, head + BLOCK)
                 if write and any(m[u].folio.mapcount > 1 for u in block):
@@ -115,6 +137,18 @@ class Reference:
                     v = head + BLOCK
                     continue
                 m[v] = Pte(Folio(touch))
+            else:
+                # A read maps the zero page: by the huge zero PMD where a write would
+                # have made a THP.
+                vma = proc.mm.vma_lookup(v * P)
+                if (thp.allowed(vma, proc.mm.flags, proc.kernel.thp, thp.TVA_PAGEFAULT)
+                        and head * P >= vma.start and (head + BLOCK) * P <= vma.end
+                        and not any(u in m for u in range(head, head + BLOCK))):
+                    for u in range(head, head + BLOCK):
+                        m[u] = Zero(True)
+                    v = head + BLOCK
+                    continue
+                m[v] = Zero(False)
             v += 1
 
     def zap(self, m, lo, hi):
@@ -124,13 +158,13 @@ class Reference:
             self.split(m, hi)
         for v in range(lo, hi):
             pte = m.pop(v, None)
-            if pte is not None:
+            if type(pte) is Pte:
                 pte.folio.mapcount -= 1
 
     def cold(self, m, lo, hi):
         for v in range(lo, hi):
             pte = m.get(v)
-            if pte is None or pte.folio.mapcount != 1:
+            if type(pte) is not Pte or pte.folio.mapcount != 1:
                 continue
             if pte.pmd:
                 head = v - v % BLOCK
@@ -152,8 +186,10 @@ class Reference:
         ok = True
         for head in range(first, last, BLOCK):
             block = range(head, head + BLOCK)
-            if not any(u in m for u in block):
-                ok = False
+            if type(m.get(head)) is Zero and m[head].pmd:
+                continue   # the huge zero PMD: PMD-mapped already
+            if not any(type(m.get(u)) is Pte for u in block):
+                ok = False   # nothing, or only zero-page PTEs: nothing writable
                 continue
             if m.get(head) is not None and m[head].pmd:
                 continue
@@ -164,9 +200,16 @@ class Reference:
 
     def fork(self, parent, child):
         m = self.maps[parent.pid]
-        for pte in m.values():
-            pte.folio.mapcount += 1
-        self.maps[child.pid] = {v: Pte(p.folio, False, p.pmd) for v, p in m.items()}
+        out = {}
+        for v, p in m.items():
+            if type(p) is Pte:
+                p.folio.mapcount += 1
+                out[v] = Pte(p.folio, False, p.pmd)
+            elif parent.mm.vma_lookup(v * P).anon_vma is not None:
+                # copy_page_range runs only for a VMA with an anon_vma (a read of the
+                # zero page by PTE prepares none).
+                out[v] = Zero(p.pmd)
+        self.maps[child.pid] = out
 
 
 def observed(proc):
@@ -180,12 +223,16 @@ def observed(proc):
         for x, y, active in pages.anon_lru_states(vma):
             for v in range(x, y):
                 out[v] += (active,)
+        for x, y, huge in pages.zero_pages(vma):
+            for v in range(x, y):
+                assert v not in out
+                out[v] = ("zero", huge)
     return out
 
 
 def expected(m):
     return {v: (p.folio.mapcount, p.folio.referenced, p.young, p.pmd, p.folio.active)
-            for v, p in m.items()}
+            if type(p) is Pte else ("zero", p.pmd) for v, p in m.items()}
 
 
 ranges = st.tuples(st.integers(0, NPAGES - 1), st.integers(1, 2 * BLOCK))
@@ -292,7 +339,7 @@ class PageModelMachine(RuleBasedStateMachine):
         for proc in self.procs:
             m = self.ref.maps[proc.pid]
             assert observed(proc) == expected(m)
-            assert proc.mm.rss_anon == len(m)
+            assert proc.mm.rss_anon == sum(type(p) is Pte for p in m.values())
             for vma in proc.mm.vmas():
                 pages.check_vma(vma)
         pages.check_pools(self.kernel)

@@ -1,0 +1,360 @@
+"""Zero-page mappings: a read fault of private anonymous memory maps the shared zero
+page (or the huge zero folio by a PMD where a write would have made a THP), and those
+entries decide later faults, collapses and splits.  Scenarios run on mmsim and, where
+the host's THP settings allow, on the live kernel in a child process."""
+
+import ctypes
+import errno
+
+import pytest
+
+from mmsim import live, pages, thp
+from mmsim.kernel import Kernel
+from mmsim.uapi import (MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_GUARD_INSTALL,
+                        MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_POPULATE_READ, MAP_ANONYMOUS,
+                        MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE)
+
+P = 4096
+PMD = 2 << 20
+RW = PROT_READ | PROT_WRITE
+ANON = MAP_PRIVATE | MAP_ANONYMOUS
+T = "/sys/kernel/mm/transparent_hugepage/"
+BASE = 0x7e0000001000          # an unaligned start, as the live mmap's usually is
+SPAN = 8 * PMD
+MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
+EVENTS = ("thp_fault_alloc", "thp_split_pmd", "thp_collapse_alloc")
+
+# name -> steps; offsets are from the first PMD-aligned address of the mapping, and
+# the result is measured over [a + at, a + at + PMD) (``at`` is the last step's "to"
+# for an mremap).
+SCENARIOS = {
+    "read, MADV_HUGEPAGE, write: the zero-page PTE stays a page table": [
+        ("madvise", 0, PMD, MADV_NOHUGEPAGE), ("read", 0),
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("write", P)],
+    "read then write under MADV_HUGEPAGE: a THP replaces the huge zero PMD": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("read", 0), ("write", P)],
+    "huge zero PMD, then MADV_NOHUGEPAGE, write: still a THP": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("read", 0),
+        ("madvise", 0, PMD, MADV_NOHUGEPAGE), ("write", P)],
+    "huge zero PMD, mprotect of half: split": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("read", 0), ("mprotect", 0, PMD // 2, PROT_READ)],
+    "huge zero PMD, MADV_DONTNEED of one page, write: a base page": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("read", 0), ("madvise", 0, P, MADV_DONTNEED),
+        ("write", 2 * P)],
+    "huge zero PMD, MADV_DONTNEED of all, write: a THP": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("read", 0), ("madvise", 0, PMD, MADV_DONTNEED),
+        ("write", 2 * P)],
+    "zero-page PTEs only, MADV_COLLAPSE: EINVAL, nothing allocated": [
+        ("madvise", 0, PMD, MADV_NOHUGEPAGE), ("populate_read", 0, 10 * P),
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("collapse", 0, PMD)],
+    "one page and zero-page PTEs, MADV_COLLAPSE: a THP": [
+        ("madvise", 0, PMD, MADV_NOHUGEPAGE), ("write", 0), ("populate_read", P, 10 * P),
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("collapse", 0, PMD)],
+    "huge zero PMD, MADV_COLLAPSE: done already": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("read", 0), ("collapse", 0, PMD)],
+    "a guard marker in the block: the write takes a base page": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("madvise", 100 * P, P, MADV_GUARD_INSTALL),
+        ("write", 0)],
+    "a THP moved off PMD alignment is split": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("write", 0),
+        ("mremap", 0, PMD, 3 * PMD + P)],
+    "a huge zero PMD moved off PMD alignment is split": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("read", 0),
+        ("mremap", 0, PMD, 3 * PMD + 2 * P)],
+}
+
+
+class _Sim:
+    """The scenario's calls on an mmsim process."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.proc = kernel.spawn()
+        raw = self.proc.mmap(BASE, SPAN + PMD, RW, ANON | MAP_FIXED)
+        self.a = (raw + PMD - 1) & ~(PMD - 1)
+
+    def call(self, name, *args):
+        try:
+            return getattr(self.proc, name)(*args)
+        except OSError as e:
+            return -e.errno
+
+    def access(self, addr, write):
+        self.proc.touch(addr, 1, write)
+
+    def measure(self, lo, hi):
+        text = self.kernel.proc_read(f"/proc/{self.proc.pid}/smaps")
+        vm = dict(line.split() for line in self.kernel.proc_read("/proc/vmstat").splitlines())
+        return _sums(text, lo, hi), {e: int(vm[e]) for e in EVENTS}
+
+
+class _Live:
+    """The same calls on the live kernel (in a child process)."""
+
+    def __init__(self):
+        self.libc = libc = live.load_libc()
+        libc.mremap.restype = ctypes.c_void_p
+        libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t,
+                                ctypes.c_int, ctypes.c_void_p]
+        raw = libc.mmap(None, SPAN + PMD, RW, ANON, -1, 0)
+        assert raw not in (None, ctypes.c_void_p(-1).value)
+        self.a = (raw + PMD - 1) & ~(PMD - 1)
+
+    def call(self, name, *args):
+        if name == "mremap":
+            r = self.libc.mremap(*args)
+            return -ctypes.get_errno() if r == ctypes.c_void_p(-1).value else r
+        r = getattr(self.libc, name)(*args)
+        return -ctypes.get_errno() if r == -1 else r
+
+    def access(self, addr, write):
+        cell = ctypes.c_char.from_address(addr)
+        if write:
+            cell.value = b"x"
+        else:
+            assert cell.value == b"\0"
+
+    def measure(self, lo, hi):
+        with open("/proc/self/smaps") as f:
+            text = f.read()
+        with open("/proc/vmstat") as f:
+            vm = dict(line.split() for line in f)
+        return _sums(text, lo, hi), {e: int(vm.get(e, 0)) for e in EVENTS}
+
+
+def _sums(smaps_text, lo, hi):
+    """(Rss, AnonHugePages) in kB over the smaps blocks meeting [lo, hi)."""
+    rss = huge = 0
+    inside = False
+    for line in smaps_text.splitlines():
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            a, b = (int(x, 16) for x in head.split("-"))
+            inside = a < hi and b > lo
+        elif inside and line.startswith("Rss:"):
+            rss += int(line.split()[1])
+        elif inside and line.startswith("AnonHugePages:"):
+            huge += int(line.split()[1])
+    return rss, huge
+
+
+def run_steps(env, steps):
+    """Run ``steps`` on ``env``: (Rss, AnonHugePages) of the measured PMD, the vm event
+    deltas, and each call's result."""
+    a = env.a
+    at = 0
+    results = []
+    _, before = env.measure(a, a + PMD)
+    for step in steps:
+        what = step[0]
+        if what == "read":
+            env.access(a + step[1], False)
+        elif what == "write":
+            env.access(a + step[1], True)
+        elif what == "madvise":
+            results.append(env.call("madvise", a + step[1], step[2], step[3]))
+        elif what == "populate_read":
+            results.append(env.call("madvise", a + step[1], step[2], MADV_POPULATE_READ))
+        elif what == "collapse":
+            results.append(env.call("madvise", a + step[1], step[2], MADV_COLLAPSE))
+        elif what == "mprotect":
+            results.append(env.call("mprotect", a + step[1], step[2], step[3]))
+        elif what == "mremap":
+            got = env.call("mremap", a + step[1], step[2], step[2],
+                           MREMAP_MAYMOVE | MREMAP_FIXED, a + step[3])
+            results.append(got - a if got >= 0 else got)
+            at = step[3]
+    sums, after = env.measure(a + at, a + at + PMD)
+    return sums, {e: after[e] - before[e] for e in EVENTS}, results
+
+
+def _sim(steps, mode="madvise"):
+    return run_steps(_Sim(Kernel(thp=mode, randomize=False)), steps)
+
+
+def _host_ok(host_thp):
+    """Why the live runs cannot compare (None: they can)."""
+    if not live.available()[0]:
+        return live.available()[1]
+    if host_thp != "madvise":
+        return f"needs THP madvise on the host (it is {host_thp})"
+    try:
+        with open(T + "hugepages-2048kB/enabled") as f:
+            if "[inherit]" not in f.read():
+                return "needs hugepages-2048kB/enabled inherit on the host"
+        with open(T + "use_zero_page") as f:
+            if f.read().strip() != "1":
+                return "needs use_zero_page 1 on the host"
+    except OSError as e:
+        return f"cannot read the host's THP settings: {e}"
+    return None
+
+
+def _run_live(steps):
+    return live.in_child(lambda: run_steps(_Live(), steps), "zero-page scenario")
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_matches_live_kernel(name, host_thp):
+    """Rss and AnonHugePages of the measured block, each call's result, and the vm
+    events (machine-wide on the host, so a live delta can only be larger; a run in
+    which khugepaged collapsed anything on the host is repeated)."""
+    why = _host_ok(host_thp)
+    if why:
+        pytest.skip(why)
+    steps = SCENARIOS[name]
+    want_sums, want_ev, want_res = _sim(steps, host_thp)
+    for _ in range(6):
+        got_sums, got_ev, got_res = _run_live(steps)
+        if got_ev["thp_collapse_alloc"] <= want_ev["thp_collapse_alloc"]:
+            break
+    else:
+        pytest.skip("khugepaged kept collapsing during the run (a busy host)")
+    assert list(got_res) == list(want_res)
+    assert tuple(got_sums) == tuple(want_sums)
+    for e in EVENTS:
+        assert got_ev[e] >= want_ev[e], (e, got_ev, want_ev)
+
+
+# What the simulator gives, scenario by scenario: (Rss kB, AnonHugePages kB), events.
+WANT = {
+    "read, MADV_HUGEPAGE, write: the zero-page PTE stays a page table": ((4, 0), {}),
+    "read then write under MADV_HUGEPAGE: a THP replaces the huge zero PMD":
+        ((2048, 2048), {"thp_fault_alloc": 1}),
+    "huge zero PMD, then MADV_NOHUGEPAGE, write: still a THP":
+        ((2048, 2048), {"thp_fault_alloc": 1}),
+    "huge zero PMD, mprotect of half: split": ((0, 0), {"thp_split_pmd": 1}),
+    "huge zero PMD, MADV_DONTNEED of one page, write: a base page":
+        ((4, 0), {"thp_split_pmd": 1}),
+    "huge zero PMD, MADV_DONTNEED of all, write: a THP": ((2048, 2048), {"thp_fault_alloc": 1}),
+    "zero-page PTEs only, MADV_COLLAPSE: EINVAL, nothing allocated": ((0, 0), {}),
+    "one page and zero-page PTEs, MADV_COLLAPSE: a THP":
+        ((2048, 2048), {"thp_collapse_alloc": 1}),
+    "huge zero PMD, MADV_COLLAPSE: done already": ((0, 0), {}),
+    "a guard marker in the block: the write takes a base page": ((4, 0), {}),
+    "a THP moved off PMD alignment is split":
+        ((2048, 0), {"thp_fault_alloc": 1, "thp_split_pmd": 1}),
+    "a huge zero PMD moved off PMD alignment is split": ((0, 0), {"thp_split_pmd": 1}),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_in_the_simulator(name):
+    """The table the live runs confirm, checked on every machine."""
+    sums, ev, results = _sim(SCENARIOS[name])
+    want_sums, want_ev = WANT[name]
+    assert sums == want_sums
+    assert {e: n for e, n in ev.items() if n} == want_ev
+    if "EINVAL" in name:
+        assert results[-1] == -errno.EINVAL
+    else:
+        assert all(r >= 0 for r in results)
+
+
+# ------------------------------------------------------------------ simulator rules
+
+
+def _proc(mode="always"):
+    k = Kernel(thp=mode, randomize=False)
+    p = k.spawn()
+    raw = p.mmap(BASE, SPAN + PMD, RW, ANON | MAP_FIXED)
+    return k, p, (raw + PMD - 1) & ~(PMD - 1)
+
+
+def _zero(p, addr):
+    vma = p.mm.find_vma(addr)
+    return pages.zero_pages(vma)
+
+
+def test_read_fault_maps_huge_zero_pmd_and_counts_the_folio_once():
+    k, p, a = _proc()
+    p.touch(a, 1, False)
+    p.touch(a + PMD, 1, False)
+    vma = p.mm.find_vma(a)
+    assert pages.zero_pages(vma) == [(a // P, a // P + 1024, True)]
+    assert p.mm.rss_anon == 0 and vma.anon_vma is not None
+    assert k.node.events["thp_zero_page_alloc"] == 1
+    assert "thp_zero_page_alloc 1\n" in k.proc_read("/proc/vmstat")
+
+
+def test_read_fault_outside_a_pmd_block_maps_zero_ptes_without_an_anon_vma():
+    k, p, a = _proc("never")
+    p.touch(a, 3 * P, False)
+    vma = p.mm.find_vma(a)
+    assert pages.zero_pages(vma) == [(a // P, a // P + 3, False)]
+    assert vma.anon_vma is None
+    p.touch(a + P, 1, True)
+    assert pages.zero_pages(vma) == [(a // P, a // P + 1, False), (a // P + 2, a // P + 3, False)]
+    assert p.mm.rss_anon == 1
+
+
+def test_use_zero_page_knob_and_a_read_fault_without_it_allocates_a_thp():
+    k, p, a = _proc()
+    assert k.proc_read(T + "use_zero_page") == "1\n"
+    for bad in ("2", "x", "-1", "1 "):
+        with pytest.raises(OSError) as e:
+            k.proc_write(T + "use_zero_page", bad)
+        assert e.value.errno in (errno.EINVAL, errno.ERANGE)
+    k.proc_write(T + "use_zero_page", "0\n")
+    assert k.proc_read(T + "use_zero_page") == "0\n"
+    p.touch(a, 1, False)
+    assert p.mm.rss_anon == 512 and k.node.events["thp_fault_alloc"] == 1
+    assert _zero(p, a) == []
+    assert k.node.events["thp_zero_page_alloc"] == 0
+
+
+def test_zero_ptes_keep_mthp_from_the_block_and_a_write_on_them_is_order_zero():
+    """alloc_anon_folio needs every PTE of the block none: a zero-page PTE is not."""
+    k, p, a = _proc("never")
+    k.proc_write(T + "hugepages-64kB/enabled", "always")
+    p.touch(a, 1, False)          # a zero-page PTE at page 0
+    p.touch(a + P, 1, True)       # block [0, 16) holds it: order 0
+    p.touch(a + 16 * P, 1, True)  # an empty block: a 64 kB folio
+    vma = p.mm.find_vma(a)
+    orders = {x - a // P: span.order for x, _, span in vma.pages.items()}
+    assert orders == {1: 0, 16: 4}
+    p.touch(a, 1, True)           # the zero-page PTE copied: a base page
+    assert p.mm.rss_anon == 2 + 16 and _zero(p, a) == []
+
+
+def test_fork_copies_zero_mappings_only_with_an_anon_vma():
+    k, p, a = _proc()
+    p.madvise(a, PMD, MADV_NOHUGEPAGE)
+    p.touch(a, 1, False)                       # zero PTE, no anon_vma
+    p.touch(a + PMD, 1, False)                 # huge zero PMD, anon_vma prepared
+    child = p.fork()
+    assert _zero(child, a) == []
+    assert _zero(child, a + PMD) == [(a // P + 512, a // P + 1024, True)]
+    child.touch(a + PMD + P, 1, True)          # the child's write: its own THP
+    assert child.mm.rss_anon == 512 and _zero(p, a + PMD) == [(a // P + 512, a // P + 1024, True)]
+    for proc in (p, child):
+        for vma in proc.mm.vmas():
+            pages.check_vma(vma)
+
+
+def test_madvise_free_keeps_zero_mappings_and_dontneed_drops_them():
+    k, p, a = _proc("never")
+    p.touch(a, 4 * P, False)
+    p.madvise(a, 4 * P, MADV_FREE)
+    assert _zero(p, a) == [(a // P, a // P + 4, False)]
+    p.madvise(a, 2 * P, MADV_DONTNEED)
+    assert _zero(p, a) == [(a // P + 2, a // P + 4, False)]
+    p.munmap(a + 3 * P, P)
+    assert _zero(p, a) == [(a // P + 2, a // P + 3, False)]
+
+
+def test_khugepaged_sees_zero_ptes_as_none_and_skips_a_huge_zero_pmd():
+    from mmsim import khugepaged as kh
+    k, p, a = _proc()
+    p.madvise(a, PMD, MADV_NOHUGEPAGE)
+    p.touch(a, PMD, False)                    # 512 zero-page PTEs
+    p.madvise(a, PMD, MADV_HUGEPAGE)
+    p.touch(a + PMD, 1, False)                # a huge zero PMD
+    d = k.khugepaged
+    assert d.scan_pmd(p.mm, p.mm.find_vma(a), a)[0] == kh.SCAN_EXCEED_NONE_PTE
+    assert d.scan_pmd(p.mm, p.mm.find_vma(a + PMD), a + PMD)[0] == kh.SCAN_PMD_MAPPED
+    p.touch(a + 5 * P, 1, True)               # one written page among the zero PTEs
+    assert d.scan_pmd(p.mm, p.mm.find_vma(a), a)[0] == kh.SCAN_SUCCEED
+    assert p.mm.rss_anon == 512 and _zero(p, a) == []
+    assert thp.allowed(p.mm.find_vma(a), p.mm.flags, "always", thp.TVA_PAGEFAULT)
