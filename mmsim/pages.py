@@ -991,7 +991,8 @@ def resident_in(vma, start, end):
 
 def zero_page_read(vma, write):
     """A read of a missing page of a private anonymous VMA maps the shared zero page:
-    nothing is allocated and nothing observable changes."""
+    nothing is allocated (with use_zero_page 0 a THP-eligible block allocates a THP,
+    which this test does not see)."""
     return not write and vma.file is None and not vma.vm_flags & VM_MAYSHARE
 
 
