@@ -122,6 +122,7 @@ class Kernel:
         self.huge_zero_folio = False
         # The deferred split queue (pages.folios_unmapped): partially mapped large folios.
         self.deferred_split = {}
+        self.underused = {}   # THPs queued whole, for the underused test (pages.queue_underused)
         self.hold_folios = False   # munmap holds partial-unmap decisions (pages.hold_folios)
         self.pending_folios = []
         # /sys/kernel/mm/transparent_hugepage/defrag: kept and shown, not consulted

@@ -382,9 +382,10 @@ def _clear_referenced(st):
     return folio_state(st[0], st[1], st[2], False, st[4], st[5]) if st[3] else st
 
 
-class GuardRanges:
-    """The guard markers of one VMA (MADV_GUARD_INSTALL) as sorted, disjoint,
-    non-touching half-open page-number ranges ``[lo, hi)``."""
+class PageRanges:
+    """A set of page numbers as sorted, disjoint, non-touching half-open ranges
+    ``[lo, hi)``: the guard markers of one VMA (MADV_GUARD_INSTALL), or the pages the
+    program has stored data in (``vma.written``)."""
 
     __slots__ = ("starts", "ends")
 
@@ -402,11 +403,11 @@ class GuardRanges:
         return i >= 0 and vpn < self.ends[i]
 
     def __eq__(self, other):
-        return (isinstance(other, GuardRanges) and self.starts == other.starts
+        return (isinstance(other, PageRanges) and self.starts == other.starts
                 and self.ends == other.ends)
 
     def __repr__(self):
-        return f"GuardRanges({self.ranges()!r})"
+        return f"PageRanges({self.ranges()!r})"
 
     def ranges(self):
         """The ranges as a list of ``(lo, hi)`` pairs, in order."""
@@ -446,6 +447,16 @@ class GuardRanges:
         self.starts[i:j] = starts
         self.ends[i:j] = ends
 
+    def count(self, lo, hi):
+        """How many pages of ``[lo, hi)`` the set holds."""
+        i = bisect_right(self.ends, lo)
+        n = 0
+        starts, ends = self.starts, self.ends
+        while i < len(starts) and starts[i] < hi:
+            n += min(ends[i], hi) - max(starts[i], lo)
+            i += 1
+        return n
+
     def first_in(self, lo, hi):
         """The lowest marked page in ``[lo, hi)``, or None."""
         i = bisect_right(self.ends, lo)
@@ -457,7 +468,7 @@ class GuardRanges:
         """Remove and return the markers in ``[lo, hi)`` (None when there are none)."""
         if self.first_in(lo, hi) is None:
             return None
-        part = GuardRanges()
+        part = PageRanges()
         i = bisect_right(self.ends, lo)
         while i < len(self.starts) and self.starts[i] < hi:
             part.starts.append(max(self.starts[i], lo))
@@ -473,7 +484,7 @@ class GuardRanges:
 
     def shifted(self, delta):
         """A copy moved by ``delta`` pages."""
-        out = GuardRanges()
+        out = PageRanges()
         out.starts = [s + delta for s in self.starts]
         out.ends = [e + delta for e in self.ends]
         return out
@@ -557,10 +568,10 @@ def zero_pages(vma):
 
 
 def merge_guards(dst, marks):
-    """Give ``dst`` the guard markers ``marks`` (a GuardRanges or None) as well."""
+    """Give ``dst`` the guard markers ``marks`` (a PageRanges or None) as well."""
     if marks:
         if dst.guards is None:
-            dst.guards = GuardRanges()
+            dst.guards = PageRanges()
         dst.guards.update(marks)
 
 
@@ -838,6 +849,36 @@ def move_range(src, dst, start, end):
         _move_swap(src, dst, lo, hi)
     if src.zero:
         _move_zero(src, dst, lo, hi)
+    if src.written:
+        _merge_written(dst, src.written.take(lo, hi))
+
+
+def _merge_written(dst, part, shift=0):
+    """Give ``dst`` the written pages ``part`` (a PageRanges or None), ``shift`` on."""
+    if part:
+        if shift:
+            part = part.shifted(shift)
+        if dst.written is None:
+            dst.written = part
+        else:
+            dst.written.update(part)
+
+
+def note_written(vma, lo, hi):
+    """The program stores data in pages ``[lo, hi)`` of private anonymous ``vma``."""
+    w = vma.written
+    if w is None:
+        w = vma.written = PageRanges()
+    w.add(lo, hi)
+
+
+def forget_written(vma, lo, hi):
+    """The contents of pages ``[lo, hi)`` are gone (a zap)."""
+    w = vma.written
+    if w:
+        w.remove(lo, hi)
+        if not w:
+            vma.written = None
 
 
 def _move_zero(src, dst, lo, hi, shift=0):
@@ -863,6 +904,9 @@ def move_all(src, dst):
     if src.zero:
         _zero_map(dst).put(src.zero)
         src.zero = None
+    if src.written:
+        _merge_written(dst, src.written)
+        src.written = None
 
 
 def take_range(vma, start, end):
@@ -883,8 +927,11 @@ def take_range(vma, start, end):
         zeros = vma.zero.take(lo, hi) or None
         if not vma.zero:
             vma.zero = None
-    if swapped or zeros:
-        part = (part or None, swapped, zeros)
+    written = vma.written.take(lo, hi) if vma.written else None
+    if vma.written is not None and not vma.written:
+        vma.written = None
+    if swapped or zeros or written:
+        part = (part or None, swapped, zeros, written)
     return part or None, marks
 
 
@@ -911,7 +958,8 @@ def put_range(vma, part, marks, shift):
     """Give ``vma`` pages and guard markers taken by ``take_range``, ``shift`` pages
     from where they were."""
     if type(part) is tuple:
-        part, swapped, zeros = part
+        part, swapped, zeros, written = part
+        _merge_written(vma, written, shift)
         if swapped:
             holder = _SwapHolder()
             holder.swap = swapped
@@ -945,7 +993,7 @@ def install_guards(mm, vma, start, end):
     """MADV_GUARD_INSTALL: zap ``[start, end)`` and mark every page in it."""
     zap_vma(mm, vma, start, end)
     if vma.guards is None:
-        vma.guards = GuardRanges()
+        vma.guards = PageRanges()
     vma.guards.add(start >> PAGE_SHIFT, end >> PAGE_SHIFT)
 
 
@@ -1331,6 +1379,7 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
                     new += _fill_small(mm, vma, v, first, prev_end, first, touch)
                 pm.insert(first, last, private_span(True, True, True, True, touch))
                 _count(mm, vma, True, last - first)
+                queue_underused(mm, first, last)
                 nthp = (last - first) // PMD_PAGES
                 mm.kernel.node.events["thp_fault_alloc"] += nthp
                 thp.count(mm.kernel, PMD_ORDER, "anon_fault_alloc", nthp)
@@ -1341,6 +1390,10 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
         v = gap_end
     if zero:
         new += _write_zero(mm, vma, lo, hi, touch)
+    if not touch:
+        # The program's own stores (GUP's write faults store nothing): the other pages
+        # of the folios they fault in stay zero-filled.
+        note_written(vma, lo, hi)
     return new
 
 
@@ -1411,6 +1464,7 @@ def _read_empty(mm, vma, lo, hi, policy, touch):
                     _map(vma).insert(head, head + PMD_PAGES,
                                      private_span(True, True, True, True, touch))
                     _count(mm, vma, True, PMD_PAGES)
+                    queue_underused(mm, head, head + PMD_PAGES)
                     kernel.node.events["thp_fault_alloc"] += 1
                     thp.count(kernel, PMD_ORDER, "anon_fault_alloc")
                     new += PMD_PAGES
@@ -1440,6 +1494,7 @@ def _write_zero(mm, vma, lo, hi, touch):
         zero.delete(k, k + 1)
         pm.insert(head, head + PMD_PAGES, private_span(True, True, True, True, touch))
         _count(mm, vma, True, PMD_PAGES)
+        queue_underused(mm, head, head + PMD_PAGES)
         kernel.node.events["thp_fault_alloc"] += 1
         thp.count(kernel, PMD_ORDER, "anon_fault_alloc")
         new += PMD_PAGES
@@ -1484,6 +1539,72 @@ def _dequeue(kernel, key):
     """__folio_unqueue_deferred_split: the folio leaves the queue (freed or split)."""
     if kernel.deferred_split.pop(key, None) is not None:
         kernel.mthp_stats[key[1]]["nr_anon_partially_mapped"] -= 1
+    if key[1] == PMD_ORDER and kernel.underused:
+        _unqueue_underused(kernel, key[0], key[2], key[2] + PMD_PAGES)
+
+
+# The PMD-order THPs a fault or a collapse queued whole (deferred_split_folio with
+# partially_mapped false, when shrink_underused is on), for the shrinker's
+# thp_underused test: kernel.underused, id(mm) -> {first page: mm}.  A folio that
+# becomes partially mapped moves to kernel.deferred_split; one split or freed leaves.
+
+
+def queue_underused(mm, lo, hi):
+    """The THPs of ``mm`` at pages ``[lo, hi)`` (whole blocks) were just mapped."""
+    kernel = mm.kernel
+    if not kernel.shrink_underused:
+        return
+    heads = kernel.underused.get(id(mm))
+    if heads is None:
+        heads = kernel.underused[id(mm)] = {}
+    for h in range(lo, hi, PMD_PAGES):
+        heads[h] = mm
+
+
+def _unqueue_underused(kernel, ident, lo, hi):
+    """The THPs at pages ``[lo, hi)`` of the mm ``ident`` leave the underused queue."""
+    heads = kernel.underused.get(ident)
+    if not heads:
+        return
+    lo &= _PMD_MASK
+    if (hi - lo) // PMD_PAGES < len(heads):
+        for h in range(lo, hi, PMD_PAGES):
+            heads.pop(h, None)
+    else:
+        for h in [h for h in heads if lo <= h < hi]:
+            del heads[h]
+    if not heads:
+        del kernel.underused[ident]
+
+
+def thp_underused(mm, head):
+    """thp_underused: more than ``max_ptes_none`` of the THP's 512 pages are
+    zero-filled (never written), unless max_ptes_none is 511."""
+    limit = mm.kernel.khugepaged.max_ptes_none
+    if limit >= PMD_PAGES - 1:
+        return False
+    filled = 0
+    for vma in mm.vmas(head << PAGE_SHIFT, (head + PMD_PAGES) << PAGE_SHIFT):
+        if vma.written:
+            filled += vma.written.count(head, head + PMD_PAGES)
+    return PMD_PAGES - filled > limit
+
+
+def _whole_private_thp(mm, head):
+    """Whether ``mm`` maps all 512 pages of a private PMD-order folio at page ``head``,
+    none of them in an mlocked VMA."""
+    n = 0
+    for vma in mm.vmas(head << PAGE_SHIFT, (head + PMD_PAGES) << PAGE_SHIFT):
+        pm = vma.pages
+        if not pm or vma.vm_flags & VM_LOCKED:
+            return False
+        i, j = pm.overlap(head, head + PMD_PAGES)
+        for k in range(i, j):
+            span = pm.tag[k]
+            if span.kind != PRIVATE or folio_order(span.pmd) != PMD_ORDER:
+                return False
+            n += min(pm.hi[k], head + PMD_PAGES) - max(pm.lo[k], head)
+    return n == PMD_PAGES
 
 
 def folios_unmapped(mm, pieces):
@@ -1508,6 +1629,9 @@ def folios_unmapped(mm, pieces):
             for key in [key for key in queue if key[0] == ident and key[1] == order
                         and x <= key[2] and key[2] + size <= y]:
                 _dequeue(kernel, key)
+        if order == PMD_ORDER and kernel.underused:
+            # Freed whole, or partly unmapped (then queued partially mapped below).
+            _unqueue_underused(kernel, id(mm), first, y)
     if not edges:
         return
     if kernel.hold_folios:
@@ -1552,6 +1676,8 @@ def _pool_unmapped(kernel, pool, order, gone):
 def _enqueue(kernel, key, owner, memcg):
     """deferred_split_folio(folio, partially_mapped=true) on a folio not yet flagged."""
     order = key[1]
+    if order == PMD_ORDER and kernel.underused:
+        _unqueue_underused(kernel, key[0], key[2], key[2] + PMD_PAGES)
     kernel.deferred_split[key] = (owner, memcg)
     if order >= PMD_ORDER:
         kernel.node.events["thp_deferred_split_page"] += 1
@@ -1598,13 +1724,13 @@ def hold_folios(kernel):
     kernel.hold_folios = True
 
 
-def split_folio(mm, head, order):
+def split_folio(mm, head, order, remap=True):
     """split_folio of ``mm``'s (private, or shared since a fork but mapped by it alone)
     large folio of ``order`` at page ``head`` to
     order 0 (a PMD mapping is split first): ``split`` (and ``thp_split_page`` for the
-    PMD order) counts it, and it leaves the deferred split queue.  Simulator-defined:
-    page contents are not modelled, so no subpage is found zero-filled and remapped to
-    the zero page."""
+    PMD order) counts it, and it leaves the deferred split queue.  With ``remap``, its
+    zero-filled pages (never written, ``vma.written``) outside mlocked VMAs are freed
+    and mapped by the zero page instead (remap_page with RMP_USE_SHARED_ZEROPAGE)."""
     kernel = mm.kernel
     end = head + (1 << order)
     for vma in mm.vmas(head << PAGE_SHIFT, end << PAGE_SHIFT):
@@ -1614,15 +1740,53 @@ def split_folio(mm, head, order):
         if order == PMD_ORDER:
             _split_pmd(pm, head, mm)
         i, j = pm.carve(max(head, vma.start >> PAGE_SHIFT), min(end, vma.end >> PAGE_SHIFT))
+        members = []   # the folio's pages here (others in the block are other folios)
         for k in range(i, j):
             span = pm.tag[k]
             if span.kind != CACHED and folio_order(span.pmd) == order:
                 pm.tag[k] = _with(span, pmd=False)
+                members.append((pm.lo[k], pm.hi[k]))
         pm.join(i - 1, j + 1)
+        if remap and members and not vma.vm_flags & VM_LOCKED and _private_anon(vma):
+            for a, b in members:
+                _remap_zero_filled(mm, vma, a, b)
     thp.count(kernel, order, "split")
     if order == PMD_ORDER:
         kernel.node.events["thp_split_page"] += 1
     _dequeue(kernel, (id(mm), order, head))
+
+
+def _remap_zero_filled(mm, vma, a, b):
+    """try_to_map_unused_to_zeropage over pages ``[a, b)`` of ``vma``, base pages now:
+    each resident page never written is freed and the zero page mapped instead."""
+    pm = vma.pages
+    w = vma.written
+    holes = []   # [x, y) not written
+    v = a
+    for x, y in (w.ranges() if w else ()):
+        if y <= a or x >= b:
+            continue
+        if x > v:
+            holes.append((v, x))
+        v = max(v, y)
+    if v < b:
+        holes.append((v, b))
+    for x, y in holes:
+        i, j = pm.carve(x, y)
+        if i >= j:
+            continue
+        gone = [(pm.lo[k], pm.hi[k], pm.tag[k]) for k in range(i, j)
+                if pm.tag[k].kind != CACHED]
+        if not gone:
+            continue
+        for lo_, hi_, span in gone:
+            _unmap(mm, vma, lo_, hi_, span)
+        keep = [(pm.lo[k], pm.hi[k], pm.tag[k]) for k in range(i, j)
+                if pm.tag[k].kind == CACHED]
+        pm.replace(i, j, [r[0] for r in keep], [r[1] for r in keep], [r[2] for r in keep])
+        z = _zero_map(vma)
+        for lo_, hi_, _ in gone:
+            z.insert(lo_, hi_, False)
 
 
 def split_partial(mm, vma, a, b):
@@ -1672,6 +1836,24 @@ def deferred_split_scan(kernel, memcg=None):
             n += 1
         else:
             _dequeue(kernel, key)
+    # THPs queued whole: split when underused (thp_underused_split_page), else they
+    # leave the queue for good.  Simulator-defined: the partially mapped ones first.
+    for ident, heads in list(kernel.underused.items()):
+        for head, mm in list(heads.items()):
+            if memcg is not None:
+                m = mm.memcg
+                while m is not None and m is not memcg:
+                    m = m.parent
+                if m is None:
+                    continue
+            if heads.pop(head, None) is None:
+                continue
+            if _whole_private_thp(mm, head) and thp_underused(mm, head):
+                split_folio(mm, head, PMD_ORDER)
+                kernel.node.events["thp_underused_split_page"] += 1
+                n += 1
+        if not heads:
+            kernel.underused.pop(ident, None)
     return n
 
 
@@ -1694,7 +1876,7 @@ def large_swapout(mm, vma, x, y, ok):
     for head in range(x & ~(size - 1), y, size):
         key = (id(mm), order, head)
         if key in kernel.deferred_split:
-            split_folio(mm, head, order)
+            split_folio(mm, head, order, remap=False)
             continue
         if ok:
             thp.count(kernel, order, "swpout")
@@ -1705,7 +1887,7 @@ def large_swapout(mm, vma, x, y, ok):
             thp.count(kernel, order, "swpout_fallback")
             if order == PMD_ORDER:
                 kernel.node.events["thp_swpout_fallback"] += 1
-            split_folio(mm, head, order)
+            split_folio(mm, head, order, remap=False)
 
 
 def anon_pmd_mapped(kernel):
@@ -2257,6 +2439,8 @@ def zap_vma(mm, vma, start, end, keep_zero=False):
         _zap_swap(mm, vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     if vma.zero and not keep_zero:
         drop_zero(vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT, mm)
+    if vma.written:
+        forget_written(vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     pm = vma.pages
     if not pm:
         return
@@ -2383,6 +2567,8 @@ def collapse(mm, vma, start, end):
             drop_zero(vma, head, head + PMD_PAGES)
         pm.insert(head, head + PMD_PAGES, thp_span)
         _count(mm, vma, anon, PMD_PAGES)
+        if anon:
+            queue_underused(mm, head, head + PMD_PAGES)
     return ok
 
 
@@ -2493,6 +2679,8 @@ def share_pages(mm, src, dst):
         _copy_swap(mm, src, dst)
     if src.zero:
         dst.zero = src.zero.copy()
+    if src.written:
+        dst.written = src.written.copy()
     pm = src.pages
     if not pm:
         return
@@ -3204,6 +3392,16 @@ def check_vma(vma):
             raise AssertionError(f"zero-page mappings [{x:#x}, {y:#x}) overlap other "
                                  f"entries in {vma!r}")
         prev_end, prev_tag = y, huge
+    sw = vma.swap
+    for x, y in (vma.written.ranges() if vma.written else ()):
+        swapped = 0
+        if sw:
+            i, j = sw.overlap(x, y)
+            swapped = sum(min(sw.hi[k], y) - max(sw.lo[k], x) for k in range(i, j))
+        if not lo <= x < y <= hi or (
+                resident_in(vma, x << PAGE_SHIFT, y << PAGE_SHIFT) + swapped != y - x):
+            raise AssertionError(f"written pages [{x:#x}, {y:#x}) neither resident nor "
+                                 f"swapped in {vma!r}")
 
 
 def check_pools(kernel):

@@ -57,12 +57,14 @@ class Folio:
 class Pte:
     """One mapping of one page in the reference."""
 
-    __slots__ = ("folio", "young", "pmd")
+    __slots__ = ("folio", "young", "pmd", "large", "written")
 
-    def __init__(self, folio, young=True, pmd=False):
+    def __init__(self, folio, young=True, pmd=False, large=None, written=False):
         self.folio = folio
         self.young = young
         self.pmd = pmd
+        self.large = large       # the first page of its large folio, or None
+        self.written = written   # the program stored data in it (else zero-filled)
 
 
 class Zero:
@@ -99,7 +101,7 @@ class Reference:
                 elif pte.pmd:
                     # do_huge_zero_wp_pmd: a THP in place of the huge zero PMD.
                     for u in range(head, head + BLOCK):
-                        m[u] = Pte(Folio(touch), pmd=True)
+                        m[u] = Pte(Folio(touch), pmd=True, large=head)
                     v = head + BLOCK
                 else:
                     m[v] = Pte(Folio(touch))   # wp_page_copy: a base page
@@ -122,7 +124,7 @@ class Reference:
                     if touch:
                         pte.folio.referenced = True   # mmsim marks the old folio
                     pte.folio.mapcount -= 1
-                    m[v] = Pte(Folio(touch))
+                    m[v] = Pte(Folio(touch), written=pte.written)   # a copy
                 elif touch:
                     pte.folio.mark_accessed()
                 v += 1
@@ -133,7 +135,7 @@ class Reference:
                         and head * P >= vma.start and (head + BLOCK) * P <= vma.end
                         and not any(u in m for u in range(head, head + BLOCK))):
                     for u in range(head, head + BLOCK):
-                        m[u] = Pte(Folio(touch), pmd=True)
+                        m[u] = Pte(Folio(touch), pmd=True, large=head)
                     v = head + BLOCK
                     continue
                 m[v] = Pte(Folio(touch))
@@ -150,6 +152,20 @@ class Reference:
                     continue
                 m[v] = Zero(False)
             v += 1
+        if write and not touch:
+            for v in range(lo, hi):
+                m[v].written = True   # the program's stores (GUP stores nothing)
+
+    def split_folio(self, m, head):
+        """split_folio of the large folio at ``head``: base pages, and those never
+        written are freed and the zero page mapped instead."""
+        for u in range(head, head + BLOCK):
+            pte = m.get(u)
+            if type(pte) is Pte and pte.large == head:
+                pte.large, pte.pmd = None, False
+                if not pte.written:
+                    pte.folio.mapcount -= 1
+                    m[u] = Zero(False)
 
     def zap(self, m, lo, hi):
         if lo % BLOCK:
@@ -162,6 +178,18 @@ class Reference:
                 pte.folio.mapcount -= 1
 
     def cold(self, m, lo, hi):
+        for v in (lo, hi - 1):
+            # A large folio the range covers in part is split, unless shared.
+            pte = m.get(v)
+            if type(pte) is not Pte or pte.large is None:
+                continue
+            head = pte.large
+            if lo <= head and head + BLOCK <= hi:
+                continue
+            members = [m[u] for u in range(head, head + BLOCK)
+                       if type(m.get(u)) is Pte and m[u].large == head]
+            if not any(p.folio.mapcount > 1 for p in members):
+                self.split_folio(m, head)
         for v in range(lo, hi):
             pte = m.get(v)
             if type(pte) is not Pte or pte.folio.mapcount != 1:
@@ -193,9 +221,10 @@ class Reference:
                 continue
             if m.get(head) is not None and m[head].pmd:
                 continue
+            written = {u for u in block if type(m.get(u)) is Pte and m[u].written}
             self.zap(m, head, head + BLOCK)
             for u in block:
-                m[u] = Pte(Folio(False), pmd=True)
+                m[u] = Pte(Folio(False), pmd=True, large=head, written=u in written)
         return ok
 
     def fork(self, parent, child):
@@ -204,7 +233,7 @@ class Reference:
         for v, p in m.items():
             if type(p) is Pte:
                 p.folio.mapcount += 1
-                out[v] = Pte(p.folio, False, p.pmd)
+                out[v] = Pte(p.folio, False, p.pmd, p.large, p.written)
             elif parent.mm.vma_lookup(v * P).anon_vma is not None:
                 # copy_page_range runs only for a VMA with an anon_vma (a read of the
                 # zero page by PTE prepares none).
@@ -213,7 +242,8 @@ class Reference:
 
 
 def observed(proc):
-    """vpn -> (mapcount, referenced, young, pmd, active) of the range model."""
+    """vpn -> (mapcount, referenced, young, pmd, active, written), or ("zero", huge),
+    of the range model."""
     out = {}
     for vma in proc.mm.vmas(BASE, BASE + NPAGES * P):
         for vpn, n, mapcount, anon, dirty, referenced, young, pmd in pages.page_states(vma):
@@ -222,7 +252,7 @@ def observed(proc):
                 out[v] = (mapcount, referenced, young, pmd)
         for x, y, active in pages.anon_lru_states(vma):
             for v in range(x, y):
-                out[v] += (active,)
+                out[v] += (active, bool(vma.written) and v in vma.written)
         for x, y, huge in pages.zero_pages(vma):
             for v in range(x, y):
                 assert v not in out
@@ -231,7 +261,8 @@ def observed(proc):
 
 
 def expected(m):
-    return {v: (p.folio.mapcount, p.folio.referenced, p.young, p.pmd, p.folio.active)
+    return {v: (p.folio.mapcount, p.folio.referenced, p.young, p.pmd, p.folio.active,
+                p.written)
             if type(p) is Pte else ("zero", p.pmd) for v, p in m.items()}
 
 

@@ -10,9 +10,10 @@ import pytest
 
 from mmsim import live, pages, thp
 from mmsim.kernel import Kernel
-from mmsim.uapi import (MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_GUARD_INSTALL,
-                        MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_POPULATE_READ, MAP_ANONYMOUS,
-                        MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE)
+from mmsim.uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE,
+                        MADV_GUARD_INSTALL, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_POPULATE_READ,
+                        MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ,
+                        PROT_WRITE)
 
 P = 4096
 PMD = 2 << 20
@@ -22,7 +23,7 @@ T = "/sys/kernel/mm/transparent_hugepage/"
 BASE = 0x7e0000001000          # an unaligned start, as the live mmap's usually is
 SPAN = 8 * PMD
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
-EVENTS = ("thp_fault_alloc", "thp_split_pmd", "thp_collapse_alloc")
+EVENTS = ("thp_fault_alloc", "thp_split_pmd", "thp_collapse_alloc", "thp_split_page")
 
 # name -> steps; offsets are from the first PMD-aligned address of the mapping, and
 # the result is measured over [a + at, a + at + PMD) (``at`` is the last step's "to"
@@ -61,6 +62,18 @@ SCENARIOS = {
     "a huge zero PMD moved off PMD alignment is split": [
         ("madvise", 0, PMD, MADV_HUGEPAGE), ("read", 0),
         ("mremap", 0, PMD, 3 * PMD + 2 * P)],
+    "a THP with 64 pages written, MADV_COLD of one page: its zero-filled pages go": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("write_pages", 0, 64),
+        ("madvise", 100 * P, P, MADV_COLD)],
+    "a THP populated, never written, MADV_COLD of one page: all of it goes": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("madvise", 0, PMD, MADV_POPULATE_WRITE),
+        ("madvise", 100 * P, P, MADV_COLD)],
+    "a THP with 64 pages written, mlocked, MADV_COLD: EINVAL, nothing splits": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("write_pages", 0, 64),
+        ("mlock", 0, PMD), ("madvise", 100 * P, P, MADV_COLD)],
+    "a THP with 64 pages written, MADV_FREE of one page: the zero-filled pages go": [
+        ("madvise", 0, PMD, MADV_HUGEPAGE), ("write_pages", 0, 64),
+        ("madvise", 100 * P, P, MADV_FREE)],
 }
 
 
@@ -151,6 +164,11 @@ def run_steps(env, steps):
             env.access(a + step[1], False)
         elif what == "write":
             env.access(a + step[1], True)
+        elif what == "write_pages":
+            for i in range(step[2]):
+                env.access(a + step[1] + i * P, True)
+        elif what == "mlock":
+            results.append(env.call("mlock", a + step[1], step[2]))
         elif what == "madvise":
             results.append(env.call("madvise", a + step[1], step[2], step[3]))
         elif what == "populate_read":
@@ -236,6 +254,14 @@ WANT = {
     "a THP moved off PMD alignment is split":
         ((2048, 0), {"thp_fault_alloc": 1, "thp_split_pmd": 1}),
     "a huge zero PMD moved off PMD alignment is split": ((0, 0), {"thp_split_pmd": 1}),
+    "a THP with 64 pages written, MADV_COLD of one page: its zero-filled pages go":
+        ((256, 0), {"thp_fault_alloc": 1, "thp_split_pmd": 1, "thp_split_page": 1}),
+    "a THP populated, never written, MADV_COLD of one page: all of it goes":
+        ((0, 0), {"thp_fault_alloc": 1, "thp_split_pmd": 1, "thp_split_page": 1}),
+    "a THP with 64 pages written, mlocked, MADV_COLD: EINVAL, nothing splits":
+        ((2048, 2048), {"thp_fault_alloc": 1}),
+    "a THP with 64 pages written, MADV_FREE of one page: the zero-filled pages go":
+        ((256, 0), {"thp_fault_alloc": 1, "thp_split_pmd": 1, "thp_split_page": 1}),
 }
 
 
@@ -358,3 +384,88 @@ def test_khugepaged_sees_zero_ptes_as_none_and_skips_a_huge_zero_pmd():
     assert d.scan_pmd(p.mm, p.mm.find_vma(a), a)[0] == kh.SCAN_SUCCEED
     assert p.mm.rss_anon == 512 and _zero(p, a) == []
     assert thp.allowed(p.mm.find_vma(a), p.mm.flags, "always", thp.TVA_PAGEFAULT)
+
+
+# ------------------------------------------------------------------ zero-filled pages
+
+
+def _thps(k, n, mode="madvise"):
+    p = k.spawn()
+    raw = p.mmap(BASE, (n + 1) * PMD, RW, ANON | MAP_FIXED)
+    a = (raw + PMD - 1) & ~(PMD - 1)
+    p.madvise(a, n * PMD, MADV_HUGEPAGE)
+    return p, a
+
+
+def test_split_pmd_zero_pages_setup_frees_every_zero_filled_page():
+    """split_huge_page_test's split_pmd_zero_pages: THPs whose contents are all zero
+    (made here by MADV_POPULATE_WRITE, which stores nothing) lose every page when split,
+    so RssAnon drops; the written pages of another THP stay."""
+    k = Kernel(thp="madvise", randomize=False)
+    p, a = _thps(k, 4)
+    p.madvise(a, 3 * PMD, MADV_POPULATE_WRITE)
+    p.touch(a + 3 * PMD, 10 * P)
+    assert p.mm.rss_anon == 4 * 512
+    for i in range(4):
+        p.madvise(a + i * PMD + 100 * P, P, MADV_COLD)
+    assert p.mm.rss_anon == 10
+    assert k.node.events["thp_split_page"] == 4
+    vma = p.mm.find_vma(a)
+    assert pages.zero_pages(vma) == [(a // P, a // P + 3 * 512, False),
+                                     (a // P + 3 * 512 + 10, a // P + 4 * 512, False)]
+
+
+def test_underused_shrinker_splits_sparse_thps_under_reclaim():
+    """deferred_split_scan's thp_underused: with max_ptes_none below 511, a THP queued at
+    fault with more zero-filled pages than that is split under reclaim
+    (thp_underused_split_page) and its zero-filled pages freed; one that is not
+    underused leaves the queue for good."""
+    from mmsim import vmscan
+    k = Kernel(thp="madvise", randomize=False)
+    k.proc_write(T + "khugepaged/max_ptes_none", "409")
+    p, a = _thps(k, 2)
+    p.touch(a, 64 * P)                 # 448 zero-filled pages: underused
+    p.touch(a + PMD, 200 * P)          # 312: not underused
+    assert p.mm.rss_anon == 1024
+    vmscan.try_to_free_pages(k)
+    assert k.node.events["thp_underused_split_page"] == 1
+    assert p.mm.rss_anon == 64 + 512
+    assert k.underused == {}
+    k.proc_write(T + "khugepaged/max_ptes_none", "100")
+    vmscan.try_to_free_pages(k)        # the second THP was dropped for good
+    assert k.node.events["thp_underused_split_page"] == 1 and p.mm.rss_anon == 576
+
+
+@pytest.mark.parametrize("knob, value", [("khugepaged/max_ptes_none", "511"),
+                                         ("shrink_underused", "0")])
+def test_underused_shrinker_is_off(knob, value):
+    """max_ptes_none 511 (the default) makes no THP underused; shrink_underused 0
+    queues none."""
+    from mmsim import vmscan
+    k = Kernel(thp="madvise", randomize=False)
+    if knob != "khugepaged/max_ptes_none":
+        k.proc_write(T + "khugepaged/max_ptes_none", "100")
+    k.proc_write(T + knob, value)
+    p, a = _thps(k, 1)
+    p.touch(a, P)
+    vmscan.try_to_free_pages(k)
+    assert k.node.events["thp_underused_split_page"] == 0 and p.mm.rss_anon == 512
+
+
+def test_written_pages_follow_fork_mremap_and_zap():
+    k = Kernel(thp="never", randomize=False)
+    p = k.spawn()
+    a = p.mmap(BASE, 16 * P, RW, ANON | MAP_FIXED)
+    p.touch(a, 4 * P)
+    p.madvise(a + 8 * P, 4 * P, MADV_POPULATE_WRITE)
+    assert p.mm.find_vma(a).written.ranges() == [(a // P, a // P + 4)]
+    child = p.fork()
+    assert child.mm.find_vma(a).written.ranges() == [(a // P, a // P + 4)]
+    p.madvise(a + P, P, MADV_DONTNEED)
+    assert p.mm.find_vma(a).written.ranges() == [(a // P, a // P + 1), (a // P + 2, a // P + 4)]
+    to = p.mremap(a, 16 * P, 16 * P, MREMAP_MAYMOVE | MREMAP_FIXED, a + PMD)
+    assert p.mm.find_vma(to).written.ranges() == [(to // P, to // P + 1),
+                                                  (to // P + 2, to // P + 4)]
+    for proc in (p, child):
+        for vma in proc.mm.vmas():
+            pages.check_vma(vma)
