@@ -125,8 +125,8 @@ class Kernel:
         self.underused = {}   # THPs queued whole, for the underused test (pages.queue_underused)
         self.hold_folios = False   # munmap holds partial-unmap decisions (pages.hold_folios)
         self.pending_folios = []
-        # /sys/kernel/mm/transparent_hugepage/defrag: kept and shown, not consulted
-        # (faults model the reference machine's setting).
+        # /sys/kernel/mm/transparent_hugepage/defrag: whether a PMD fault's THP
+        # allocation may reclaim (pages._pmd_alloc_fails).
         self.thp_defrag = "madvise"
         self.shmem_enabled = "never"
         self.shmem_size_modes = shmem_mod.default_size_modes()

@@ -35,7 +35,7 @@ from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, al
                    pfn_up)
 from .pagecache import Page
 from .memcg import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON
-from .vma import (VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED, VM_UFFD_MISSING,
+from .vma import (VM_HUGEPAGE, VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED, VM_UFFD_MISSING,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
 PMD_PAGES = HPAGE_PMD_NR
@@ -1377,6 +1377,15 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
             if last > first:
                 if first > v:
                     new += _fill_small(mm, vma, v, first, prev_end, first, touch)
+                if _pmd_alloc_fails(mm, vma, last - first, count=False):
+                    # Not all of them: one at a time, and the first that fails falls
+                    # back to the PTE path for the rest of its block.
+                    last = first + PMD_PAGES
+                    if _pmd_alloc_fails(mm, vma, PMD_PAGES):
+                        stop = min(hi, last)
+                        new += _fill_small(mm, vma, first, stop, first, min(nxt, vhi), touch)
+                        v = stop
+                        continue
                 pm.insert(first, last, private_span(True, True, True, True, touch))
                 _count(mm, vma, True, last - first)
                 queue_underused(mm, first, last)
@@ -1395,6 +1404,31 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
         # of the folios they fault in stay zero-filled.
         note_written(vma, lo, hi)
     return new
+
+
+def _pmd_alloc_fails(mm, vma, nr, count=True):
+    """Whether vma_alloc_anon_folio_pmd fails for ``nr`` pages of THPs at fault; with
+    ``count``, the failure is counted (``thp_fault_fallback``, ``anon_fault_fallback``
+    and their ``_charge`` forms when the charge failed).  The gfp follows
+    transparent_hugepage/defrag (vma_thp_gfp_mask): when it may block (``always``, or
+    ``madvise``/``defer+madvise`` on a MADV_HUGEPAGE VMA) reclaim makes room and the
+    allocation is taken (simulator-defined: the call's end enforces the limits, as for
+    every fault); otherwise it fails as ``_alloc_ok`` says, without reclaim."""
+    kernel = mm.kernel
+    defrag = kernel.thp_defrag
+    if defrag == "always" or (defrag in ("madvise", "defer+madvise")
+                              and vma.vm_flags & VM_HUGEPAGE):
+        return False
+    failed = _alloc_ok(mm, nr)
+    if failed is None:
+        return False
+    if count:
+        kernel.node.events["thp_fault_fallback"] += 1
+        thp.count(kernel, PMD_ORDER, "anon_fault_fallback")
+        if failed == "charge":
+            kernel.node.events["thp_fault_fallback_charge"] += 1
+            thp.count(kernel, PMD_ORDER, "anon_fault_fallback_charge")
+    return True
 
 
 def _entries_around(vma, v, lower, upper):
@@ -1459,6 +1493,8 @@ def _read_empty(mm, vma, lo, hi, policy, touch):
                     if not kernel.huge_zero_folio:
                         kernel.huge_zero_folio = True
                         kernel.node.events["thp_zero_page_alloc"] += 1
+                elif _pmd_alloc_fails(mm, vma, PMD_PAGES):
+                    _zero_map(vma).insert(v, stop, False)   # the PTE path's read
                 else:
                     anon_vma_prepare(vma)
                     _map(vma).insert(head, head + PMD_PAGES,
@@ -1476,8 +1512,9 @@ def _read_empty(mm, vma, lo, hi, policy, touch):
 
 def _write_zero(mm, vma, lo, hi, touch):
     """Write faults on the zero-page mappings of ``[lo, hi)``: a huge zero PMD gives
-    way to a new THP (do_huge_zero_wp_pmd: whatever the VMA's THP setting now), a
-    zero-page PTE to a new base page (wp_page_copy never makes a large folio).
+    way to a new THP (do_huge_zero_wp_pmd: whatever the VMA's THP setting now), or if
+    that cannot be allocated is split, and a zero-page PTE gives way to a new base page
+    (wp_page_copy never makes a large folio).
     Returns the new pages."""
     zero = vma.zero
     i, j = zero.overlap(lo, hi)
@@ -1490,6 +1527,10 @@ def _write_zero(mm, vma, lo, hi, touch):
     heads = [h for k in range(i, j) if zero.tag[k] is True
              for h in range(max(zero.lo[k], lo & _PMD_MASK), min(zero.hi[k], hi), PMD_PAGES)]
     for head in heads:
+        if _pmd_alloc_fails(mm, vma, PMD_PAGES):
+            # do_huge_pmd_wp_page: the zero PMD is split, the write copies one page.
+            _split_zero_pmd(vma, head, mm)
+            continue
         k, _ = zero.carve(head, head + PMD_PAGES)
         zero.delete(k, k + 1)
         pm.insert(head, head + PMD_PAGES, private_span(True, True, True, True, touch))

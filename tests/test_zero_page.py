@@ -9,6 +9,7 @@ import errno
 import pytest
 
 from mmsim import live, pages, thp
+from mmsim.errors import Killed
 from mmsim.kernel import Kernel
 from mmsim.uapi import (MADV_COLD, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE,
                         MADV_GUARD_INSTALL, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_POPULATE_READ,
@@ -524,3 +525,70 @@ def test_vmpte_matches_live_kernel(host_thp):
         if list(got) == want:
             break
     assert list(got) == want
+
+
+# ------------------------------------------------------------------ PMD fault fallback
+
+
+def _in_cgroup(k, p, room):
+    k.mkdir("/sys/fs/cgroup/g")
+    k.proc_write("/sys/fs/cgroup/g/cgroup.procs", str(p.pid))
+    memcg = p.mm.memcg
+    memcg.max = memcg.current + room
+    return memcg
+
+
+def test_pmd_fault_falls_back_when_the_charge_fails_without_reclaim():
+    """THP always, defrag madvise, a VMA not advised: GFP_TRANSHUGE_LIGHT cannot
+    reclaim, so a charge past memory.max fails and the fault takes base pages
+    (thp_fault_fallback, _charge, and the 2048kB anon_fault_fallback stats)."""
+    k = Kernel(thp="always", randomize=False)
+    p = k.spawn()
+    raw = p.mmap(BASE, 3 * PMD, RW, ANON | MAP_FIXED)
+    a = (raw + PMD - 1) & ~(PMD - 1)
+    _in_cgroup(k, p, 600)           # room for one THP, not two
+    p.touch(a, PMD + 10 * P)
+    ev = k.node.events
+    assert (ev["thp_fault_alloc"], ev["thp_fault_fallback"], ev["thp_fault_fallback_charge"]) \
+        == (1, 1, 1)
+    st = k.mthp_stats[9]
+    assert (st["anon_fault_alloc"], st["anon_fault_fallback"],
+            st["anon_fault_fallback_charge"]) == (1, 1, 1)
+    vma = p.mm.find_vma(a)
+    assert [(x - a // P, y - x, span.pmd) for x, y, span in vma.pages.items()] == [
+        (0, 512, True), (512, 10, False)]
+
+
+def test_pmd_fault_of_a_madvised_vma_may_reclaim_and_is_not_refused():
+    """defrag madvise on a MADV_HUGEPAGE VMA: the gfp may block, so the THP is taken
+    (the limit is then enforced by reclaim), as it is with defrag always."""
+    for defrag, advise in (("madvise", True), ("always", False)):
+        k = Kernel(thp="always", randomize=False)
+        k.proc_write(T + "defrag", defrag)
+        p = k.spawn()
+        raw = p.mmap(BASE, 3 * PMD, RW, ANON | MAP_FIXED)
+        a = (raw + PMD - 1) & ~(PMD - 1)
+        if advise:
+            p.madvise(a, 2 * PMD, MADV_HUGEPAGE)
+        _in_cgroup(k, p, 600)
+        try:
+            p.touch(a, PMD + 10 * P)
+        except (OSError, Killed):
+            pass   # the limit enforced afterwards may OOM-kill: not what is tested
+        assert k.node.events["thp_fault_fallback"] == 0
+        assert k.node.events["thp_fault_alloc"] == 2
+
+
+def test_huge_zero_write_falls_back_to_a_split_and_a_base_page():
+    k = Kernel(thp="always", randomize=False)
+    p = k.spawn()
+    raw = p.mmap(BASE, 2 * PMD, RW, ANON | MAP_FIXED)
+    a = (raw + PMD - 1) & ~(PMD - 1)
+    p.touch(a, 1, False)
+    _in_cgroup(k, p, 100)
+    p.touch(a + P, 1)
+    ev = k.node.events
+    assert (ev["thp_fault_fallback"], ev["thp_fault_fallback_charge"], ev["thp_split_pmd"]) \
+        == (1, 1, 1)
+    assert p.mm.rss_anon == 1
+    assert _zero(p, a) == [(a // P, a // P + 1, False), (a // P + 2, a // P + 512, False)]
