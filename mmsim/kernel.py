@@ -375,6 +375,31 @@ class Kernel:
         if memcg_mod.over_high(memcg):
             self.pressure = True   # memory.high is enforced at the call's end
 
+    def costly_alloc_fails(self, memcg: MemCgroup, nr: int) -> str | None:
+        """A large folio of ``nr`` pages whose gfp may reclaim (a THP fault under
+        defrag): reclaim below the min watermark and past ``memcg``'s memory.max as the
+        slow paths do, and fail rather than OOM-kill (costly orders never do): None if
+        it fits now, else the failing step ("alloc" or "charge")."""
+        wmin, low, _ = self.watermarks()
+        if self.free_pages() - nr < low:
+            self.pressure = True
+        if self.free_pages() - nr < wmin:
+            vmscan.try_to_free_pages(self, nr)
+            if self.free_pages() - nr < wmin:
+                return "alloc"
+        retries = vmscan.MAX_RECLAIM_RETRIES
+        while True:
+            over = memcg_mod.first_over(memcg, nr)
+            if over is None:
+                return None
+            memcg_mod.memory_event(over, "max")
+            vmscan.try_to_free_mem_cgroup_pages(self, over, max(nr, over.current + nr - over.max))
+            if memcg_mod.first_over(memcg, nr) is None:
+                return None
+            if not retries:
+                return "charge"
+            retries -= 1
+
     def uncharge(self, memcg: MemCgroup, nr: int) -> None:
         """Give ``nr`` pages back to ``memcg`` (the node's counts are the caller's)."""
         memcg_mod.uncharge(memcg, nr)

@@ -1383,7 +1383,8 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
                     last = first + PMD_PAGES
                     if _pmd_alloc_fails(mm, vma, PMD_PAGES):
                         stop = min(hi, last)
-                        new += _fill_small(mm, vma, first, stop, first, min(nxt, vhi), touch)
+                        new += _fill_small(mm, vma, max(v, first), stop, first,
+                                           min(nxt, vhi), touch)
                         v = stop
                         continue
                 pm.insert(first, last, private_span(True, True, True, True, touch))
@@ -1407,19 +1408,13 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
 
 
 def _pmd_alloc_fails(mm, vma, nr, count=True):
-    """Whether vma_alloc_anon_folio_pmd fails for ``nr`` pages of THPs at fault; with
-    ``count``, the failure is counted (``thp_fault_fallback``, ``anon_fault_fallback``
-    and their ``_charge`` forms when the charge failed).  The gfp follows
-    transparent_hugepage/defrag (vma_thp_gfp_mask): when it may block (``always``, or
-    ``madvise``/``defer+madvise`` on a MADV_HUGEPAGE VMA) reclaim makes room and the
-    allocation is taken (simulator-defined: the call's end enforces the limits, as for
-    every fault); otherwise it fails as ``_alloc_ok`` says, without reclaim."""
+    """Whether vma_alloc_anon_folio_pmd fails for ``nr`` pages of THPs at fault, as
+    ``_alloc_ok`` decides (reclaiming first where the gfp may; ``count`` False: a
+    quick check that all of them fit, without reclaim); with ``count``, the failure is
+    counted (``thp_fault_fallback``, ``anon_fault_fallback`` and their ``_charge``
+    forms when the charge failed)."""
     kernel = mm.kernel
-    defrag = kernel.thp_defrag
-    if defrag == "always" or (defrag in ("madvise", "defer+madvise")
-                              and vma.vm_flags & VM_HUGEPAGE):
-        return False
-    failed = _alloc_ok(mm, nr)
+    failed = _alloc_ok(mm, nr, vma if count else None)
     if failed is None:
         return False
     if count:
@@ -1997,18 +1992,32 @@ def _fault_orders(mm, vma):
                                 tuple(o for o in thp.ANON_ORDERS if o != PMD_ORDER))
 
 
-def _alloc_ok(mm, nr):
+def _alloc_ok(mm, nr, vma=None):
     """Whether a large folio of ``nr`` pages can be allocated and charged at fault:
     ``None`` if so, else the failing step ("alloc" or "charge").  Simulator-defined:
     memory is never fragmented, so an allocation fails only when it would take free
-    memory below the min watermark; the charge fails, without reclaim, when it would
-    pass a memory.max of the mm's cgroup or an ancestor's."""
+    memory below the min watermark; the charge fails when it would pass a memory.max
+    of the mm's cgroup or an ancestor's.  Without reclaim, unless ``vma`` is given and
+    its fault's gfp may reclaim (``may_reclaim``): then reclaim runs first
+    (Kernel.costly_alloc_fails), so the caller's page maps must be up to date."""
     kernel = mm.kernel
+    failed = None
     if kernel.free_pages() - nr < kernel.watermarks()[0]:
-        return "alloc"
-    if memcg_mod.first_over(mm.memcg, nr) is not None:
-        return "charge"
-    return None
+        failed = "alloc"
+    elif memcg_mod.first_over(mm.memcg, nr) is not None:
+        failed = "charge"
+    if failed is not None and vma is not None and may_reclaim(kernel, vma):
+        return kernel.costly_alloc_fails(mm.memcg, nr)
+    return failed
+
+
+def may_reclaim(kernel, vma):
+    """vma_thp_gfp_mask: whether a large folio's allocation at a fault in ``vma`` may
+    reclaim (transparent_hugepage/defrag ``always``, or ``madvise`` and
+    ``defer+madvise`` for a MADV_HUGEPAGE VMA)."""
+    defrag = kernel.thp_defrag
+    return defrag == "always" or (defrag in ("madvise", "defer+madvise")
+                                  and bool(vma.vm_flags & VM_HUGEPAGE))
 
 
 def _fill_small(mm, vma, v, end, lower, upper, touch):
@@ -2043,6 +2052,12 @@ def _fill_small(mm, vma, v, end, lower, upper, touch):
                 if i < j:
                     continue
             failed = _alloc_ok(mm, size)
+            if failed is not None and may_reclaim(kernel, vma):
+                if v > run_lo:
+                    # Reclaim is about to look at the page maps: the run so far in.
+                    pm.insert(run_lo, v, private_span(True, run_code, True, True, touch))
+                    run_lo = v
+                failed = _alloc_ok(mm, size, vma)
             if failed is not None:
                 thp.count(kernel, o, "anon_fault_fallback")
                 if failed == "charge":

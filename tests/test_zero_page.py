@@ -4,6 +4,7 @@ entries decide later faults, collapses and splits.  Scenarios run on mmsim and, 
 the host's THP settings allow, on the live kernel in a child process."""
 
 import ctypes
+import os
 import errno
 
 import pytest
@@ -559,24 +560,49 @@ def test_pmd_fault_falls_back_when_the_charge_fails_without_reclaim():
         (0, 512, True), (512, 10, False)]
 
 
-def test_pmd_fault_of_a_madvised_vma_may_reclaim_and_is_not_refused():
-    """defrag madvise on a MADV_HUGEPAGE VMA: the gfp may block, so the THP is taken
-    (the limit is then enforced by reclaim), as it is with defrag always."""
-    for defrag, advise in (("madvise", True), ("always", False)):
-        k = Kernel(thp="always", randomize=False)
-        k.proc_write(T + "defrag", defrag)
-        p = k.spawn()
-        raw = p.mmap(BASE, 3 * PMD, RW, ANON | MAP_FIXED)
-        a = (raw + PMD - 1) & ~(PMD - 1)
-        if advise:
-            p.madvise(a, 2 * PMD, MADV_HUGEPAGE)
-        _in_cgroup(k, p, 600)
-        try:
-            p.touch(a, PMD + 10 * P)
-        except (OSError, Killed):
-            pass   # the limit enforced afterwards may OOM-kill: not what is tested
-        assert k.node.events["thp_fault_fallback"] == 0
-        assert k.node.events["thp_fault_alloc"] == 2
+@pytest.mark.parametrize("defrag, advise, want", [
+    ("madvise", True, (2, 0)),     # GFP_TRANSHUGE_LIGHT | __GFP_DIRECT_RECLAIM
+    ("always", False, (2, 0)),     # GFP_TRANSHUGE
+    ("madvise", False, (1, 1)),    # GFP_TRANSHUGE_LIGHT: no reclaim, fallback
+    ("never", True, (1, 1)),
+])
+def test_pmd_fault_reclaims_page_cache_when_its_gfp_may(defrag, advise, want):
+    """A cgroup full of page cache: a THP fault whose gfp may reclaim evicts some and
+    takes its THP; one whose gfp may not falls back to base pages."""
+    k = Kernel(thp="always", randomize=False)
+    k.proc_write(T + "defrag", defrag)
+    p = k.spawn()
+    raw = p.mmap(BASE, 3 * PMD, RW, ANON | MAP_FIXED)
+    a = (raw + PMD - 1) & ~(PMD - 1)
+    if advise:
+        p.madvise(a, 2 * PMD, MADV_HUGEPAGE)
+    k.create_file("/cache", 4 * PMD)
+    memcg = _in_cgroup(k, p, 4096)
+    fd = p.open("/cache")
+    while p.read(fd, 1 << 20):
+        pass
+    memcg.max = memcg.current + 600     # room for one THP; the cache is reclaimable
+    p.touch(a, PMD + 10 * P)
+    ev = k.node.events
+    assert (ev["thp_fault_alloc"], ev["thp_fault_fallback"]) == want
+    assert memcg.current <= memcg.max
+
+
+def test_pmd_fault_that_may_reclaim_falls_back_when_reclaim_cannot_help():
+    """A MADV_HUGEPAGE VMA (defrag madvise) in a cgroup holding only anonymous memory and
+    no swap: reclaim frees nothing, the costly charge fails without an OOM kill, and
+    the fault takes a base page."""
+    k = Kernel(thp="madvise", randomize=False)
+    p = k.spawn()
+    raw = p.mmap(BASE, 3 * PMD, RW, ANON | MAP_FIXED)
+    a = (raw + PMD - 1) & ~(PMD - 1)
+    p.madvise(a, 2 * PMD, MADV_HUGEPAGE)
+    memcg = _in_cgroup(k, p, 600)
+    p.touch(a, PMD + 10 * P)
+    ev = k.node.events
+    assert (ev["thp_fault_alloc"], ev["thp_fault_fallback"], ev["thp_fault_fallback_charge"]) \
+        == (1, 1, 1)
+    assert memcg.events["max"] > 0 and p.state == "running"
 
 
 def test_huge_zero_write_falls_back_to_a_split_and_a_base_page():
@@ -592,3 +618,59 @@ def test_huge_zero_write_falls_back_to_a_split_and_a_base_page():
         == (1, 1, 1)
     assert p.mm.rss_anon == 1
     assert _zero(p, a) == [(a // P, a // P + 1, False), (a // P + 2, a // P + 512, False)]
+
+
+def _fallback_steps(env, cg=None):
+    """A MADV_HUGEPAGE area: write a byte in one block, then in the next one, with
+    room in the cgroup for one THP only; (Rss, AnonHugePages) of the two blocks."""
+    a = env.a
+    env.call("madvise", a, 2 * PMD, MADV_HUGEPAGE)
+    env.access(a, True)
+    env.measure(a, a + 2 * PMD)    # (the live child's allocator warmed up first)
+    if cg is not None:
+        with open(cg + "/memory.usage_in_bytes") as f:
+            used = int(f.read())
+        with open(cg + "/memory.limit_in_bytes", "w") as f:
+            f.write(str(used + 1536 * 1024))
+    else:
+        env.proc.mm.memcg.max = env.proc.mm.memcg.current + 384
+    env.access(a + PMD + P, True)
+    sums, ev = env.measure(a, a + 2 * PMD)
+    return list(sums)
+
+
+# Run in a fresh interpreter: a child forked from the test runner copies its big heap
+# on write, charging the cgroup more than the room left for the test.
+_LIVE_FALLBACK = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from mmsim import live
+import test_zero_page as t
+print(live.in_v1_memcg("thp-fallback", lambda cg: t._fallback_steps(t._Live(), cg)))
+"""
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/memory") or os.geteuid() != 0,
+                    reason="needs root and a cgroup v1 memory controller")
+def test_thp_charge_that_reclaim_cannot_help_falls_back_on_live_kernel(host_thp):
+    """A THP charge past memory.max in a cgroup with nothing reclaimable: the live
+    kernel takes a base page (and no OOM kill), as mmsim does."""
+    import subprocess
+    import sys
+    why = _host_ok(host_thp)
+    if why:
+        pytest.skip(why)
+    with open("/proc/swaps") as f:
+        if len(f.read().splitlines()) > 1:
+            pytest.skip("the host has swap: the THP's room could come from swapping")
+    k = Kernel(thp=host_thp, randomize=False)
+    sim = _Sim(k)
+    k.mkdir("/sys/fs/cgroup/g")
+    k.proc_write("/sys/fs/cgroup/g/cgroup.procs", str(sim.proc.pid))
+    want = _fallback_steps(sim)
+    assert want == [2052, 2048]
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", _LIVE_FALLBACK, here], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert out.strip() == repr(want)
