@@ -377,27 +377,40 @@ class Kernel:
 
     def costly_alloc_fails(self, memcg: MemCgroup, nr: int) -> str | None:
         """A large folio of ``nr`` pages whose gfp may reclaim (a THP fault under
-        defrag): reclaim below the min watermark and past ``memcg``'s memory.max as the
-        slow paths do, and fail rather than OOM-kill (costly orders never do): None if
-        it fits now, else the failing step ("alloc" or "charge")."""
+        defrag): None if it can be allocated and charged to ``memcg``, after reclaim
+        where needed, else the failing step ("alloc" or "charge")."""
+        if self.costly_page_alloc_fails(nr, True):
+            return "alloc"
+        if self.costly_charge_fails(memcg, nr, True):
+            return "charge"
+        return None
+
+    def costly_page_alloc_fails(self, nr: int, may_reclaim: bool) -> bool:
+        """Whether ``nr`` pages in one costly allocation cannot be had: below the low
+        watermark kswapd is woken; below the min one the machine is reclaimed once if
+        ``may_reclaim``.  Simulator-defined: memory is never fragmented."""
         wmin, low, _ = self.watermarks()
         if self.free_pages() - nr < low:
-            self.pressure = True
-        if self.free_pages() - nr < wmin:
+            self.pressure = True   # the slow path wakes kswapd
+        if self.free_pages() - nr >= wmin:
+            return False
+        if may_reclaim:
             vmscan.try_to_free_pages(self, nr)
-            if self.free_pages() - nr < wmin:
-                return "alloc"
+        return self.free_pages() - nr < wmin
+
+    def costly_charge_fails(self, memcg: MemCgroup, nr: int, may_reclaim: bool) -> bool:
+        """try_charge_memcg of a costly folio: past memory.max (a ``max`` event each
+        try) reclaim the cgroup up to MAX_RECLAIM_RETRIES times if ``may_reclaim``,
+        then fail rather than OOM-kill (mem_cgroup_oom refuses costly orders)."""
         retries = vmscan.MAX_RECLAIM_RETRIES
         while True:
             over = memcg_mod.first_over(memcg, nr)
             if over is None:
-                return None
+                return False
             memcg_mod.memory_event(over, "max")
+            if not may_reclaim or retries < 0:
+                return True
             vmscan.try_to_free_mem_cgroup_pages(self, over, max(nr, over.current + nr - over.max))
-            if memcg_mod.first_over(memcg, nr) is None:
-                return None
-            if not retries:
-                return "charge"
             retries -= 1
 
     def uncharge(self, memcg: MemCgroup, nr: int) -> None:

@@ -527,34 +527,14 @@ class Khugepaged:
     def _alloc(self):
         """The huge page's allocation (GFP_TRANSHUGE with defrag, else
         GFP_TRANSHUGE_LIGHT): an order-9 request never calls the OOM killer; with
-        defrag it may reclaim once.  Simulator-defined: memory is never fragmented, so
-        it fails only when taking 512 pages would go below the min watermark."""
-        kernel = self.kernel
-        wmin, low, _ = kernel.watermarks()
-        if kernel.free_pages() - HPAGE_PMD_NR < low:
-            kernel.pressure = True   # the slow path wakes kswapd
-        if kernel.free_pages() - HPAGE_PMD_NR >= wmin:
-            return True
-        if self.defrag:
-            vmscan.try_to_free_pages(kernel, HPAGE_PMD_NR)
-        return kernel.free_pages() - HPAGE_PMD_NR >= wmin
+        defrag it may reclaim once (Kernel.costly_page_alloc_fails)."""
+        return not self.kernel.costly_page_alloc_fails(HPAGE_PMD_NR, bool(self.defrag))
 
     def _charge(self, memcg):
         """mem_cgroup_charge of the new THP: past memory.max, reclaim the cgroup (only
         when the allocation may block, i.e. with defrag) and fail rather than call the
-        OOM killer (mem_cgroup_oom refuses costly orders)."""
-        kernel = self.kernel
-        retries = vmscan.MAX_RECLAIM_RETRIES
-        while True:
-            over = memcg_mod.first_over(memcg, HPAGE_PMD_NR)
-            if over is None:
-                return True
-            memcg_mod.memory_event(over, "max")
-            if not self.defrag or retries < 0:
-                return False
-            vmscan.try_to_free_mem_cgroup_pages(
-                kernel, over, max(HPAGE_PMD_NR, over.current + HPAGE_PMD_NR - over.max))
-            retries -= 1
+        OOM killer (Kernel.costly_charge_fails)."""
+        return not self.kernel.costly_charge_fails(memcg, HPAGE_PMD_NR, bool(self.defrag))
 
     def collapse_huge_page(self, mm, vma, addr, swapped):
         """collapse_huge_page: allocate and charge the THP, read the swapped pages in,
