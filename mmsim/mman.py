@@ -683,7 +683,7 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     delta = dest - old_addr
     if delta & (PMD_SIZE - 1):
         pages.split_pmds(mm, vma, old_addr, old_end)
-    moved, moved_guards = pages.take_range(vma, old_addr, old_end)
+    moved, moved_guards = pages.take_range(vma, old_addr, old_end, mm)
     # copy_vma: the whole new length at the destination merges with a neighbour or is a
     # copy of the source.
     new_end = dest + new_len
@@ -693,6 +693,7 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     copy.start, copy.end, copy.pgoff = dest, new_end, pgoff
     target = mm.merge_or_insert(prop, mm.prev_of(dest), mm.next_of(new_end), vma=copy)
     pages.put_range(target, moved, moved_guards, delta >> PAGE_SHIFT)
+    pages.folios_moved(mm, old_addr >> PAGE_SHIFT, old_end >> PAGE_SHIFT, delta >> PAGE_SHIFT)
     if dontunmap:
         # The source stays mapped, emptied over the range.  The whole VMA loses its
         # lock (dontunmap_complete clears VM_LOCKED without splitting), and its

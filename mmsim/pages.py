@@ -909,13 +909,14 @@ def move_all(src, dst):
         src.written = None
 
 
-def take_range(vma, start, end):
+def take_range(vma, start, end, mm=None):
     """Remove and return ``(pages, guards)`` of ``vma`` in ``[start, end)`` for a move
-    (THPs there must lie wholly inside); either may be None."""
+    (THPs there must lie wholly inside); either may be None.  Pages of a large folio
+    whose other pages ``mm`` still maps (every other page, without ``mm``) leave it."""
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
     part = vma.pages.take(lo, hi) if vma.pages else None
     if part:
-        _leave_cut_folios(part, lo, hi)
+        _leave_cut_folios(part, lo, hi, mm)
     marks = vma.guards.take(lo, hi) if vma.guards else None
     swapped = zeros = None
     if vma.swap:
@@ -935,9 +936,10 @@ def take_range(vma, start, end):
     return part or None, marks
 
 
-def _leave_cut_folios(part, lo, hi):
+def _leave_cut_folios(part, lo, hi, mm=None):
     """Pages ``[lo, hi)`` taken away from the rest of their large folio leave it, as
-    base pages (simulator-defined: a folio is its aligned block of addresses)."""
+    base pages (simulator-defined: a folio is its aligned block of addresses), unless
+    ``mm`` maps nothing else of it."""
     for v in (lo, hi - 1):
         i = part.index(v)
         if i < 0:
@@ -945,9 +947,11 @@ def _leave_cut_folios(part, lo, hi):
         span = part.tag[i]
         if span.kind == CACHED or not span.pmd:
             continue
-        size = 1 << folio_order(span.pmd)
+        order = folio_order(span.pmd)
+        size = 1 << order
         h = v & ~(size - 1)
-        if h < lo or h + size > hi:
+        if (h < lo or h + size > hi) and (
+                mm is None or span.kind != PRIVATE or _folio_left(mm, h, order)):
             i, j = part.carve(max(h, lo), min(h + size, hi))
             for k in range(i, j):
                 part.tag[k] = _with(part.tag[k], pmd=False)
@@ -1745,6 +1749,36 @@ def _split_pooled(kernel, pool, head, order):
     if order == PMD_ORDER:
         kernel.node.events["thp_split_page"] += 1
     _dequeue(kernel, (id(pool), order, head))
+
+
+def folios_moved(mm, lo, hi, shift):
+    """mremap moved pages ``[lo, hi)`` of ``mm`` by ``shift`` pages: a queued large
+    folio with nothing left at its old place is queued at the new one if it moved
+    there staying aligned, else (simulator-defined: a folio is its aligned block, so
+    pages moved off it left it) it is gone from the queues."""
+    kernel = mm.kernel
+    ident = id(mm)
+    queue = kernel.deferred_split
+    if queue:
+        for key in [key for key in queue if key[0] == ident
+                    and key[2] < hi and key[2] + (1 << key[1]) > lo]:
+            order, head = key[1], key[2]
+            if _folio_left(mm, head, order):
+                continue   # some of it stayed: queued there still
+            if not shift % (1 << order) and _folio_left(mm, head + shift, order):
+                queue[(ident, order, head + shift)] = queue.pop(key)
+            else:
+                _dequeue(kernel, key)
+    heads = kernel.underused.get(ident)
+    if heads:
+        for head in [h for h in heads if h < hi and h + PMD_PAGES > lo]:
+            if _folio_left(mm, head, PMD_ORDER):
+                continue
+            entry = heads.pop(head)
+            if not shift % PMD_PAGES and _whole_private_thp(mm, head + shift):
+                heads[head + shift] = entry
+        if not heads:
+            del kernel.underused[ident]
 
 
 def settle_folios(kernel):
