@@ -49,8 +49,9 @@ _NOHUGE_REFUSE = VM_SPECIAL
 
 
 def _bare(vma):
-    """No pages, swap entries or guard markers: nothing to move, split or zap."""
-    return not (vma.pages or vma.swap or vma.guards)
+    """No pages, swap entries, zero-page mappings or guard markers: nothing to move,
+    split or zap."""
+    return not (vma.pages or vma.swap or vma.guards or vma.zero)
 
 
 def mmap(mm: Mm, addr, length, prot, flags, offset):
@@ -72,7 +73,7 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
     # total_vm and Committed_AS once the edge splits have cut the VMAs to the range.
     gone = accounted = 0
     for v in existing:
-        if v.special is not None or v.pages or v.swap:
+        if v.special is not None or v.pages or v.swap or v.zero:
             # A special VMA, or pages to zap (large folios partly unmapped go to the
             # deferred split queue): the general path.
             return None
@@ -198,7 +199,7 @@ def _cut_above(vma, addr):
 
 def _move_all(src, dst):
     """pages.move_all where it has something to do."""
-    if src.pages is not None or src.swap or src.guards:
+    if src.pages is not None or src.swap or src.guards or src.zero:
         pages.move_all(src, dst)
 
 
@@ -220,7 +221,7 @@ def munmap(mm: Mm, addr, length):
     if len(victims) == len(tree) or first.special is not None or last.special is not None:
         return None   # _unmap_all, or a split the kernel may refuse
     for v in victims:
-        if v.pages or v.swap:
+        if v.pages or v.swap or v.zero:
             # Resident or swapped pages: the general path's zap decides what becomes
             # of partly unmapped large folios (the deferred split queue).
             return None
@@ -267,7 +268,7 @@ def mprotect(mm: Mm, addr, length, prot):
     vmas = tree.values(addr, end, False)
     for v in vmas:
         if (v.vm_flags & _MPROTECT_REFUSE or v.special is not None
-                or v.pages or v.swap or v.guards):   # (not _bare(v))
+                or v.pages or v.swap or v.guards or v.zero):   # (not _bare(v))
             return None
     if not vmas:
         return -errno.ENOMEM
@@ -353,7 +354,7 @@ def madvise(mm: Mm, start, len_in, advice):
         for v in tree.values(start, end, False):
             flags = v.vm_flags
             if (flags & (VM_PFNMAP | VM_LOCKED) and not flags & VM_HUGETLB) or v.pages \
-                    or v.swap:
+                    or v.swap or v.zero:
                 return None
             if v.start > pos:
                 hole = True
@@ -364,7 +365,7 @@ def madvise(mm: Mm, start, len_in, advice):
     vmas = tree.values(start, end, False)
     for v in vmas:
         if (v.vm_flags & _NOHUGE_REFUSE or v.special is not None
-                or v.pages or v.swap or v.guards):   # (not _bare(v))
+                or v.pages or v.swap or v.guards or v.zero):   # (not _bare(v))
             return None
     if not vmas:
         return -errno.ENOMEM   # the walk's first find_vma finds none in the range

@@ -115,12 +115,18 @@ class Kernel:
         self.thp_sizes = thp_mod.default_sizes()
         self.mthp_stats = thp_mod.new_stats()
         self.shrink_underused = 1
+        # transparent_hugepage/use_zero_page, and whether the huge zero folio exists
+        # (allocated at its first use; simulator-defined: never freed, and its 2 MiB
+        # is not taken from MemFree).
+        self.use_zero_page = 1
+        self.huge_zero_folio = False
         # The deferred split queue (pages.folios_unmapped): partially mapped large folios.
         self.deferred_split = {}
+        self.underused = {}   # THPs queued whole, for the underused test (pages.queue_underused)
         self.hold_folios = False   # munmap holds partial-unmap decisions (pages.hold_folios)
         self.pending_folios = []
-        # /sys/kernel/mm/transparent_hugepage/defrag: kept and shown, not consulted
-        # (faults model the reference machine's setting).
+        # /sys/kernel/mm/transparent_hugepage/defrag: whether a PMD fault's THP
+        # allocation may reclaim (pages._pmd_alloc_fails).
         self.thp_defrag = "madvise"
         self.shmem_enabled = "never"
         self.shmem_size_modes = shmem_mod.default_size_modes()
@@ -391,6 +397,44 @@ class Kernel:
         if memcg_mod.over_high(memcg):
             self.pressure = True   # memory.high is enforced at the call's end
 
+    def costly_alloc_fails(self, memcg: MemCgroup, nr: int) -> str | None:
+        """A large folio of ``nr`` pages whose gfp may reclaim (a THP fault under
+        defrag): None if it can be allocated and charged to ``memcg``, after reclaim
+        where needed, else the failing step ("alloc" or "charge")."""
+        if self.costly_page_alloc_fails(nr, True):
+            return "alloc"
+        if self.costly_charge_fails(memcg, nr, True):
+            return "charge"
+        return None
+
+    def costly_page_alloc_fails(self, nr: int, may_reclaim: bool) -> bool:
+        """Whether ``nr`` pages in one costly allocation cannot be had: below the low
+        watermark kswapd is woken; below the min one the machine is reclaimed once if
+        ``may_reclaim``.  Simulator-defined: memory is never fragmented."""
+        wmin, low, _ = self.watermarks()
+        if self.free_pages() - nr < low:
+            self.pressure = True   # the slow path wakes kswapd
+        if self.free_pages() - nr >= wmin:
+            return False
+        if may_reclaim:
+            vmscan.try_to_free_pages(self, nr)
+        return self.free_pages() - nr < wmin
+
+    def costly_charge_fails(self, memcg: MemCgroup, nr: int, may_reclaim: bool) -> bool:
+        """try_charge_memcg of a costly folio: past memory.max (a ``max`` event each
+        try) reclaim the cgroup up to MAX_RECLAIM_RETRIES times if ``may_reclaim``,
+        then fail rather than OOM-kill (mem_cgroup_oom refuses costly orders)."""
+        retries = vmscan.MAX_RECLAIM_RETRIES
+        while True:
+            over = memcg_mod.first_over(memcg, nr)
+            if over is None:
+                return False
+            memcg_mod.memory_event(over, "max")
+            if not may_reclaim or retries < 0:
+                return True
+            vmscan.try_to_free_mem_cgroup_pages(self, over, max(nr, over.current + nr - over.max))
+            retries -= 1
+
     def uncharge(self, memcg: MemCgroup, nr: int) -> None:
         """Give ``nr`` pages back to ``memcg`` (the node's counts are the caller's)."""
         memcg_mod.uncharge(memcg, nr)
@@ -654,7 +698,8 @@ class Kernel:
             "thp_file_fallback", "thp_file_fallback_charge", "thp_file_mapped",
             "thp_split_page", "thp_split_page_failed", "thp_deferred_split_page",
             "thp_underused_split_page", "thp_split_pmd", "thp_scan_exceed_none_pte",
-            "thp_scan_exceed_swap_pte", "thp_scan_exceed_share_pte", "thp_swpout",
+            "thp_scan_exceed_swap_pte", "thp_scan_exceed_share_pte", "thp_zero_page_alloc",
+            "thp_zero_page_alloc_failed", "thp_swpout",
             "thp_swpout_fallback", "swap_ra", "swap_ra_hit")]
         return "".join(f"{name} {n}\n" for name, n in rows)
 

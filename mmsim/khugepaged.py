@@ -160,10 +160,9 @@ class Khugepaged:
         if policy == "never" or not thp.allowed(vma, mm.flags, policy, thp.TVA_PAGEFAULT):
             return
         vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
-        pm, sw = vma.pages, vma.swap
         head = lo & ~(HPAGE_PMD_NR - 1)
         while head < hi:
-            if head >= vlo and head + HPAGE_PMD_NR <= vhi and _block_empty(pm, sw, head):
+            if head >= vlo and head + HPAGE_PMD_NR <= vhi and pages.pmd_none(vma, head):
                 pages.anon_vma_prepare(vma)
                 self.enter_vma(mm, vma)
                 return
@@ -506,17 +505,15 @@ class Khugepaged:
         if vma.file is not None and vma.file.shmem:
             return self.scan_file(mm, vma, addr)
         head = addr >> PAGE_SHIFT
-        pm, sw = vma.pages, vma.swap
-        if _block_empty(pm, sw, head) and not (vma.guards and vma.guards.first_in(
-                head, head + HPAGE_PMD_NR) is not None):
+        pm = vma.pages
+        if pages.pmd_none(vma, head):
             # Simulator-defined: a block with nothing in it has no page table.
             self.last_result = SCAN_PMD_NULL
             return SCAN_PMD_NULL, False
-        if pm:
-            i = pm.index(head)
-            if i >= 0 and pm.tag[i].pmd is True:
-                self.last_result = SCAN_PMD_MAPPED
-                return SCAN_PMD_MAPPED, False
+        if (pm and pm.index(head) >= 0 and pm.tag[pm.index(head)].pmd is True) or (
+                pages.huge_zero_at(vma, head)):
+            self.last_result = SCAN_PMD_MAPPED
+            return SCAN_PMD_MAPPED, False
         result, referenced, swapped = self._census(vma, head)
         if result is None:
             if not referenced or (swapped and referenced < HPAGE_PMD_NR // 2):
@@ -531,34 +528,14 @@ class Khugepaged:
     def _alloc(self):
         """The huge page's allocation (GFP_TRANSHUGE with defrag, else
         GFP_TRANSHUGE_LIGHT): an order-9 request never calls the OOM killer; with
-        defrag it may reclaim once.  Simulator-defined: memory is never fragmented, so
-        it fails only when taking 512 pages would go below the min watermark."""
-        kernel = self.kernel
-        wmin, low, _ = kernel.watermarks()
-        if kernel.free_pages() - HPAGE_PMD_NR < low:
-            kernel.pressure = True   # the slow path wakes kswapd
-        if kernel.free_pages() - HPAGE_PMD_NR >= wmin:
-            return True
-        if self.defrag:
-            vmscan.try_to_free_pages(kernel, HPAGE_PMD_NR)
-        return kernel.free_pages() - HPAGE_PMD_NR >= wmin
+        defrag it may reclaim once (Kernel.costly_page_alloc_fails)."""
+        return not self.kernel.costly_page_alloc_fails(HPAGE_PMD_NR, bool(self.defrag))
 
     def _charge(self, memcg):
         """mem_cgroup_charge of the new THP: past memory.max, reclaim the cgroup (only
         when the allocation may block, i.e. with defrag) and fail rather than call the
-        OOM killer (mem_cgroup_oom refuses costly orders)."""
-        kernel = self.kernel
-        retries = vmscan.MAX_RECLAIM_RETRIES
-        while True:
-            over = memcg_mod.first_over(memcg, HPAGE_PMD_NR)
-            if over is None:
-                return True
-            memcg_mod.memory_event(over, "max")
-            if not self.defrag or retries < 0:
-                return False
-            vmscan.try_to_free_mem_cgroup_pages(
-                kernel, over, max(HPAGE_PMD_NR, over.current + HPAGE_PMD_NR - over.max))
-            retries -= 1
+        OOM killer (Kernel.costly_charge_fails)."""
+        return not self.kernel.costly_charge_fails(memcg, HPAGE_PMD_NR, bool(self.defrag))
 
     def collapse_huge_page(self, mm, vma, addr, swapped):
         """collapse_huge_page: allocate and charge the THP, read the swapped pages in,

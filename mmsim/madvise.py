@@ -166,7 +166,8 @@ def vma_behavior(mm, vma, start, end, advice):
         if advice == MADV_FREE:
             # madvise_free_pte_range splits a large folio it covers in part.
             pages.split_partial(mm, vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
-        pages.zap_vma(mm, vma, start, end)
+        # madvise_free_pte_range skips the zero page (not a normal folio).
+        pages.zap_vma(mm, vma, start, end, keep_zero=advice == MADV_FREE)
         return vma
     if advice == MADV_REMOVE:
         if vm_flags & VM_LOCKED:

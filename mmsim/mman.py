@@ -9,8 +9,8 @@ what the syscall returns, and raises ``OSError`` with the kernel's errno.
 import errno
 
 from . import overcommit, pages
-from .defs import (MMAP_MIN_ADDR, PAGE_SHIFT, PAGE_SIZE, STACK_GUARD_GAP, U64, error,
-                   offset_in_page, page_align, page_align_down)
+from .defs import (MMAP_MIN_ADDR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, STACK_GUARD_GAP, U64,
+                   error, offset_in_page, page_align, page_align_down)
 from .mm import MMF_HAS_MDWE, MMF_VM_MERGE_ANY, Mm, vm_start_gap
 from .uapi import (MAP_32BIT, MAP_ANONYMOUS, MAP_DENYWRITE, MAP_DROPPABLE, MAP_EXECUTABLE,
                    MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGE_MASK,
@@ -681,7 +681,9 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     if vma.is_anonymous() and vma.anon_vma is None:
         pgoff = dest >> PAGE_SHIFT  # an unfaulted VMA takes the new address' pgoff
     delta = dest - old_addr
-    moved, moved_guards = pages.take_range(vma, old_addr, old_end)
+    if delta & (PMD_SIZE - 1):
+        pages.split_pmds(mm, vma, old_addr, old_end)
+    moved, moved_guards = pages.take_range(vma, old_addr, old_end, mm)
     # copy_vma: the whole new length at the destination merges with a neighbour or is a
     # copy of the source.
     new_end = dest + new_len
@@ -691,6 +693,7 @@ def _move(mm, vma, old_addr, old_len, new_len, new_addr, flags):
     copy.start, copy.end, copy.pgoff = dest, new_end, pgoff
     target = mm.merge_or_insert(prop, mm.prev_of(dest), mm.next_of(new_end), vma=copy)
     pages.put_range(target, moved, moved_guards, delta >> PAGE_SHIFT)
+    pages.folios_moved(mm, old_addr >> PAGE_SHIFT, old_end >> PAGE_SHIFT, delta >> PAGE_SHIFT)
     if dontunmap:
         # The source stays mapped, emptied over the range.  The whole VMA loses its
         # lock (dontunmap_complete clears VM_LOCKED without splitting), and its

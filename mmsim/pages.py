@@ -35,7 +35,7 @@ from .defs import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, align_down, al
                    pfn_up)
 from .pagecache import Page
 from .memcg import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON
-from .vma import (VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED,
+from .vma import (VM_HUGEPAGE, VM_LOCKED, VM_MAYSHARE, VM_READ, VM_SHARED, VM_UFFD_MISSING,
                   VM_RAND_READ, VM_SEQ_READ, VM_WRITE, AnonVma)
 
 PMD_PAGES = HPAGE_PMD_NR
@@ -382,9 +382,10 @@ def _clear_referenced(st):
     return folio_state(st[0], st[1], st[2], False, st[4], st[5]) if st[3] else st
 
 
-class GuardRanges:
-    """The guard markers of one VMA (MADV_GUARD_INSTALL) as sorted, disjoint,
-    non-touching half-open page-number ranges ``[lo, hi)``."""
+class PageRanges:
+    """A set of page numbers as sorted, disjoint, non-touching half-open ranges
+    ``[lo, hi)``: the guard markers of one VMA (MADV_GUARD_INSTALL), or the pages the
+    program has stored data in (``vma.written``)."""
 
     __slots__ = ("starts", "ends")
 
@@ -402,11 +403,11 @@ class GuardRanges:
         return i >= 0 and vpn < self.ends[i]
 
     def __eq__(self, other):
-        return (isinstance(other, GuardRanges) and self.starts == other.starts
+        return (isinstance(other, PageRanges) and self.starts == other.starts
                 and self.ends == other.ends)
 
     def __repr__(self):
-        return f"GuardRanges({self.ranges()!r})"
+        return f"PageRanges({self.ranges()!r})"
 
     def ranges(self):
         """The ranges as a list of ``(lo, hi)`` pairs, in order."""
@@ -446,6 +447,16 @@ class GuardRanges:
         self.starts[i:j] = starts
         self.ends[i:j] = ends
 
+    def count(self, lo, hi):
+        """How many pages of ``[lo, hi)`` the set holds."""
+        i = bisect_right(self.ends, lo)
+        n = 0
+        starts, ends = self.starts, self.ends
+        while i < len(starts) and starts[i] < hi:
+            n += min(ends[i], hi) - max(starts[i], lo)
+            i += 1
+        return n
+
     def first_in(self, lo, hi):
         """The lowest marked page in ``[lo, hi)``, or None."""
         i = bisect_right(self.ends, lo)
@@ -457,7 +468,7 @@ class GuardRanges:
         """Remove and return the markers in ``[lo, hi)`` (None when there are none)."""
         if self.first_in(lo, hi) is None:
             return None
-        part = GuardRanges()
+        part = PageRanges()
         i = bisect_right(self.ends, lo)
         while i < len(self.starts) and self.starts[i] < hi:
             part.starts.append(max(self.starts[i], lo))
@@ -473,7 +484,7 @@ class GuardRanges:
 
     def shifted(self, delta):
         """A copy moved by ``delta`` pages."""
-        out = GuardRanges()
+        out = PageRanges()
         out.starts = [s + delta for s in self.starts]
         out.ends = [e + delta for e in self.ends]
         return out
@@ -483,11 +494,84 @@ class GuardRanges:
         return self.shifted(0)
 
 
+class ZeroMap(RangeMap):
+    """The zero-page mappings of one VMA: page ranges whose PTEs map the shared zero
+    page (tag False) or whose PMDs map the huge zero folio (tag True; whole aligned
+    blocks).  A read fault of private anonymous memory leaves them; they hold no memory
+    and count in no RSS, but they are page-table entries: a later write copies (a base
+    page, or a THP over a huge zero PMD), and a block holding one is not empty for the
+    choice of a large folio."""
+
+    __slots__ = ()
+
+    def copy(self):
+        """An independent copy (fork's copy_page_range)."""
+        out = ZeroMap()
+        out.lo = self.lo[:]
+        out.hi = self.hi[:]
+        out.tag = self.tag[:]
+        return out
+
+
+def _zero_map(vma):
+    z = vma.zero
+    if z is None:
+        z = vma.zero = ZeroMap()
+    return z
+
+
+def _split_zero_pmd(vma, head, mm=None):
+    """__split_huge_pmd of a huge zero PMD at page ``head``: 512 zero-page PTEs
+    (``thp_split_pmd`` of ``mm``'s machine, when given)."""
+    z = vma.zero
+    if not z:
+        return
+    i = z.index(head)
+    if i < 0 or z.tag[i] is not True:
+        return
+    i, _ = z.carve(head, head + PMD_PAGES)
+    z.tag[i] = False
+    z.join(i - 1, i + 2)
+    if mm is not None:
+        mm.kernel.node.events["thp_split_pmd"] += 1
+
+
+def drop_zero(vma, lo, hi, mm=None):
+    """Clear the zero-page mappings of pages ``[lo, hi)`` (a zap); a huge zero PMD the
+    range covers in part is split first."""
+    z = vma.zero
+    if not z:
+        return
+    if lo & (PMD_PAGES - 1):
+        _split_zero_pmd(vma, lo & _PMD_MASK, mm)
+    if hi & (PMD_PAGES - 1):
+        _split_zero_pmd(vma, hi & _PMD_MASK, mm)
+    i, j = z.carve(lo, hi)
+    if i < j:
+        z.delete(i, j)
+    if not z:
+        vma.zero = None
+
+
+def huge_zero_at(vma, head):
+    """Whether the huge zero folio is PMD-mapped at page ``head`` of ``vma``."""
+    z = vma.zero
+    if not z:
+        return False
+    i = z.index(head)
+    return i >= 0 and z.tag[i] is True
+
+
+def zero_pages(vma):
+    """``(x, y, huge)`` for every zero-page mapping of ``vma`` (a checking aid)."""
+    return list(vma.zero.items()) if vma.zero else []
+
+
 def merge_guards(dst, marks):
-    """Give ``dst`` the guard markers ``marks`` (a GuardRanges or None) as well."""
+    """Give ``dst`` the guard markers ``marks`` (a PageRanges or None) as well."""
     if marks:
         if dst.guards is None:
-            dst.guards = GuardRanges()
+            dst.guards = PageRanges()
         dst.guards.update(marks)
 
 
@@ -694,13 +778,39 @@ def split_huge_at(vma, addr, mm=None):
     """split_huge_pmd: a THP straddling ``addr`` becomes PTE-mapped (``thp_split_pmd``
     of ``mm``'s machine, when given); a PMD mapping of a shmem folio is removed instead
     (the pages refault), for which the caller passes the VMA's ``mm`` (without it,
-    simulator-defined, the folio stays mapped by PTEs)."""
-    if not vma.pages or not addr % PMD_SIZE:
+    simulator-defined, the folio stays mapped by PTEs).  A huge zero PMD there becomes
+    zero-page PTEs."""
+    if not addr % PMD_SIZE:
         return
     head = (addr >> PAGE_SHIFT) & _PMD_MASK
+    if vma.zero:
+        _split_zero_pmd(vma, head, mm)
+    if not vma.pages:
+        return
     if mm is not None and _zap_file_pmd(mm, vma, head):
         return
     _split_pmd(vma.pages, head, mm)
+
+
+def split_pmds(mm, vma, start, end):
+    """Split every anonymous PMD mapping (THP or huge zero folio) wholly inside
+    ``[start, end)``: move_page_tables moving it off PMD alignment splits it
+    (``thp_split_pmd`` each)."""
+    lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+    pm = vma.pages
+    if pm:
+        i, j = pm.overlap(lo, hi)
+        heads = [h for k in range(i, j) if pm.tag[k].pmd is True and pm.tag[k].kind != CACHED
+                 for h in range(max(pm.lo[k], lo), min(pm.hi[k], hi), PMD_PAGES)]
+        for head in heads:
+            _split_pmd(pm, head, mm)
+    z = vma.zero
+    if z:
+        i, j = z.overlap(lo, hi)
+        heads = [h for k in range(i, j) if z.tag[k] is True
+                 for h in range(max(z.lo[k], lo), min(z.hi[k], hi), PMD_PAGES)]
+        for head in heads:
+            _split_zero_pmd(vma, head, mm)
 
 
 def _widen(pm, a, b):
@@ -737,6 +847,48 @@ def move_range(src, dst, start, end):
         merge_guards(dst, src.guards.take(lo, hi))
     if src.swap:
         _move_swap(src, dst, lo, hi)
+    if src.zero:
+        _move_zero(src, dst, lo, hi)
+    if src.written:
+        _merge_written(dst, src.written.take(lo, hi))
+
+
+def _merge_written(dst, part, shift=0):
+    """Give ``dst`` the written pages ``part`` (a PageRanges or None), ``shift`` on."""
+    if part:
+        if shift:
+            part = part.shifted(shift)
+        if dst.written is None:
+            dst.written = part
+        else:
+            dst.written.update(part)
+
+
+def note_written(vma, lo, hi):
+    """The program stores data in pages ``[lo, hi)`` of private anonymous ``vma``."""
+    w = vma.written
+    if w is None:
+        w = vma.written = PageRanges()
+    w.add(lo, hi)
+
+
+def forget_written(vma, lo, hi):
+    """The contents of pages ``[lo, hi)`` are gone (a zap)."""
+    w = vma.written
+    if w:
+        w.remove(lo, hi)
+        if not w:
+            vma.written = None
+
+
+def _move_zero(src, dst, lo, hi, shift=0):
+    """Hand the zero-page mappings of ``src`` in ``[lo, hi)`` to ``dst``, ``shift``
+    pages on (huge zero PMDs there must lie wholly inside, and stay aligned)."""
+    part = src.zero.take(lo, hi)
+    if not src.zero:
+        src.zero = None
+    if part:
+        _zero_map(dst).put(part, shift)
 
 
 def move_all(src, dst):
@@ -749,28 +901,45 @@ def move_all(src, dst):
     if src.guards:
         merge_guards(dst, src.guards)
         src.guards = None
+    if src.zero:
+        _zero_map(dst).put(src.zero)
+        src.zero = None
+    if src.written:
+        _merge_written(dst, src.written)
+        src.written = None
 
 
-def take_range(vma, start, end):
+def take_range(vma, start, end, mm=None):
     """Remove and return ``(pages, guards)`` of ``vma`` in ``[start, end)`` for a move
-    (THPs there must lie wholly inside); either may be None."""
+    (THPs there must lie wholly inside); either may be None.  Pages of a large folio
+    whose other pages ``mm`` still maps (every other page, without ``mm``) leave it."""
     lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
     part = vma.pages.take(lo, hi) if vma.pages else None
     if part:
-        _leave_cut_folios(part, lo, hi)
+        _leave_cut_folios(part, lo, hi, mm)
     marks = vma.guards.take(lo, hi) if vma.guards else None
+    swapped = zeros = None
     if vma.swap:
         # Swap entries move with the page tables: they travel in the page part.
         holder = _SwapHolder()
         _move_swap(vma, holder, lo, hi)
-        if holder.swap:
-            part = (part or None, holder.swap)
+        swapped = holder.swap
+    if vma.zero:
+        zeros = vma.zero.take(lo, hi) or None
+        if not vma.zero:
+            vma.zero = None
+    written = vma.written.take(lo, hi) if vma.written else None
+    if vma.written is not None and not vma.written:
+        vma.written = None
+    if swapped or zeros or written:
+        part = (part or None, swapped, zeros, written)
     return part or None, marks
 
 
-def _leave_cut_folios(part, lo, hi):
+def _leave_cut_folios(part, lo, hi, mm=None):
     """Pages ``[lo, hi)`` taken away from the rest of their large folio leave it, as
-    base pages (simulator-defined: a folio is its aligned block of addresses)."""
+    base pages (simulator-defined: a folio is its aligned block of addresses), unless
+    ``mm`` maps nothing else of it."""
     for v in (lo, hi - 1):
         i = part.index(v)
         if i < 0:
@@ -778,9 +947,11 @@ def _leave_cut_folios(part, lo, hi):
         span = part.tag[i]
         if span.kind == CACHED or not span.pmd:
             continue
-        size = 1 << folio_order(span.pmd)
+        order = folio_order(span.pmd)
+        size = 1 << order
         h = v & ~(size - 1)
-        if h < lo or h + size > hi:
+        if (h < lo or h + size > hi) and (
+                mm is None or span.kind != PRIVATE or _folio_left(mm, h, order)):
             i, j = part.carve(max(h, lo), min(h + size, hi))
             for k in range(i, j):
                 part.tag[k] = _with(part.tag[k], pmd=False)
@@ -791,10 +962,14 @@ def put_range(vma, part, marks, shift):
     """Give ``vma`` pages and guard markers taken by ``take_range``, ``shift`` pages
     from where they were."""
     if type(part) is tuple:
-        part, swapped = part
-        holder = _SwapHolder()
-        holder.swap = swapped
-        _move_swap(holder, vma, -(1 << 62), 1 << 62, shift)
+        part, swapped, zeros, written = part
+        _merge_written(vma, written, shift)
+        if swapped:
+            holder = _SwapHolder()
+            holder.swap = swapped
+            _move_swap(holder, vma, -(1 << 62), 1 << 62, shift)
+        if zeros:
+            _zero_map(vma).put(zeros, shift)
     if part:
         def moved(span):
             if span.pmd and span.pmd is not True and shift % (1 << span.pmd):
@@ -822,7 +997,7 @@ def install_guards(mm, vma, start, end):
     """MADV_GUARD_INSTALL: zap ``[start, end)`` and mark every page in it."""
     zap_vma(mm, vma, start, end)
     if vma.guards is None:
-        vma.guards = GuardRanges()
+        vma.guards = PageRanges()
     vma.guards.add(start >> PAGE_SHIFT, end >> PAGE_SHIFT)
 
 
@@ -868,7 +1043,8 @@ def resident_in(vma, start, end):
 
 def zero_page_read(vma, write):
     """A read of a missing page of a private anonymous VMA maps the shared zero page:
-    nothing is allocated and nothing observable changes."""
+    nothing is allocated (with use_zero_page 0 a THP-eligible block allocates a THP,
+    which this test does not see)."""
     return not write and vma.file is None and not vma.vm_flags & VM_MAYSHARE
 
 
@@ -1155,14 +1331,22 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
         if pm:
             a, b = _widen(pm, lo, hi)
             _access(mm, vma, a, b, False, touch)
-        return 0
+        if vma.vm_flags & VM_UFFD_MISSING:
+            return 0   # handle_userfault: the fault goes to userspace (not modelled)
+        return _read_empty(mm, vma, lo, hi, policy, touch)
     thp_ok = thp.allowed(vma, mm.flags, policy, thp.TVA_PAGEFAULT)
     vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
+    zero = vma.zero
     new = 0
     v = lo
     while v < hi:
         k = bisect_right(pm.hi, v)
         n = len(pm.tag)
+        if zero:
+            z = zero.index(v)
+            if z >= 0:
+                v = min(hi, zero.hi[z])   # written after the loop (_write_zero)
+                continue
         if k < n and pm.lo[k] <= v:
             span = pm.tag[k]
             e = pm.hi[k]
@@ -1184,9 +1368,12 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
             v = top
             continue
         nxt = pm.lo[k] if k < n else vhi
+        prev_end = max(pm.hi[k - 1] if k > 0 else vlo, vlo)
+        if zero or vma.swap or vma.guards:
+            # Any entry in the page table bounds the empty stretch, not pages alone.
+            prev_end, nxt = _entries_around(vma, v, prev_end, nxt)
         gap_end = min(hi, nxt)
         anon_vma_prepare(vma)
-        prev_end = max(pm.hi[k - 1] if k > 0 else vlo, vlo)
         if thp_ok:
             head = v & _PMD_MASK
             first = head if head >= prev_end else head + PMD_PAGES
@@ -1194,8 +1381,19 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
             if last > first:
                 if first > v:
                     new += _fill_small(mm, vma, v, first, prev_end, first, touch)
+                if _pmd_alloc_fails(mm, vma, last - first, count=False):
+                    # Not all of them: one at a time, and the first that fails falls
+                    # back to the PTE path for the rest of its block.
+                    last = first + PMD_PAGES
+                    if _pmd_alloc_fails(mm, vma, PMD_PAGES):
+                        stop = min(hi, last)
+                        new += _fill_small(mm, vma, max(v, first), stop, first,
+                                           min(nxt, vhi), touch)
+                        v = stop
+                        continue
                 pm.insert(first, last, private_span(True, True, True, True, touch))
                 _count(mm, vma, True, last - first)
+                queue_underused(mm, first, last)
                 nthp = (last - first) // PMD_PAGES
                 mm.kernel.node.events["thp_fault_alloc"] += nthp
                 thp.count(mm.kernel, PMD_ORDER, "anon_fault_alloc", nthp)
@@ -1204,6 +1402,152 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
                 continue
         new += _fill_small(mm, vma, v, gap_end, prev_end, min(nxt, vhi), touch)
         v = gap_end
+    if zero:
+        new += _write_zero(mm, vma, lo, hi, touch)
+    if not touch:
+        # The program's own stores (GUP's write faults store nothing): the other pages
+        # of the folios they fault in stay zero-filled.
+        note_written(vma, lo, hi)
+    return new
+
+
+def _pmd_alloc_fails(mm, vma, nr, count=True):
+    """Whether vma_alloc_anon_folio_pmd fails for ``nr`` pages of THPs at fault, as
+    ``_alloc_ok`` decides (reclaiming first where the gfp may; ``count`` False: a
+    quick check that all of them fit, without reclaim); with ``count``, the failure is
+    counted (``thp_fault_fallback``, ``anon_fault_fallback`` and their ``_charge``
+    forms when the charge failed)."""
+    kernel = mm.kernel
+    failed = _alloc_ok(mm, nr, vma if count else None)
+    if failed is None:
+        return False
+    if count:
+        kernel.node.events["thp_fault_fallback"] += 1
+        thp.count(kernel, PMD_ORDER, "anon_fault_fallback")
+        if failed == "charge":
+            kernel.node.events["thp_fault_fallback_charge"] += 1
+            thp.count(kernel, PMD_ORDER, "anon_fault_fallback_charge")
+    return True
+
+
+def _entries_around(vma, v, lower, upper):
+    """``[lower, upper)`` (the stretch without pages around the empty page ``v``)
+    narrowed to leave out swap entries, zero-page mappings and guard markers too."""
+    for rm in (vma.swap, vma.zero):
+        if rm:
+            k = bisect_right(rm.hi, v)
+            if k > 0 and rm.hi[k - 1] > lower:
+                lower = rm.hi[k - 1]
+            if k < len(rm.lo) and rm.lo[k] < upper:
+                upper = rm.lo[k]
+    g = vma.guards
+    if g:
+        k = bisect_right(g.ends, v)
+        if k > 0 and g.ends[k - 1] > lower:
+            lower = g.ends[k - 1]
+        if k < len(g.starts) and g.starts[k] < upper:
+            upper = g.starts[k]
+    return lower, upper
+
+
+def _read_empty(mm, vma, lo, hi, policy, touch):
+    """Read faults on the pages of ``[lo, hi)`` that nothing maps (private anonymous
+    memory): where the PMD path takes the fault (THP allowed, the aligned block inside
+    the VMA and empty) the huge zero folio is mapped by a PMD, or with use_zero_page
+    off a THP is allocated; elsewhere each page's PTE maps the shared zero page
+    (do_huge_pmd_anonymous_page, do_anonymous_page).  Returns the new pages."""
+    kernel = mm.kernel
+    pm = vma.pages
+    zero = vma.zero
+    holes = []   # the stretches of [lo, hi) with no page and no zero-page mapping
+    v = lo
+    marks = []
+    for rm in (pm, zero, vma.swap):
+        if rm:
+            i, j = rm.overlap(lo, hi)
+            marks.extend(zip(rm.lo[i:j], rm.hi[i:j]))
+    marks.sort()
+    for x, y in marks:
+        if x > v:
+            holes.append((v, x))
+        v = max(v, y)
+    if v < hi:
+        holes.append((v, hi))
+    if not holes:
+        return 0
+    thp_ok = policy != "never" and thp.allowed(vma, mm.flags, policy, thp.TVA_PAGEFAULT)
+    vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
+    new = 0
+    for a, b in holes:
+        if not thp_ok:
+            _zero_map(vma).insert(a, b, False)
+            continue
+        v = a
+        while v < b:
+            head = v & _PMD_MASK
+            stop = min(b, head + PMD_PAGES)
+            if head >= vlo and head + PMD_PAGES <= vhi and pmd_none(vma, head):
+                if kernel.use_zero_page:
+                    _zero_map(vma).insert(head, head + PMD_PAGES, True)
+                    if not kernel.huge_zero_folio:
+                        kernel.huge_zero_folio = True
+                        kernel.node.events["thp_zero_page_alloc"] += 1
+                elif _pmd_alloc_fails(mm, vma, PMD_PAGES):
+                    _zero_map(vma).insert(v, stop, False)   # the PTE path's read
+                else:
+                    anon_vma_prepare(vma)
+                    _map(vma).insert(head, head + PMD_PAGES,
+                                     private_span(True, True, True, True, touch))
+                    _count(mm, vma, True, PMD_PAGES)
+                    queue_underused(mm, head, head + PMD_PAGES)
+                    kernel.node.events["thp_fault_alloc"] += 1
+                    thp.count(kernel, PMD_ORDER, "anon_fault_alloc")
+                    new += PMD_PAGES
+            else:
+                _zero_map(vma).insert(v, stop, False)
+            v = stop
+    return new
+
+
+def _write_zero(mm, vma, lo, hi, touch):
+    """Write faults on the zero-page mappings of ``[lo, hi)``: a huge zero PMD gives
+    way to a new THP (do_huge_zero_wp_pmd: whatever the VMA's THP setting now), or if
+    that cannot be allocated is split, and a zero-page PTE gives way to a new base page
+    (wp_page_copy never makes a large folio).
+    Returns the new pages."""
+    zero = vma.zero
+    i, j = zero.overlap(lo, hi)
+    if i >= j:
+        return 0
+    kernel = mm.kernel
+    pm = _map(vma)
+    anon_vma_prepare(vma)
+    new = 0
+    heads = [h for k in range(i, j) if zero.tag[k] is True
+             for h in range(max(zero.lo[k], lo & _PMD_MASK), min(zero.hi[k], hi), PMD_PAGES)]
+    for head in heads:
+        if _pmd_alloc_fails(mm, vma, PMD_PAGES):
+            # do_huge_pmd_wp_page: the zero PMD is split, the write copies one page.
+            _split_zero_pmd(vma, head, mm)
+            continue
+        k, _ = zero.carve(head, head + PMD_PAGES)
+        zero.delete(k, k + 1)
+        pm.insert(head, head + PMD_PAGES, private_span(True, True, True, True, touch))
+        _count(mm, vma, True, PMD_PAGES)
+        queue_underused(mm, head, head + PMD_PAGES)
+        kernel.node.events["thp_fault_alloc"] += 1
+        thp.count(kernel, PMD_ORDER, "anon_fault_alloc")
+        new += PMD_PAGES
+    i, j = zero.carve(lo, hi)
+    if i < j:
+        fresh = private_span(True, False, True, True, touch)
+        for x, y in list(zip(zero.lo[i:j], zero.hi[i:j])):
+            pm.insert(x, y, fresh)
+            _count(mm, vma, True, y - x)
+            new += y - x
+        zero.delete(i, j)
+    if not zero:
+        vma.zero = None
     return new
 
 
@@ -1235,6 +1579,72 @@ def _dequeue(kernel, key):
     """__folio_unqueue_deferred_split: the folio leaves the queue (freed or split)."""
     if kernel.deferred_split.pop(key, None) is not None:
         kernel.mthp_stats[key[1]]["nr_anon_partially_mapped"] -= 1
+    if key[1] == PMD_ORDER and kernel.underused:
+        _unqueue_underused(kernel, key[0], key[2], key[2] + PMD_PAGES)
+
+
+# The PMD-order THPs a fault or a collapse queued whole (deferred_split_folio with
+# partially_mapped false, when shrink_underused is on), for the shrinker's
+# thp_underused test: kernel.underused, id(mm) -> {first page: mm}.  A folio that
+# becomes partially mapped moves to kernel.deferred_split; one split or freed leaves.
+
+
+def queue_underused(mm, lo, hi):
+    """The THPs of ``mm`` at pages ``[lo, hi)`` (whole blocks) were just mapped."""
+    kernel = mm.kernel
+    if not kernel.shrink_underused:
+        return
+    heads = kernel.underused.get(id(mm))
+    if heads is None:
+        heads = kernel.underused[id(mm)] = {}
+    for h in range(lo, hi, PMD_PAGES):
+        heads[h] = mm
+
+
+def _unqueue_underused(kernel, ident, lo, hi):
+    """The THPs at pages ``[lo, hi)`` of the mm ``ident`` leave the underused queue."""
+    heads = kernel.underused.get(ident)
+    if not heads:
+        return
+    lo &= _PMD_MASK
+    if (hi - lo) // PMD_PAGES < len(heads):
+        for h in range(lo, hi, PMD_PAGES):
+            heads.pop(h, None)
+    else:
+        for h in [h for h in heads if lo <= h < hi]:
+            del heads[h]
+    if not heads:
+        del kernel.underused[ident]
+
+
+def thp_underused(mm, head):
+    """thp_underused: more than ``max_ptes_none`` of the THP's 512 pages are
+    zero-filled (never written), unless max_ptes_none is 511."""
+    limit = mm.kernel.khugepaged.max_ptes_none
+    if limit >= PMD_PAGES - 1:
+        return False
+    filled = 0
+    for vma in mm.vmas(head << PAGE_SHIFT, (head + PMD_PAGES) << PAGE_SHIFT):
+        if vma.written:
+            filled += vma.written.count(head, head + PMD_PAGES)
+    return PMD_PAGES - filled > limit
+
+
+def _whole_private_thp(mm, head):
+    """Whether ``mm`` maps all 512 pages of a private PMD-order folio at page ``head``,
+    none of them in an mlocked VMA."""
+    n = 0
+    for vma in mm.vmas(head << PAGE_SHIFT, (head + PMD_PAGES) << PAGE_SHIFT):
+        pm = vma.pages
+        if not pm or vma.vm_flags & VM_LOCKED:
+            return False
+        i, j = pm.overlap(head, head + PMD_PAGES)
+        for k in range(i, j):
+            span = pm.tag[k]
+            if span.kind != PRIVATE or folio_order(span.pmd) != PMD_ORDER:
+                return False
+            n += min(pm.hi[k], head + PMD_PAGES) - max(pm.lo[k], head)
+    return n == PMD_PAGES
 
 
 def folios_unmapped(mm, pieces):
@@ -1259,6 +1669,9 @@ def folios_unmapped(mm, pieces):
             for key in [key for key in queue if key[0] == ident and key[1] == order
                         and x <= key[2] and key[2] + size <= y]:
                 _dequeue(kernel, key)
+        if order == PMD_ORDER and kernel.underused:
+            # Freed whole, or partly unmapped (then queued partially mapped below).
+            _unqueue_underused(kernel, id(mm), first, y)
     if not edges:
         return
     if kernel.hold_folios:
@@ -1303,6 +1716,8 @@ def _pool_unmapped(kernel, pool, order, gone):
 def _enqueue(kernel, key, owner, memcg):
     """deferred_split_folio(folio, partially_mapped=true) on a folio not yet flagged."""
     order = key[1]
+    if order == PMD_ORDER and kernel.underused:
+        _unqueue_underused(kernel, key[0], key[2], key[2] + PMD_PAGES)
     kernel.deferred_split[key] = (owner, memcg)
     if order >= PMD_ORDER:
         kernel.node.events["thp_deferred_split_page"] += 1
@@ -1336,6 +1751,36 @@ def _split_pooled(kernel, pool, head, order):
     _dequeue(kernel, (id(pool), order, head))
 
 
+def folios_moved(mm, lo, hi, shift):
+    """mremap moved pages ``[lo, hi)`` of ``mm`` by ``shift`` pages: a queued large
+    folio with nothing left at its old place is queued at the new one if it moved
+    there staying aligned, else (simulator-defined: a folio is its aligned block, so
+    pages moved off it left it) it is gone from the queues."""
+    kernel = mm.kernel
+    ident = id(mm)
+    queue = kernel.deferred_split
+    if queue:
+        for key in [key for key in queue if key[0] == ident
+                    and key[2] < hi and key[2] + (1 << key[1]) > lo]:
+            order, head = key[1], key[2]
+            if _folio_left(mm, head, order):
+                continue   # some of it stayed: queued there still
+            if not shift % (1 << order) and _folio_left(mm, head + shift, order):
+                queue[(ident, order, head + shift)] = queue.pop(key)
+            else:
+                _dequeue(kernel, key)
+    heads = kernel.underused.get(ident)
+    if heads:
+        for head in [h for h in heads if h < hi and h + PMD_PAGES > lo]:
+            if _folio_left(mm, head, PMD_ORDER):
+                continue
+            entry = heads.pop(head)
+            if not shift % PMD_PAGES and _whole_private_thp(mm, head + shift):
+                heads[head + shift] = entry
+        if not heads:
+            del kernel.underused[ident]
+
+
 def settle_folios(kernel):
     """Decide the partial unmaps ``folios_unmapped`` held back (see there)."""
     kernel.hold_folios = False
@@ -1349,13 +1794,13 @@ def hold_folios(kernel):
     kernel.hold_folios = True
 
 
-def split_folio(mm, head, order):
+def split_folio(mm, head, order, remap=True):
     """split_folio of ``mm``'s (private, or shared since a fork but mapped by it alone)
     large folio of ``order`` at page ``head`` to
     order 0 (a PMD mapping is split first): ``split`` (and ``thp_split_page`` for the
-    PMD order) counts it, and it leaves the deferred split queue.  Simulator-defined:
-    page contents are not modelled, so no subpage is found zero-filled and remapped to
-    the zero page."""
+    PMD order) counts it, and it leaves the deferred split queue.  With ``remap``, its
+    zero-filled pages (never written, ``vma.written``) outside mlocked VMAs are freed
+    and mapped by the zero page instead (remap_page with RMP_USE_SHARED_ZEROPAGE)."""
     kernel = mm.kernel
     end = head + (1 << order)
     for vma in mm.vmas(head << PAGE_SHIFT, end << PAGE_SHIFT):
@@ -1365,15 +1810,53 @@ def split_folio(mm, head, order):
         if order == PMD_ORDER:
             _split_pmd(pm, head, mm)
         i, j = pm.carve(max(head, vma.start >> PAGE_SHIFT), min(end, vma.end >> PAGE_SHIFT))
+        members = []   # the folio's pages here (others in the block are other folios)
         for k in range(i, j):
             span = pm.tag[k]
             if span.kind != CACHED and folio_order(span.pmd) == order:
                 pm.tag[k] = _with(span, pmd=False)
+                members.append((pm.lo[k], pm.hi[k]))
         pm.join(i - 1, j + 1)
+        if remap and members and not vma.vm_flags & VM_LOCKED and _private_anon(vma):
+            for a, b in members:
+                _remap_zero_filled(mm, vma, a, b)
     thp.count(kernel, order, "split")
     if order == PMD_ORDER:
         kernel.node.events["thp_split_page"] += 1
     _dequeue(kernel, (id(mm), order, head))
+
+
+def _remap_zero_filled(mm, vma, a, b):
+    """try_to_map_unused_to_zeropage over pages ``[a, b)`` of ``vma``, base pages now:
+    each resident page never written is freed and the zero page mapped instead."""
+    pm = vma.pages
+    w = vma.written
+    holes = []   # [x, y) not written
+    v = a
+    for x, y in (w.ranges() if w else ()):
+        if y <= a or x >= b:
+            continue
+        if x > v:
+            holes.append((v, x))
+        v = max(v, y)
+    if v < b:
+        holes.append((v, b))
+    for x, y in holes:
+        i, j = pm.carve(x, y)
+        if i >= j:
+            continue
+        gone = [(pm.lo[k], pm.hi[k], pm.tag[k]) for k in range(i, j)
+                if pm.tag[k].kind != CACHED]
+        if not gone:
+            continue
+        for lo_, hi_, span in gone:
+            _unmap(mm, vma, lo_, hi_, span)
+        keep = [(pm.lo[k], pm.hi[k], pm.tag[k]) for k in range(i, j)
+                if pm.tag[k].kind == CACHED]
+        pm.replace(i, j, [r[0] for r in keep], [r[1] for r in keep], [r[2] for r in keep])
+        z = _zero_map(vma)
+        for lo_, hi_, _ in gone:
+            z.insert(lo_, hi_, False)
 
 
 def split_partial(mm, vma, a, b):
@@ -1423,6 +1906,24 @@ def deferred_split_scan(kernel, memcg=None):
             n += 1
         else:
             _dequeue(kernel, key)
+    # THPs queued whole: split when underused (thp_underused_split_page), else they
+    # leave the queue for good.  Simulator-defined: the partially mapped ones first.
+    for ident, heads in list(kernel.underused.items()):
+        for head, mm in list(heads.items()):
+            if memcg is not None:
+                m = mm.memcg
+                while m is not None and m is not memcg:
+                    m = m.parent
+                if m is None:
+                    continue
+            if heads.pop(head, None) is None:
+                continue
+            if _whole_private_thp(mm, head) and thp_underused(mm, head):
+                split_folio(mm, head, PMD_ORDER)
+                kernel.node.events["thp_underused_split_page"] += 1
+                n += 1
+        if not heads:
+            kernel.underused.pop(ident, None)
     return n
 
 
@@ -1445,7 +1946,7 @@ def large_swapout(mm, vma, x, y, ok):
     for head in range(x & ~(size - 1), y, size):
         key = (id(mm), order, head)
         if key in kernel.deferred_split:
-            split_folio(mm, head, order)
+            split_folio(mm, head, order, remap=False)
             continue
         if ok:
             thp.count(kernel, order, "swpout")
@@ -1456,7 +1957,7 @@ def large_swapout(mm, vma, x, y, ok):
             thp.count(kernel, order, "swpout_fallback")
             if order == PMD_ORDER:
                 kernel.node.events["thp_swpout_fallback"] += 1
-            split_folio(mm, head, order)
+            split_folio(mm, head, order, remap=False)
 
 
 def anon_pmd_mapped(kernel):
@@ -1525,18 +2026,32 @@ def _fault_orders(mm, vma):
                                 tuple(o for o in thp.ANON_ORDERS if o != PMD_ORDER))
 
 
-def _alloc_ok(mm, nr):
+def _alloc_ok(mm, nr, vma=None):
     """Whether a large folio of ``nr`` pages can be allocated and charged at fault:
     ``None`` if so, else the failing step ("alloc" or "charge").  Simulator-defined:
     memory is never fragmented, so an allocation fails only when it would take free
-    memory below the min watermark; the charge fails, without reclaim, when it would
-    pass a memory.max of the mm's cgroup or an ancestor's."""
+    memory below the min watermark; the charge fails when it would pass a memory.max
+    of the mm's cgroup or an ancestor's.  Without reclaim, unless ``vma`` is given and
+    its fault's gfp may reclaim (``may_reclaim``): then reclaim runs first
+    (Kernel.costly_alloc_fails), so the caller's page maps must be up to date."""
     kernel = mm.kernel
+    failed = None
     if kernel.free_pages() - nr < kernel.watermarks()[0]:
-        return "alloc"
-    if memcg_mod.first_over(mm.memcg, nr) is not None:
-        return "charge"
-    return None
+        failed = "alloc"
+    elif memcg_mod.first_over(mm.memcg, nr) is not None:
+        failed = "charge"
+    if failed is not None and vma is not None and may_reclaim(kernel, vma):
+        return kernel.costly_alloc_fails(mm.memcg, nr)
+    return failed
+
+
+def may_reclaim(kernel, vma):
+    """vma_thp_gfp_mask: whether a large folio's allocation at a fault in ``vma`` may
+    reclaim (transparent_hugepage/defrag ``always``, or ``madvise`` and
+    ``defer+madvise`` for a MADV_HUGEPAGE VMA)."""
+    defrag = kernel.thp_defrag
+    return defrag == "always" or (defrag in ("madvise", "defer+madvise")
+                                  and bool(vma.vm_flags & VM_HUGEPAGE))
 
 
 def _fill_small(mm, vma, v, end, lower, upper, touch):
@@ -1571,6 +2086,12 @@ def _fill_small(mm, vma, v, end, lower, upper, touch):
                 if i < j:
                     continue
             failed = _alloc_ok(mm, size)
+            if failed is not None and may_reclaim(kernel, vma):
+                if v > run_lo:
+                    # Reclaim is about to look at the page maps: the run so far in.
+                    pm.insert(run_lo, v, private_span(True, run_code, True, True, touch))
+                    run_lo = v
+                failed = _alloc_ok(mm, size, vma)
             if failed is not None:
                 thp.count(kernel, o, "anon_fault_fallback")
                 if failed == "charge":
@@ -1771,12 +2292,16 @@ def _fault_around(mm, vma, vpn, shmem=False):
     return n
 
 
-def _pmd_none(vma, head, n=PMD_PAGES):
-    """No page, swap entry or guard marker in the ``n`` pages from ``head`` (the
-    simulator's pmd_none / pte_range_none)."""
+def pmd_none(vma, head, n=PMD_PAGES):
+    """No page, swap entry, zero-page mapping or guard marker in the ``n`` pages from
+    ``head`` (the simulator's pmd_none / pte_range_none)."""
     pm = vma.pages
     if pm:
         i, j = pm.overlap(head, head + n)
+        if i < j:
+            return False
+    if vma.zero:
+        i, j = vma.zero.overlap(head, head + n)
         if i < j:
             return False
     if vma.swap:
@@ -1796,7 +2321,7 @@ def _set_pmd(mm, vma, vpn, page):
     if not shmem_mod.suitable_order(vma, vpn << PAGE_SHIFT, shmem_mod.PMD_ORDER):
         return False
     head = vpn & _PMD_MASK
-    if not _pmd_none(vma, head):
+    if not pmd_none(vma, head):
         return False
     cache = page.inode.cache
     first = page.index - (vpn - head)
@@ -1830,7 +2355,7 @@ def _map_folio(mm, vma, vpn, page):
         return False
     if (vpn & (PMD_PAGES - 1)) < idx or (vpn & (PMD_PAGES - 1)) - idx + nr > PMD_PAGES:
         return False
-    if not _pmd_none(vma, first, nr):
+    if not pmd_none(vma, first, nr):
         return False
     cache = page.inode.cache
     pm = _map(vma)
@@ -1999,10 +2524,15 @@ def _unmap_cached_in(mm, vma, head):
     pm.delete(i, j)
 
 
-def zap_vma(mm, vma, start, end):
-    """Unmap the pages of ``vma`` in ``[start, end)`` (zap_page_range_single)."""
+def zap_vma(mm, vma, start, end, keep_zero=False):
+    """Unmap the pages of ``vma`` in ``[start, end)`` (zap_page_range_single); its
+    zero-page mappings go too, unless ``keep_zero`` (MADV_FREE leaves them)."""
     if vma.swap:
         _zap_swap(mm, vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
+    if vma.zero and not keep_zero:
+        drop_zero(vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT, mm)
+    if vma.written:
+        forget_written(vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     pm = vma.pages
     if not pm:
         return
@@ -2104,7 +2634,11 @@ def collapse(mm, vma, start, end):
             if held and held[-1] >= b:
                 b = held[-1] + PMD_PAGES
             held.extend(range(b, min(pm.hi[k], hi), PMD_PAGES))
-    ok = len(held) == (hi - lo) // PMD_PAGES
+    # A huge zero PMD is a block done already (SCAN_PMD_MAPPED); zero-page PTEs alone
+    # are no writable page to collapse (SCAN_PAGE_RO).
+    z = vma.zero
+    done = sum(1 for h in range(lo, hi, PMD_PAGES) if huge_zero_at(vma, h)) if z else 0
+    ok = len(held) + done == (hi - lo) // PMD_PAGES
     anon = vma.file is None
     thp_span = private_span(True, True, anon, True, False)
     for head in held:
@@ -2121,8 +2655,12 @@ def collapse(mm, vma, start, end):
         pm.delete(i, j)
         if large:
             folios_unmapped(mm, large)   # the old folios are freed
+        if z:
+            drop_zero(vma, head, head + PMD_PAGES)
         pm.insert(head, head + PMD_PAGES, thp_span)
         _count(mm, vma, anon, PMD_PAGES)
+        if anon:
+            queue_underused(mm, head, head + PMD_PAGES)
     return ok
 
 
@@ -2231,6 +2769,10 @@ def share_pages(mm, src, dst):
         dst.guards = src.guards.copy()
     if src.swap:
         _copy_swap(mm, src, dst)
+    if src.zero:
+        dst.zero = src.zero.copy()
+    if src.written:
+        dst.written = src.written.copy()
     pm = src.pages
     if not pm:
         return
@@ -2928,6 +3470,30 @@ def check_vma(vma):
     for first, last in vma.guards.ranges() if vma.guards else ():
         if not lo <= first < last <= hi:
             raise AssertionError(f"guard markers [{first:#x}, {last:#x}) lie outside {vma!r}")
+    prev_end, prev_tag = lo, None
+    for x, y, huge in (vma.zero.items() if vma.zero else ()):
+        if not prev_end <= x < y <= hi or (x == prev_end and huge is prev_tag):
+            raise AssertionError(f"zero-page mappings [{x:#x}, {y:#x}) misplaced in {vma!r}")
+        if huge is True and (x % PMD_PAGES or y % PMD_PAGES):
+            raise AssertionError(f"huge zero PMD [{x:#x}, {y:#x}) is not aligned in {vma!r}")
+        if huge is not True and huge is not False:
+            raise AssertionError(f"zero-page mapping [{x:#x}, {y:#x}) tagged {huge!r}")
+        if resident_in(vma, x << PAGE_SHIFT, y << PAGE_SHIFT) or (
+                vma.swap and vma.swap.overlap(x, y)[0] < vma.swap.overlap(x, y)[1]) or (
+                vma.guards and vma.guards.first_in(x, y) is not None):
+            raise AssertionError(f"zero-page mappings [{x:#x}, {y:#x}) overlap other "
+                                 f"entries in {vma!r}")
+        prev_end, prev_tag = y, huge
+    sw = vma.swap
+    for x, y in (vma.written.ranges() if vma.written else ()):
+        swapped = 0
+        if sw:
+            i, j = sw.overlap(x, y)
+            swapped = sum(min(sw.hi[k], y) - max(sw.lo[k], x) for k in range(i, j))
+        if not lo <= x < y <= hi or (
+                resident_in(vma, x << PAGE_SHIFT, y << PAGE_SHIFT) + swapped != y - x):
+            raise AssertionError(f"written pages [{x:#x}, {y:#x}) neither resident nor "
+                                 f"swapped in {vma!r}")
 
 
 def check_pools(kernel):

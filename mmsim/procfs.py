@@ -331,15 +331,21 @@ def status(proc):
 
 def pte_pages(mm):
     """Simulator-defined VmPTE (mm_pgtables_bytes in pages): one 4 KiB page table per
-    2 MiB region holding PTEs or swap entries."""
+    2 MiB region holding PTEs, swap entries or zero-page PTEs, or mapped by an
+    anonymous PMD (a THP or the huge zero folio deposits a page table: checked live);
+    a file or shmem PMD mapping deposits none on x86-64."""
     n = 0
     last = -1   # the last table counted: VMAs and their extents come in address order
     for vma in mm.vmas():
         ranges = [(x, y) for x, y, span in (vma.pages.items() if vma.pages else ())
-                  if span.pmd is not True]
+                  if span.pmd is not True or span.kind != pages.CACHED]
+        # Swap entries and the zero page live in page tables too.
         if vma.swap:
-            # Swap entries live in page tables too.
-            ranges = sorted(ranges + [(x, y) for x, y, _ in vma.swap.items()])
+            ranges += [(x, y) for x, y, _ in vma.swap.items()]
+        if vma.zero:
+            ranges += [(x, y) for x, y, _ in vma.zero.items()]
+        if vma.swap or vma.zero:
+            ranges.sort()
         for x, y in ranges:
             first, final = x >> 9, (y - 1) >> 9
             if first <= last:

@@ -11,7 +11,7 @@ from .defs import error
 from . import shmem
 from .khugepaged import KNOBS as KHUGEPAGED_KNOBS
 from . import pages, thp
-from .kstrtox import kstrtobool, proc_get_long
+from .kstrtox import kstrtobool, kstrtoull, proc_get_long
 from .thp import recommended_min_free_kbytes
 
 INT_MAX = (1 << 31) - 1
@@ -56,7 +56,8 @@ def is_knob(path):
         return path[len(KHUGEPAGED_DIR):] in KHUGEPAGED_KNOBS
     if path.startswith(THP_DIR):
         name = path[len(THP_DIR):]
-        return (name in THP_KNOBS or name in ("shrink_underused", "shmem_enabled")
+        return (name in THP_KNOBS or name in ("shrink_underused", "use_zero_page",
+                                              "shmem_enabled")
                 or _size_file(name) is not None)
     return False
 
@@ -91,6 +92,8 @@ def read(kernel, path):
         return shmem.read_top(kernel)
     if name == "shrink_underused":
         return f"{kernel.shrink_underused}\n"
+    if name == "use_zero_page":
+        return f"{kernel.use_zero_page}\n"
     if name not in THP_KNOBS:
         order, file = _size_file(name)
         if file == "shmem_enabled":
@@ -137,6 +140,14 @@ def write(kernel, path, text):
     size = _size_file(name) if name not in THP_KNOBS else None
     if name == "shmem_enabled" or (size is not None and size[1] == "shmem_enabled"):
         _write_shmem(kernel, size, text)
+        return
+    if name == "use_zero_page":
+        if not text:
+            return
+        value = kstrtoull(text, 10)   # single_hugepage_flag_store returns its error
+        if value > 1:
+            raise error(errno.EINVAL, "use_zero_page takes 0 or 1")
+        kernel.use_zero_page = value
         return
     if name == "shrink_underused" or name not in THP_KNOBS:
         if name != "shrink_underused" and _size_file(name)[1] != "enabled":

@@ -31,8 +31,8 @@ SHMEM_STATS = ("shmem_alloc", "shmem_fallback", "shmem_fallback_charge")
 # The THP vm events this model counts (their /proc/vmstat order is in Kernel.vmstat).
 VM_EVENTS = ("thp_fault_alloc", "thp_fault_fallback", "thp_fault_fallback_charge",
              "thp_split_page", "thp_split_page_failed", "thp_deferred_split_page",
-             "thp_underused_split_page", "thp_split_pmd", "thp_swpout",
-             "thp_swpout_fallback")
+             "thp_underused_split_page", "thp_split_pmd", "thp_zero_page_alloc",
+             "thp_zero_page_alloc_failed", "thp_swpout", "thp_swpout_fallback")
 
 
 def stat_names(order):

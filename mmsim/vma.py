@@ -131,11 +131,19 @@ class Vma:
     # Resident pages as extents of page numbers in the same state (a pages.PageMap:
     # PTE- and PMD-mapped, young or old).  None until the first fault, to keep VMAs small.
     pages: object = None
-    # Page ranges carrying a guard marker (MADV_GUARD_INSTALL, a pages.GuardRanges):
+    # Page ranges carrying a guard marker (MADV_GUARD_INSTALL, a pages.PageRanges):
     # touching one faults.
     guards: object = None
     # Swap entries (pages.SwapEntries): page ranges swapped out, disjoint from ``pages``.
     swap: object = None
+    # Zero-page mappings (pages.ZeroMap): page ranges whose PTEs map the shared zero
+    # page, or whose PMD maps the huge zero folio, after a read fault; disjoint from
+    # ``pages`` and ``swap``.  They hold no memory but are page-table entries.
+    zero: object = None
+    # Pages of a private anonymous VMA the program has stored data in (a
+    # pages.PageRanges; resident or swapped): the others of a folio are zero-filled,
+    # which a THP split and the underused-THP shrinker look at.
+    written: object = None
 
     def __repr__(self):
         flags = " ".join(vmflags_mnemonics(self.vm_flags))

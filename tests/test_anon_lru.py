@@ -13,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mmsim import memcg as memcg_mod
-from mmsim import pagecache, pages, vmscan
+from mmsim import live, pagecache, pages, vmscan
 from mmsim.errors import Killed
 from mmsim.kernel import Kernel
 from mmsim.uapi import (MADV_COLD, MADV_PAGEOUT, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ,
@@ -427,49 +427,6 @@ def _libc():
     return libc
 
 
-def _in_v1_memcg(name, child, limit=None):
-    """On the host: a new v1 memory cgroup (with ``limit`` bytes, if given), a child
-    process moved into it running ``child(cg)`` (the cgroup's directory), and that
-    call's value (a literal) back; the cgroup is removed afterwards."""
-    cg = f"/sys/fs/cgroup/memory/mmsim-anonlru-{name}-{os.getpid()}"
-    os.mkdir(cg)
-    rfd, wfd = os.pipe()
-    pid = None
-    try:
-        if limit is not None:
-            with open(cg + "/memory.limit_in_bytes", "w") as f:
-                f.write(str(limit))
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(rfd)
-                with open(cg + "/cgroup.procs", "w") as f:
-                    f.write(str(os.getpid()))
-                os.write(wfd, repr(child(cg)).encode())
-            finally:
-                os._exit(0)
-        os.close(wfd)
-        data = b""
-        while chunk := os.read(rfd, 4096):
-            data += chunk
-        os.waitpid(pid, 0)
-        pid = None
-        os.close(rfd)
-    finally:
-        if pid is not None:
-            # The parent failed before reaping its child: a cgroup with a task in it
-            # cannot be removed.
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        for _ in range(20):
-            try:
-                os.rmdir(cg)
-                break
-            except OSError:
-                time.sleep(0.1)
-    return eval(data.decode())
-
-
 def _live_lists(steps):
     """On the host, in a v1 memory cgroup: 16 MiB of anonymous memory, then each step
     ``(advice or MLOCK, offset, length)``; memory.stat's lists (in pages, less those
@@ -492,7 +449,7 @@ def _live_lists(steps):
             out.append([x - y for x, y in zip(lists(), base)])
         return out
 
-    return _in_v1_memcg("lists", child)
+    return live.in_v1_memcg("anonlru-lists", child)
 
 
 def _sim_lists(steps):
@@ -697,19 +654,26 @@ def _live_stream_beside_active_anon(workdir):
         def scanned():
             d = dict(line.split() for line in open("/proc/vmstat"))
             return int(d["pgscan_anon"])
+        # New folios wait in a per-CPU batch (31 of them) before they are on a list:
+        # on one CPU, MADV_COLD of an untouched page drains it (lru_add_drain) before
+        # each count, so 4096 pages are all counted (4096 = 132 * 31 + 4).
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        spare = libc.mmap(None, 4096, RW, ANON, -1, 0)
         a = libc.mmap(None, 16 * MIB, RW, ANON, -1, 0)
         for _ in range(2):
             libc.madvise(a, 16 * MIB, MADV_POPULATE_WRITE)
+        libc.madvise(spare, 4096, MADV_COLD)
         before, s0 = active_anon(), scanned()
         fd = os.open(path, os.O_RDONLY)
         while os.read(fd, MIB):
             pass
         os.close(fd)
+        libc.madvise(spare, 4096, MADV_COLD)
         after, s1 = active_anon(), scanned()
         return [before, after, s1 - s0]
 
     try:
-        return _in_v1_memcg("stream", child, limit=48 * MIB)
+        return live.in_v1_memcg("anonlru-stream", child, limit=48 * MIB)
     finally:
         fd = os.open(path, os.O_RDONLY)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)

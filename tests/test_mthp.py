@@ -439,6 +439,32 @@ def test_mremap_of_one_page_to_a_congruent_address_keeps_one_folio_each():
     assert pages.thp_gauges(k)[9]["nr_anon"] == 4
 
 
+def test_mremap_of_part_of_a_small_folio_onto_its_other_half_leaves_no_queue_entry():
+    """Hypothesis found it: a 16 kB folio, two of its pages moved onto its other two.
+    The unmap of the destination queues it partially mapped; the moved pages leave it
+    (off its alignment), so nothing of it is mapped and it leaves the queue."""
+    k, p = mthp_kernel({9: "never", 2: "always"}, policy="always")
+    a = p.mmap(BASE, 16 * P, RW, ANON)
+    p.touch(a, P)
+    p.mremap(a, 2 * P, 2 * P, 3, a + 2 * P)
+    st = pages.thp_gauges(k)[2]
+    assert (st["nr_anon"], st["nr_anon_partially_mapped"]) == (0, 0)
+    pages.check_folios(k)
+
+
+def test_mremap_of_a_partially_mapped_thp_keeps_it_queued_at_its_new_place():
+    k = Kernel(thp="always", randomize=False)
+    p = k.spawn()
+    a = p.mmap(BASE, 8 * PMD, RW, ANON)
+    p.touch(a, PMD)
+    p.munmap(a + PMD - P, P)
+    assert list(k.deferred_split) == [(id(p.mm), 9, a // P)]
+    p.mremap(a, PMD - P, PMD - P, 3, a + 4 * PMD)
+    assert list(k.deferred_split) == [(id(p.mm), 9, a // P + 4 * 512)]
+    vmscan.try_to_free_pages(k)
+    assert pages.thp_gauges(k)[9]["split"] == 1 and not k.deferred_split
+
+
 def test_meminfo_anon_huge_pages_counts_pmd_mapped_folios_once():
     k = Kernel(thp="madvise", randomize=False)
     p = k.spawn()

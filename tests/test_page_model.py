@@ -4,7 +4,8 @@ Random faults, MADV_POPULATE_*, DONTNEED, COLD, COLLAPSE, mprotect splits and me
 fork and exit run through real processes; the same page-level operations run on a
 plain model that keeps one record per page and per mapping, written from the rules
 alone.  After every step every page of every process must agree: resident or not,
-mapcount, dirty, PG_referenced, young PTE and PMD mapping, and the rss counters.
+mapcount, dirty, PG_referenced, young PTE and PMD mapping, the zero-page mappings a
+read leaves, and the rss counters.
 The VMA layout is the simulator's (the reference asks the mm for VMA bounds and THP
 eligibility): this tests the pages, not the merge rules."""
 
@@ -56,16 +57,27 @@ class Folio:
 class Pte:
     """One mapping of one page in the reference."""
 
-    __slots__ = ("folio", "young", "pmd")
+    __slots__ = ("folio", "young", "pmd", "large", "written")
 
-    def __init__(self, folio, young=True, pmd=False):
+    def __init__(self, folio, young=True, pmd=False, large=None, written=False):
         self.folio = folio
         self.young = young
+        self.pmd = pmd
+        self.large = large       # the first page of its large folio, or None
+        self.written = written   # the program stored data in it (else zero-filled)
+
+
+class Zero:
+    """A mapping of the zero page (``pmd``: by the huge zero PMD of its block)."""
+
+    __slots__ = ("pmd",)
+
+    def __init__(self, pmd):
         self.pmd = pmd
 
 
 class Reference:
-    """Per-page private anonymous memory: each process maps vpn -> Pte."""
+    """Per-page private anonymous memory: each process maps vpn -> Pte or Zero."""
 
     def __init__(self):
         self.maps = {}
@@ -83,6 +95,18 @@ class Reference:
         while v < hi:
             pte = m.get(v)
             head = v - v % BLOCK
+            if type(pte) is Zero:
+                if not write:
+                    v = head + BLOCK if pte.pmd else v + 1
+                elif pte.pmd:
+                    # do_huge_zero_wp_pmd: a THP in place of the huge zero PMD.
+                    for u in range(head, head + BLOCK):
+                        m[u] = Pte(Folio(touch), pmd=True, large=head)
+                    v = head + BLOCK
+                else:
+                    m[v] = Pte(Folio(touch))   # wp_page_copy: a base page
+                    v += 1
+                continue
             if pte is not None and pte.pmd:
                 block = range(head, head + BLOCK)
                 if write and any(m[u].folio.mapcount > 1 for u in block):
@@ -100,7 +124,7 @@ class Reference:
                     if touch:
                         pte.folio.referenced = True   # mmsim marks the old folio
                     pte.folio.mapcount -= 1
-                    m[v] = Pte(Folio(touch))
+                    m[v] = Pte(Folio(touch), written=pte.written)   # a copy
                 elif touch:
                     pte.folio.mark_accessed()
                 v += 1
@@ -111,11 +135,37 @@ class Reference:
                         and head * P >= vma.start and (head + BLOCK) * P <= vma.end
                         and not any(u in m for u in range(head, head + BLOCK))):
                     for u in range(head, head + BLOCK):
-                        m[u] = Pte(Folio(touch), pmd=True)
+                        m[u] = Pte(Folio(touch), pmd=True, large=head)
                     v = head + BLOCK
                     continue
                 m[v] = Pte(Folio(touch))
+            else:
+                # A read maps the zero page: by the huge zero PMD where a write would
+                # have made a THP.
+                vma = proc.mm.vma_lookup(v * P)
+                if (thp.allowed(vma, proc.mm.flags, proc.kernel.thp, thp.TVA_PAGEFAULT)
+                        and head * P >= vma.start and (head + BLOCK) * P <= vma.end
+                        and not any(u in m for u in range(head, head + BLOCK))):
+                    for u in range(head, head + BLOCK):
+                        m[u] = Zero(True)
+                    v = head + BLOCK
+                    continue
+                m[v] = Zero(False)
             v += 1
+        if write and not touch:
+            for v in range(lo, hi):
+                m[v].written = True   # the program's stores (GUP stores nothing)
+
+    def split_folio(self, m, head):
+        """split_folio of the large folio at ``head``: base pages, and those never
+        written are freed and the zero page mapped instead."""
+        for u in range(head, head + BLOCK):
+            pte = m.get(u)
+            if type(pte) is Pte and pte.large == head:
+                pte.large, pte.pmd = None, False
+                if not pte.written:
+                    pte.folio.mapcount -= 1
+                    m[u] = Zero(False)
 
     def zap(self, m, lo, hi):
         if lo % BLOCK:
@@ -124,13 +174,25 @@ class Reference:
             self.split(m, hi)
         for v in range(lo, hi):
             pte = m.pop(v, None)
-            if pte is not None:
+            if type(pte) is Pte:
                 pte.folio.mapcount -= 1
 
     def cold(self, m, lo, hi):
+        for v in (lo, hi - 1):
+            # A large folio the range covers in part is split, unless shared.
+            pte = m.get(v)
+            if type(pte) is not Pte or pte.large is None:
+                continue
+            head = pte.large
+            if lo <= head and head + BLOCK <= hi:
+                continue
+            members = [m[u] for u in range(head, head + BLOCK)
+                       if type(m.get(u)) is Pte and m[u].large == head]
+            if not any(p.folio.mapcount > 1 for p in members):
+                self.split_folio(m, head)
         for v in range(lo, hi):
             pte = m.get(v)
-            if pte is None or pte.folio.mapcount != 1:
+            if type(pte) is not Pte or pte.folio.mapcount != 1:
                 continue
             if pte.pmd:
                 head = v - v % BLOCK
@@ -152,25 +214,36 @@ class Reference:
         ok = True
         for head in range(first, last, BLOCK):
             block = range(head, head + BLOCK)
-            if not any(u in m for u in block):
-                ok = False
+            if type(m.get(head)) is Zero and m[head].pmd:
+                continue   # the huge zero PMD: PMD-mapped already
+            if not any(type(m.get(u)) is Pte for u in block):
+                ok = False   # nothing, or only zero-page PTEs: nothing writable
                 continue
             if m.get(head) is not None and m[head].pmd:
                 continue
+            written = {u for u in block if type(m.get(u)) is Pte and m[u].written}
             self.zap(m, head, head + BLOCK)
             for u in block:
-                m[u] = Pte(Folio(False), pmd=True)
+                m[u] = Pte(Folio(False), pmd=True, large=head, written=u in written)
         return ok
 
     def fork(self, parent, child):
         m = self.maps[parent.pid]
-        for pte in m.values():
-            pte.folio.mapcount += 1
-        self.maps[child.pid] = {v: Pte(p.folio, False, p.pmd) for v, p in m.items()}
+        out = {}
+        for v, p in m.items():
+            if type(p) is Pte:
+                p.folio.mapcount += 1
+                out[v] = Pte(p.folio, False, p.pmd, p.large, p.written)
+            elif parent.mm.vma_lookup(v * P).anon_vma is not None:
+                # copy_page_range runs only for a VMA with an anon_vma (a read of the
+                # zero page by PTE prepares none).
+                out[v] = Zero(p.pmd)
+        self.maps[child.pid] = out
 
 
 def observed(proc):
-    """vpn -> (mapcount, referenced, young, pmd, active) of the range model."""
+    """vpn -> (mapcount, referenced, young, pmd, active, written), or ("zero", huge),
+    of the range model."""
     out = {}
     for vma in proc.mm.vmas(BASE, BASE + NPAGES * P):
         for vpn, n, mapcount, anon, dirty, referenced, young, pmd in pages.page_states(vma):
@@ -179,13 +252,18 @@ def observed(proc):
                 out[v] = (mapcount, referenced, young, pmd)
         for x, y, active in pages.anon_lru_states(vma):
             for v in range(x, y):
-                out[v] += (active,)
+                out[v] += (active, bool(vma.written) and v in vma.written)
+        for x, y, huge in pages.zero_pages(vma):
+            for v in range(x, y):
+                assert v not in out
+                out[v] = ("zero", huge)
     return out
 
 
 def expected(m):
-    return {v: (p.folio.mapcount, p.folio.referenced, p.young, p.pmd, p.folio.active)
-            for v, p in m.items()}
+    return {v: (p.folio.mapcount, p.folio.referenced, p.young, p.pmd, p.folio.active,
+                p.written)
+            if type(p) is Pte else ("zero", p.pmd) for v, p in m.items()}
 
 
 ranges = st.tuples(st.integers(0, NPAGES - 1), st.integers(1, 2 * BLOCK))
@@ -292,7 +370,7 @@ class PageModelMachine(RuleBasedStateMachine):
         for proc in self.procs:
             m = self.ref.maps[proc.pid]
             assert observed(proc) == expected(m)
-            assert proc.mm.rss_anon == len(m)
+            assert proc.mm.rss_anon == sum(type(p) is Pte for p in m.values())
             for vma in proc.mm.vmas():
                 pages.check_vma(vma)
         pages.check_pools(self.kernel)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mmsim import live, pages
 from mmsim.kernel import Kernel
-from mmsim.pages import GuardRanges
+from mmsim.pages import PageRanges
 from mmsim.vma import VM_LOCKED
 from mmsim.uapi import (MADV_GUARD_INSTALL, MADV_GUARD_REMOVE, MADV_NOHUGEPAGE,
                         MADV_POPULATE_READ, MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_FIXED, MAP_LOCKED,
@@ -103,7 +103,7 @@ def test_guard_markers_follow_split_and_move():
 @given(st.lists(st.tuples(st.sampled_from(["add", "remove", "take"]), st.integers(0, 40),
                           st.integers(0, 12)), max_size=30), st.integers(0, 50))
 def test_guard_ranges_behave_like_a_set_of_pages(ops, probe):
-    ranges, model = GuardRanges(), set()
+    ranges, model = PageRanges(), set()
     for op, lo, n in ops:
         hi = lo + n
         if op == "add":

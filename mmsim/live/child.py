@@ -15,19 +15,21 @@ the range by reading or writing one byte per page.  A result is the call's retur
 (an address for mmap/mremap, else 0) or ``-errno``.
 """
 
+import ast
 import ctypes
 import json
 import mmap as _mmap
 import os
 import platform
 import resource
+import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .smaps import WINDOW, smaps_blocks, smaps_vmas
 
-__all__ = ["available", "host_thp", "load_libc", "run", "in_child"]
+__all__ = ["available", "host_thp", "load_libc", "run", "in_child", "in_v1_memcg"]
 
 PAGE_SIZE = _mmap.PAGESIZE
 EFAULT = 14
@@ -212,3 +214,47 @@ def _touch(addr, length, write):
             ctypes.string_at(at, 1)
         page += PAGE_SIZE
     return 0
+
+
+def in_v1_memcg(name: str, child: Callable[[str], Any], limit: int | None = None) -> Any:
+    """On the host: a new v1 memory cgroup (with ``limit`` bytes, if given), a child
+    process moved into it running ``child(cg)`` (the cgroup's directory), and that
+    call's value (a literal) back; the cgroup is removed afterwards.  Needs root and
+    /sys/fs/cgroup/memory."""
+    cg = f"/sys/fs/cgroup/memory/mmsim-{name}-{os.getpid()}"
+    os.mkdir(cg)
+    rfd, wfd = os.pipe()
+    pid = None
+    try:
+        if limit is not None:
+            with open(cg + "/memory.limit_in_bytes", "w") as f:
+                f.write(str(limit))
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(rfd)
+                with open(cg + "/cgroup.procs", "w") as f:
+                    f.write(str(os.getpid()))
+                os.write(wfd, repr(child(cg)).encode())
+            finally:
+                os._exit(0)
+        os.close(wfd)
+        data = b""
+        while chunk := os.read(rfd, 4096):
+            data += chunk
+        os.waitpid(pid, 0)
+        pid = None
+        os.close(rfd)
+    finally:
+        if pid is not None:
+            # The parent failed before reaping its child: a cgroup with a task in it
+            # cannot be removed.
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        for _ in range(20):
+            try:
+                os.rmdir(cg)
+                break
+            except OSError:
+                time.sleep(0.1)
+    return ast.literal_eval(data.decode())
