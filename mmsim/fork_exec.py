@@ -73,7 +73,6 @@ def dup_mm(kernel, oldmm):
     mm.total_vm = (sum(bounds[1::2]) - sum(bounds[0::2])) >> PAGE_SHIFT
     mm.hiwater_vm = mm.total_vm
     mm.hiwater_rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
-    mm.touched = oldmm.touched.copy()
     return mm
 
 

@@ -64,21 +64,22 @@ def _size_figures(anon_kb, sizes):
     return out
 
 
-def _anon_by_order(vma, touched):
+def _anon_by_order(vma):
     """The anonymous pages of ``vma`` by the order of their folio (0: base pages),
-    PMD-mapped or not; how many of them are in ``touched`` (mm.touched); and how
-    many pages of large folios are not."""
+    PMD-mapped or not; how many of them the program wrote (``vma.written``); and how
+    many pages of large folios it did not (zero-filled)."""
     by = {}
     hit = fill = 0
     pm = vma.pages
     if not pm:
         return by, hit, fill
+    written = vma.written
     for x, y, span in pm.items():
         order = folio_order(span.pmd)
         for a, b, _mapcount, is_anon, _dirty, _ref in span_pieces(span, x, y):
             if is_anon:
                 by[order] = by.get(order, 0) + b - a
-                n = touched.count(a, b)
+                n = written.count(a, b) if written else 0
                 hit += n
                 if order:
                     fill += b - a - n
@@ -93,13 +94,15 @@ def process_metrics(proc):
     ``mthp_coverage`` the share in large folios of any size; ``tlb_entries``, a
     TLB-reach proxy: the translations that map its resident memory, one per
     PMD-mapped huge page and one per other page (x86-64 has no contiguous-PTE
-    entries, so a PTE-mapped large folio takes one per page); ``touched_kb``, its
-    resident anonymous memory it accessed itself (touch, access), and ``bloat_kb``,
-    the pages of its large anonymous folios it never accessed (there because the
-    folio filled them in, at a fault or a collapse); ``collapsed_kb`` (with
+    entries, so a PTE-mapped large folio takes one per page); ``written_kb``, its
+    resident anonymous memory it stored data in (touch, access with a write), and
+    ``bloat_kb``, the pages of its large anonymous folios it never wrote (zero-filled,
+    there because the folio filled them in at a fault or a collapse: what the kernel's
+    thp_underused counts; without THP a read of them maps the zero page);
+    ``collapsed_kb`` (with
     ``collapsed_khugepaged`` and ``collapsed_madvise``, in huge pages): the huge
     pages collapse made for it (simulator-defined, docs/thp.md)."""
-    rss = pss = anon = anon_huge = pmd = touched = bloat = 0
+    rss = pss = anon = anon_huge = pmd = written = bloat = 0
     orders = {}
     mm = proc.mm
     for vma in mm.vmas():
@@ -110,8 +113,8 @@ def process_metrics(proc):
         anon_huge += m["anon_huge"]
         pmd += m["anon_huge"] + m["shmem_huge"]
         if m["anon"]:
-            by, hit, fill = _anon_by_order(vma, mm.touched)
-            touched += hit
+            by, hit, fill = _anon_by_order(vma)
+            written += hit
             bloat += fill
             for order, n in by.items():
                 orders[order] = orders.get(order, 0) + n
@@ -121,7 +124,7 @@ def process_metrics(proc):
            "anon_huge_kb": anon_huge * kb, "swap_kb": mm.swap_pages * kb,
            "thp_coverage": anon_huge / anon if anon else 0.0,
            "tlb_entries": pmd // PMD_PAGES + rss - pmd,
-           "touched_kb": touched * kb, "bloat_kb": bloat * kb}
+           "written_kb": written * kb, "bloat_kb": bloat * kb}
     out.update(_size_figures(anon * kb, {name: orders.get(o, 0) * kb
                                          for name, o in zip(SIZES, ANON_ORDERS)}))
     khugepaged, madvise = mm.thp_collapsed

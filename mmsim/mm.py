@@ -20,7 +20,6 @@ from .defs import (MMAP_MIN_ADDR, MMAP_RND_BITS, PAGE_SHIFT, PAGE_SIZE,  # noqa:
 from .uapi import MAP_32BIT, MAP_FIXED, MAP_SHARED
 from .vma import (VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED_MASK, VM_MERGE_MASK, VM_SHADOW_STACK, VM_SPECIAL,
                   MergeProposal, Vma, dup_vma)
-from .touched import Touched
 from .vma_tree import VmaTree
 
 # mm->flags bits (include/linux/mm_types.h, 6.18).
@@ -70,7 +69,7 @@ class Mm:
                  "arg_start", "arg_end", "env_start", "env_end", "users", "user_ns",
                  "total_vm", "hiwater_vm", "rss_anon", "rss_file", "rss_shmem", "hiwater_rss",
                  "exe_file", "vdso", "fade_on_death", "mctl", "mctl_bits", "memcg",
-                 "maj_flt", "min_flt", "swap_pages", "thp_collapsed", "touched")
+                 "maj_flt", "min_flt", "swap_pages", "thp_collapsed")
 
     def __init__(self, kernel, flags=MMF_DUMP_FILTER_DEFAULT | 1, def_flags=0):
         self.kernel = kernel
@@ -104,8 +103,6 @@ class Mm:
         # Huge pages made for this mm by collapse: [khugepaged, MADV_COLLAPSE] (no kernel
         # counter: per-process collapse work for mmsim.metrics).
         self.thp_collapsed = [0, 0]
-        # The pages the process accessed itself (touch, access), for metrics' bloat.
-        self.touched = Touched()
 
     # ------------------------------------------------------------------ lookups
 

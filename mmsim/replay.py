@@ -18,8 +18,8 @@ from .errors import Killed
 from .files import DIR, REG
 from .kernel import Kernel
 from .defs import PAGE_SIZE, TASK_SIZE, U64, bulk_build, error, page_align, page_align_down
-from .task import (_DISCARD, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, SEEK_DATA, SEEK_HOLE,
-                   Process, resolve_at)
+from .task import (F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, SEEK_DATA, SEEK_HOLE, Process,
+                   resolve_at)
 from .strace import (EXECUTED, FORKS, Event, Raw, Str, TraceError, _mm_map, clone_args,
                      iovecs, parse, read_trace)
 
@@ -1223,7 +1223,6 @@ def _direct_mmap(body, slow):
                     if done < 0 and proc.kernel.pressure:
                         raise error(-done)   # call() balances only a call that returned
                     if done >= 0:
-                        proc._forget(done, length)
                         if held:
                             proc.kernel.release_shmem(held)
                     return done
@@ -1247,7 +1246,6 @@ def _direct_munmap(body, slow):
                     if done < 0 and proc.kernel.pressure:
                         raise error(-done)   # call() balances only a call that returned
                     if done >= 0:
-                        proc._forget(addr, length)
                         if held:
                             proc.kernel.release_shmem(held)
                     return done
@@ -1290,8 +1288,6 @@ def _direct_madvise(body, slow):
                 if done is not None:
                     if done < 0 and proc.kernel.pressure:
                         raise error(-done)   # call() balances only a call that returned
-                    if done >= 0 and advice in _DISCARD:
-                        proc._forget(addr, length)
                     return done
                 return body(proc, addr, length, advice)
         return slow(proc, ev, *args)

@@ -31,8 +31,7 @@ from .prctl import PrctlMmMap, prctl
 from .uapi import (CLONE_DETACHED, CLONE_FILES, CLONE_FS, CLONE_NEWCGROUP, CLONE_NEWIPC,
                    CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS,
                    CLONE_PARENT_SETTID, CLONE_PIDFD, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD,
-                   CLONE_VFORK, CLONE_VM, MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE,
-                   MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, O_APPEND, O_CLOEXEC, O_CREAT,
+                   CLONE_VFORK, CLONE_VM, MAP_ANONYMOUS, MAP_FIXED, O_APPEND, O_CLOEXEC, O_CREAT,
                    O_DIRECTORY, O_EXCL, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, AT_FDCWD,
                    PIDFD_NONBLOCK, PIDFD_SELF_THREAD, PIDFD_SELF_THREAD_GROUP, PIDFD_THREAD,
                    RLIMIT_MEMLOCK, RLIMIT_NOFILE, RLIM_NLIMITS, WALL, WCLONE, WCONTINUED, WNOHANG,
@@ -231,8 +230,6 @@ def syscall(**types):
 MAX_LFS_FILESIZE = (1 << 63) - 1
 SEEK_DATA, SEEK_HOLE = 3, 4
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
-# The advice that throws a range's contents away (mm.touched forgets it).
-_DISCARD = frozenset((MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE, MADV_REMOVE))
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
 O_DIRECT = 0o40000
 O_NOTIFICATION_PIPE = O_EXCL
@@ -640,8 +637,6 @@ class Process:
                 if done:
                     return done
                 raise
-            if advice in _DISCARD:
-                mm.touched.remove(addr >> PAGE_SHIFT, page_align(addr + length) >> PAGE_SHIFT)
             done += length
         return done
 
@@ -1160,16 +1155,9 @@ class Process:
                     raise error(errno.EBADF)
             done = mman.mmap(self.mm, addr, length, prot, flags, file, offset,
                              self.kernel.thp_pmd_policy, memlock=self._memlock())
-        self._forget(done, length)
         if held:
             self.kernel.release_shmem(held)
         return done
-
-    def _forget(self, addr, length):
-        """The pages of ``[addr, addr + length)`` hold nothing the process put there
-        any more (a new mapping, munmap, a discarding madvise): drop them from
-        mm.touched."""
-        self.mm.touched.remove(addr >> PAGE_SHIFT, (addr + length + PAGE_SIZE - 1) >> PAGE_SHIFT)
 
     def _memlock(self):
         """What may be locked: None with CAP_IPC_LOCK (no limit), else the soft
@@ -1234,7 +1222,6 @@ class Process:
                 raise error(-done)
         else:
             done = mman.munmap(self.mm, addr, length)
-        self._forget(addr, length)
         if held:
             self.kernel.release_shmem(held)
         return done
@@ -1256,30 +1243,15 @@ class Process:
         if done is not None:
             if done < 0:
                 raise error(-done)
-        else:
-            try:
-                done = _madvise.madvise(self.mm, addr, length, advice)
-            except OSError as exc:
-                if exc.errno == errno.ENOMEM and advice in _DISCARD:
-                    self._forget(addr, length)   # the mapped parts were advised
-                raise
-        if advice in _DISCARD:
-            self._forget(addr, length)
-        return done
+            return done
+        return _madvise.madvise(self.mm, addr, length, advice)
 
     @syscall(old_addr=ULONG, old_size=ULONG, new_size=ULONG, flags=ULONG, new_addr=ULONG)
     def mremap(self, old_addr: int, old_size: int, new_size: int, flags: int = 0,
                new_addr: int = 0) -> int:
         """mremap(2)."""
-        got = mman.mremap(self.mm, old_addr, old_size, new_size, flags, new_addr,
-                          memlock=self._memlock())
-        old, keep = old_addr >> PAGE_SHIFT, min(old_size, new_size) >> PAGE_SHIFT
-        touched = self.mm.touched
-        if got != old_addr:
-            touched.move(old, old + keep, got >> PAGE_SHIFT)
-        if old_size > new_size:
-            touched.remove(old + keep, (old_addr + old_size) >> PAGE_SHIFT)
-        return got
+        return mman.mremap(self.mm, old_addr, old_size, new_size, flags, new_addr,
+                           memlock=self._memlock())
 
     @syscall(addr=ULONG, length=ULONG)
     def mlock(self, addr: int, length: int) -> int:
@@ -1319,9 +1291,7 @@ class Process:
         anything if any page is unmapped, lacks the access, is a guard page or lies
         wholly past the end of a mapped file; ENOMEM, also before touching anything,
         when the pages would not fit in the machine's memory (docs/mm.md)."""
-        start, end = page_align_down(addr), page_align(addr + length)
-        self._touch(start, end, write)
-        self.mm.touched.add(start >> PAGE_SHIFT, end >> PAGE_SHIFT)
+        self._touch(page_align_down(addr), page_align(addr + length), write)
         return 0
 
     @syscall(addrs=ADDRS, write=FLAG)
@@ -1359,16 +1329,13 @@ class Process:
     def _touch_run(self, lo, hi, write):
         """Fault pages ``lo .. hi-1`` in order: as one range, or, where the range fails,
         page by page so the pages before the failing one still take effect."""
-        touched = self.mm.touched
         try:
             self._touch(lo << PAGE_SHIFT, hi << PAGE_SHIFT, write)
-            touched.add(lo, hi)
         except OSError:
             if hi - lo == 1:
                 raise
             for vpn in range(lo, hi):
                 self._touch(vpn << PAGE_SHIFT, (vpn + 1) << PAGE_SHIFT, write)
-                touched.add(vpn, vpn + 1)
 
     def _touch(self, start, end, write):
         """touch's work on the page-aligned ``[start, end)``."""

@@ -2,11 +2,8 @@
 collapse work per process and per cgroup (docs/thp.md, "What THP costs and gives")."""
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mmsim import metrics
-from mmsim.touched import Touched
 from mmsim.kernel import Kernel
 from mmsim.uapi import (MADV_COLLAPSE, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE,
                         MAP_PRIVATE, PROT_READ, PROT_WRITE)
@@ -101,10 +98,10 @@ def test_collapse_work_is_counted_per_process_and_per_cgroup():
     assert metrics.process_metrics(by_madvise)["collapsed_madvise"] == 2
 
 
-def test_bloat_is_the_large_folio_pages_never_accessed():
-    """A sparse toucher (one page in 16) under a PMD THP and under 64 kB mTHP, and
-    with base pages: the large folios hold 15 untouched pages for each touched one;
-    base pages hold none.  A discard forgets what was touched; a fork keeps it."""
+def test_bloat_is_the_large_folio_pages_never_written():
+    """A sparse writer (one page in 16) under a PMD THP and under 64 kB mTHP, and
+    with base pages: the large folios hold 15 zero-filled pages for each written one;
+    base pages hold none.  A discard forgets what was written; a fork keeps it."""
     k = machine(kb64="always")
     sparse = [BASE + i * 16 * P for i in range(32)]   # 2 MiB, every 64 kB
     huge, small = k.spawn(), k.spawn()
@@ -117,49 +114,20 @@ def test_bloat_is_the_large_folio_pages_never_accessed():
         proc.access(sparse)
     s = metrics.sample(k)
     h, m, b = (s["processes"][p.pid] for p in (huge, small, plain))
-    assert (h["touched_kb"], h["bloat_kb"], h["anon_kb"]) == (128, 2048 - 128, 2048)
-    assert (m["touched_kb"], m["bloat_kb"], m["anon_kb"]) == (128, 2048 - 128, 2048)
-    assert (b["touched_kb"], b["bloat_kb"], b["anon_kb"]) == (128, 0, 128)
+    assert (h["written_kb"], h["bloat_kb"], h["anon_kb"]) == (128, 2048 - 128, 2048)
+    assert (m["written_kb"], m["bloat_kb"], m["anon_kb"]) == (128, 2048 - 128, 2048)
+    assert (b["written_kb"], b["bloat_kb"], b["anon_kb"]) == (128, 0, 128)
     assert s["cgroups"]["/"]["bloat_kb"] == 2 * (2048 - 128)
     child = huge.fork()
     assert metrics.process_metrics(child)["bloat_kb"] == 2048 - 128
-    # MADV_DONTNEED of the block, then one write: a new THP, one page touched.
+    # MADV_DONTNEED of the block, then one write: a new THP, one page written.
     huge.madvise(BASE, PMD, 4)
     huge.touch(BASE + 5 * P, P)
     m = metrics.process_metrics(huge)
-    assert (m["touched_kb"], m["bloat_kb"]) == (4, 2048 - 4)
+    assert (m["written_kb"], m["bloat_kb"]) == (4, 2048 - 4)
 
 
-ops = st.lists(st.tuples(st.sampled_from(["add", "remove", "move"]),
-                         st.integers(0, 64), st.integers(0, 16), st.integers(0, 64)),
-               max_size=30)
-
-
-@given(ops)
-@settings(max_examples=300, deadline=None)
-def test_touched_runs_behave_as_a_set_of_pages(ops):
-    t, want = Touched(), set()
-    for op, lo, n, to in ops:
-        hi = lo + n
-        if op == "add":
-            t.add(lo, hi)
-            want |= set(range(lo, hi))
-        elif op == "remove":
-            t.remove(lo, hi)
-            want -= set(range(lo, hi))
-        else:
-            t.move(lo, hi, to)
-            moved = {p - lo + to for p in want if lo <= p < hi}
-            want = (want - set(range(lo, hi)) - set(range(to, to + n))) | moved
-        got = {p for a, b in t.runs(0, 1 << 10) for p in range(a, b)}
-        assert got == want
-        # Runs stay sorted, disjoint and apart.
-        assert all(a < b for a, b in zip(t.lo, t.hi))
-        assert all(h < lo_ for h, lo_ in zip(t.hi, t.lo[1:]))
-        assert t.count(10, 40) == len(want & set(range(10, 40)))
-
-
-def test_mremap_moves_what_was_touched():
+def test_mremap_moves_what_was_written():
     k = machine()
     proc = k.spawn()
     proc.mmap(BASE, PMD, RW, ANON)
@@ -168,5 +136,6 @@ def test_mremap_moves_what_was_touched():
     new = proc.mremap(BASE, PMD, PMD, 3, BASE + 8 * PMD)   # MAYMOVE | FIXED
     assert new == BASE + 8 * PMD
     m = metrics.process_metrics(proc)
-    assert (m["touched_kb"], m["bloat_kb"]) == (16, 2048 - 16)
-    assert proc.mm.touched.count(BASE // P, BASE // P + 512) == 0
+    assert (m["written_kb"], m["bloat_kb"]) == (16, 2048 - 16)
+    assert proc.mm.find_vma(BASE + 8 * PMD).written.ranges() == [
+        ((BASE + 8 * PMD) // P, (BASE + 8 * PMD) // P + 4)]
