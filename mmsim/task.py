@@ -753,9 +753,9 @@ class Process:
         """The shmem files this process holds: by its mappings in ``[lo, hi)`` (all,
         by default) and, with ``fds``, by its descriptors (release_shmem's
         candidates when they go)."""
-        out = set()
         if not self.kernel.node.nr_shmem:
-            return out   # no shmem page anywhere: nothing to free
+            return ()   # no shmem page anywhere: nothing to free
+        out = set()
         if fds:
             out.update(f.inode for f in self.fds.values() if getattr(f, "shmem", False))
         mm = self.mm
