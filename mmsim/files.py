@@ -41,6 +41,8 @@ class Inode:
         # A host file taken to be fully cached already: its pages join the cache at
         # its first page-cache access (filemap.warm_pending).
         self.warm = False
+        # A file of a tmpfs mount (Kernel.tmpfs): shmem, but not anonymous shmem.
+        self.tmpfs = False
 
     def display_name(self):
         """The name /proc/PID/maps prints for mappings of this inode."""

@@ -55,6 +55,9 @@ def default_min_free_kbytes(memory: int, thp: str) -> int:
 
 # flush_memcg_stats_dwork's period: the memory cgroup statistics are folded every 2 s.
 STATS_FLUSH_NS = 2_000_000_000
+# The tmpfs at /dev/shm and its device (0:27, as on the reference machine).
+TMPFS_SHM = "/dev/shm"
+TMPFS_SHM_DEV = (0x00, 0x1B)
 
 
 class Kernel:
@@ -150,6 +153,10 @@ class Kernel:
         self._pseudo_ino = itertools.count(200000)
         self._pids = itertools.count(1)
         self._shmem_ino = itertools.count(4)
+        # tmpfs mounts: mount point -> device.  Simulator-defined: /dev/shm alone, as
+        # the distributions mount it (huge=never, the default; no mount(2) here).
+        self.tmpfs = {TMPFS_SHM: TMPFS_SHM_DEV}
+        self.dirs.add(TMPFS_SHM)
         # The simulated clock (ns since boot): it moves only in ``advance``, which runs
         # the background work due on the way (docs/thp.md).
         self.now_ns = 0
@@ -162,14 +169,33 @@ class Kernel:
     # ------------------------------------------------------------------ files
 
     def create_file(self, path: str, size: int, dev: tuple[int, int] = (0xFE, 0x00)) -> Inode:
-        """Make a simulated regular file of ``size`` bytes at ``path``."""
+        """Make a simulated regular file of ``size`` bytes at ``path``: on a tmpfs
+        mount (``Kernel.tmpfs``) a shmem file, whose pages are shmem (and ``dev`` is
+        the mount's)."""
+        mount = self.tmpfs_of(path)
+        if mount is not None:
+            inode = Inode(path, 0, dev=self.tmpfs[mount], ino=next(self._shmem_ino),
+                          kind=REG)
+            inode.tmpfs = True
+            self.files[path] = inode
+            if size:
+                inode.size = size   # a hole: pages come from faults and writes
+            return inode
         inode = self.files[path] = Inode(path, size, dev)
         return inode
+
+    def tmpfs_of(self, path: str) -> str | None:
+        """The tmpfs mount point ``path`` lies under, or None."""
+        for mount in self.tmpfs:
+            if path.startswith(mount + "/"):
+                return mount
+        return None
 
     def open_file(self, inode: Inode, readable: bool = True, writable: bool = False,
                   append: bool = False, name: str | None = None) -> OpenFile:
         """A new open file description for ``inode`` (``name``: the path it was opened by)."""
-        return OpenFile(inode, readable, writable, shmem=inode.dev == (0x00, 0x01),
+        return OpenFile(inode, readable, writable,
+                        shmem=inode.dev == (0x00, 0x01) or inode.tmpfs,
                         append=append, name=name)
 
     def host_path(self, path: str) -> str | None:
@@ -223,7 +249,8 @@ class Kernel:
         their charge back.  The kernel does it at the file's last reference; the
         simulator looks when a descriptor or a mapping of a shmem file goes (close,
         munmap, mmap over it, exec, exit)."""
-        inodes = {i for i in inodes if i.cache}
+        # A linked tmpfs file keeps its pages (its name holds it) until unlinked.
+        inodes = {i for i in inodes if i.cache and not i.tmpfs}
         if not inodes:
             return
         for proc in self.processes.values():

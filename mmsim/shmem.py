@@ -4,11 +4,12 @@
 the allocation of a large shmem folio with its per-order fallback and counters
 (shmem_alloc_and_add_folio, shmem_get_folio_gfp).
 
-Every shmem file of the simulator is on the internal mount (``shm_mnt``) and unlinked:
-the object behind a MAP_SHARED|MAP_ANONYMOUS mapping and memfd_create's files.  So
-every shmem mapping is anonymous shmem (vma_is_anon_shmem: shmem_mmap gives an
-unlinked inode shmem_anon_vm_ops) and follows the per-size knobs; the simulator has
-no tmpfs mounts, hence no ``huge=`` mount option.  Mapping the folios (do_set_pmd,
+The shmem files on the internal mount (``shm_mnt``) are unlinked: the object behind a
+MAP_SHARED|MAP_ANONYMOUS mapping and memfd_create's files.  Their mappings are
+anonymous shmem (vma_is_anon_shmem: shmem_mmap gives an unlinked inode
+shmem_anon_vm_ops) and follow the per-size knobs.  The files of the tmpfs mount at
+/dev/shm (``Inode.tmpfs``) follow its ``huge=never`` (the default) and shmem_enabled's
+deny and force only.  Mapping the folios (do_set_pmd,
 finish_fault) is ``mmsim.pages``' work.
 """
 
@@ -60,12 +61,16 @@ def within_size(orders, index, write_end, i_size):
 
 def global_orders(kernel, inode, index, write_end, force, has_vma, vm_flags):
     """shmem_huge_global_enabled for a file of the internal mount, whose ``huge``
-    option is the last of always/within_size/advise/never written to shmem_enabled."""
+    option is the last of always/within_size/advise/never written to shmem_enabled,
+    or of a tmpfs mount (huge=never, the default; shmem_enabled's deny and force
+    override every mount)."""
     huge = kernel.shmem_enabled
     if huge == "deny":
         return 0
     if force or huge == "force":
         return PMD_BIT
+    if inode.tmpfs:
+        return 0
     if not has_vma:
         # write and fallocate: with no VMA to fit, always offers every page-cache
         # order (the PMD size tried first) and within_size those that end inside the
@@ -92,8 +97,8 @@ def allowable_orders(kernel, inode, vma, mm_flags, index, write_end=0, force=Fal
     if vma is not None and vma_thp_disabled(vm_flags, mm_flags, force):
         return 0
     glob = global_orders(kernel, inode, index, write_end, force, vma is not None, vm_flags)
-    if vma is None:
-        return glob
+    if vma is None or inode.tmpfs:
+        return glob   # the per-size knobs are anonymous shmem's only
     huge = kernel.shmem_enabled
     if huge == "deny":
         return 0
