@@ -74,6 +74,8 @@ def run_plan(kernel, memcg, inode, plan):
             page = cache.get(i)
             if page is not None:
                 page.order = order
+        if order == pagecache.PMD_ORDER and cache.get(head) is not None:
+            memcg.node.nr_file_thps += 1   # NR_FILE_THPS (FileHugePages)
     if plan.mark is not None:
         head, nr = plan.mark
         pages = [cache.get(i) for i in range(head, head + nr)]
@@ -118,6 +120,8 @@ def split_at(inode, edge):
     if first is not None and first.lru == 0 and first.memcg is not None:
         pagecache.split_folio(first.memcg.node, first)   # a shmem folio
         return
+    if order == pagecache.PMD_ORDER and first is not None and first.memcg is not None:
+        first.memcg.node.nr_file_thps -= 1
     for i in range(head, head + nr):
         p = cache.get(i)
         if p is not None:

@@ -688,7 +688,9 @@ class Kernel:
                 ("Committed_AS", overcommit.committed(self)),
                 ("AnonHugePages", pages.anon_pmd_mapped(self) * pages.PMD_PAGES),
                 ("ShmemHugePages", node.nr_shmem_thps << 9),
-                ("ShmemPmdMapped", node.nr_shmem_pmdmapped << 9)]
+                ("ShmemPmdMapped", node.nr_shmem_pmdmapped << 9),
+                ("FileHugePages", node.nr_file_thps << 9),
+                ("FilePmdMapped", node.nr_file_pmdmapped << 9)]
         return "".join(f"{name + ':':<16}{n * 4:8d} kB\n" for name, n in rows)
 
     def vmstat(self) -> str:

@@ -111,7 +111,7 @@ def process_metrics(proc):
         pss += m["pss_kb"]
         anon += m["anon"]
         anon_huge += m["anon_huge"]
-        pmd += m["anon_huge"] + m["shmem_huge"]
+        pmd += m["anon_huge"] + m["shmem_huge"] + m["file_huge"]
         if m["anon"]:
             by, hit, fill = _anon_by_order(vma)
             written += hit

@@ -69,7 +69,7 @@ class Node:
 
     __slots__ = ("nr_inactive", "nr_active", "nr_file_pages", "nr_mapped", "nr_dirty",
                  "nr_writeback", "nr_shmem", "nr_anon", "events", "shadow_nodes",
-                 "nr_shmem_thps", "nr_shmem_pmdmapped")
+                 "nr_shmem_thps", "nr_shmem_pmdmapped", "nr_file_thps", "nr_file_pmdmapped")
 
     def __init__(self):
         self.nr_inactive = self.nr_active = 0      # the file lists, in pages
@@ -79,6 +79,9 @@ class Node:
         # PMD-order shmem folios in the page cache (NR_SHMEM_THPS), and those of them
         # mapped by at least one PMD (NR_SHMEM_PMDMAPPED), in folios.
         self.nr_shmem_thps = self.nr_shmem_pmdmapped = 0
+        # PMD-order folios of regular files, and those a PMD maps (FileHugePages,
+        # FilePmdMapped).
+        self.nr_file_thps = self.nr_file_pmdmapped = 0
         self.events = dict.fromkeys(EVENTS + ("nr_dirtied", "nr_written", "pgpgin", "oom_kill",
                                                  "pgscan_file", "pgsteal_file", "pgscan_anon",
                                                  "pgsteal_anon", "thp_collapse_alloc",
@@ -252,12 +255,23 @@ def folio_head(page):
     return page.inode.cache[page.index & ~((1 << page.order) - 1)]
 
 
+def is_shmem(page):
+    """Whether ``page`` is a shmem folio's (the internal mount or a tmpfs)."""
+    inode = page.inode
+    return inode.tmpfs or inode.dev == (0x00, 0x01)
+
+
 def note_pmd_mapped(head, delta):
     """A PMD mapping of the PMD-order folio starting at ``head`` was made (+1) or
-    removed (-1): the folio counts in NR_SHMEM_PMDMAPPED while it has one."""
+    removed (-1): the folio counts in NR_SHMEM_PMDMAPPED (NR_FILE_PMDMAPPED for a
+    regular file's) while it has one."""
     head.pmd_maps += delta
     if head.pmd_maps == (1 if delta > 0 else 0) and head.memcg is not None:
-        head.memcg.node.nr_shmem_pmdmapped += delta
+        node = head.memcg.node
+        if is_shmem(head):
+            node.nr_shmem_pmdmapped += delta
+        else:
+            node.nr_file_pmdmapped += delta
 
 
 def split_folio(node, head):
@@ -279,6 +293,8 @@ def _remove(kernel, page):
     node = memcg.node
     if page.lru:
         _lru_del(page)
+        if page.order == PMD_ORDER and not page.index & ((1 << PMD_ORDER) - 1):
+            node.nr_file_thps -= 1   # a regular file's PMD-order folio leaves whole
     elif memcg is not None and page.inode is not None:
         node.nr_shmem -= 1
         memcg.stat["shmem"] -= 1

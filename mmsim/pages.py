@@ -2139,7 +2139,8 @@ def _filemap_fault(mm, vma, vpn, index, write):
     memcg_mod.count_event(memcg, "pgmajfault", 1)
     mm.maj_flt += 1
     plan = readahead.sync_mmap_ra(cache, inode.size, inode.bdi, f.ra, index,
-                                  seq=bool(vma.vm_flags & VM_SEQ_READ), rand=rand)
+                                  seq=bool(vma.vm_flags & VM_SEQ_READ), rand=rand,
+                                  hugepage=bool(vma.vm_flags & VM_HUGEPAGE))
     filemap.run_plan(kernel, memcg, inode, plan)
     page = cache.get(index)
     if page is None:
@@ -2223,8 +2224,7 @@ def fault(mm, vma, addr, write, policy, force=False, touch=False):
         lru_owner(mm)
         pm.insert(vpn, vpn + 1, private_span(True, False, True, True, touch))
         _count(mm, vma, True, 1)
-    elif cached is not None and cached.order and vma.file.shmem and _map_folio(
-            mm, vma, vpn, cached):
+    elif cached is not None and cached.order and _map_folio(mm, vma, vpn, cached):
         if write:
             pagecache.set_dirty(cached)
         if touch:
@@ -2259,12 +2259,13 @@ def _fault_around(mm, vma, vpn, shmem=False):
         filemap.warm_pending(mm.kernel, inode)
     npages = pfn_up(inode.size)
     cache = inode.cache
-    if shmem:
-        # filemap_map_pmd: a PMD-order folio at the fault is mapped by a PMD.
-        page = cache.get(vma.pgoff + vpn - (vma.start >> PAGE_SHIFT))
-        if page is not None and page.order == shmem_mod.PMD_ORDER and page.uptodate and \
-                _set_pmd(mm, vma, vpn, page):
-            return PMD_PAGES
+    # filemap_map_pmd: a PMD-order folio at the fault is mapped by a PMD (not one
+    # next_uptodate_folio skips: not up to date, or carrying the readahead mark).
+    page = cache.get(vma.pgoff + vpn - (vma.start >> PAGE_SHIFT))
+    if (page is not None and page.order == shmem_mod.PMD_ORDER and page.uptodate
+            and not (pagecache.folio_head(page).readahead and not shmem)
+            and _set_pmd(mm, vma, vpn, page)):
+        return PMD_PAGES
     first = vma.start >> PAGE_SHIFT
     pte = vpn & (PMD_PAGES - 1)
     lo = max(pte & ~(FAULT_AROUND_PAGES - 1), pte - min(pte, vpn - first))
@@ -2339,13 +2340,14 @@ def _set_pmd(mm, vma, vpn, page):
 
 
 def _map_folio(mm, vma, vpn, page):
-    """finish_fault for a large shmem folio: a PMD-order one by a PMD (do_set_pmd)
-    when it can; otherwise, in anonymous shmem (every shmem mapping here), the whole
-    folio by PTEs when it lies inside the VMA and the page table and none of its PTEs
-    is set.  Returns whether it did (else the caller maps the one page)."""
+    """finish_fault for a large page-cache folio: a PMD-order one by a PMD
+    (do_set_pmd) when it can; otherwise, in anonymous shmem only (a tmpfs or regular
+    file maps one page, not to inflate RSS), the whole folio by PTEs when it lies
+    inside the VMA and the page table and none of its PTEs is set.  Returns whether it
+    did (else the caller maps the one page)."""
     if page.order == shmem_mod.PMD_ORDER and _set_pmd(mm, vma, vpn, page):
         return True
-    if vma.uffd_ctx is not None:
+    if vma.uffd_ctx is not None or not vma.file.shmem or vma.file.inode.tmpfs:
         return False
     nr = 1 << page.order
     idx = page.index & (nr - 1)
@@ -2367,9 +2369,10 @@ def _map_folio(mm, vma, vpn, page):
     return True
 
 
-def _zap_file_pmd(mm, vma, head):
-    """__split_huge_pmd of a PMD mapping of a shmem folio at page ``head``: the PMD
-    is cleared and its pages refault later.  Returns whether there was one."""
+def _zap_file_pmd(mm, vma, head, split=True):
+    """__split_huge_pmd of a PMD mapping of a page-cache folio at page ``head``: the
+    PMD is cleared (``thp_split_pmd``, unless ``split`` is False: the whole mapping
+    goes) and its pages refault later.  Returns whether there was one."""
     pm = vma.pages
     if not pm:
         return False
@@ -2384,6 +2387,8 @@ def _zap_file_pmd(mm, vma, head):
     for k in range(i, j):
         _drop_page(mm, vma, pm.tag[k].pool)
     pm.delete(i, j)
+    if split:
+        mm.kernel.node.events["thp_split_pmd"] += 1
     return True
 
 
@@ -2408,7 +2413,7 @@ def _unmap_folio_pmds(kernel, head):
     for mm, vma, a, _b in _mappings_of(kernel, head.inode, head.index,
                                        head.index + PMD_PAGES):
         if not a & (PMD_PAGES - 1):
-            _zap_file_pmd(mm, vma, a)
+            _zap_file_pmd(mm, vma, a, split=False)
 
 
 def _unmap_cached(kernel, inode, lo, hi):
@@ -2419,7 +2424,7 @@ def _unmap_cached(kernel, inode, lo, hi):
         if not pm:
             continue
         for head in range(a & _PMD_MASK, b, PMD_PAGES):
-            _zap_file_pmd(mm, vma, head)
+            _zap_file_pmd(mm, vma, head, split=bool((a | b) & (PMD_PAGES - 1)))
         i, j = pm.carve(a, b)
         keep_lo, keep_hi, keep = [], [], []
         for k in range(i, j):

@@ -134,9 +134,9 @@ VSYSCALL_SMAPS = (VSYSCALL_LINE + "\n" + _line_kb("Size:", 4)
 def _counts(vma):
     """smaps_pte_range/smaps_account totals of one VMA as a tuple: rss, pss << PSS_SHIFT,
     pss_dirty << PSS_SHIFT, shared_clean, shared_dirty, private_clean, private_dirty,
-    referenced, anon, anon_huge, shmem_huge (page counts in 4 KiB pages)."""
+    referenced, anon, anon_huge, shmem_huge, file_huge (page counts in 4 KiB pages)."""
     pss2 = pss_dirty = shared_clean = shared_dirty = private_clean = private_dirty = 0
-    rss = referenced = anon = anon_huge = shmem_huge = 0
+    rss = referenced = anon = anon_huge = file_pmd = 0
     pm = vma.pages
     if not pm:
         return _NOTHING
@@ -173,21 +173,27 @@ def _counts(vma):
                 if pmd:
                     anon_huge += n
             elif pmd:
-                shmem_huge += n
+                file_pmd += n
+    # A PMD mapping of a page-cache folio is ShmemPmdMapped for shmem, FilePmdMapped
+    # for a regular file.
+    if vma.file is not None and not vma.file.shmem:
+        return (rss, pss2, pss_dirty, shared_clean, shared_dirty, private_clean,
+                private_dirty, referenced, anon, anon_huge, 0, file_pmd)
     return (rss, pss2, pss_dirty, shared_clean, shared_dirty, private_clean, private_dirty,
-            referenced, anon, anon_huge, shmem_huge)
+            referenced, anon, anon_huge, file_pmd, 0)
 
 
-_NOTHING = (0,) * 11
+_NOTHING = (0,) * 12
 
 
 def vma_memory(vma):
     """Per-VMA page counts for smaps (in 4 KiB pages)."""
     (rss, pss2, pss_dirty, shared_clean, shared_dirty, private_clean, private_dirty,
-     referenced, anon, anon_huge, shmem_huge) = _counts(vma)
+     referenced, anon, anon_huge, shmem_huge, file_huge) = _counts(vma)
     return {"rss": rss, "pss": pss2, "shared_clean": shared_clean, "shared_dirty": shared_dirty,
             "private_clean": private_clean, "private_dirty": private_dirty, "anon": anon,
-            "anon_huge": anon_huge, "shmem_huge": shmem_huge, "referenced": referenced,
+            "anon_huge": anon_huge, "shmem_huge": shmem_huge, "file_huge": file_huge,
+            "referenced": referenced,
             "pss_kb": pss2 >> PSS_SHIFT >> 10, "pss_dirty_kb": pss_dirty >> PSS_SHIFT >> 10}
 
 
@@ -204,7 +210,7 @@ def _smaps_template():
             ("Pss:", var), ("Pss_Dirty:", var), ("Shared_Clean:", var),
             ("Shared_Dirty:", var), ("Private_Clean:", var), ("Private_Dirty:", var),
             ("Referenced:", var), ("Anonymous:", var), ("KSM:", 0), ("LazyFree:", 0),
-            ("AnonHugePages:", var), ("ShmemPmdMapped:", var), ("FilePmdMapped:", 0),
+            ("AnonHugePages:", var), ("ShmemPmdMapped:", var), ("FilePmdMapped:", var),
             ("Shared_Hugetlb:", 0), ("Private_Hugetlb:", 0), ("Swap:", 0), ("SwapPss:", 0),
             ("Locked:", var)]
     text = "".join(f"{label:<16}%8d kB\n" if value is None else _line_kb(label, value)
@@ -224,12 +230,13 @@ def _smaps_body(npages, counts, flags, eligible):
     text = _body_cache.get(key)
     if text is None:
         (rss, pss2, pss_dirty, shared_clean, shared_dirty, private_clean, private_dirty,
-         referenced, anon, anon_huge, shmem_huge) = counts
+         referenced, anon, anon_huge, shmem_huge, file_huge) = counts
         pss_kb = pss2 >> PSS_SHIFT >> 10
         text = _SMAPS_TEMPLATE % (
             npages * 4, rss * 4, pss_kb, pss_dirty >> PSS_SHIFT >> 10, shared_clean * 4,
             shared_dirty * 4, private_clean * 4, private_dirty * 4, referenced * 4, anon * 4,
-            anon_huge * 4, shmem_huge * 4, pss_kb if flags & VM_LOCKED else 0, eligible,
+            anon_huge * 4, shmem_huge * 4, file_huge * 4,
+            pss_kb if flags & VM_LOCKED else 0, eligible,
             _vmflags_text(flags))
         if len(_body_cache) >= _CACHE_LIMIT:
             _body_cache.clear()

@@ -358,13 +358,22 @@ def async_ra(cache, isize, bdi, ra, index, nr, req):
     return _ra_order(plan, ra, cache, isize, bdi, ra.start)
 
 
-def sync_mmap_ra(cache, isize, bdi, ra, pgoff, seq=False, rand=False):
+def sync_mmap_ra(cache, isize, bdi, ra, pgoff, seq=False, rand=False, hugepage=False):
     """do_sync_mmap_readahead for a fault at file page ``pgoff`` that missed the cache:
-    VM_RAND_READ (``rand``) reads nothing ahead, VM_SEQ_READ (``seq``) a sync readahead
-    of ra_pages; otherwise mmap_miss counts the miss and, unless the file misses far
-    more than it hits (MMAP_LOTSAMISS), ra_pages are read around the fault with the
-    marker a quarter from the end.  Returns a Plan (empty: the caller reads the one
-    page)."""
+    in a VM_HUGEPAGE mapping (``hugepage``), even with readahead off, two PMD-order
+    folios from the aligned block of the fault (one with VM_RAND_READ), the second
+    asynchronous; else VM_RAND_READ (``rand``) reads nothing ahead, VM_SEQ_READ
+    (``seq``) a sync readahead of ra_pages; otherwise mmap_miss counts the miss and,
+    unless the file misses far more than it hits (MMAP_LOTSAMISS), ra_pages are read
+    around the fault with the marker a quarter from the end.  Returns a Plan (empty:
+    the caller reads the one page)."""
+    if hugepage:
+        pmd = 1 << MAX_PAGECACHE_ORDER
+        ra.start = pgoff & ~(pmd - 1)
+        ra.size = pmd if rand else 2 * pmd
+        ra.async_size = pmd
+        ra.order = MAX_PAGECACHE_ORDER
+        return _ra_order(Plan(), ra, cache, isize, bdi, ra.start)
     if rand or not ra.ra_pages:
         return Plan()
     if seq:

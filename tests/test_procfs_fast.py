@@ -95,8 +95,9 @@ FolioView = collections.namedtuple("FolioView", "mapcount anon dirty referenced"
 
 def ref_vma_memory(vma):
     rss = pss2 = shared_clean = shared_dirty = private_clean = private_dirty = referenced = 0
-    anon = anon_huge = shmem_huge = 0
+    anon = anon_huge = shmem_huge = file_huge = 0
     pss_dirty = 0
+    regular = vma.file is not None and not vma.file.shmem
     for vpn, n, mapcount, is_anon, dirty, referenced_bit, young, pmd in pages.page_states(vma):
         page = FolioView(mapcount, is_anon, dirty, referenced_bit)
         rss += n
@@ -120,11 +121,14 @@ def ref_vma_memory(vma):
             anon += n
             if pmd:
                 anon_huge += n
+        elif pmd and regular:
+            file_huge += n
         elif pmd:
             shmem_huge += n
     return {"rss": rss, "pss": pss2, "shared_clean": shared_clean, "shared_dirty": shared_dirty,
             "private_clean": private_clean, "private_dirty": private_dirty, "anon": anon,
-            "anon_huge": anon_huge, "shmem_huge": shmem_huge, "referenced": referenced,
+            "anon_huge": anon_huge, "shmem_huge": shmem_huge, "file_huge": file_huge,
+            "referenced": referenced,
             "pss_kb": pss2 >> REF_PSS_SHIFT >> 10,
             "pss_dirty_kb": pss_dirty >> REF_PSS_SHIFT >> 10}
 
@@ -142,7 +146,7 @@ def ref_smaps_block(mm, vma):
            ref_kb("Private_Dirty:", m["private_dirty"]),
            ref_kb("Referenced:", m["referenced"]), ref_kb("Anonymous:", m["anon"]),
            ref_kb("KSM:", 0), ref_kb("LazyFree:", 0), ref_kb("AnonHugePages:", m["anon_huge"]),
-           ref_kb("ShmemPmdMapped:", m["shmem_huge"]), ref_kb("FilePmdMapped:", 0),
+           ref_kb("ShmemPmdMapped:", m["shmem_huge"]), ref_kb("FilePmdMapped:", m["file_huge"]),
            ref_kb("Shared_Hugetlb:", 0), ref_kb("Private_Hugetlb:", 0),
            ref_kb("Swap:", 0), ref_kb("SwapPss:", 0),
            ref_line_kb("Locked:", m["pss_kb"] if vma.vm_flags & VM_LOCKED else 0),
