@@ -66,23 +66,23 @@ def _size_figures(anon_kb, sizes):
 
 def _anon_by_order(vma):
     """The anonymous pages of ``vma`` by the order of their folio (0: base pages),
-    PMD-mapped or not; how many of them the program wrote (``vma.written``); and how
-    many pages of large folios it did not (zero-filled)."""
+    PMD-mapped or not; how many of them the program wrote (not in ``vma.unwritten``);
+    and how many pages of large folios it did not (zero-filled)."""
     by = {}
     hit = fill = 0
     pm = vma.pages
     if not pm:
         return by, hit, fill
-    written = vma.written
+    unwritten = vma.unwritten
     for x, y, span in pm.items():
         order = folio_order(span.pmd)
         for a, b, _mapcount, is_anon, _dirty, _ref in span_pieces(span, x, y):
             if is_anon:
                 by[order] = by.get(order, 0) + b - a
-                n = written.count(a, b) if written else 0
-                hit += n
+                zeroed = unwritten.count(a, b) if unwritten else 0
+                hit += b - a - zeroed
                 if order:
-                    fill += b - a - n
+                    fill += zeroed
     return by, hit, fill
 
 

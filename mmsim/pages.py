@@ -385,7 +385,7 @@ def _clear_referenced(st):
 class PageRanges:
     """A set of page numbers as sorted, disjoint, non-touching half-open ranges
     ``[lo, hi)``: the guard markers of one VMA (MADV_GUARD_INSTALL), or the pages the
-    program has stored data in (``vma.written``)."""
+    program never stored data in (``vma.unwritten``)."""
 
     __slots__ = ("starts", "ends")
 
@@ -849,36 +849,40 @@ def move_range(src, dst, start, end):
         _move_swap(src, dst, lo, hi)
     if src.zero:
         _move_zero(src, dst, lo, hi)
-    if src.written:
-        _merge_written(dst, src.written.take(lo, hi))
+    if src.unwritten:
+        _merge_unwritten(dst, src.unwritten.take(lo, hi))
 
 
-def _merge_written(dst, part, shift=0):
-    """Give ``dst`` the written pages ``part`` (a PageRanges or None), ``shift`` on."""
+def _merge_unwritten(dst, part, shift=0):
+    """Give ``dst`` the never-written pages ``part`` (a PageRanges or None), ``shift``
+    pages on."""
     if part:
         if shift:
             part = part.shifted(shift)
-        if dst.written is None:
-            dst.written = part
+        if dst.unwritten is None:
+            dst.unwritten = part
         else:
-            dst.written.update(part)
+            dst.unwritten.update(part)
 
 
-def note_written(vma, lo, hi):
-    """The program stores data in pages ``[lo, hi)`` of private anonymous ``vma``."""
-    w = vma.written
+def mark_unwritten(vma, ranges):
+    """New pages ``ranges`` (``(lo, hi)`` pairs) of private anonymous ``vma`` hold
+    zeros: nothing has been stored in them."""
+    w = vma.unwritten
     if w is None:
-        w = vma.written = PageRanges()
-    w.add(lo, hi)
+        w = vma.unwritten = PageRanges()
+    for lo, hi in ranges:
+        w.add(lo, hi)
 
 
-def forget_written(vma, lo, hi):
-    """The contents of pages ``[lo, hi)`` are gone (a zap)."""
-    w = vma.written
+def forget_unwritten(vma, lo, hi):
+    """Pages ``[lo, hi)`` are no longer resident zeros: the program stored data in
+    them, or they are gone (a zap)."""
+    w = vma.unwritten
     if w:
         w.remove(lo, hi)
         if not w:
-            vma.written = None
+            vma.unwritten = None
 
 
 def _move_zero(src, dst, lo, hi, shift=0):
@@ -904,9 +908,9 @@ def move_all(src, dst):
     if src.zero:
         _zero_map(dst).put(src.zero)
         src.zero = None
-    if src.written:
-        _merge_written(dst, src.written)
-        src.written = None
+    if src.unwritten:
+        _merge_unwritten(dst, src.unwritten)
+        src.unwritten = None
 
 
 def take_range(vma, start, end, mm=None):
@@ -928,11 +932,11 @@ def take_range(vma, start, end, mm=None):
         zeros = vma.zero.take(lo, hi) or None
         if not vma.zero:
             vma.zero = None
-    written = vma.written.take(lo, hi) if vma.written else None
-    if vma.written is not None and not vma.written:
-        vma.written = None
-    if swapped or zeros or written:
-        part = (part or None, swapped, zeros, written)
+    unwritten = vma.unwritten.take(lo, hi) if vma.unwritten else None
+    if vma.unwritten is not None and not vma.unwritten:
+        vma.unwritten = None
+    if swapped or zeros or unwritten:
+        part = (part or None, swapped, zeros, unwritten)
     return part or None, marks
 
 
@@ -962,8 +966,8 @@ def put_range(vma, part, marks, shift):
     """Give ``vma`` pages and guard markers taken by ``take_range``, ``shift`` pages
     from where they were."""
     if type(part) is tuple:
-        part, swapped, zeros, written = part
-        _merge_written(vma, written, shift)
+        part, swapped, zeros, unwritten = part
+        _merge_unwritten(vma, unwritten, shift)
         if swapped:
             holder = _SwapHolder()
             holder.swap = swapped
@@ -1338,6 +1342,7 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
     vlo, vhi = vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT
     zero = vma.zero
     new = 0
+    fresh = []   # the ranges of new pages (zero-filled but for the program's stores)
     v = lo
     while v < hi:
         k = bisect_right(pm.hi, v)
@@ -1380,7 +1385,7 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
             last = min(min(nxt, vhi) & _PMD_MASK, ((hi - 1) & _PMD_MASK) + PMD_PAGES)
             if last > first:
                 if first > v:
-                    new += _fill_small(mm, vma, v, first, prev_end, first, touch)
+                    new += _fill_small(mm, vma, v, first, prev_end, first, touch, fresh)
                 if _pmd_alloc_fails(mm, vma, last - first, count=False):
                     # Not all of them: one at a time, and the first that fails falls
                     # back to the PTE path for the rest of its block.
@@ -1388,11 +1393,12 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
                     if _pmd_alloc_fails(mm, vma, PMD_PAGES):
                         stop = min(hi, last)
                         new += _fill_small(mm, vma, max(v, first), stop, first,
-                                           min(nxt, vhi), touch)
+                                           min(nxt, vhi), touch, fresh)
                         v = stop
                         continue
                 pm.insert(first, last, private_span(True, True, True, True, touch))
                 _count(mm, vma, True, last - first)
+                fresh.append((first, last))
                 queue_underused(mm, first, last)
                 nthp = (last - first) // PMD_PAGES
                 mm.kernel.node.events["thp_fault_alloc"] += nthp
@@ -1400,14 +1406,24 @@ def _anon_fault(mm, vma, lo, hi, write, touch, policy):
                 new += last - first
                 v = last
                 continue
-        new += _fill_small(mm, vma, v, gap_end, prev_end, min(nxt, vhi), touch)
+        new += _fill_small(mm, vma, v, gap_end, prev_end, min(nxt, vhi), touch, fresh)
         v = gap_end
     if zero:
-        new += _write_zero(mm, vma, lo, hi, touch)
-    if not touch:
-        # The program's own stores (GUP's write faults store nothing): the other pages
-        # of the folios they fault in stay zero-filled.
-        note_written(vma, lo, hi)
+        new += _write_zero(mm, vma, lo, hi, touch, fresh)
+    if touch:
+        # GUP's write faults store nothing: every new page holds zeros.
+        if fresh:
+            mark_unwritten(vma, fresh)
+    else:
+        # The program's own stores fill [lo, hi); the other pages of the folios they
+        # fault in stay zero-filled.
+        if fresh:
+            out = [(a, min(b, lo)) for a, b in fresh if a < lo]
+            out += [(max(a, hi), b) for a, b in fresh if b > hi]
+            if out:
+                mark_unwritten(vma, out)
+        if vma.unwritten:
+            forget_unwritten(vma, lo, hi)
     return new
 
 
@@ -1499,6 +1515,7 @@ def _read_empty(mm, vma, lo, hi, policy, touch):
                     _map(vma).insert(head, head + PMD_PAGES,
                                      private_span(True, True, True, True, touch))
                     _count(mm, vma, True, PMD_PAGES)
+                    mark_unwritten(vma, ((head, head + PMD_PAGES),))
                     queue_underused(mm, head, head + PMD_PAGES)
                     kernel.node.events["thp_fault_alloc"] += 1
                     thp.count(kernel, PMD_ORDER, "anon_fault_alloc")
@@ -1509,7 +1526,7 @@ def _read_empty(mm, vma, lo, hi, policy, touch):
     return new
 
 
-def _write_zero(mm, vma, lo, hi, touch):
+def _write_zero(mm, vma, lo, hi, touch, fresh):
     """Write faults on the zero-page mappings of ``[lo, hi)``: a huge zero PMD gives
     way to a new THP (do_huge_zero_wp_pmd: whatever the VMA's THP setting now), or if
     that cannot be allocated is split, and a zero-page PTE gives way to a new base page
@@ -1533,6 +1550,7 @@ def _write_zero(mm, vma, lo, hi, touch):
         k, _ = zero.carve(head, head + PMD_PAGES)
         zero.delete(k, k + 1)
         pm.insert(head, head + PMD_PAGES, private_span(True, True, True, True, touch))
+        fresh.append((head, head + PMD_PAGES))
         _count(mm, vma, True, PMD_PAGES)
         queue_underused(mm, head, head + PMD_PAGES)
         kernel.node.events["thp_fault_alloc"] += 1
@@ -1540,10 +1558,11 @@ def _write_zero(mm, vma, lo, hi, touch):
         new += PMD_PAGES
     i, j = zero.carve(lo, hi)
     if i < j:
-        fresh = private_span(True, False, True, True, touch)
+        copy = private_span(True, False, True, True, touch)
         for x, y in list(zip(zero.lo[i:j], zero.hi[i:j])):
-            pm.insert(x, y, fresh)
+            pm.insert(x, y, copy)
             _count(mm, vma, True, y - x)
+            fresh.append((x, y))
             new += y - x
         zero.delete(i, j)
     if not zero:
@@ -1623,11 +1642,11 @@ def thp_underused(mm, head):
     limit = mm.kernel.khugepaged.max_ptes_none
     if limit >= PMD_PAGES - 1:
         return False
-    filled = 0
+    zeroed = 0
     for vma in mm.vmas(head << PAGE_SHIFT, (head + PMD_PAGES) << PAGE_SHIFT):
-        if vma.written:
-            filled += vma.written.count(head, head + PMD_PAGES)
-    return PMD_PAGES - filled > limit
+        if vma.unwritten:
+            zeroed += vma.unwritten.count(head, head + PMD_PAGES)
+    return zeroed > limit
 
 
 def _whole_private_thp(mm, head):
@@ -1799,7 +1818,7 @@ def split_folio(mm, head, order, remap=True):
     large folio of ``order`` at page ``head`` to
     order 0 (a PMD mapping is split first): ``split`` (and ``thp_split_page`` for the
     PMD order) counts it, and it leaves the deferred split queue.  With ``remap``, its
-    zero-filled pages (never written, ``vma.written``) outside mlocked VMAs are freed
+    zero-filled pages (never written: ``vma.unwritten``) outside mlocked VMAs are freed
     and mapped by the zero page instead (remap_page with RMP_USE_SHARED_ZEROPAGE)."""
     kernel = mm.kernel
     end = head + (1 << order)
@@ -1830,17 +1849,13 @@ def _remap_zero_filled(mm, vma, a, b):
     """try_to_map_unused_to_zeropage over pages ``[a, b)`` of ``vma``, base pages now:
     each resident page never written is freed and the zero page mapped instead."""
     pm = vma.pages
-    w = vma.written
-    holes = []   # [x, y) not written
-    v = a
-    for x, y in (w.ranges() if w else ()):
-        if y <= a or x >= b:
-            continue
-        if x > v:
-            holes.append((v, x))
-        v = max(v, y)
-    if v < b:
-        holes.append((v, b))
+    w = vma.unwritten
+    if not w:
+        return
+    holes = [(max(x, a), min(y, b)) for x, y in w.ranges() if y > a and x < b]
+    w.remove(a, b)   # what is freed is no longer a resident zero page
+    if not w:
+        vma.unwritten = None
     for x, y in holes:
         i, j = pm.carve(x, y)
         if i >= j:
@@ -2054,23 +2069,25 @@ def may_reclaim(kernel, vma):
                                   and bool(vma.vm_flags & VM_HUGEPAGE))
 
 
-def _fill_small(mm, vma, v, end, lower, upper, touch):
+def _fill_small(mm, vma, v, end, lower, upper, touch, fresh):
     """Write faults over the empty pages ``[v, end)`` of a private anonymous VMA, in
     order, the PMD path refused: each fault maps the largest allowed folio whose
     naturally aligned block around the faulting page lies in the VMA and holds only
     empty entries (``[lower, upper)`` is the empty stretch around), falling back order
     by order when an allocation or charge fails (do_anonymous_page, alloc_anon_folio).
-    Returns the new pages."""
+    Returns the new pages, whose range it adds to ``fresh``."""
     orders = _fault_orders(mm, vma)
     pm = vma.pages
     if not orders:
         pm.insert(v, end, private_span(True, False, True, True, touch))
         _count(mm, vma, True, end - v)
+        fresh.append((v, end))
         return end - v
     kernel = mm.kernel
     guards, sw = vma.guards, vma.swap
     new = 0
     run_lo, run_code = v, False   # pages mapped with one Span, inserted in one go
+    first = v
     while v < end:
         code, step, h = False, 1, v
         for o in thp.suitable_orders(vma, v << PAGE_SHIFT, orders):
@@ -2106,10 +2123,12 @@ def _fill_small(mm, vma, v, end, lower, upper, touch):
             if h > run_lo:
                 pm.insert(run_lo, h, private_span(True, run_code, True, True, touch))
             run_lo, run_code = h, code
+        first = min(first, h)
         _count(mm, vma, True, step)
         new += step
         v = lower = h + step
     pm.insert(run_lo, v, private_span(True, run_code, True, True, touch))
+    fresh.append((first, v))   # contiguous: each folio starts where the last ended
     return new
 
 
@@ -2536,8 +2555,8 @@ def zap_vma(mm, vma, start, end, keep_zero=False):
         _zap_swap(mm, vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     if vma.zero and not keep_zero:
         drop_zero(vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT, mm)
-    if vma.written:
-        forget_written(vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
+    if vma.unwritten:
+        forget_unwritten(vma, start >> PAGE_SHIFT, end >> PAGE_SHIFT)
     pm = vma.pages
     if not pm:
         return
@@ -2652,6 +2671,17 @@ def collapse(mm, vma, start, end):
             continue
         i, j = pm.carve(head, head + PMD_PAGES)
         large = []
+        if anon:
+            # The empty entries become pages of zeros.
+            holes, v = [], head
+            for k in range(i, j):
+                if pm.lo[k] > v:
+                    holes.append((v, pm.lo[k]))
+                v = pm.hi[k]
+            if v < head + PMD_PAGES:
+                holes.append((v, head + PMD_PAGES))
+            if holes:
+                mark_unwritten(vma, holes)
         for k in range(i, j):
             span = pm.tag[k]
             if span.pmd and span.kind == PRIVATE:
@@ -2776,8 +2806,8 @@ def share_pages(mm, src, dst):
         _copy_swap(mm, src, dst)
     if src.zero:
         dst.zero = src.zero.copy()
-    if src.written:
-        dst.written = src.written.copy()
+    if src.unwritten:
+        dst.unwritten = src.unwritten.copy()
     pm = src.pages
     if not pm:
         return
@@ -3490,15 +3520,15 @@ def check_vma(vma):
                                  f"entries in {vma!r}")
         prev_end, prev_tag = y, huge
     sw = vma.swap
-    for x, y in (vma.written.ranges() if vma.written else ()):
+    for x, y in (vma.unwritten.ranges() if vma.unwritten else ()):
         swapped = 0
         if sw:
             i, j = sw.overlap(x, y)
             swapped = sum(min(sw.hi[k], y) - max(sw.lo[k], x) for k in range(i, j))
         if not lo <= x < y <= hi or (
                 resident_in(vma, x << PAGE_SHIFT, y << PAGE_SHIFT) + swapped != y - x):
-            raise AssertionError(f"written pages [{x:#x}, {y:#x}) neither resident nor "
-                                 f"swapped in {vma!r}")
+            raise AssertionError(f"never-written pages [{x:#x}, {y:#x}) neither resident "
+                                 f"nor swapped in {vma!r}")
 
 
 def check_pools(kernel):

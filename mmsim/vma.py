@@ -140,10 +140,10 @@ class Vma:
     # page, or whose PMD maps the huge zero folio, after a read fault; disjoint from
     # ``pages`` and ``swap``.  They hold no memory but are page-table entries.
     zero: object = None
-    # Pages of a private anonymous VMA the program has stored data in (a
-    # pages.PageRanges; resident or swapped): the others of a folio are zero-filled,
-    # which a THP split and the underused-THP shrinker look at.
-    written: object = None
+    # Resident (or swapped) pages of a private anonymous VMA the program never stored
+    # data in (a pages.PageRanges): zero-filled, which a THP split and the
+    # underused-THP shrinker look at.  None while there are none.
+    unwritten: object = None
 
     def __repr__(self):
         flags = " ".join(vmflags_mnemonics(self.vm_flags))

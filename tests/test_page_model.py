@@ -252,7 +252,7 @@ def observed(proc):
                 out[v] = (mapcount, referenced, young, pmd)
         for x, y, active in pages.anon_lru_states(vma):
             for v in range(x, y):
-                out[v] += (active, bool(vma.written) and v in vma.written)
+                out[v] += (active, not (vma.unwritten and v in vma.unwritten))
         for x, y, huge in pages.zero_pages(vma):
             for v in range(x, y):
                 assert v not in out

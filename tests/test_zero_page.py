@@ -454,20 +454,27 @@ def test_underused_shrinker_is_off(knob, value):
     assert k.node.events["thp_underused_split_page"] == 0 and p.mm.rss_anon == 512
 
 
-def test_written_pages_follow_fork_mremap_and_zap():
+def test_never_written_pages_follow_fork_mremap_and_zap():
+    """``vma.unwritten`` holds the resident pages nothing was stored in: none for
+    pages the program wrote (so a dense writer keeps no ranges), the pages a
+    MADV_POPULATE_WRITE faulted, the rest of a THP around a write; a later store, a
+    zap or a split that frees them takes them out."""
     k = Kernel(thp="never", randomize=False)
     p = k.spawn()
     a = p.mmap(BASE, 16 * P, RW, ANON | MAP_FIXED)
     p.touch(a, 4 * P)
+    assert p.mm.find_vma(a).unwritten is None
     p.madvise(a + 8 * P, 4 * P, MADV_POPULATE_WRITE)
-    assert p.mm.find_vma(a).written.ranges() == [(a // P, a // P + 4)]
+    assert p.mm.find_vma(a).unwritten.ranges() == [(a // P + 8, a // P + 12)]
     child = p.fork()
-    assert child.mm.find_vma(a).written.ranges() == [(a // P, a // P + 4)]
-    p.madvise(a + P, P, MADV_DONTNEED)
-    assert p.mm.find_vma(a).written.ranges() == [(a // P, a // P + 1), (a // P + 2, a // P + 4)]
+    assert child.mm.find_vma(a).unwritten.ranges() == [(a // P + 8, a // P + 12)]
+    p.madvise(a + 9 * P, P, MADV_DONTNEED)
+    p.touch(a + 11 * P, P)
+    assert p.mm.find_vma(a).unwritten.ranges() == [(a // P + 8, a // P + 9),
+                                                   (a // P + 10, a // P + 11)]
     to = p.mremap(a, 16 * P, 16 * P, MREMAP_MAYMOVE | MREMAP_FIXED, a + PMD)
-    assert p.mm.find_vma(to).written.ranges() == [(to // P, to // P + 1),
-                                                  (to // P + 2, to // P + 4)]
+    assert p.mm.find_vma(to).unwritten.ranges() == [(to // P + 8, to // P + 9),
+                                                    (to // P + 10, to // P + 11)]
     for proc in (p, child):
         for vma in proc.mm.vmas():
             pages.check_vma(vma)
