@@ -7,7 +7,6 @@ anything executes; each problem is a ``TraceError`` naming the file, the line an
 is wrong.  A call that fails in the simulator is not bad input: its errno is its result.
 """
 
-import collections
 import errno
 import itertools
 import re
@@ -194,7 +193,10 @@ def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
     held = []      # events from an unfinished fork's start on: [fork slot or Event]
     slots = {}     # id(Event) -> index in ``held``
     namer = _PidNamer(file)
-    lines = _Lines(lines)
+    # A C-level enumerate, not a wrapper with a Python-level __next__ for every line:
+    # only a summary table needs the lines after one, and _skip_summary_table reads
+    # those itself.
+    lines = enumerate(lines, 1)
     for lineno, raw in lines:
         if (raw and raw[0] in _PLAIN_STARTS and "<" not in raw and not raw[-1].isspace()
                 and not slots):
@@ -260,33 +262,6 @@ def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
         yield namer.name(ev)
 
 
-class _Lines:
-    """Numbered lines with a look at the next few (a summary table is known by the
-    lines after its header)."""
-
-    def __init__(self, lines):
-        self._it = iter(lines)
-        self._ahead = collections.deque()
-        self.lineno = 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self._ahead.popleft() if self._ahead else next(self._it)
-        self.lineno += 1
-        return self.lineno, line
-
-    def peek(self, n):
-        """The next ``n`` lines (fewer at the end), still to be read."""
-        while len(self._ahead) < n:
-            line = next(self._it, None)
-            if line is None:
-                break
-            self._ahead.append(line)
-        return list(itertools.islice(self._ahead, n))
-
-
 _TABLE_HEADER = re.compile(r"[%A-Za-z/ \t]+\Z", re.ASCII)
 _TABLE_RULE = re.compile(r"\s*-{3,}(?:\s+-{3,})*\s*\Z", re.ASCII)
 
@@ -295,8 +270,11 @@ def _skip_summary_table(line, lines):
     """Whether ``line`` starts a strace -c table (a header that a dashed rule follows:
     ``% time     seconds ...``, or -U's own columns; "System call usage summary for ..."
     may come first); if so the table, up to its closing rule and "total" row, is read
-    past."""
-    header, *rest = [line, *lines.peek(2)]
+    past.  ``lines`` is the parse's iterator of numbered lines: the two looked at
+    after ``line`` are read from it, and when the answer is no the caller stops on the
+    line's error, so no line read here is ever needed again."""
+    ahead = list(itertools.islice(lines, 2))
+    header, *rest = [line, *(text for _, text in ahead)]
     if header.startswith("System call usage summary"):
         header, *rest = rest or [""]
         skip = 2
@@ -306,11 +284,10 @@ def _skip_summary_table(line, lines):
             or not ("calls" in header or "syscall" in header)
             or not _TABLE_RULE.match(rest[0])):
         return False
-    for _ in range(skip):
-        next(lines)
-    for _, row in lines:
+    rows = itertools.chain(ahead[skip:], lines)   # the header's lines passed
+    for _, row in rows:
         if _TABLE_RULE.match(row):
-            next(lines, None)   # the "total" row
+            next(rows, None)   # the "total" row
             break
     return True
 
