@@ -170,7 +170,11 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
         entries.append(above)
     tree.replace(bounds[0], bounds[-1], bounds, entries, False)
     mm.total_vm += npages
-    kernel.khugepaged.enter_vma(mm, new)   # __mmap_region, as mman.mmap_region
+    if new.anon_vma is not None:
+        # __mmap_region's khugepaged_enter_vma, as mman.mmap_region.  (It passes over
+        # an anonymous VMA with no anon_vma yet, the common new mapping, without a
+        # look: so is it passed here, without the call.)
+        kernel.khugepaged.enter_vma(mm, new)
     return addr
 
 
