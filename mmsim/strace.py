@@ -519,14 +519,13 @@ _new = object.__new__
 def _fast_call(line, pid, lineno, file):
     """The common line, ``name(a, b, c) = result`` with plain arguments, or None to
     let the general parser take it (which also reports any error)."""
-    p = line.find("(")
-    close = line.rfind(")")
-    if p <= 0 or close < p:
+    # (Two partitions cut the line with fewer calls than finds and slices.)
+    name, opened, body = line.partition("(")
+    if not opened or name not in EXECUTED:   # ("" is no call name either)
         return None
-    name = line[:p]
-    if name not in EXECUTED:
+    args_text, closed, rest = body.rpartition(")")   # the line's last ")" is the call's
+    if not closed:
         return None
-    args_text = line[p + 1:close]
     # Strings, arrays, structures, decorations, comments, name=value arguments and
     # nested parentheses go to the general parser.  (Each "in" is a C-speed scan; one
     # regex search for these alternatives costs several times all of them.)
@@ -534,7 +533,6 @@ def _fast_call(line, pid, lineno, file):
             or "=" in args_text or "(" in args_text or ")" in args_text
             or "/*" in args_text):
         return None
-    rest = line[close + 1:]
     # " = value" with a value read before (so no blank around it): one lookup.
     result = _RESULTS.get(rest[3:]) if rest[:3] == " = " else None
     if result is None:
