@@ -534,7 +534,8 @@ def _fast_call(line, pid, lineno, file):
             or "/*" in args_text):
         return None
     # " = value" with a value read before (so no blank around it): one lookup.
-    result = _RESULTS.get(rest[3:]) if rest[:3] == " = " else None
+    lead, equals, value = rest.partition(" = ")
+    result = _RESULTS.get(value) if equals and not lead else None
     if result is None:
         rest = rest.strip()
         if rest:
