@@ -513,6 +513,10 @@ _VALUES_MAX = 1 << 16
 # when it grows past _RESULTS_MAX, so a trace of ever-new addresses keeps memory flat.
 _RESULTS = {"?": "?"}
 _RESULTS_MAX = 1 << 16
+# The values of argument lists' tails, from the third argument on ("PROT_READ,
+# MAP_PRIVATE|MAP_ANONYMOUS, -1, 0"), each a tuple of what _VALUES holds for its
+# arguments; cleared as _VALUES is.
+_TAILS = {}
 _new = object.__new__
 
 
@@ -555,8 +559,25 @@ def _fast_call(line, pid, lineno, file):
                     _RESULTS["?"] = "?"
                 _RESULTS[value] = result
     values = _VALUES
-    # strace separates arguments with ", ": every one already seen is one lookup each.
-    args = list(map(values.get, args_text.split(", "))) if args_text else []
+    # strace separates arguments with ", ": every one already seen is one lookup each,
+    # and those after the second (mmap's protection, flags, descriptor and offset: the
+    # same few combinations all through a trace) one lookup together.
+    if not args_text:
+        args = []
+    else:
+        parts = args_text.split(", ", 2)
+        if len(parts) < 3:
+            args = list(map(values.get, parts))
+        else:
+            tail = _TAILS.get(parts[2])
+            if tail is not None:
+                args = [values.get(parts[0]), values.get(parts[1]), *tail]
+            else:
+                args = list(map(values.get, args_text.split(", ")))
+                if None not in args:
+                    if len(_TAILS) >= _VALUES_MAX:
+                        _TAILS.clear()   # memory flat, as for _VALUES below
+                    _TAILS[parts[2]] = tuple(args[2:])
     if None in args:
         args = []
         if args_text.strip():
