@@ -32,7 +32,7 @@ from .uapi import (MADV_DONTNEED, MADV_NOHUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP
 from .vma import (VM_ACCOUNT, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_HUGETLB, VM_LOCKED,
                   VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_MERGE_MASK,
                   VM_NOHUGEPAGE, VM_NORESERVE, VM_PFNMAP, VM_SEALED, VM_SHARED, VM_SPECIAL,
-                  VM_WRITE, Vma, dup_vma)
+                  VM_WRITE, dup_vma, new_vma)
 
 #: Whether the fast paths run (tests turn them off to run the general path alone).
 ENABLED = True
@@ -161,7 +161,7 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
             _move_all(nxt, new)
         new.start, new.end, new.pgoff = start, stop, off
     else:
-        new = Vma(addr, end, vm_flags, pgoff)
+        new = new_vma(addr, end, vm_flags, pgoff)
     # The store of the new (or grown) VMA and relink's of the split VMAs either side,
     # as one change of the tree: no range straddles either end of it.
     if below is not None and below is not new:

@@ -2,7 +2,7 @@
 
 import attrs
 
-from mmsim.vma import Vma, dup_vma
+from mmsim.vma import Vma, dup_vma, new_vma
 
 # The fields vm_area_dup leaves empty: the caller moves pages, guard markers and swap.
 _NOT_COPIED = {"pages", "guards", "swap"}
@@ -22,3 +22,12 @@ def test_dup_vma_copies_every_field_but_the_pages():
     got = attrs.asdict(copy, recurse=False)   # AttributeError for a field left unset
     want = {f.name: (None if f.name in _NOT_COPIED else values[f.name]) for f in fields}
     assert got == want
+
+
+def test_new_vma_is_the_vma_the_class_makes():
+    """new_vma builds its VMA field by field (no class call): every field of Vma is set
+    as Vma(start, end, vm_flags, pgoff) sets it, so a field added to Vma and not to
+    new_vma fails here."""
+    made = new_vma(0x1000, 0x5000, 0x73, 7)
+    want = Vma(0x1000, 0x5000, 0x73, 7)
+    assert attrs.asdict(made, recurse=False) == attrs.asdict(want, recurse=False)
