@@ -172,6 +172,8 @@ def _free(mm, addr, length):
     return end <= TASK_SIZE and mm.tree.find(addr, end) is None
 
 
+# FORKS as a set: prescan asks of every call of a trace.
+_FORK_NAMES = frozenset(FORKS)
 # The calls CwdWitness.feed looks at.
 CWD_CALLS = frozenset(("open", "openat", "chdir", "fchdir", "getcwd"))
 
@@ -304,7 +306,7 @@ class Replayer:
             if kind != "call":
                 continue
             name = ev.name
-            if name in FORKS:
+            if name in _FORK_NAMES:
                 self._forks = True
             if ev.start is not None:
                 self._splits = True

@@ -197,6 +197,7 @@ def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
     # only a summary table needs the lines after one, and _skip_summary_table reads
     # those itself.
     lines = enumerate(lines, 1)
+    exited = namer.exited   # (one set, changed in place)
     for lineno, raw in lines:
         if (raw and raw[0] in _PLAIN_STARTS and "<" not in raw and not raw[-1].isspace()
                 and not slots):
@@ -212,7 +213,7 @@ def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
                     for ev in held:
                         yield namer.name(ev)
                     held.clear()
-                if event.name in _NAMED_CALLS or None in namer.exited:
+                if event.name in _NAMED_CALLS or None in exited:
                     yield namer.name(event)
                 else:
                     # namer.name of an unprefixed call that neither forks nor exits,
