@@ -409,6 +409,10 @@ class Replayer:
         own_call = type(self).call is Replayer.call
         handlers = self._handlers if own_call else {}
         direct = self._direct if own_call else {}
+        # _label(None), worked out once: start() above is what adopts the initial
+        # process (a fork adopts its child under the child's pid), and only prescan
+        # and restore, outside a run, set initial_label.
+        initial = self._label(None)
         i = -1
         for i, ev in enumerate(events):
             self._base = i
@@ -438,12 +442,7 @@ class Replayer:
                     except _Unmodelled:
                         result = ev.result if ev.result is not None else 0
                     pid = ev.pid
-                    if pid is None:
-                        # _label(None), written out
-                        pid = self.initial_label
-                        if pid is None:
-                            pid = procs[None].pid
-                    append(_call_outcome(ev, result, pid))
+                    append(_call_outcome(ev, result, initial if pid is None else pid))
                     if killed:
                         out += self._killed(ev)
                     continue
