@@ -10,6 +10,9 @@ caller then runs the general path.  A step whose helper only has work to do when
 has pages, swap entries or guard markers calls that helper (the general code) in that
 case, and skips it only where it would do nothing.
 
+The tree's entry count is read as ``tree._len``: ``len(tree)`` is the same number through
+a Python-level ``__len__`` call, which these paths would pay on every call.
+
 The arguments are the syscall's after its ABI conversions (Process' @syscall wrapper,
 or the replayer's direct handlers): ints, addresses and lengths unsigned 64-bit.
 
@@ -29,7 +32,7 @@ from .uapi import (MADV_DONTNEED, MADV_NOHUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP
 from .vma import (VM_ACCOUNT, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_HUGETLB, VM_LOCKED,
                   VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_MERGE_MASK,
                   VM_NOHUGEPAGE, VM_NORESERVE, VM_PFNMAP, VM_SEALED, VM_SHARED, VM_SPECIAL,
-                  VM_WRITE, Vma, dup_vma)
+                  VM_WRITE, dup_vma, new_vma)
 
 #: Whether the fast paths run (tests turn them off to run the general path alone).
 ENABLED = True
@@ -40,6 +43,9 @@ _MAY = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 _PROT_BITS = tuple(range(8))
 # The def_flags bits the fused mmap knows: they change nothing but the VMA's flags.
 _PLAIN_DEF_FLAGS = VM_NOHUGEPAGE | VM_HUGEPAGE
+_NOT_PLAIN_DEF_FLAGS = ~_PLAIN_DEF_FLAGS
+# The mm flags under which the fused mmap steps aside (KSM merging, MDWE).
+_MMAP_REFUSE_MM = MMF_VM_MERGE_ANY | MMF_HAS_MDWE
 _PAGE_MASK = ~((1 << PAGE_SHIFT) - 1)
 _OFFSET = (1 << PAGE_SHIFT) - 1
 _MAX_END = 1 << 64
@@ -63,9 +69,8 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
     end = addr + ((length + _OFFSET) & _PAGE_MASK)
     kernel = mm.kernel
     tree = mm.tree
-    if (end > mm.task_size or len(tree) > kernel.max_map_count
-            or mm.flags & (MMF_VM_MERGE_ANY | MMF_HAS_MDWE)
-            or mm.def_flags & ~_PLAIN_DEF_FLAGS):
+    if (end > mm.task_size or tree._len > kernel.max_map_count
+            or mm.flags & _MMAP_REFUSE_MM or mm.def_flags & _NOT_PLAIN_DEF_FLAGS):
         return None
     before, existing, after = tree.span(addr, end)
     # One pass over what the mapping replaces, changing nothing: the pages each VMA
@@ -97,7 +102,7 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
         first = existing[0]
         last = existing[-1]
         cut_below = addr > first.start
-        if cut_below and end < first.end and len(tree) >= kernel.max_map_count:
+        if cut_below and end < first.end and tree._len >= kernel.max_map_count:
             overcommit.vm_unacct_memory(kernel, charged)
             return -errno.ENOMEM
         if cut_below:
@@ -157,7 +162,7 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
             _move_all(nxt, new)
         new.start, new.end, new.pgoff = start, stop, off
     else:
-        new = Vma(addr, end, vm_flags, pgoff)
+        new = new_vma(addr, end, vm_flags, pgoff)
     # The store of the new (or grown) VMA and relink's of the split VMAs either side,
     # as one change of the tree: no range straddles either end of it.
     if below is not None and below is not new:
@@ -171,7 +176,11 @@ def mmap(mm: Mm, addr, length, prot, flags, offset):
         entries.append(above)
     tree.replace(bounds[0], bounds[-1], bounds, entries, False)
     mm.total_vm += npages
-    kernel.khugepaged.enter_vma(mm, new)   # __mmap_region, as mman.mmap_region
+    if new.anon_vma is not None:
+        # __mmap_region's khugepaged_enter_vma, as mman.mmap_region.  (It passes over
+        # an anonymous VMA with no anon_vma yet, the common new mapping, without a
+        # look: so is it passed here, without the call.)
+        kernel.khugepaged.enter_vma(mm, new)
     return addr
 
 
@@ -218,7 +227,7 @@ def munmap(mm: Mm, addr, length):
         return 0
     first = victims[0]
     last = victims[-1]
-    if len(victims) == len(tree) or first.special is not None or last.special is not None:
+    if len(victims) == tree._len or first.special is not None or last.special is not None:
         return None   # _unmap_all, or a split the kernel may refuse
     for v in victims:
         if v.pages or v.swap or v.zero:
@@ -227,7 +236,7 @@ def munmap(mm: Mm, addr, length):
             return None
     cut_below = addr > first.start
     kernel = mm.kernel
-    if cut_below and end < first.end and len(tree) >= kernel.max_map_count:
+    if cut_below and end < first.end and tree._len >= kernel.max_map_count:
         return -errno.ENOMEM
     below = _cut_below(first, addr) if cut_below else None
     above = _cut_above(last, end) if last.end > end else None
@@ -466,7 +475,7 @@ def _modify(mm, tree, vma, start, end, vm_flags):
         return vma
     # Mm.split at each edge (max_map_count checked before each, as split does), the
     # tree changed once for both.
-    count = len(tree)
+    count = tree._len
     limit = mm.kernel.max_map_count
     if cut_below and count >= limit:
         raise error(errno.ENOMEM, "split at max_map_count")

@@ -18,8 +18,8 @@ from .errors import Killed
 from .files import DIR, REG
 from .kernel import Kernel
 from .defs import PAGE_SIZE, TASK_SIZE, U64, bulk_build, error, page_align, page_align_down
-from .task import (F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, SEEK_DATA, SEEK_HOLE, Process,
-                   resolve_at)
+from .task import (F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, RUNNING, SEEK_DATA, SEEK_HOLE,
+                   Process, resolve_at)
 from .strace import (EXECUTED, FORKS, Event, Raw, Str, TraceError, _mm_map, clone_args,
                      iovecs, parse, read_trace)
 
@@ -124,6 +124,22 @@ class Outcome:
         return self.event.kind != "call" or rec is None or rec == self.result
 
 
+_new = object.__new__
+
+
+def _call_outcome(ev, result, label):
+    """``Outcome(ev, result, "", "", label)``, made field by field: CPython 3.11 runs a
+    class's __init__ through a generic slot call that costs more than the stores, once
+    per replayed call.  (tests/test_replay.py checks that it matches.)"""
+    out = _new(Outcome)
+    out.event = ev
+    out.result = result
+    out.smaps = ""
+    out.thp_enabled = ""
+    out.label = label
+    return out
+
+
 def format_result(name: str, result: int | str | None) -> str:
     """A result the way strace prints it: hex for addresses, ``-1 ENAME (text)``."""
     if result == "?" or result is None:
@@ -156,6 +172,8 @@ def _free(mm, addr, length):
     return end <= TASK_SIZE and mm.tree.find(addr, end) is None
 
 
+# FORKS as a set: prescan asks of every call of a trace.
+_FORK_NAMES = frozenset(FORKS)
 # The calls CwdWitness.feed looks at.
 CWD_CALLS = frozenset(("open", "openat", "chdir", "fchdir", "getcwd"))
 
@@ -250,6 +268,7 @@ class Replayer:
         self._pending = {}        # index -> Event: split calls started, not yet run
         self._early = {}          # index -> result of a call run before its line
         self._handlers = {}       # call name -> its _name method (None: none), as looked up
+        self._direct = {}         # call name -> its direct handler's runner, as made (_DIRECT)
 
     def run(self, events: list[Event]) -> list[Outcome]:
         """Replay ``events`` (from ``parse``); a list of Outcomes, in trace order."""
@@ -287,7 +306,7 @@ class Replayer:
             if kind != "call":
                 continue
             name = ev.name
-            if name in FORKS:
+            if name in _FORK_NAMES:
                 self._forks = True
             if ev.start is not None:
                 self._splits = True
@@ -387,7 +406,13 @@ class Replayer:
         kernel = self.kernel
         # call() is written out below for a call whose handler it has looked up (so a
         # call it runs), unless a subclass has its own call().
-        handlers = self._handlers if type(self).call is Replayer.call else {}
+        own_call = type(self).call is Replayer.call
+        handlers = self._handlers if own_call else {}
+        direct = self._direct if own_call else {}
+        # _label(None), worked out once: start() above is what adopts the initial
+        # process (a fork adopts its child under the child's pid), and only prescan
+        # and restore, outside a run, set initial_label.
+        initial = self._label(None)
         i = -1
         for i, ev in enumerate(events):
             self._base = i
@@ -397,6 +422,30 @@ class Replayer:
             if not forks and kind in ("call", "dump", "access") and ev.pid not in procs:
                 self._adopt(ev.pid, self.spawn_initial())
             if kind == "call" and not dump_at_exit:
+                run = direct.get(ev.name)
+                proc = procs.get(ev.pid)
+                if (run is not None and type(proc) is Process and proc.state == RUNNING
+                        and not early and not pending and ev.result != "?"):
+                    # The commonest calls (mmap, munmap, mprotect, madvise of a simulated
+                    # process): call()'s last step with the direct handler's runner,
+                    # which takes the argument list as it is (no *args to pack twice).
+                    # (A direct handler exists only with a simulated kernel.)
+                    try:
+                        result = run(proc, ev, ev.args)
+                        if kernel.pressure:
+                            kernel.current = proc
+                            kernel.balance(proc)
+                    except OSError as e:
+                        result = -e.errno
+                    except Killed:
+                        result = "?"
+                    except _Unmodelled:
+                        result = ev.result if ev.result is not None else 0
+                    pid = ev.pid
+                    append(_call_outcome(ev, result, initial if pid is None else pid))
+                    if killed:
+                        out += self._killed(ev)
+                    continue
                 handler = handlers.get(ev.name)
                 proc = procs.get(ev.pid) if handler is not None else None
                 if early and i in early:
@@ -699,7 +748,11 @@ class Replayer:
         if own is None:
             def own(proc, ev, *args):
                 return getattr(proc, name)(*args)
-        return make(body, own)
+        run = self._direct[name] = make(body, own)
+
+        def direct(proc, ev, *args):
+            return run(proc, ev, args)
+        return direct
 
     # Calls whose arguments or results need translating.
 
@@ -1195,8 +1248,12 @@ _UNKNOWN = object()   # a call name not looked up in Replayer._handlers yet
 # of range, a file mapping, whose descriptor needs translating) takes the ``slow`` path,
 # called as a handler is: the replayer's own one, or the process' method.
 _INT_MIN, _INT_END = -(1 << 31), 1 << 31
+_MAP_ANONYMOUS = uapi.MAP_ANONYMOUS
 
 
+# Each is made as a runner taking the call's arguments as one sequence (``run(proc, ev,
+# args)``: _run_plain hands it the event's list as it is); ``call`` calls it through a
+# handler taking them as separate arguments.
 # Each tries the call's fused fast path (mmsim.fastpath, which Process' syscall body
 # tries first too) before the body itself: one call fewer for the common shapes, and a
 # failure is the negative errno ``call`` returns for it, without raising OSError.
@@ -1205,12 +1262,12 @@ _INT_MIN, _INT_END = -(1 << 31), 1 << 31
 def _direct_mmap(body, slow):
     fast = fastpath.mmap
 
-    def mmap(proc, ev, *args):
+    def mmap(proc, ev, args):
         if type(proc) is Process and len(args) == 6:
             addr, length, prot, flags, fd, off = args
             if (type(addr) is int and type(length) is int and type(prot) is int
                     and type(flags) is int and type(fd) is int and type(off) is int
-                    and flags & uapi.MAP_ANONYMOUS and _INT_MIN <= fd < _INT_END):
+                    and flags & _MAP_ANONYMOUS and _INT_MIN <= fd < _INT_END):
                 addr &= U64
                 length &= U64
                 prot &= U64
@@ -1234,7 +1291,7 @@ def _direct_mmap(body, slow):
 def _direct_munmap(body, slow):
     fast = fastpath.munmap
 
-    def munmap(proc, ev, *args):
+    def munmap(proc, ev, args):
         if type(proc) is Process and len(args) == 2:
             addr, length = args
             if type(addr) is int and type(length) is int:
@@ -1257,7 +1314,7 @@ def _direct_munmap(body, slow):
 def _direct_mprotect(body, slow):
     fast = fastpath.mprotect
 
-    def mprotect(proc, ev, *args):
+    def mprotect(proc, ev, args):
         if type(proc) is Process and len(args) == 3:
             addr, length, prot = args
             if type(addr) is int and type(length) is int and type(prot) is int:
@@ -1277,7 +1334,7 @@ def _direct_mprotect(body, slow):
 def _direct_madvise(body, slow):
     fast = fastpath.madvise
 
-    def madvise(proc, ev, *args):
+    def madvise(proc, ev, args):
         if type(proc) is Process and len(args) == 3:
             addr, length, advice = args
             if (type(addr) is int and type(length) is int and type(advice) is int

@@ -7,7 +7,6 @@ anything executes; each problem is a ``TraceError`` naming the file, the line an
 is wrong.  A call that fails in the simulator is not bad input: its errno is its result.
 """
 
-import collections
 import errno
 import itertools
 import re
@@ -194,7 +193,11 @@ def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
     held = []      # events from an unfinished fork's start on: [fork slot or Event]
     slots = {}     # id(Event) -> index in ``held``
     namer = _PidNamer(file)
-    lines = _Lines(lines)
+    # A C-level enumerate, not a wrapper with a Python-level __next__ for every line:
+    # only a summary table needs the lines after one, and _skip_summary_table reads
+    # those itself.
+    lines = enumerate(lines, 1)
+    exited = namer.exited   # (one set, changed in place)
     for lineno, raw in lines:
         if (raw and raw[0] in _PLAIN_STARTS and "<" not in raw and not raw[-1].isspace()
                 and not slots):
@@ -210,7 +213,7 @@ def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
                     for ev in held:
                         yield namer.name(ev)
                     held.clear()
-                if event.name in _NAMED_CALLS or None in namer.exited:
+                if event.name in _NAMED_CALLS or None in exited:
                     yield namer.name(event)
                 else:
                     # namer.name of an unprefixed call that neither forks nor exits,
@@ -260,33 +263,6 @@ def iter_parse(lines: Iterable[str], file: str = "<trace>") -> Iterator[Event]:
         yield namer.name(ev)
 
 
-class _Lines:
-    """Numbered lines with a look at the next few (a summary table is known by the
-    lines after its header)."""
-
-    def __init__(self, lines):
-        self._it = iter(lines)
-        self._ahead = collections.deque()
-        self.lineno = 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self._ahead.popleft() if self._ahead else next(self._it)
-        self.lineno += 1
-        return self.lineno, line
-
-    def peek(self, n):
-        """The next ``n`` lines (fewer at the end), still to be read."""
-        while len(self._ahead) < n:
-            line = next(self._it, None)
-            if line is None:
-                break
-            self._ahead.append(line)
-        return list(itertools.islice(self._ahead, n))
-
-
 _TABLE_HEADER = re.compile(r"[%A-Za-z/ \t]+\Z", re.ASCII)
 _TABLE_RULE = re.compile(r"\s*-{3,}(?:\s+-{3,})*\s*\Z", re.ASCII)
 
@@ -295,8 +271,11 @@ def _skip_summary_table(line, lines):
     """Whether ``line`` starts a strace -c table (a header that a dashed rule follows:
     ``% time     seconds ...``, or -U's own columns; "System call usage summary for ..."
     may come first); if so the table, up to its closing rule and "total" row, is read
-    past."""
-    header, *rest = [line, *lines.peek(2)]
+    past.  ``lines`` is the parse's iterator of numbered lines: the two looked at
+    after ``line`` are read from it, and when the answer is no the caller stops on the
+    line's error, so no line read here is ever needed again."""
+    ahead = list(itertools.islice(lines, 2))
+    header, *rest = [line, *(text for _, text in ahead)]
     if header.startswith("System call usage summary"):
         header, *rest = rest or [""]
         skip = 2
@@ -306,11 +285,10 @@ def _skip_summary_table(line, lines):
             or not ("calls" in header or "syscall" in header)
             or not _TABLE_RULE.match(rest[0])):
         return False
-    for _ in range(skip):
-        next(lines)
-    for _, row in lines:
+    rows = itertools.chain(ahead[skip:], lines)   # the header's lines passed
+    for _, row in rows:
         if _TABLE_RULE.match(row):
-            next(lines, None)   # the "total" row
+            next(rows, None)   # the "total" row
             break
     return True
 
@@ -536,19 +514,23 @@ _VALUES_MAX = 1 << 16
 # when it grows past _RESULTS_MAX, so a trace of ever-new addresses keeps memory flat.
 _RESULTS = {"?": "?"}
 _RESULTS_MAX = 1 << 16
+# The values of argument lists' tails, from the third argument on ("PROT_READ,
+# MAP_PRIVATE|MAP_ANONYMOUS, -1, 0"), each a tuple of what _VALUES holds for its
+# arguments; cleared as _VALUES is.
+_TAILS = {}
+_new = object.__new__
 
 
 def _fast_call(line, pid, lineno, file):
     """The common line, ``name(a, b, c) = result`` with plain arguments, or None to
     let the general parser take it (which also reports any error)."""
-    p = line.find("(")
-    close = line.rfind(")")
-    if p <= 0 or close < p:
+    # (Two partitions cut the line with fewer calls than finds and slices.)
+    name, opened, body = line.partition("(")
+    if not opened or name not in EXECUTED:   # ("" is no call name either)
         return None
-    name = line[:p]
-    if name not in EXECUTED:
+    args_text, closed, rest = body.rpartition(")")   # the line's last ")" is the call's
+    if not closed:
         return None
-    args_text = line[p + 1:close]
     # Strings, arrays, structures, decorations, comments, name=value arguments and
     # nested parentheses go to the general parser.  (Each "in" is a C-speed scan; one
     # regex search for these alternatives costs several times all of them.)
@@ -556,9 +538,9 @@ def _fast_call(line, pid, lineno, file):
             or "=" in args_text or "(" in args_text or ")" in args_text
             or "/*" in args_text):
         return None
-    rest = line[close + 1:]
     # " = value" with a value read before (so no blank around it): one lookup.
-    result = _RESULTS.get(rest[3:]) if rest[:3] == " = " else None
+    lead, equals, value = rest.partition(" = ")
+    result = _RESULTS.get(value) if equals and not lead else None
     if result is None:
         rest = rest.strip()
         if rest:
@@ -578,8 +560,25 @@ def _fast_call(line, pid, lineno, file):
                     _RESULTS["?"] = "?"
                 _RESULTS[value] = result
     values = _VALUES
-    # strace separates arguments with ", ": every one already seen is one lookup each.
-    args = list(map(values.get, args_text.split(", "))) if args_text else []
+    # strace separates arguments with ", ": every one already seen is one lookup each,
+    # and those after the second (mmap's protection, flags, descriptor and offset: the
+    # same few combinations all through a trace) one lookup together.
+    if not args_text:
+        args = []
+    else:
+        parts = args_text.split(", ", 2)
+        if len(parts) < 3:
+            args = list(map(values.get, parts))
+        else:
+            tail = _TAILS.get(parts[2])
+            if tail is not None:
+                args = [values.get(parts[0]), values.get(parts[1]), *tail]
+            else:
+                args = list(map(values.get, args_text.split(", ")))
+                if None not in args:
+                    if len(_TAILS) >= _VALUES_MAX:
+                        _TAILS.clear()   # memory flat, as for _VALUES below
+                    _TAILS[parts[2]] = tuple(args[2:])
     if None in args:
         args = []
         if args_text.strip():
@@ -601,7 +600,22 @@ def _fast_call(line, pid, lineno, file):
     counts = ARITY.get(name)
     if counts is not None and len(args) not in counts:
         return None
-    return Event(lineno, "call", pid, name, args, {}, result, args_text)
+    # Event(lineno, "call", pid, name, args, {}, result, args_text), made field by
+    # field: CPython 3.11 runs a class's __init__ through a generic slot call that costs
+    # more than the stores.  (test_fast_path_parses_like_the_general_parser compares
+    # every field with the general parser's Event.)
+    event = _new(Event)
+    event.line = lineno
+    event.kind = "call"
+    event.pid = pid
+    event.name = name
+    event.args = args
+    event.kwargs = {}
+    event.result = result
+    event.text = args_text
+    event.prefix = None
+    event.start = None
+    return event
 
 
 def _parse_body(line, pid, lineno, file, pending):

@@ -154,3 +154,19 @@ def test_open_and_openat_map_trace_descriptors():
             f'open("/nonexistent/file", O_RDONLY) = -1 ENOENT (No such file or directory)\n')
     outs = replay(text, Kernel())
     assert all(o.matches() for o in outs), [o.line() for o in outs]
+
+
+def test_call_outcome_is_the_outcome_the_class_makes():
+    """_run_plain's Outcome, built field by field (no class call), has every field of
+    Outcome set as Outcome(ev, result, "", "", label) sets it: a field added to Outcome
+    and not to _call_outcome fails here."""
+    import attrs
+
+    from mmsim.replay import Outcome, _call_outcome
+    from mmsim.strace import Event
+    ev = Event(3, "call", None, "munmap", [0x1000, 4096], {}, 0, "0x1000, 4096")
+    made = _call_outcome(ev, -12, 41)
+    want = Outcome(ev, -12, "", "", 41)
+    # asdict reads every field (AttributeError for one left unset).
+    assert attrs.asdict(made, recurse=False) == attrs.asdict(want, recurse=False)
+    assert made == want and made.line() == want.line()

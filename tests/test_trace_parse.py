@@ -178,3 +178,19 @@ def test_the_constant_cache_stays_bounded_over_ever_new_addresses():
     assert len(strace._VALUES) <= strace._VALUES_MAX
     assert [e.args[0] for e in events[-3:]] == [0x100000000 + 4096 * i
                                                for i in range(n - 3, n)]
+
+
+def test_the_argument_tail_cache_stays_bounded_over_ever_new_tails():
+    """The parser's cache of argument lists' tails (third argument on) stays bounded
+    over a trace whose tails are all new, and every value is still read right."""
+    from mmsim import strace
+    n = strace._VALUES_MAX + 100
+    # Each line twice: a tail is kept once every argument in it is known.
+    text = "".join(f"mprotect(0x100000000, 4096, {i}) = 0\n" * 2 for i in range(n))
+    events = strace.parse(text, "t")
+    assert len(strace._TAILS) <= strace._VALUES_MAX
+    assert [e.args for e in events[-3:]] == [[0x100000000, 4096, i]
+                                             for i in (n - 2, n - 1, n - 1)]
+    # A tail seen before is read from the cache, to the same values.
+    again = strace.parse(f"mprotect(0x200000000, 8192, {n - 1}) = 0\n", "t")
+    assert again[0].args == [0x200000000, 8192, n - 1]
