@@ -191,6 +191,8 @@ def new_vma(start, end, vm_flags, pgoff):
     new.pages = None
     new.guards = None
     new.swap = None
+    new.zero = None
+    new.unwritten = None
     return new
 
 
@@ -215,6 +217,8 @@ def dup_vma(vma):
     new.pages = None
     new.guards = None
     new.swap = None
+    new.zero = None
+    new.unwritten = None
     return new
 
 

@@ -4,8 +4,9 @@ import attrs
 
 from mmsim.vma import Vma, dup_vma, new_vma
 
-# The fields vm_area_dup leaves empty: the caller moves pages, guard markers and swap.
-_NOT_COPIED = {"pages", "guards", "swap"}
+# The fields vm_area_dup leaves empty: the caller moves pages, guard markers, swap
+# entries, zero-page mappings and the never-written ranges.
+_NOT_COPIED = {"pages", "guards", "swap", "zero", "unwritten"}
 
 
 def test_dup_vma_copies_every_field_but_the_pages():
